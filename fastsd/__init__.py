@@ -1,0 +1,34 @@
+"""fastsd: fast, exact repeated self-distillation of ridge regression.
+
+Pareek, Du & Oh, "Understanding the Gains from Repeated Self-Distillation"
+(NeurIPS 2024, arXiv 2407.04600). Everything is a spectral filter on one
+decomposition of the design, computed once by :func:`decompose`.
+"""
+
+from . import reference
+from .core import (
+    IllConditionedXiWarning,
+    excess_risk,
+    optimal_xi,
+    optimal_xi_validation,
+    oracle_risk,
+    self_distill,
+)
+from .decomposition import Decomposition, decompose
+from .reparam import xi_to_xibar, xibar_to_xi
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Decomposition",
+    "IllConditionedXiWarning",
+    "decompose",
+    "excess_risk",
+    "optimal_xi",
+    "optimal_xi_validation",
+    "oracle_risk",
+    "reference",
+    "self_distill",
+    "xi_to_xibar",
+    "xibar_to_xi",
+]

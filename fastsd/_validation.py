@@ -1,0 +1,111 @@
+"""Input checking shared by every public entry point.
+
+Each helper returns a *new* float64 array (never a view the caller could see
+modified), raises ``TypeError`` for the wrong kind of object and ``ValueError``
+for a wrong value, always naming the argument and saying how to fix it.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+
+def as_float_array(value, name, *, ndim=None, allow_empty=False):
+    """Return ``value`` as a fresh C-contiguous float64 array, checked finite.
+
+    Parameters
+    ----------
+    value : array_like
+        Anything ``np.asarray`` accepts holding real numbers.
+    name : str
+        Argument name used in error messages.
+    ndim : int or tuple of int, optional
+        Allowed numbers of dimensions.
+    allow_empty : bool, default=False
+        Whether an array with a zero-length axis is acceptable.
+    """
+    try:
+        arr = np.array(value, dtype=None, copy=True)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be an array of real numbers ({exc})") from None
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+    ):
+        raise TypeError(
+            f"{name} must hold real numbers, got dtype {arr.dtype}; "
+            "convert it with np.asarray(..., dtype=float)"
+        )
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
+    arr = arr.astype(np.float64, order="C", copy=False)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            want = " or ".join(str(a) for a in allowed)
+            raise ValueError(
+                f"{name} must have {want} dimension(s), got shape {arr.shape}"
+            )
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least one value")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(
+            f"{name} contains NaN or infinite values; remove or impute them first"
+        )
+    return arr
+
+
+def check_lams(lam, name="lam"):
+    """Regularization strength(s): finite, >= 0, scalar or 1-D.
+
+    Returns
+    -------
+    lams : ndarray of shape (L,)
+    is_scalar : bool
+    """
+    arr = as_float_array(lam, name, ndim=(0, 1))
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be >= 0 (ridge penalty), got min {arr.min()!r}")
+    return np.atleast_1d(arr), arr.ndim == 0
+
+
+def check_noise_var(noise_var, batch_shape, name="noise_var"):
+    """Noise variance sigma^2: scalar or one per problem, finite, >= 0."""
+    arr = as_float_array(noise_var, name, ndim=(0, 1))
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be >= 0 (a variance), got min {arr.min()!r}")
+    if arr.ndim == 1:
+        if arr.shape != batch_shape:
+            raise ValueError(
+                f"{name} must be a scalar or have shape {batch_shape} (one per problem), "
+                f"got shape {arr.shape}"
+            )
+    return arr
+
+
+def check_steps(k, name="k"):
+    """A number of self-distillation steps: a non-negative Python/NumPy integer."""
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
+        if isinstance(k, numbers.Real) and float(k).is_integer():
+            raise TypeError(
+                f"{name} must be an integer number of steps, got {k!r} (a float); "
+                f"pass int({k!r})"
+            )
+        raise TypeError(f"{name} must be an integer number of steps, got {type(k).__name__}")
+    k = operator.index(k)
+    if k < 0:
+        raise ValueError(f"{name} must be >= 0, got {k}")
+    return k
+
+
+def check_xi(xi, name="xi"):
+    """Imitation parameters: array whose last axis runs over the k steps."""
+    arr = as_float_array(xi, name, allow_empty=True)
+    if arr.ndim == 0:
+        raise ValueError(
+            f"{name} must be a sequence of length k (one value per step), got a scalar; "
+            f"pass [{float(arr)!r}] for one step"
+        )
+    return arr

@@ -1,0 +1,277 @@
+r"""Public entry points for one schedule or one optimal schedule per lambda.
+
+Every function accepts X of shape (n, d), a batch X of shape (B, n, d), or a
+:class:`~fastsd.Decomposition` from :func:`fastsd.decompose` (reused, not
+recomputed). ``lam`` may be a scalar or a 1-D array of L values; output axes are
+always ordered ``(B, L, ...)``, each present only when the input has it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import reference
+from ._validation import as_float_array, check_lams, check_noise_var, check_steps, check_xi
+from .decomposition import as_decomposition, targets_projection
+
+__all__ = [
+    "IllConditionedXiWarning",
+    "excess_risk",
+    "optimal_xi",
+    "optimal_xi_validation",
+    "oracle_risk",
+    "self_distill",
+]
+
+
+class IllConditionedXiWarning(RuntimeWarning):
+    """An optimal xi could not be recovered to working accuracy and is reported as NaN.
+
+    The optimal risk (or validation MSE) is still exact; only its
+    representation as imitation parameters is ill-conditioned (this happens
+    when the optimal xi are astronomically large, e.g. for nearly equal
+    singular values or very large k).
+    """
+
+
+def _lead_shape(dec, lam_is_scalar, n_lams):
+    return dec.batch_shape + (() if lam_is_scalar else (n_lams,))
+
+
+def _schedule(xi, out_lead, lam_is_scalar):
+    """Broadcast xi (..., k) to out_lead + (k,), then give it an L axis."""
+    xi = check_xi(xi)
+    try:
+        xi = np.broadcast_to(xi, out_lead + xi.shape[-1:])
+    except ValueError:
+        raise ValueError(
+            f"xi must have shape (k,) or one broadcastable to {out_lead + ('k',)} "
+            f"(one schedule per output entry), got {xi.shape}"
+        ) from None
+    return xi[..., None, :] if lam_is_scalar else xi
+
+
+def _squeeze_lam(arr, lam_is_scalar, axis):
+    return np.take(arr, 0, axis=axis) if lam_is_scalar else arr
+
+
+def self_distill(X, y, lam, xi):
+    r"""k-step self-distilled ridge estimator theta_k.
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d) or (B, n, d), or Decomposition
+    y : array_like of shape (n,) or (B, n), or None
+        Targets; None reuses the ``y`` given to :func:`fastsd.decompose`.
+    lam : float or array_like of shape (L,)
+        Ridge penalty lambda >= 0 (0: minimum-norm least squares).
+    xi : array_like of shape (k,)
+        Imitation parameter of each step (any real value); ``[]`` is ridge.
+        A leading shape broadcastable to (B, L) gives each output its own schedule.
+
+    Returns
+    -------
+    theta : ndarray of shape ([B,] [L,] d)
+
+    Notes
+    -----
+    theta_0 = (X^T X + lam I)^{-1} X^T y and
+    theta_i = (X^T X + lam I)^{-1} X^T (xi_i X theta_{i-1} + (1 - xi_i) y), which is
+    theta_k = V diag(phi_k / (s^2 + lam)) V^T X^T y with phi_0 = 1,
+    phi_i = xi_i r phi_{i-1} + 1 - xi_i, r = s^2/(s^2 + lam).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(40, 3)), rng.normal(size=40)
+    >>> fastsd.self_distill(X, y, 1.0, [0.5, 0.5]).shape
+    (3,)
+    >>> fastsd.self_distill(X, y, [0.1, 1.0, 10.0], []).shape
+    (3, 3)
+    """
+    dec = as_decomposition(X)
+    z = targets_projection(dec, y)
+    lams, scalar = check_lams(lam)
+    xi = _schedule(xi, _lead_shape(dec, scalar, lams.size), scalar)
+    theta = reference.self_distill_spectral(dec.V, dec.s2, z, lams, xi)
+    return _squeeze_lam(theta, scalar, axis=-2)
+
+
+def _risk_inputs(X, theta_star, noise_var):
+    dec = as_decomposition(X)
+    t = dec.project_theta(theta_star)
+    var = check_noise_var(noise_var, dec.batch_shape)
+    return dec, t, var
+
+
+def excess_risk(X, theta_star, noise_var, lam, xi):
+    r"""Fixed-design excess risk of k-step self-distillation.
+
+    For y = X theta* + eps with E eps = 0, Cov eps = sigma^2 I:
+    R = E ||theta_k - theta*||^2_{X^T X / n}.
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d) or (B, n, d), or Decomposition
+    theta_star : array_like of shape (d,) or (B, d)
+    noise_var : float or array_like of shape (B,)
+        sigma^2 >= 0.
+    lam : float or array_like of shape (L,)
+    xi : array_like of shape (k,) (or broadcastable to (B, L, k))
+
+    Returns
+    -------
+    risk : float or ndarray of shape ([B,] [L])
+
+    Notes
+    -----
+    With w = s^2/n, t = V^T theta*, q = lam/(s^2 + lam) and u_k = 1 - phi_k:
+    R = sum_j w_j [ (q_j + r_j u_j)^2 t_j^2 + (1 - u_j)^2 sigma^2 s_j^2/(s_j^2 + lam)^2 ],
+    O(d) per (lambda, xi) once the spectrum is known.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X, theta = rng.normal(size=(40, 3)), np.ones(3)
+    >>> float(fastsd.excess_risk(X, theta, 1.0, 0.0, [])) > 0
+    True
+    """
+    dec, t, var = _risk_inputs(X, theta_star, noise_var)
+    lams, scalar = check_lams(lam)
+    xi = _schedule(xi, _lead_shape(dec, scalar, lams.size), scalar)
+    risk = reference.excess_risk_spectral(dec.s2, t, var, dec.n_samples, lams, xi)
+    return _squeeze_lam(risk, scalar, axis=-1)
+
+
+def _report_nan_xi(xi):
+    if np.any(np.isnan(xi)):
+        warnings.warn(
+            "some optimal xi are too ill-conditioned to recover and are NaN; "
+            "their risks are still exact",
+            IllConditionedXiWarning,
+            stacklevel=3,
+        )
+
+
+def optimal_xi(X, theta_star, noise_var, lam, k):
+    r"""Oracle-optimal k-step imitation parameters and their excess risk.
+
+    Minimizes :func:`excess_risk` over xi in R^k, in closed form (the risk is
+    a quadratic in xibar), with an orthogonal-polynomial basis on the spectrum
+    so that it stays exact for large k.
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d) or (B, n, d), or Decomposition
+    theta_star : array_like of shape (d,) or (B, d)
+    noise_var : float or array_like of shape (B,)
+    lam : float or array_like of shape (L,)
+    k : int
+        Number of steps, >= 0.
+
+    Returns
+    -------
+    xi : ndarray of shape ([B,] [L,] k)
+        NaN (with an :class:`IllConditionedXiWarning`) where the optimal xi
+        cannot be recovered to relative accuracy ``fastsd.reference.XI_RTOL``
+        in the risk it attains. When fewer than k distinct eigenvalues are
+        live, the first steps are resets (xi = 0).
+    risk : float or ndarray of shape ([B,] [L])
+        The optimal excess risk; non-increasing in k, and for k at least the
+        number of distinct nonzero eigenvalues equal to :func:`oracle_risk`.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X, theta = rng.normal(size=(40, 3)), np.ones(3)
+    >>> xi, risk = fastsd.optimal_xi(X, theta, 1.0, 0.5, 2)
+    >>> xi.shape, bool(risk <= fastsd.excess_risk(X, theta, 1.0, 0.5, []))
+    ((2,), True)
+    """
+    dec, t, var = _risk_inputs(X, theta_star, noise_var)
+    lams, scalar = check_lams(lam)
+    k = check_steps(k)
+    risk, xi = reference.sweep_optimal(dec.s2, t, var, dec.n_samples, lams, k)
+    xi_k = xi[..., k - 1, :] if k else np.zeros(risk.shape[:-1] + (0,))
+    _report_nan_xi(xi_k)
+    return _squeeze_lam(xi_k, scalar, axis=-2), _squeeze_lam(risk[..., k], scalar, axis=-1)
+
+
+def oracle_risk(X, theta_star, noise_var, lam):
+    r"""Excess risk of the best spectral filter (the k -> infinity limit of SD).
+
+    Parameters
+    ----------
+    X, theta_star, noise_var, lam
+        As in :func:`excess_risk`.
+
+    Returns
+    -------
+    risk : float or ndarray of shape ([B,] [L])
+
+    Notes
+    -----
+    Per eigen-direction the best filter is phi* = b/a with
+    a = w (r^2 t^2 + e), b = w r t^2, e = sigma^2 s^2/(s^2 + lam)^2; directions
+    sharing an eigenvalue share one filter value.
+    """
+    dec, t, var = _risk_inputs(X, theta_star, noise_var)
+    lams, scalar = check_lams(lam)
+    risk = reference.oracle_risk(dec.s2, t, var, dec.n_samples, lams)
+    return _squeeze_lam(risk, scalar, axis=-1)
+
+
+def optimal_xi_validation(X, y, X_val, y_val, lam, k):
+    r"""Imitation parameters minimizing the validation MSE, in closed form.
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d) or (B, n, d), or Decomposition
+    y : array_like of shape (n,) or (B, n), or None (reuse the decomposition's y)
+    X_val : array_like of shape (n_val, d) or (B, n_val, d)
+    y_val : array_like of shape (n_val,) or (B, n_val)
+    lam : float or array_like of shape (L,)
+    k : int
+
+    Returns
+    -------
+    xi : ndarray of shape ([B,] [L,] k)
+        NaN where ill-conditioned, as in :func:`optimal_xi`.
+    val_mse : float or ndarray of shape ([B,] [L])
+        mean((y_val - X_val theta_k)^2) at that xi.
+
+    Notes
+    -----
+    X_val theta_k = W ((1 - u_k) z/(s^2 + lam)) with W = X_val V is affine in
+    xibar, so the validation MSE is quadratic in xibar: no grid search.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X, Xv = rng.normal(size=(40, 3)), rng.normal(size=(20, 3))
+    >>> y, yv = X @ np.ones(3) + rng.normal(size=40), Xv @ np.ones(3)
+    >>> xi, mse = fastsd.optimal_xi_validation(X, y, Xv, yv, 1.0, 1)
+    >>> xi.shape
+    (1,)
+    """
+    dec = as_decomposition(X)
+    z = targets_projection(dec, y)
+    X_val = as_float_array(X_val, "X_val", ndim=(2, 3))
+    want = dec.batch_shape + (dec.n_features,)
+    if X_val.shape[:-2] + X_val.shape[-1:] != want:
+        raise ValueError(
+            f"X_val must have shape {dec.batch_shape + ('n_val', dec.n_features)} "
+            f"(same batch and features as X), got {X_val.shape}"
+        )
+    y_val = as_float_array(y_val, "y_val", ndim=(1, 2))
+    if y_val.shape != X_val.shape[:-1]:
+        raise ValueError(f"y_val must have shape {X_val.shape[:-1]} to match X_val, got {y_val.shape}")
+    lams, scalar = check_lams(lam)
+    k = check_steps(k)
+    W = X_val @ dec.V
+    mse, xi = reference.optimal_validation(dec.s2, z, W, y_val, lams, k)
+    xi_k = xi[..., k - 1, :] if k else np.zeros(mse.shape[:-1] + (0,))
+    _report_nan_xi(xi_k)
+    return _squeeze_lam(xi_k, scalar, axis=-2), _squeeze_lam(mse[..., k], scalar, axis=-1)

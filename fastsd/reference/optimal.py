@@ -1,0 +1,267 @@
+r"""Optimal imitation parameters in closed form, accurate for large k (NumPy).
+
+Every objective fastsd optimizes over a k-step schedule is a quadratic in the
+filter u_k = 1 - phi_k, and u_k ranges over the polynomials q h(r) with
+deg h <= k - 1 evaluated at the nodes (r_j, q_j) of the spectrum. Fitting
+it in the monomial basis q^m is a Vandermonde least-squares problem whose
+condition number explodes with k. Instead:
+
+1. *Vandermonde with Arnoldi* on the discrete spectrum: an orthonormal basis
+   b_1..b_K (weighted by the objective's own weights) of the nested spaces
+   span{q, q x, ..., q x^(m-1)}, built by multiplying by x (x = q or r,
+   whichever the weights put nearer 0, so that x is known to full relative
+   accuracy) and re-orthogonalizing twice. The basis for k is the first k
+   columns of the basis for K, so one pass serves every k <= K.
+2. The objective's design matrix applied to that basis, one Householder QR,
+   and a back-substitution per k: nested least squares, residuals without
+   cancellation.
+3. The schedule xi is read off the r-coefficients of h, tracked alongside
+   the basis: xi_{k-j} = h_j / h_{j-1}. That map is intrinsically
+   ill-conditioned (the paper notes the optimal xi can be astronomically
+   large), so each xi is checked by running the forward recursion and
+   recomputing the objective; where it does not reproduce the optimum to
+   ``XI_RTOL`` it is reported as NaN.
+
+When the spectrum has fewer than K distinct live nodes (or the design loses
+rank) the Arnoldi process breaks down at k_eff; for k > k_eff the optimum is
+that of k_eff, realised by k - k_eff leading reset steps (xi = 0) that leave
+the teacher unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..reparam import xi_from_h_coefficients
+from .spectral import inverse_shift, advance_u, risk_from_u, risk_weights, spectral_factors
+
+__all__ = ["XI_RTOL", "polynomial_basis", "nested_least_squares", "sweep_optimal",
+           "optimal_validation"]
+
+#: Relative agreement with the optimum that a recovered xi must reach to be reported.
+XI_RTOL = 1e-6
+#: Arnoldi breakdown: new direction below this fraction of the vector it came from.
+BREAKDOWN_TOL = 1e-12
+
+
+def _wnorm(v, weights):
+    return np.sqrt(np.sum(weights * v * v, axis=-1))
+
+
+def polynomial_basis(r, q, weights, max_steps):
+    """Weighted Arnoldi basis b_m = q h_m(x), m = 1..K, on the spectral nodes.
+
+    Parameters
+    ----------
+    r, q, weights : ndarray of shape (..., p)
+    max_steps : int
+        K >= 1.
+
+    Returns
+    -------
+    basis : ndarray of shape (..., K, p)
+        Orthonormal in sum_j weights_j f_j g_j; zero rows after breakdown.
+    h : ndarray of shape (..., K, K)
+        Row m holds the coefficients of h_m in powers of r (degree m).
+    alive : ndarray of bool, shape (..., K)
+    """
+    lead = r.shape[:-1]
+    p = r.shape[-1]
+    use_q = np.sum(weights * q, axis=-1) <= np.sum(weights * r, axis=-1)
+    x = np.where(use_q[..., None], q, r)
+    basis = np.zeros(lead + (max_steps, p))
+    h = np.zeros(lead + (max_steps, max_steps))
+    alive = np.zeros(lead + (max_steps,), dtype=bool)
+
+    norm = _wnorm(q, weights)
+    alive[..., 0] = norm > 0
+    scale = np.where(alive[..., 0], norm, 1.0)
+    basis[..., 0, :] = np.where(alive[..., 0, None], q / scale[..., None], 0.0)
+    h[..., 0, 0] = np.where(alive[..., 0], 1.0 / scale, 0.0)
+    for m in range(1, max_steps):
+        w = x * basis[..., m - 1, :]
+        prev = h[..., m - 1, :]
+        shifted = np.concatenate([np.zeros(lead + (1,)), prev[..., :-1]], axis=-1)
+        hw = np.where(use_q[..., None], prev - shifted, shifted)  # x * h in r-coefficients
+        before = _wnorm(w, weights)
+        for _ in range(2):
+            c = np.einsum("...mp,...p->...m", basis[..., :m, :], weights * w)
+            w = w - np.einsum("...m,...mp->...p", c, basis[..., :m, :])
+            hw = hw - np.einsum("...m,...mk->...k", c, h[..., :m, :])
+        after = _wnorm(w, weights)
+        ok = alive[..., m - 1] & (after > BREAKDOWN_TOL * before)
+        scale = np.where(ok, after, 1.0)
+        basis[..., m, :] = np.where(ok[..., None], w / scale[..., None], 0.0)
+        h[..., m, :] = np.where(ok[..., None], hw / scale[..., None], 0.0)
+        alive[..., m] = ok
+    return basis, h, alive
+
+
+def nested_least_squares(design, target, alive):
+    """min ||design[..., :, :k] beta - target|| for every k = 1..K at once.
+
+    Parameters
+    ----------
+    design : ndarray of shape (..., m, K)
+    target : ndarray of shape (..., m)
+    alive : ndarray of bool, shape (..., K)
+        Columns usable so far; a column whose QR pivot is negligible ends the
+        usable prefix too (coefficients 0 from there on).
+
+    Returns
+    -------
+    beta : ndarray of shape (..., K, K)
+        Row k - 1 holds the k-column solution (zeros past column k).
+    """
+    m_rows, K = design.shape[-2:]
+    if m_rows < K:  # zero rows change no residual but make R square
+        pad = design.shape[:-2] + (K - m_rows,)
+        design = np.concatenate([design, np.zeros(pad + (K,))], axis=-2)
+        target = np.concatenate([target, np.zeros(pad)], axis=-1)
+    Q, R = np.linalg.qr(design)
+    ct = np.einsum("...mk,...m->...k", Q, target)
+    diag = np.abs(np.diagonal(R, axis1=-2, axis2=-1))
+    top = np.max(diag, axis=-1, keepdims=True)
+    ok = np.cumprod(alive & (diag > BREAKDOWN_TOL * top), axis=-1).astype(bool)
+    safe_diag = np.where(ok, np.diagonal(R, axis1=-2, axis2=-1), 1.0)
+    beta = np.zeros(design.shape[:-2] + (K, K))
+    for k in range(1, K + 1):
+        for m in range(k - 1, -1, -1):
+            rest = np.einsum("...j,...j->...", R[..., m, m + 1 : k], beta[..., k - 1, m + 1 : k])
+            beta[..., k - 1, m] = np.where(ok[..., m], (ct[..., m] - rest) / safe_diag[..., m], 0.0)
+    return beta
+
+
+def _schedules(beta, h):
+    """xi for every k from the nested solutions; shape (..., K, K), NaN past k."""
+    K = beta.shape[-1]
+    coef = np.einsum("...km,...mj->...kj", beta, h)  # h^(k) coefficients
+    xi = np.full(beta.shape, np.nan)
+    for k in range(1, K + 1):
+        xi[..., k - 1, :k] = xi_from_h_coefficients(coef[..., k - 1, :k])
+    return xi
+
+
+def _u_of_schedules(r, q, xi):
+    """u_k on the nodes for each row of xi (..., K, K); shape (..., K, p)."""
+    K = xi.shape[-1]
+    u = np.zeros(xi.shape[:-1] + r.shape[-1:])
+    for k in range(1, K + 1):
+        uk = np.zeros(r.shape)
+        for i in range(k):
+            uk = advance_u(uk, r, q, xi[..., k - 1, i, None])
+        u[..., k - 1, :] = uk
+    return u
+
+
+def _reject_unreproducible(xi, achieved, optimum, k0):
+    """NaN rows of xi whose forward-recursion objective misses the optimum.
+
+    ``k0`` (the k = 0 objective) sets an absolute floor for optima near 0.
+    """
+    lower = np.tril(np.ones(xi.shape[-2:], dtype=bool))
+    tol = XI_RTOL * np.abs(optimum) + 1e-14 * np.abs(k0)[..., None]
+    good = np.isfinite(achieved) & (np.abs(achieved - optimum) <= tol)
+    good &= np.all(np.isfinite(np.where(lower, xi, 0.0)), axis=-1)
+    return np.where(good[..., None] & lower, xi, np.nan)
+
+
+def sweep_optimal(s2, t, noise_var, n, lams, max_steps):
+    """Oracle-optimal excess risk and xi for every lambda and k = 0..K.
+
+    Parameters
+    ----------
+    s2, t : ndarray of shape (..., p)
+    noise_var : float or ndarray of shape (...)
+    n : int
+    lams : ndarray of shape (L,)
+    max_steps : int
+        K >= 0.
+
+    Returns
+    -------
+    risk : ndarray of shape (..., L, K + 1)
+        k = 0 is ridge.
+    xi : ndarray of shape (..., L, K, K)
+        Row k - 1: the k-step optimal xi in its first k entries, NaN after
+        (NaN throughout where xi cannot be recovered accurately).
+
+    Notes
+    -----
+    The excess risk is sum_j a_j (phi_j - phi_j*)^2 + const, with
+    a = w (r^2 t^2 + e), phi* = w r t^2 / a, w = s^2/n,
+    e = sigma^2 s^2/(s^2 + lam)^2: a weighted least-squares fit of
+    u* = 1 - phi* by u_k, done with :func:`polynomial_basis` weighted by a.
+    """
+    r, q = spectral_factors(s2, lams)
+    bias_w, noise_w = risk_weights(s2, t, noise_var, n, lams)
+    ridge = risk_from_u(bias_w, noise_w, r, q, 0.0)
+    if max_steps == 0:
+        return ridge[..., None], np.zeros(r.shape[:-1] + (0, 0))
+    a = r * r * bias_w + noise_w
+    live = a > 0
+    u_star = np.where(live, 1.0 - r * bias_w / np.where(live, a, 1.0), 0.0)
+
+    basis, h, alive = polynomial_basis(r, q, a, max_steps)
+    root_a = np.sqrt(a)
+    design = np.swapaxes(root_a[..., None, :] * basis, -1, -2)  # (..., p, K)
+    beta = nested_least_squares(design, root_a * u_star, alive)
+    u = np.einsum("...km,...mp->...kp", beta, basis)
+    per_k = [x[..., None, :] for x in (bias_w, noise_w, r, q)]
+    risk_k = risk_from_u(*per_k, u)
+    risk = np.concatenate([ridge[..., None], risk_k], axis=-1)
+
+    xi = _schedules(beta, h)
+    achieved = risk_from_u(*per_k, _u_of_schedules(r, q, np.nan_to_num(xi, nan=0.0)))
+    return risk, _reject_unreproducible(xi, achieved, risk_k, ridge)
+
+
+def optimal_validation(s2, z, W, y_val, lams, max_steps):
+    """Validation-MSE-optimal xi for every lambda and k = 0..K.
+
+    Parameters
+    ----------
+    s2, z : ndarray of shape (..., p)
+    W : ndarray of shape (..., n_val, p)
+        X_val V, the validation design in the eigenbasis.
+    y_val : ndarray of shape (..., n_val)
+    lams : ndarray of shape (L,)
+    max_steps : int
+
+    Returns
+    -------
+    mse : ndarray of shape (..., L, K + 1)
+        Validation mean squared error; k = 0 is ridge.
+    xi : ndarray of shape (..., L, K, K)
+        As in :func:`sweep_optimal`.
+
+    Notes
+    -----
+    Predictions X_val theta_k = W ((1 - u_k) g) with g = z/(s^2 + lam) are affine
+    in u_k, so the MSE is quadratic: fit W diag(g) u_k to W g - y_val.
+    """
+    r, q = spectral_factors(s2, lams)
+    g = inverse_shift(s2, lams) * z[..., None, :]  # (..., L, p)
+    Wl = W[..., None, :, :]  # (..., 1, n_val, p)
+    base_pred = np.einsum("...np,...p->...n", Wl, g)
+    yv = y_val[..., None, :]
+    n_val = y_val.shape[-1]
+    ridge = np.mean((yv - base_pred) ** 2, axis=-1)
+    if max_steps == 0:
+        return ridge[..., None], np.zeros(r.shape[:-1] + (0, 0))
+    col2 = np.sum(W * W, axis=-2)[..., None, :]
+    basis, h, alive = polynomial_basis(r, q, g * g * col2, max_steps)
+    design = np.einsum("...np,...kp->...nk", Wl, g[..., None, :] * basis)
+    beta = nested_least_squares(design, base_pred - yv, alive)
+    u = np.einsum("...km,...mp->...kp", beta, basis)
+
+    def mse_of(uk):
+        pred = np.einsum("...np,...kp->...kn", Wl, (1.0 - uk) * g[..., None, :])
+        return np.sum((yv[..., None, :] - pred) ** 2, axis=-1) / n_val
+
+    mse_k = mse_of(u)
+    xi = _schedules(beta, h)
+    achieved = mse_of(_u_of_schedules(r, q, np.nan_to_num(xi, nan=0.0)))
+    return np.concatenate([ridge[..., None], mse_k], axis=-1), _reject_unreproducible(
+        xi, achieved, mse_k, ridge
+    )

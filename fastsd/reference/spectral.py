@@ -1,0 +1,209 @@
+r"""Vectorized NumPy spectral form of k-step self-distillation (the ground truth).
+
+Notation (per problem; a leading batch axis B is allowed everywhere):
+s2 (p,) eigenvalues of X^T X, t = V^T theta* (p,), z = V^T X^T y (p,),
+lams (L,). Per eigen-direction and lambda:
+
+    r = s^2 / (s^2 + lam),   q = lam / (s^2 + lam),
+    u_0 = 0,  u_i = xi_i (q + r u_{i-1}),   phi_k = 1 - u_k,
+    theta_k = V diag(phi_k / (s^2 + lam)) z,
+
+    R = (1/n) sum_j s_j^2 [ (q_j + r_j u_j)^2 t_j^2 + (1 - u_j)^2 sigma^2 s_j^2/(s_j^2 + lam)^2 ]
+
+(phi r - 1 = -(q + r u), so the bias term has no cancellation). Directions with
+s = 0 get r = 0, q = 1 and contribute nothing. Only the recursion over steps is
+a Python loop; problems, lambdas and xi values are broadcast.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "spectral_factors",
+    "advance_u",
+    "inverse_shift",
+    "self_distill_spectral",
+    "risk_from_u",
+    "risk_weights",
+    "excess_risk_spectral",
+    "sweep_risk",
+    "oracle_risk",
+]
+
+
+def spectral_factors(s2, lams):
+    """r and q per (lambda, direction).
+
+    Parameters
+    ----------
+    s2 : ndarray of shape (..., p)
+    lams : ndarray of shape (L,)
+
+    Returns
+    -------
+    r, q : ndarray of shape (..., L, p)
+    """
+    s2 = s2[..., None, :]
+    lam = lams[:, None]
+    live = s2 > 0
+    den = np.where(live, s2 + lam, 1.0)
+    r = np.where(live, s2 / den, 0.0)
+    q = np.where(live, lam / den, 1.0)
+    return r, q
+
+
+def advance_u(u, r, q, xi_i):
+    """One self-distillation step in filter space: u <- xi_i (q + r u)."""
+    return xi_i * (q + r * u)
+
+
+def _u_after(r, q, xi):
+    """u_k for a schedule xi of shape (..., k) broadcast against r[..., 0]."""
+    u = np.zeros(np.broadcast_shapes(r.shape, xi.shape[:-1] + (1,)))
+    for i in range(xi.shape[-1]):
+        u = advance_u(u, r, q, xi[..., i, None])
+    return u
+
+
+def inverse_shift(s2, lams):
+    """1 / (s^2 + lam), 0 where s = 0; shape (..., L, p)."""
+    s2 = s2[..., None, :]
+    live = s2 > 0
+    return np.where(live, 1.0 / np.where(live, s2 + lams[:, None], 1.0), 0.0)
+
+
+def self_distill_spectral(V, s2, z, lams, xi):
+    """theta_k = V diag((1 - u_k) / (s^2 + lam)) z.
+
+    Parameters
+    ----------
+    V : ndarray of shape (..., d, p)
+    s2, z : ndarray of shape (..., p)
+    lams : ndarray of shape (L,)
+    xi : ndarray of shape (k,) or broadcastable to (..., L, k)
+
+    Returns
+    -------
+    theta : ndarray of shape (..., L, d)
+    """
+    r, q = spectral_factors(s2, lams)
+    u = _u_after(r, q, xi)
+    coef = (1.0 - u) * inverse_shift(s2, lams) * z[..., None, :]
+    return np.einsum("...dp,...lp->...ld", V, coef)
+
+
+def risk_weights(s2, t, noise_var, n, lams):
+    """Per-direction weights of the excess risk.
+
+    Returns
+    -------
+    bias_w : ndarray of shape (..., L, p)
+        w t^2 with w = s^2 / n.
+    noise_w : ndarray of shape (..., L, p)
+        w sigma^2 s^2 / (s^2 + lam)^2.
+    """
+    w = (s2 / n)[..., None, :]
+    inv = inverse_shift(s2, lams)
+    var = np.asarray(noise_var, dtype=np.float64)[..., None, None]
+    bias_w = w * (t * t)[..., None, :] * np.ones_like(inv)
+    return bias_w, w * var * s2[..., None, :] * inv * inv
+
+
+def risk_from_u(bias_w, noise_w, r, q, u):
+    """Excess risk of the filter phi = 1 - u: sum over the last axis of
+    bias_w (q + r u)^2 + noise_w (1 - u)^2 (all arguments broadcast)."""
+    bias = q + r * u
+    return np.sum(bias_w * bias * bias + noise_w * (1.0 - u) ** 2, axis=-1)
+
+
+def excess_risk_spectral(s2, t, noise_var, n, lams, xi):
+    """Excess risk E||theta_k - theta*||^2_{X^T X / n} for one schedule.
+
+    Parameters
+    ----------
+    s2, t : ndarray of shape (..., p)
+    noise_var : float or ndarray of shape (...)
+    n : int
+    lams : ndarray of shape (L,)
+    xi : ndarray broadcastable to (..., L, k)
+
+    Returns
+    -------
+    risk : ndarray of shape (..., L)
+    """
+    r, q = spectral_factors(s2, lams)
+    bias_w, noise_w = risk_weights(s2, t, noise_var, n, lams)
+    return risk_from_u(bias_w, noise_w, r, q, _u_after(r, q, xi))
+
+
+def sweep_risk(s2, t, noise_var, n, lams, xis, max_steps):
+    """Excess risk for constant schedules xi_i = xis[g], every k = 0..K.
+
+    Parameters
+    ----------
+    s2, t : ndarray of shape (B, p)
+    noise_var : float or ndarray of shape (B,)
+    n : int
+    lams : ndarray of shape (L,)
+    xis : ndarray of shape (G,)
+    max_steps : int
+        K.
+
+    Returns
+    -------
+    risk : ndarray of shape (B, L, G, K + 1)
+    """
+    r, q = spectral_factors(s2, lams)
+    bias_w, noise_w = (x[..., None, :] for x in risk_weights(s2, t, noise_var, n, lams))
+    r, q = r[..., None, :], q[..., None, :]  # (B, L, 1, p)
+    xi = xis[:, None]  # (G, 1)
+    u = np.zeros(s2.shape[:-1] + (lams.size, xis.size, s2.shape[-1]))
+    out = np.empty(u.shape[:-1] + (max_steps + 1,))
+    for k in range(max_steps + 1):
+        if k:
+            u = advance_u(u, r, q, xi)
+        out[..., k] = risk_from_u(bias_w, noise_w, r, q, u)
+    return out
+
+
+def oracle_risk(s2, t, noise_var, n, lams, *, rtol=0.0):
+    """Risk of the best filter that is a function of the eigenvalue (k -> infinity).
+
+    Per direction the best phi is b/a with
+    a = w (r^2 t^2 + e), b = w r t^2, w = s^2/n, e = sigma^2 s^2/(s^2 + lam)^2,
+    leaving w t^2 e / (r^2 t^2 + e). Eigenvalues equal to within ``rtol``
+    (relative; :func:`fastsd.decompose` already makes numerically repeated
+    eigenvalues exactly equal) form one group sharing one filter value
+    phi_G = sum b / sum a, which adds sum_j a_j (phi_G - phi_j*)^2.
+
+    Returns
+    -------
+    risk : ndarray of shape (..., L)
+    """
+    r, _ = spectral_factors(s2, lams)
+    bias_w, noise_w = risk_weights(s2, t, noise_var, n, lams)
+    a = r * r * bias_w + noise_w
+    b = r * bias_w
+    live = a > 0
+    safe_a = np.where(live, a, 1.0)
+    per_dir = np.where(live, bias_w * noise_w / safe_a, 0.0)
+    phi_star = np.where(live, b / safe_a, 0.0)
+
+    # group labels: sorted s2 split where the relative gap exceeds rtol
+    order = np.argsort(s2, axis=-1)
+    s_sorted = np.take_along_axis(s2, order, axis=-1)
+    new_group = np.diff(s_sorted, axis=-1) > rtol * np.abs(s_sorted[..., 1:])
+    labels_sorted = np.concatenate(
+        [np.zeros(s2.shape[:-1] + (1,), dtype=int), np.cumsum(new_group, axis=-1)], axis=-1
+    )
+    labels = np.empty_like(labels_sorted)
+    np.put_along_axis(labels, order, labels_sorted, axis=-1)
+    p = s2.shape[-1]
+    onehot = (labels[..., :, None] == np.arange(p)).astype(np.float64)  # (..., p, groups)
+    onehot = onehot[..., None, :, :]
+    sum_a = np.einsum("...lp,...lpg->...lg", a, onehot)
+    sum_b = np.einsum("...lp,...lpg->...lg", b, onehot)
+    phi_group = np.where(sum_a > 0, sum_b / np.where(sum_a > 0, sum_a, 1.0), 0.0)
+    phi_dir = np.einsum("...lg,...lpg->...lp", phi_group, onehot)
+    return np.sum(per_dir + a * (phi_dir - phi_star) ** 2, axis=-1)
