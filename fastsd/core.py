@@ -270,8 +270,8 @@ def optimal_xi_validation(X, y, X_val, y_val, lam, k):
         raise ValueError(f"y_val must have shape {X_val.shape[:-1]} to match X_val, got {y_val.shape}")
     lams, scalar = check_lams(lam)
     k = check_steps(k)
-    W = X_val @ dec.V
-    mse, xi = reference.optimal_validation(dec.s2, z, W, y_val, lams, k)
+    R, c, resid2 = reference.eval_projection(X_val @ dec.V, y_val)
+    mse, xi = reference.optimal_validation(dec.s2, z, R, c, resid2, y_val.shape[-1], lams, k)
     xi_k = xi[..., k - 1, :] if k else np.zeros(mse.shape[:-1] + (0,))
     _report_nan_xi(xi_k)
     return _squeeze_lam(xi_k, scalar, axis=-2), _squeeze_lam(mse[..., k], scalar, axis=-1)

@@ -15,19 +15,25 @@ benchmarked against these functions. They work on spectral quantities
 from .literal import self_distill_refit
 from .optimal import XI_RTOL, optimal_validation, sweep_optimal
 from .spectral import (
+    eval_mse,
+    eval_projection,
     excess_risk_spectral,
     oracle_risk,
     self_distill_spectral,
+    sweep_mse,
     sweep_risk,
 )
 
 __all__ = [
     "XI_RTOL",
+    "eval_mse",
+    "eval_projection",
     "excess_risk_spectral",
     "optimal_validation",
     "oracle_risk",
     "self_distill_refit",
     "self_distill_spectral",
+    "sweep_mse",
     "sweep_optimal",
     "sweep_risk",
 ]

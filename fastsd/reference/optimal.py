@@ -33,7 +33,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..reparam import xi_from_h_coefficients
-from .spectral import inverse_shift, advance_u, risk_from_u, risk_weights, spectral_factors
+from .spectral import (
+    advance_u,
+    eval_mse,
+    inverse_shift,
+    risk_from_u,
+    risk_weights,
+    spectral_factors,
+)
 
 __all__ = ["XI_RTOL", "polynomial_basis", "nested_least_squares", "sweep_optimal",
            "optimal_validation"]
@@ -203,9 +210,9 @@ def sweep_optimal(s2, t, noise_var, n, lams, max_steps):
     u_star = np.where(live, 1.0 - r * bias_w / np.where(live, a, 1.0), 0.0)
 
     basis, h, alive = polynomial_basis(r, q, a, max_steps)
-    root_a = np.sqrt(a)
-    design = np.swapaxes(root_a[..., None, :] * basis, -1, -2)  # (..., p, K)
-    beta = nested_least_squares(design, root_a * u_star, alive)
+    # the basis is a-orthonormal: the k-term fit is the first k projections
+    alpha = np.where(alive, np.einsum("...mp,...p->...m", basis, a * u_star), 0.0)
+    beta = alpha[..., None, :] * np.tril(np.ones((max_steps, max_steps)))
     u = np.einsum("...km,...mp->...kp", beta, basis)
     per_k = [x[..., None, :] for x in (bias_w, noise_w, r, q)]
     risk_k = risk_from_u(*per_k, u)
@@ -216,15 +223,15 @@ def sweep_optimal(s2, t, noise_var, n, lams, max_steps):
     return risk, _reject_unreproducible(xi, achieved, risk_k, ridge)
 
 
-def optimal_validation(s2, z, W, y_val, lams, max_steps):
+def optimal_validation(s2, z, R, c, resid2, n_eval, lams, max_steps):
     """Validation-MSE-optimal xi for every lambda and k = 0..K.
 
     Parameters
     ----------
     s2, z : ndarray of shape (..., p)
-    W : ndarray of shape (..., n_val, p)
-        X_val V, the validation design in the eigenbasis.
-    y_val : ndarray of shape (..., n_val)
+    R, c, resid2 : ndarray of shape (..., m, p), (..., m), (...)
+        The validation set through :func:`fastsd.reference.spectral.eval_projection`.
+    n_eval : int
     lams : ndarray of shape (L,)
     max_steps : int
 
@@ -237,27 +244,28 @@ def optimal_validation(s2, z, W, y_val, lams, max_steps):
 
     Notes
     -----
-    Predictions X_val theta_k = W ((1 - u_k) g) with g = z/(s^2 + lam) are affine
-    in u_k, so the MSE is quadratic: fit W diag(g) u_k to W g - y_val.
+    Predictions X_val theta_k = W ((1 - u_k) g) with W = X_val V = Q R and
+    g = z/(s^2 + lam) are affine in u_k, so the MSE
+    (resid2 + ||c - R((1 - u_k) g)||^2) / n_eval is quadratic: fit R diag(g) u_k
+    to R g - c.
     """
     r, q = spectral_factors(s2, lams)
     g = inverse_shift(s2, lams) * z[..., None, :]  # (..., L, p)
-    Wl = W[..., None, :, :]  # (..., 1, n_val, p)
-    base_pred = np.einsum("...np,...p->...n", Wl, g)
-    yv = y_val[..., None, :]
-    n_val = y_val.shape[-1]
-    ridge = np.mean((yv - base_pred) ** 2, axis=-1)
+    ridge = eval_mse(R, c, resid2, n_eval, g)  # (..., L)
     if max_steps == 0:
         return ridge[..., None], np.zeros(r.shape[:-1] + (0, 0))
-    col2 = np.sum(W * W, axis=-2)[..., None, :]
+    col2 = np.sum(R * R, axis=-2)[..., None, :]
     basis, h, alive = polynomial_basis(r, q, g * g * col2, max_steps)
-    design = np.einsum("...np,...kp->...nk", Wl, g[..., None, :] * basis)
-    beta = nested_least_squares(design, base_pred - yv, alive)
+    Rl = R[..., None, :, :]  # (..., 1, m, p)
+    design = Rl @ np.swapaxes(g[..., None, :] * basis, -1, -2)  # (..., L, m, K)
+    target = np.einsum("...mp,...p->...m", Rl, g) - c[..., None, :]
+    beta = nested_least_squares(design, target, alive)
     u = np.einsum("...km,...mp->...kp", beta, basis)
 
-    def mse_of(uk):
-        pred = np.einsum("...np,...kp->...kn", Wl, (1.0 - uk) * g[..., None, :])
-        return np.sum((yv[..., None, :] - pred) ** 2, axis=-1) / n_val
+    def mse_of(uk):  # uk (..., L, K, p) -> (..., L, K)
+        coef = (1.0 - uk) * g[..., None, :]
+        flat = coef.reshape(coef.shape[:-3] + (-1, coef.shape[-1]))
+        return eval_mse(R, c, resid2, n_eval, flat).reshape(coef.shape[:-1])
 
     mse_k = mse_of(u)
     xi = _schedules(beta, h)

@@ -28,6 +28,9 @@ __all__ = [
     "risk_weights",
     "excess_risk_spectral",
     "sweep_risk",
+    "eval_projection",
+    "eval_mse",
+    "sweep_mse",
     "oracle_risk",
 ]
 
@@ -137,8 +140,8 @@ def excess_risk_spectral(s2, t, noise_var, n, lams, xi):
     return risk_from_u(bias_w, noise_w, r, q, _u_after(r, q, xi))
 
 
-def sweep_risk(s2, t, noise_var, n, lams, xis, max_steps):
-    """Excess risk for constant schedules xi_i = xis[g], every k = 0..K.
+def sweep_risk(s2, t, noise_var, n, lams, schedules):
+    """Excess risk of every schedule after every k = 0..K steps.
 
     Parameters
     ----------
@@ -146,9 +149,9 @@ def sweep_risk(s2, t, noise_var, n, lams, xis, max_steps):
     noise_var : float or ndarray of shape (B,)
     n : int
     lams : ndarray of shape (L,)
-    xis : ndarray of shape (G,)
-    max_steps : int
-        K.
+    schedules : ndarray of shape (G, K)
+        Row g holds xi_1..xi_K; k steps use its first k entries (a constant
+        schedule xi_i = xi repeats one value).
 
     Returns
     -------
@@ -157,13 +160,84 @@ def sweep_risk(s2, t, noise_var, n, lams, xis, max_steps):
     r, q = spectral_factors(s2, lams)
     bias_w, noise_w = (x[..., None, :] for x in risk_weights(s2, t, noise_var, n, lams))
     r, q = r[..., None, :], q[..., None, :]  # (B, L, 1, p)
-    xi = xis[:, None]  # (G, 1)
-    u = np.zeros(s2.shape[:-1] + (lams.size, xis.size, s2.shape[-1]))
-    out = np.empty(u.shape[:-1] + (max_steps + 1,))
-    for k in range(max_steps + 1):
-        if k:
-            u = advance_u(u, r, q, xi)
+    G, K = schedules.shape
+    u = np.zeros(s2.shape[:-1] + (lams.size, G, s2.shape[-1]))
+    out = np.empty(u.shape[:-1] + (K + 1,))
+    out[..., 0] = risk_from_u(bias_w, noise_w, r, q, u)
+    for k in range(1, K + 1):
+        u = advance_u(u, r, q, schedules[:, k - 1, None])
         out[..., k] = risk_from_u(bias_w, noise_w, r, q, u)
+    return out
+
+
+def eval_projection(W, y_eval):
+    """Compress an evaluation set: W = X_eval V = Q R (thin QR).
+
+    Parameters
+    ----------
+    W : ndarray of shape (..., n_eval, p)
+    y_eval : ndarray of shape (..., n_eval)
+
+    Returns
+    -------
+    R : ndarray of shape (..., m, p), m = min(n_eval, p)
+    c : ndarray of shape (..., m)
+        Q^T y_eval.
+    resid2 : ndarray of shape (...)
+        ||y_eval - Q c||^2, the part no model in range(W) can fit.
+    """
+    Q, R = np.linalg.qr(W)
+    c = np.einsum("...nm,...n->...m", Q, y_eval)
+    resid = y_eval - np.einsum("...nm,...m->...n", Q, c)
+    return R, c, np.sum(resid * resid, axis=-1)
+
+
+def eval_mse(R, c, resid2, n_eval, coef):
+    """Mean squared error of the predictions W coef on the evaluation set.
+
+    (resid2 + ||c - R coef||^2) / n_eval: a sum of squares, no cancellation.
+
+    Parameters
+    ----------
+    R, c, resid2 : ndarray of shape (..., m, p), (..., m), (...)
+    coef : ndarray of shape (..., N, p)
+        N coefficient vectors (in the eigenbasis) per problem.
+
+    Returns
+    -------
+    mse : ndarray of shape (..., N)
+    """
+    err = c[..., None, :] - coef @ np.swapaxes(R, -1, -2)
+    return (resid2[..., None] + np.sum(err * err, axis=-1)) / n_eval
+
+
+def sweep_mse(s2, z, R, c, resid2, n_eval, lams, schedules):
+    """Evaluation-set MSE of every schedule after every k = 0..K steps.
+
+    Parameters
+    ----------
+    s2, z : ndarray of shape (B, p)
+    R, c, resid2 : from :func:`eval_projection`
+    n_eval : int
+    lams : ndarray of shape (L,)
+    schedules : ndarray of shape (G, K)
+
+    Returns
+    -------
+    mse : ndarray of shape (B, L, G, K + 1)
+    """
+    r, q = spectral_factors(s2, lams)
+    g = (inverse_shift(s2, lams) * z[..., None, :])[..., None, :]  # (B, L, 1, p)
+    r, q = r[..., None, :], q[..., None, :]
+    G, K = schedules.shape
+    B, L, p = s2.shape[0], lams.size, s2.shape[-1]
+    u = np.zeros((B, L, G, p))
+    out = np.empty((B, L, G, K + 1))
+    for k in range(K + 1):
+        if k:
+            u = advance_u(u, r, q, schedules[:, k - 1, None])
+        coef = ((1.0 - u) * g).reshape(B, L * G, p)
+        out[..., k] = eval_mse(R, c, resid2, n_eval, coef).reshape(B, L, G)
     return out
 
 

@@ -1,0 +1,103 @@
+"""Numba configuration shared by every kernel: flags, on-disk cache, threads.
+
+* ``FASTMATH`` allows reassociation and contraction (so reductions vectorize)
+  but *not* ``nnan``/``ninf``: NaN and inf propagate exactly as in NumPy.
+* Kernels are compiled with ``cache=True`` so a fresh process loads machine
+  code from disk instead of compiling (see README, "JIT cost"). Where no cache
+  directory is writable (read-only install and home) they are compiled in
+  memory instead; a cache that fails to load (corrupted, or written by an
+  incompatible Numba) is abandoned with a warning and the call is retried
+  without it. Set ``NUMBA_CACHE_DIR`` to move the cache.
+* :func:`threads` sets Numba's thread count for a block and restores it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+
+import numba
+from numba.core.caching import NullCache
+
+__all__ = ["FASTMATH", "jit", "threads", "call", "cache_dir"]
+
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+
+_DISPATCHERS = []
+
+
+def jit(*, parallel=False):
+    """``numba.njit`` with fastsd's flags, an on-disk cache where possible."""
+
+    def decorate(func):
+        options = dict(parallel=parallel, fastmath=set(FASTMATH), error_model="numpy",
+                       nogil=True)
+        try:
+            dispatcher = numba.njit(cache=True, **options)(func)
+        except RuntimeError:  # no writable cache location
+            dispatcher = numba.njit(cache=False, **options)(func)
+        _DISPATCHERS.append(dispatcher)
+        return dispatcher
+
+    return decorate
+
+
+def _disable_cache():
+    for dispatcher in _DISPATCHERS:
+        dispatcher._cache = NullCache()
+
+
+def call(kernel, *args):
+    """Run a kernel; if loading its cache fails, compile without the cache."""
+    try:
+        return kernel(*args)
+    except (numba.core.errors.TypingError, ValueError, TypeError, IndexError):
+        raise
+    except Exception as exc:  # unpickling errors, truncated files, OS errors
+        if all(isinstance(d._cache, NullCache) for d in _DISPATCHERS):
+            raise
+        warnings.warn(
+            f"Numba's on-disk cache could not be used ({type(exc).__name__}: {exc}); "
+            "compiling fastsd's kernels in memory instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        _disable_cache()
+        return kernel(*args)
+
+
+def cache_dir():
+    """Where compiled kernels are cached (NUMBA_CACHE_DIR or beside the sources)."""
+    return os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.path.dirname(__file__), "kernels", "__pycache__"
+    )
+
+
+@contextlib.contextmanager
+def threads(count):
+    """Run a block with ``count`` Numba threads (None: leave as is), then restore.
+
+    Parameters
+    ----------
+    count : int or None
+        1 <= count <= ``numba.config.NUMBA_NUM_THREADS`` (which honours the
+        ``NUMBA_NUM_THREADS`` environment variable).
+    """
+    if count is None:
+        yield numba.get_num_threads()
+        return
+    limit = numba.config.NUMBA_NUM_THREADS
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise TypeError(f"threads must be an int or None, got {type(count).__name__}")
+    if not 1 <= count <= limit:
+        raise ValueError(
+            f"threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {count}"
+        )
+    previous = numba.get_num_threads()
+    numba.set_num_threads(count)
+    try:
+        yield count
+    finally:
+        numba.set_num_threads(previous)
+

@@ -1,0 +1,3 @@
+"""Private Numba kernels. Public wrappers live in :mod:`fastsd.sweep` and
+:mod:`fastsd.decomposition`; each kernel mirrors a function of
+:mod:`fastsd.reference` and is tested against it."""

@@ -1,0 +1,321 @@
+"""Optimal-xi sweeps: for every (problem, lambda), all k = 1..K at once.
+
+Mirrors :mod:`fastsd.reference.optimal` step by step (weighted Arnoldi on the
+spectrum with two Gram-Schmidt passes, nested least squares, xi read off the
+r-coefficients and checked by the forward recursion), one (problem, lambda)
+pair per iteration of a parallel loop over chunks of pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._jit import jit
+from ..reference.optimal import BREAKDOWN_TOL, XI_RTOL
+from .spectral import chunk_bounds, factors, risk_of_u, risk_weights
+
+
+@jit()
+def arnoldi(r, q, weights, basis, h, alive):
+    """Weighted Arnoldi basis b_m = q h_m(x) (see reference ``polynomial_basis``)."""
+    K, p = basis.shape
+    if K == 0:
+        return
+    sq = 0.0
+    sr = 0.0
+    for j in range(p):
+        sq += weights[j] * q[j]
+        sr += weights[j] * r[j]
+    use_q = sq <= sr
+    h[:, :] = 0.0
+    basis[:, :] = 0.0
+    alive[:] = False
+    norm = 0.0
+    for j in range(p):
+        norm += weights[j] * q[j] * q[j]
+    norm = np.sqrt(norm)
+    if not norm > 0.0:
+        return
+    alive[0] = True
+    for j in range(p):
+        basis[0, j] = q[j] / norm
+    h[0, 0] = 1.0 / norm
+    w = np.empty(p)
+    hw = np.empty(K)
+    c = np.empty(K)
+    for m in range(1, K):
+        for j in range(p):
+            x = q[j] if use_q else r[j]
+            w[j] = x * basis[m - 1, j]
+        for i in range(K):
+            shifted = h[m - 1, i - 1] if i > 0 else 0.0
+            hw[i] = h[m - 1, i] - shifted if use_q else shifted
+        before = 0.0
+        for j in range(p):
+            before += weights[j] * w[j] * w[j]
+        before = np.sqrt(before)
+        for _ in range(2):
+            for i in range(m):
+                acc = 0.0
+                for j in range(p):
+                    acc += basis[i, j] * weights[j] * w[j]
+                c[i] = acc
+            for i in range(m):
+                for j in range(p):
+                    w[j] -= c[i] * basis[i, j]
+                for jj in range(K):
+                    hw[jj] -= c[i] * h[i, jj]
+        after = 0.0
+        for j in range(p):
+            after += weights[j] * w[j] * w[j]
+        after = np.sqrt(after)
+        if not after > BREAKDOWN_TOL * before:
+            return
+        alive[m] = True
+        for j in range(p):
+            basis[m, j] = w[j] / after
+        for jj in range(K):
+            h[m, jj] = hw[jj] / after
+
+
+@jit()
+def schedule_from_h(coef, k, xi_row):
+    """xi_{k-j} = h_j / h_{j-1} (see reference ``xi_from_h_coefficients``)."""
+    for j in range(k):
+        tail_zero = True
+        for i in range(j, k):
+            if coef[i] != 0.0:
+                tail_zero = False
+        denom = coef[j - 1] if j > 0 else 1.0
+        if tail_zero:
+            value = 0.0
+        elif denom == 0.0:
+            value = np.nan
+        else:
+            value = coef[j] / denom
+        xi_row[k - 1 - j] = value
+
+
+@jit()
+def forward_u(r, q, xi_row, k, u):
+    """u_k of the schedule xi_row[:k] (NaN entries count as 0; rejected later)."""
+    for j in range(r.shape[0]):
+        u[j] = 0.0
+    for i in range(k):
+        xi = xi_row[i]
+        if xi != xi:
+            xi = 0.0
+        for j in range(r.shape[0]):
+            u[j] = xi * (q[j] + r[j] * u[j])
+
+
+@jit()
+def keep_if_reproducible(xi_row, k, achieved, optimum, k0):
+    """NaN the schedule unless it attains the optimum to XI_RTOL."""
+    good = np.isfinite(achieved) and abs(achieved - optimum) <= XI_RTOL * abs(optimum) + 1e-14 * abs(k0)
+    for i in range(k):
+        if not np.isfinite(xi_row[i]):
+            good = False
+    if not good:
+        for i in range(k):
+            xi_row[i] = np.nan
+
+
+@jit(parallel=True)
+def sweep_optimal(s2, t2, noise_var, n, lams, risk, xi, chunks):
+    """Oracle-optimal risk (B, L, K + 1) and xi (B, L, K, K) (NaN-filled on entry)."""
+    B, p = s2.shape
+    L = lams.shape[0]
+    K = xi.shape[2]
+    for c in prange(chunks):
+        start, stop = chunk_bounds(B * L, chunks, c)
+        r = np.empty(p)
+        q = np.empty(p)
+        inv = np.empty(p)
+        bias_w = np.empty(p)
+        noise_w = np.empty(p)
+        a = np.empty(p)
+        u_star = np.empty(p)
+        u = np.empty(p)
+        u_fwd = np.empty(p)
+        basis = np.empty((K, p))
+        h = np.empty((K, K))
+        alive = np.empty(K, dtype=np.bool_)
+        coef = np.empty(K)
+        for bl in range(start, stop):
+            b = bl // L
+            l = bl - b * L
+            factors(s2[b], lams[l], r, q, inv)
+            risk_weights(s2[b], t2[b], noise_var[b], n, inv, bias_w, noise_w)
+            for j in range(p):
+                a[j] = r[j] * r[j] * bias_w[j] + noise_w[j]
+                u_star[j] = 1.0 - r[j] * bias_w[j] / a[j] if a[j] > 0.0 else 0.0
+                u[j] = 0.0
+            ridge = risk_of_u(r, q, bias_w, noise_w, u)
+            risk[b, l, 0] = ridge
+            arnoldi(r, q, a, basis, h, alive)
+            coef[:] = 0.0
+            for m in range(K):
+                alpha = 0.0
+                if alive[m]:
+                    for j in range(p):
+                        alpha += basis[m, j] * a[j] * u_star[j]
+                for j in range(p):
+                    u[j] += alpha * basis[m, j]
+                for i in range(K):
+                    coef[i] += alpha * h[m, i]
+                optimum = risk_of_u(r, q, bias_w, noise_w, u)
+                risk[b, l, m + 1] = optimum
+                row = xi[b, l, m]
+                schedule_from_h(coef, m + 1, row)
+                forward_u(r, q, row, m + 1, u_fwd)
+                achieved = risk_of_u(r, q, bias_w, noise_w, u_fwd)
+                keep_if_reproducible(row, m + 1, achieved, optimum, ridge)
+
+
+@jit()
+def nested_lsq(D, target, alive, beta):
+    """Householder QR of D (m x K) and back-substitution for every prefix k.
+
+    beta[k - 1, :k] solves min ||D[:, :k] b - target||; columns from the first
+    negligible pivot (or dead Arnoldi vector) on get 0 (reference
+    ``nested_least_squares``). D and target are overwritten.
+    """
+    m, K = D.shape
+    diag = np.zeros(K)
+    steps = min(m, K)
+    for col in range(steps):
+        norm = 0.0
+        for i in range(col, m):
+            norm += D[i, col] * D[i, col]
+        norm = np.sqrt(norm)
+        if norm == 0.0:
+            continue
+        alpha = -norm if D[col, col] >= 0.0 else norm
+        v0 = D[col, col] - alpha
+        # reflector v = (v0, D[col+1:, col]), H = I - 2 v v^T / (v^T v)
+        vnorm2 = v0 * v0 + norm * norm - D[col, col] * D[col, col]
+        if vnorm2 == 0.0:
+            diag[col] = D[col, col]
+            continue
+        for jj in range(col + 1, K):
+            dot = v0 * D[col, jj]
+            for i in range(col + 1, m):
+                dot += D[i, col] * D[i, jj]
+            f = 2.0 * dot / vnorm2
+            D[col, jj] -= f * v0
+            for i in range(col + 1, m):
+                D[i, jj] -= f * D[i, col]
+        dot = v0 * target[col]
+        for i in range(col + 1, m):
+            dot += D[i, col] * target[i]
+        f = 2.0 * dot / vnorm2
+        target[col] -= f * v0
+        for i in range(col + 1, m):
+            target[i] -= f * D[i, col]
+        diag[col] = alpha
+        D[col, col] = alpha
+    top = 0.0
+    for col in range(K):
+        top = max(top, abs(diag[col]))
+    usable = 0
+    while usable < K and alive[usable] and abs(diag[usable]) > BREAKDOWN_TOL * top:
+        usable += 1
+    beta[:, :] = 0.0
+    for k in range(1, K + 1):
+        for mm in range(min(k, usable) - 1, -1, -1):
+            rest = 0.0
+            for j in range(mm + 1, min(k, usable)):
+                rest += D[mm, j] * beta[k - 1, j]
+            beta[k - 1, mm] = (target[mm] - rest) / diag[mm]
+
+
+@jit()
+def eval_mse(R, c_proj, resid2, n_eval, inv, z, u, v):
+    """(resid2 + ||c - R ((1 - u) inv z)||^2) / n_eval."""
+    m, p = R.shape
+    for j in range(p):
+        v[j] = (1.0 - u[j]) * inv[j] * z[j]
+    acc = resid2
+    for i in range(m):
+        e = c_proj[i]
+        for j in range(i, p):
+            e -= R[i, j] * v[j]
+        acc += e * e
+    return acc / n_eval
+
+
+@jit(parallel=True)
+def sweep_optimal_validation(s2, z, R, c_proj, resid2, n_eval, lams, mse, xi, chunks):
+    """Validation-optimal MSE (B, L, K + 1) and xi (B, L, K, K) (NaN-filled on entry).
+
+    The evaluation design enters through its thin QR, X_val V = Q R,
+    c = Q^T y_val and resid2 = ||y_val - Q c||^2 (see ``sweep_mse``).
+    """
+    B, p = s2.shape
+    m = R.shape[1]
+    L = lams.shape[0]
+    K = xi.shape[2]
+    for c in prange(chunks):
+        start, stop = chunk_bounds(B * L, chunks, c)
+        r = np.empty(p)
+        q = np.empty(p)
+        inv = np.empty(p)
+        weights = np.empty(p)
+        u = np.empty(p)
+        v = np.empty(p)
+        gb = np.empty(p)
+        basis = np.empty((K, p))
+        h = np.empty((K, K))
+        alive = np.empty(K, dtype=np.bool_)
+        D = np.empty((m, K))
+        target = np.empty(m)
+        beta = np.empty((K, K))
+        coef = np.empty(K)
+        for bl in range(start, stop):
+            b = bl // L
+            l = bl - b * L
+            factors(s2[b], lams[l], r, q, inv)
+            Rb = R[b]
+            for j in range(p):
+                col2 = 0.0
+                for i in range(min(j + 1, m)):
+                    col2 += Rb[i, j] * Rb[i, j]
+                g = z[b, j] * inv[j]
+                weights[j] = g * g * col2
+                u[j] = 0.0
+            k0 = eval_mse(Rb, c_proj[b], resid2[b], n_eval, inv, z[b], u, v)
+            mse[b, l, 0] = k0
+            if K == 0:
+                continue
+            arnoldi(r, q, weights, basis, h, alive)
+            for i in range(m):
+                acc = -c_proj[b, i]
+                for j in range(i, p):
+                    acc += Rb[i, j] * z[b, j] * inv[j]
+                target[i] = acc
+                for mm in range(K):
+                    acc = 0.0
+                    for j in range(i, p):
+                        acc += Rb[i, j] * z[b, j] * inv[j] * basis[mm, j]
+                    D[i, mm] = acc
+            nested_lsq(D, target, alive, beta)
+            for k in range(1, K + 1):
+                for j in range(p):
+                    acc = 0.0
+                    for mm in range(k):
+                        acc += beta[k - 1, mm] * basis[mm, j]
+                    gb[j] = acc
+                optimum = eval_mse(Rb, c_proj[b], resid2[b], n_eval, inv, z[b], gb, v)
+                mse[b, l, k] = optimum
+                for i in range(K):
+                    acc = 0.0
+                    for mm in range(k):
+                        acc += beta[k - 1, mm] * h[mm, i]
+                    coef[i] = acc
+                row = xi[b, l, k - 1]
+                schedule_from_h(coef, k, row)
+                forward_u(r, q, row, k, u)
+                achieved = eval_mse(Rb, c_proj[b], resid2[b], n_eval, inv, z[b], u, v)
+                keep_if_reproducible(row, k, achieved, optimum, k0)

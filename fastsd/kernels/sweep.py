@@ -1,0 +1,123 @@
+"""Fixed-schedule sweeps: every (problem, lambda, schedule, k) in one pass.
+
+Mirrors :func:`fastsd.reference.sweep_risk` and
+:func:`fastsd.reference.sweep_mse`. The parallel loop runs over chunks of the
+flattened (problem, lambda) pairs, each chunk with its own scratch vectors;
+the innermost loop runs over eigen-directions and vectorizes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._jit import jit
+from .spectral import chunk_bounds, factors, risk_weights
+
+
+@jit(parallel=True)
+def sweep_risk(s2, t2, noise_var, n, lams, schedules, out, chunks):
+    """Excess risk of every schedule after k = 0..K steps.
+
+    Parameters
+    ----------
+    s2, t2 : float64[B, p]
+        Eigenvalues of X^T X and squared projections (V^T theta*)^2.
+    noise_var : float64[B]
+    n : int
+    lams : float64[L]
+    schedules : float64[G, K]
+        Row g holds xi_1..xi_K of schedule g (its prefix of length k is used
+        for k steps).
+    out : float64[B, L, G, K + 1]
+    chunks : int
+        Number of parallel work units.
+    """
+    B, p = s2.shape
+    L = lams.shape[0]
+    G, K = schedules.shape
+    for c in prange(chunks):
+        start, stop = chunk_bounds(B * L, chunks, c)
+        r = np.empty(p)
+        q = np.empty(p)
+        inv = np.empty(p)
+        bias_w = np.empty(p)
+        noise_w = np.empty(p)
+        u = np.empty(p)
+        for bl in range(start, stop):
+            b = bl // L
+            l = bl - b * L
+            factors(s2[b], lams[l], r, q, inv)
+            risk_weights(s2[b], t2[b], noise_var[b], n, inv, bias_w, noise_w)
+            ridge = 0.0
+            for j in range(p):
+                ridge += bias_w[j] * q[j] * q[j] + noise_w[j]
+            for g in range(G):
+                out[b, l, g, 0] = ridge
+                for j in range(p):
+                    u[j] = 0.0
+                for k in range(K):
+                    xi = schedules[g, k]
+                    acc = 0.0
+                    for j in range(p):
+                        uj = xi * (q[j] + r[j] * u[j])
+                        u[j] = uj
+                        bias = q[j] + r[j] * uj
+                        var = 1.0 - uj
+                        acc += bias_w[j] * bias * bias + noise_w[j] * var * var
+                    out[b, l, g, k + 1] = acc
+
+
+@jit(parallel=True)
+def sweep_mse(s2, z, R, c_proj, resid2, n_eval, lams, schedules, out, chunks):
+    """Mean squared error on an evaluation set for every schedule and k.
+
+    With W = X_eval V = Q R (thin QR), c = Q^T y_eval and
+    resid2 = ||y_eval - Q c||^2, the MSE of the filter phi is
+    (resid2 + ||c - R (phi g)||^2) / n_eval, g = z / (s^2 + lam):
+    a sum of squares, free of cancellation.
+
+    Parameters
+    ----------
+    s2, z : float64[B, p]
+    R : float64[B, m, p]
+    c_proj : float64[B, m]
+    resid2 : float64[B]
+    n_eval : int
+    lams : float64[L]
+    schedules : float64[G, K]
+    out : float64[B, L, G, K + 1]
+    chunks : int
+    """
+    B, p = s2.shape
+    m = R.shape[1]
+    L = lams.shape[0]
+    G, K = schedules.shape
+    for c in prange(chunks):
+        start, stop = chunk_bounds(B * L, chunks, c)
+        r = np.empty(p)
+        q = np.empty(p)
+        inv = np.empty(p)
+        u = np.empty(p)
+        v = np.empty(p)
+        for bl in range(start, stop):
+            b = bl // L
+            l = bl - b * L
+            factors(s2[b], lams[l], r, q, inv)
+            for g in range(G):
+                for j in range(p):
+                    u[j] = 0.0
+                for k in range(K + 1):
+                    if k > 0:
+                        xi = schedules[g, k - 1]
+                        for j in range(p):
+                            u[j] = xi * (q[j] + r[j] * u[j])
+                    for j in range(p):
+                        v[j] = (1.0 - u[j]) * inv[j] * z[b, j]
+                    acc = resid2[b]
+                    for i in range(m):
+                        e = c_proj[b, i]
+                        for j in range(i, p):
+                            e -= R[b, i, j] * v[j]
+                        acc += e * e
+                    out[b, l, g, k] = acc / n_eval
