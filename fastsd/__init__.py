@@ -16,6 +16,8 @@ from .core import (
 )
 from .decomposition import Decomposition, decompose
 from .reparam import xi_to_xibar, xibar_to_xi
+from .sweep import sweep_mse, sweep_optimal, sweep_optimal_validation, sweep_risk
+from ._jit import threads
 
 __version__ = "0.1.0"
 
@@ -29,6 +31,11 @@ __all__ = [
     "oracle_risk",
     "reference",
     "self_distill",
+    "sweep_mse",
+    "sweep_optimal",
+    "sweep_optimal_validation",
+    "sweep_risk",
+    "threads",
     "xi_to_xibar",
     "xibar_to_xi",
 ]

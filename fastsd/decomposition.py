@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._jit import call, threads as thread_count
 from ._validation import as_float_array
+from .kernels.decompose import gram_eigh
 
 __all__ = ["Decomposition", "decompose", "as_decomposition"]
 
@@ -130,7 +132,20 @@ def _merge_repeated(s2, tol):
     return (sums[labels] / counts[labels]).reshape(s2.shape)
 
 
-def decompose(X, y=None, *, method="auto"):
+def _gram_eigh(X, feature_side, backend):
+    """Eigenpairs of the smaller Gram matrix, descending."""
+    if backend == "numba" and X.ndim == 3:
+        m = X.shape[-1] if feature_side else X.shape[-2]
+        s2 = np.empty(X.shape[:1] + (m,))
+        vecs = np.empty(X.shape[:1] + (m, m))
+        call(gram_eigh, X, feature_side, s2, vecs)
+        return s2, vecs
+    G = np.swapaxes(X, -1, -2) @ X if feature_side else X @ np.swapaxes(X, -1, -2)
+    s2, vecs = np.linalg.eigh(G)
+    return s2[..., ::-1], vecs[..., ::-1]
+
+
+def decompose(X, y=None, *, method="auto", backend="numpy", threads=None):
     """Spectral decomposition of X (and projection of y), reusable everywhere.
 
     Parameters
@@ -144,6 +159,11 @@ def decompose(X, y=None, *, method="auto"):
     method : {"auto", "gram", "svd"}, default="auto"
         ``"auto"`` and ``"gram"`` eigendecompose the smaller Gram matrix
         (d x d if n >= d, else n x n); ``"svd"`` uses a thin SVD of X.
+    backend : {"numpy", "numba"}, default="numpy"
+        For a batch with the Gram route, ``"numba"`` decomposes the B problems
+        in parallel (one LAPACK eigh per thread) instead of NumPy's stacked eigh.
+    threads : int, optional
+        Numba threads for ``backend="numba"`` (restored afterwards).
 
     Returns
     -------
@@ -163,6 +183,8 @@ def decompose(X, y=None, *, method="auto"):
         raise TypeError("X is already a Decomposition; pass it directly to other functions")
     if method not in ("auto", "gram", "svd"):
         raise ValueError(f"method must be 'auto', 'gram' or 'svd', got {method!r}")
+    if backend not in ("numpy", "numba"):
+        raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
     X = as_float_array(X, "X", ndim=(2, 3))
     n, d = X.shape[-2:]
     if n == 0 or d == 0:
@@ -172,20 +194,15 @@ def decompose(X, y=None, *, method="auto"):
         U, s, Vt = np.linalg.svd(X, full_matrices=False)
         s2 = s * s
         V = np.swapaxes(Vt, -1, -2)
-    elif n >= d:
-        G = np.swapaxes(X, -1, -2) @ X
-        s2, V = np.linalg.eigh(G)
-        s2, V = s2[..., ::-1], V[..., ::-1]
-        s2 = np.maximum(s2, 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            U = (X @ V) / np.sqrt(s2)[..., None, :]
     else:
-        G = X @ np.swapaxes(X, -1, -2)
-        s2, U = np.linalg.eigh(G)
-        s2, U = s2[..., ::-1], U[..., ::-1]
+        feature_side = n >= d
+        with thread_count(threads):
+            s2, vecs = _gram_eigh(X, feature_side, backend)
         s2 = np.maximum(s2, 0.0)
+        other = X if feature_side else np.swapaxes(X, -1, -2)
         with np.errstate(divide="ignore", invalid="ignore"):
-            V = (np.swapaxes(X, -1, -2) @ U) / np.sqrt(s2)[..., None, :]
+            partner = (other @ vecs) / np.sqrt(s2)[..., None, :]
+        V, U = (vecs, partner) if feature_side else (partner, vecs)
 
     cutoff = _rank_cutoff(s2, n, d)
     zero = s2 <= cutoff

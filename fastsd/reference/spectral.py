@@ -158,15 +158,24 @@ def sweep_risk(s2, t, noise_var, n, lams, schedules):
     risk : ndarray of shape (B, L, G, K + 1)
     """
     r, q = spectral_factors(s2, lams)
-    bias_w, noise_w = (x[..., None, :] for x in risk_weights(s2, t, noise_var, n, lams))
+    bias_w, noise_w = (x[..., :, None] for x in risk_weights(s2, t, noise_var, n, lams))
     r, q = r[..., None, :], q[..., None, :]  # (B, L, 1, p)
     G, K = schedules.shape
-    u = np.zeros(s2.shape[:-1] + (lams.size, G, s2.shape[-1]))
+    u = np.zeros(s2.shape[:-1] + (lams.size, G, s2.shape[-1]))  # (B, L, G, p)
+    bias, var = np.empty_like(u), np.empty_like(u)
     out = np.empty(u.shape[:-1] + (K + 1,))
-    out[..., 0] = risk_from_u(bias_w, noise_w, r, q, u)
-    for k in range(1, K + 1):
-        u = advance_u(u, r, q, schedules[:, k - 1, None])
-        out[..., k] = risk_from_u(bias_w, noise_w, r, q, u)
+    for k in range(K + 1):
+        if k:  # u <- xi_k (q + r u), in place: the arrays are the whole grid
+            np.multiply(r, u, out=u)
+            u += q
+            u *= schedules[:, k - 1, None]
+        np.multiply(r, u, out=bias)
+        bias += q
+        np.square(bias, out=bias)
+        np.subtract(1.0, u, out=var)
+        np.square(var, out=var)
+        # weighted sums over directions as batched matrix-vector products
+        out[..., k] = (bias @ bias_w + var @ noise_w)[..., 0]
     return out
 
 
