@@ -6,6 +6,7 @@ decomposition of the design, computed once by :func:`decompose`.
 """
 
 from . import reference
+from .chunked import BestRisk, sweep_optimal_chunked, sweep_risk_chunked
 from .core import (
     IllConditionedXiWarning,
     excess_risk,
@@ -22,6 +23,7 @@ from ._jit import threads
 __version__ = "0.1.0"
 
 __all__ = [
+    "BestRisk",
     "Decomposition",
     "IllConditionedXiWarning",
     "decompose",
@@ -33,8 +35,10 @@ __all__ = [
     "self_distill",
     "sweep_mse",
     "sweep_optimal",
+    "sweep_optimal_chunked",
     "sweep_optimal_validation",
     "sweep_risk",
+    "sweep_risk_chunked",
     "threads",
     "xi_to_xibar",
     "xibar_to_xi",

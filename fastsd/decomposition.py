@@ -88,6 +88,14 @@ class Decomposition:
         """Numerical rank (number of nonzero singular values), int or (B,)."""
         return np.count_nonzero(self.s2 > 0, axis=-1)
 
+    def subset(self, index):
+        """The decomposition of the problems ``index`` (a slice or indices) of a batch."""
+        if not self.batched:
+            raise ValueError("subset needs a batched Decomposition (X of shape (B, n, d))")
+        pick = (lambda a: None if a is None else a[index])
+        return Decomposition(s2=self.s2[index], V=self.V[index], U=self.U[index],
+                             z=pick(self.z), y_norm2=pick(self.y_norm2), method=self.method)
+
     def project_y(self, y, name="y"):
         """z = V^T X^T y = s * (U^T y) for new targets, shape (p,) or (B, p)."""
         y = as_float_array(y, name, ndim=(1, 2))
