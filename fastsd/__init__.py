@@ -5,7 +5,7 @@ Pareek, Du & Oh, "Understanding the Gains from Repeated Self-Distillation"
 decomposition of the design, computed once by :func:`decompose`.
 """
 
-from . import reference
+from . import datasets, reference
 from .chunked import BestRisk, sweep_optimal_chunked, sweep_risk_chunked
 from .core import (
     IllConditionedXiWarning,
@@ -26,6 +26,7 @@ __all__ = [
     "BestRisk",
     "Decomposition",
     "IllConditionedXiWarning",
+    "datasets",
     "decompose",
     "excess_risk",
     "optimal_xi",
