@@ -1,0 +1,146 @@
+"""The ``fastsd`` command line: reproduce, sweep, info, bench.
+
+Errors in arguments or configs are reported as one line on stderr with a
+non-zero exit status (2), never a traceback (set FASTSD_DEBUG=1 to see one);
+an interrupted run exits with 130 after saying where its finished work is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["main"]
+
+
+class _Failure(Exception):
+    """An error to report as one line."""
+
+
+def _cmd_reproduce(args):
+    from .experiments.reproduce import reproduce
+
+    summary = reproduce(args.out, quick=args.quick, seeds=args.seeds, backend=args.backend,
+                        progress=not args.no_progress)
+    print(f"report written to {summary}")
+    return 0
+
+
+def _cmd_sweep(args):
+    from .config_sweep import load_config, run_sweep
+
+    cfg = load_config(args.config)
+    if args.output:
+        cfg["output"] = os.path.abspath(args.output)
+    try:
+        path = run_sweep(cfg, resume=args.resume, overwrite=args.overwrite,
+                         progress=not args.no_progress)
+    except KeyboardInterrupt:
+        raise _Failure(f"interrupted; finished blocks are kept in {cfg['output']}/parts, "
+                       "rerun with --resume") from None
+    print(f"results written to {path}")
+    return 0
+
+
+def _cmd_info(args):
+    import numba
+    import numpy as np
+    import scipy
+
+    from . import __version__
+    from ._jit import cache_dir
+    from .sweep import sweep_risk
+
+    sweep_risk(np.eye(3)[None], np.ones((1, 3)), 1.0, [1.0], [0.5], 1)  # start the thread pool
+    lines = [
+        ("fastsd", __version__),
+        ("python", sys.version.split()[0]),
+        ("numpy", np.__version__),
+        ("scipy", scipy.__version__),
+        ("numba", numba.__version__),
+        ("numba threads", f"{numba.get_num_threads()} (NUMBA_NUM_THREADS="
+                          f"{numba.config.NUMBA_NUM_THREADS})"),
+        ("threading layer", numba.threading_layer()),
+        ("kernel cache", cache_dir()),
+        ("cpu count", str(os.cpu_count())),
+    ]
+    for optional in ("matplotlib", "tqdm", "sklearn", "asv"):
+        try:
+            module = __import__(optional)
+            lines.append((optional, getattr(module, "__version__", "installed")))
+        except ImportError:
+            lines.append((optional, "not installed"))
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _cmd_bench(args):
+    from .perf import main as bench_main
+
+    return bench_main(args.rest)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="fastsd",
+        description="Fast, exact repeated self-distillation of ridge regression.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    rep = sub.add_parser("reproduce", help="reproduce the paper's figures and Table 1",
+                         description="Run the synthetic studies and the UCI protocol on the "
+                                     "embedded defaults; write tables, figures and a summary.")
+    rep.add_argument("--out", default="fastsd-report", help="report directory (default: %(default)s)")
+    rep.add_argument("--quick", action="store_true", help="fewer seeds and grid points (minutes)")
+    rep.add_argument("--seeds", type=int, default=None,
+                     help="number of random splits per dataset (default: 3 quick, 10 full)")
+    rep.add_argument("--backend", choices=("numba", "numpy"), default="numba")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rep.set_defaults(func=_cmd_reproduce)
+
+    swp = sub.add_parser("sweep", help="run a sweep described by a TOML config",
+                         description="Run a user-defined sweep (see README: 'Sweep configs').")
+    swp.add_argument("config", help="TOML config file")
+    swp.add_argument("--output", help="override run.output")
+    swp.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    swp.add_argument("--overwrite", action="store_true", help="discard an existing output")
+    swp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    swp.set_defaults(func=_cmd_sweep)
+
+    info = sub.add_parser("info", help="versions, threads, threading layer, cache location",
+                          description="Print the environment fastsd runs in.")
+    info.set_defaults(func=_cmd_info)
+
+    bench = sub.add_parser("bench", help="measure workloads W1/W2 (numba vs NumPy reference)",
+                           description="Measure W1/W2; options are passed on "
+                                       "(fastsd bench --help-bench).", add_help=False)
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "bench" and args.rest in (["--help-bench"], ["-h"], ["--help"]):
+        args.rest = ["--help"]
+    try:
+        return args.func(args)
+    except _Failure as exc:
+        print(f"fastsd: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("fastsd: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        if os.environ.get("FASTSD_DEBUG"):
+            raise
+        print(f"fastsd {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""Measure the standard workloads W1 and W2 side by side in one process.
+
+W1: B = 256 problems, n = 256, d = 64, 128 log-spaced lambdas, 16 constant xi,
+    k = 0..8 -- excess risk of every (problem, lambda, xi, k).
+W2: the same problems and lambdas, the oracle-optimal xi for every k <= 8.
+
+Both backends run on the same decomposed inputs; each timing is the best of
+``repeat`` runs after a warm-up call (JIT excluded). A *cell* is one
+(problem, lambda, xi, k, eigen-direction) update. Run it with
+``fastsd bench`` or ``python -m fastsd.perf``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numba
+import numpy as np
+
+from . import reference
+from ._jit import threads as thread_count
+from .decomposition import decompose
+from .sweep import sweep_optimal, sweep_risk
+
+__all__ = ["workload", "measure", "main"]
+
+
+def workload(B=256, n=256, d=64, L=128, G=16, K=8, seed=0):
+    """The W1/W2 inputs: decomposition, theta*, noise variance, grids."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((B, n, d))
+    theta = rng.standard_normal((B, d))
+    return dict(
+        X=X, theta=theta, noise_var=np.full(B, 0.5), lams=np.logspace(-4, 4, L),
+        xis=np.linspace(-1.0, 2.0, G), K=K,
+    )
+
+
+def _best_time(func, repeat):
+    func()  # warm-up (JIT, caches)
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure(repeat=3, quick=False):
+    """Time W1, W2 and the batched decomposition on both backends.
+
+    Returns
+    -------
+    dict
+        Timings in seconds, throughputs in cells per second, speed-up ratios.
+    """
+    w = workload(B=32 if quick else 256)
+    X, theta, var, lams, xis, K = (w[k] for k in ("X", "theta", "noise_var", "lams", "xis", "K"))
+    B, n, d = X.shape
+    cells = B * lams.size * xis.size * (K + 1) * d
+    dec = decompose(X)
+    res = {"B": B, "n": n, "d": d, "L": lams.size, "G": xis.size, "K": K, "cells": cells}
+    all_threads = numba.config.NUMBA_NUM_THREADS
+
+    res["decompose_numpy_s"] = _best_time(lambda: decompose(X, backend="numpy"), repeat)
+    res["decompose_numba_s"] = _best_time(lambda: decompose(X, backend="numba"), repeat)
+
+    res["w1_numpy_s"] = _best_time(
+        lambda: sweep_risk(dec, theta, var, lams, xis, K, backend="numpy"), max(1, repeat // 3))
+    t2 = dec.project_theta(theta)
+    schedules = np.repeat(xis[:, None], K, axis=1)
+    res["w1_numpy_blocked_s"] = _best_time(
+        lambda: [reference.sweep_risk(dec.s2[b:b + 1], t2[b:b + 1], var[b:b + 1], n, lams,
+                                      schedules) for b in range(B)], max(1, repeat // 3))
+    for count in sorted({1, 2, all_threads} & set(range(1, all_threads + 1))):
+        res[f"w1_numba_{count}t_s"] = _best_time(
+            lambda: sweep_risk(dec, theta, var, lams, xis, K, threads=count), repeat)
+    res["w1_numba_s"] = res[f"w1_numba_{all_threads}t_s"]
+
+    res["w2_numpy_s"] = _best_time(
+        lambda: sweep_optimal(dec, theta, var, lams, K, backend="numpy"), max(1, repeat // 3))
+    for count in sorted({1, all_threads}):
+        res[f"w2_numba_{count}t_s"] = _best_time(
+            lambda: sweep_optimal(dec, theta, var, lams, K, threads=count), repeat)
+    res["w2_numba_s"] = res[f"w2_numba_{all_threads}t_s"]
+
+    res["w1_speedup"] = res["w1_numpy_s"] / res["w1_numba_s"]
+    res["w1_speedup_vs_blocked"] = res["w1_numpy_blocked_s"] / res["w1_numba_s"]
+    res["w1_cells_per_s"] = cells / res["w1_numba_s"]
+    res["w1_numpy_cells_per_s"] = cells / res["w1_numpy_s"]
+    if all_threads >= 2:
+        res["w1_scaling_1_to_2"] = res["w1_numba_1t_s"] / res["w1_numba_2t_s"]
+    res["w2_speedup"] = res["w2_numpy_s"] / res["w2_numba_s"]
+    res["decompose_speedup"] = res["decompose_numpy_s"] / res["decompose_numba_s"]
+    res["machine"] = machine_description()
+    return res
+
+
+def machine_description():
+    """CPU model, core count and library versions, for the README table."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{cpu}; {os.cpu_count()} logical CPUs; numba threads "
+            f"{numba.config.NUMBA_NUM_THREADS} ({numba.threading_layer() if _layer_ready() else 'n/a'}); "
+            f"numpy {np.__version__}, numba {numba.__version__}")
+
+
+def _layer_ready():
+    try:
+        numba.threading_layer()
+        return True
+    except ValueError:
+        return False
+
+
+def format_table(res):
+    """Markdown table of a :func:`measure` result."""
+    rows = [
+        ("W1 fixed-xi sweep, NumPy reference", f"{res['w1_numpy_s']:.3f} s",
+         f"{res['w1_numpy_cells_per_s']:.2e} cells/s"),
+        ("W1, NumPy looped over problems (cache-blocked)", f"{res['w1_numpy_blocked_s']:.3f} s", ""),
+        ("W1, numba", f"{res['w1_numba_s']:.4f} s", f"{res['w1_cells_per_s']:.2e} cells/s"),
+        ("W1 speed-up numba / NumPy reference", f"{res['w1_speedup']:.0f}x",
+         f"{res['w1_speedup_vs_blocked']:.0f}x vs cache-blocked NumPy"),
+    ]
+    if "w1_scaling_1_to_2" in res:
+        rows.append(("W1 numba 1 -> 2 threads", f"{res['w1_scaling_1_to_2']:.2f}x", ""))
+    rows += [
+        ("W2 optimal-xi sweep, NumPy reference", f"{res['w2_numpy_s']:.3f} s", ""),
+        ("W2, numba", f"{res['w2_numba_s']:.4f} s", ""),
+        ("W2 speed-up", f"{res['w2_speedup']:.0f}x", ""),
+        ("batched decomposition NumPy / numba", f"{res['decompose_numpy_s']:.3f} s / "
+         f"{res['decompose_numba_s']:.3f} s", f"{res['decompose_speedup']:.2f}x"),
+    ]
+    head = (f"B={res['B']}, n={res['n']}, d={res['d']}, L={res['L']}, G={res['G']}, "
+            f"K={res['K']} ({res['cells']:.2e} cells); {res['machine']}\n\n")
+    lines = ["| measurement | time | rate |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return head + "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="fastsd bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement")
+    parser.add_argument("--quick", action="store_true", help="B = 32 instead of 256")
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+    res = measure(repeat=args.repeat, quick=args.quick)
+    print(format_table(res))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

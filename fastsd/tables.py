@@ -1,0 +1,65 @@
+"""Tidy tables as dicts of equal-length 1-D arrays: CSV and Markdown output."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+
+__all__ = ["write_csv", "append_csv", "read_csv", "to_markdown"]
+
+
+def _rows(table):
+    columns = list(table)
+    lengths = {len(np.atleast_1d(table[c])) for c in columns}
+    if len(lengths) > 1:
+        raise ValueError(f"table columns have different lengths: {sorted(lengths)}")
+    return columns, zip(*(np.atleast_1d(table[c]).tolist() for c in columns))
+
+
+def write_csv(path, table):
+    """Write a table (dict of columns) to ``path`` atomically (tmp file + rename)."""
+    columns, rows = _rows(table)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def append_csv(path, table):
+    """Append rows, writing the header first if the file is new; fsync'd."""
+    columns, rows = _rows(table)
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    with open(path, "a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(columns)
+        writer.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_csv(path):
+    """Read a CSV written by :func:`write_csv` back into a dict of string arrays."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            return {}
+        cols = list(zip(*reader)) or [()] * len(header)
+    return {name: np.asarray(col) for name, col in zip(header, cols)}
+
+
+def to_markdown(table, formats=None):
+    """A Markdown table; ``formats`` maps column names to format strings."""
+    formats = formats or {}
+    columns, rows = _rows(table)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [formats.get(c, "{}").format(v) for c, v in zip(columns, row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
