@@ -87,7 +87,9 @@ def check_noise_var(noise_var, batch_shape, name="noise_var"):
 
 def check_steps(k, name="k"):
     """A number of self-distillation steps: a non-negative Python/NumPy integer."""
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
+    if isinstance(k, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer number of steps, got a bool ({k!r})")
+    if not isinstance(k, numbers.Integral):
         if isinstance(k, numbers.Real) and float(k).is_integer():
             raise TypeError(
                 f"{name} must be an integer number of steps, got {k!r} (a float); "

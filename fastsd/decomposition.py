@@ -14,10 +14,12 @@ problems of the same shape, X of shape (B, n, d), by the cheaper route:
 * ``method="svd"``: thin SVD of X (slower, but resolves singular values
   down to machine precision times s_max instead of its square root).
 
-Directions whose squared singular value is at most
-``max(n, d) * eps * max(s^2)`` are numerically zero: their s, U and V columns
-are set to exactly 0, so they contribute nothing and every estimator is the
-minimum-norm limit in them (the same rule as ``numpy.linalg.lstsq``).
+Numerically zero directions -- s^2 <= max(n, d) eps max(s^2) on the Gram
+route, s <= max(n, d) eps max(s) on the SVD route (the rule of
+``numpy.linalg.lstsq``) -- get s, U and V columns of exactly 0, so they
+contribute nothing and every estimator is the minimum-norm limit in them.
+Values that agree to within the same rounding level are made exactly equal
+(repeated eigenvalues).
 """
 
 from __future__ import annotations
@@ -115,9 +117,9 @@ class Decomposition:
         return np.einsum("...dp,...d->...p", self.V, theta)
 
 
-def _rank_cutoff(s2, n, d):
-    """Numerically-zero threshold on eigenvalues of X^T X (per problem)."""
-    top = np.max(s2, axis=-1, keepdims=True)
+def _rank_cutoff(values, n, d):
+    """Numerically-zero threshold max(n, d) eps max(values), per problem."""
+    top = np.max(values, axis=-1, keepdims=True)
     return max(n, d) * np.finfo(np.float64).eps * top
 
 
@@ -212,9 +214,13 @@ def decompose(X, y=None, *, method="auto", backend="numpy", threads=None):
             partner = (other @ vecs) / np.sqrt(s2)[..., None, :]
         V, U = (vecs, partner) if feature_side else (partner, vecs)
 
-    cutoff = _rank_cutoff(s2, n, d)
-    zero = s2 <= cutoff
-    s2 = _merge_repeated(np.where(zero, 0.0, s2), cutoff)
+    # Rank cutoff and merging of repeated values at the route's rounding level:
+    # the Gram route knows s^2 to ~eps s_max^2, the SVD route s to ~eps s_max.
+    values = np.sqrt(s2) if method == "svd" else s2
+    cutoff = _rank_cutoff(values, n, d)
+    zero = values <= cutoff
+    values = _merge_repeated(np.where(zero, 0.0, values), cutoff)
+    s2 = values * values if method == "svd" else values
     keep = ~zero[..., None, :]
     U = np.where(keep, U, 0.0)
     V = np.where(keep, V, 0.0)

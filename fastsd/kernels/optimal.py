@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
-from ..reference.optimal import BREAKDOWN_TOL, XI_RTOL
+from ..reference.optimal import BREAKDOWN_TOL, EPS, XI_RTOL, XI_SAFETY
 from .spectral import chunk_bounds, factors, risk_of_u, risk_weights
 
 
@@ -99,24 +99,47 @@ def schedule_from_h(coef, k, xi_row):
 
 @jit()
 def forward_u(r, q, xi_row, k, u):
-    """u_k of the schedule xi_row[:k] (NaN entries count as 0; rejected later)."""
+    """u_k = 1 - phi_k of xi_row[:k] through the phi-form recursion, as a refit
+    computes it (see reference ``_u_of_schedules``); NaN entries count as 0."""
     for j in range(r.shape[0]):
-        u[j] = 0.0
+        u[j] = 1.0  # phi_0
     for i in range(k):
         xi = xi_row[i]
         if xi != xi:
             xi = 0.0
         for j in range(r.shape[0]):
-            u[j] = xi * (q[j] + r[j] * u[j])
+            u[j] = xi * r[j] * u[j] + (1.0 - xi)
+    for j in range(r.shape[0]):
+        u[j] = 1.0 - u[j]
 
 
 @jit()
-def keep_if_reproducible(xi_row, k, achieved, optimum, k0):
-    """NaN the schedule unless it attains the optimum to XI_RTOL."""
-    good = np.isfinite(achieved) and abs(achieved - optimum) <= XI_RTOL * abs(optimum) + 1e-14 * abs(k0)
+def refit_amplification(s2, lam):
+    """p * cond(X^T X + lam I) on live directions (reference ``refit_amplification``)."""
+    top = 0.0
+    low = np.inf
+    for j in range(s2.shape[0]):
+        if s2[j] > 0.0:
+            top = max(top, s2[j])
+            low = min(low, s2[j])
+    if low == np.inf:
+        low = top
+    return s2.shape[0] * (top + lam) / (low + lam)
+
+
+@jit()
+def keep_if_reproducible(xi_row, k, achieved, optimum, k0, amplification):
+    """NaN the schedule unless a refit reproduces it (reference ``_reject_unreproducible``)."""
+    tol = XI_RTOL / XI_SAFETY * abs(optimum) + 1e-14 * abs(k0)
+    good = np.isfinite(achieved) and abs(achieved - optimum) <= tol
+    size = 0.0
     for i in range(k):
         if not np.isfinite(xi_row[i]):
             good = False
+        else:
+            size = max(size, abs(xi_row[i]))
+    if not EPS * size * amplification <= XI_RTOL:
+        good = False
     if not good:
         for i in range(k):
             xi_row[i] = np.nan
@@ -154,6 +177,7 @@ def sweep_optimal(s2, t2, noise_var, n, lams, risk, xi, chunks):
                 u[j] = 0.0
             ridge = risk_of_u(r, q, bias_w, noise_w, u)
             risk[b, l, 0] = ridge
+            amp = refit_amplification(s2[b], lams[l])
             arnoldi(r, q, a, basis, h, alive)
             coef[:] = 0.0
             for m in range(K):
@@ -171,7 +195,7 @@ def sweep_optimal(s2, t2, noise_var, n, lams, risk, xi, chunks):
                 schedule_from_h(coef, m + 1, row)
                 forward_u(r, q, row, m + 1, u_fwd)
                 achieved = risk_of_u(r, q, bias_w, noise_w, u_fwd)
-                keep_if_reproducible(row, m + 1, achieved, optimum, ridge)
+                keep_if_reproducible(row, m + 1, achieved, optimum, ridge, amp)
 
 
 @jit()
@@ -287,6 +311,7 @@ def sweep_optimal_validation(s2, z, R, c_proj, resid2, n_eval, lams, mse, xi, ch
                 u[j] = 0.0
             k0 = eval_mse(Rb, c_proj[b], resid2[b], n_eval, inv, z[b], u, v)
             mse[b, l, 0] = k0
+            amp = refit_amplification(s2[b], lams[l])
             if K == 0:
                 continue
             arnoldi(r, q, weights, basis, h, alive)
@@ -318,4 +343,4 @@ def sweep_optimal_validation(s2, z, R, c_proj, resid2, n_eval, lams, mse, xi, ch
                 schedule_from_h(coef, k, row)
                 forward_u(r, q, row, k, u)
                 achieved = eval_mse(Rb, c_proj[b], resid2[b], n_eval, inv, z[b], u, v)
-                keep_if_reproducible(row, k, achieved, optimum, k0)
+                keep_if_reproducible(row, k, achieved, optimum, k0, amp)

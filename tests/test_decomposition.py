@@ -1,0 +1,156 @@
+"""fastsd.decompose: shapes, accuracy, rank handling, reuse by every entry point."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import fastsd
+
+KINDS = ("tall", "wide", "dup", "zero", "wide_dup")
+EPS = np.finfo(np.float64).eps
+METHODS = ["auto", "gram", "svd"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_shapes_rank_and_reconstruction(design, kind, method):
+    X, rank = design(kind, 0)
+    n, d = X.shape
+    p = min(n, d)
+    dec = fastsd.decompose(X, method=method)
+    assert isinstance(dec, fastsd.Decomposition)
+    assert dec.s2.shape == (p,) and dec.V.shape == (d, p) and dec.U.shape == (n, p)
+    assert dec.batch_shape == () and not dec.batched
+    assert dec.n_samples == n and dec.n_features == d
+    assert int(dec.rank) == rank
+    assert np.all(dec.s2 >= 0) and np.all(np.diff(dec.s2) <= 0)
+    live = dec.s2 > 0
+    # zero directions are exactly zero columns
+    assert np.all(dec.V[:, ~live] == 0) and np.all(dec.U[:, ~live] == 0)
+    # live columns orthonormal; the Gram route computes U = X V / s, whose
+    # orthogonality error grows like eps * s_max / s_min (cond(X) < 1e3 here)
+    Vl, Ul = dec.V[:, live], dec.U[:, live]
+    assert_allclose(Vl.T @ Vl, np.eye(rank), atol=1e-10)
+    assert_allclose(Ul.T @ Ul, np.eye(rank), atol=1e-10)
+    scale = np.linalg.norm(X, 2)
+    assert_allclose((dec.U * dec.s) @ dec.V.T, X, atol=1e-12 * scale)
+    # eigenvalues agree with an SVD up to the Gram route's absolute error
+    # (~ max(n, d) eps s_max^2)
+    s_ref = np.linalg.svd(X, compute_uv=False)[:p]
+    assert_allclose(dec.s2, np.where(live, s_ref**2, 0.0), rtol=0, atol=10 * max(n, d) * EPS * scale**2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_svd_and_default_agree(design, relerr, kind):
+    X, _ = design(kind, 5)
+    y = np.random.default_rng(5).normal(size=X.shape[0])
+    theta_star = np.random.default_rng(6).normal(size=X.shape[1])
+    d_auto = fastsd.decompose(X)
+    d_svd = fastsd.decompose(X, method="svd")
+    assert d_svd.method == "svd"
+    assert int(d_auto.rank) == int(d_svd.rank)
+    scale = np.max(d_svd.s2)
+    assert_allclose(d_auto.s2, d_svd.s2, rtol=0, atol=10 * max(X.shape) * EPS * scale)
+    lams = np.array([0.0, 1e-3, 1.0, 1e3])
+    for xi in ([], [0.5, 1.5], [2.0, -1.0, 0.4, 1.1]):
+        assert relerr(fastsd.self_distill(d_auto, y, lams, xi),
+                      fastsd.self_distill(d_svd, y, lams, xi)) <= 1e-10
+        assert_allclose(fastsd.excess_risk(d_auto, theta_star, 0.3, lams, xi),
+                        fastsd.excess_risk(d_svd, theta_star, 0.3, lams, xi), rtol=1e-10)
+
+
+def test_svd_method_resolves_small_singular_values(spectrum_design):
+    """The docstring: method="svd" resolves singular values down to ~eps * s_max.
+
+    s = 1e-10 is far above the SVD's absolute error (~ n eps s_max ~ 3e-15),
+    so it must be kept (it is below the Gram route's resolution, sqrt(eps)).
+    """
+    s = np.array([1.0, 1e-3, 1e-6, 1e-10])
+    X = spectrum_design(s, 12, seed=5)
+    dec = fastsd.decompose(X, method="svd")
+    assert int(dec.rank) == 4
+    assert_allclose(np.sqrt(dec.s2), s, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_batched_equals_single(design, kind, method):
+    Xs = np.stack([design(kind, 30 + b)[0] for b in range(3)])
+    ys = np.random.default_rng(3).normal(size=Xs.shape[:2])
+    dec = fastsd.decompose(Xs, ys, method=method)
+    assert dec.batched and dec.batch_shape == (3,)
+    assert dec.s2.shape == (3, min(Xs.shape[1:]))
+    for b in range(3):
+        one = fastsd.decompose(Xs[b], ys[b], method=method)
+        scale = np.max(one.s2)
+        assert_allclose(dec.s2[b], one.s2, rtol=0, atol=10 * max(Xs.shape[1:]) * EPS * scale)
+        assert int(dec.rank[b]) == int(one.rank)
+        # singular vectors are defined up to sign/rotation: compare invariants
+        assert_allclose(dec.U[b] * np.sqrt(dec.s2[b]) @ dec.V[b].T, Xs[b], atol=1e-12 * np.sqrt(scale))
+        assert_allclose(dec.y_norm2[b], ys[b] @ ys[b], rtol=1e-14)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_repeated_eigenvalues_are_exactly_repeated(method):
+    """Orthogonal columns with equal norms in groups: one eigenvalue per group."""
+    rng = np.random.default_rng(0)
+    norms = np.repeat([3.0, 2.0, 1.0, 0.5], [4, 3, 5, 2])
+    Q, _ = np.linalg.qr(rng.normal(size=(40, norms.size)))
+    X = Q * norms
+    dec = fastsd.decompose(X, method=method)
+    assert np.unique(dec.s2).size == 4
+    assert_allclose(np.unique(dec.s2)[::-1], [9.0, 4.0, 1.0, 0.25], rtol=1e-13)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stored_y_projection(design, kind):
+    X, _ = design(kind, 2)
+    y = np.random.default_rng(2).normal(size=X.shape[0])
+    dec = fastsd.decompose(X, y)
+    assert_allclose(dec.z, dec.V.T @ (X.T @ y), atol=1e-12 * np.linalg.norm(X) ** 2 * np.linalg.norm(y))
+    assert_allclose(dec.y_norm2, y @ y, rtol=1e-14)
+    assert fastsd.decompose(X).z is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_entry_point_accepts_decomposition(design, kind):
+    """Passing a Decomposition (with or without y) gives the same answer as X."""
+    X, _ = design(kind, 4)
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=X.shape[0])
+    theta_star = rng.normal(size=X.shape[1])
+    X_val = rng.normal(size=(9, X.shape[1]))
+    y_val = rng.normal(size=9)
+    lams = np.array([0.0, 1e-2, 1.0, 1e2])
+    xi = [0.3, 1.7]
+    dec, dec_y = fastsd.decompose(X), fastsd.decompose(X, y)
+    for D, yy in ((dec, y), (dec_y, None), (dec_y, y)):
+        assert_allclose(fastsd.self_distill(D, yy, lams, xi), fastsd.self_distill(X, y, lams, xi),
+                        rtol=1e-13, atol=0)
+        got = fastsd.optimal_xi_validation(D, yy, X_val, y_val, lams, 2)
+        want = fastsd.optimal_xi_validation(X, y, X_val, y_val, lams, 2)
+        assert_allclose(got[0], want[0], rtol=1e-12)
+        assert_allclose(got[1], want[1], rtol=1e-12)
+    for D in (dec, dec_y):
+        assert_allclose(fastsd.excess_risk(D, theta_star, 0.5, lams, xi),
+                        fastsd.excess_risk(X, theta_star, 0.5, lams, xi), rtol=1e-13)
+        assert_allclose(fastsd.oracle_risk(D, theta_star, 0.5, lams),
+                        fastsd.oracle_risk(X, theta_star, 0.5, lams), rtol=1e-13)
+        got = fastsd.optimal_xi(D, theta_star, 0.5, lams, 2)
+        want = fastsd.optimal_xi(X, theta_star, 0.5, lams, 2)
+        assert_allclose(got[0], want[0], rtol=1e-12)
+        assert_allclose(got[1], want[1], rtol=1e-12)
+
+
+def test_decompose_rejects_decomposition_and_bad_method(design):
+    X, _ = design("tall", 0)
+    with pytest.raises(TypeError, match="X"):
+        fastsd.decompose(fastsd.decompose(X))
+    with pytest.raises(ValueError, match="method"):
+        fastsd.decompose(X, method="qr")
+
+
+def test_missing_y_without_stored_y_names_y(design):
+    X, _ = design("tall", 0)
+    with pytest.raises(ValueError, match="y"):
+        fastsd.self_distill(fastsd.decompose(X), None, 1.0, [0.5])
