@@ -1,0 +1,499 @@
+r"""Synthetic problem families of the paper, as batches for the sweep engine.
+
+Every family builds designs with a prescribed spectrum,
+
+    X = U diag(s) V^T,   U (n, d) with orthonormal columns,  V (d, d) orthogonal,
+
+both Haar-random (QR of a Gaussian matrix, sign-fixed), so X^T X = V diag(s^2) V^T
+and the eigenvectors of X^T X are the columns of V. The true parameter is given
+by its coordinates in that eigenbasis, theta* = V c, so "aligned with one
+eigenvector" is exact (c = ||theta*|| e_j) and does not depend on the seed.
+
+The squared singular values are proportional to n (s_j^2 = n * level_j with
+levels in (0, 1]), so the covariance X^T X / n has eigenvalues ``level_j``
+whatever n; the fixed-design excess risk then depends on the noise only through
+``noise_var / n`` and on ``U``, ``V`` not at all (the seed only changes the
+matrices, never a risk).
+
+Families
+--------
+:func:`theorem1_family`
+    Theorem 1 of Pareek, Du & Oh (arXiv 2407.04600): rank r, r distinct
+    singular values, theta* on one eigenvector. Optimal r-step SD reaches the
+    per-direction oracle and beats optimal ridge and optimal 1-step SD by a
+    factor that grows linearly in r.
+:func:`repeated_singular_values`
+    Violates the distinct-singular-value assumption.
+:func:`spread_theta`
+    Violates the alignment assumption: theta* spread over the eigenvectors.
+:func:`singular_gap_family`
+    A few singular values with a varying relative gap (optimal xi blows up as
+    the gap closes).
+
+Each returns a :class:`ProblemBatch`; pass ``batch.X, batch.theta_star,
+batch.noise_var`` to :func:`fastsd.sweep_optimal` (or call
+:meth:`ProblemBatch.sweep_optimal`).
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "ProblemBatch",
+    "concat_batches",
+    "theorem1_family",
+    "repeated_singular_values",
+    "spread_theta",
+    "singular_gap_family",
+    "evenly_spaced_levels",
+]
+
+
+# --------------------------------------------------------------------------- container
+
+
+def _frozen(arr):
+    arr = np.ascontiguousarray(arr)
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class ProblemBatch:
+    """A batch of B fixed-design regression problems of one shape.
+
+    Attributes
+    ----------
+    X : ndarray of shape (B, n, d)
+        Designs (read-only).
+    theta_star : ndarray of shape (B, d)
+        True parameters (read-only).
+    noise_var : ndarray of shape (B,)
+        Noise variances sigma^2 (read-only).
+    singular_values : ndarray of shape (B, d)
+        The singular values X was built with, descending, zero past the rank.
+    eigvecs : ndarray of shape (B, d, d)
+        V: column j is the eigenvector of X^T X for ``singular_values[:, j]``.
+    labels : dict of str -> ndarray of shape (B,)
+        Per-problem labels (e.g. ``rank``, ``gap``, ``case``).
+    meta : dict
+        Construction parameters shared by the batch (family name, n, seed...).
+    """
+
+    X: np.ndarray
+    theta_star: np.ndarray
+    noise_var: np.ndarray
+    singular_values: np.ndarray
+    eigvecs: np.ndarray
+    labels: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        B, n, d = self.X.shape
+        shapes = {"theta_star": (B, d), "noise_var": (B,), "singular_values": (B, d),
+                  "eigvecs": (B, d, d)}
+        for name, shape in shapes.items():
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {getattr(self, name).shape}")
+        for name, col in self.labels.items():
+            if np.shape(col) != (B,):
+                raise ValueError(f"labels[{name!r}] must have shape ({B},), got {np.shape(col)}")
+        for name in ("X", "theta_star", "noise_var", "singular_values", "eigvecs"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        object.__setattr__(self, "labels", {k: _frozen(np.asarray(v)) for k, v in self.labels.items()})
+
+    @property
+    def batch_size(self) -> int:
+        """B, the number of problems."""
+        return self.X.shape[0]
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[2]
+
+    def __len__(self):
+        return self.batch_size
+
+    def decompose(self, **kwargs):
+        """:func:`fastsd.decompose` of the batch (keyword arguments passed on)."""
+        from .decomposition import decompose
+
+        return decompose(self.X, **kwargs)
+
+    def sweep_optimal(self, lams, max_steps, *, backend="numba", threads=None, method="auto"):
+        """:func:`fastsd.sweep_optimal` on this batch.
+
+        Returns
+        -------
+        risk : ndarray of shape (B, L, K + 1)
+        xi : ndarray of shape (B, L, K, K)
+        """
+        from .sweep import sweep_optimal
+
+        return sweep_optimal(self.decompose(method=method), self.theta_star, self.noise_var,
+                             lams, max_steps, backend=backend, threads=threads)
+
+
+def concat_batches(*batches):
+    """Stack batches of the same (n, d) into one (labels must share their keys).
+
+    Parameters
+    ----------
+    *batches : ProblemBatch
+
+    Returns
+    -------
+    ProblemBatch
+        ``meta`` is ``{"parts": [b.meta for b in batches]}``.
+    """
+    if not batches:
+        raise ValueError("batches: pass at least one ProblemBatch")
+    shape = batches[0].X.shape[1:]
+    keys = set(batches[0].labels)
+    for b in batches:
+        if not isinstance(b, ProblemBatch):
+            raise TypeError(f"batches must be ProblemBatch instances, got {type(b).__name__}")
+        if b.X.shape[1:] != shape:
+            raise ValueError(f"batches must share (n, d) = {shape}, got {b.X.shape[1:]}")
+        if set(b.labels) != keys:
+            raise ValueError(f"batches must share label keys {sorted(keys)}, got {sorted(b.labels)}")
+    cat = (lambda name: np.concatenate([getattr(b, name) for b in batches]))
+    return ProblemBatch(
+        X=cat("X"), theta_star=cat("theta_star"), noise_var=cat("noise_var"),
+        singular_values=cat("singular_values"), eigvecs=cat("eigvecs"),
+        labels={k: np.concatenate([b.labels[k] for b in batches]) for k in keys},
+        meta={"parts": [b.meta for b in batches]},
+    )
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _rng(seed):
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
+        return np.random.default_rng(seed)
+    raise TypeError(f"seed must be an int, None or a numpy Generator, got {type(seed).__name__}")
+
+
+def _int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _positive(value, name, *, allow_zero=False, upper=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    ok = np.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if ok and upper is not None:
+        ok = value < upper
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        if upper is not None:
+            bound += f" and < {upper}"
+        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
+    return value
+
+
+def _n_samples(n, d):
+    if n is None:
+        return max(128, 2 * d)
+    n = _int(n, "n", 1)
+    if n < d:
+        raise ValueError(f"n must be >= d = {d} (the designs have orthonormal U of shape (n, d)), got {n}")
+    return n
+
+
+def evenly_spaced_levels(r, spread):
+    """Eigenvalues of X^T X / n used by the families: 1 - spread * j / r, j = 0..r-1.
+
+    Parameters
+    ----------
+    r : int
+        Number of distinct levels.
+    spread : float
+        In (0, 1): the levels fill (1 - spread, 1] evenly.
+
+    Returns
+    -------
+    ndarray of shape (r,)
+        Descending, distinct, in (1 - spread, 1].
+    """
+    return 1.0 - spread * np.arange(r) / r
+
+
+# --------------------------------------------------------------------------- builder
+
+
+def _orthonormal(rng, rows, cols):
+    """Haar-random matrix with orthonormal columns (QR with the sign fix)."""
+    Q, R = np.linalg.qr(rng.normal(size=(rows, cols)))
+    return Q * np.where(np.diag(R) < 0, -1.0, 1.0)
+
+
+def _build(s, coords, n, noise_var, rng, labels, meta):
+    """X = U diag(s) V^T and theta* = V coords for each row of s (B, d)."""
+    B, d = s.shape
+    X = np.empty((B, n, d))
+    V = np.empty((B, d, d))
+    for b in range(B):
+        U = _orthonormal(rng, n, d)
+        V[b] = _orthonormal(rng, d, d)
+        X[b] = (U * s[b]) @ V[b].T
+    theta = np.einsum("bij,bj->bi", V, coords)
+    return ProblemBatch(X=X, theta_star=theta, noise_var=np.full(B, float(noise_var)),
+                        singular_values=s, eigvecs=V, labels=labels, meta=meta)
+
+
+# --------------------------------------------------------------------------- families
+
+
+def theorem1_family(ranks, *, n=None, d=None, noise_var=0.1, spread=0.5, align="top",
+                    theta_norm=1.0, seed=0):
+    r"""The Theorem 1 family: rank r, distinct singular values, theta* on one eigenvector.
+
+    For each rank r: ``s_j^2 = n (1 - spread (j - 1) / r)``, j = 1..r (r distinct
+    values evenly filling (n(1 - spread), n]), the other d - r singular values
+    zero, and ``theta* = theta_norm * v_j`` for one eigenvector v_j of X^T X.
+
+    Parameters
+    ----------
+    ranks : sequence of int
+        The ranks r >= 1, one problem each (B = len(ranks)).
+    n : int, optional
+        Samples; default ``max(128, 2 d)``. Must be >= d.
+    d : int, optional
+        Features; default ``max(ranks)`` (so every problem shares one shape and
+        the batch goes through one sweep).
+    noise_var : float, default=0.1
+        sigma^2 > 0. With ``theta_norm=1`` the signal-to-noise ratio per
+        direction is about ``n / noise_var`` (1280 by default): Theorem 1's
+        separation needs the noise to be small against the signal.
+    spread : float, default=0.5
+        In (0, 1): relative width of the band of squared singular values.
+    align : {"top", "bottom"}, default="top"
+        Which eigenvector theta* lies on: the largest singular value (v_1) or
+        the smallest nonzero one (v_r). With "bottom" 1-step SD barely improves
+        on ridge (relative 1e-5 in the defaults): both baselines nearly coincide.
+    theta_norm : float, default=1.0
+        ||theta*||.
+    seed : int, None or numpy.random.Generator
+
+    Returns
+    -------
+    ProblemBatch
+        X (B, n, d), theta_star (B, d), noise_var (B,); labels ``rank`` and
+        ``align_index`` (0-based index of theta*'s eigenvector, by decreasing
+        singular value).
+
+    Notes
+    -----
+    Why the gain is linear in r: at high SNR the optimal ridge must keep the
+    signal direction almost unshrunk, so its filter passes the noise of all r
+    directions (risk ~ r sigma^2 / n); 1-step SD has one more degree of freedom
+    (its filter r_j (1 - xi_bar q_j) can vanish at one node), still ~ c r sigma^2/n.
+    r-step SD realises any filter values at r distinct nodes, hence the
+    per-direction oracle, which keeps only the signal direction (~ sigma^2 / n).
+
+    Examples
+    --------
+    >>> batch = theorem1_family([2, 4, 8])
+    >>> batch.X.shape, batch.theta_star.shape, batch.labels["rank"].tolist()
+    ((3, 128, 8), (3, 8), [2, 4, 8])
+    """
+    try:
+        ranks = np.asarray(ranks)
+    except Exception:  # pragma: no cover - ragged input
+        raise TypeError("ranks must be a sequence of integers") from None
+    if ranks.ndim != 1 or ranks.size == 0:
+        raise ValueError(f"ranks must be a non-empty 1-D sequence of integers, got shape {ranks.shape}")
+    if not np.issubdtype(ranks.dtype, np.integer):
+        raise TypeError(f"ranks must hold integers, got dtype {ranks.dtype}")
+    if np.any(ranks < 1):
+        raise ValueError(f"ranks must all be >= 1, got min {ranks.min()}")
+    rmax = int(ranks.max())
+    d = rmax if d is None else _int(d, "d", 1)
+    if d < rmax:
+        raise ValueError(f"d must be >= max(ranks) = {rmax}, got {d}")
+    n = _n_samples(n, d)
+    noise_var = _positive(noise_var, "noise_var")
+    spread = _positive(spread, "spread", upper=1.0)
+    theta_norm = _positive(theta_norm, "theta_norm")
+    if align not in ("top", "bottom"):
+        raise ValueError(f"align must be 'top' or 'bottom', got {align!r}")
+    rng = _rng(seed)
+
+    B = ranks.size
+    s = np.zeros((B, d))
+    coords = np.zeros((B, d))
+    index = np.empty(B, dtype=np.int64)
+    for b, r in enumerate(ranks.tolist()):
+        s[b, :r] = np.sqrt(n * evenly_spaced_levels(r, spread))
+        index[b] = 0 if align == "top" else r - 1
+        coords[b, index[b]] = theta_norm
+    meta = dict(family="theorem1", n=n, d=d, noise_var=noise_var, spread=spread, align=align,
+                theta_norm=theta_norm, seed=seed if not isinstance(seed, np.random.Generator) else None)
+    return _build(s, coords, n, noise_var, rng,
+                  labels={"rank": ranks.astype(np.int64), "align_index": index}, meta=meta)
+
+
+def repeated_singular_values(d=4, *, n_distinct=1, n=None, noise_var=0.1, spread=0.5,
+                             theta_norm=1.0, seed=0):
+    r"""Violates Assumption 1 (distinct singular values): values repeated.
+
+    The d squared singular values take ``n_distinct`` values
+    ``n (1 - spread m / n_distinct)``, m = 0..n_distinct-1, each repeated
+    ``d / n_distinct`` times; theta* = theta_norm * v_1 (inside the top,
+    repeated, eigenspace). With ``n_distinct=1`` (X^T X = n I) every spectral
+    filter is a scalar, so no number of SD steps improves on optimal ridge.
+
+    Parameters
+    ----------
+    d : int, default=4
+        Features (= rank).
+    n_distinct : int, default=1
+        Number of distinct singular values; 1 <= n_distinct < d and a divisor of d.
+    n, noise_var, spread, theta_norm, seed
+        As in :func:`theorem1_family`.
+
+    Returns
+    -------
+    ProblemBatch
+        One problem (B = 1), labels ``case`` = "repeated singular values" and
+        ``n_distinct``.
+
+    Examples
+    --------
+    >>> b = repeated_singular_values(4)
+    >>> np.round(b.singular_values[0] ** 2 / b.n_samples, 6).tolist()
+    [1.0, 1.0, 1.0, 1.0]
+    """
+    d = _int(d, "d", 2)
+    n_distinct = _int(n_distinct, "n_distinct", 1)
+    if n_distinct >= d or d % n_distinct:
+        raise ValueError(
+            f"n_distinct must be < d = {d} and divide it (each value repeated d / n_distinct "
+            f"times), got {n_distinct}"
+        )
+    n = _n_samples(n, d)
+    noise_var = _positive(noise_var, "noise_var")
+    spread = _positive(spread, "spread", upper=1.0)
+    theta_norm = _positive(theta_norm, "theta_norm")
+    levels = np.repeat(evenly_spaced_levels(n_distinct, spread), d // n_distinct)
+    s = np.sqrt(n * levels)[None]
+    coords = np.zeros((1, d))
+    coords[0, 0] = theta_norm
+    meta = dict(family="repeated_singular_values", n=n, d=d, noise_var=noise_var,
+                n_distinct=n_distinct, spread=spread, theta_norm=theta_norm)
+    return _build(s, coords, n, noise_var, _rng(seed),
+                  labels={"case": np.array(["repeated singular values"]),
+                          "n_distinct": np.array([n_distinct])}, meta=meta)
+
+
+def spread_theta(d=4, *, weights=None, n=None, noise_var=0.1, spread=0.5, theta_norm=1.0,
+                 seed=0):
+    r"""Violates Assumption 2 (alignment): theta* spread over the eigenvectors.
+
+    Distinct singular values as in :func:`theorem1_family` with r = d, and
+    ``theta* = theta_norm * sum_j sqrt(w_j) v_j``: the squared cosine of theta*
+    with eigenvector v_j is w_j. With equal weights (the default) optimal ridge
+    (lambda = sigma^2 d / ||theta*||^2) *is* the per-direction oracle filter, so
+    SD cannot gain anything.
+
+    Parameters
+    ----------
+    d : int, default=4
+    weights : array_like of shape (d,), optional
+        Non-negative squared cosines (normalised to sum 1), at least two of them
+        nonzero; default uniform 1/d.
+    n, noise_var, spread, theta_norm, seed
+        As in :func:`theorem1_family`.
+
+    Returns
+    -------
+    ProblemBatch
+        One problem, labels ``case`` = "theta spread over eigenvectors" and
+        ``max_cos2`` (the largest squared cosine).
+    """
+    d = _int(d, "d", 2)
+    if weights is None:
+        weights = np.full(d, 1.0 / d)
+    else:
+        weights = np.asarray(weights, dtype=float)
+        if weights.shape != (d,):
+            raise ValueError(f"weights must have shape ({d},), got {weights.shape}")
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise ValueError("weights must be finite and >= 0 (squared cosines)")
+        if np.count_nonzero(weights) < 2:
+            raise ValueError("weights must have at least two nonzero entries "
+                             "(one nonzero entry is the aligned case: use theorem1_family)")
+        weights = weights / weights.sum()
+    n = _n_samples(n, d)
+    noise_var = _positive(noise_var, "noise_var")
+    spread = _positive(spread, "spread", upper=1.0)
+    theta_norm = _positive(theta_norm, "theta_norm")
+    s = np.sqrt(n * evenly_spaced_levels(d, spread))[None]
+    coords = (theta_norm * np.sqrt(weights))[None]
+    meta = dict(family="spread_theta", n=n, d=d, noise_var=noise_var, spread=spread,
+                theta_norm=theta_norm, weights=weights.tolist())
+    return _build(s, coords, n, noise_var, _rng(seed),
+                  labels={"case": np.array(["theta spread over eigenvectors"]),
+                          "max_cos2": np.array([weights.max()])}, meta=meta)
+
+
+def singular_gap_family(gaps, *, p=3, n=64, noise_var=0.1, theta_norm=1.0, seed=0):
+    r"""p singular values with a varying relative gap, theta* on the top eigenvector.
+
+    For each gap g: ``s_j = sqrt(n) (1 - (j - 1) g)``, j = 1..p, so consecutive
+    singular values differ by ``g s_1`` (relative gap g); theta* = theta_norm v_1.
+
+    Parameters
+    ----------
+    gaps : sequence of float
+        Relative gaps, each in (0, 1 / (p - 1)).
+    p : int, default=3
+        Number of singular values (= d = rank), >= 2.
+    n : int, default=64
+    noise_var, theta_norm, seed
+        As in :func:`theorem1_family`.
+
+    Returns
+    -------
+    ProblemBatch
+        B = len(gaps); label ``gap``.
+
+    Notes
+    -----
+    The optimal k-step xi interpolates the oracle filter at the p nodes with a
+    degree-k polynomial; as the nodes merge its coefficients (and xi) grow like
+    ``gap^-(k-1)`` for k <= p.
+    """
+    p = _int(p, "p", 2)
+    gaps = np.asarray(gaps, dtype=float)
+    if gaps.ndim != 1 or gaps.size == 0:
+        raise ValueError(f"gaps must be a non-empty 1-D sequence, got shape {gaps.shape}")
+    if not np.all(np.isfinite(gaps)) or np.any(gaps <= 0) or np.any(gaps * (p - 1) >= 1):
+        raise ValueError(f"gaps must lie in (0, 1/(p-1)) = (0, {1 / (p - 1):.4g}) so that all "
+                         f"p = {p} singular values stay positive")
+    n = _n_samples(n, p)
+    noise_var = _positive(noise_var, "noise_var")
+    theta_norm = _positive(theta_norm, "theta_norm")
+    s = np.sqrt(n) * (1.0 - gaps[:, None] * np.arange(p)[None])
+    coords = np.zeros((gaps.size, p))
+    coords[:, 0] = theta_norm
+    meta = dict(family="singular_gap", n=n, p=p, noise_var=noise_var, theta_norm=theta_norm)
+    return _build(s, coords, n, noise_var, _rng(seed), labels={"gap": gaps}, meta=meta)
