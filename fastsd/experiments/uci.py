@@ -94,24 +94,33 @@ def summarize(rows):
     Returns
     -------
     dict of 1-D arrays
-        ``dataset, k, test_mse_mean, test_mse_std, change_vs_ridge`` (relative
-        change of the mean test MSE against ridge, negative = better),
+        ``dataset, k, test_mse_mean, test_mse_std``; ``change_vs_ridge``
+        (relative change of the mean test MSE against ridge, negative =
+        better); ``paired_change_mean, paired_change_std`` (mean and std over
+        seeds of each split's own test_mse_k / test_mse_ridge - 1, which
+        removes the split-to-split variance shared by all estimators);
         ``n_seeds``.
     """
-    out = {key: [] for key in ("dataset", "k", "test_mse_mean", "test_mse_std",
-                               "change_vs_ridge", "n_seeds")}
+    keys = ("dataset", "k", "test_mse_mean", "test_mse_std", "change_vs_ridge",
+            "paired_change_mean", "paired_change_std", "n_seeds")
+    out = {key: [] for key in keys}
+
+    def mean_std(vals):
+        ok = vals[np.isfinite(vals)]
+        return (ok.mean() if ok.size else np.nan), (ok.std(ddof=1) if ok.size > 1 else 0.0)
+
     for name in dict.fromkeys(rows["dataset"]):
         here = rows["dataset"] == name
-        ridge = np.nanmean(rows["test_mse"][here & (rows["k"] == 0)])
+        ridge_runs = rows["test_mse"][here & (rows["k"] == 0)]
+        ridge = np.nanmean(ridge_runs)
         for k in np.unique(rows["k"][here]):
             vals = rows["test_mse"][here & (rows["k"] == k)]
-            mean = np.nanmean(vals) if np.isfinite(vals).any() else np.nan
-            out["dataset"].append(name)
-            out["k"].append(int(k))
-            out["test_mse_mean"].append(mean)
-            out["test_mse_std"].append(np.nanstd(vals, ddof=1) if np.isfinite(vals).sum() > 1 else 0.0)
-            out["change_vs_ridge"].append((mean - ridge) / ridge)
-            out["n_seeds"].append(int(np.isfinite(vals).sum()))
+            mean, std = mean_std(vals)
+            paired_mean, paired_std = mean_std(vals / ridge_runs - 1.0)
+            for key, value in zip(keys, (name, int(k), mean, std, (mean - ridge) / ridge,
+                                         paired_mean, paired_std,
+                                         int(np.isfinite(vals).sum()))):
+                out[key].append(value)
     return {key: np.asarray(col) for key, col in out.items()}
 
 
