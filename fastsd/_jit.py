@@ -20,7 +20,7 @@ import warnings
 import numba
 from numba.core.caching import NullCache
 
-__all__ = ["FASTMATH", "jit", "threads", "call", "cache_dir"]
+__all__ = ["FASTMATH", "jit", "threads", "check_threads", "call", "cache_dir"]
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
@@ -49,22 +49,28 @@ def _disable_cache():
 
 
 def call(kernel, *args):
-    """Run a kernel; if loading its cache fails, compile without the cache."""
+    """Run a kernel; if it fails while the on-disk cache is in use, retry without it.
+
+    Loading a damaged cache can raise almost anything (unpickling, value or
+    OS errors). Inputs reaching a kernel are already validated, so a failure
+    is retried once with caching disabled for every fastsd kernel; if the
+    retry succeeds the cache was at fault (warned about), otherwise the
+    error is genuine and re-raised.
+    """
     try:
         return kernel(*args)
-    except (numba.core.errors.TypingError, ValueError, TypeError, IndexError):
-        raise
-    except Exception as exc:  # unpickling errors, truncated files, OS errors
+    except Exception as exc:
         if all(isinstance(d._cache, NullCache) for d in _DISPATCHERS):
             raise
+        _disable_cache()
+        result = kernel(*args)
         warnings.warn(
             f"Numba's on-disk cache could not be used ({type(exc).__name__}: {exc}); "
-            "compiling fastsd's kernels in memory instead",
+            "fastsd's kernels are compiled in memory for this process",
             RuntimeWarning,
             stacklevel=3,
         )
-        _disable_cache()
-        return kernel(*args)
+        return result
 
 
 def cache_dir():
@@ -72,6 +78,19 @@ def cache_dir():
     return os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
         os.path.dirname(__file__), "kernels", "__pycache__"
     )
+
+
+def check_threads(count):
+    """Validate a thread count: None or 1 <= count <= NUMBA_NUM_THREADS."""
+    if count is None:
+        return
+    limit = numba.config.NUMBA_NUM_THREADS
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise TypeError(f"threads must be an int or None, got {type(count).__name__}")
+    if not 1 <= count <= limit:
+        raise ValueError(
+            f"threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {count}"
+        )
 
 
 @contextlib.contextmanager
@@ -87,13 +106,7 @@ def threads(count):
     if count is None:
         yield numba.get_num_threads()
         return
-    limit = numba.config.NUMBA_NUM_THREADS
-    if isinstance(count, bool) or not isinstance(count, int):
-        raise TypeError(f"threads must be an int or None, got {type(count).__name__}")
-    if not 1 <= count <= limit:
-        raise ValueError(
-            f"threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {count}"
-        )
+    check_threads(count)
     previous = numba.get_num_threads()
     numba.set_num_threads(count)
     try:

@@ -196,7 +196,7 @@ def sweep_risk_chunked(X, theta_star, noise_var, lams, xis, max_steps, *, reduce
     -------
     ndarray of shape (B, L, G, K + 1), or BestRisk
     """
-    _check_backend(backend)
+    _check_backend(backend, threads)
     if reduce not in (None, "min"):
         raise ValueError(f"reduce must be None or 'min', got {reduce!r}")
     lams = _check_grid(lams)
@@ -221,10 +221,11 @@ def sweep_risk_chunked(X, theta_star, noise_var, lams, xis, max_steps, *, reduce
     lam_index = np.zeros((B, K + 1), dtype=np.int64)
     xi_index = np.zeros((B, K + 1), dtype=np.int64)
 
-    def consume(b0, b1, l0, l1, risk):  # risk (b, l, G, K + 1)
-        flat = np.moveaxis(risk, -1, 1).reshape(b1 - b0, K + 1, -1)
-        arg = np.argmin(flat, axis=-1)
-        value = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+    def consume(b0, b1, l0, l1, risk):  # risk (b, l, G, K + 1), C-contiguous
+        flat = risk.reshape(b1 - b0, -1, K + 1)  # a view: (b, l * G, K + 1)
+        # min reduces in place; argmin over a middle axis would copy the block
+        value = flat.min(axis=1)
+        arg = np.argmax(flat == value[:, None, :], axis=1)
         better = value < best[b0:b1]
         best[b0:b1] = np.where(better, value, best[b0:b1])
         li, gi = np.unravel_index(arg, (l1 - l0, G))
@@ -254,7 +255,7 @@ def sweep_optimal_chunked(X, theta_star, noise_var, lams, max_steps, *, reduce=N
     -------
     (risk, xi) as in :func:`fastsd.sweep_optimal`, or BestRisk
     """
-    _check_backend(backend)
+    _check_backend(backend, threads)
     if reduce not in (None, "min"):
         raise ValueError(f"reduce must be None or 'min', got {reduce!r}")
     lams = _check_grid(lams)

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 from . import reference
-from ._jit import call, threads as thread_count
+from ._jit import call, check_threads, threads as thread_count
 from ._validation import as_float_array, check_lams, check_noise_var, check_steps
 from .decomposition import as_decomposition, targets_projection
 from .kernels import optimal as optimal_kernels
@@ -32,9 +32,10 @@ __all__ = [
 BACKENDS = ("numba", "numpy")
 
 
-def _check_backend(backend):
+def _check_backend(backend, threads=None):
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_threads(threads)
 
 
 def _check_grid(lams):
@@ -45,7 +46,9 @@ def _check_grid(lams):
 def check_schedules(xis, max_steps):
     """xi grid (G,) of constant schedules, or explicit schedules (G, K) -> (G, K)."""
     K = check_steps(max_steps, "max_steps")
-    xis = as_float_array(xis, "xis", ndim=(1, 2))
+    xis = as_float_array(xis, "xis", ndim=(1, 2), allow_empty=True)
+    if xis.shape[0] == 0:
+        raise ValueError(f"xis is empty (shape {xis.shape}); pass at least one schedule")
     if xis.ndim == 1:
         return np.repeat(xis[:, None], K, axis=1)
     if xis.shape[1] != K:
@@ -58,6 +61,11 @@ def check_schedules(xis, max_steps):
 def _chunks(pairs):
     """Parallel work units: enough per thread to balance the load."""
     return max(1, min(pairs, 16 * numba.get_num_threads()))
+
+
+def _per_problem(noise_var, B):
+    """sigma^2 as a fresh writable (B,) array (one compiled kernel signature)."""
+    return np.array(np.broadcast_to(noise_var, (B,)), dtype=np.float64)
 
 
 def _promote(arr, single):
@@ -104,12 +112,12 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, backend="numba
     >>> fastsd.sweep_risk(X, theta, 1.0, np.logspace(-2, 2, 7), [0.0, 0.5, 1.5], 3).shape
     (4, 7, 3, 4)
     """
-    _check_backend(backend)
+    _check_backend(backend, threads)
     dec = as_decomposition(X)
     single = not dec.batched
     t = _promote(dec.project_theta(theta_star), single)
     s2 = _promote(dec.s2, single)
-    var = np.broadcast_to(check_noise_var(noise_var, dec.batch_shape), s2.shape[:1])
+    var = _per_problem(check_noise_var(noise_var, dec.batch_shape), s2.shape[0])
     lams = _check_grid(lams)
     schedules = check_schedules(xis, max_steps)
     n = dec.n_samples
@@ -118,7 +126,7 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, backend="numba
     else:
         out = np.empty((s2.shape[0], lams.size, schedules.shape[0], schedules.shape[1] + 1))
         with thread_count(threads):
-            call(sweep_kernels.sweep_risk, s2, t * t, np.ascontiguousarray(var), n, lams,
+            call(sweep_kernels.sweep_risk, s2, t * t, var, n, lams,
                  schedules, out, _chunks(s2.shape[0] * lams.size))
     return _unpromote(out, single)
 
@@ -152,12 +160,12 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, backend="numba",
     One weighted Arnoldi factorization of the spectrum per (problem, lambda)
     serves every k <= K: the basis for k is a prefix of the basis for K.
     """
-    _check_backend(backend)
+    _check_backend(backend, threads)
     dec = as_decomposition(X)
     single = not dec.batched
     t = _promote(dec.project_theta(theta_star), single)
     s2 = _promote(dec.s2, single)
-    var = np.broadcast_to(check_noise_var(noise_var, dec.batch_shape), s2.shape[:1])
+    var = _per_problem(check_noise_var(noise_var, dec.batch_shape), s2.shape[0])
     lams = _check_grid(lams)
     K = check_steps(max_steps, "max_steps")
     n = dec.n_samples
@@ -167,7 +175,7 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, backend="numba",
         risk = np.empty((s2.shape[0], lams.size, K + 1))
         xi = np.full((s2.shape[0], lams.size, K, K), np.nan)
         with thread_count(threads):
-            call(optimal_kernels.sweep_optimal, s2, t * t, np.ascontiguousarray(var), n,
+            call(optimal_kernels.sweep_optimal, s2, t * t, var, n,
                  lams, risk, xi, _chunks(s2.shape[0] * lams.size))
     return _unpromote(risk, single), _unpromote(xi, single)
 
@@ -219,7 +227,7 @@ def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, backend="numba",
     (||y_eval - Q Q^T y_eval||^2 + ||Q^T y_eval - R phi g||^2) / n_eval with
     g = z/(s^2 + lam), O(min(n_eval, p) p) per cell and free of cancellation.
     """
-    _check_backend(backend)
+    _check_backend(backend, threads)
     dec, single, z, R, c, resid2, n_eval = _eval_inputs(X, y, X_eval, y_eval,
                                                         ("X_eval", "y_eval"))
     s2 = _promote(dec.s2, single)
@@ -254,7 +262,7 @@ def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, backend="nu
     xi : ndarray of shape (B, L, K, K)
         Layout as in :func:`sweep_optimal`.
     """
-    _check_backend(backend)
+    _check_backend(backend, threads)
     dec, single, z, R, c, resid2, n_val = _eval_inputs(X, y, X_val, y_val,
                                                        ("X_val", "y_val"))
     s2 = _promote(dec.s2, single)

@@ -1,0 +1,33 @@
+"""scikit-learn estimators for k-step self-distilled ridge regression.
+
+Needs scikit-learn (``pip install fastsd[sklearn]``).
+
+* :class:`SelfDistilledRidge` -- fixed lambda and schedule xi;
+* :class:`SelfDistilledRidgeCV` -- lambda, k <= K and xi tuned from one
+  decomposition by one-shot GCV, exact leave-one-out, or a holdout set;
+* :func:`loo_predictions` -- exact leave-one-out predictions of the whole
+  k-step procedure, without refits;
+* :func:`tuning_table` -- test-MSE comparison of the tuning rules over splits.
+"""
+
+try:
+    import sklearn  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
+    raise ImportError(
+        "fastsd.estimators needs scikit-learn; install it with "
+        "`pip install scikit-learn` or `pip install fastsd[sklearn]`"
+    ) from exc
+
+from ._base import SelfDistilledRidge
+from ._cv import DEFAULT_LAMS, SelfDistilledRidgeCV
+from ._loo import loo_predictions
+from .compare import format_tuning_table, tuning_table
+
+__all__ = [
+    "DEFAULT_LAMS",
+    "SelfDistilledRidge",
+    "SelfDistilledRidgeCV",
+    "format_tuning_table",
+    "loo_predictions",
+    "tuning_table",
+]

@@ -1,0 +1,213 @@
+r"""Exact leave-one-out of the whole k-step procedure, without refits.
+
+Leaving out point i, the teacher and every student are refit on the other
+n - 1 points. With A = X^T X + lam I (plus an unpenalized intercept) and
+A_i = A - x_i x_i^T, the left-out k-step estimator is (MATH.md)
+
+    theta_k^(-i) = theta_0^(-i) - sum_m xibar_m T_i^m theta_0^(-i),
+    T_i = A_i^{-1} Lambda   (Lambda = lam on the features, 0 on the intercept),
+
+so its prediction at x_i is P_0 - sum_m xibar_m P_m with P_m = x_i^T T_i^m theta_0^(-i):
+affine in xibar, and the LOO error sum_i (y_i - P_0 + sum_m xibar_m P_m)^2 is a
+least-squares problem in xibar, solved for every k <= K at once
+(:func:`fastsd.estimators._tuning.nested_lstsq`).
+
+Computing P_m. In the eigenbasis of the (centered) design, D = diag(1/(s^2 + lam)),
+Q = diag(q) with q = lam/(s^2 + lam) (0 on the intercept direction, whose
+"eigenvalue" is n and which is not penalized), g = row i of U diag(s) (and
+1 on the intercept), h = g^T D g the leverage. Sherman-Morrison gives
+A_i^{-1} v = D v + D g (g^T D v)/(1 - h), hence T_i v = Q v + (g^T Q v)/(1 - h) D g,
+and with the moments
+
+    Mg_j = g^T Q^j D g,    Mb_j = g^T Q^j D (X^T y - x_i y_i) = F_j - y_i Mg_j,
+    F_j = g^T Q^j D z  (z = V^T X^T y),
+
+unrolling the recursion gives the convolution (a generating-function identity
+P(t) (1 - Mg(t)) = Mb(t)):
+
+    (1 - h) P_m = Mb_m + sum_{j=0}^{m-1} P_j Mg_{m-j},    Mg_0 = h.
+
+(m = 0 is the classic ridge LOO prediction (yhat_i - h y_i)/(1 - h).) The
+moments of all points, lambdas and j = 0..K are two matrix products
+(U o U) @ W and U @ W' with W of shape (p, L (K + 1)): O(n p L K) flops in
+BLAS, then O(K^2) per point, i.e. O(k p) per point per lambda as promised.
+
+The intercept adds w_i/sum(w) to h (and nothing to the other moments, since
+the prepared targets are weighted-centered). Sample weights: rows and targets
+are scaled by sqrt(w_i), so the criterion is sum_i w_i (y_i - yhat_i^(-i))^2 / sum(w);
+a zero-weight point is as if absent. Points of leverage 1 (e.g. lam = 0 with
+n <= d + 1) make the LOO error undefined: that lambda gets risk inf.
+
+Conditioning: the columns P_m are monomials in the left-out operator T_i (which
+differs per point, so a spectral orthogonal-polynomial basis does not apply);
+they are column-scaled before the Householder QR, numerically dependent columns
+truncate the usable k, and an xi that does not reproduce the minimum is NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import comb
+
+from ..reference.spectral import inverse_shift, spectral_factors
+from ..reparam import xi_to_xibar
+from ._tuning import TuningTable, nested_lstsq, reject_unreproducible, xi_from_rows
+
+__all__ = ["loo_columns", "loo_table", "loo_predictions"]
+
+#: 1 - leverage at or below this: leave-one-out undefined for that lambda.
+LEVERAGE_TOL = 1e-10
+
+
+def loo_columns(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, max_steps):
+    """LOO ridge residuals and the columns P_m of the k-step LOO predictions.
+
+    Parameters
+    ----------
+    U : ndarray of shape (n, p)
+        Left singular vectors of the prepared design (zero where s2 == 0).
+    s2 : ndarray of shape (p,)
+    Y : ndarray of shape (n, T)
+        Prepared (centered, sqrt(w)-scaled) targets.
+    sqrt_w : ndarray of shape (n,) or None
+    w_sum : float
+    fit_intercept : bool
+    lams : ndarray of shape (L,)
+    max_steps : int
+
+    Returns
+    -------
+    e0 : ndarray of shape (L, T, n)
+        sqrt(w_i) (y_i - ridge LOO prediction).
+    P : ndarray of shape (L, K, T, n)
+        The k-step LOO residual is e0 + sum_m xibar_m P[:, m - 1].
+    defined : ndarray of bool, shape (L,)
+    """
+    n, p = U.shape
+    T = Y.shape[1]
+    K = max_steps
+    L = lams.size
+    d = inverse_shift(s2, lams)  # (L, p), 0 where s2 == 0
+    _, q = spectral_factors(s2, lams)
+    wg = (s2 * d)[:, None, :] * q[:, None, :] ** np.arange(K + 1)[:, None]  # (L, K+1, p)
+    A = Y.T @ U  # (T, p)
+    # moments with the points on the last (contiguous) axis
+    Mg = (wg.reshape(-1, p) @ (U * U).T).reshape(L, K + 1, 1, n)
+    F = ((wg[:, :, None, :] * A).reshape(-1, p) @ U.T).reshape(L, K + 1, T, n)
+
+    h = Mg[:, 0, 0].copy()  # (L, n)
+    if fit_intercept:
+        h += (1.0 if sqrt_w is None else sqrt_w * sqrt_w) / w_sum
+    one_minus_h = 1.0 - h
+    defined = np.all(one_minus_h > LEVERAGE_TOL, axis=1)
+    inv = (1.0 / np.where(defined[:, None], one_minus_h, 1.0))[:, None, :]  # (L, 1, n)
+
+    y = Y.T[None]  # (1, T, n)
+    P = np.empty((L, K + 1, T, n))
+    P[:, 0] = (F[:, 0] - y * h[:, None, :]) * inv
+    for m in range(1, K + 1):
+        acc = F[:, m] - y * Mg[:, m]
+        for j in range(m):
+            acc += P[:, j] * Mg[:, m - j]
+        P[:, m] = acc * inv
+    e0 = y - P[:, 0]
+    return e0, P[:, 1:], defined
+
+
+def _xibar_to_h_matrix(K):
+    """B with h = xibar @ B: u = sum_m xibar_m q^m = q sum_m xibar_m (1 - r)^(m-1)."""
+    m = np.arange(K)[:, None]
+    j = np.arange(K)[None, :]
+    return np.where(j <= m, comb(m, j) * (-1.0) ** j, 0.0)
+
+
+def _loo_risk(Rm, xibar):
+    """Sum of squared LOO residuals e0 + P xibar for each row of xibar (L, J, K).
+
+    ``Rm`` (L, m, K + 1) is the R factor of [P, e0] (all points and targets as
+    rows): ||[P, e0] [xibar; 1]|| = ||Rm [xibar; 1]||, a short sum of squares.
+    """
+    res = Rm[:, None, :, -1] + np.einsum("lmk,ljk->ljm", Rm[:, :, :-1], xibar)
+    return np.sum(res * res, axis=-1)
+
+
+def loo_table(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, max_steps):
+    """Exact-LOO risks and LOO-optimal schedules for every lambda and k <= K.
+
+    Parameters are those of :func:`loo_columns`.
+
+    Returns
+    -------
+    TuningTable
+        ``risk[l, k]`` = sum_i w_i (y_i - yhat_i^(-i))^2 / sum(w) (averaged over
+        targets) at the LOO-optimal k-step xi.
+    """
+    lams = np.asarray(lams, dtype=np.float64)
+    K = max_steps
+    L = lams.size
+    T = Y.shape[1]
+    e0, P, defined = loo_columns(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, K)
+    norm = w_sum * T
+    e0 = e0.reshape(L, -1)
+    risk0 = np.where(defined, np.sum(e0 * e0, axis=-1) / norm, np.inf)
+    if K == 0:
+        return TuningTable(lams, risk0[:, None], np.full((L, 1, 0), np.nan),
+                           np.isfinite(risk0)[:, None])
+    # compress the n T rows once: one thin QR of [P_1..P_K, e0] per lambda
+    M = np.concatenate([P.reshape(L, K, -1), e0[:, None, :]], axis=1)
+    Rm = np.linalg.qr(np.swapaxes(M, 1, 2), mode="r")  # (L, m, K + 1)
+    xibar = nested_lstsq(Rm[:, :, :K], -Rm[:, :, K])  # (L, K, K): row k-1 = xibar_1..k
+    risk_k = np.where(defined[:, None], _loo_risk(Rm, xibar) / norm, np.inf)
+    risk = np.concatenate([risk0[:, None], risk_k], axis=1)
+    xi = xi_from_rows(xibar @ _xibar_to_h_matrix(K))
+    back = np.zeros((L, K + 1, K))
+    for k in range(1, K + 1):
+        back[:, k, :k] = xi_to_xibar(np.nan_to_num(xi[:, k, :k]))
+    achieved = _loo_risk(Rm, back) / norm
+    valid, xi = reject_unreproducible(xi, achieved, risk, risk0)
+    return TuningTable(lams, risk, xi, valid)
+
+
+def loo_predictions(X, y, lam, xi, *, fit_intercept=True, sample_weight=None):
+    """Exact leave-one-out predictions of k-step self-distillation.
+
+    ``out[i]`` is the prediction at X[i] of
+    ``SelfDistilledRidge(lam=lam, xi=xi, fit_intercept=...)`` fitted on all
+    points but i (teacher and every student refit without it), computed from
+    one decomposition with no refit.
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d)
+    y : array_like of shape (n,) or (n, T)
+    lam : float
+    xi : sequence of float (length k)
+    fit_intercept : bool, default=True
+    sample_weight : array_like of shape (n,), optional
+        Positive weights (a zero-weight point has no defined LOO prediction:
+        NaN).
+
+    Returns
+    -------
+    y_loo : ndarray of the shape of y
+        NaN everywhere if some point has leverage 1 (LOO undefined).
+    """
+    from ._base import _Prepared, _check_lam, _check_xi_param
+
+    lam = _check_lam(lam)
+    xibar = xi_to_xibar(_check_xi_param(xi))
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    prep = _Prepared(X, y, sample_weight, fit_intercept)
+    dec, _ = prep.decompose()
+    e0, P, defined = loo_columns(dec.U, dec.s2, prep.Y, prep.sqrt_w, prep.w_sum,
+                                 fit_intercept, np.array([lam]), xibar.size)
+    res = (e0[0] + np.tensordot(xibar, P[0], axes=(0, 0))).T  # (n, T) scaled residuals
+    if not defined[0]:
+        res = np.full_like(res, np.nan)
+    if prep.sqrt_w is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            res = res / prep.sqrt_w[:, None]
+    Y = y[:, None] if y.ndim == 1 else y
+    out = Y - res
+    return out[:, 0] if y.ndim == 1 else out
