@@ -31,6 +31,10 @@ DEFAULT_LAMS = tuple(np.logspace(-3, 3, 13).tolist())
 
 TUNING_RULES = ("gcv", "loo", "holdout")
 
+#: Warn when an entry whose optimal xi is not recoverable beats the chosen one
+#: by more than this relative margin.
+WARN_RTOL = 1e-3
+
 
 def _check_lams(lams, name="lams"):
     if isinstance(lams, (str, bytes)):
@@ -182,7 +186,7 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
             )
         raw = np.unravel_index(np.argmin(np.where(np.isnan(table.risk), np.inf, table.risk)),
                                table.risk.shape)
-        if not table.valid[raw] and table.risk[raw] < table.risk[best]:
+        if not table.valid[raw] and table.risk[raw] * (1.0 + WARN_RTOL) < table.risk[best]:
             warnings.warn(
                 f"the best {self.tuning!r} entry (lam={lams[raw[0]]:g}, k={raw[1]}) has an "
                 "optimal xi too ill-conditioned to recover; the best recoverable one was used",

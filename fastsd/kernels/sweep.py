@@ -49,23 +49,19 @@ def sweep_risk(s2, t2, noise_var, n, lams, schedules, out, chunks):
             l = bl - b * L
             factors(s2[b], lams[l], r, q, inv)
             risk_weights(s2[b], t2[b], noise_var[b], n, inv, bias_w, noise_w)
-            ridge = 0.0
-            for j in range(p):
-                ridge += bias_w[j] * q[j] * q[j] + noise_w[j]
             for g in range(G):
-                out[b, l, g, 0] = ridge
                 for j in range(p):
                     u[j] = 0.0
-                for k in range(K):
-                    xi = schedules[g, k]
+                for k in range(K + 1):
+                    # risk of u_k; then u_{k+1} = xi_{k+1} (q + r u_k) reuses q + r u_k
+                    xi = schedules[g, k] if k < K else 0.0
                     acc = 0.0
                     for j in range(p):
-                        uj = xi * (q[j] + r[j] * u[j])
-                        u[j] = uj
-                        bias = q[j] + r[j] * uj
-                        var = 1.0 - uj
+                        bias = q[j] + r[j] * u[j]
+                        var = 1.0 - u[j]
                         acc += bias_w[j] * bias * bias + noise_w[j] * var * var
-                    out[b, l, g, k + 1] = acc
+                        u[j] = xi * bias
+                    out[b, l, g, k] = acc
 
 
 @jit(parallel=True)
