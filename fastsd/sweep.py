@@ -68,6 +68,16 @@ def _per_problem(noise_var, B):
     return np.array(np.broadcast_to(noise_var, (B,)), dtype=np.float64)
 
 
+def _oracle_inputs(X, theta_star, noise_var):
+    """(single, s2 (B, p), t (B, p), sigma^2 (B,), n) for the oracle sweeps."""
+    dec = as_decomposition(X)
+    single = not dec.batched
+    t = _promote(dec.project_theta(theta_star), single)
+    s2 = _promote(dec.s2, single)
+    var = _per_problem(check_noise_var(noise_var, dec.batch_shape), s2.shape[0])
+    return single, s2, t, var, dec.n_samples
+
+
 def _promote(arr, single):
     return arr[None] if single else arr
 
@@ -113,14 +123,9 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, backend="numba
     (4, 7, 3, 4)
     """
     _check_backend(backend, threads)
-    dec = as_decomposition(X)
-    single = not dec.batched
-    t = _promote(dec.project_theta(theta_star), single)
-    s2 = _promote(dec.s2, single)
-    var = _per_problem(check_noise_var(noise_var, dec.batch_shape), s2.shape[0])
+    single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     lams = _check_grid(lams)
     schedules = check_schedules(xis, max_steps)
-    n = dec.n_samples
     if backend == "numpy":
         out = reference.sweep_risk(s2, t, var, n, lams, schedules)
     else:
@@ -161,14 +166,9 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, backend="numba",
     serves every k <= K: the basis for k is a prefix of the basis for K.
     """
     _check_backend(backend, threads)
-    dec = as_decomposition(X)
-    single = not dec.batched
-    t = _promote(dec.project_theta(theta_star), single)
-    s2 = _promote(dec.s2, single)
-    var = _per_problem(check_noise_var(noise_var, dec.batch_shape), s2.shape[0])
+    single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     lams = _check_grid(lams)
     K = check_steps(max_steps, "max_steps")
-    n = dec.n_samples
     if backend == "numpy":
         risk, xi = reference.sweep_optimal(s2, t, var, n, lams, K)
     else:
