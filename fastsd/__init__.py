@@ -22,6 +22,22 @@ from ._jit import threads
 
 __version__ = "0.1.0"
 
+# scikit-learn estimators, imported on first use so that `import fastsd`
+# does not need scikit-learn (the optional extra `fastsd[sklearn]`).
+_ESTIMATORS = ("SelfDistilledRidge", "SelfDistilledRidgeCV")
+
+
+def __getattr__(name):
+    if name in _ESTIMATORS:
+        from . import estimators  # ImportError naming scikit-learn if missing
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_ESTIMATORS))
+
 __all__ = [
     "BestRisk",
     "Decomposition",

@@ -78,7 +78,9 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
     max_steps : int, default=2
         K: the largest number of self-distillation steps considered
         (0: ridge only, i.e. ``RidgeCV``).
-    tuning : {"gcv", "loo", "holdout"}, default="gcv"
+    tuning : {"loo", "gcv", "holdout"}, default="loo"
+        (``"loo"`` is the default because it is exact and the most robust;
+        see Notes.)
         * ``"gcv"``: one-shot generalized cross-validation (Dang, Patil &
           Rinaldo for k = 1, generalized to k steps): GCV-corrected cross-risk
           matrix R of the smoothers H, H^2, ..., H^{k+1}, minimized over
@@ -129,9 +131,18 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
     non-increasing in k (the (k-1)-step schedules are k-step schedules with a
     leading reset step): the selected ``k_`` is usually ``max_steps`` unless
     extra steps bring no improvement. ``max_steps`` is the complexity knob.
+
+    The optimal xi are often very large (the filter is a polynomial in the
+    eigenvalues fitted with k free coefficients), and the in-sample
+    minimization over xi is optimistic. ``"loo"`` is exact for every fixed xi
+    and the most robust of the three; the generalized ``"gcv"`` rule is exact
+    algebra on GCV approximations whose small errors large-xi combinations can
+    exploit (see :mod:`fastsd.estimators._gcv`), and ``"holdout"`` fits k
+    parameters on the validation part only: both can pick poor models for
+    k >= 2, or when n_samples < n_features.
     """
 
-    def __init__(self, *, lams=DEFAULT_LAMS, max_steps=2, tuning="gcv", fit_intercept=True,
+    def __init__(self, *, lams=DEFAULT_LAMS, max_steps=2, tuning="loo", fit_intercept=True,
                  val_fraction=0.2, random_state=None):
         self.lams = lams
         self.max_steps = max_steps

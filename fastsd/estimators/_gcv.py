@@ -34,6 +34,19 @@ Several targets share one c: their matrices R are averaged.
 
 From c to xi: u_k = 1 - phi_k = sum_m c_m (1 - r^m) = q h(r) with
 h_j = sum_{m > j} c_m, then :func:`fastsd.reparam.xi_from_h_coefficients`.
+
+Conditioning and a caveat. The monomial smoothers H, H^2, ... are nearly
+dependent when most r_j are close to 1 (lambda small against the spectrum):
+the relative pivots of E_m - E_0 fall like powers of (1 - r). A smoother whose
+pivot is below sqrt(eps) is dropped (R is then numerically singular, so
+R^{-1} 1 is not defined in double precision), which truncates the usable k
+(the row for k is then the k_eff-step solution preceded by reset steps).
+Above that threshold the minimization can still use combinations with very
+large c (hence very large xi) that exploit the O(1/n) approximation error of
+the per-smoother GCV corrections: sum_m c_m / rho_m can be made ~0, cancelling
+the part of y outside range(X), and the GCV estimate is then far too
+optimistic. In simulations this makes k >= 2 (and k = 1 when n < d) less
+reliable than ``loo``; see the SelfDistilledRidgeCV notes.
 """
 
 from __future__ import annotations
