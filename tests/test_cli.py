@@ -162,3 +162,28 @@ def test_missing_config_in_subprocess(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_reproduce_quick_end_to_end(tmp_path):
+    """`fastsd reproduce --quick` writes the whole report (tables, figures, summary)."""
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastsd", "reproduce", "--quick", "--no-progress", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("summary.md", "uci_runs.csv", "uci_table.csv", "uci_alignment.csv",
+                 "uci_alignment.png", "uci_test_mse.png", "tuning_rules.md",
+                 "synthetic/gain_vs_rank.png", "synthetic/gain_vs_rank.csv"):
+        assert (out / name).stat().st_size > 0, name
+    table = read_csv(out / "uci_table.csv")
+    assert sorted(set(table["dataset"])) == ["air_quality", "airfoil", "appliances_energy"]
+    assert np.all(np.isfinite(table["test_mse_mean"].astype(float)))
+    summary = (out / "summary.md").read_text()
+    assert "| dataset | ridge | 1-step SD | 2-step SD |" in summary
+
+
+def test_reproduce_rejects_bad_seeds(capsys):
+    assert main(["reproduce", "--seeds", "0", "--no-progress", "--out", "unused"]) == 2
+    assert "seeds" in capsys.readouterr().err
