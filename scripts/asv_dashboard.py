@@ -1,0 +1,498 @@
+#!/usr/bin/env python
+"""Build fastsd's asv dashboard over recent commits and check it in headless Chromium.
+
+Steps (everything under ``--out``, nothing in the checkout):
+
+1. clone the repository and take the last ``--commits`` first-parent commits of ``--rev``;
+2. copy the benchmark suite (``asv.conf.json`` and ``benchmarks/``) from the
+   *working tree*, so the current suite runs against every historical commit
+   (commits from before an API existed show "n/a" for its benchmarks);
+3. run it on every commit: ``--mode existing`` (default) runs in this
+   interpreter's environment with the commit's source first on the path
+   (``ASV_PYTHONPATH``, ``asv run -E existing --set-commit-hash``: no network,
+   no builds); ``--mode virtualenv`` lets asv build and install each commit
+   in its own virtualenv, as ``asv run`` does (needs PyPI);
+4. ``asv publish``; check that every benchmark that ran has a graph with data
+   and that some have points at two or more commits;
+5. serve the HTML on 127.0.0.1, open it in headless Chromium (Debian's
+   ``chromium``), check that the benchmark grid and the graphs of the main
+   benchmarks render (flot canvases), and save screenshots in ``--out``.
+
+asv's HTML loads jQuery, flot and Bootstrap from public CDNs. Where those
+cannot be reached (``--assets auto`` probes them) the same library versions
+are fetched once from the npm registry (``npm pack``) into ``--out``/vendor and
+the published ``index.html`` is rewritten to use them. ``--localize-html DIR``
+does only that to an existing ``asv publish`` output (e.g. ``.asv/html``), so
+``asv preview`` works offline.
+
+Usage::
+
+    python scripts/asv_dashboard.py --reduced           # smoke subset, ~5 min for 2 commits
+    python scripts/asv_dashboard.py --commits 5         # full suite, 5 commits
+    python scripts/asv_dashboard.py --localize-html .asv/html
+
+Exit status: 0 when every check passed (or Chromium is missing: the browser
+checks are then skipped with a message, unless ``--require-browser``), 1 when
+a check failed, 2 on a usage or environment error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import itertools
+import json
+import os
+import re
+import shutil
+import socketserver
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Benchmarks whose graphs are opened in the browser (and screenshotted).
+GRAPHS = [
+    "sweeps.SweepRisk.time_sweep_risk",
+    "sweeps.SweepRisk.track_cells_per_second",
+    "accuracy.BackendAgreement.track_max_rel_error",
+    "decomposition.Decompose.time_decompose",
+]
+
+#: asv's CDN assets -> (npm package spec, file inside the package tarball).
+#: Same versions as asv's index.html (stupidtable: 1.0.1 is not on npm; 1.1.3).
+CDN_ASSETS = [
+    (r"code\.jquery\.com/jquery-3\.3\.1\.min\.js", "jquery@3.3.1", "dist/jquery.min.js"),
+    (r"flot/0\.8\.3/jquery\.flot\.min\.js", "flot@0.8.3", "jquery.flot.js"),
+    (r"flot/0\.8\.3/jquery\.flot\.time\.min\.js", "flot@0.8.3", "jquery.flot.time.js"),
+    (r"flot/0\.8\.3/jquery\.flot\.selection\.min\.js", "flot@0.8.3",
+     "jquery.flot.selection.js"),
+    (r"flot/0\.8\.3/jquery\.flot\.categories\.min\.js", "flot@0.8.3",
+     "jquery.flot.categories.js"),
+    (r"flot-orderbars@1\.0\.0/js/jquery\.flot\.orderBars\.js", "flot-orderbars@1.0.0",
+     "js/jquery.flot.orderBars.js"),
+    (r"stupidtable/[\d.]+/stupidtable\.min\.js", "stupid-table-plugin@1.1.3",
+     "stupidtable.min.js"),
+    (r"blueimp-md5/2\.19\.0/js/md5\.min\.js", "blueimp-md5@2.19.0", "js/md5.min.js"),
+    (r"bootstrap@3\.1\.1/dist/js/bootstrap\.min\.js", "bootstrap@3.1.1",
+     "dist/js/bootstrap.min.js"),
+    (r"bootstrap@3\.1\.1/dist/css/bootstrap\.min\.css", "bootstrap@3.1.1",
+     "dist/css/bootstrap.min.css"),
+]
+
+CHROMIUM_NAMES = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--disable-default-apps", "--hide-scrollbars", "--window-size=1400,900",
+]
+
+
+class CheckFailed(Exception):
+    """A dashboard check failed (exit status 1)."""
+
+
+def log(msg):
+    print(f"[asv_dashboard] {msg}", flush=True)
+
+
+def run(cmd, *, cwd=None, env=None, check=True, capture=False, timeout=None):
+    log("$ " + " ".join(str(c) for c in cmd))
+    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, check=check, text=True,
+                          capture_output=capture, timeout=timeout)
+
+
+def git(repo, *args):
+    return run(["git", "-C", repo, *args], capture=True).stdout.strip()
+
+
+# ---------------------------------------------------------------- asv steps
+
+
+def smoke_bench():
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks.common import SMOKE_BENCH
+    finally:
+        sys.path.pop(0)
+    return list(SMOKE_BENCH)
+
+
+def prepare(args, out):
+    """Clone, pick commits, copy the suite, write the asv config. Returns (conf, clone, shas)."""
+    clone = out / "repo"
+    if clone.exists():
+        shutil.rmtree(clone)
+    run(["git", "clone", "--quiet", "--no-hardlinks", args.repo, clone])
+    rev = git(args.repo, "rev-parse", args.rev)
+    shas = git(clone, "rev-list", "--first-parent", "-n", str(args.commits), rev).split()
+    shas.reverse()  # oldest first
+    if len(shas) < 2:
+        log(f"warning: only {len(shas)} commit(s) reachable from {args.rev}")
+    git(clone, "branch", "-f", "asv-dashboard", rev)
+    git(clone, "checkout", "--quiet", "asv-dashboard")
+
+    suite = out / "suite"
+    if suite.exists():
+        shutil.rmtree(suite)
+    shutil.copytree(Path(args.repo) / "benchmarks", suite / "benchmarks",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(Path(args.repo) / "asv.conf.json") as f:
+        conf = json.load(f)
+    conf.update(
+        repo=str(clone), branches=["asv-dashboard"], benchmark_dir=str(suite / "benchmarks"),
+        env_dir=str(out / "env"), results_dir=str(out / "results"),
+        html_dir=str(out / "html"),
+    )
+    conf_path = suite / "asv.conf.json"
+    with open(conf_path, "w") as f:
+        json.dump(conf, f, indent=2)
+    return conf_path, clone, shas
+
+
+def asv_cmd(python):
+    return [python, "-m", "asv"]
+
+
+def run_suite(args, conf_path, clone, shas, out):
+    asv = asv_cmd(args.python)
+    cwd = conf_path.parent
+    run([*asv, "machine", "--yes", "--config", conf_path], cwd=cwd)
+    bench = [b for regex in args.bench for b in ("--bench", regex)]
+    extra = [a for attr in args.attribute for a in ("-a", attr)]
+    if args.reduced:
+        extra += ["-a", "processes=1", "-a", "repeat=3"]
+    rcs = {}
+    if args.mode == "virtualenv":
+        hashfile = out / "hashes.txt"
+        hashfile.write_text("\n".join(shas) + "\n")
+        proc = run([*asv, "run", "--config", conf_path, f"HASHFILE:{hashfile}", *bench,
+                    *extra], cwd=cwd, check=False)
+        rcs = {sha: proc.returncode for sha in shas}
+    else:
+        src = out / "src"
+        if src.exists():
+            shutil.rmtree(src)
+        run(["git", "clone", "--quiet", clone, src])
+        for sha in shas:
+            git(src, "checkout", "--quiet", "--detach", sha)
+            env = dict(os.environ, ASV_PYTHONPATH=str(src))
+            where = run([args.python, "-c", "import fastsd; print(fastsd.__file__)"],
+                        env=dict(os.environ, PYTHONPATH=str(src)), capture=True,
+                        cwd=out).stdout.strip()  # (not the caller's cwd: it is on sys.path)
+            if not where.startswith(str(src)):
+                raise CheckFailed(f"fastsd of {sha[:8]} imports from {where}, not {src}")
+            log(f"commit {sha[:8]}: fastsd from {where}")
+            proc = run([*asv, "run", "--config", conf_path, "-E", f"existing:{args.python}",
+                        "--set-commit-hash", sha, *bench, *extra], cwd=cwd, env=env,
+                       check=False)
+            rcs[sha] = proc.returncode
+    run([*asv, "publish", "--config", conf_path], cwd=cwd)
+    return rcs
+
+
+# ------------------------------------------------------------ graph checks
+
+
+def _has_value(v):
+    if isinstance(v, list):
+        return any(_has_value(x) for x in v)
+    return v is not None
+
+
+def results_with_data(results):
+    """Names of the benchmarks with at least one result (not skipped) at some commit."""
+    names = set()
+    for path in results.glob("*/*.json"):
+        if path.name == "machine.json":
+            continue
+        with open(path) as f:
+            data = json.load(f)
+        for name, row in data.get("results", {}).items():
+            if row and _has_value(row[0]):
+                names.add(name)
+    return names
+
+
+def check_graphs(html, expected_names):
+    """Every benchmark that produced a result has graph data; {name: commits with data}."""
+    graphs = html / "graphs"
+    if not graphs.is_dir():
+        raise CheckFailed(f"asv publish wrote no graphs under {graphs}")
+    points = {}
+    for path in graphs.rglob("*.json"):
+        if path.parent == graphs / "summary" or path.name == "summary.json":
+            continue  # per-benchmark summaries and the summary list
+        with open(path) as f:
+            data = json.load(f)
+        if not isinstance(data, list):
+            continue
+        revs = {row[0] for row in data if _has_value(row[1])}
+        points.setdefault(path.stem, set()).update(revs)
+    missing = [n for n in expected_names if not points.get(n)]
+    if missing:
+        raise CheckFailed("no graph data for: " + ", ".join(missing))
+    return {name: len(points[name]) for name in expected_names}
+
+
+def benchmark_names(out, selection):
+    """Names of the benchmarks asv discovered (benchmarks.json), filtered by ``selection``."""
+    with open(out / "results" / "benchmarks.json") as f:
+        bench = json.load(f)
+    names = [n for n in bench if n != "version"]
+    if not selection:
+        return sorted(names)
+
+    def selected(name):
+        params = bench[name].get("params") or []
+        combos = [f"{name}({', '.join(ps)})" for ps in itertools.product(*params)]
+        return any(re.search(r, c) for r in selection for c in combos or [name])
+
+    return sorted(n for n in names if selected(n))
+
+
+# ------------------------------------------------------------ offline assets
+
+
+def cdn_reachable(timeout=5):
+    try:
+        urllib.request.urlopen(urllib.request.Request(
+            "https://code.jquery.com/jquery-3.3.1.min.js", method="HEAD"), timeout=timeout)
+        return True
+    except Exception:
+        return False
+
+
+def fetch_vendor(vendor):
+    """npm pack the CDN libraries into ``vendor`` (once); {npm spec: extracted dir}."""
+    vendor.mkdir(parents=True, exist_ok=True)
+    npm = shutil.which("npm")
+    specs = sorted({spec for _, spec, _ in CDN_ASSETS})
+    dirs = {}
+    for spec in specs:
+        target = vendor / spec.replace("/", "_")
+        if not (target / "package").is_dir():
+            if npm is None:
+                raise CheckFailed(
+                    "asv's CDNs are unreachable and npm is not installed to fetch "
+                    f"{spec}; install npm (apt-get install npm) or use --assets cdn")
+            tmp = Path(tempfile.mkdtemp(dir=vendor))
+            out = run([npm, "pack", "--silent", spec], cwd=tmp, capture=True, timeout=300)
+            tgz = tmp / out.stdout.strip().splitlines()[-1]
+            target.mkdir(exist_ok=True)
+            with tarfile.open(tgz) as tar:
+                tar.extractall(target, filter="data")
+            shutil.rmtree(tmp)
+        dirs[spec] = target / "package"
+    return dirs
+
+
+def localize_html(html, vendor):
+    """Rewrite html/index.html to load asv's CDN libraries from html/vendor/."""
+    dirs = fetch_vendor(vendor)
+    index = html / "index.html"
+    text = index.read_text()
+    local = html / "vendor"
+    local.mkdir(exist_ok=True)
+
+    def replace(match):
+        tag = match.group(0)
+        url = re.search(r'(?:src|href)="(https://[^"]+)"', tag)
+        if url is None:
+            return tag
+        for pattern, spec, member in CDN_ASSETS:
+            if re.search(pattern, url.group(1)):
+                name = f"{spec.split('@')[0]}-{Path(member).name}"
+                shutil.copyfile(dirs[spec] / member, local / name)
+                tag = tag.replace(url.group(1), f"vendor/{name}")
+                return re.sub(r'\s(integrity|crossorigin|referrerpolicy)="[^"]*"', "", tag)
+        raise CheckFailed(f"no offline copy known for {url.group(1)}")
+
+    text = re.sub(r"<(script|link)\b[^>]*>", replace, text)
+    index.write_text(text)
+    log(f"{index}: CDN libraries replaced by local copies in {local}")
+
+
+# ------------------------------------------------------------ browser checks
+
+
+def find_chromium(explicit=None):
+    if explicit:
+        return explicit if shutil.which(explicit) or Path(explicit).exists() else None
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def serve(directory):
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def chromium(browser, url, profile, *, dump=False, screenshot=None, budget_ms=20000):
+    cmd = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+           f"--virtual-time-budget={budget_ms}"]
+    if dump:
+        cmd.append("--dump-dom")
+    if screenshot:
+        cmd.append(f"--screenshot={screenshot}")
+    cmd.append(url)
+    proc = run(cmd, capture=True, timeout=180, check=False)
+    if proc.returncode != 0:
+        raise CheckFailed(f"chromium exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def check_browser(browser, html, out, names):
+    server, base = serve(html)
+    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=out))
+    shots = []
+    try:
+        dom = chromium(browser, base, profile, dump=True)
+        if "external (JavaScript) dependencies" in dom:
+            raise CheckFailed("asv's JavaScript libraries did not load (try --assets npm)")
+        if "Error fetching content" in dom:
+            raise CheckFailed("the dashboard could not fetch its JSON data")
+        if 'id="summarygrid-display"' not in dom:
+            raise CheckFailed("the dashboard index did not load")
+        absent = [n for n in names if n not in dom]
+        if absent:
+            raise CheckFailed("benchmark grid lacks: " + ", ".join(absent[:10]))
+        log(f"benchmark grid: all {len(names)} benchmarks listed")
+        shot = out / "dashboard_index.png"
+        chromium(browser, base, profile, screenshot=shot)
+        shots.append(shot)
+        for name in GRAPHS:
+            if name not in names:
+                continue
+            url = f"{base}#{name}"
+            dom = chromium(browser, url, profile, dump=True)
+            main = dom.split('id="main-graph"', 1)
+            if len(main) < 2 or "flot-base" not in main[1]:
+                raise CheckFailed(f"graph of {name} did not render (no flot canvas)")
+            shot = out / f"graph_{name}.png"
+            chromium(browser, url, profile, screenshot=shot)
+            shots.append(shot)
+            log(f"graph renders: {name}")
+    finally:
+        server.shutdown()
+        shutil.rmtree(profile, ignore_errors=True)
+    for shot in shots:
+        if not shot.exists() or shot.stat().st_size < 1000:
+            raise CheckFailed(f"screenshot missing or empty: {shot}")
+    return shots
+
+
+# ------------------------------------------------------------------- main
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repo", default=str(ROOT), help="git repository (default: this one)")
+    p.add_argument("--rev", default="HEAD", help="newest commit (default: HEAD)")
+    p.add_argument("--commits", type=int, default=2, help="number of commits (default: 2)")
+    p.add_argument("--out", help="output directory (default: a new temporary directory)")
+    p.add_argument("--mode", choices=["existing", "virtualenv"], default="existing")
+    p.add_argument("--python", default=sys.executable,
+                   help="interpreter with asv, fastsd's dependencies (and mpmath)")
+    p.add_argument("--reduced", action="store_true",
+                   help="only the smoke subset (benchmarks.common.SMOKE_BENCH), 3 repeats")
+    p.add_argument("--bench", action="append", default=[], help="asv --bench regex (repeatable)")
+    p.add_argument("--attribute", "-a", action="append", default=[],
+                   help="asv -a attribute override (repeatable)")
+    p.add_argument("--assets", choices=["auto", "cdn", "npm"], default="auto",
+                   help="where the dashboard's JS libraries come from (default: auto)")
+    p.add_argument("--chromium", help="browser executable (default: chromium on PATH)")
+    p.add_argument("--no-browser", action="store_true", help="skip the Chromium checks")
+    p.add_argument("--require-browser", action="store_true",
+                   help="fail (instead of skipping) when Chromium is missing")
+    p.add_argument("--localize-html", metavar="DIR",
+                   help="only rewrite a published asv HTML dir to local JS libraries")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.localize_html:
+        html = Path(args.localize_html).resolve()
+        if not (html / "index.html").exists():
+            log(f"{html} has no index.html (run asv publish first)")
+            return 2
+        localize_html(html, html.parent / "vendor-cache")
+        return 0
+    if args.commits < 1:
+        log("--commits must be >= 1")
+        return 2
+    if subprocess.run([args.python, "-c", "import asv"], capture_output=True).returncode:
+        log(f"asv is not installed for {args.python} (pip install asv mpmath)")
+        return 2
+    out = Path(args.out or tempfile.mkdtemp(prefix="fastsd-asv-dashboard-")).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"output directory: {out}")
+    if args.reduced:
+        args.bench = args.bench + smoke_bench()
+    start = time.time()
+    try:
+        conf, clone, shas = prepare(args, out)
+        log("commits: " + " ".join(s[:8] for s in shas))
+        rcs = run_suite(args, conf, clone, shas, out)
+        html = out / "html"
+        selected = benchmark_names(out, args.bench)
+        names = sorted(results_with_data(out / "results") & set(selected))
+        for name in sorted(set(selected) - set(names)):
+            log(f"  {name}: skipped at every commit (n/a), no graph")
+        if not names:
+            raise CheckFailed("no benchmark produced a result")
+        counts = check_graphs(html, names)
+        width = max(map(len, names))
+        for name in names:
+            log(f"  {name:<{width}}  data at {counts[name]} commit(s)")
+        if len(shas) >= 2 and max(counts.values()) < 2:
+            raise CheckFailed("no benchmark has results at two commits")
+        failed = {s[:8]: rc for s, rc in rcs.items() if rc}
+        if failed:
+            # a commit from before an API existed skips (n/a); a failure is real
+            raise CheckFailed(f"asv run reported failed benchmarks at {failed}")
+
+        browser = None if args.no_browser else find_chromium(args.chromium)
+        if browser is None:
+            msg = ("SKIPPED browser checks: " + ("--no-browser" if args.no_browser else
+                   "chromium not found (apt-get install -y chromium)"))
+            log(msg)
+            if args.require_browser and not args.no_browser:
+                return 1
+        else:
+            if args.assets == "npm" or (args.assets == "auto" and not cdn_reachable()):
+                localize_html(html, out / "vendor")
+            shots = check_browser(browser, html, out, names)
+            log("screenshots: " + ", ".join(str(s) for s in shots))
+    except CheckFailed as exc:
+        log(f"FAILED: {exc}")
+        return 1
+    except subprocess.CalledProcessError as exc:
+        log(f"FAILED: {exc}\n{exc.stderr or ''}")
+        return 1
+    log(f"OK in {time.time() - start:.0f} s; dashboard: {out / 'html' / 'index.html'} "
+        f"(asv preview --config {out / 'suite' / 'asv.conf.json'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
