@@ -20,7 +20,8 @@ import warnings
 import numba
 from numba.core.caching import NullCache
 
-__all__ = ["FASTMATH", "jit", "threads", "check_threads", "call", "cache_dir"]
+__all__ = ["FASTMATH", "jit", "threads", "check_threads", "call", "cache_dir",
+           "single_threaded_blas"]
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
@@ -71,6 +72,22 @@ def call(kernel, *args):
             stacklevel=3,
         )
         return result
+
+
+def single_threaded_blas():
+    """Context: one BLAS thread while Numba's threads each call LAPACK.
+
+    Numba's ``prange`` runs one LAPACK call per thread; a multithreaded BLAS
+    underneath would oversubscribe the cores (2-3x slower on 2 cores). Uses
+    threadpoolctl when it is installed (it comes with the ``sklearn`` and
+    ``test`` extras); otherwise the BLAS keeps its own setting
+    (``OPENBLAS_NUM_THREADS=1`` has the same effect).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def cache_dir():

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._jit import call, threads as thread_count
+from ._jit import call, single_threaded_blas, threads as thread_count
 from ._validation import as_float_array
 from .kernels.decompose import gram_eigh
 
@@ -148,7 +148,8 @@ def _gram_eigh(X, feature_side, backend):
         m = X.shape[-1] if feature_side else X.shape[-2]
         s2 = np.empty(X.shape[:1] + (m,))
         vecs = np.empty(X.shape[:1] + (m, m))
-        call(gram_eigh, X, feature_side, s2, vecs)
+        with single_threaded_blas():
+            call(gram_eigh, X, feature_side, s2, vecs)
         return s2, vecs
     G = np.swapaxes(X, -1, -2) @ X if feature_side else X @ np.swapaxes(X, -1, -2)
     s2, vecs = np.linalg.eigh(G)
