@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 from . import reference
-from ._jit import call, check_threads, threads as thread_count
+from ._jit import call, check_threads, single_threaded_blas, threads as thread_count
 from ._validation import as_float_array, check_lams, check_noise_var, check_steps
 from .decomposition import as_decomposition, targets_projection
 from .kernels import optimal as optimal_kernels
@@ -237,7 +237,7 @@ def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, backend="numba",
         out = reference.sweep_mse(s2, z, R, c, resid2, n_eval, lams, schedules)
     else:
         out = np.empty((s2.shape[0], lams.size, schedules.shape[0], schedules.shape[1] + 1))
-        with thread_count(threads):
+        with thread_count(threads), single_threaded_blas():
             call(sweep_kernels.sweep_mse, s2, z, np.ascontiguousarray(R), c, resid2, n_eval,
                  lams, schedules, out, _chunks(s2.shape[0] * lams.size))
     return _unpromote(out, single)

@@ -94,26 +94,28 @@ def sweep_mse(s2, z, R, c_proj, resid2, n_eval, lams, schedules, out, chunks):
         r = np.empty(p)
         q = np.empty(p)
         inv = np.empty(p)
-        u = np.empty(p)
-        v = np.empty(p)
+        u = np.empty((G, p))
+        coef = np.empty((G, p))
+        pred = np.empty((G, m))
         for bl in range(start, stop):
             b = bl // L
             l = bl - b * L
             factors(s2[b], lams[l], r, q, inv)
-            for g in range(G):
-                for j in range(p):
-                    u[j] = 0.0
-                for k in range(K + 1):
+            Rt = R[b].T
+            u[:, :] = 0.0
+            for k in range(K + 1):
+                for g in range(G):
                     if k > 0:
                         xi = schedules[g, k - 1]
                         for j in range(p):
-                            u[j] = xi * (q[j] + r[j] * u[j])
+                            u[g, j] = xi * (q[j] + r[j] * u[g, j])
                     for j in range(p):
-                        v[j] = (1.0 - u[j]) * inv[j] * z[b, j]
+                        coef[g, j] = (1.0 - u[g, j]) * inv[j] * z[b, j]
+                # all schedules at once: one small matrix product (BLAS)
+                np.dot(coef, Rt, pred)
+                for g in range(G):
                     acc = resid2[b]
                     for i in range(m):
-                        e = c_proj[b, i]
-                        for j in range(i, p):
-                            e -= R[b, i, j] * v[j]
+                        e = c_proj[b, i] - pred[g, i]
                         acc += e * e
                     out[b, l, g, k] = acc / n_eval
