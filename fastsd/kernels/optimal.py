@@ -18,7 +18,7 @@ from .spectral import chunk_bounds, factors, risk_of_u, risk_weights
 
 @jit()
 def arnoldi(r, q, weights, basis, h, alive):
-    """Weighted Arnoldi basis b_m = q h_m(x) (see reference ``polynomial_basis``)."""
+    """Weighted Lanczos/Arnoldi basis b_m = q h_m(x) (reference ``polynomial_basis``)."""
     K, p = basis.shape
     if K == 0:
         return
@@ -41,13 +41,14 @@ def arnoldi(r, q, weights, basis, h, alive):
     for j in range(p):
         basis[0, j] = q[j] / norm
     h[0, 0] = 1.0 / norm
+    x = q.copy() if use_q else r.copy()
     w = np.empty(p)
+    ww = np.empty(p)
     hw = np.empty(K)
     c = np.empty(K)
     for m in range(1, K):
         for j in range(p):
-            x = q[j] if use_q else r[j]
-            w[j] = x * basis[m - 1, j]
+            w[j] = x[j] * basis[m - 1, j]
         for i in range(K):
             shifted = h[m - 1, i - 1] if i > 0 else 0.0
             hw[i] = h[m - 1, i] - shifted if use_q else shifted
@@ -55,13 +56,15 @@ def arnoldi(r, q, weights, basis, h, alive):
         for j in range(p):
             before += weights[j] * w[j] * w[j]
         before = np.sqrt(before)
-        for _ in range(2):
-            for i in range(m):
+        for first in (max(0, m - 2), 0):  # Lanczos pass, then full re-orthogonalization
+            for j in range(p):
+                ww[j] = weights[j] * w[j]
+            for i in range(first, m):
                 acc = 0.0
                 for j in range(p):
-                    acc += basis[i, j] * weights[j] * w[j]
+                    acc += basis[i, j] * ww[j]
                 c[i] = acc
-            for i in range(m):
+            for i in range(first, m):
                 for j in range(p):
                     w[j] -= c[i] * basis[i, j]
                 for jj in range(K):

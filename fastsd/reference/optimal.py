@@ -10,8 +10,9 @@ condition number explodes with k. Instead:
    b_1..b_K (weighted by the objective's own weights) of the nested spaces
    span{q, q x, ..., q x^(m-1)}, built by multiplying by x (x = q or r,
    whichever the weights put nearer 0, so that x is known to full relative
-   accuracy) and re-orthogonalizing twice. The basis for k is the first k
-   columns of the basis for K, so one pass serves every k <= K.
+   accuracy), orthogonalized by a Lanczos pass (x is self-adjoint in the
+   weighted inner product) and then fully re-orthogonalized. The basis for k
+   is the first k columns of the basis for K, so one pass serves every k <= K.
 2. The objective's design matrix applied to that basis, one Householder QR,
    and a back-substitution per k: nested least squares, residuals without
    cancellation.
@@ -110,10 +111,13 @@ def polynomial_basis(r, q, weights, max_steps):
         shifted = np.concatenate([np.zeros(lead + (1,)), prev[..., :-1]], axis=-1)
         hw = np.where(use_q[..., None], prev - shifted, shifted)  # x * h in r-coefficients
         before = _wnorm(w, weights)
-        for _ in range(2):
-            c = np.einsum("...mp,...p->...m", basis[..., :m, :], weights * w)
-            w = w - np.einsum("...m,...mp->...p", c, basis[..., :m, :])
-            hw = hw - np.einsum("...m,...mk->...k", c, h[..., :m, :])
+        # Lanczos pass (x is self-adjoint in the weighted inner product, so
+        # x b_{m-1} is orthogonal to all but the last two basis vectors), then
+        # a full re-orthogonalization pass against every earlier vector.
+        for first in (max(0, m - 2), 0):
+            c = np.einsum("...mp,...p->...m", basis[..., first:m, :], weights * w)
+            w = w - np.einsum("...m,...mp->...p", c, basis[..., first:m, :])
+            hw = hw - np.einsum("...m,...mk->...k", c, h[..., first:m, :])
         after = _wnorm(w, weights)
         ok = alive[..., m - 1] & (after > BREAKDOWN_TOL * before)
         scale = np.where(ok, after, 1.0)
