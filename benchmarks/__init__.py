@@ -1,4 +1,4 @@
-"""asv benchmark suite of fastsd (see docs/asv.md).
+"""asv benchmark suite of fastsd (see the README, "Benchmarks and the asv dashboard").
 
 Modules, one class per operation:
 
