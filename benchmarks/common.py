@@ -194,4 +194,5 @@ SMOKE_BENCH = [
     r"PaperWorkflow.*\(4, 100, 20\)\)$",
     r"memory\..*\('(numba|numpy)', 16777216\)$",
     r"ColdCompile\.track_cold_compile_seconds\('sweep_risk'\)$",
+    r"TuneRidgeAndSD.*\(500, 20\)\)$",
 ]
