@@ -181,3 +181,56 @@ def plot_xi_vs_gap(table, path, *, slopes=None, title=None, note=None):
     ax.grid(alpha=0.3, which="both", lw=0.4)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_uci_test_mse(table, path):
+    """Test MSE relative to ridge (same split) vs the number of steps, per dataset.
+
+    Parameters
+    ----------
+    table : dict
+        From :func:`fastsd.experiments.uci.summarize` (columns ``dataset``, ``k``,
+        ``paired_change_mean``, ``paired_change_std``).
+    path : str
+
+    Returns
+    -------
+    str
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name in dict.fromkeys(table["dataset"]):
+        here = table["dataset"] == name
+        ax.errorbar(table["k"][here], 1 + table["paired_change_mean"][here],
+                    yerr=table["paired_change_std"][here], marker="o", capsize=3, label=name)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("number of self-distillation steps k (0 = ridge)")
+    ax.set_ylabel("test MSE / ridge test MSE (same split)")
+    ax.set_title("UCI: validation-tuned k-step SD")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_alignment(align, path):
+    """Squared cosine of the ridge solution with each eigenvector, one panel per dataset.
+
+    Parameters
+    ----------
+    align : dict
+        name -> (eigenvalues (p,), cos2 (p,)) from :func:`fastsd.experiments.uci.alignment`.
+    path : str
+
+    Returns
+    -------
+    str
+    """
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(align), figsize=(4 * len(align), 3.2), squeeze=False)
+    for ax, (name, (eig, cos2)) in zip(axes[0], align.items()):
+        ax.bar(np.arange(1, eig.size + 1), cos2, color="tab:blue")
+        ax.set_title(name)
+        ax.set_xlabel("eigenvector of XᵀX (by decreasing eigenvalue)")
+        ax.set_ylabel("cos² with ridge solution")
+    fig.suptitle("Alignment of the ridge solution with the eigenbasis")
+    return _save(fig, path)
+

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from ..datasets import load_split
+from ..plotting import plot_alignment, plot_uci_test_mse
 from ..tables import to_markdown, write_csv
 from .uci import DEFAULT_DATASETS, alignment, run_protocol, summarize
 
@@ -31,38 +32,6 @@ def _steps(progress, total):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="fastsd reproduce", unit="step")
-
-
-def _plot_uci(table, align, out):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for name in dict.fromkeys(table["dataset"]):
-        here = table["dataset"] == name
-        ax.errorbar(table["k"][here], 1 + table["paired_change_mean"][here],
-                    yerr=table["paired_change_std"][here], marker="o", capsize=3, label=name)
-    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("number of self-distillation steps k (0 = ridge)")
-    ax.set_ylabel("test MSE / ridge test MSE (same split)")
-    ax.set_title("UCI: validation-tuned k-step SD")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "uci_test_mse.png"), dpi=130)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, len(align), figsize=(4 * len(align), 3.2), squeeze=False)
-    for ax, (name, (eig, cos2)) in zip(axes[0], align.items()):
-        ax.bar(np.arange(1, eig.size + 1), cos2, color="tab:blue")
-        ax.set_title(name)
-        ax.set_xlabel("eigenvector of XᵀX (by decreasing eigenvalue)")
-        ax.set_ylabel("cos² with ridge solution")
-    fig.suptitle("Alignment of the ridge solution with the eigenbasis")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "uci_alignment.png"), dpi=130)
-    plt.close(fig)
 
 
 def _random_design_splits(batch, seeds, n_val, n_test):
@@ -161,7 +130,8 @@ def reproduce(out, *, quick=False, seeds=None, backend="numba", progress=True,
         "eigenvalue": np.concatenate([e for e, _ in align.values()]),
         "cos2": np.concatenate([c for _, c in align.values()]),
     })
-    _plot_uci(table, align, out)
+    plot_uci_test_mse(table, os.path.join(out, "uci_test_mse.png"))
+    plot_alignment(align, os.path.join(out, "uci_alignment.png"))
     tuning = _tuning_tables(datasets, seeds, quick)
     with open(os.path.join(out, "tuning_rules.md"), "w") as f:
         f.write(tuning + "\n")
