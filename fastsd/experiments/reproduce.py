@@ -106,6 +106,10 @@ def reproduce(out, *, quick=False, seeds=None, backend="numba", progress=True,
         seeds = 3 if quick else 10
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    from ..estimators import compare  # noqa: F401  (fail fast: needs scikit-learn)
+    from ..plotting import pyplot
+
+    pyplot()  # fail fast: needs matplotlib
     os.makedirs(out, exist_ok=True)
     started = time.perf_counter()
     bar = _steps(progress, 2 + len(datasets))
