@@ -94,7 +94,7 @@ def build_parser():
                          description="Run the synthetic studies and the UCI protocol on the "
                                      "embedded defaults; write tables, figures and a summary.")
     rep.add_argument("--out", default="fastsd-report", help="report directory (default: %(default)s)")
-    rep.add_argument("--quick", action="store_true", help="fewer seeds and grid points (minutes)")
+    rep.add_argument("--quick", action="store_true", help="fewer seeds and grid points (seconds)")
     rep.add_argument("--seeds", type=int, default=None,
                      help="number of random splits per dataset (default: 3 quick, 10 full)")
     rep.add_argument("--backend", choices=("numba", "numpy"), default="numba")

@@ -90,7 +90,7 @@ def reproduce(out, *, quick=False, seeds=None, backend="numba", progress=True,
     out : str
         Report directory (created).
     quick : bool, default=False
-        3 seeds and a coarser lambda grid (a few minutes on 2 cores).
+        3 seeds and a coarser lambda grid (seconds on 2 cores).
     seeds : int, optional
         Number of random splits per dataset (default 3 quick, 10 full).
     backend : {"numba", "numpy"}
