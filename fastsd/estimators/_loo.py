@@ -164,7 +164,7 @@ def loo_table(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, max_steps):
     for k in range(1, K + 1):
         back[:, k, :k] = xi_to_xibar(np.nan_to_num(xi[:, k, :k]))
     achieved = _loo_risk(Rm, back) / norm
-    valid, xi = reject_unreproducible(xi, achieved, risk, risk0)
+    valid, xi = reject_unreproducible(xi, achieved, risk, risk0, s2, lams)
     return TuningTable(lams, risk, xi, valid)
 
 

@@ -5,7 +5,9 @@ an estimated prediction risk minimized over the k-step schedule, the
 minimizing xi, and whether that xi reproduces the minimum (the map from the
 optimal filter to imitation parameters is intrinsically ill-conditioned; as
 in :func:`fastsd.optimal_xi`, an xi that does not reproduce the optimum to
-``fastsd.reference.XI_RTOL`` relative is NaN and the entry is not selectable).
+``fastsd.reference.XI_RTOL`` relative is NaN and the entry is not selectable;
+the test is :func:`fastsd.reference.optimal.accept_schedules`, shared with
+the oracle and validation sweeps).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..reference.optimal import XI_RTOL, nested_least_squares
+from ..reference.optimal import accept_schedules, nested_least_squares, refit_amplification
 from ..reparam import xi_from_h_coefficients
 
 __all__ = ["TuningTable", "nested_lstsq", "select", "reject_unreproducible",
@@ -118,22 +120,26 @@ def xi_from_rows(h_rows):
     return xi
 
 
-def reject_unreproducible(xi, achieved, optimum, risk0):
+def reject_unreproducible(xi, achieved, optimum, risk0, s2, lams):
     """Validity of each row of xi (..., K + 1, K) and xi with NaN where invalid.
 
     ``achieved`` (..., K + 1) is the criterion recomputed from xi through the
     forward recursion, ``optimum`` the minimum, ``risk0`` (...) the ridge value
-    (an absolute floor for optima near 0). Row 0 (ridge) is valid where its
-    risk is finite.
+    (an absolute floor for optima near 0), ``s2`` (p,) the spectrum and
+    ``lams`` (L,) the penalties of the leading axis. Rows k >= 1 go through the
+    one acceptance test of the package,
+    :func:`fastsd.reference.optimal.accept_schedules` (replay to
+    XI_RTOL / XI_SAFETY and the refit amplification bound); row 0 (ridge) is
+    valid where its risk is finite.
     """
-    tol = XI_RTOL * np.abs(optimum) + 1e-14 * np.abs(risk0)[..., None]
+    amplification = refit_amplification(s2, lams)  # (L,)
+    kept = accept_schedules(xi[..., 1:, :], achieved[..., 1:], optimum[..., 1:], risk0,
+                            amplification)
     steps = np.arange(xi.shape[-1])
-    lower = steps[None, :] < np.arange(xi.shape[-2])[:, None]  # (K + 1, K)
-    finite_xi = np.all(np.isfinite(np.where(lower, xi, 0.0)), axis=-1)
-    good = np.isfinite(optimum) & np.isfinite(achieved) & finite_xi
-    good &= np.abs(np.where(good, achieved - optimum, 0.0)) <= tol
-    good[..., 0] = np.isfinite(optimum[..., 0])
-    return good, np.where(good[..., None] & lower, xi, np.nan)
+    lower = steps[None, :] < np.arange(1, xi.shape[-2])[:, None]  # (K, K)
+    good = np.all(np.isfinite(np.where(lower, kept, 0.0)), axis=-1) & np.isfinite(optimum[..., 1:])
+    good = np.concatenate([np.isfinite(optimum[..., :1]), good], axis=-1)
+    return good, np.concatenate([np.full(xi[..., :1, :].shape, np.nan), kept], axis=-2)
 
 
 def select(table, k=None):
