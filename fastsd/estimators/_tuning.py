@@ -15,12 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import norm
 
 from ..reference.optimal import accept_schedules, nested_least_squares, refit_amplification
 from ..reparam import xi_from_h_coefficients
 
-__all__ = ["TuningTable", "nested_lstsq", "select", "reject_unreproducible",
-           "xi_from_rows", "h_from_xi"]
+__all__ = ["TuningTable", "TuningWarning", "nested_lstsq", "select", "select_safe",
+           "reject_unreproducible", "xi_from_rows", "h_from_xi"]
 
 #: A larger k must beat the best smaller-k risk by more than this (relative)
 #: to be selected: differences at rounding level are ties, resolved towards
@@ -162,3 +163,65 @@ def select(table, k=None):
     best = per_k.min()
     k_best = int(np.flatnonzero(per_k <= best + K_TIE_RTOL * abs(best))[0])
     return int(np.argmin(risk[:, k_best])), k_best
+
+
+#: Level of the one-sided test that a self-distilled entry beats ridge
+#: (Bonferroni-divided over the K candidate step counts).
+SAFE_ALPHA = 0.01
+#: Fewer (positive-weight) samples than this: the test's normal approximation
+#: is not trusted and the safe rule returns ridge.
+SAFE_MIN_SAMPLES = 30
+
+
+def select_safe(table, nested_risk, losses, n_points, alpha=SAFE_ALPHA):
+    """The safe rule: ridge unless the best SD entry is significantly better.
+
+    1. Ridge: the lambda of least LOO risk (what ``RidgeCV`` picks).
+    2. SD: among the selectable k >= 1 entries, the one of least *nested* LOO
+       risk (:func:`fastsd.estimators._loo.nested_loo`: the fit of xi is
+       itself left out), ties to fewer steps.
+    3. Paired one-sided test over the points: d_i = nested loss_i(SD) -
+       LOO loss_i(ridge); SD is chosen iff mean(d) / se(d) < -z with
+       z = Phi^{-1}(1 - alpha / K) (one test per candidate k, Bonferroni) and
+       at least ``SAFE_MIN_SAMPLES`` points.
+
+    Parameters
+    ----------
+    table : TuningTable
+        The LOO table (its ``valid`` marks reproducible schedules).
+    nested_risk : ndarray of shape (L, K + 1)
+    losses : ndarray of shape (L, K + 1, n)
+    n_points : ndarray of bool, shape (n,)
+        Points that count (positive weight).
+    alpha : float
+
+    Returns
+    -------
+    best : tuple (lambda index, k) or None
+    z : float
+        The test statistic mean(d)/se(d) (NaN when there was no SD candidate
+        or too few points; -inf/inf when se = 0).
+    """
+    ridge = select(table, 0)
+    if ridge is None:
+        return None, np.nan
+    K = table.max_steps
+    honest = np.where(table.valid, nested_risk, np.inf)
+    honest[:, 0] = np.inf
+    m = int(np.count_nonzero(n_points))
+    if K == 0 or not np.any(np.isfinite(honest)) or m < SAFE_MIN_SAMPLES:
+        return ridge, np.nan
+    per_k = honest.min(axis=0)
+    k_sd = int(np.flatnonzero(per_k <= per_k.min() + K_TIE_RTOL * abs(per_k.min()))[0])
+    l_sd = int(np.argmin(honest[:, k_sd]))
+    d = (losses[l_sd, k_sd] - losses[ridge[0], 0])[n_points]
+    mean, se = d.mean(), d.std(ddof=1) / np.sqrt(m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = mean / se if se > 0 else (-np.inf if mean < 0 else np.inf if mean > 0 else 0.0)
+    if z < -float(norm.ppf(1.0 - alpha / K)):
+        return (l_sd, k_sd), float(z)
+    return ridge, float(z)
+
+
+class TuningWarning(UserWarning):
+    """A tuning rule's choice was overridden by a safety guard (the message says why)."""
