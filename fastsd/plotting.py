@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pyplot", "plot_gain_vs_rank", "plot_risk_curves", "plot_xi_vs_gap"]
+__all__ = ["pyplot", "plot_gain_vs_rank", "plot_risk_curves", "plot_xi_vs_gap",
+           "plot_tuning_benchmark", "plot_learning_curves"]
 
 _STEP_COLORS = ("black", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
                 "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
@@ -234,3 +235,54 @@ def plot_alignment(align, path):
     fig.suptitle("Alignment of the ridge solution with the eigenbasis")
     return _save(fig, path)
 
+
+
+_RULE_STYLE = {"safe": ("tab:green", "o", "safe (default)"), "loo": ("tab:red", "s", "loo"),
+               "gcv": ("tab:purple", "^", "gcv (k ≤ 1)"), "holdout": ("tab:orange", "v", "holdout"),
+               "oracle": ("grey", "x", "oracle-ξ SD")}
+
+
+def plot_tuning_benchmark(summary, path, *, names=None):
+    """Paired test-error change vs RidgeCV by training share, one panel per data set.
+
+    Parameters
+    ----------
+    summary : dict
+        From :func:`fastsd.experiments.tuning.summarize_benchmark` (columns
+        ``set``, ``share``, ``rule``, ``change_mean``, ``change_se``).
+    path : str
+    names : dict, optional
+        set -> display name (panel titles).
+
+    Returns
+    -------
+    str
+    """
+    plt = pyplot()
+    names = names or {}
+    sets = list(dict.fromkeys(summary["set"].tolist()))
+    cols = min(4, len(sets))
+    rows = -(-len(sets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(sets):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, sets):
+        here = summary["set"] == name
+        for rule, (color, marker, label) in _RULE_STYLE.items():
+            sel = here & (summary["rule"] == rule)
+            if not np.any(sel):
+                continue
+            ax.errorbar(100 * summary["share"][sel], 100 * summary["change_mean"][sel],
+                        yerr=100 * np.nan_to_num(summary["change_se"][sel]), color=color,
+                        marker=marker, ms=4, capsize=2, lw=1.2, label=label)
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_title(names.get(name, name), fontsize=9)
+        ax.set_xlabel("training share (%)", fontsize=8)
+        ax.set_ylabel("change vs RidgeCV (%)", fontsize=8)
+        ax.grid(alpha=0.3, which="both", lw=0.4)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Tuning rules: paired change in test error against RidgeCV "
+                 "(mean ± s.e.; symlog scale, linear within ±1%)", fontsize=10)
+    return _save(fig, path)
