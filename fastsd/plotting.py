@@ -286,3 +286,56 @@ def plot_tuning_benchmark(summary, path, *, names=None):
     fig.suptitle("Tuning rules: paired change in test error against RidgeCV "
                  "(mean ± s.e.; symlog scale, linear within ±1%)", fontsize=10)
     return _save(fig, path)
+
+
+def plot_learning_curves(summary, path, *, names=None):
+    """Test-MSE change of validation-tuned k-step SD vs training share, per dataset.
+
+    Solid lines: against ridge on train (the paper's comparison); dashed:
+    against RidgeCV on train + validation (the fair one); grey: ridge on train
+    against RidgeCV on train + validation.
+
+    Parameters
+    ----------
+    summary : dict
+        From :func:`fastsd.experiments.uci.summarize_curves`.
+    path : str
+    names : dict, optional
+        dataset -> display name.
+
+    Returns
+    -------
+    str
+    """
+    plt = pyplot()
+    names = names or {}
+    sets = list(dict.fromkeys(summary["dataset"].tolist()))
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.4 * len(sets), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        here = summary["dataset"] == name
+        for model in dict.fromkeys(summary["model"][here].tolist()):
+            for base, ls in (("ridge_train", "-"), ("ridgecv_trainval", "--")):
+                sel = here & (summary["model"] == model) & (summary["baseline"] == base)
+                if not np.any(sel):
+                    continue
+                if model == "ridge_train":
+                    color, label = "grey", "ridge (train) vs RidgeCV (train+val)"
+                else:
+                    k = int(model[4:])
+                    color = _STEP_COLORS[k % len(_STEP_COLORS)]
+                    label = f"{k}-step SD vs " + ("ridge (train)" if base == "ridge_train"
+                                                  else "RidgeCV (train+val)")
+                ax.errorbar(100 * summary["share"][sel], 100 * summary["change_mean"][sel],
+                            yerr=100 * np.nan_to_num(summary["change_se"][sel]), color=color,
+                            ls=ls, marker="o", ms=3, capsize=2, lw=1.2, label=label)
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_title(names.get(name, name), fontsize=10)
+        ax.set_xlabel("training share (%)")
+        ax.set_ylabel("test-MSE change (%)")
+        ax.grid(alpha=0.3, which="both", lw=0.4)
+    axes[0, 0].legend(fontsize=6.5)
+    fig.suptitle("Where validation-tuned SD helps: paired change in test MSE "
+                 "(mean ± s.e.; symlog, linear within ±1%)", fontsize=10)
+    return _save(fig, path)

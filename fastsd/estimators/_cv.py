@@ -147,8 +147,9 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
           whose per-direction shrinkage phi_j r_j leaves [0, 1] are excluded
           (inadmissible: beaten direction by direction by clipping, for every
           theta*; :func:`fastsd.estimators._tuning.admissible`). SD replaces
-          ridge only if its nested risk is lower. Cost: the LOO rule plus one
-          thin QR of n x K per lambda.
+          ridge only if its nested risk is lower by more than half a standard
+          error of the paired per-sample difference. Cost: the LOO rule plus
+          one thin QR of n x K per lambda.
         * ``"loo"``: least exact leave-one-out error of the whole k-step
           procedure (teacher and every student refit without the point),
           computed by rank-one downdates in the eigenbasis, no refits. The
