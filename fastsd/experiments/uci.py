@@ -283,8 +283,9 @@ def curve_paragraph(summary, names=None):
             wins = sel & (summary["change_mean"] + 2 * summary["change_se"] < 0)
             shares = sorted({f"{100 * s:g}%" for s in summary["share"][wins]},
                             key=lambda x: float(x[:-1]))
-            text.append(f"vs {label} the best is {100 * summary['change_mean'][i]:+.1f}% "
-                        f"± {100 * summary['change_se'][i]:.1f}% "
+            se = summary["change_se"][i]
+            text.append(f"vs {label} the best is {100 * summary['change_mean'][i]:+.1f}%"
+                        + (f" ± {100 * se:.1f}%" if np.isfinite(se) else "") + " "
                         f"({summary['model'][i][3:].replace('k', 'k = ')}, "
                         f"{100 * summary['share'][i]:g}% share, n = {summary['n_train'][i]}), "
                         f"significant gains (mean + 2 s.e. < 0) at "
