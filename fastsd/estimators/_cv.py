@@ -268,7 +268,10 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
         dec, Z = prep.decompose()
         extra = None
         if self.tuning == "holdout":
-            table = self._holdout(X, y, sample_weight, lams, K, fit_intercept)
+            table, train_s2 = self._holdout(X, y, sample_weight, lams, K, fit_intercept)
+            # the schedule is refit on all samples: keep it admissible on both spectra
+            table.valid &= admissible(train_s2, lams, table.xi) & admissible(dec.s2, lams,
+                                                                            table.xi)
             best = select(table)
         else:
             table, best, extra = select_rule(self.tuning, prep, dec, lams, K)
@@ -323,5 +326,7 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
             if not sw_tr.sum() > 0 or not sw_val.sum() > 0:
                 raise ValueError("sample_weight is zero on the whole training or validation "
                                  "part of the holdout split; change random_state")
-        return holdout_table(X[tr], y[tr], X[val], y[val], lams, K, fit_intercept=fit_intercept,
-                             sample_weight=sw_tr, sample_weight_val=sw_val)
+        table = holdout_table(X[tr], y[tr], X[val], y[val], lams, K, fit_intercept=fit_intercept,
+                              sample_weight=sw_tr, sample_weight_val=sw_val)
+        train_s2 = _Prepared(X[tr], y[tr], sw_tr, fit_intercept).decompose()[0].s2
+        return table, train_s2
