@@ -35,6 +35,7 @@ runs a reduced version (and the full one with ``--full``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 import warnings
@@ -42,7 +43,7 @@ import warnings
 import numpy as np
 
 __all__ = ["BENCH_SETS", "SHARES", "LAMS", "RULES", "run_benchmark", "summarize_benchmark",
-           "format_benchmark", "gap_closure", "time_fits", "display_name"]
+           "format_benchmark", "gap_closure", "time_fits", "display_name", "gcv_evidence"]
 
 #: The lambda grid shared by every rule and RidgeCV.
 LAMS = tuple(np.logspace(-4, 4, 41).tolist())
@@ -393,3 +394,44 @@ def main(argv=None):
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
+
+
+def gcv_evidence(sets=tuple(BENCH_SETS), shares=SHARES, seeds=20, steps=(2, 5)):
+    """Why GCV is refused for k >= 2: its mean / 95th-percentile change vs RidgeCV.
+
+    Fits ``SelfDistilledRidgeCV(tuning="gcv")`` with ``max_steps`` in ``steps``
+    by lifting the refusal for the duration of the call, with and without the
+    k = 1 guard (:func:`fastsd.estimators._cv.gcv_guard`) applied to the chosen
+    entry. Returns rows ``(set, share, K, guarded, mean change, p95 change)``.
+    """
+    from unittest import mock
+
+    from sklearn.linear_model import RidgeCV
+
+    from ..estimators import SelfDistilledRidgeCV
+    from ..estimators import _cv
+
+    out = []
+    for name in sets:
+        for share in shares:
+            changes = {}
+            for seed, X, y, evaluate, _ in _splits(name, share, range(seeds)):
+                ref = RidgeCV(alphas=LAMS).fit(X, y)
+                base = evaluate(ref.coef_, ref.intercept_)
+                for K in steps:
+                    for guarded in (True, False):
+                        with contextlib.ExitStack() as stack:
+                            stack.enter_context(mock.patch.object(_cv, "GCV_MAX_STEPS", K))
+                            if not guarded:
+                                stack.enter_context(mock.patch.object(
+                                    _cv, "gcv_guard", lambda *args: None))
+                            stack.enter_context(warnings.catch_warnings())
+                            warnings.simplefilter("ignore")
+                            est = SelfDistilledRidgeCV(lams=LAMS, max_steps=K,
+                                                       tuning="gcv").fit(X, y)
+                        changes.setdefault((K, guarded), []).append(
+                            evaluate(est.coef_, est.intercept_) / base - 1.0)
+            for (K, guarded), v in changes.items():
+                out.append((name, share, K, guarded, float(np.mean(v)),
+                            float(np.percentile(v, 95))))
+    return out
