@@ -242,6 +242,34 @@ _RULE_STYLE = {"safe": ("tab:green", "o", "safe (default)"), "loo": ("tab:red", 
                "oracle": ("grey", "x", "oracle-ξ SD")}
 
 
+def _share_axis(ax, shares):
+    """Log x axis labelled at the training shares (in %)."""
+    ticks = sorted(set((100 * np.asarray(shares, dtype=float)).tolist()))
+    ax.set_xscale("log")
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:g}" for t in ticks], fontsize=7)
+    ax.minorticks_off()
+
+
+def _figure_legend(fig, axes):
+    """One legend below the panels with every labelled line of any panel."""
+    seen = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(4, len(seen)),
+               fontsize=7, frameon=False)
+    rows = -(-len(seen) // 4)
+    fig.tight_layout(rect=(0, min(0.3, 0.12 * rows / axes.shape[0]), 1, 1))
+
+
+def _save_laid_out(fig, path, dpi=130):
+    """Save without re-running the layout (:func:`_figure_legend` did it)."""
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
 def plot_tuning_benchmark(summary, path, *, names=None):
     """Paired test-error change vs RidgeCV by training share, one panel per data set.
 
@@ -276,16 +304,16 @@ def plot_tuning_benchmark(summary, path, *, names=None):
                         yerr=100 * np.nan_to_num(summary["change_se"][sel]), color=color,
                         marker=marker, ms=4, capsize=2, lw=1.2, label=label)
         ax.axhline(0.0, color="black", lw=0.8)
-        ax.set_xscale("log")
+        _share_axis(ax, summary["share"][here])
         ax.set_yscale("symlog", linthresh=1.0)
         ax.set_title(names.get(name, name), fontsize=9)
         ax.set_xlabel("training share (%)", fontsize=8)
         ax.set_ylabel("change vs RidgeCV (%)", fontsize=8)
         ax.grid(alpha=0.3, which="both", lw=0.4)
-    axes.flat[0].legend(fontsize=7)
     fig.suptitle("Tuning rules: paired change in test error against RidgeCV "
                  "(mean ± s.e.; symlog scale, linear within ±1%)", fontsize=10)
-    return _save(fig, path)
+    _figure_legend(fig, axes)
+    return _save_laid_out(fig, path)
 
 
 def plot_learning_curves(summary, path, *, names=None):
@@ -329,13 +357,13 @@ def plot_learning_curves(summary, path, *, names=None):
                             yerr=100 * np.nan_to_num(summary["change_se"][sel]), color=color,
                             ls=ls, marker="o", ms=3, capsize=2, lw=1.2, label=label)
         ax.axhline(0.0, color="black", lw=0.8)
-        ax.set_xscale("log")
+        _share_axis(ax, summary["share"][here])
         ax.set_yscale("symlog", linthresh=1.0)
         ax.set_title(names.get(name, name), fontsize=10)
         ax.set_xlabel("training share (%)")
         ax.set_ylabel("test-MSE change (%)")
         ax.grid(alpha=0.3, which="both", lw=0.4)
-    axes[0, 0].legend(fontsize=6.5)
     fig.suptitle("Where validation-tuned SD helps: paired change in test MSE "
                  "(mean ± s.e.; symlog, linear within ±1%)", fontsize=10)
-    return _save(fig, path)
+    _figure_legend(fig, axes)
+    return _save_laid_out(fig, path)
