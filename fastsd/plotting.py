@@ -260,7 +260,7 @@ def _figure_legend(fig, axes):
     fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(4, len(seen)),
                fontsize=7, frameon=False)
     rows = -(-len(seen) // 4)
-    fig.tight_layout(rect=(0, min(0.3, 0.12 * rows / axes.shape[0]), 1, 1))
+    fig.tight_layout(rect=(0, min(0.3, 0.09 * rows / axes.shape[0] + 0.02), 1, 1))
 
 
 def _save_laid_out(fig, path, dpi=130):

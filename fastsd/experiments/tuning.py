@@ -312,12 +312,14 @@ def format_benchmark(summary, rules=("safe", "loo", "gcv", "holdout", "oracle"))
     return "\n".join(lines)
 
 
-def time_fits(n=2000, d=50, repeats=15, max_steps=2, seed=0):
+def time_fits(n=2000, d=50, repeats=15, max_steps=2, seed=0, blas_threads=1):
     """Median fit time of SelfDistilledRidgeCV(tuning="safe") and RidgeCV, side by side.
 
     Both on the same data and the 41-value grid, alternating, in one process
-    (first call excluded). Returns ``{"safe": (median, min, max), "ridgecv":
-    (...), "loo": (...), "ratio": median safe / median RidgeCV}`` in seconds.
+    (first call excluded), with ``blas_threads`` BLAS threads (threadpoolctl;
+    None: leave the pool alone). Returns ``{"safe": (median, min, max),
+    "ridgecv": (...), "loo": (...), "ratio": median safe / median RidgeCV}``
+    in seconds.
     """
     from sklearn.linear_model import RidgeCV
 
@@ -332,13 +334,18 @@ def time_fits(n=2000, d=50, repeats=15, max_steps=2, seed=0):
         "ridgecv": lambda: RidgeCV(alphas=LAMS),
     }
     times = {k: [] for k in makers}
-    for k, make in makers.items():
-        make().fit(X, y)  # warm-up
-    for _ in range(repeats):
+    with contextlib.ExitStack() as stack:
+        if blas_threads is not None:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(blas_threads, user_api="blas"))
         for k, make in makers.items():
-            start = time.perf_counter()
-            make().fit(X, y)
-            times[k].append(time.perf_counter() - start)
+            make().fit(X, y)  # warm-up
+        for _ in range(repeats):
+            for k, make in makers.items():
+                start = time.perf_counter()
+                make().fit(X, y)
+                times[k].append(time.perf_counter() - start)
     out = {k: (float(np.median(v)), float(np.min(v)), float(np.max(v))) for k, v in times.items()}
     out["ratio"] = out["safe"][0] / out["ridgecv"][0]
     return out
