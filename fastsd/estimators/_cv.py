@@ -270,12 +270,14 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
         extra = None
         if self.tuning == "holdout":
             table, train_s2 = self._holdout(X, y, sample_weight, lams, K, fit_intercept)
+            reproducible = table.valid.copy()
             # the schedule is refit on all samples: keep it admissible on both spectra
             table.valid &= admissible(train_s2, lams, table.xi) & admissible(dec.s2, lams,
                                                                             table.xi)
             best = select(table)
         else:
             table, best, extra = select_rule(self.tuning, prep, dec, lams, K)
+            reproducible = table.valid
         if best is None:
             raise ValueError(
                 f"no value in lams gives a defined {self.tuning!r} risk estimate with "
@@ -286,8 +288,9 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
             warnings.warn(extra, TuningWarning, stacklevel=2)
         raw = np.unravel_index(np.argmin(np.where(np.isnan(table.risk), np.inf, table.risk)),
                                table.risk.shape)
-        if (self.tuning != "safe" and not table.valid[raw]
-                and table.risk[raw] * (1.0 + WARN_RTOL) < table.risk[best]):
+        best_reproducible = np.min(np.where(reproducible, table.risk, np.inf))
+        if (self.tuning != "safe" and not reproducible[raw]
+                and table.risk[raw] * (1.0 + WARN_RTOL) < best_reproducible):
             warnings.warn(
                 f"the best {self.tuning!r} entry (lam={lams[raw[0]]:g}, k={raw[1]}) has an "
                 "optimal xi too ill-conditioned to recover; the best recoverable one was used",
