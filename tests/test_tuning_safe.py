@@ -238,3 +238,10 @@ def test_learning_curve_tiny(tmp_path):
     bench = summarize_benchmark(run_benchmark(("theorem1_1",), (0.01,), 2, rules=("safe",)))
     assert plot_tuning_benchmark(bench, str(tmp_path / "b.png"))
     assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "b.png").stat().st_size > 0
+
+
+def test_reproduce_quick_and_full_exclude_each_other(capsys):
+    from fastsd.cli import main
+
+    assert main(["reproduce", "--quick", "--full", "--no-progress", "--out", "unused"]) == 2
+    assert "full" in capsys.readouterr().err
