@@ -99,7 +99,7 @@ def build_parser():
                      help="tuning benchmark with 20 paired splits, 10-seed learning curves "
                           "(minutes)")
     rep.add_argument("--seeds", type=int, default=None,
-                     help="number of random splits per dataset (default: 3 quick, 10 full)")
+                     help="number of random splits per dataset (default: 3 with --quick, else 10)")
     rep.add_argument("--backend", choices=("numba", "numpy"), default="numba")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep.set_defaults(func=_cmd_reproduce)

@@ -277,7 +277,7 @@ def sweep_optimal(s2, t, noise_var, n, lams, max_steps):
     xi = _schedules(beta, h)
     achieved = risk_from_u(*per_k, _u_of_schedules(r, np.nan_to_num(xi, nan=0.0)))
     return risk, accept_schedules(xi, achieved, risk_k, ridge,
-                                       refit_amplification(s2, lams))
+                                  refit_amplification(s2, lams))
 
 
 @_quiet
