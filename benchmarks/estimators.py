@@ -4,7 +4,8 @@ import numpy as np
 
 import fastsd
 
-ESTIMATORS = ["RidgeCV", "fastsd-loo-K0", "fastsd-loo-K5", "fastsd-gcv-K5", "fastsd-holdout-K5"]
+ESTIMATORS = ["RidgeCV", "fastsd-loo-K0", "fastsd-safe-K2", "fastsd-safe-K5", "fastsd-loo-K5",
+              "fastsd-gcv-K1", "fastsd-holdout-K5"]
 ESTIMATOR_SIZES = [(500, 20), (2000, 50)]
 
 

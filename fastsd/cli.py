@@ -22,7 +22,7 @@ def _cmd_reproduce(args):
     from .experiments.reproduce import reproduce
 
     summary = reproduce(args.out, quick=args.quick, seeds=args.seeds, backend=args.backend,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, full=args.full)
     print(f"report written to {summary}")
     return 0
 
@@ -95,8 +95,11 @@ def build_parser():
                                      "embedded defaults; write tables, figures and a summary.")
     rep.add_argument("--out", default="fastsd-report", help="report directory (default: %(default)s)")
     rep.add_argument("--quick", action="store_true", help="fewer seeds and grid points (seconds)")
+    rep.add_argument("--full", action="store_true",
+                     help="tuning benchmark with 20 paired splits, 10-seed learning curves "
+                          "(minutes)")
     rep.add_argument("--seeds", type=int, default=None,
-                     help="number of random splits per dataset (default: 3 quick, 10 full)")
+                     help="number of random splits per dataset (default: 3 with --quick, else 10)")
     rep.add_argument("--backend", choices=("numba", "numpy"), default="numba")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep.set_defaults(func=_cmd_reproduce)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pyplot", "plot_gain_vs_rank", "plot_risk_curves", "plot_xi_vs_gap"]
+__all__ = ["pyplot", "plot_gain_vs_rank", "plot_risk_curves", "plot_xi_vs_gap",
+           "plot_tuning_benchmark", "plot_learning_curves"]
 
 _STEP_COLORS = ("black", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
                 "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
@@ -234,3 +235,135 @@ def plot_alignment(align, path):
     fig.suptitle("Alignment of the ridge solution with the eigenbasis")
     return _save(fig, path)
 
+
+
+_RULE_STYLE = {"safe": ("tab:green", "o", "safe (default)"), "loo": ("tab:red", "s", "loo"),
+               "gcv": ("tab:purple", "^", "gcv (k ≤ 1)"), "holdout": ("tab:orange", "v", "holdout"),
+               "oracle": ("grey", "x", "oracle-ξ SD")}
+
+
+def _share_axis(ax, shares):
+    """Log x axis labelled at the training shares (in %)."""
+    ticks = sorted(set((100 * np.asarray(shares, dtype=float)).tolist()))
+    ax.set_xscale("log")
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:g}" for t in ticks], fontsize=7)
+    ax.minorticks_off()
+
+
+def _figure_legend(fig, axes):
+    """One legend below the panels with every labelled line of any panel."""
+    seen = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(4, len(seen)),
+               fontsize=7, frameon=False)
+    rows = -(-len(seen) // 4)
+    fig.tight_layout(rect=(0, min(0.3, 0.09 * rows / axes.shape[0] + 0.02), 1, 1))
+
+
+def _save_laid_out(fig, path, dpi=130):
+    """Save without re-running the layout (:func:`_figure_legend` did it)."""
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
+def plot_tuning_benchmark(summary, path, *, names=None):
+    """Paired test-error change vs RidgeCV by training share, one panel per data set.
+
+    Parameters
+    ----------
+    summary : dict
+        From :func:`fastsd.experiments.tuning.summarize_benchmark` (columns
+        ``set``, ``share``, ``rule``, ``change_mean``, ``change_se``).
+    path : str
+    names : dict, optional
+        set -> display name (panel titles).
+
+    Returns
+    -------
+    str
+    """
+    plt = pyplot()
+    names = names or {}
+    sets = list(dict.fromkeys(summary["set"].tolist()))
+    cols = min(4, len(sets))
+    rows = -(-len(sets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(sets):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, sets):
+        here = summary["set"] == name
+        for rule, (color, marker, label) in _RULE_STYLE.items():
+            sel = here & (summary["rule"] == rule)
+            if not np.any(sel):
+                continue
+            ax.errorbar(100 * summary["share"][sel], 100 * summary["change_mean"][sel],
+                        yerr=100 * np.nan_to_num(summary["change_se"][sel]), color=color,
+                        marker=marker, ms=4, capsize=2, lw=1.2, label=label)
+        ax.axhline(0.0, color="black", lw=0.8)
+        _share_axis(ax, summary["share"][here])
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_title(names.get(name, name), fontsize=9)
+        ax.set_xlabel("training share (%)", fontsize=8)
+        ax.set_ylabel("change vs RidgeCV (%)", fontsize=8)
+        ax.grid(alpha=0.3, which="both", lw=0.4)
+    fig.suptitle("Tuning rules: paired change in test error against RidgeCV "
+                 "(mean ± s.e.; symlog scale, linear within ±1%)", fontsize=10)
+    _figure_legend(fig, axes)
+    return _save_laid_out(fig, path)
+
+
+def plot_learning_curves(summary, path, *, names=None):
+    """Test-MSE change of validation-tuned k-step SD vs training share, per dataset.
+
+    Solid lines: against ridge on train (the paper's comparison); dashed:
+    against RidgeCV on train + validation (the fair one); grey: ridge on train
+    against RidgeCV on train + validation.
+
+    Parameters
+    ----------
+    summary : dict
+        From :func:`fastsd.experiments.uci.summarize_curves`.
+    path : str
+    names : dict, optional
+        dataset -> display name.
+
+    Returns
+    -------
+    str
+    """
+    plt = pyplot()
+    names = names or {}
+    sets = list(dict.fromkeys(summary["dataset"].tolist()))
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.4 * len(sets), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        here = summary["dataset"] == name
+        for model in dict.fromkeys(summary["model"][here].tolist()):
+            for base, ls in (("ridge_train", "-"), ("ridgecv_trainval", "--")):
+                sel = here & (summary["model"] == model) & (summary["baseline"] == base)
+                if not np.any(sel):
+                    continue
+                if model == "ridge_train":
+                    color, label = "grey", "ridge (train) vs RidgeCV (train+val)"
+                else:
+                    k = int(model[4:])
+                    color = _STEP_COLORS[k % len(_STEP_COLORS)]
+                    label = f"{k}-step SD vs " + ("ridge (train)" if base == "ridge_train"
+                                                  else "RidgeCV (train+val)")
+                ax.errorbar(100 * summary["share"][sel], 100 * summary["change_mean"][sel],
+                            yerr=100 * np.nan_to_num(summary["change_se"][sel]), color=color,
+                            ls=ls, marker="o", ms=3, capsize=2, lw=1.2, label=label)
+        ax.axhline(0.0, color="black", lw=0.8)
+        _share_axis(ax, summary["share"][here])
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_title(names.get(name, name), fontsize=10)
+        ax.set_xlabel("training share (%)")
+        ax.set_ylabel("test-MSE change (%)")
+        ax.grid(alpha=0.3, which="both", lw=0.4)
+    fig.suptitle("Where validation-tuned SD helps: paired change in test MSE "
+                 "(mean ± s.e.; symlog, linear within ±1%)", fontsize=10)
+    _figure_legend(fig, axes)
+    return _save_laid_out(fig, path)

@@ -7,8 +7,8 @@ Skipped by default (``--benchmark-skip`` in pyproject); run with
 * ``ridgecv``: sklearn's RidgeCV, efficient (GCV-mode) leave-one-out;
 * ``fastsd_k0_loo``: fastsd's ridge-only path (max_steps = 0, exact LOO);
   goal: at least as fast as RidgeCV;
-* ``fastsd_k5_{loo,gcv,holdout}``: tuning lambda, k <= 5 and xi;
-  goal: less than 3x RidgeCV.
+* ``fastsd_k5_{safe,loo,holdout}``, ``fastsd_k1_gcv`` (GCV refuses k >= 2):
+  tuning lambda, k and xi; goal: less than 3x RidgeCV.
 """
 
 from __future__ import annotations
@@ -66,8 +66,14 @@ def test_fastsd_k0_gcv(benchmark, data):
 
 
 @pytest.mark.benchmark(group="ridgecv-vs-fastsd")
-@pytest.mark.parametrize("tuning", ["loo", "gcv", "holdout"])
+@pytest.mark.parametrize("tuning", ["safe", "loo", "holdout"])
 def test_fastsd_k5(benchmark, data, tuning):
     X, y = data
     benchmark(lambda: _fit(SelfDistilledRidgeCV(lams=LAMS, max_steps=5, tuning=tuning,
                                                 random_state=0), X, y))
+
+
+@pytest.mark.benchmark(group="ridgecv-vs-fastsd")
+def test_fastsd_k1_gcv(benchmark, data):
+    X, y = data
+    benchmark(lambda: _fit(SelfDistilledRidgeCV(lams=LAMS, max_steps=1, tuning="gcv"), X, y))

@@ -175,13 +175,17 @@ def test_reproduce_quick_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for name in ("summary.md", "uci_runs.csv", "uci_table.csv", "uci_alignment.csv",
                  "uci_alignment.png", "uci_test_mse.png", "tuning_rules.md",
-                 "synthetic/gain_vs_rank.png", "synthetic/gain_vs_rank.csv"):
+                 "synthetic/gain_vs_rank.png", "synthetic/gain_vs_rank.csv",
+                 "tuning_summary.csv", "tuning_change.png", "learning_curves.csv",
+                 "learning_curves.png"):
         assert (out / name).stat().st_size > 0, name
     table = read_csv(out / "uci_table.csv")
     assert sorted(set(table["dataset"])) == ["air_quality", "airfoil", "appliances_energy"]
     assert np.all(np.isfinite(table["test_mse_mean"].astype(float)))
     summary = (out / "summary.md").read_text()
     assert "| dataset | ridge | 1-step SD | 2-step SD |" in summary
+    assert "| Air Quality |" in summary and "| air_quality |" not in summary
+    assert "## Tuning rules against scikit-learn's RidgeCV" in summary
 
 
 def test_reproduce_rejects_bad_seeds(capsys):

@@ -32,6 +32,7 @@ ESTIMATORS = [
     SelfDistilledRidge(lam=2.0, xi=[-0.4], fit_intercept=False),
     SelfDistilledRidgeCV(),
     SelfDistilledRidgeCV(tuning="loo", max_steps=3),
+    SelfDistilledRidgeCV(tuning="gcv", max_steps=1),
     SelfDistilledRidgeCV(tuning="holdout", random_state=0),
 ]
 
@@ -42,7 +43,7 @@ _WEIGHT_REASON = (
 
 
 def _expected_failures(estimator):
-    if isinstance(estimator, SelfDistilledRidgeCV) and estimator.tuning in ("loo", "holdout"):
+    if isinstance(estimator, SelfDistilledRidgeCV) and estimator.tuning in ("safe", "loo", "holdout"):
         return {"check_sample_weight_equivalence_on_dense_data": _WEIGHT_REASON}
     return {}
 
@@ -176,22 +177,27 @@ def test_zero_weights_equal_removal(cls):
 # SelfDistilledRidgeCV
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("tuning", ["gcv", "loo", "holdout"])
+@pytest.mark.parametrize("tuning", ["safe", "gcv", "loo", "holdout"])
 @pytest.mark.parametrize("targets", [None, 2])
 def test_cv_attributes_and_refit_invariant(tuning, targets):
     X, y = _data(45, 6, seed=10, targets=targets)
     lams = np.logspace(-2, 2, 5)
-    cv = SelfDistilledRidgeCV(lams=lams, max_steps=3, tuning=tuning, random_state=0).fit(X, y)
+    K = 1 if tuning == "gcv" else 3
+    cv = SelfDistilledRidgeCV(lams=lams, max_steps=K, tuning=tuning, random_state=0).fit(X, y)
     res = cv.cv_results_
-    assert res["risk"].shape == (5, 4) and res["xi"].shape == (5, 4, 3)
-    assert res["valid"].shape == (5, 4)
+    assert res["risk"].shape == (5, K + 1) and res["xi"].shape == (5, K + 1, K)
+    assert res["valid"].shape == (5, K + 1)
     np.testing.assert_array_equal(res["lams"], lams)
-    np.testing.assert_array_equal(res["k"], np.arange(4))
-    assert cv.lam_ in lams and 0 <= cv.k_ <= 3 and cv.xi_.shape == (cv.k_,)
+    np.testing.assert_array_equal(res["k"], np.arange(K + 1))
+    assert cv.lam_ in lams and 0 <= cv.k_ <= K and cv.xi_.shape == (cv.k_,)
     l_best = int(np.flatnonzero(lams == cv.lam_)[0])
     assert res["valid"][l_best, cv.k_]
-    assert cv.best_score_ == -res["risk"][l_best, cv.k_]
-    assert np.all(res["risk"][res["valid"]] >= -cv.best_score_)
+    if tuning == "safe":
+        assert cv.best_score_ == -res["nested_risk"][l_best, cv.k_]
+        assert np.isfinite(cv.z_score_)
+    else:
+        assert cv.best_score_ == -res["risk"][l_best, cv.k_]
+        assert np.all(res["risk"][res["valid"]] >= -cv.best_score_)
     np.testing.assert_array_equal(res["xi"][l_best, cv.k_, :cv.k_], cv.xi_)
     # the tuned model is SelfDistilledRidge(lam_, xi_) on all the data
     refit = SelfDistilledRidge(lam=cv.lam_, xi=cv.xi_).fit(X, y)
@@ -202,7 +208,8 @@ def test_cv_attributes_and_refit_invariant(tuning, targets):
 @pytest.mark.parametrize("tuning", ["gcv", "loo", "holdout"])
 def test_cv_risk_non_increasing_in_k(tuning):
     X, y = _data(60, 8, seed=11)
-    cv = SelfDistilledRidgeCV(lams=[0.1, 1.0, 10.0], max_steps=4, tuning=tuning,
+    cv = SelfDistilledRidgeCV(lams=[0.1, 1.0, 10.0], max_steps=1 if tuning == "gcv" else 4,
+                              tuning=tuning,
                               random_state=1).fit(X, y)
     risk = cv.cv_results_["risk"]
     assert np.all(np.diff(risk, axis=1) <= 1e-9 * risk[:, :1])
@@ -269,6 +276,7 @@ BAD_PARAMS = [
     (SelfDistilledRidgeCV, {"max_steps": "2"}, TypeError, "max_steps"),
     (SelfDistilledRidgeCV, {"tuning": "cv"}, ValueError, "tuning"),
     (SelfDistilledRidgeCV, {"tuning": None}, ValueError, "tuning"),
+    (SelfDistilledRidgeCV, {"tuning": "gcv", "max_steps": 2}, ValueError, "max_steps"),
     (SelfDistilledRidgeCV, {"fit_intercept": 1}, TypeError, "fit_intercept"),
     (SelfDistilledRidgeCV, {"tuning": "holdout", "val_fraction": 1.0}, ValueError,
      "val_fraction"),
@@ -323,7 +331,12 @@ def test_tuning_table():
     assert res["methods"] == ["holdout", "gcv", "loo"]
     assert res["columns"] == ["ridge", "1-step", "2-step", "best k<=3"]
     assert res["mse"].shape == (3, 3, 4)
-    assert np.all(np.isfinite(res["mse"])) and np.all(res["mse"] > 0)
+    # gcv is refused for k >= 2: its 2-step column is NaN, its "best k" is k <= 1
+    refused = np.zeros((3, 4), bool)
+    refused[1, 2] = True
+    assert np.all(np.isnan(res["mse"][:, refused]))
+    assert np.all(np.isfinite(res["mse"][:, ~refused])) and np.all(res["mse"][:, ~refused] > 0)
+    assert np.all(res["k"][:, 1, 3] <= 1)
     np.testing.assert_allclose(res["mean"], res["mse"].mean(axis=0))
     np.testing.assert_allclose(res["std"], res["mse"].std(axis=0, ddof=1))
     assert np.all(res["k"][..., 0] == 0) and np.all(res["k"][..., 1] == 1)

@@ -4,7 +4,9 @@ Needs scikit-learn (``pip install fastsd[sklearn]``).
 
 * :class:`SelfDistilledRidge` -- fixed lambda and schedule xi;
 * :class:`SelfDistilledRidgeCV` -- lambda, k <= K and xi tuned from one
-  decomposition by one-shot GCV, exact leave-one-out, or a holdout set;
+  decomposition: the safe rule (nested leave-one-out and a significance test
+  against ridge; the default), exact leave-one-out, one-shot GCV (k <= 1),
+  or a holdout set;
 * :func:`loo_predictions` -- exact leave-one-out predictions of the whole
   k-step procedure, without refits;
 * :func:`tuning_table` -- test-MSE comparison of the tuning rules over splits.
@@ -21,12 +23,14 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
 from ._base import SelfDistilledRidge
 from ._cv import DEFAULT_LAMS, SelfDistilledRidgeCV
 from ._loo import loo_predictions
+from ._tuning import TuningWarning
 from .compare import format_tuning_table, tuning_table
 
 __all__ = [
     "DEFAULT_LAMS",
     "SelfDistilledRidge",
     "SelfDistilledRidgeCV",
+    "TuningWarning",
     "format_tuning_table",
     "loo_predictions",
     "tuning_table",

@@ -149,5 +149,5 @@ def gcv_table(U, s2, Y, w_sum, fit_intercept, lams, max_steps):
         hk = h_from_xi(np.nan_to_num(xi[:, k, :k]))
         beta_back[:, k, :k] = hk - np.concatenate([hk[:, 1:], np.zeros((L, 1))], axis=1)
     achieved = _risk_of_beta(E, beta_back)
-    valid, xi = reject_unreproducible(xi, achieved, risk, risk0)
+    valid, xi = reject_unreproducible(xi, achieved, risk, risk0, s2, lams)
     return TuningTable(lams, risk, xi, valid)

@@ -53,10 +53,13 @@ from ..reference.spectral import inverse_shift, spectral_factors
 from ..reparam import xi_to_xibar
 from ._tuning import TuningTable, nested_lstsq, reject_unreproducible, xi_from_rows
 
-__all__ = ["loo_columns", "loo_table", "loo_predictions"]
+__all__ = ["loo_columns", "loo_table", "loo_predictions", "nested_loo"]
 
 #: 1 - leverage at or below this: leave-one-out undefined for that lambda.
 LEVERAGE_TOL = 1e-10
+#: Relative pivot of the column-scaled LOO columns P_1..P_k below which the
+#: nested estimate refuses k (as GCV_RCOND: a k-column fit there is rounding noise).
+NESTED_RCOND = float(np.sqrt(np.finfo(np.float64).eps))
 
 
 def loo_columns(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, max_steps):
@@ -131,28 +134,109 @@ def _loo_risk(Rm, xibar):
     return np.sum(res * res, axis=-1)
 
 
-def loo_table(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, max_steps):
+def nested_loo(e0, P, defined, w_sum):
+    """Honest risk of the LOO-fitted schedules: leave-one-out of the xi fit itself.
+
+    The LOO-optimal xibar minimizes ||e0 + P xibar||^2 over k free coefficients
+    fitted to the same n residuals it is then scored on, so its minimum is
+    optimistic by about 2 k sigma^2 / n (more when the optimal xi are huge).
+    Treating that fit as what it is -- a least-squares regression of -e0 on
+    the k columns P_1..P_k (a stacking of the k + 1 leave-one-out predictors)
+    -- its own leave-one-out residuals are exact and closed form: with the
+    thin QR P_k = Q_k R_k, the residual is e = e0 - Q_k Q_k^T e0 and leaving
+    point i out of the xi fit gives e_i / (1 - g_i), g_i = ||Q_k[i]||^2 (for
+    several targets, the rows of point i form a block: (I - G_ii)^{-1} e_i).
+    This is nested leave-one-out up to the O(1/n) dependence of the other
+    points' LOO residuals on point i. Cost: one thin QR of n T x K per lambda.
+
+    Parameters
+    ----------
+    e0 : ndarray of shape (L, T, n)
+    P : ndarray of shape (L, K, T, n)
+    defined : ndarray of bool, shape (L,)
+    w_sum : float
+
+    Returns
+    -------
+    risk : ndarray of shape (L, K + 1)
+        sum_i w_i (nested LOO residual)^2 / sum(w), averaged over targets;
+        column 0 is the ordinary ridge LOO risk. ``inf`` where undefined
+        (leverage 1 in either level, or P_k numerically rank deficient:
+        relative QR pivot below ``NESTED_RCOND``).
+    losses : ndarray of shape (L, K + 1, n)
+        Per-point w_i (residual)^2 averaged over targets (risk = losses summed
+        over points / sum(w)).
+    """
+    L, K, T, n = P.shape
+    loss0 = np.sum(e0 * e0, axis=1) / T  # (L, n)
+    losses = np.zeros((L, K + 1, n))
+    losses[:, 0] = loss0
+    risk = np.full((L, K + 1), np.inf)
+    risk[:, 0] = np.where(defined, loss0.sum(axis=-1) / w_sum, np.inf)
+    if K == 0:
+        return risk, losses
+    M = np.swapaxes(P.reshape(L, K, T * n), 1, 2)  # (L, N, K)
+    norms = np.sqrt(np.sum(M * M, axis=1))
+    alive = np.isfinite(norms) & (norms > 0)
+    M = np.where(alive[:, None, :], M / np.where(alive, norms, 1.0)[:, None, :], 0.0)
+    Q, R = np.linalg.qr(M)
+    diag = np.abs(np.diagonal(R, axis1=-2, axis2=-1))
+    top = np.max(diag, axis=-1, keepdims=True)
+    usable = np.cumprod(alive & (diag > NESTED_RCOND * top), axis=-1).astype(bool)
+    Q = np.where(usable[:, None, :], Q, 0.0)
+    e = e0.reshape(L, T * n)
+    coef = np.einsum("lnk,ln->lk", Q, e)
+    resid = e[:, :, None] - np.cumsum(Q * coef[:, None, :], axis=-1)  # (L, N, K)
+    Qp = Q.reshape(L, T, n, K)
+    resid = resid.reshape(L, T, n, K)
+    ok = usable & defined[:, None]
+    if T == 1:
+        one_minus_g = 1.0 - np.cumsum(Qp[:, 0] ** 2, axis=-1)  # (L, n, K)
+        ok &= np.all(one_minus_g > LEVERAGE_TOL, axis=1)
+        nested = resid[:, 0] / np.where(one_minus_g > LEVERAGE_TOL, one_minus_g, 1.0)
+        losses[:, 1:] = np.moveaxis(nested * nested, -1, 1)
+    else:
+        G = np.zeros((L, n, T, T))
+        eye = np.eye(T)
+        for k in range(K):
+            G += np.einsum("ltn,lsn->lnts", Qp[..., k], Qp[..., k])
+            A = eye - G
+            good = np.all(np.diagonal(A, axis1=-2, axis2=-1) > LEVERAGE_TOL, axis=(-2, -1))
+            ok[:, k] &= good
+            A = np.where(good[:, None, None, None], A, eye)
+            nested = np.linalg.solve(A, np.moveaxis(resid[..., k], 1, 2)[..., None])[..., 0]
+            losses[:, k + 1] = np.sum(nested * nested, axis=-1) / T
+    risk[:, 1:] = np.where(ok, losses[:, 1:].sum(axis=-1) / w_sum, np.inf)
+    return risk, losses
+
+
+def loo_table(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, max_steps, *, nested=False):
     """Exact-LOO risks and LOO-optimal schedules for every lambda and k <= K.
 
-    Parameters are those of :func:`loo_columns`.
+    Parameters are those of :func:`loo_columns`; with ``nested=True`` the
+    honest risks of :func:`nested_loo` come too.
 
     Returns
     -------
     TuningTable
         ``risk[l, k]`` = sum_i w_i (y_i - yhat_i^(-i))^2 / sum(w) (averaged over
         targets) at the LOO-optimal k-step xi.
+    (risk, losses) : tuple of ndarray, only with ``nested=True``
+        From :func:`nested_loo`.
     """
     lams = np.asarray(lams, dtype=np.float64)
     K = max_steps
     L = lams.size
     T = Y.shape[1]
     e0, P, defined = loo_columns(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, K)
+    honest = nested_loo(e0, P, defined, w_sum) if nested else None
     norm = w_sum * T
     e0 = e0.reshape(L, -1)
     risk0 = np.where(defined, np.sum(e0 * e0, axis=-1) / norm, np.inf)
     if K == 0:
-        return TuningTable(lams, risk0[:, None], np.full((L, 1, 0), np.nan),
-                           np.isfinite(risk0)[:, None])
+        table = TuningTable(lams, risk0[:, None], np.full((L, 1, 0), np.nan),
+                            np.isfinite(risk0)[:, None])
+        return (table, honest) if nested else table
     # compress the n T rows once: one thin QR of [P_1..P_K, e0] per lambda
     M = np.concatenate([P.reshape(L, K, -1), e0[:, None, :]], axis=1)
     Rm = np.linalg.qr(np.swapaxes(M, 1, 2), mode="r")  # (L, m, K + 1)
@@ -164,8 +248,9 @@ def loo_table(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, max_steps):
     for k in range(1, K + 1):
         back[:, k, :k] = xi_to_xibar(np.nan_to_num(xi[:, k, :k]))
     achieved = _loo_risk(Rm, back) / norm
-    valid, xi = reject_unreproducible(xi, achieved, risk, risk0)
-    return TuningTable(lams, risk, xi, valid)
+    valid, xi = reject_unreproducible(xi, achieved, risk, risk0, s2, lams)
+    table = TuningTable(lams, risk, xi, valid)
+    return (table, honest) if nested else table
 
 
 def loo_predictions(X, y, lam, xi, *, fit_intercept=True, sample_weight=None):

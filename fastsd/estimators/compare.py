@@ -28,7 +28,7 @@ import numpy as np
 
 from .._validation import check_steps
 from ._base import _Prepared, _filter_coef
-from ._cv import DEFAULT_LAMS, TUNING_RULES, _check_lams, tuning_rule_table
+from ._cv import DEFAULT_LAMS, GCV_MAX_STEPS, _check_lams, tuning_rule_table
 from ._holdout import holdout_table
 from ._tuning import select
 
@@ -78,8 +78,8 @@ def tuning_table(splits, *, lams=DEFAULT_LAMS, max_steps=5, steps=(0, 1, 2),
         raise ValueError(f"steps must be <= max_steps={K}, got {steps}")
     methods = list(methods)
     for m in methods:
-        if m not in TUNING_RULES:
-            raise ValueError(f"methods must be among {TUNING_RULES}, got {m!r}")
+        if m not in ("holdout", "gcv", "loo"):
+            raise ValueError(f"methods must be among ('holdout', 'gcv', 'loo'), got {m!r}")
     columns = ["ridge" if k == 0 else f"{k}-step" for k in steps] + [f"best k<={K}"]
     which = list(steps) + [None]
 
@@ -98,10 +98,13 @@ def tuning_table(splits, *, lams=DEFAULT_LAMS, max_steps=5, steps=(0, 1, 2),
             prep = _Prepared(X_fit, y_fit, None, fit_intercept)
             dec, Z = prep.decompose()
             if method != "holdout":
-                table = tuning_rule_table(method, prep, dec, lams, K)
+                # GCV is refused for k >= 2 (SelfDistilledRidgeCV notes): its
+                # columns past k = 1 are NaN and its "best k" is k <= 1
+                K_rule = min(K, GCV_MAX_STEPS) if method == "gcv" else K
+                table = tuning_rule_table(method, prep, dec, lams, K_rule)
             r_mse, r_lam, r_k = [], [], []
             for k in which:
-                best = select(table, k)
+                best = None if k is not None and k > table.max_steps else select(table, k)
                 if best is None:
                     r_mse.append(np.nan), r_lam.append(np.nan), r_k.append(-1)
                     continue

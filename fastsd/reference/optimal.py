@@ -45,8 +45,8 @@ from .spectral import (
     spectral_factors,
 )
 
-__all__ = ["XI_RTOL", "polynomial_basis", "nested_least_squares", "sweep_optimal",
-           "optimal_validation"]
+__all__ = ["XI_RTOL", "accept_schedules", "polynomial_basis", "nested_least_squares",
+           "sweep_optimal", "optimal_validation"]
 
 #: Relative accuracy promised for reported xi: refitting with them (the literal
 #: procedure) reproduces the optimal objective to this relative tolerance.
@@ -204,8 +204,15 @@ def refit_amplification(s2, lams):
     return s2.shape[-1] * (top + lams) / (low + lams)
 
 
-def _reject_unreproducible(xi, achieved, optimum, k0, amplification):
+def accept_schedules(xi, achieved, optimum, k0, amplification):
     """NaN rows of xi that a literal refit could not be trusted to reproduce.
+
+    The one xi acceptance test of fastsd (the oracle and validation sweeps
+    here, the estimators' tuning rules, and its numba mirror
+    ``fastsd.kernels.optimal.keep_if_reproducible``). ``xi`` (..., K, K) has
+    the k-step schedule in row k - 1; ``achieved`` and ``optimum`` (..., K)
+    the objective replayed from xi and its minimum; ``k0`` (...) the k = 0
+    objective; ``amplification`` broadcastable to (...).
 
     Two conditions: the phi-form replay attains the optimum to
     XI_RTOL / XI_SAFETY (``k0``, the k = 0 objective, sets an absolute floor for
@@ -269,8 +276,8 @@ def sweep_optimal(s2, t, noise_var, n, lams, max_steps):
 
     xi = _schedules(beta, h)
     achieved = risk_from_u(*per_k, _u_of_schedules(r, np.nan_to_num(xi, nan=0.0)))
-    return risk, _reject_unreproducible(xi, achieved, risk_k, ridge,
-                                       refit_amplification(s2, lams))
+    return risk, accept_schedules(xi, achieved, risk_k, ridge,
+                                  refit_amplification(s2, lams))
 
 
 @_quiet
@@ -321,6 +328,6 @@ def optimal_validation(s2, z, R, c, resid2, n_eval, lams, max_steps):
     mse_k = mse_of(u)
     xi = _schedules(beta, h)
     achieved = mse_of(_u_of_schedules(r, np.nan_to_num(xi, nan=0.0)))
-    return np.concatenate([ridge[..., None], mse_k], axis=-1), _reject_unreproducible(
+    return np.concatenate([ridge[..., None], mse_k], axis=-1), accept_schedules(
         xi, achieved, mse_k, ridge, refit_amplification(s2, lams)
     )
