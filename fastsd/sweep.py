@@ -11,10 +11,13 @@ drops the B axis.
 
 from __future__ import annotations
 
+import warnings
+
 import numba
 import numpy as np
 
 from . import reference
+from ._limits import check_result_size
 from ._jit import call, check_threads, single_threaded_blas, threads as thread_count
 from ._validation import as_float_array, check_lams, check_noise_var, check_steps
 from .decomposition import as_decomposition, targets_projection
@@ -56,6 +59,27 @@ def check_schedules(xis, max_steps):
             f"xis of shape (G, K) must have K = max_steps = {K} columns, got {xis.shape}"
         )
     return xis
+
+
+def warn_unrecoverable(xi, stacklevel=3):
+    """One IllConditionedXiWarning with the count of NaN k-step schedules in xi (..., K, K).
+
+    Returns the count.
+    """
+    from .core import IllConditionedXiWarning
+
+    K = xi.shape[-1]
+    if K == 0:
+        return 0
+    # row k - 1 holds the k-step schedule; its first entry is NaN iff it is unrecoverable
+    count = int(np.count_nonzero(np.isnan(xi[..., 0])))
+    if count:
+        warnings.warn(
+            f"{count} of {xi[..., 0].size} optimal xi schedules are too ill-conditioned to "
+            "recover and are NaN; their risks/MSEs are still exact",
+            IllConditionedXiWarning, stacklevel=stacklevel,
+        )
+    return count
 
 
 def _chunks(pairs):
@@ -126,6 +150,8 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, backend="numba
     single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     lams = _check_grid(lams)
     schedules = check_schedules(xis, max_steps)
+    check_result_size("sweep_risk", [(s2.shape[0], lams.size, schedules.shape[0],
+                                      schedules.shape[1] + 1)])
     if backend == "numpy":
         out = reference.sweep_risk(s2, t, var, n, lams, schedules)
     else:
@@ -169,6 +195,8 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, backend="numba",
     single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     lams = _check_grid(lams)
     K = check_steps(max_steps, "max_steps")
+    check_result_size("sweep_optimal", [(s2.shape[0], lams.size, K + 1),
+                                        (s2.shape[0], lams.size, K, K)])
     if backend == "numpy":
         risk, xi = reference.sweep_optimal(s2, t, var, n, lams, K)
     else:
@@ -177,6 +205,7 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, backend="numba",
         with thread_count(threads):
             call(optimal_kernels.sweep_optimal, s2, t * t, var, n,
                  lams, risk, xi, _chunks(s2.shape[0] * lams.size))
+    warn_unrecoverable(xi)
     return _unpromote(risk, single), _unpromote(xi, single)
 
 
@@ -233,6 +262,8 @@ def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, backend="numba",
     s2 = _promote(dec.s2, single)
     lams = _check_grid(lams)
     schedules = check_schedules(xis, max_steps)
+    check_result_size("sweep_mse", [(s2.shape[0], lams.size, schedules.shape[0],
+                                     schedules.shape[1] + 1)])
     if backend == "numpy":
         out = reference.sweep_mse(s2, z, R, c, resid2, n_eval, lams, schedules)
     else:
@@ -268,6 +299,8 @@ def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, backend="nu
     s2 = _promote(dec.s2, single)
     lams = _check_grid(lams)
     K = check_steps(max_steps, "max_steps")
+    check_result_size("sweep_optimal_validation", [(s2.shape[0], lams.size, K + 1),
+                                                   (s2.shape[0], lams.size, K, K)])
     if backend == "numpy":
         mse, xi = reference.optimal_validation(s2, z, R, c, resid2, n_val, lams, K)
     else:
@@ -276,4 +309,5 @@ def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, backend="nu
         with thread_count(threads):
             call(optimal_kernels.sweep_optimal_validation, s2, z, np.ascontiguousarray(R), c,
                  resid2, n_val, lams, mse, xi, _chunks(s2.shape[0] * lams.size))
+    warn_unrecoverable(xi)
     return _unpromote(mse, single), _unpromote(xi, single)
