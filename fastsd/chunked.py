@@ -178,7 +178,7 @@ def sweep_risk_chunked(X, theta_star, noise_var, lams, xis, max_steps, *, reduce
     per_pair = 8 * G * (K + 1) + (8 * 6 * G * p if backend == "numpy" else 0)
     plan = plan_blocks(B, lams.size, per_problem, per_pair, memory_limit)
     task = SweepTask("risk", X, lams, K, schedules=schedules, theta_star=theta, noise_var=var,
-                     backend=backend, threads=threads)
+                     backend=backend, threads=None if client is not None else threads)
 
     if reduce is None:
         result = _output(out, (B, lams.size, G, K + 1), memory_limit)
@@ -244,7 +244,7 @@ def sweep_optimal_chunked(X, theta_star, noise_var, lams, max_steps, *, reduce=N
     per_pair = 8 * (K + 1 + K * K) + (8 * 8 * K * (p + K) if backend == "numpy" else 0)
     plan = plan_blocks(B, lams.size, per_problem, per_pair, memory_limit)
     task = SweepTask("optimal", X, lams, K, theta_star=theta, noise_var=var, backend=backend,
-                     threads=threads)
+                     threads=None if client is not None else threads)
 
     if reduce is None:
         full = 8 * B * lams.size * (K + 1 + K * K)

@@ -66,17 +66,22 @@ def warn_unrecoverable(xi, stacklevel=3):
 
     Returns the count.
     """
-    from .core import IllConditionedXiWarning
-
-    K = xi.shape[-1]
-    if K == 0:
+    if xi.shape[-1] == 0:
         return 0
     # row k - 1 holds the k-step schedule; its first entry is NaN iff it is unrecoverable
-    count = int(np.count_nonzero(np.isnan(xi[..., 0])))
+    first = xi[..., 0]
+    return report_unrecoverable(int(np.count_nonzero(np.isnan(first))), first.size,
+                                stacklevel + 1)
+
+
+def report_unrecoverable(count, total, stacklevel=3):
+    """Warn once (IllConditionedXiWarning) that ``count`` of ``total`` schedules are NaN."""
+    from .core import IllConditionedXiWarning
+
     if count:
         warnings.warn(
-            f"{count} of {xi[..., 0].size} optimal xi schedules are too ill-conditioned to "
-            "recover and are NaN; their risks/MSEs are still exact",
+            f"{count} of {total} optimal xi schedules are too ill-conditioned to recover "
+            "and are NaN; their risks/MSEs are still exact",
             IllConditionedXiWarning, stacklevel=stacklevel,
         )
     return count
