@@ -77,9 +77,9 @@ def _check_keys(table, allowed, where):
         if key not in allowed:
             close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.5)
             hint = (f"; did you mean {close[0]!r}?" if close
-                    else f"; valid keys: {', '.join(allowed)}")
-            name = f"{where}.{key}" if where else key
-            raise ConfigError(f"unknown key {name!r}{hint}")
+                    else f"; valid: {', '.join(allowed)}")
+            what = f"key {where}.{key}" if where else f"section [{key}]"
+            raise ConfigError(f"unknown {what}{hint}")
 
 
 def _toml_load(path):

@@ -297,7 +297,8 @@ def plot_sweep(ds, directory):
         test = ds["test_mse"].isel(lam=chosen).transpose("problem", "k").values
         ax.plot(ks, np.nanmedian(test, axis=0), "s--", color="tab:red",
                 label="test MSE at the validation choice")
-    ax.set(yscale="log", xlabel="k (steps)", ylabel=label, xticks=ks,
+    ax.set(yscale="log", xlabel="k (steps)", xticks=ks,
+           ylabel="MSE" if "test_mse" in ds and not fixed else label,
            title=_title(f"best {label} over lambda against k", note))
     ax.legend(fontsize=8)
     paths.append(_save(fig, os.path.join(directory, "best_vs_k.png")))

@@ -118,7 +118,7 @@ def prepare_output(out, *, resume, overwrite, config_hash, resolved, config_path
     if config_path is not None and os.path.realpath(out) == os.path.realpath(config_path):
         raise ConfigError(f"output {out} is the config file")
     entries = os.listdir(out) if os.path.isdir(out) else []
-    if not entries:
+    if not entries or entries == [MANIFEST + ".tmp"]:  # empty, or killed writing the manifest
         return "new"
     manifest = read_manifest(out)
     if overwrite:

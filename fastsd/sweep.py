@@ -53,6 +53,7 @@ def check_schedules(xis, max_steps):
     if xis.shape[0] == 0:
         raise ValueError(f"xis is empty (shape {xis.shape}); pass at least one schedule")
     if xis.ndim == 1:
+        check_result_size("the xi schedules", [(xis.shape[0], K)])
         return np.repeat(xis[:, None], K, axis=1)
     if xis.shape[1] != K:
         raise ValueError(
@@ -85,6 +86,13 @@ def report_unrecoverable(count, total, stacklevel=3):
             IllConditionedXiWarning, stacklevel=stacklevel,
         )
     return count
+
+
+def _check_fixed_size(func, B, L, xis, max_steps):
+    """Refuse a (B, L, G, K + 1) result over the limit before building the schedules."""
+    K = check_steps(max_steps, "max_steps")
+    G = np.shape(xis)[0] if np.ndim(xis) else 1
+    check_result_size(func, [(B, L, G, K + 1)])
 
 
 def _chunks(pairs):
@@ -154,9 +162,8 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, backend="numba
     _check_backend(backend, threads)
     single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     lams = _check_grid(lams)
+    _check_fixed_size("sweep_risk", s2.shape[0], lams.size, xis, max_steps)
     schedules = check_schedules(xis, max_steps)
-    check_result_size("sweep_risk", [(s2.shape[0], lams.size, schedules.shape[0],
-                                      schedules.shape[1] + 1)])
     if backend == "numpy":
         out = reference.sweep_risk(s2, t, var, n, lams, schedules)
     else:
@@ -266,9 +273,8 @@ def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, backend="numba",
                                                         ("X_eval", "y_eval"))
     s2 = _promote(dec.s2, single)
     lams = _check_grid(lams)
+    _check_fixed_size("sweep_mse", s2.shape[0], lams.size, xis, max_steps)
     schedules = check_schedules(xis, max_steps)
-    check_result_size("sweep_mse", [(s2.shape[0], lams.size, schedules.shape[0],
-                                     schedules.shape[1] + 1)])
     if backend == "numpy":
         out = reference.sweep_mse(s2, z, R, c, resid2, n_eval, lams, schedules)
     else:
