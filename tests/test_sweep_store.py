@@ -429,14 +429,15 @@ max_steps = 4
 selection = "oracle"
 output = "out"
 block = 1
-memory_limit = "24KiB"
+memory_limit = "54KiB"
 """
 
 
 def test_resume_after_sigkill_at_random_points(tmp_path, capsys):
     cfg = write(tmp_path, KILL_CONFIG)
     ref_dir = tmp_path / "ref"
-    assert run_cli(["sweep", cfg, "--output", ref_dir], capsys)[0] == 0
+    code, err = run_cli(["sweep", cfg, "--output", ref_dir], capsys)
+    assert code == 0, err
     reference = fastsd.load_sweep(ref_dir).to_xarray().load()
     n_blocks = fastsd.load_sweep(ref_dir).manifest["plan"]["blocks"]
     assert n_blocks >= 40
