@@ -116,6 +116,10 @@ def _cmd_info(args):
 
 
 def _cmd_bench(args):
+    if "--runner" in args.rest:  # the block runner and Dask executor (fastsd.perf_runner)
+        from .perf_runner import main as runner_main
+
+        return runner_main([a for a in args.rest if a != "--runner"])
     from .perf import main as bench_main
 
     return bench_main(args.rest)
@@ -180,7 +184,12 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"] and argv[1:2] not in (["-h"], ["--help"], ["--help-bench"]):
+        # argparse.REMAINDER does not take options ("bench --quick"): pass them on as they are
+        args = argparse.Namespace(command="bench", func=_cmd_bench, rest=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     if args.command == "bench" and args.rest in (["--help-bench"], ["-h"], ["--help"]):
         args.rest = ["--help"]
     try:
