@@ -10,6 +10,10 @@ median of ``repeat`` runs after a warm-up:
   into the result) -- the kernel time;
 * ``runner``: the same blocks through :func:`fastsd.runner.run_blocks` with the
   in-process executor -- ``runner_overhead = runner / loop - 1`` (target <= 5%);
+
+The measurements run interleaved (loop, runner, single, loop, ...) and each
+ratio is the median of the per-round ratios, so that a load drifting on a
+shared machine cancels.
 * ``single``: one call on the whole grid (decomposition included), the cost of
   cutting the work into blocks at all;
 * ``dask_local2``: the runner on a ``LocalCluster`` of 2 worker processes x 1
@@ -36,22 +40,87 @@ from .runner import block_grid, run_blocks
 from .sweep import sweep_risk
 from .tasks import SweepTask
 
-__all__ = ["measure_runner", "main"]
+__all__ = ["RunnerSweep", "measure_runner", "main"]
 
 
 def _times(func, repeat):
-    func()  # warm-up (JIT, caches, worker imports)
-    out = []
+    """(wall, cpu) seconds of ``repeat`` calls after a warm-up (JIT, caches, imports)."""
+    func()
+    wall, cpu = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         func()
-        out.append(time.perf_counter() - start)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
+
+
+def _interleaved(funcs, repeat):
+    """``_times`` of several functions run in turn (order rotating each round), so that a
+    load that drifts on a shared machine hits all of them alike."""
+    for func in funcs:
+        func()
+    out = [([], []) for _ in funcs]
+    for i in range(repeat):
+        for j in np.roll(np.arange(len(funcs)), i):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            funcs[j]()
+            out[j][0].append(time.perf_counter() - start)
+            out[j][1].append(time.process_time() - start_cpu)
     return out
 
 
+def _ratio(a, b):
+    """Median over rounds of a_i / b_i (paired, robust to drifting load)."""
+    return float(np.median(np.asarray(a[0]) / np.asarray(b[0])))
+
+
 def _summary(times):
-    return {"median_s": float(np.median(times)), "min_s": float(np.min(times)),
-            "max_s": float(np.max(times)), "runs": len(times)}
+    wall, cpu = times
+    return {"median_s": float(np.median(wall)), "min_s": float(np.min(wall)),
+            "max_s": float(np.max(wall)), "cpu_median_s": float(np.median(cpu)),
+            "runs": len(wall)}
+
+
+class RunnerSweep:
+    """The W1-sized sweep of this module, cut into blocks (shared with the asv suite).
+
+    Parameters
+    ----------
+    B : int
+        Problems: 256 (W1, 8 x 26 = 208 blocks) or 32 (4 x 26 = 104 blocks).
+    """
+
+    def __init__(self, B=256):
+        w = workload(B=B)
+        self.X, self.theta, self.var = w["X"], w["theta"], w["noise_var"]
+        self.lams, self.xis, self.K = w["lams"], w["xis"], w["K"]
+        self.blocks = block_grid(B, self.lams.size, B // 8 if B >= 64 else 8, 5)
+        self.schedules = np.repeat(self.xis[:, None], self.K, axis=1)
+        self.out = np.empty((B, self.lams.size, self.xis.size, self.K + 1))
+
+    def loop(self):
+        """Bare loop over the blocks: decompose (once per problem block) + kernel + copy."""
+        current = None
+        for blk in self.blocks:
+            if current is None or current[0] != blk.b0:
+                current = (blk.b0, decompose(self.X[blk.b0:blk.b1]))
+            self.out[blk.b0:blk.b1, blk.l0:blk.l1] = sweep_risk(
+                current[1], self.theta[blk.b0:blk.b1], self.var[blk.b0:blk.b1],
+                self.lams[blk.l0:blk.l1], self.schedules, self.K)
+
+    def _consume(self, block, result):
+        self.out[block.b0:block.b1, block.l0:block.l1] = result["risk"]
+
+    def runner(self, executor=None):
+        """The same blocks through :func:`fastsd.runner.run_blocks`."""
+        task = SweepTask("risk", self.X, self.lams, self.K, schedules=self.schedules,
+                         theta_star=self.theta, noise_var=self.var)
+        run_blocks(self.blocks, task, self._consume, executor=executor)
+
+    def single(self):
+        """One call on the whole grid (decomposition included)."""
+        return sweep_risk(decompose(self.X), self.theta, self.var, self.lams, self.xis, self.K)
 
 
 def measure_runner(repeat=5, quick=False, dask=False, threads=2):
@@ -62,7 +131,7 @@ def measure_runner(repeat=5, quick=False, dask=False, threads=2):
     repeat : int
         Timed runs per measurement (median reported, with min and max).
     quick : bool
-        B = 32 (8 problems per block, 4 x 26 = 104 blocks) instead of 256.
+        B = 32 (104 blocks) instead of 256 (208 blocks).
     dask : bool
         Also time the Dask executor on a LocalCluster of 2 x 1 thread.
     threads : int
@@ -72,51 +141,31 @@ def measure_runner(repeat=5, quick=False, dask=False, threads=2):
     -------
     dict
     """
-    w = workload(B=32 if quick else 256)
-    X, theta, var, lams, xis, K = (w[k] for k in ("X", "theta", "noise_var", "lams", "xis", "K"))
-    B = X.shape[0]
-    pb, lb = (8 if quick else 32), 5
-    blocks = block_grid(B, lams.size, pb, lb)
-    schedules = np.repeat(xis[:, None], K, axis=1)
-    out = np.empty((B, lams.size, xis.size, K + 1))
-
-    def consume(block, result):
-        out[block.b0:block.b1, block.l0:block.l1] = result["risk"]
-
-    def loop():
-        current = None
-        for blk in blocks:
-            if current is None or current[0] != blk.b0:
-                current = (blk.b0, decompose(X[blk.b0:blk.b1]))
-            out[blk.b0:blk.b1, blk.l0:blk.l1] = sweep_risk(
-                current[1], theta[blk.b0:blk.b1], var[blk.b0:blk.b1], lams[blk.l0:blk.l1],
-                schedules, K)
-
-    def runner(executor=None, task_threads=None):
-        task = SweepTask("risk", X, lams, K, schedules=schedules, theta_star=theta,
-                         noise_var=var, threads=task_threads)
-        run_blocks(blocks, task, consume, executor=executor)
-
-    def single():
-        sweep_risk(decompose(X), theta, var, lams, xis, K)
-
-    res = {"B": B, "L": lams.size, "G": xis.size, "K": K, "blocks": len(blocks),
-           "threads": threads, "repeat": repeat}
+    sweep = RunnerSweep(B=32 if quick else 256)
+    res = {"B": sweep.X.shape[0], "L": sweep.lams.size, "G": sweep.xis.size, "K": sweep.K,
+           "blocks": len(sweep.blocks), "threads": threads, "repeat": repeat}
     with thread_count(threads):
-        want = None
-        for name, func in (("loop", loop), ("runner", runner), ("single", single)):
-            res[name] = _summary(_times(func, repeat))
-            if name == "loop":
-                want = out.copy()
-            elif name == "runner":
-                assert np.array_equal(out, want), "runner and loop disagree"
-    res["runner_overhead"] = res["runner"]["median_s"] / res["loop"]["median_s"] - 1
-    res["blocking_cost"] = res["runner"]["median_s"] / res["single"]["median_s"] - 1
+        sweep.loop()
+        want = sweep.out.copy()
+        loop, runner, single = _interleaved([sweep.loop, sweep.runner, sweep.single], repeat)
+        if not np.array_equal(sweep.out, want):
+            raise AssertionError("runner and loop disagree")
+    res.update(loop=_summary(loop), runner=_summary(runner), single=_summary(single))
+    res["runner_overhead"] = _ratio(runner, loop) - 1
+    res["blocking_cost"] = _ratio(runner, single) - 1
     if dask:
         with get_executor(scheduler="local:2") as executor:
-            res["dask_local2"] = _summary(_times(lambda: runner(executor), repeat))
-        res["dask_throughput_ratio"] = (res["runner"]["median_s"]
-                                        / res["dask_local2"]["median_s"])
+            def in_process():
+                with thread_count(threads):
+                    sweep.runner()
+
+            inproc, dask_times = _interleaved([in_process, lambda: sweep.runner(executor)],
+                                              repeat)
+        if not np.array_equal(sweep.out, want):
+            raise AssertionError("Dask and in-process runs disagree")
+        res["dask_local2"] = _summary(dask_times)
+        res["in_process_paired"] = _summary(inproc)
+        res["dask_throughput_ratio"] = _ratio(inproc, dask_times)
     res["machine"] = machine_description()
     return res
 
@@ -138,7 +187,8 @@ def format_runner_table(res):
                      "(target >= 0.8x)"))
     head = (f"W1-sized sweep: B={res['B']}, L={res['L']}, G={res['G']}, K={res['K']}, "
             f"{res['blocks']} blocks, {res['threads']} Numba threads in-process; median "
-            f"(min-max) of {res['repeat']} runs; {res['machine']}\n\n")
+            f"(min-max) of {res['repeat']} interleaved runs, ratios as medians of the "
+            f"paired ratios; {res['machine']}\n\n")
     lines = ["| measurement | time | note |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return head + "\n".join(lines)
