@@ -127,8 +127,15 @@ def test_interrupted_sweep_resumes(tmp_path, npz_problems, monkeypatch):
     # without --resume an existing output is refused
     assert main(["sweep", str(cfg_path), "--no-progress"]) == 2
     calls.clear()
-    monkeypatch.setattr(SweepTask, "__call__", real)
+
+    def counted(self, block):
+        calls.append(block.index)
+        return real(self, block)
+
+    monkeypatch.setattr(SweepTask, "__call__", counted)
     assert main(["sweep", str(cfg_path), "--no-progress", "--resume"]) == 0
+    assert sorted(calls) == [1, 2]  # only the blocks not stored (5 problems, 2 per block)
+    monkeypatch.setattr(SweepTask, "__call__", real)
     resumed = fastsd.load_sweep(tmp_path / "out").to_xarray().load()
     assert main(["sweep", str(cfg_path), "--no-progress", "--overwrite"]) == 0
     fresh = fastsd.load_sweep(tmp_path / "out").to_xarray().load()

@@ -361,6 +361,23 @@ def test_nan_xi_warns_once_with_the_count():
     assert len(ill) == 1 and f"{count} of {xi[..., 0].size}" in str(ill[0].message)
 
 
+@pytest.mark.parametrize("selection", ["oracle", "fixed"])
+def test_plot_writes_the_standard_figures(tmp_path, capsys, selection):
+    pytest.importorskip("matplotlib")
+    body = SYNTHETIC.format(seed=0, output="out", block=2)
+    if selection == "fixed":
+        body = body.replace('selection = "oracle"', 'selection = "fixed"').replace(
+            "max_steps = 3", "max_steps = 2\nxis = [0.0, 0.5]")
+    cfg = write(tmp_path, body)
+    assert run_cli(["sweep", cfg], capsys)[0] == 0
+    assert run_cli(["plot", tmp_path / "out"], capsys)[0] == 0
+    for name in ("metric_vs_lam.png", "best_vs_k.png", "xi_heatmap.png"):
+        data = (tmp_path / "out" / "figures" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+    # the figures belong to the output: --overwrite may remove them
+    assert run_cli(["sweep", cfg, "--overwrite"], capsys)[0] == 0
+
+
 # ----------------------------------------------------------------------------
 # honest scores
 # ----------------------------------------------------------------------------
@@ -411,6 +428,9 @@ output = "out"
                                        np.mean((yte - Xte @ theta) ** 2), rtol=1e-9)
             np.testing.assert_allclose(ds["val_mse"].values[0, li, k],
                                        np.mean((yva - Xva @ theta) ** 2), rtol=1e-9)
+    # its figures show the test MSE at the validation choice
+    assert run_cli(["plot", tmp_path / "out"], capsys)[0] == 0
+    assert (tmp_path / "out" / "figures" / "best_vs_k.png").stat().st_size > 5000
 
 
 # ----------------------------------------------------------------------------
