@@ -103,7 +103,8 @@ def _cmd_info(args):
         ("kernel cache", cache_dir()),
         ("cpu count", str(os.cpu_count())),
     ]
-    for optional in ("matplotlib", "tqdm", "sklearn", "asv"):
+    for optional in ("matplotlib", "tqdm", "sklearn", "asv", "zarr", "xarray", "pandas",
+                     "distributed"):
         try:
             module = __import__(optional)
             lines.append((optional, getattr(module, "__version__", "installed")))

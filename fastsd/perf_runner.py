@@ -14,6 +14,8 @@ median of ``repeat`` runs after a warm-up:
 The measurements run interleaved (loop, runner, single, loop, ...) and each
 ratio is the median of the per-round ratios, so that a load drifting on a
 shared machine cancels.
+* ``bookkeeping``: the runner with a no-op task and consumer: its own cost per
+  block, which load on a shared machine barely blurs;
 * ``single``: one call on the whole grid (decomposition included), the cost of
   cutting the work into blocks at all;
 * ``dask_local2``: the runner on a ``LocalCluster`` of 2 worker processes x 1
@@ -118,6 +120,10 @@ class RunnerSweep:
                          theta_star=self.theta, noise_var=self.var)
         run_blocks(self.blocks, task, self._consume, executor=executor)
 
+    def bookkeeping(self):
+        """The runner with the work taken out: a no-op task and a no-op consumer."""
+        run_blocks(self.blocks, lambda block: None, lambda block, result: None)
+
     def single(self):
         """One call on the whole grid (decomposition included)."""
         return sweep_risk(decompose(self.X), self.theta, self.var, self.lams, self.xis, self.K)
@@ -152,6 +158,9 @@ def measure_runner(repeat=5, quick=False, dask=False, threads=2):
             raise AssertionError("runner and loop disagree")
     res.update(loop=_summary(loop), runner=_summary(runner), single=_summary(single))
     res["runner_overhead"] = _ratio(runner, loop) - 1
+    res["bookkeeping"] = _summary(_times(sweep.bookkeeping, repeat))
+    res["bookkeeping_per_block_us"] = 1e6 * res["bookkeeping"]["median_s"] / len(sweep.blocks)
+    res["bookkeeping_fraction"] = res["bookkeeping"]["median_s"] / res["loop"]["median_s"]
     res["blocking_cost"] = _ratio(runner, single) - 1
     if dask:
         with get_executor(scheduler="local:2") as executor:
@@ -179,6 +188,9 @@ def format_runner_table(res):
     rows = [("bare loop over the blocks (kernel time)", cell("loop"), ""),
             ("block runner, in-process", cell("runner"),
              f"overhead {100 * res['runner_overhead']:+.1f}% (target <= 5%)"),
+            ("runner bookkeeping alone (no-op task and consumer)", cell("bookkeeping"),
+             f"{res['bookkeeping_per_block_us']:.0f} us per block = "
+             f"{100 * res['bookkeeping_fraction']:.1f}% of the kernel time"),
             ("one call on the whole grid", cell("single"),
              f"blocking costs {100 * res['blocking_cost']:+.1f}%")]
     if "dask_local2" in res:
