@@ -77,7 +77,8 @@ def store_values(kind, result):
         padded[:, :, 1:] = xi
         out["xi"] = padded
         ok = np.ones((b, l, K + 1), dtype=bool)
-        ok[:, :, 1:] = ~np.isnan(xi[..., 0])
+        if K:
+            ok[:, :, 1:] = ~np.isnan(xi[..., 0])
         out["xi_reproducible"] = ok
     return out
 
@@ -170,7 +171,7 @@ def to_dataframe(ds):
         steps = np.where(np.arange(1, K + 1)[None, :] <= df["k"].to_numpy()[:, None], steps,
                          np.nan)
     else:
-        steps = ds["xi"].transpose(*order, "step").values.reshape(-1, K)
+        steps = ds["xi"].transpose(*order, "step").values.reshape(len(df), K)
     xi_cols = pd.DataFrame(steps, columns=[f"xi_{i}" for i in range(1, K + 1)],
                            index=df.index)
     lead = order + (["xi"] if fixed and "xi" in df else [])

@@ -349,6 +349,19 @@ def test_fixed_sweep_labels_and_best_lambda_values(tmp_path, capsys):
     np.testing.assert_array_equal(best.risk, flat.min(axis=-1))
 
 
+@pytest.mark.parametrize("selection", ["oracle", "fixed"])
+def test_zero_steps_store_and_table(tmp_path, capsys, selection):
+    body = SYNTHETIC.format(seed=0, output="out", block=2).replace("max_steps = 3", "max_steps = 0")
+    if selection == "fixed":
+        body = body.replace('selection = "oracle"', 'selection = "fixed"').replace(
+            "max_steps = 0", "max_steps = 0\nxis = [0.5]")
+    cfg = write(tmp_path, body)
+    assert run_cli(["sweep", cfg], capsys)[0] == 0
+    frame = fastsd.load_sweep(tmp_path / "out").to_dataframe()
+    assert len(frame) == 4 * 5 and set(frame["k"]) == {0}
+    assert not any(c.startswith("xi_") for c in frame.columns)
+
+
 def test_nan_xi_warns_once_with_the_count():
     batch = fastsd.problems.theorem1_family([6, 8], seed=0)
     lams = np.logspace(-3, 3, 6)
