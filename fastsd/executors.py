@@ -94,9 +94,10 @@ class DaskExecutor:
                                      key=f"fastsd-block-{block.index}-{id(blocks):x}")
             futures[fut.key] = (fut, block)
         try:
-            for fut in distributed.as_completed([f for f, _ in futures.values()]):
+            finished = distributed.as_completed([f for f, _ in futures.values()],
+                                                with_results=True)
+            for fut, result in finished:
                 block = futures.pop(fut.key)[1]
-                result = fut.result()
                 fut.release()
                 yield block, result
         finally:

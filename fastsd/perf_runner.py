@@ -189,7 +189,7 @@ def format_runner_table(res):
     """Markdown table of a :func:`measure_runner` result."""
     def cell(name):
         s = res[name]
-        return f"{s['median_s']:.3f} s ({s['min_s']:.3f}-{s['max_s']:.3f})"
+        return f"{s['median_s']:.4g} s ({s['min_s']:.4g}-{s['max_s']:.4g})"
 
     rows = [("bare loop over the blocks (kernel time)", cell("loop"), ""),
             ("block runner, in-process", cell("runner"),
@@ -197,11 +197,13 @@ def format_runner_table(res):
             f"{100 * res['runner_overhead_cpu']:+.1f}% CPU, "
             f"{100 * res['runner_overhead_best']:+.1f}% best-of (target <= 5%)"),
             ("runner bookkeeping alone (no-op task and consumer)", cell("bookkeeping"),
-             f"{res['bookkeeping_per_block_us']:.0f} us per block = "
-             f"{100 * res['bookkeeping_fraction']:.1f}% of the kernel time"),
+             f"{res['bookkeeping_per_block_us']:.2f} us per block = "
+             f"{100 * res['bookkeeping_fraction']:.3f}% of the kernel time"),
             ("one call on the whole grid", cell("single"),
              f"blocking costs {100 * res['blocking_cost']:+.1f}%")]
     if "dask_local2" in res:
+        rows.append(("block runner, in-process, paired with Dask", cell("in_process_paired"),
+                     ""))
         rows.append(("Dask local:2 (2 workers x 1 thread)", cell("dask_local2"),
                      f"{res['dask_throughput_ratio']:.2f}x in-process throughput "
                      "(target >= 0.8x)"))
