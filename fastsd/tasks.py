@@ -26,6 +26,8 @@ import warnings
 
 import numpy as np
 
+from . import sweep
+from .core import IllConditionedXiWarning, self_distill
 from .decomposition import Decomposition, decompose
 
 __all__ = ["KINDS", "SweepTask"]
@@ -94,15 +96,13 @@ class SweepTask:
 
     def __call__(self, block):
         """The block's arrays; NaN-xi warnings are left to the caller (one per run)."""
-        from .core import IllConditionedXiWarning
-
+        if self.kind in ("risk", "mse"):  # never warn
+            return self._compute(block)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IllConditionedXiWarning)
             return self._compute(block)
 
     def _compute(self, block):
-        from . import sweep
-
         b0, b1 = block.b0, block.b1
         dec = self._decomposition(b0, b1)
         lams = self.lams[block.l0:block.l1]
@@ -150,8 +150,6 @@ def holdout_mse_at(dec, y, X_test, y_test, lams, xi):
         mean((y_test - X_test theta_k)^2); NaN where the schedule is NaN
         (an unrecoverable xi has no estimator to test).
     """
-    from .core import self_distill
-
     b, l, K = xi.shape[0], lams.size, xi.shape[2]
     out = np.empty((b, l, K + 1))
     for k in range(K + 1):
