@@ -5,8 +5,10 @@ r"""Executors of the block runner: where the blocks of a sweep are computed.
   calling the sweep function on that block.
 * :class:`DaskExecutor`: each block is one Dask task running the same task
   object on a worker (the pattern of STUMPY's ``stumped``: one driver, submitted
-  per chunk). The task is scattered to the workers once; results come back to
-  this process, which alone writes the store. The Numba thread count of a
+  per chunk). The task is scattered to the workers once; the blocks of one
+  problem range are preferably sent to one worker (which then decomposes those
+  problems once); results come back to this process, which alone writes the
+  store. The Numba thread count of a
   block follows the worker's ``nthreads``. When a worker dies, the scheduler
   reschedules its lost tasks on the others; blocks already handed back are
   never recomputed.
@@ -88,10 +90,17 @@ class DaskExecutor:
         if not blocks:
             return
         remote = self.client.scatter(task, broadcast=True, hash=False)
+        # blocks of the same problems go preferably to one worker, which decomposes them
+        # once (the task caches it); any worker may take them when that one is busy or dead
+        workers = sorted(self.client.scheduler_info()["workers"])
+        home = {}
         futures = {}
         for block in blocks:
+            where = home.setdefault(block.b0, workers[len(home) % len(workers)]) if workers \
+                else None
             fut = self.client.submit(_run_on_worker, remote, block, pure=False,
-                                     key=f"fastsd-block-{block.index}-{id(blocks):x}")
+                                     key=f"fastsd-block-{block.index}-{id(blocks):x}",
+                                     workers=where, allow_other_workers=True)
             futures[fut.key] = (fut, block)
         try:
             finished = distributed.as_completed([f for f, _ in futures.values()],
