@@ -149,10 +149,10 @@ def run_sweep(cfg, *, resume=False, overwrite=False, progress=True, scheduler=No
     out = cfg.output
     problems = load_problems(cfg.resolved)
     plan = plan_sweep(cfg, problems)
-    mode = prepare_output(out, resume=resume, overwrite=overwrite, config_hash=cfg.hash,
-                          resolved=cfg.resolved, config_path=cfg.path)
-    executor = get_executor(scheduler=scheduler, client=client)
+    executor = get_executor(scheduler=scheduler, client=client)  # before touching the output
     with executor:
+        mode = prepare_output(out, resume=resume, overwrite=overwrite, config_hash=cfg.hash,
+                              resolved=cfg.resolved, config_path=cfg.path)
         B, L = problems.n_problems, cfg.lams.size
         existing = read_manifest(out) if mode == "resume" else None
         created_dir = not os.path.isdir(out)
