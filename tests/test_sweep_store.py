@@ -230,6 +230,12 @@ def test_other_cli_errors_are_one_line(tmp_path, capsys):
     cfg = synthetic(tmp_path)
     code, err = run_cli(["sweep", cfg, "--scheduler", "nowhere"], capsys)
     assert_one_line_error(code, err, "scheduler")
+    assert not (tmp_path / "out").exists()
+    # a bad scheduler is found before --overwrite removes anything
+    assert run_cli(["sweep", cfg], capsys)[0] == 0
+    code, err = run_cli(["sweep", cfg, "--overwrite", "--scheduler", "tcp://"], capsys)
+    assert_one_line_error(code, err, "scheduler")
+    assert fastsd.load_sweep(tmp_path / "out").complete
     code, err = run_cli(["sweep", cfg, "--resume", "--overwrite"], capsys)
     assert_one_line_error(code, err, "not both")
     code, err = run_cli(["sweep", tmp_path], capsys)
