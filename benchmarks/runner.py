@@ -9,7 +9,6 @@ runner with 2 Numba threads; ``track_throughput_vs_in_process`` is in-process
 / Dask time (target >= 0.8). Both ratios are medians of interleaved pairs.
 """
 
-
 from fastsd._jit import threads
 from fastsd.perf_runner import RunnerSweep, _interleaved, _ratio
 
