@@ -22,6 +22,7 @@ with the executor), ``"tcp://HOST:PORT"`` (a running ``dask scheduler``), or a
 
 from __future__ import annotations
 
+import logging
 import re
 
 __all__ = ["InProcessExecutor", "DaskExecutor", "get_executor"]
@@ -166,7 +167,8 @@ def get_executor(scheduler=None, client=None):
         if n < 1:
             raise ValueError(f"scheduler 'local:N' needs N >= 1 workers, got {scheduler!r}")
         cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, host="127.0.0.1")
+                                           dashboard_address=None, host="127.0.0.1",
+                                           silence_logs=logging.CRITICAL)
         client = distributed.Client(cluster)
         return DaskExecutor(client, owned=(client, cluster))
     try:
