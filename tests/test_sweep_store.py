@@ -242,6 +242,17 @@ def test_other_cli_errors_are_one_line(tmp_path, capsys):
     assert_one_line_error(code, err, "directory")
 
 
+def test_readme_config_is_valid(tmp_path, capsys):
+    """The config in the README's "Sweep configs" section runs as it stands."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    section = readme[readme.index("### Sweep configs"):]
+    body = section[section.index("```toml") + len("```toml"):section.index("```\n", 10)]
+    cfg = write(tmp_path, body)
+    assert run_cli(["sweep", cfg], capsys)[0] == 0
+    ds = fastsd.load_sweep(tmp_path / "sweep-out").to_xarray()
+    assert dict(ds.sizes) == {"problem": 3, "lam": 25, "k": 5, "step": 4}
+
+
 # ----------------------------------------------------------------------------
 # size guards in the API
 # ----------------------------------------------------------------------------
