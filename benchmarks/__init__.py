@@ -9,7 +9,8 @@ Modules, one class per operation:
 * ``accuracy`` -- numba vs NumPy reference, spectral vs literal refit, optimal
   risk at large k vs an mpmath reference;
 * ``memory`` -- peak memory of the chunked (memory-bounded) sweeps;
-* ``jit_compile`` -- cold compile time in a fresh process.
+* ``jit_compile`` -- cold compile time in a fresh process;
+* ``runner`` -- the block runner in-process and on Dask local:2 (fastsd.perf_runner).
 
 Benchmarks of kernels that are not BLAS run with single-threaded BLAS so
 that numbers do not depend on the BLAS thread pool (override by exporting

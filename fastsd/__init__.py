@@ -17,6 +17,7 @@ from .core import (
 )
 from .decomposition import Decomposition, decompose
 from .reparam import xi_to_xibar, xibar_to_xi
+from .results import SweepResult, label_sweep, load_sweep
 from .sweep import sweep_mse, sweep_optimal, sweep_optimal_validation, sweep_risk
 from ._jit import threads
 
@@ -45,6 +46,8 @@ __all__ = [
     "datasets",
     "decompose",
     "excess_risk",
+    "label_sweep",
+    "load_sweep",
     "optimal_xi",
     "optimal_xi_validation",
     "oracle_risk",
@@ -56,6 +59,7 @@ __all__ = [
     "sweep_optimal_validation",
     "sweep_risk",
     "sweep_risk_chunked",
+    "SweepResult",
     "threads",
     "xi_to_xibar",
     "xibar_to_xi",

@@ -11,7 +11,9 @@ and either
   file), so an interrupted run keeps every finished block.
 
 Peak memory stays under ``memory_limit`` bytes (default 1 GiB) whatever the
-grid size (beyond the inputs themselves and ``out``).
+grid size (beyond the inputs themselves and ``out``). The blocks go through the
+block runner (:mod:`fastsd.runner`): in this process by default, or as Dask
+tasks with ``client=``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import as_float_array, check_noise_var, check_steps
-from .decomposition import Decomposition, decompose
-from .sweep import _check_backend, _check_grid, check_schedules, sweep_optimal, sweep_risk
+from .decomposition import Decomposition
+from .executors import get_executor
+from .runner import block_grid, plan_blocks, run_blocks
+from .sweep import _check_backend, _check_grid, check_schedules, warn_unrecoverable
+from .tasks import SweepTask
 
 __all__ = ["BestRisk", "sweep_risk_chunked", "sweep_optimal_chunked", "plan_blocks"]
 
@@ -44,40 +49,26 @@ class BestRisk:
         optimal-xi sweeps, where ``xi`` holds the schedules themselves).
     xi : ndarray of shape (B, K, K) or None
         Optimal-xi sweeps: row k - 1 is the k-step optimal xi at the best lambda.
+    lams : ndarray of shape (L,) or None
+        The lambda grid; ``lam`` gives the best lambda values themselves.
     """
 
     risk: np.ndarray
     lam_index: np.ndarray
     xi_index: np.ndarray
     xi: np.ndarray | None = None
+    lams: np.ndarray | None = None
 
-
-def plan_blocks(n_problems, n_lams, bytes_per_problem, bytes_per_pair, memory_limit):
-    """Largest (problems, lambdas) block whose working set fits the bound.
-
-    Returns
-    -------
-    problems_per_block, lams_per_block : int
-    """
-    if memory_limit <= 0:
-        raise ValueError(f"memory_limit must be a positive number of bytes, got {memory_limit}")
-    budget = memory_limit // 2  # headroom for temporaries and the reduction
-    lams_per_block = n_lams
-    per_problem = bytes_per_problem + lams_per_block * bytes_per_pair
-    if per_problem > budget:
-        lams_per_block = max(1, (budget - bytes_per_problem) // max(bytes_per_pair, 1))
-        per_problem = bytes_per_problem + lams_per_block * bytes_per_pair
-        if per_problem > budget:
-            raise ValueError(
-                f"memory_limit={memory_limit} bytes is too small for one problem "
-                f"(needs about {2 * per_problem} bytes); raise memory_limit"
-            )
-    problems_per_block = max(1, min(n_problems, budget // per_problem))
-    return int(problems_per_block), int(lams_per_block)
+    @property
+    def lam(self):
+        """ndarray of shape (B, K + 1): the minimizing lambda values, ``lams[lam_index]``."""
+        if self.lams is None:
+            raise ValueError("this BestRisk was made without its lambda grid (lams)")
+        return self.lams[self.lam_index]
 
 
 def _problem_source(X, theta_star, noise_var):
-    """Validated accessors for problem blocks (X may be a memmap: read lazily)."""
+    """Validated sizes and oracle inputs (X may be a memmap: read lazily)."""
     if isinstance(X, Decomposition):
         if not X.batched:
             raise ValueError("X must be a batch: a Decomposition of X with shape (B, n, d)")
@@ -91,69 +82,32 @@ def _problem_source(X, theta_star, noise_var):
     theta = as_float_array(theta_star, "theta_star", ndim=2)
     if theta.shape != (B, d):
         raise ValueError(f"theta_star must have shape {(B, d)}, got {theta.shape}")
-    var = np.broadcast_to(check_noise_var(noise_var, (B,)), (B,))
-
-    def block(start, stop):
-        if isinstance(X, Decomposition):
-            dec = X.subset(slice(start, stop))
-        else:
-            dec = decompose(np.asarray(X[start:stop]))
-        return dec, theta[start:stop], var[start:stop]
-
-    return B, n, d, block
+    var = np.array(np.broadcast_to(check_noise_var(noise_var, (B,)), (B,)))
+    return B, n, d, theta, var
 
 
-def _progress_bar(progress, total, desc):
-    """tqdm bar (progress=True), a callable ``progress(done, total)``, or nothing."""
-    if not progress:
-        return None, None
-    if callable(progress):
-        return None, progress
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "progress=True needs tqdm: pip install 'fastsd[cli]' (or pass a callable)"
-        ) from None
-    return tqdm(total=total, desc=desc, unit="block"), None
-
-
-def _drive(B, L, plan, block, compute, consume, progress, desc):
-    """Run ``compute`` over the block grid, handing each result to ``consume``."""
-    pb, lb = plan
-    blocks = [(b0, l0) for b0 in range(0, B, pb) for l0 in range(0, L, lb)]
-    bar, callback = _progress_bar(progress, len(blocks), desc)
-    try:
-        current = None
-        for done, (b0, l0) in enumerate(blocks, 1):
-            b1, l1 = min(B, b0 + pb), min(L, l0 + lb)
-            if current is None or current[0] != b0:
-                current = (b0, block(b0, b1))
-            consume(b0, b1, l0, l1, compute(*current[1], l0, l1))
-            if bar is not None:
-                bar.update(1)
-            if callback is not None:
-                callback(done, len(blocks))
-    finally:
-        if bar is not None:
-            bar.close()
-        flush = getattr(consume, "flush", None)
-        if flush is not None:
-            flush()
+def _run(task, B, L, plan, consume, progress, desc, client):
+    """The runner on the block grid, on the executor for ``client``."""
+    executor = get_executor(client=client)
+    with executor:
+        run_blocks(block_grid(B, L, *plan), task, consume, executor=executor,
+                   progress=progress, desc=desc)
 
 
 class _Writer:
-    """Write blocks into ``out`` (flushing a memmap when done or interrupted)."""
+    """Write each block's arrays into ``outs`` (flushing memmaps when done or interrupted)."""
 
-    def __init__(self, out):
-        self.out = out
+    def __init__(self, outs):
+        self.outs = outs
 
-    def __call__(self, b0, b1, l0, l1, result):
-        self.out[b0:b1, l0:l1] = result
+    def __call__(self, block, result):
+        for name, out in self.outs.items():
+            out[block.b0:block.b1, block.l0:block.l1] = result[name]
 
     def flush(self):
-        if hasattr(self.out, "flush"):
-            self.out.flush()
+        for out in self.outs.values():
+            if hasattr(out, "flush"):
+                out.flush()
 
 
 def _output(out, shape, memory_limit):
@@ -171,9 +125,17 @@ def _output(out, shape, memory_limit):
     return out
 
 
+def _write_all(task, B, L, plan, outs, progress, desc, client):
+    writer = _Writer(outs)
+    try:
+        _run(task, B, L, plan, writer, progress, desc, client)
+    finally:
+        writer.flush()
+
+
 def sweep_risk_chunked(X, theta_star, noise_var, lams, xis, max_steps, *, reduce=None,
                        out=None, memory_limit=GiB, backend="numba", threads=None,
-                       progress=False):
+                       progress=False, client=None, labels=False):
     r""":func:`fastsd.sweep_risk` in blocks under a memory bound.
 
     Parameters
@@ -191,54 +153,66 @@ def sweep_risk_chunked(X, theta_star, noise_var, lams, xis, max_steps, *, reduce
         Bound on the working memory, in bytes.
     progress : bool or callable, default=False
         True: a tqdm progress bar; a callable gets ``(blocks_done, blocks_total)``.
+    client : distributed.Client, optional
+        Compute the blocks as Dask tasks on this client's workers (each with as
+        many Numba threads as the worker has); default in this process.
+    labels : bool, default=False
+        True: return the full result as a labelled ``xarray.Dataset`` (see
+        :func:`fastsd.results.label_sweep`) instead of the bare array.
 
     Returns
     -------
-    ndarray of shape (B, L, G, K + 1), or BestRisk
+    ndarray of shape (B, L, G, K + 1), BestRisk, or xarray.Dataset
     """
     _check_backend(backend, threads)
     if reduce not in (None, "min"):
         raise ValueError(f"reduce must be None or 'min', got {reduce!r}")
+    if labels and reduce is not None:
+        raise ValueError("labels=True needs the full result (reduce=None)")
     lams = _check_grid(lams)
     schedules = check_schedules(xis, max_steps)
-    B, n, d, block = _problem_source(X, theta_star, noise_var)
+    B, n, d, theta, var = _problem_source(X, theta_star, noise_var)
     G, K = schedules.shape
     p = min(n, d)
     per_problem = 8 * (n * d + 2 * (n + d) * p + d * d)
     per_pair = 8 * G * (K + 1) + (8 * 6 * G * p if backend == "numpy" else 0)
     plan = plan_blocks(B, lams.size, per_problem, per_pair, memory_limit)
-
-    def compute(dec, theta, var, l0, l1):
-        return sweep_risk(dec, theta, var, lams[l0:l1], schedules, K, backend=backend,
-                          threads=threads)
+    task = SweepTask("risk", X, lams, K, schedules=schedules, theta_star=theta, noise_var=var,
+                     backend=backend, threads=None if client is not None else threads)
 
     if reduce is None:
         result = _output(out, (B, lams.size, G, K + 1), memory_limit)
-        _drive(B, lams.size, plan, block, compute, _Writer(result), progress, "sweep_risk")
+        _write_all(task, B, lams.size, plan, {"risk": result}, progress, "sweep_risk", client)
+        if labels:
+            from .results import label_sweep
+
+            return label_sweep(risk=result, lams=lams, schedules=schedules)
         return result
 
     best = np.full((B, K + 1), np.inf)
     lam_index = np.zeros((B, K + 1), dtype=np.int64)
     xi_index = np.zeros((B, K + 1), dtype=np.int64)
 
-    def consume(b0, b1, l0, l1, risk):  # risk (b, l, G, K + 1), C-contiguous
-        flat = risk.reshape(b1 - b0, -1, K + 1)  # a view: (b, l * G, K + 1)
+    def consume(block, result):  # risk (b, l, G, K + 1), C-contiguous
+        b0, b1, l0, l1 = block.b0, block.b1, block.l0, block.l1
+        flat = result["risk"].reshape(b1 - b0, -1, K + 1)  # a view: (b, l * G, K + 1)
         # min reduces in place; argmin over a middle axis would copy the block
         value = flat.min(axis=1)
         arg = np.argmax(flat == value[:, None, :], axis=1)
-        better = value < best[b0:b1]
+        # ties go to the lower lambda index (blocks may finish in any order)
+        better = (value < best[b0:b1]) | ((value == best[b0:b1]) & (l0 < lam_index[b0:b1]))
         best[b0:b1] = np.where(better, value, best[b0:b1])
         li, gi = np.unravel_index(arg, (l1 - l0, G))
         lam_index[b0:b1] = np.where(better, li + l0, lam_index[b0:b1])
         xi_index[b0:b1] = np.where(better, gi, xi_index[b0:b1])
 
-    _drive(B, lams.size, plan, block, compute, consume, progress, "sweep_risk")
-    return BestRisk(best, lam_index, xi_index)
+    _run(task, B, lams.size, plan, consume, progress, "sweep_risk", client)
+    return BestRisk(best, lam_index, xi_index, lams=lams)
 
 
 def sweep_optimal_chunked(X, theta_star, noise_var, lams, max_steps, *, reduce=None,
                           out=None, memory_limit=GiB, backend="numba", threads=None,
-                          progress=False):
+                          progress=False, client=None, labels=False):
     r""":func:`fastsd.sweep_optimal` in blocks under a memory bound.
 
     Parameters
@@ -250,24 +224,27 @@ def sweep_optimal_chunked(X, theta_star, noise_var, lams, max_steps, *, reduce=N
         and the optimal xi there.
     out : tuple (risk_out, xi_out), optional
         Arrays of shapes (B, L, K + 1) and (B, L, K, K) for the full result.
+    client, labels
+        As in :func:`sweep_risk_chunked`.
 
     Returns
     -------
-    (risk, xi) as in :func:`fastsd.sweep_optimal`, or BestRisk
+    (risk, xi) as in :func:`fastsd.sweep_optimal`, BestRisk, or xarray.Dataset
     """
     _check_backend(backend, threads)
     if reduce not in (None, "min"):
         raise ValueError(f"reduce must be None or 'min', got {reduce!r}")
+    if labels and reduce is not None:
+        raise ValueError("labels=True needs the full result (reduce=None)")
     lams = _check_grid(lams)
     K = check_steps(max_steps, "max_steps")
-    B, n, d, block = _problem_source(X, theta_star, noise_var)
+    B, n, d, theta, var = _problem_source(X, theta_star, noise_var)
     p = min(n, d)
     per_problem = 8 * (n * d + 2 * (n + d) * p + d * d)
     per_pair = 8 * (K + 1 + K * K) + (8 * 8 * K * (p + K) if backend == "numpy" else 0)
     plan = plan_blocks(B, lams.size, per_problem, per_pair, memory_limit)
-
-    def compute(dec, theta, var, l0, l1):
-        return sweep_optimal(dec, theta, var, lams[l0:l1], K, backend=backend, threads=threads)
+    task = SweepTask("optimal", X, lams, K, theta_star=theta, noise_var=var, backend=backend,
+                     threads=None if client is not None else threads)
 
     if reduce is None:
         full = 8 * B * lams.size * (K + 1 + K * K)
@@ -276,30 +253,31 @@ def sweep_optimal_chunked(X, theta_star, noise_var, lams, max_steps, *, reduce=N
                 _output(None, (B, lams.size, K + 1 + K * K), memory_limit)  # raises
             out = (np.empty((B, lams.size, K + 1)), np.empty((B, lams.size, K, K)))
         risk_out, xi_out = out
-        writers = (_Writer(risk_out), _Writer(xi_out))
+        _write_all(task, B, lams.size, plan, {"risk": risk_out, "xi": xi_out}, progress,
+                   "sweep_optimal", client)
+        warn_unrecoverable(xi_out)
+        if labels:
+            from .results import label_sweep
 
-        def consume(b0, b1, l0, l1, result):
-            for writer, part in zip(writers, result):
-                writer(b0, b1, l0, l1, part)
-
-        consume.flush = lambda: [w.flush() for w in writers]
-        _drive(B, lams.size, plan, block, compute, consume, progress, "sweep_optimal")
+            return label_sweep(risk=risk_out, xi=xi_out, lams=lams)
         return risk_out, xi_out
 
     best = np.full((B, K + 1), np.inf)
     lam_index = np.zeros((B, K + 1), dtype=np.int64)
     best_xi = np.full((B, K, K), np.nan)
 
-    def consume(b0, b1, l0, l1, result):
-        risk, xi = result  # (b, l, K + 1), (b, l, K, K)
+    def consume(block, result):
+        b0, b1, l0 = block.b0, block.b1, block.l0
+        risk, xi = result["risk"], result["xi"]  # (b, l, K + 1), (b, l, K, K)
         arg = np.argmin(risk, axis=1)  # (b, K + 1)
         value = np.take_along_axis(risk, arg[:, None, :], axis=1)[:, 0, :]
-        better = value < best[b0:b1]
+        better = (value < best[b0:b1]) | ((value == best[b0:b1]) & (l0 < lam_index[b0:b1]))
         best[b0:b1] = np.where(better, value, best[b0:b1])
         lam_index[b0:b1] = np.where(better, arg + l0, lam_index[b0:b1])
         if K:
             rows = np.take_along_axis(xi, arg[:, None, 1:, None], axis=1)[:, 0]
             best_xi[b0:b1] = np.where(better[:, 1:, None], rows, best_xi[b0:b1])
 
-    _drive(B, lams.size, plan, block, compute, consume, progress, "sweep_optimal")
-    return BestRisk(best, lam_index, np.zeros_like(lam_index), best_xi)
+    _run(task, B, lams.size, plan, consume, progress, "sweep_optimal", client)
+    warn_unrecoverable(best_xi)
+    return BestRisk(best, lam_index, np.zeros_like(lam_index), best_xi, lams=lams)

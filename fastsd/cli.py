@@ -1,4 +1,4 @@
-"""The ``fastsd`` command line: reproduce, sweep, info, bench.
+"""The ``fastsd`` command line: reproduce, sweep, export, plot, info, bench.
 
 Errors in arguments or configs are reported as one line on stderr with a
 non-zero exit status (2), never a traceback (set FASTSD_DEBUG=1 to see one);
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 __all__ = ["main"]
 
@@ -29,17 +30,54 @@ def _cmd_reproduce(args):
 
 def _cmd_sweep(args):
     from .config_sweep import load_config, run_sweep
+    from .core import IllConditionedXiWarning
 
     cfg = load_config(args.config)
     if args.output:
-        cfg["output"] = os.path.abspath(args.output)
+        cfg = cfg.with_output(args.output)
     try:
-        path = run_sweep(cfg, resume=args.resume, overwrite=args.overwrite,
-                         progress=not args.no_progress)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", IllConditionedXiWarning)
+            out = run_sweep(cfg, resume=args.resume, overwrite=args.overwrite,
+                            progress=not args.no_progress, scheduler=args.scheduler)
+        for warning in caught:
+            print(f"fastsd sweep: warning: {warning.message}", file=sys.stderr)
     except KeyboardInterrupt:
-        raise _Failure(f"interrupted; finished blocks are kept in {cfg['output']}/parts, "
-                       "rerun with --resume") from None
-    print(f"results written to {path}")
+        if os.path.exists(os.path.join(cfg.output, "manifest.json")):
+            raise _Failure(f"interrupted; finished blocks are kept in {cfg.output}, "
+                           "rerun with --resume") from None
+        raise _Failure("interrupted before the first block; nothing was written") from None
+    print(f"results written to {out} (open with fastsd.load_sweep; "
+          f"fastsd export {out} --format csv)")
+    return 0
+
+
+def _cmd_export(args):
+    from .results import load_sweep
+
+    result = load_sweep(args.output)
+    if not result.complete:
+        raise ValueError(f"{args.output} is an unfinished sweep; finish it with "
+                         "fastsd sweep CONFIG --resume first")
+    path = args.to or os.path.join(args.output, f"results.{args.format}")
+    frame = result.to_dataframe()
+    if args.format == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    print(f"{len(frame)} rows written to {path}")
+    return 0
+
+
+def _cmd_plot(args):
+    from .plotting import plot_sweep
+    from .results import load_sweep
+
+    result = load_sweep(args.output)
+    directory = args.to or os.path.join(args.output, "figures")
+    os.makedirs(directory, exist_ok=True)
+    for path in plot_sweep(result.to_xarray().load(), directory):
+        print(f"figure written to {path}")
     return 0
 
 
@@ -65,7 +103,8 @@ def _cmd_info(args):
         ("kernel cache", cache_dir()),
         ("cpu count", str(os.cpu_count())),
     ]
-    for optional in ("matplotlib", "tqdm", "sklearn", "asv"):
+    for optional in ("matplotlib", "tqdm", "sklearn", "asv", "zarr", "xarray", "pandas",
+                     "distributed"):
         try:
             module = __import__(optional)
             lines.append((optional, getattr(module, "__version__", "installed")))
@@ -78,6 +117,10 @@ def _cmd_info(args):
 
 
 def _cmd_bench(args):
+    if "--runner" in args.rest:  # the block runner and Dask executor (fastsd.perf_runner)
+        from .perf_runner import main as runner_main
+
+        return runner_main([a for a in args.rest if a != "--runner"])
     from .perf import main as bench_main
 
     return bench_main(args.rest)
@@ -111,7 +154,25 @@ def build_parser():
     swp.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     swp.add_argument("--overwrite", action="store_true", help="discard an existing output")
     swp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    swp.add_argument("--scheduler", default=None,
+                     help="compute blocks with Dask: 'local:N' (N worker processes here) or "
+                          "'tcp://HOST:PORT' (a running dask scheduler); default in-process")
     swp.set_defaults(func=_cmd_sweep)
+
+    exp = sub.add_parser("export", help="write a sweep's results as one tidy table",
+                         description="One row per (problem, lambda, [schedule,] k), numeric "
+                                     "columns (see README: 'Sweep results').")
+    exp.add_argument("output", help="sweep output directory")
+    exp.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    exp.add_argument("--to", help="file to write (default: OUTPUT/results.FORMAT)")
+    exp.set_defaults(func=_cmd_export)
+
+    plo = sub.add_parser("plot", help="standard figures of a sweep (matplotlib)",
+                         description="Risk/MSE against lambda per k, best risk against k, "
+                                     "heat map of the optimal xi.")
+    plo.add_argument("output", help="sweep output directory")
+    plo.add_argument("--to", help="figure directory (default: OUTPUT/figures)")
+    plo.set_defaults(func=_cmd_plot)
 
     info = sub.add_parser("info", help="versions, threads, threading layer, cache location",
                           description="Print the environment fastsd runs in.")
@@ -127,7 +188,12 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"] and argv[1:2] not in (["-h"], ["--help"], ["--help-bench"]):
+        # argparse.REMAINDER does not take options ("bench --quick"): pass them on as they are
+        args = argparse.Namespace(command="bench", func=_cmd_bench, rest=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     if args.command == "bench" and args.rest in (["--help-bench"], ["-h"], ["--help"]):
         args.rest = ["--help"]
     try:
@@ -138,10 +204,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("fastsd: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, ImportError) as exc:
+    except Exception as exc:  # every error is one line (FASTSD_DEBUG=1 for the traceback)
         if os.environ.get("FASTSD_DEBUG"):
             raise
-        print(f"fastsd {args.command}: error: {exc}", file=sys.stderr)
+        known = isinstance(exc, (ValueError, TypeError, OSError, ImportError))
+        message = " ".join(str(exc).split()) if known else f"{type(exc).__name__}: {exc}"
+        print(f"fastsd {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
 
 

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from . import reference
+from ._limits import check_result_size
 from ._validation import as_float_array, check_lams, check_noise_var, check_steps, check_xi
 from .decomposition import as_decomposition, targets_projection
 
@@ -193,6 +194,7 @@ def optimal_xi(X, theta_star, noise_var, lam, k):
     dec, t, var = _risk_inputs(X, theta_star, noise_var)
     lams, scalar = check_lams(lam)
     k = check_steps(k)
+    check_result_size("optimal_xi", [dec.batch_shape + (lams.size, k, k)])
     risk, xi = reference.sweep_optimal(dec.s2, t, var, dec.n_samples, lams, k)
     xi_k = xi[..., k - 1, :] if k else np.zeros(risk.shape[:-1] + (0,))
     _report_nan_xi(xi_k)
@@ -270,6 +272,7 @@ def optimal_xi_validation(X, y, X_val, y_val, lam, k):
         raise ValueError(f"y_val must have shape {X_val.shape[:-1]} to match X_val, got {y_val.shape}")
     lams, scalar = check_lams(lam)
     k = check_steps(k)
+    check_result_size("optimal_xi_validation", [dec.batch_shape + (lams.size, k, k)])
     R, c, resid2 = reference.eval_projection(X_val @ dec.V, y_val)
     mse, xi = reference.optimal_validation(dec.s2, z, R, c, resid2, y_val.shape[-1], lams, k)
     xi_k = xi[..., k - 1, :] if k else np.zeros(mse.shape[:-1] + (0,))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["pyplot", "plot_gain_vs_rank", "plot_risk_curves", "plot_xi_vs_gap",
-           "plot_tuning_benchmark", "plot_learning_curves"]
+           "plot_tuning_benchmark", "plot_learning_curves",
+           "plot_sweep"]
 
 _STEP_COLORS = ("black", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
                 "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
@@ -367,3 +368,96 @@ def plot_learning_curves(summary, path, *, names=None):
                  "(mean ± s.e.; symlog, linear within ±1%)", fontsize=10)
     _figure_legend(fig, axes)
     return _save_laid_out(fig, path)
+
+
+def plot_sweep(ds, directory):
+    """The standard figures of a labelled sweep (:func:`fastsd.load_sweep`).
+
+    Writes, into ``directory``:
+
+    * ``metric_vs_lam.png`` -- the risk (or validation MSE) against lambda, one
+      line per k (median over problems);
+    * ``best_vs_k.png`` -- its minimum over lambda (and schedule) against k, per
+      problem and the median (with the test MSE at the validation choice, when
+      the sweep has one);
+    * ``xi_heatmap.png`` -- the optimal xi of the K-step schedule over (lambda,
+      step), median over problems; for fixed-xi sweeps the K-step metric over
+      (lambda, xi).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The layout of :mod:`fastsd.results`.
+    directory : str
+
+    Returns
+    -------
+    list of str
+        The paths written.
+    """
+    import os
+
+    from matplotlib.colors import SymLogNorm
+
+    plt = pyplot()
+    metric = "risk" if "risk" in ds else "val_mse"
+    fixed = "schedule" in ds.dims
+    value = ds[metric]
+    best_sched = value.min("schedule") if fixed else value
+    lams = ds["lam"].values
+    ks = ds["k"].values
+    B = ds.sizes["problem"]
+    note = f"median over {B} problems" if B > 1 else None
+    label = {"risk": "excess risk", "val_mse": "validation MSE"}[metric]
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    curve = best_sched.median("problem").transpose("lam", "k").values
+    for i, k in enumerate(ks):
+        ax.plot(lams, curve[:, i], color=_STEP_COLORS[i % len(_STEP_COLORS)],
+                label=_step_label(int(k)))
+    ax.set(xscale="log", yscale="log", xlabel="lambda", ylabel=label,
+           title=_title(f"{label} against lambda" + (" (best schedule)" if fixed else ""), note))
+    ax.legend(fontsize=8)
+    paths.append(_save(fig, os.path.join(directory, "metric_vs_lam.png")))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    best = best_sched.min("lam").transpose("problem", "k").values
+    for b in range(B):
+        ax.plot(ks, best[b], color="0.8", lw=0.8)
+    ax.plot(ks, np.median(best, axis=0), "o-", color="tab:blue", label=f"best {label}")
+    if "test_mse" in ds and not fixed:
+        chosen = ds[metric].fillna(np.inf).argmin("lam")
+        test = ds["test_mse"].isel(lam=chosen).transpose("problem", "k").values
+        ax.plot(ks, np.nanmedian(test, axis=0), "s--", color="tab:red",
+                label="test MSE at the validation choice")
+    ax.set(yscale="log", xlabel="k (steps)", xticks=ks,
+           ylabel="MSE" if "test_mse" in ds and not fixed else label,
+           title=_title(f"best {label} over lambda against k", note))
+    ax.legend(fontsize=8)
+    paths.append(_save(fig, os.path.join(directory, "best_vs_k.png")))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    K = int(ks[-1])
+    if fixed:
+        grid = value.isel(k=-1).median("problem").transpose("schedule", "lam").values
+        rows, ylabel = ds["xi_schedule"].values[:, -1] if K else ds["schedule"].values, "xi"
+        mesh = ax.pcolormesh(lams, np.arange(grid.shape[0]), grid, shading="nearest",
+                             norm="log", cmap="viridis")
+        ax.set_yticks(np.arange(grid.shape[0]), [f"{r:.3g}" for r in rows])
+        title = f"{label} with k = {K} over (lambda, xi)"
+    elif K:
+        grid = ds["xi"].isel(k=-1).median("problem").transpose("step", "lam").values
+        finite = np.abs(grid[np.isfinite(grid)])
+        scale = max(float(finite.max()) if finite.size else 1.0, 1e-12)
+        mesh = ax.pcolormesh(lams, ds["step"].values, grid, shading="nearest", cmap="RdBu_r",
+                             norm=SymLogNorm(linthresh=min(1.0, scale), vmin=-scale, vmax=scale))
+        ylabel = "step i of the schedule"
+        title = f"optimal xi_i of the {K}-step schedule (blank: unrecoverable)"
+    else:
+        mesh, ylabel, title = None, "", "no steps (max_steps = 0)"
+    if mesh is not None:
+        fig.colorbar(mesh, ax=ax)
+    ax.set(xscale="log", xlabel="lambda", ylabel=ylabel, title=_title(title, note))
+    paths.append(_save(fig, os.path.join(directory, "xi_heatmap.png")))
+    return paths

@@ -11,10 +11,13 @@ drops the B axis.
 
 from __future__ import annotations
 
+import warnings
+
 import numba
 import numpy as np
 
 from . import reference
+from ._limits import check_result_size
 from ._jit import call, check_threads, single_threaded_blas, threads as thread_count
 from ._validation import as_float_array, check_lams, check_noise_var, check_steps
 from .decomposition import as_decomposition, targets_projection
@@ -50,12 +53,46 @@ def check_schedules(xis, max_steps):
     if xis.shape[0] == 0:
         raise ValueError(f"xis is empty (shape {xis.shape}); pass at least one schedule")
     if xis.ndim == 1:
+        check_result_size("the xi schedules", [(xis.shape[0], K)])
         return np.repeat(xis[:, None], K, axis=1)
     if xis.shape[1] != K:
         raise ValueError(
             f"xis of shape (G, K) must have K = max_steps = {K} columns, got {xis.shape}"
         )
     return xis
+
+
+def warn_unrecoverable(xi, stacklevel=3):
+    """One IllConditionedXiWarning with the count of NaN k-step schedules in xi (..., K, K).
+
+    Returns the count.
+    """
+    if xi.shape[-1] == 0:
+        return 0
+    # row k - 1 holds the k-step schedule; its first entry is NaN iff it is unrecoverable
+    first = xi[..., 0]
+    return report_unrecoverable(int(np.count_nonzero(np.isnan(first))), first.size,
+                                stacklevel + 1)
+
+
+def report_unrecoverable(count, total, stacklevel=3):
+    """Warn once (IllConditionedXiWarning) that ``count`` of ``total`` schedules are NaN."""
+    from .core import IllConditionedXiWarning
+
+    if count:
+        warnings.warn(
+            f"{count} of {total} optimal xi schedules are too ill-conditioned to recover "
+            "and are NaN; their risks/MSEs are still exact",
+            IllConditionedXiWarning, stacklevel=stacklevel,
+        )
+    return count
+
+
+def _check_fixed_size(func, B, L, xis, max_steps):
+    """Refuse a (B, L, G, K + 1) result over the limit before building the schedules."""
+    K = check_steps(max_steps, "max_steps")
+    G = np.shape(xis)[0] if np.ndim(xis) else 1
+    check_result_size(func, [(B, L, G, K + 1)])
 
 
 def _chunks(pairs):
@@ -125,6 +162,7 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, backend="numba
     _check_backend(backend, threads)
     single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     lams = _check_grid(lams)
+    _check_fixed_size("sweep_risk", s2.shape[0], lams.size, xis, max_steps)
     schedules = check_schedules(xis, max_steps)
     if backend == "numpy":
         out = reference.sweep_risk(s2, t, var, n, lams, schedules)
@@ -169,6 +207,8 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, backend="numba",
     single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     lams = _check_grid(lams)
     K = check_steps(max_steps, "max_steps")
+    check_result_size("sweep_optimal", [(s2.shape[0], lams.size, K + 1),
+                                        (s2.shape[0], lams.size, K, K)])
     if backend == "numpy":
         risk, xi = reference.sweep_optimal(s2, t, var, n, lams, K)
     else:
@@ -177,6 +217,7 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, backend="numba",
         with thread_count(threads):
             call(optimal_kernels.sweep_optimal, s2, t * t, var, n,
                  lams, risk, xi, _chunks(s2.shape[0] * lams.size))
+    warn_unrecoverable(xi)
     return _unpromote(risk, single), _unpromote(xi, single)
 
 
@@ -232,6 +273,7 @@ def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, backend="numba",
                                                         ("X_eval", "y_eval"))
     s2 = _promote(dec.s2, single)
     lams = _check_grid(lams)
+    _check_fixed_size("sweep_mse", s2.shape[0], lams.size, xis, max_steps)
     schedules = check_schedules(xis, max_steps)
     if backend == "numpy":
         out = reference.sweep_mse(s2, z, R, c, resid2, n_eval, lams, schedules)
@@ -268,6 +310,8 @@ def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, backend="nu
     s2 = _promote(dec.s2, single)
     lams = _check_grid(lams)
     K = check_steps(max_steps, "max_steps")
+    check_result_size("sweep_optimal_validation", [(s2.shape[0], lams.size, K + 1),
+                                                   (s2.shape[0], lams.size, K, K)])
     if backend == "numpy":
         mse, xi = reference.optimal_validation(s2, z, R, c, resid2, n_val, lams, K)
     else:
@@ -276,4 +320,5 @@ def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, backend="nu
         with thread_count(threads):
             call(optimal_kernels.sweep_optimal_validation, s2, z, np.ascontiguousarray(R), c,
                  resid2, n_val, lams, mse, xi, _chunks(s2.shape[0] * lams.size))
+    warn_unrecoverable(xi)
     return _unpromote(mse, single), _unpromote(xi, single)

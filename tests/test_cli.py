@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import fastsd
-from fastsd import config_sweep
 from fastsd.cli import main
 from fastsd.tables import read_csv
 
@@ -46,7 +45,8 @@ block = 2
 """
 
 
-@pytest.mark.parametrize("command", [[], ["reproduce"], ["sweep"], ["info"]])
+@pytest.mark.parametrize("command", [[], ["reproduce"], ["sweep"], ["export"], ["plot"],
+                                     ["info"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main(command + ["--help"])
@@ -65,11 +65,11 @@ def test_sweep_oracle_matches_api(tmp_path, npz_problems, capsys):
     _, X, theta = npz_problems
     cfg = write_config(tmp_path, ORACLE.format(selection="oracle"))
     assert main(["sweep", str(cfg), "--no-progress"]) == 0
-    table = read_csv(tmp_path / "out" / "results.csv")
-    risk, _ = fastsd.sweep_optimal(X, theta, 0.5, np.logspace(-2, 2, 4), 3)
-    assert table["problem"].size == 5 * 4 * 4
-    got = table["risk"].astype(float).reshape(5, 4, 4)
-    np.testing.assert_allclose(got, risk, rtol=1e-12)
+    ds = fastsd.load_sweep(tmp_path / "out").to_xarray()
+    risk, xi = fastsd.sweep_optimal(X, theta, 0.5, np.logspace(-2, 2, 4), 3)
+    np.testing.assert_allclose(ds["risk"].values, risk, rtol=1e-12)
+    np.testing.assert_allclose(ds["xi"].values[:, :, 1:], xi, rtol=1e-12)
+    np.testing.assert_allclose(ds["lam"].values, np.logspace(-2, 2, 4))
 
 
 def test_sweep_fixed(tmp_path, npz_problems):
@@ -77,9 +77,11 @@ def test_sweep_fixed(tmp_path, npz_problems):
     body = ORACLE.format(selection="fixed").replace("max_steps = 3", "max_steps = 2\nxis = [0.0, 0.5, 2.0]")
     cfg = write_config(tmp_path, body)
     assert main(["sweep", str(cfg), "--no-progress"]) == 0
-    table = read_csv(tmp_path / "out" / "results.csv")
+    ds = fastsd.load_sweep(tmp_path / "out").to_xarray()
     want = fastsd.sweep_risk(X, theta, 0.5, np.logspace(-2, 2, 4), [0.0, 0.5, 2.0], 2)
-    np.testing.assert_allclose(table["risk"].astype(float).reshape(want.shape), want, rtol=1e-12)
+    np.testing.assert_allclose(ds["risk"].values, want, rtol=1e-12)
+    np.testing.assert_array_equal(ds["xi"].values, [0.0, 0.5, 2.0])
+    np.testing.assert_array_equal(ds["xi_schedule"].values, [[0.0, 0.0], [0.5, 0.5], [2.0, 2.0]])
 
 
 def test_sweep_validation_on_csv(tmp_path):
@@ -99,37 +101,45 @@ selection = "validation"
 output = "out"
 """)
     assert main(["sweep", str(cfg), "--no-progress"]) == 0
-    table = read_csv(tmp_path / "out" / "results.csv")
-    assert table["val_mse"].size == 3 * 3
-    assert np.all(np.isfinite(table["val_mse"].astype(float)))
+    frame = fastsd.load_sweep(tmp_path / "out").to_dataframe()
+    assert len(frame) == 3 * 3
+    assert np.all(np.isfinite(frame["val_mse"])) and np.all(np.isfinite(frame["test_mse"]))
 
 
 def test_interrupted_sweep_resumes(tmp_path, npz_problems, monkeypatch):
+    from fastsd.tasks import SweepTask
+
     cfg_path = write_config(tmp_path, ORACLE.format(selection="oracle"))
     calls = []
-    real = config_sweep._block_rows
+    real = SweepTask.__call__
 
-    def flaky(cfg, arrays, b0, b1):
-        calls.append(b0)
+    def flaky(self, block):
+        calls.append(block.index)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(cfg, arrays, b0, b1)
+        return real(self, block)
 
-    monkeypatch.setattr(config_sweep, "_block_rows", flaky)
+    monkeypatch.setattr(SweepTask, "__call__", flaky)
     assert main(["sweep", str(cfg_path), "--no-progress"]) == 130
-    parts = sorted(os.listdir(tmp_path / "out" / "parts"))
-    assert parts == ["00000000.csv"]  # the finished block survived, the broken one left nothing
+    # the finished block survived, the broken one left nothing
+    assert sorted(os.listdir(tmp_path / "out" / "blocks")) == ["000000"]
 
     # without --resume an existing output is refused
     assert main(["sweep", str(cfg_path), "--no-progress"]) == 2
     calls.clear()
-    monkeypatch.setattr(config_sweep, "_block_rows", real)
+
+    def counted(self, block):
+        calls.append(block.index)
+        return real(self, block)
+
+    monkeypatch.setattr(SweepTask, "__call__", counted)
     assert main(["sweep", str(cfg_path), "--no-progress", "--resume"]) == 0
-    resumed = read_csv(tmp_path / "out" / "results.csv")
+    assert sorted(calls) == [1, 2]  # only the blocks not stored (5 problems, 2 per block)
+    monkeypatch.setattr(SweepTask, "__call__", real)
+    resumed = fastsd.load_sweep(tmp_path / "out").to_xarray().load()
     assert main(["sweep", str(cfg_path), "--no-progress", "--overwrite"]) == 0
-    fresh = read_csv(tmp_path / "out" / "results.csv")
-    for key in fresh:
-        np.testing.assert_array_equal(resumed[key], fresh[key])
+    fresh = fastsd.load_sweep(tmp_path / "out").to_xarray().load()
+    assert resumed.identical(fresh)
 
 
 BAD_CONFIGS = [
@@ -144,7 +154,7 @@ BAD_CONFIGS = [
      "[run]\nbackend = 'gpu'\n", "run.backend"),
     ("[problems\nsource = ", "invalid TOML"),
     ("[problems]\nsource = 'npz'\npath = 'problems.npz'\n[grid]\nlams = [1.0]\n[extra]\n",
-     "unknown section"),
+     "unknown section [extra]"),
 ]
 
 

@@ -74,7 +74,9 @@ def test_warm_cache_first_call_under_two_seconds(tmp_path):
     run_child(tmp_path, "risk+optimal")  # warm (compiles only if the cache is cold)
     elapsed, lines, _ = run_child(tmp_path, "risk+optimal")
     print(f"first sweep_risk + sweep_optimal call with a warm cache: {elapsed:.3f} s")
-    assert not any(line.startswith("WARNING") for line in lines), lines
+    # no cache warning (sweep_optimal's count of unrecoverable xi is not one)
+    assert not any(line.startswith("WARNING") and "IllConditionedXi" not in line
+                   for line in lines), lines
     assert elapsed < 2.0, f"first call took {elapsed:.2f} s with a warm cache"
 
 

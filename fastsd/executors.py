@@ -1,0 +1,178 @@
+r"""Executors of the block runner: where the blocks of a sweep are computed.
+
+* :class:`InProcessExecutor` (the default): one block after another in this
+  process, each block parallel over Numba threads -- exactly the cost of
+  calling the sweep function on that block.
+* :class:`DaskExecutor`: each block is one Dask task running the same task
+  object on a worker (the pattern of STUMPY's ``stumped``: one driver, submitted
+  per chunk). The task is scattered to the workers once; the blocks of one
+  problem range are preferably sent to one worker (which then decomposes those
+  problems once); results come back to this process, which alone writes the
+  store. The Numba thread count of a
+  block follows the worker's ``nthreads``. When a worker dies, the scheduler
+  reschedules its lost tasks on the others; blocks already handed back are
+  never recomputed.
+
+:func:`get_executor` turns the ``--scheduler`` option / ``client=`` argument
+into an executor: ``None`` (in-process), ``"local:N"`` (a
+``distributed.LocalCluster`` of N single-threaded worker processes, closed
+with the executor), ``"tcp://HOST:PORT"`` (a running ``dask scheduler``), or a
+``distributed.Client``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+__all__ = ["InProcessExecutor", "DaskExecutor", "get_executor"]
+
+
+class InProcessExecutor:
+    """Blocks one by one in this process (Numba threads inside each block)."""
+
+    name = "in-process"
+
+    def map(self, task, blocks):
+        """Yield ``(block, task(block))`` in order."""
+        for block in blocks:
+            yield block, task(block)
+
+    def close(self):
+        """Nothing to release."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _require_distributed():
+    try:
+        import distributed
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the Dask executor needs dask.distributed: pip install 'fastsd[dask]'"
+        ) from None
+    return distributed
+
+
+def _run_on_worker(task, block):
+    """One block on a Dask worker, with as many Numba threads as the worker has."""
+    import numba
+    from distributed import get_worker
+
+    from ._jit import threads
+
+    count = max(1, min(get_worker().state.nthreads, numba.config.NUMBA_NUM_THREADS))
+    with threads(count):
+        return task(block)
+
+
+class DaskExecutor:
+    """Blocks as Dask tasks on the workers of ``client``.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    owned : tuple, optional
+        Objects to close with the executor (a LocalCluster and its client).
+    """
+
+    def __init__(self, client, owned=()):
+        self.client = client
+        self._owned = tuple(owned)
+        self.name = f"dask ({client.scheduler.address})"
+
+    def map(self, task, blocks):
+        """Yield ``(block, result)`` as the tasks finish (any order)."""
+        distributed = _require_distributed()
+        if not blocks:
+            return
+        remote = self.client.scatter(task, broadcast=True, hash=False)
+        # blocks of the same problems go preferably to one worker, which decomposes them
+        # once (the task caches it); any worker may take them when that one is busy or dead
+        workers = sorted(self.client.scheduler_info()["workers"])
+        home = {}
+        futures = {}
+        for block in blocks:
+            where = home.setdefault(block.b0, workers[len(home) % len(workers)]) if workers \
+                else None
+            fut = self.client.submit(_run_on_worker, remote, block, pure=False,
+                                     key=f"fastsd-block-{block.index}-{id(blocks):x}",
+                                     workers=where, allow_other_workers=True)
+            futures[fut.key] = (fut, block)
+        try:
+            finished = distributed.as_completed([f for f, _ in futures.values()],
+                                                with_results=True)
+            for fut, result in finished:
+                block = futures.pop(fut.key)[1]
+                fut.release()
+                yield block, result
+        finally:
+            if futures:
+                self.client.cancel([f for f, _ in futures.values()])
+            self.client.cancel([remote])
+
+    def close(self):
+        """Close the cluster and client this executor started (not a caller's)."""
+        for obj in self._owned:
+            obj.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+_LOCAL = re.compile(r"^local:(\d+)$")
+
+
+def get_executor(scheduler=None, client=None):
+    """The executor for a ``--scheduler`` string or a ``client=`` argument.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        ``"local:N"`` (N >= 1 worker processes with one thread each, started
+        here and closed with the executor) or ``"tcp://HOST:PORT"`` (the address
+        of a running ``dask scheduler``). None: in-process.
+    client : distributed.Client, optional
+        Use this client (not closed by the executor).
+
+    Returns
+    -------
+    InProcessExecutor or DaskExecutor
+    """
+    if client is not None and scheduler is not None:
+        raise ValueError("pass either scheduler or client, not both")
+    if client is not None:
+        if not hasattr(client, "submit") or not hasattr(client, "scatter"):
+            raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
+        return DaskExecutor(client)
+    if scheduler is None:
+        return InProcessExecutor()
+    if not isinstance(scheduler, str):
+        raise TypeError(f"scheduler must be a string, got {type(scheduler).__name__}")
+    match = _LOCAL.match(scheduler)
+    if match is None and not re.match(r"^(tcp|tls|inproc)://\S+$", scheduler):
+        raise ValueError(
+            f"scheduler must be 'local:N' or 'tcp://HOST:PORT', got {scheduler!r}"
+        )
+    distributed = _require_distributed()
+    if match is not None:
+        n = int(match.group(1))
+        if n < 1:
+            raise ValueError(f"scheduler 'local:N' needs N >= 1 workers, got {scheduler!r}")
+        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, host="127.0.0.1",
+                                           silence_logs=logging.CRITICAL)
+        client = distributed.Client(cluster)
+        return DaskExecutor(client, owned=(client, cluster))
+    try:
+        client = distributed.Client(scheduler, timeout="20s")
+    except OSError as exc:
+        raise OSError(f"could not connect to the Dask scheduler at {scheduler}: {exc}") from None
+    return DaskExecutor(client, owned=(client,))

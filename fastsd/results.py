@@ -1,0 +1,241 @@
+r"""Labelled sweep results: one layout for the Zarr store and in-memory xarray.
+
+Dimensions: ``problem``, ``lam``, ``k`` (steps 0..K), ``schedule`` (fixed-xi
+sweeps) and ``step`` (1..K, the entries of a xi schedule). Coordinates hold
+real values: ``lam`` the penalties, ``k`` the step counts, ``xi_schedule``
+(schedule, step) the fixed schedules (and ``xi`` (schedule) when they are
+constant), plus numeric per-problem metadata along ``problem``.
+
+Data variables by kind (see :mod:`fastsd.tasks`):
+
+* ``risk`` (problem, lam, schedule, k) -- fixed xi, oracle;
+* ``val_mse``, ``test_mse`` (problem, lam, schedule, k) -- fixed xi, data;
+* ``risk`` (problem, lam, k), ``xi`` (problem, lam, k, step),
+  ``xi_reproducible`` (problem, lam, k) -- oracle-optimal xi;
+* ``val_mse``, ``test_mse``, ``xi``, ``xi_reproducible`` -- validation-chosen xi
+  (``test_mse`` on rows used neither for fitting nor for choosing).
+
+``xi[..., k, step]`` is the step-th entry of the k-step schedule (NaN for
+step > k, and NaN throughout where the schedule is unrecoverable, i.e.
+``xi_reproducible`` is False; its risk is still exact).
+
+:func:`label_sweep` labels in-memory arrays; :func:`load_sweep` opens a
+``fastsd sweep`` output; both give a :class:`SweepResult`-compatible xarray
+layout and the same tidy DataFrame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+__all__ = ["label_sweep", "load_sweep", "SweepResult", "to_dataframe", "KIND_OF"]
+
+#: (selection, problems have theta_star) -> task kind
+KIND_OF = {("oracle", True): "optimal", ("fixed", True): "risk",
+           ("validation", False): "optimal_validation", ("fixed", False): "mse"}
+
+
+def layout(kind, B, L, K, G=None, test=True):
+    """Data variables: name -> (dims, shape, dtype)."""
+    fixed = kind in ("risk", "mse")
+    dims = ("problem", "lam", "schedule", "k") if fixed else ("problem", "lam", "k")
+    shape = (B, L, G, K + 1) if fixed else (B, L, K + 1)
+    metrics = ["risk"] if kind in ("risk", "optimal") else ["val_mse"] + (["test_mse"] * test)
+    out = {name: (dims, shape, "float64") for name in metrics}
+    if not fixed:
+        out["xi"] = (("problem", "lam", "k", "step"), (B, L, K + 1, K), "float64")
+        out["xi_reproducible"] = (dims, shape, "bool")
+    return out
+
+
+def coordinates(B, lams, K, schedules=None, constant=None, problem_coords=None):
+    """Coordinates: name -> (dims, values)."""
+    out = {"problem": (("problem",), np.arange(B, dtype=np.int64)),
+           "lam": (("lam",), np.asarray(lams, dtype=float)),
+           "k": (("k",), np.arange(K + 1, dtype=np.int64)),
+           "step": (("step",), np.arange(1, K + 1, dtype=np.int64))}
+    if schedules is not None:
+        out["schedule"] = (("schedule",), np.arange(schedules.shape[0], dtype=np.int64))
+        out["xi_schedule"] = (("schedule", "step"), np.asarray(schedules, dtype=float))
+        if constant is not None:
+            out["xi"] = (("schedule",), np.asarray(constant, dtype=float))
+    for name, values in (problem_coords or {}).items():
+        out[name] = (("problem",), np.asarray(values))
+    return out
+
+
+def store_values(kind, result):
+    """A task's block result (see :mod:`fastsd.tasks`) in the layout's variables."""
+    out = {name: result[name] for name in ("risk", "val_mse", "test_mse") if name in result}
+    if "xi" in result:
+        xi = result["xi"]  # (b, l, K, K), row k - 1 = k-step schedule
+        b, l, K = xi.shape[:3]
+        padded = np.full((b, l, K + 1, K), np.nan)
+        padded[:, :, 1:] = xi
+        out["xi"] = padded
+        ok = np.ones((b, l, K + 1), dtype=bool)
+        if K:
+            ok[:, :, 1:] = ~np.isnan(xi[..., 0])
+        out["xi_reproducible"] = ok
+    return out
+
+
+def _constant(schedules):
+    """The constant value of each schedule, or None if some schedule varies."""
+    if schedules is None or schedules.shape[1] == 0:
+        return None
+    if np.all(schedules == schedules[:, :1]):
+        return schedules[:, 0]
+    return None
+
+
+def label_sweep(*, lams, risk=None, xi=None, val_mse=None, test_mse=None, schedules=None,
+                problem_coords=None, attrs=None):
+    """Label the arrays of an in-memory sweep as an ``xarray.Dataset``.
+
+    Parameters
+    ----------
+    lams : array_like of shape (L,)
+    risk, val_mse, test_mse : ndarray of shape (B, L, G, K + 1) (fixed xi) or
+        (B, L, K + 1) (optimal xi)
+    xi : ndarray of shape (B, L, K, K), optional
+        Optimal-xi sweeps: the layout of :func:`fastsd.sweep_optimal`.
+    schedules : ndarray of shape (G, K), optional
+        Fixed-xi sweeps: the schedules (constant schedules also give an ``xi``
+        coordinate).
+    problem_coords : dict of str -> array of shape (B,), optional
+    attrs : dict, optional
+
+    Returns
+    -------
+    xarray.Dataset
+        The layout described in :mod:`fastsd.results`.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X, theta = rng.normal(size=(2, 20, 3)), rng.normal(size=(2, 3))
+    >>> risk, xi = fastsd.sweep_optimal(X, theta, 1.0, [0.1, 1.0], 2)
+    >>> ds = fastsd.label_sweep(lams=[0.1, 1.0], risk=risk, xi=xi)
+    >>> dict(ds.sizes)
+    {'problem': 2, 'lam': 2, 'k': 3, 'step': 2}
+    """
+    import xarray as xr
+
+    main = risk if risk is not None else val_mse
+    if main is None:
+        raise ValueError("label_sweep needs risk or val_mse")
+    lams = np.asarray(lams, dtype=float)
+    B, K = main.shape[0], main.shape[-1] - 1
+    fixed = xi is None
+    if fixed and schedules is None:
+        raise ValueError("fixed-xi results need their schedules (shape (G, K))")
+    kind = ("risk" if risk is not None else "mse") if fixed else (
+        "optimal" if risk is not None else "optimal_validation")
+    result = {name: arr for name, arr in (("risk", risk), ("val_mse", val_mse),
+                                          ("test_mse", test_mse), ("xi", xi)) if arr is not None}
+    values = store_values(kind, result)
+    G = main.shape[2] if fixed else None
+    variables = {name: (dims, values[name]) for name, (dims, _, _) in
+                 layout(kind, B, lams.size, K, G, test=test_mse is not None).items()}
+    sched = np.asarray(schedules, dtype=float) if fixed else None
+    coords = coordinates(B, lams, K, sched, _constant(sched) if fixed else None,
+                         problem_coords)
+    ds = xr.Dataset(variables, coords={n: (d, v) for n, (d, v) in coords.items()},
+                    attrs=dict(attrs or {}))
+    return ds
+
+
+def to_dataframe(ds):
+    """Tidy table of a labelled sweep: one row per (problem, lam, [schedule,] k).
+
+    Columns: the index dims, the metrics, ``xi_reproducible`` (optimal xi),
+    ``xi_1..xi_K`` (the schedule used, NaN past k), and per-problem metadata;
+    all numeric (or bool).
+    """
+    import pandas as pd
+
+    fixed = "schedule" in ds.dims
+    order = ["problem", "lam", "schedule", "k"] if fixed else ["problem", "lam", "k"]
+    K = ds.sizes["step"] if "step" in ds.dims else 0
+    drop = [name for name in list(ds.variables) if "step" in ds[name].dims]
+    main = ds.drop_vars(drop)
+    if "step" in main.dims:
+        main = main.drop_dims("step")
+    df = main.to_dataframe(dim_order=order).reset_index()
+    if fixed:
+        steps = np.asarray(ds["xi_schedule"].values)[df["schedule"].to_numpy()]
+        steps = np.where(np.arange(1, K + 1)[None, :] <= df["k"].to_numpy()[:, None], steps,
+                         np.nan)
+    else:
+        steps = ds["xi"].transpose(*order, "step").values.reshape(len(df), K)
+    xi_cols = pd.DataFrame(steps, columns=[f"xi_{i}" for i in range(1, K + 1)],
+                           index=df.index)
+    lead = order + (["xi"] if fixed and "xi" in df else [])
+    metrics = [c for c in ("risk", "val_mse", "test_mse", "xi_reproducible") if c in df]
+    rest = [c for c in df.columns if c not in lead and c not in metrics]
+    return pd.concat([df[lead + metrics], xi_cols, df[rest]], axis=1)
+
+
+class SweepResult:
+    """A finished (or partial) ``fastsd sweep`` output, opened by :func:`load_sweep`.
+
+    Attributes
+    ----------
+    path : str
+        The output directory.
+    manifest : dict
+        ``manifest.json``: resolved config, its hash, versions, host, plan.
+    """
+
+    def __init__(self, path, manifest):
+        self.path = path
+        self.manifest = manifest
+
+    @property
+    def complete(self):
+        """True when every block is stored."""
+        return bool(self.manifest.get("complete"))
+
+    def to_xarray(self):
+        """The results as an ``xarray.Dataset`` (lazily read from ``results.zarr``)."""
+        import xarray as xr
+
+        return xr.open_zarr(os.path.join(self.path, "results.zarr"), chunks=None)
+
+    def to_dataframe(self):
+        """Tidy pandas DataFrame (see :func:`to_dataframe`)."""
+        return to_dataframe(self.to_xarray().load())
+
+    def __repr__(self):
+        state = "complete" if self.complete else "incomplete"
+        return f"SweepResult({self.path!r}, {state})"
+
+
+def load_sweep(path):
+    """Open the output directory of ``fastsd sweep``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The directory holding ``manifest.json`` and ``results.zarr``.
+
+    Returns
+    -------
+    SweepResult
+    """
+    path = os.fspath(path)
+    manifest_path = os.path.join(path, "manifest.json")
+    try:
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{path} is not a fastsd sweep output (no manifest.json)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{manifest_path} is not valid JSON ({exc})") from None
+    if manifest.get("fastsd_sweep") != 1:
+        raise ValueError(f"{manifest_path} is not a fastsd sweep manifest")
+    return SweepResult(path, manifest)
