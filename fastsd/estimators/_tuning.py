@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..reference.optimal import XI_RTOL, nested_least_squares
-from ..reparam import xi_from_h_coefficients
+from ..filters import products_from_xi, xi_from_products
 
 __all__ = ["TuningTable", "nested_lstsq", "select", "reject_unreproducible",
            "xi_from_rows", "h_from_xi"]
@@ -85,16 +85,9 @@ def nested_lstsq(design, target, rcond=None):
 def h_from_xi(xi):
     """r-coefficients of h with u_k = q h(r) for schedules xi of shape (..., k).
 
-    From u_i = xi_i (q + r u_{i-1}): h_i(r) = xi_i (1 + r h_{i-1}(r)), h_0 = 0.
+    These are the products pi_j = xi_k ... xi_{k-j+1} of :mod:`fastsd.filters`.
     """
-    k = xi.shape[-1]
-    h = np.zeros(xi.shape)
-    for i in range(k):
-        nxt = np.zeros_like(h)
-        nxt[..., 0] = 1.0
-        nxt[..., 1:] += h[..., :-1]
-        h = xi[..., i, None] * nxt
-    return h
+    return products_from_xi(xi)
 
 
 def xi_from_rows(h_rows):
@@ -114,7 +107,7 @@ def xi_from_rows(h_rows):
     K = h_rows.shape[-1]
     xi = np.full(h_rows.shape[:-2] + (K + 1, K), np.nan)
     for k in range(1, K + 1):
-        xi[..., k, :k] = xi_from_h_coefficients(h_rows[..., k - 1, :k])
+        xi[..., k, :k] = xi_from_products(h_rows[..., k - 1, :k])
     return xi
 
 

@@ -12,92 +12,9 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
-from ..reference.optimal import BREAKDOWN_TOL, EPS, XI_RTOL, XI_SAFETY
+from ..filters import BREAKDOWN_TOL, arnoldi, refit_step, xi_from_products_into
+from ..reference.optimal import EPS, XI_RTOL, XI_SAFETY
 from .spectral import chunk_bounds, factors, risk_of_u, risk_weights
-
-
-@jit()
-def arnoldi(r, q, weights, basis, h, alive):
-    """Weighted Lanczos/Arnoldi basis b_m = q h_m(x) (reference ``polynomial_basis``)."""
-    K, p = basis.shape
-    if K == 0:
-        return
-    sq = 0.0
-    sr = 0.0
-    for j in range(p):
-        sq += weights[j] * q[j]
-        sr += weights[j] * r[j]
-    use_q = sq <= sr
-    h[:, :] = 0.0
-    basis[:, :] = 0.0
-    alive[:] = False
-    norm = 0.0
-    for j in range(p):
-        norm += weights[j] * q[j] * q[j]
-    norm = np.sqrt(norm)
-    if not norm > 0.0:
-        return
-    alive[0] = True
-    for j in range(p):
-        basis[0, j] = q[j] / norm
-    h[0, 0] = 1.0 / norm
-    x = q.copy() if use_q else r.copy()
-    w = np.empty(p)
-    ww = np.empty(p)
-    hw = np.empty(K)
-    c = np.empty(K)
-    for m in range(1, K):
-        for j in range(p):
-            w[j] = x[j] * basis[m - 1, j]
-        for i in range(K):
-            shifted = h[m - 1, i - 1] if i > 0 else 0.0
-            hw[i] = h[m - 1, i] - shifted if use_q else shifted
-        before = 0.0
-        for j in range(p):
-            before += weights[j] * w[j] * w[j]
-        before = np.sqrt(before)
-        for first in (max(0, m - 2), 0):  # Lanczos pass, then full re-orthogonalization
-            for j in range(p):
-                ww[j] = weights[j] * w[j]
-            for i in range(first, m):
-                acc = 0.0
-                for j in range(p):
-                    acc += basis[i, j] * ww[j]
-                c[i] = acc
-            for i in range(first, m):
-                for j in range(p):
-                    w[j] -= c[i] * basis[i, j]
-                for jj in range(K):
-                    hw[jj] -= c[i] * h[i, jj]
-        after = 0.0
-        for j in range(p):
-            after += weights[j] * w[j] * w[j]
-        after = np.sqrt(after)
-        if not after > BREAKDOWN_TOL * before:
-            return
-        alive[m] = True
-        for j in range(p):
-            basis[m, j] = w[j] / after
-        for jj in range(K):
-            h[m, jj] = hw[jj] / after
-
-
-@jit()
-def schedule_from_h(coef, k, xi_row):
-    """xi_{k-j} = h_j / h_{j-1} (see reference ``xi_from_h_coefficients``)."""
-    for j in range(k):
-        tail_zero = True
-        for i in range(j, k):
-            if coef[i] != 0.0:
-                tail_zero = False
-        denom = coef[j - 1] if j > 0 else 1.0
-        if tail_zero:
-            value = 0.0
-        elif denom == 0.0:
-            value = np.nan
-        else:
-            value = coef[j] / denom
-        xi_row[k - 1 - j] = value
 
 
 @jit()
@@ -111,7 +28,7 @@ def forward_u(r, q, xi_row, k, u):
         if xi != xi:
             xi = 0.0
         for j in range(r.shape[0]):
-            u[j] = xi * r[j] * u[j] + (1.0 - xi)
+            u[j] = refit_step(u[j], r[j], xi)
     for j in range(r.shape[0]):
         u[j] = 1.0 - u[j]
 
@@ -195,7 +112,7 @@ def sweep_optimal(s2, t2, noise_var, n, lams, risk, xi, chunks):
                 optimum = risk_of_u(r, q, bias_w, noise_w, u)
                 risk[b, l, m + 1] = optimum
                 row = xi[b, l, m]
-                schedule_from_h(coef, m + 1, row)
+                xi_from_products_into(coef, m + 1, row)
                 forward_u(r, q, row, m + 1, u_fwd)
                 achieved = risk_of_u(r, q, bias_w, noise_w, u_fwd)
                 keep_if_reproducible(row, m + 1, achieved, optimum, ridge, amp)
@@ -343,7 +260,7 @@ def sweep_optimal_validation(s2, z, R, c_proj, resid2, n_eval, lams, mse, xi, ch
                         acc += beta[k - 1, mm] * h[mm, i]
                     coef[i] = acc
                 row = xi[b, l, k - 1]
-                schedule_from_h(coef, k, row)
+                xi_from_products_into(coef, k, row)
                 forward_u(r, q, row, k, u)
                 achieved = eval_mse(Rb, c_proj[b], resid2[b], n_eval, inv, z[b], u, v)
                 keep_if_reproducible(row, k, achieved, optimum, k0, amp)

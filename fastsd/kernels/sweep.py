@@ -12,6 +12,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
+from ..filters import risk_term, sd_step
 from .spectral import chunk_bounds, factors, risk_weights
 
 
@@ -57,10 +58,8 @@ def sweep_risk(s2, t2, noise_var, n, lams, schedules, out, chunks):
                     xi = schedules[g, k] if k < K else 0.0
                     acc = 0.0
                     for j in range(p):
-                        bias = q[j] + r[j] * u[j]
-                        var = 1.0 - u[j]
-                        acc += bias_w[j] * bias * bias + noise_w[j] * var * var
-                        u[j] = xi * bias
+                        acc += risk_term(bias_w[j], noise_w[j], r[j], q[j], u[j])
+                        u[j] = sd_step(u[j], r[j], q[j], xi)
                     out[b, l, g, k] = acc
 
 
@@ -108,7 +107,7 @@ def sweep_mse(s2, z, R, c_proj, resid2, n_eval, lams, schedules, out, chunks):
                     if k > 0:
                         xi = schedules[g, k - 1]
                         for j in range(p):
-                            u[g, j] = xi * (q[j] + r[j] * u[g, j])
+                            u[g, j] = sd_step(u[g, j], r[j], q[j], xi)
                     for j in range(p):
                         coef[g, j] = (1.0 - u[g, j]) * inv[j] * z[b, j]
                 # all schedules at once: one small matrix product (BLAS)

@@ -36,7 +36,7 @@ import functools
 
 import numpy as np
 
-from ..reparam import xi_from_h_coefficients
+from ..filters import BREAKDOWN_TOL, polynomial_basis, refit_step, xi_from_products
 from .spectral import (
     eval_mse,
     inverse_shift,
@@ -55,8 +55,6 @@ XI_RTOL = 1e-6
 #: for the literal refit's own rounding (its linear solves and accumulation).
 XI_SAFETY = 16.0
 EPS = np.finfo(np.float64).eps
-#: Arnoldi breakdown: new direction below this fraction of the vector it came from.
-BREAKDOWN_TOL = 1e-12
 
 
 def _quiet(func):
@@ -69,62 +67,6 @@ def _quiet(func):
             return func(*args, **kwargs)
 
     return wrapper
-
-
-def _wnorm(v, weights):
-    return np.sqrt(np.sum(weights * v * v, axis=-1))
-
-
-def polynomial_basis(r, q, weights, max_steps):
-    """Weighted Arnoldi basis b_m = q h_m(x), m = 1..K, on the spectral nodes.
-
-    Parameters
-    ----------
-    r, q, weights : ndarray of shape (..., p)
-    max_steps : int
-        K >= 1.
-
-    Returns
-    -------
-    basis : ndarray of shape (..., K, p)
-        Orthonormal in sum_j weights_j f_j g_j; zero rows after breakdown.
-    h : ndarray of shape (..., K, K)
-        Row m holds the coefficients of h_m in powers of r (degree m).
-    alive : ndarray of bool, shape (..., K)
-    """
-    lead = r.shape[:-1]
-    p = r.shape[-1]
-    use_q = np.sum(weights * q, axis=-1) <= np.sum(weights * r, axis=-1)
-    x = np.where(use_q[..., None], q, r)
-    basis = np.zeros(lead + (max_steps, p))
-    h = np.zeros(lead + (max_steps, max_steps))
-    alive = np.zeros(lead + (max_steps,), dtype=bool)
-
-    norm = _wnorm(q, weights)
-    alive[..., 0] = norm > 0
-    scale = np.where(alive[..., 0], norm, 1.0)
-    basis[..., 0, :] = np.where(alive[..., 0, None], q / scale[..., None], 0.0)
-    h[..., 0, 0] = np.where(alive[..., 0], 1.0 / scale, 0.0)
-    for m in range(1, max_steps):
-        w = x * basis[..., m - 1, :]
-        prev = h[..., m - 1, :]
-        shifted = np.concatenate([np.zeros(lead + (1,)), prev[..., :-1]], axis=-1)
-        hw = np.where(use_q[..., None], prev - shifted, shifted)  # x * h in r-coefficients
-        before = _wnorm(w, weights)
-        # Lanczos pass (x is self-adjoint in the weighted inner product, so
-        # x b_{m-1} is orthogonal to all but the last two basis vectors), then
-        # a full re-orthogonalization pass against every earlier vector.
-        for first in (max(0, m - 2), 0):
-            c = np.einsum("...mp,...p->...m", basis[..., first:m, :], weights * w)
-            w = w - np.einsum("...m,...mp->...p", c, basis[..., first:m, :])
-            hw = hw - np.einsum("...m,...mk->...k", c, h[..., first:m, :])
-        after = _wnorm(w, weights)
-        ok = alive[..., m - 1] & (after > BREAKDOWN_TOL * before)
-        scale = np.where(ok, after, 1.0)
-        basis[..., m, :] = np.where(ok[..., None], w / scale[..., None], 0.0)
-        h[..., m, :] = np.where(ok[..., None], hw / scale[..., None], 0.0)
-        alive[..., m] = ok
-    return basis, h, alive
 
 
 def nested_least_squares(design, target, alive):
@@ -168,7 +110,7 @@ def _schedules(beta, h):
     coef = np.einsum("...km,...mj->...kj", beta, h)  # h^(k) coefficients
     xi = np.full(beta.shape, np.nan)
     for k in range(1, K + 1):
-        xi[..., k - 1, :k] = xi_from_h_coefficients(coef[..., k - 1, :k])
+        xi[..., k - 1, :k] = xi_from_products(coef[..., k - 1, :k])
     return xi
 
 
@@ -184,8 +126,7 @@ def _u_of_schedules(r, xi):
     for k in range(1, K + 1):
         phi = np.ones(r.shape)
         for i in range(k):
-            step = xi[..., k - 1, i, None]
-            phi = step * r * phi + (1.0 - step)
+            phi = refit_step(phi, r, xi[..., k - 1, i, None])
         u[..., k - 1, :] = 1.0 - phi
     return u
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..filters import risk_term, sd_step
+
 __all__ = [
     "spectral_factors",
     "advance_u",
@@ -56,9 +58,8 @@ def spectral_factors(s2, lams):
     return r, q
 
 
-def advance_u(u, r, q, xi_i):
-    """One self-distillation step in filter space: u <- xi_i (q + r u)."""
-    return xi_i * (q + r * u)
+#: One self-distillation step in filter space, u <- xi_i (q + r u).
+advance_u = sd_step
 
 
 def _u_after(r, q, xi):
@@ -116,8 +117,7 @@ def risk_weights(s2, t, noise_var, n, lams):
 def risk_from_u(bias_w, noise_w, r, q, u):
     """Excess risk of the filter phi = 1 - u: sum over the last axis of
     bias_w (q + r u)^2 + noise_w (1 - u)^2 (all arguments broadcast)."""
-    bias = q + r * u
-    return np.sum(bias_w * bias * bias + noise_w * (1.0 - u) ** 2, axis=-1)
+    return np.sum(risk_term(bias_w, noise_w, r, q, u), axis=-1)
 
 
 def excess_risk_spectral(s2, t, noise_var, n, lams, xi):
