@@ -53,11 +53,27 @@ def _schedule(xi, out_lead, lam_is_scalar):
     return xi[..., None, :] if lam_is_scalar else xi
 
 
+def _with_steps(lams, step_lams, k, name="step_lams"):
+    """lams (L,) unchanged when step_lams is None, else schedules (L, k + 1)
+    [lam_0 = lams, lam_1..lam_k = step_lams]."""
+    if step_lams is None:
+        return lams
+    steps = as_float_array(step_lams, name, ndim=1, allow_empty=True)
+    if steps.shape != (k,):
+        raise ValueError(
+            f"{name} must have shape ({k},) (one penalty per student, lam_1..lam_k), "
+            f"got {steps.shape}; pass None to use lam for every step"
+        )
+    if np.any(steps < 0):
+        raise ValueError(f"{name} must be >= 0 (ridge penalties), got min {steps.min()!r}")
+    return np.concatenate([lams[:, None], np.broadcast_to(steps, (lams.size, k))], axis=1)
+
+
 def _squeeze_lam(arr, lam_is_scalar, axis):
     return np.take(arr, 0, axis=axis) if lam_is_scalar else arr
 
 
-def self_distill(X, y, lam, xi):
+def self_distill(X, y, lam, xi, *, step_lams=None):
     r"""k-step self-distilled ridge estimator theta_k.
 
     Parameters
@@ -70,6 +86,9 @@ def self_distill(X, y, lam, xi):
     xi : array_like of shape (k,)
         Imitation parameter of each step (any real value); ``[]`` is ridge.
         A leading shape broadcastable to (B, L) gives each output its own schedule.
+    step_lams : array_like of shape (k,), optional
+        Penalties lam_1..lam_k of the students (``lam`` is the teacher's
+        lam_0); None: every step uses ``lam``.
 
     Returns
     -------
@@ -80,7 +99,9 @@ def self_distill(X, y, lam, xi):
     theta_0 = (X^T X + lam I)^{-1} X^T y and
     theta_i = (X^T X + lam I)^{-1} X^T (xi_i X theta_{i-1} + (1 - xi_i) y), which is
     theta_k = V diag(phi_k / (s^2 + lam)) V^T X^T y with phi_0 = 1,
-    phi_i = xi_i r phi_{i-1} + 1 - xi_i, r = s^2/(s^2 + lam).
+    phi_i = xi_i r phi_{i-1} + 1 - xi_i, r = s^2/(s^2 + lam). With per-step
+    penalties the spectral coefficient follows
+    c_i = xi_i r_i c_{i-1} + (1 - xi_i)/(s^2 + lam_i) (see :mod:`fastsd.filters`).
 
     Examples
     --------
@@ -95,6 +116,7 @@ def self_distill(X, y, lam, xi):
     z = targets_projection(dec, y)
     lams, scalar = check_lams(lam)
     xi = _schedule(xi, _lead_shape(dec, scalar, lams.size), scalar)
+    lams = _with_steps(lams, step_lams, xi.shape[-1])
     theta = reference.self_distill_spectral(dec.V, dec.s2, z, lams, xi)
     return _squeeze_lam(theta, scalar, axis=-2)
 
@@ -106,7 +128,7 @@ def _risk_inputs(X, theta_star, noise_var):
     return dec, t, var
 
 
-def excess_risk(X, theta_star, noise_var, lam, xi):
+def excess_risk(X, theta_star, noise_var, lam, xi, *, step_lams=None):
     r"""Fixed-design excess risk of k-step self-distillation.
 
     For y = X theta* + eps with E eps = 0, Cov eps = sigma^2 I:
@@ -120,6 +142,8 @@ def excess_risk(X, theta_star, noise_var, lam, xi):
         sigma^2 >= 0.
     lam : float or array_like of shape (L,)
     xi : array_like of shape (k,) (or broadcastable to (B, L, k))
+    step_lams : array_like of shape (k,), optional
+        Students' penalties lam_1..lam_k (None: all ``lam``).
 
     Returns
     -------
@@ -141,6 +165,7 @@ def excess_risk(X, theta_star, noise_var, lam, xi):
     dec, t, var = _risk_inputs(X, theta_star, noise_var)
     lams, scalar = check_lams(lam)
     xi = _schedule(xi, _lead_shape(dec, scalar, lams.size), scalar)
+    lams = _with_steps(lams, step_lams, xi.shape[-1])
     risk = reference.excess_risk_spectral(dec.s2, t, var, dec.n_samples, lams, xi)
     return _squeeze_lam(risk, scalar, axis=-1)
 
@@ -155,7 +180,7 @@ def _report_nan_xi(xi):
         )
 
 
-def optimal_xi(X, theta_star, noise_var, lam, k):
+def optimal_xi(X, theta_star, noise_var, lam, k, *, step_lams=None):
     r"""Oracle-optimal k-step imitation parameters and their excess risk.
 
     Minimizes :func:`excess_risk` over xi in R^k, in closed form (the risk is
@@ -170,6 +195,10 @@ def optimal_xi(X, theta_star, noise_var, lam, k):
     lam : float or array_like of shape (L,)
     k : int
         Number of steps, >= 0.
+    step_lams : array_like of shape (k,), optional
+        Students' penalties lam_1..lam_k (None: all ``lam``). The risk is then
+        a quadratic in the products pi_j = xi_k ... xi_{k-j+1}, minimized in an
+        orthonormal basis of the k-step filters.
 
     Returns
     -------
@@ -193,6 +222,7 @@ def optimal_xi(X, theta_star, noise_var, lam, k):
     dec, t, var = _risk_inputs(X, theta_star, noise_var)
     lams, scalar = check_lams(lam)
     k = check_steps(k)
+    lams = _with_steps(lams, step_lams, k)
     risk, xi = reference.sweep_optimal(dec.s2, t, var, dec.n_samples, lams, k)
     xi_k = xi[..., k - 1, :] if k else np.zeros(risk.shape[:-1] + (0,))
     _report_nan_xi(xi_k)
@@ -223,7 +253,7 @@ def oracle_risk(X, theta_star, noise_var, lam):
     return _squeeze_lam(risk, scalar, axis=-1)
 
 
-def optimal_xi_validation(X, y, X_val, y_val, lam, k):
+def optimal_xi_validation(X, y, X_val, y_val, lam, k, *, step_lams=None):
     r"""Imitation parameters minimizing the validation MSE, in closed form.
 
     Parameters
@@ -234,6 +264,8 @@ def optimal_xi_validation(X, y, X_val, y_val, lam, k):
     y_val : array_like of shape (n_val,) or (B, n_val)
     lam : float or array_like of shape (L,)
     k : int
+    step_lams : array_like of shape (k,), optional
+        Students' penalties lam_1..lam_k (None: all ``lam``).
 
     Returns
     -------
@@ -270,6 +302,7 @@ def optimal_xi_validation(X, y, X_val, y_val, lam, k):
         raise ValueError(f"y_val must have shape {X_val.shape[:-1]} to match X_val, got {y_val.shape}")
     lams, scalar = check_lams(lam)
     k = check_steps(k)
+    lams = _with_steps(lams, step_lams, k)
     R, c, resid2 = reference.eval_projection(X_val @ dec.V, y_val)
     mse, xi = reference.optimal_validation(dec.s2, z, R, c, resid2, y_val.shape[-1], lams, k)
     xi_k = xi[..., k - 1, :] if k else np.zeros(mse.shape[:-1] + (0,))

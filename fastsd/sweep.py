@@ -78,6 +78,24 @@ def _oracle_inputs(X, theta_star, noise_var):
     return single, s2, t, var, dec.n_samples
 
 
+def _lam_grid(lams, student_lams, max_steps):
+    """(lam rows (P, S), grid shape): S = 1 without student_lams, else the
+    teacher x student schedules (lam_t, lam_s, ..., lam_s) of K + 1 penalties."""
+    lams = _check_grid(lams)
+    if student_lams is None:
+        return lams[:, None], (lams.size,)
+    students, _ = check_lams(student_lams, "student_lams")
+    rows = np.empty((lams.size, students.size, max_steps + 1))
+    rows[..., 0] = lams[:, None]
+    rows[..., 1:] = students[None, :, None]
+    return rows.reshape(-1, max_steps + 1), (lams.size, students.size)
+
+
+def _reference_lams(rows):
+    """The reference's lams argument: (L,) for one penalty per row, else (P, K + 1)."""
+    return rows[:, 0] if rows.shape[1] == 1 else rows
+
+
 def _promote(arr, single):
     return arr[None] if single else arr
 
@@ -86,8 +104,8 @@ def _unpromote(arr, single):
     return arr[0] if single else arr
 
 
-def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, backend="numba",
-               threads=None):
+def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, student_lams=None,
+               backend="numba", threads=None):
     r"""Excess risk for a grid of lambdas and xi schedules, every k = 0..K.
 
     Parameters
@@ -102,13 +120,16 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, backend="numba
         xi_1..xi_K; k steps use its first k entries).
     max_steps : int
         K >= 0.
+    student_lams : array_like of shape (M,), optional
+        Students' penalties: ``lams`` are then the teacher's lam_0 and every
+        student step uses lam_s = student_lams[m] (a teacher x student grid).
     backend : {"numba", "numpy"}, default="numba"
     threads : int, optional
         Numba threads for this call (restored afterwards).
 
     Returns
     -------
-    risk : ndarray of shape (B, L, G, K + 1)
+    risk : ndarray of shape (B, L, G, K + 1), or (B, L, M, G, K + 1) with student_lams
 
     Notes
     -----
@@ -124,20 +145,28 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, backend="numba
     """
     _check_backend(backend, threads)
     single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
-    lams = _check_grid(lams)
     schedules = check_schedules(xis, max_steps)
+    rows, grid = _lam_grid(lams, student_lams, schedules.shape[1])
     if backend == "numpy":
-        out = reference.sweep_risk(s2, t, var, n, lams, schedules)
+        out = reference.sweep_risk(s2, t, var, n, _reference_lams(rows), schedules)
     else:
-        out = np.empty((s2.shape[0], lams.size, schedules.shape[0], schedules.shape[1] + 1))
+        out = np.empty((s2.shape[0], rows.shape[0], schedules.shape[0], schedules.shape[1] + 1))
         with thread_count(threads):
-            call(sweep_kernels.sweep_risk, s2, t * t, var, n, lams,
-                 schedules, out, _chunks(s2.shape[0] * lams.size))
-    return _unpromote(out, single)
+            call(sweep_kernels.sweep_risk, s2, t * t, var, n, rows,
+                 schedules, out, _chunks(s2.shape[0] * rows.shape[0]))
+    return _unpromote(out.reshape(out.shape[:1] + grid + out.shape[2:]), single)
 
 
-def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, backend="numba",
-                  threads=None):
+def _students_on_numpy(student_lams, backend):
+    if student_lams is not None and backend != "numpy":
+        raise ValueError(
+            "student_lams in the optimal-xi sweeps runs on the NumPy reference only "
+            "(no Numba kernel for per-step penalties yet); pass backend='numpy'"
+        )
+
+
+def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, student_lams=None,
+                  backend="numba", threads=None):
     r"""Oracle-optimal xi and excess risk for every lambda and every k = 1..K.
 
     Parameters
@@ -148,13 +177,18 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, backend="numba",
     lams : array_like of shape (L,)
     max_steps : int
         K >= 0.
+    student_lams : array_like of shape (M,), optional
+        Teacher x student grid as in :func:`sweep_risk` (adds an M axis after
+        L); needs ``backend="numpy"``.
     backend : {"numba", "numpy"}, default="numba"
     threads : int, optional
 
     Returns
     -------
     risk : ndarray of shape (B, L, K + 1)
-        Optimal excess risk with k steps (k = 0: ridge); non-increasing in k.
+        Optimal excess risk with k steps (k = 0: ridge); non-increasing in k
+        for one penalty (with student_lams the teacher's lam_0 is fixed while
+        k changes which penalty the last step uses, so no such order holds).
     xi : ndarray of shape (B, L, K, K)
         Row k - 1 holds the optimal k-step xi in its first k entries, NaN after
         it; NaN throughout where xi cannot be recovered to
@@ -166,9 +200,15 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, backend="numba",
     serves every k <= K: the basis for k is a prefix of the basis for K.
     """
     _check_backend(backend, threads)
+    _students_on_numpy(student_lams, backend)
     single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
-    lams = _check_grid(lams)
     K = check_steps(max_steps, "max_steps")
+    if student_lams is not None:
+        rows, grid = _lam_grid(lams, student_lams, K)
+        risk, xi = reference.sweep_optimal(s2, t, var, n, rows, K)
+        return (_unpromote(risk.reshape(risk.shape[:1] + grid + risk.shape[2:]), single),
+                _unpromote(xi.reshape(xi.shape[:1] + grid + xi.shape[2:]), single))
+    lams = _check_grid(lams)
     if backend == "numpy":
         risk, xi = reference.sweep_optimal(s2, t, var, n, lams, K)
     else:
@@ -203,8 +243,8 @@ def _eval_inputs(X, y, X_eval, y_eval, names):
     return dec, single, z, R, c, resid2, y_eval.shape[-1]
 
 
-def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, backend="numba",
-              threads=None):
+def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, student_lams=None,
+              backend="numba", threads=None):
     r"""Mean squared error on an evaluation set for a grid of lambdas and schedules.
 
     Parameters
@@ -213,12 +253,12 @@ def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, backend="numba",
     y : array_like of shape (B, n) or (n,), or None (reuse the decomposition's y)
     X_eval : array_like of shape (B, n_eval, d) or (n_eval, d)
     y_eval : array_like of shape (B, n_eval) or (n_eval,)
-    lams, xis, max_steps, backend, threads
+    lams, xis, max_steps, student_lams, backend, threads
         As in :func:`sweep_risk`.
 
     Returns
     -------
-    mse : ndarray of shape (B, L, G, K + 1)
+    mse : ndarray of shape (B, L, G, K + 1) (or (B, L, M, G, K + 1))
         mean((y_eval - X_eval theta_k)^2).
 
     Notes
@@ -231,20 +271,20 @@ def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, backend="numba",
     dec, single, z, R, c, resid2, n_eval = _eval_inputs(X, y, X_eval, y_eval,
                                                         ("X_eval", "y_eval"))
     s2 = _promote(dec.s2, single)
-    lams = _check_grid(lams)
     schedules = check_schedules(xis, max_steps)
+    rows, grid = _lam_grid(lams, student_lams, schedules.shape[1])
     if backend == "numpy":
-        out = reference.sweep_mse(s2, z, R, c, resid2, n_eval, lams, schedules)
+        out = reference.sweep_mse(s2, z, R, c, resid2, n_eval, _reference_lams(rows), schedules)
     else:
-        out = np.empty((s2.shape[0], lams.size, schedules.shape[0], schedules.shape[1] + 1))
+        out = np.empty((s2.shape[0], rows.shape[0], schedules.shape[0], schedules.shape[1] + 1))
         with thread_count(threads), single_threaded_blas():
             call(sweep_kernels.sweep_mse, s2, z, np.ascontiguousarray(R), c, resid2, n_eval,
-                 lams, schedules, out, _chunks(s2.shape[0] * lams.size))
-    return _unpromote(out, single)
+                 rows, schedules, out, _chunks(s2.shape[0] * rows.shape[0]))
+    return _unpromote(out.reshape(out.shape[:1] + grid + out.shape[2:]), single)
 
 
-def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, backend="numba",
-                             threads=None):
+def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, student_lams=None,
+                             backend="numba", threads=None):
     r"""Validation-optimal xi and validation MSE for every lambda and k = 1..K.
 
     Parameters
@@ -253,7 +293,7 @@ def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, backend="nu
     y : array_like of shape (B, n) or (n,), or None
     X_val : array_like of shape (B, n_val, d) or (n_val, d)
     y_val : array_like of shape (B, n_val) or (n_val,)
-    lams, max_steps, backend, threads
+    lams, max_steps, student_lams, backend, threads
         As in :func:`sweep_optimal`.
 
     Returns
@@ -263,11 +303,17 @@ def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, backend="nu
         Layout as in :func:`sweep_optimal`.
     """
     _check_backend(backend, threads)
+    _students_on_numpy(student_lams, backend)
     dec, single, z, R, c, resid2, n_val = _eval_inputs(X, y, X_val, y_val,
                                                        ("X_val", "y_val"))
     s2 = _promote(dec.s2, single)
-    lams = _check_grid(lams)
     K = check_steps(max_steps, "max_steps")
+    if student_lams is not None:
+        rows, grid = _lam_grid(lams, student_lams, K)
+        mse, xi = reference.optimal_validation(s2, z, R, c, resid2, n_val, rows, K)
+        return (_unpromote(mse.reshape(mse.shape[:1] + grid + mse.shape[2:]), single),
+                _unpromote(xi.reshape(xi.shape[:1] + grid + xi.shape[2:]), single))
+    lams = _check_grid(lams)
     if backend == "numpy":
         mse, xi = reference.optimal_validation(s2, z, R, c, resid2, n_val, lams, K)
     else:

@@ -36,7 +36,14 @@ import functools
 
 import numpy as np
 
-from ..filters import BREAKDOWN_TOL, polynomial_basis, refit_step, xi_from_products
+from ..filters import (
+    BREAKDOWN_TOL,
+    polynomial_basis,
+    products_basis,
+    refit_step,
+    step_factors,
+    xi_from_products,
+)
 from .spectral import (
     eval_mse,
     inverse_shift,
@@ -46,7 +53,7 @@ from .spectral import (
 )
 
 __all__ = ["XI_RTOL", "polynomial_basis", "nested_least_squares", "sweep_optimal",
-           "optimal_validation"]
+           "optimal_validation", "sweep_optimal_steps", "optimal_validation_steps"]
 
 #: Relative accuracy promised for reported xi: refitting with them (the literal
 #: procedure) reproduces the optimal objective to this relative tolerance.
@@ -117,16 +124,20 @@ def _schedules(beta, h):
 def _u_of_schedules(r, xi):
     """u_k = 1 - phi_k on the nodes for each row of xi (..., K, K); shape (..., K, p).
 
-    Deliberately the phi-form recursion phi_i = xi_i r phi_{i-1} + 1 - xi_i, which
-    cancels (error ~ eps |xi|) exactly as refitting on mixed targets does: a
-    schedule is only reported if the literal procedure reproduces its risk.
+    ``r`` of shape (..., p), or (..., S, p) per-step (step i uses row
+    min(i - 1, S - 1), the factors of lam_{i-1}). Deliberately the phi-form
+    recursion phi_i = xi_i r phi_{i-1} + 1 - xi_i, which cancels (error
+    ~ eps |xi|) exactly as refitting on mixed targets does: a schedule is only
+    reported if the literal procedure reproduces its risk.
     """
+    rs = r if r.ndim == xi.ndim else r[..., None, :]
+    S = rs.shape[-2]
     K = xi.shape[-1]
     u = np.zeros(xi.shape[:-1] + r.shape[-1:])
     for k in range(1, K + 1):
-        phi = np.ones(r.shape)
+        phi = np.ones(rs.shape[:-2] + rs.shape[-1:])
         for i in range(k):
-            phi = refit_step(phi, r, xi[..., k - 1, i, None])
+            phi = refit_step(phi, rs[..., min(i, S - 1), :], xi[..., k - 1, i, None])
         u[..., k - 1, :] = 1.0 - phi
     return u
 
@@ -138,6 +149,8 @@ def refit_amplification(s2, lams):
     (cancellation); the ridge solve then amplifies that by up to the condition
     number, spread over p directions.
     """
+    if lams.ndim == 2:  # per-step penalties: the worst-conditioned step
+        lams = lams.min(axis=-1)
     live = s2 > 0
     top = np.max(s2, axis=-1, keepdims=True)
     low = np.min(np.where(live, s2, np.inf), axis=-1, keepdims=True)
@@ -171,7 +184,7 @@ def sweep_optimal(s2, t, noise_var, n, lams, max_steps):
     s2, t : ndarray of shape (..., p)
     noise_var : float or ndarray of shape (...)
     n : int
-    lams : ndarray of shape (L,)
+    lams : ndarray of shape (L,), or (L, K + 1) per-step penalties lam_0..lam_K
     max_steps : int
         K >= 0.
 
@@ -189,7 +202,11 @@ def sweep_optimal(s2, t, noise_var, n, lams, max_steps):
     a = w (r^2 t^2 + e), phi* = w r t^2 / a, w = s^2/n,
     e = sigma^2 s^2/(s^2 + lam)^2: a weighted least-squares fit of
     u* = 1 - phi* by u_k, done with :func:`polynomial_basis` weighted by a.
+    With per-step penalties (``lams`` of shape (L, K + 1)) the fit is over
+    the products pi instead, see :func:`sweep_optimal_steps`.
     """
+    if lams.ndim == 2:
+        return sweep_optimal_steps(s2, t, noise_var, n, lams, max_steps)
     r, q = spectral_factors(s2, lams)
     bias_w, noise_w = risk_weights(s2, t, noise_var, n, lams)
     ridge = risk_from_u(bias_w, noise_w, r, q, 0.0)
@@ -224,7 +241,7 @@ def optimal_validation(s2, z, R, c, resid2, n_eval, lams, max_steps):
     R, c, resid2 : ndarray of shape (..., m, p), (..., m), (...)
         The validation set through :func:`fastsd.reference.spectral.eval_projection`.
     n_eval : int
-    lams : ndarray of shape (L,)
+    lams : ndarray of shape (L,), or (L, K + 1) per-step penalties
     max_steps : int
 
     Returns
@@ -239,8 +256,11 @@ def optimal_validation(s2, z, R, c, resid2, n_eval, lams, max_steps):
     Predictions X_val theta_k = W ((1 - u_k) g) with W = X_val V = Q R and
     g = z/(s^2 + lam) are affine in u_k, so the MSE
     (resid2 + ||c - R((1 - u_k) g)||^2) / n_eval is quadratic: fit R diag(g) u_k
-    to R g - c.
+    to R g - c. Per-step penalties (``lams`` of shape (L, K + 1)): see
+    :func:`optimal_validation_steps`.
     """
+    if lams.ndim == 2:
+        return optimal_validation_steps(s2, z, R, c, resid2, n_eval, lams, max_steps)
     r, q = spectral_factors(s2, lams)
     g = inverse_shift(s2, lams) * z[..., None, :]  # (..., L, p)
     ridge = eval_mse(R, c, resid2, n_eval, g)  # (..., L)
@@ -265,3 +285,88 @@ def optimal_validation(s2, z, R, c, resid2, n_eval, lams, max_steps):
     return np.concatenate([ridge[..., None], mse_k], axis=-1), _reject_unreproducible(
         xi, achieved, mse_k, ridge, refit_amplification(s2, lams)
     )
+
+
+# ------------------------------------------------------------ per-step penalties
+
+
+def _products_fit(bases, coefs, design_of, target_of, k):
+    """Least-squares fit over the k-step filters: u_k = beta B, pi = beta C."""
+    basis, coef = bases[k - 1], coefs[k - 1]
+    alive = np.any(basis != 0, axis=-1)
+    beta = nested_least_squares(design_of(basis), target_of(), alive)[..., k - 1, :]
+    u = np.einsum("...m,...mp->...p", beta, basis)
+    return u, xi_from_products(np.einsum("...m,...mj->...j", beta, coef))
+
+
+@_quiet
+def sweep_optimal_steps(s2, t, noise_var, n, lams, max_steps):
+    """:func:`sweep_optimal` for per-step penalties, ``lams`` of shape (L, K + 1).
+
+    With a_i = 1/(s^2 + lam_i), u_k = sum_j pi_j g_j (see :mod:`fastsd.filters`)
+    and the risk sum_j A_j (u_j - u*_j)^2 + const, A = r_k^2 w t^2 + w sigma^2 s^2 a_k^2,
+    u* = 1 - r_k w t^2 / A (all with lam_k): for each k a weighted least-squares
+    fit in the orthonormal basis of :func:`fastsd.filters.products_basis`,
+    then xi from the products pi.
+    """
+    K = max_steps
+    rs, qs, a_s = step_factors(s2, lams)  # (..., L, K + 1, p)
+    w = (s2 / n)[..., None, None, :]
+    sigma2 = np.asarray(noise_var, dtype=np.float64)[..., None, None, None]
+    bias_w = w * (t * t)[..., None, None, :] * np.ones_like(a_s)
+    noise_w = w * sigma2 * s2[..., None, None, :] * a_s * a_s
+    ridge = risk_from_u(bias_w[..., 0, :], noise_w[..., 0, :], rs[..., 0, :], qs[..., 0, :], 0.0)
+    xi = np.full(ridge.shape + (K, K), np.nan)
+    if K == 0:
+        return ridge[..., None], xi
+    A = rs * rs * bias_w + noise_w
+    live = A > 0
+    u_star = np.where(live, 1.0 - rs * bias_w / np.where(live, A, 1.0), 0.0)
+    bases, coefs = products_basis(rs[..., :K, :], qs[..., :K, :], A[..., K, :], BREAKDOWN_TOL)
+    risk = np.empty(ridge.shape + (K + 1,))
+    risk[..., 0] = ridge
+    for k in range(1, K + 1):
+        root = np.sqrt(A[..., k, :])
+        u, xi[..., k - 1, :k] = _products_fit(
+            bases, coefs, lambda b: root[..., :, None] * np.swapaxes(b, -1, -2),
+            lambda: root * u_star[..., k, :], k)
+        risk[..., k] = risk_from_u(bias_w[..., k, :], noise_w[..., k, :], rs[..., k, :],
+                                   qs[..., k, :], u)
+    per_k = [x[..., 1:, :] for x in (bias_w, noise_w, rs, qs)]
+    achieved = risk_from_u(*per_k, _u_of_schedules(rs[..., :K, :], np.nan_to_num(xi, nan=0.0)))
+    return risk, _reject_unreproducible(xi, achieved, risk[..., 1:], ridge,
+                                       refit_amplification(s2, lams))
+
+
+@_quiet
+def optimal_validation_steps(s2, z, R, c, resid2, n_eval, lams, max_steps):
+    """:func:`optimal_validation` for per-step penalties, ``lams`` of shape (L, K + 1).
+
+    Predictions W (a_k (1 - u_k) z) are affine in u_k: fit R diag(a_k z) u_k to
+    R (a_k z) - c over the k-step filters (:func:`fastsd.filters.products_basis`).
+    """
+    K = max_steps
+    rs, qs, a_s = step_factors(s2, lams)  # (..., L, K + 1, p)
+    gs = a_s * z[..., None, None, :]
+    ridge = eval_mse(R, c, resid2, n_eval, gs[..., 0, :])
+    xi = np.full(ridge.shape + (K, K), np.nan)
+    if K == 0:
+        return ridge[..., None], xi
+    col2 = np.sum(R * R, axis=-2)[..., None, :]
+    bases, coefs = products_basis(rs[..., :K, :], qs[..., :K, :], gs[..., K, :] ** 2 * col2,
+                                  BREAKDOWN_TOL)
+    Rl = R[..., None, :, :]  # (..., 1, m, p)
+    mse = np.empty(ridge.shape + (K + 1,))
+    mse[..., 0] = ridge
+    for k in range(1, K + 1):
+        g = gs[..., k, :]
+        u, xi[..., k - 1, :k] = _products_fit(
+            bases, coefs, lambda b: Rl @ np.swapaxes(g[..., None, :] * b, -1, -2),
+            lambda: np.einsum("...mp,...p->...m", Rl, g) - c[..., None, :], k)
+        mse[..., k] = eval_mse(R, c, resid2, n_eval, (1.0 - u) * g)
+    u_fwd = _u_of_schedules(rs[..., :K, :], np.nan_to_num(xi, nan=0.0))  # (..., L, K, p)
+    coef = (1.0 - u_fwd) * gs[..., 1:, :]
+    flat = coef.reshape(coef.shape[:-3] + (-1, coef.shape[-1]))
+    achieved = eval_mse(R, c, resid2, n_eval, flat).reshape(coef.shape[:-1])
+    return mse, _reject_unreproducible(xi, achieved, mse[..., 1:], ridge,
+                                       refit_amplification(s2, lams))
