@@ -69,6 +69,38 @@ def _with_steps(lams, step_lams, k, name="step_lams"):
     return np.concatenate([lams[:, None], np.broadcast_to(steps, (lams.size, k))], axis=1)
 
 
+def check_cov(cov, dec, name="cov"):
+    """Sigma of shape (d, d) or (B, d, d): finite, symmetric, positive semidefinite."""
+    want = dec.batch_shape + (dec.n_features, dec.n_features)
+    cov = as_float_array(cov, name, ndim=(2, 3))
+    if cov.shape != want and cov.shape != want[-2:]:
+        raise ValueError(f"{name} must have shape {want[-2:]} or {want} (the feature "
+                         f"covariance Sigma), got {cov.shape}")
+    scale = np.max(np.abs(cov), axis=(-2, -1), keepdims=True)
+    tol = 1e3 * np.finfo(np.float64).eps * np.maximum(scale, np.finfo(np.float64).tiny)
+    if np.any(np.abs(cov - np.swapaxes(cov, -1, -2)) > tol):
+        raise ValueError(f"{name} must be symmetric; pass (cov + cov.T) / 2")
+    low = np.linalg.eigvalsh(cov)[..., 0]
+    if np.any(low < -cov.shape[-1] * 1e3 * np.finfo(np.float64).eps * scale[..., 0, 0]):
+        raise ValueError(f"{name} must be positive semidefinite (a covariance), "
+                         f"got an eigenvalue {float(np.min(low))!r}")
+    return np.broadcast_to(cov, want)
+
+
+def _population_inputs(dec, theta_star, noise_var, cov):
+    """(single, s2, t, S, m, kappa, sigma^2) with a batch axis, for the population risk."""
+    cov = check_cov(cov, dec)
+    theta = as_float_array(theta_star, "theta_star", ndim=(1, 2))
+    dec.project_theta(theta)  # shape check with the usual message
+    single = not dec.batched
+    promote = (lambda a: a[None]) if single else (lambda a: a)
+    S, m, kappa = reference.population.cov_projection(promote(dec.V), promote(theta),
+                                                      promote(cov))
+    t = promote(dec.project_theta(theta))
+    var = np.broadcast_to(check_noise_var(noise_var, dec.batch_shape), t.shape[:1])
+    return single, promote(dec.s2), t, S, m, kappa, var
+
+
 def _squeeze_lam(arr, lam_is_scalar, axis):
     return np.take(arr, 0, axis=axis) if lam_is_scalar else arr
 
@@ -128,7 +160,7 @@ def _risk_inputs(X, theta_star, noise_var):
     return dec, t, var
 
 
-def excess_risk(X, theta_star, noise_var, lam, xi, *, step_lams=None):
+def excess_risk(X, theta_star, noise_var, lam, xi, *, step_lams=None, cov=None):
     r"""Fixed-design excess risk of k-step self-distillation.
 
     For y = X theta* + eps with E eps = 0, Cov eps = sigma^2 I:
@@ -144,6 +176,10 @@ def excess_risk(X, theta_star, noise_var, lam, xi, *, step_lams=None):
     xi : array_like of shape (k,) (or broadcastable to (B, L, k))
     step_lams : array_like of shape (k,), optional
         Students' penalties lam_1..lam_k (None: all ``lam``).
+    cov : array_like of shape (d, d) or (B, d, d), optional
+        Feature covariance Sigma: return the population (random-design) risk
+        E_eps ||theta_k - theta*||^2_Sigma given X instead, O(p^2) per entry
+        after one projection V^T Sigma V (see :mod:`fastsd.reference.population`).
 
     Returns
     -------
@@ -162,6 +198,15 @@ def excess_risk(X, theta_star, noise_var, lam, xi, *, step_lams=None):
     >>> float(fastsd.excess_risk(X, theta, 1.0, 0.0, [])) > 0
     True
     """
+    if cov is not None:
+        dec = as_decomposition(X)
+        single, s2, t, S, m, kappa, var = _population_inputs(dec, theta_star, noise_var, cov)
+        lams, scalar = check_lams(lam)
+        xi = _schedule(xi, _lead_shape(dec, scalar, lams.size), scalar)
+        lams = _with_steps(lams, step_lams, xi.shape[-1])
+        risk = reference.population.population_risk(s2, t, S, m, kappa, var, lams,
+                                                    xi[None] if single else xi)
+        return _squeeze_lam(risk[0] if single else risk, scalar, axis=-1)
     dec, t, var = _risk_inputs(X, theta_star, noise_var)
     lams, scalar = check_lams(lam)
     xi = _schedule(xi, _lead_shape(dec, scalar, lams.size), scalar)
@@ -180,7 +225,7 @@ def _report_nan_xi(xi):
         )
 
 
-def optimal_xi(X, theta_star, noise_var, lam, k, *, step_lams=None):
+def optimal_xi(X, theta_star, noise_var, lam, k, *, step_lams=None, cov=None):
     r"""Oracle-optimal k-step imitation parameters and their excess risk.
 
     Minimizes :func:`excess_risk` over xi in R^k, in closed form (the risk is
@@ -199,6 +244,10 @@ def optimal_xi(X, theta_star, noise_var, lam, k, *, step_lams=None):
         Students' penalties lam_1..lam_k (None: all ``lam``). The risk is then
         a quadratic in the products pi_j = xi_k ... xi_{k-j+1}, minimized in an
         orthonormal basis of the k-step filters.
+    cov : array_like of shape (d, d) or (B, d, d), optional
+        Feature covariance Sigma: minimize the population risk
+        E_eps ||theta_k - theta*||^2_Sigma instead, a dense quadratic solved as a
+        small (2p x k) least-squares problem by QR.
 
     Returns
     -------
@@ -219,11 +268,18 @@ def optimal_xi(X, theta_star, noise_var, lam, k, *, step_lams=None):
     >>> xi.shape, bool(risk <= fastsd.excess_risk(X, theta, 1.0, 0.5, []))
     ((2,), True)
     """
-    dec, t, var = _risk_inputs(X, theta_star, noise_var)
     lams, scalar = check_lams(lam)
     k = check_steps(k)
     lams = _with_steps(lams, step_lams, k)
-    risk, xi = reference.sweep_optimal(dec.s2, t, var, dec.n_samples, lams, k)
+    if cov is not None:
+        dec = as_decomposition(X)
+        single, s2, t, S, m, kappa, var = _population_inputs(dec, theta_star, noise_var, cov)
+        risk, xi = reference.population.sweep_optimal_population(s2, t, S, m, kappa, var,
+                                                                 lams, k)
+        risk, xi = (risk[0], xi[0]) if single else (risk, xi)
+    else:
+        dec, t, var = _risk_inputs(X, theta_star, noise_var)
+        risk, xi = reference.sweep_optimal(dec.s2, t, var, dec.n_samples, lams, k)
     xi_k = xi[..., k - 1, :] if k else np.zeros(risk.shape[:-1] + (0,))
     _report_nan_xi(xi_k)
     return _squeeze_lam(xi_k, scalar, axis=-2), _squeeze_lam(risk[..., k], scalar, axis=-1)

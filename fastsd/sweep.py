@@ -96,6 +96,16 @@ def _reference_lams(rows):
     return rows[:, 0] if rows.shape[1] == 1 else rows
 
 
+def _population(X, theta_star, noise_var, cov, backend):
+    """Population-risk inputs (see :mod:`fastsd.reference.population`), NumPy only."""
+    if backend != "numpy":
+        raise ValueError("cov (population risk) runs on the NumPy reference only "
+                         "(no Numba kernel yet); pass backend='numpy'")
+    from .core import _population_inputs
+
+    return _population_inputs(as_decomposition(X), theta_star, noise_var, cov)
+
+
 def _promote(arr, single):
     return arr[None] if single else arr
 
@@ -105,7 +115,7 @@ def _unpromote(arr, single):
 
 
 def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, student_lams=None,
-               backend="numba", threads=None):
+               cov=None, backend="numba", threads=None):
     r"""Excess risk for a grid of lambdas and xi schedules, every k = 0..K.
 
     Parameters
@@ -123,6 +133,9 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, student_lams=N
     student_lams : array_like of shape (M,), optional
         Students' penalties: ``lams`` are then the teacher's lam_0 and every
         student step uses lam_s = student_lams[m] (a teacher x student grid).
+    cov : array_like of shape (d, d) or (B, d, d), optional
+        Feature covariance Sigma: population risk E_eps ||theta_k - theta*||^2_Sigma
+        instead (O(p^2) per cell; needs ``backend="numpy"``).
     backend : {"numba", "numpy"}, default="numba"
     threads : int, optional
         Numba threads for this call (restored afterwards).
@@ -144,9 +157,14 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, student_lams=N
     (4, 7, 3, 4)
     """
     _check_backend(backend, threads)
-    single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     schedules = check_schedules(xis, max_steps)
     rows, grid = _lam_grid(lams, student_lams, schedules.shape[1])
+    if cov is not None:
+        single, s2, t, S, m, kappa, var = _population(X, theta_star, noise_var, cov, backend)
+        out = reference.population.sweep_risk_population(s2, t, S, m, kappa, var,
+                                                         _reference_lams(rows), schedules)
+        return _unpromote(out.reshape(out.shape[:1] + grid + out.shape[2:]), single)
+    single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     if backend == "numpy":
         out = reference.sweep_risk(s2, t, var, n, _reference_lams(rows), schedules)
     else:
@@ -166,7 +184,7 @@ def _students_on_numpy(student_lams, backend):
 
 
 def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, student_lams=None,
-                  backend="numba", threads=None):
+                  cov=None, backend="numba", threads=None):
     r"""Oracle-optimal xi and excess risk for every lambda and every k = 1..K.
 
     Parameters
@@ -180,6 +198,9 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, student_lams=Non
     student_lams : array_like of shape (M,), optional
         Teacher x student grid as in :func:`sweep_risk` (adds an M axis after
         L); needs ``backend="numpy"``.
+    cov : array_like of shape (d, d) or (B, d, d), optional
+        Feature covariance: minimize the population risk instead (needs
+        ``backend="numpy"``).
     backend : {"numba", "numpy"}, default="numba"
     threads : int, optional
 
@@ -201,8 +222,15 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, student_lams=Non
     """
     _check_backend(backend, threads)
     _students_on_numpy(student_lams, backend)
-    single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     K = check_steps(max_steps, "max_steps")
+    if cov is not None:
+        rows, grid = _lam_grid(lams, student_lams, K)
+        single, s2, t, S, m, kappa, var = _population(X, theta_star, noise_var, cov, backend)
+        risk, xi = reference.population.sweep_optimal_population(
+            s2, t, S, m, kappa, var, _reference_lams(rows), K)
+        return (_unpromote(risk.reshape(risk.shape[:1] + grid + risk.shape[2:]), single),
+                _unpromote(xi.reshape(xi.shape[:1] + grid + xi.shape[2:]), single))
+    single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     if student_lams is not None:
         rows, grid = _lam_grid(lams, student_lams, K)
         risk, xi = reference.sweep_optimal(s2, t, var, n, rows, K)
