@@ -16,6 +16,7 @@ from .core import (
     self_distill,
 )
 from .decomposition import Decomposition, decompose
+from .kernel_ridge import KernelDecomposition, decompose_kernel
 from .reparam import xi_to_xibar, xibar_to_xi
 from .sweep import sweep_mse, sweep_optimal, sweep_optimal_validation, sweep_risk
 from ._jit import threads
@@ -44,6 +45,8 @@ __all__ = [
     "IllConditionedXiWarning",
     "datasets",
     "decompose",
+    "decompose_kernel",
+    "KernelDecomposition",
     "excess_risk",
     "optimal_xi",
     "optimal_xi_validation",

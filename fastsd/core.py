@@ -4,6 +4,13 @@ Every function accepts X of shape (n, d), a batch X of shape (B, n, d), or a
 :class:`~fastsd.Decomposition` from :func:`fastsd.decompose` (reused, not
 recomputed). ``lam`` may be a scalar or a 1-D array of L values; output axes are
 always ordered ``(B, L, ...)``, each present only when the input has it.
+
+With a kernel decomposition (:func:`fastsd.decompose_kernel`, or
+``decompose(X, kernel=...)``) the same functions do kernel ridge:
+``self_distill`` returns the dual coefficients alpha (n,), ``theta_star`` is
+the vector of target values f* at the training points and the risk is the
+in-sample E ||f_k - f*||^2 / n; evaluation sets are raw inputs (or
+cross-kernel matrices K(X_eval, X_train) for a precomputed K).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import numpy as np
 from . import reference
 from ._validation import as_float_array, check_lams, check_noise_var, check_steps, check_xi
 from .decomposition import as_decomposition, targets_projection
+from .kernel_ridge import KernelDecomposition, unseen_target_risk
 
 __all__ = [
     "IllConditionedXiWarning",
@@ -89,6 +97,9 @@ def check_cov(cov, dec, name="cov"):
 
 def _population_inputs(dec, theta_star, noise_var, cov):
     """(single, s2, t, S, m, kappa, sigma^2) with a batch axis, for the population risk."""
+    if isinstance(dec, KernelDecomposition):
+        raise ValueError("cov applies to feature-space decompositions; with a kernel "
+                         "decomposition the risk is the in-sample ||f_k - f*||^2/n (cov=None)")
     cov = check_cov(cov, dec)
     theta = as_float_array(theta_star, "theta_star", ndim=(1, 2))
     dec.project_theta(theta)  # shape check with the usual message
@@ -154,10 +165,15 @@ def self_distill(X, y, lam, xi, *, step_lams=None):
 
 
 def _risk_inputs(X, theta_star, noise_var):
+    """(dec, t, sigma^2, unseen): ``unseen`` (0 or (B,) with a trailing axis for
+    L) is the filter-independent risk of a kernel target outside range(K)."""
     dec = as_decomposition(X)
     t = dec.project_theta(theta_star)
     var = check_noise_var(noise_var, dec.batch_shape)
-    return dec, t, var
+    unseen = 0.0
+    if isinstance(dec, KernelDecomposition):
+        unseen = unseen_target_risk(dec, theta_star)[..., None]
+    return dec, t, var, unseen
 
 
 def excess_risk(X, theta_star, noise_var, lam, xi, *, step_lams=None, cov=None):
@@ -207,11 +223,11 @@ def excess_risk(X, theta_star, noise_var, lam, xi, *, step_lams=None, cov=None):
         risk = reference.population.population_risk(s2, t, S, m, kappa, var, lams,
                                                     xi[None] if single else xi)
         return _squeeze_lam(risk[0] if single else risk, scalar, axis=-1)
-    dec, t, var = _risk_inputs(X, theta_star, noise_var)
+    dec, t, var, unseen = _risk_inputs(X, theta_star, noise_var)
     lams, scalar = check_lams(lam)
     xi = _schedule(xi, _lead_shape(dec, scalar, lams.size), scalar)
     lams = _with_steps(lams, step_lams, xi.shape[-1])
-    risk = reference.excess_risk_spectral(dec.s2, t, var, dec.n_samples, lams, xi)
+    risk = reference.excess_risk_spectral(dec.s2, t, var, dec.n_samples, lams, xi) + unseen
     return _squeeze_lam(risk, scalar, axis=-1)
 
 
@@ -278,8 +294,9 @@ def optimal_xi(X, theta_star, noise_var, lam, k, *, step_lams=None, cov=None):
                                                                  lams, k)
         risk, xi = (risk[0], xi[0]) if single else (risk, xi)
     else:
-        dec, t, var = _risk_inputs(X, theta_star, noise_var)
+        dec, t, var, unseen = _risk_inputs(X, theta_star, noise_var)
         risk, xi = reference.sweep_optimal(dec.s2, t, var, dec.n_samples, lams, k)
+        risk = risk + np.asarray(unseen)[..., None]
     xi_k = xi[..., k - 1, :] if k else np.zeros(risk.shape[:-1] + (0,))
     _report_nan_xi(xi_k)
     return _squeeze_lam(xi_k, scalar, axis=-2), _squeeze_lam(risk[..., k], scalar, axis=-1)
@@ -303,9 +320,9 @@ def oracle_risk(X, theta_star, noise_var, lam):
     a = w (r^2 t^2 + e), b = w r t^2, e = sigma^2 s^2/(s^2 + lam)^2; directions
     sharing an eigenvalue share one filter value.
     """
-    dec, t, var = _risk_inputs(X, theta_star, noise_var)
+    dec, t, var, unseen = _risk_inputs(X, theta_star, noise_var)
     lams, scalar = check_lams(lam)
-    risk = reference.oracle_risk(dec.s2, t, var, dec.n_samples, lams)
+    risk = reference.oracle_risk(dec.s2, t, var, dec.n_samples, lams) + unseen
     return _squeeze_lam(risk, scalar, axis=-1)
 
 
@@ -347,10 +364,10 @@ def optimal_xi_validation(X, y, X_val, y_val, lam, k, *, step_lams=None):
     dec = as_decomposition(X)
     z = targets_projection(dec, y)
     X_val = as_float_array(X_val, "X_val", ndim=(2, 3))
-    want = dec.batch_shape + (dec.n_features,)
+    want = dec.batch_shape + (dec.eval_width,)
     if X_val.shape[:-2] + X_val.shape[-1:] != want:
         raise ValueError(
-            f"X_val must have shape {dec.batch_shape + ('n_val', dec.n_features)} "
+            f"X_val must have shape {dec.batch_shape + ('n_val', dec.eval_width)} "
             f"(same batch and features as X), got {X_val.shape}"
         )
     y_val = as_float_array(y_val, "y_val", ndim=(1, 2))
@@ -359,7 +376,7 @@ def optimal_xi_validation(X, y, X_val, y_val, lam, k, *, step_lams=None):
     lams, scalar = check_lams(lam)
     k = check_steps(k)
     lams = _with_steps(lams, step_lams, k)
-    R, c, resid2 = reference.eval_projection(X_val @ dec.V, y_val)
+    R, c, resid2 = reference.eval_projection(dec.eval_basis(X_val), y_val)
     mse, xi = reference.optimal_validation(dec.s2, z, R, c, resid2, y_val.shape[-1], lams, k)
     xi_k = xi[..., k - 1, :] if k else np.zeros(mse.shape[:-1] + (0,))
     _report_nan_xi(xi_k)

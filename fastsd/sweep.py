@@ -254,9 +254,9 @@ def _eval_inputs(X, y, X_eval, y_eval, names):
     single = not dec.batched
     z = _promote(targets_projection(dec, y), single)
     X_eval = as_float_array(X_eval, names[0], ndim=(2, 3))
-    if X_eval.shape[:-2] + X_eval.shape[-1:] != dec.batch_shape + (dec.n_features,):
+    if X_eval.shape[:-2] + X_eval.shape[-1:] != dec.batch_shape + (dec.eval_width,):
         raise ValueError(
-            f"{names[0]} must have shape {dec.batch_shape + ('n_eval', dec.n_features)} "
+            f"{names[0]} must have shape {dec.batch_shape + ('n_eval', dec.eval_width)} "
             f"(same batch and features as X), got {X_eval.shape}"
         )
     y_eval = as_float_array(y_eval, names[1], ndim=(1, 2))
@@ -266,7 +266,7 @@ def _eval_inputs(X, y, X_eval, y_eval, names):
             f"got {y_eval.shape}"
         )
     R, c, resid2 = reference.eval_projection(
-        _promote(X_eval, single) @ _promote(dec.V, single), _promote(y_eval, single)
+        _promote(dec.eval_basis(X_eval), single), _promote(y_eval, single)
     )
     return dec, single, z, R, c, resid2, y_eval.shape[-1]
 
