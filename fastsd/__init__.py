@@ -25,7 +25,8 @@ __version__ = "0.1.0"
 
 # scikit-learn estimators, imported on first use so that `import fastsd`
 # does not need scikit-learn (the optional extra `fastsd[sklearn]`).
-_ESTIMATORS = ("SelfDistilledRidge", "SelfDistilledRidgeCV")
+_ESTIMATORS = ("SelfDistilledRidge", "SelfDistilledRidgeCV", "SelfDistilledKernelRidge",
+               "SelfDistilledKernelRidgeCV")
 
 
 def __getattr__(name):
