@@ -32,6 +32,9 @@ Families
 :func:`random_design_family`
     Random design: rows of X i.i.d. N(0, Sigma); carries ``cov`` = Sigma for
     the population risk (``fastsd.excess_risk(..., cov=batch.cov)``).
+:func:`random_fourier_family`
+    Linear ridge on D random Fourier features of 1-D..d inputs, approximating
+    RBF kernel ridge (the kernel result is the D -> infinity limit).
 
 Each returns a :class:`ProblemBatch`; pass ``batch.X, batch.theta_star,
 batch.noise_var`` to :func:`fastsd.sweep_optimal` (or call
@@ -54,6 +57,7 @@ __all__ = [
     "singular_gap_family",
     "evenly_spaced_levels",
     "random_design_family",
+    "random_fourier_family",
 ]
 
 
@@ -565,3 +569,78 @@ def random_design_family(levels, *, n=64, batch=8, noise_var=0.1, theta_norm=1.0
                         singular_values=s, eigvecs=V, cov=cov,
                         meta={"family": "random_design", "n": n, "levels": levels.tolist(),
                               "seed": seed if isinstance(seed, int) else None})
+
+
+def random_fourier_family(n_features, *, n=64, d_in=1, gamma=1.0, n_centers=5, batch=1,
+                          noise_var=0.1, seed=0):
+    r"""Random Fourier features (Rahimi & Recht) of an RBF kernel ridge problem.
+
+    Inputs x_i ~ N(0, I_{d_in}); features phi(x) = sqrt(2/D) cos(W x + b) with
+    W ~ N(0, 2 gamma I), b ~ U[0, 2 pi), so phi(x)^T phi(x') -> exp(-gamma ||x - x'||^2)
+    as D grows. The target is an RKHS function f*(x) = sum_c beta_c k(x, x_c); its
+    feature-space version is theta* = sum_c beta_c phi(x_c), so phi(x)^T theta* -> f*(x).
+    Inputs, centers and beta depend only on ``seed`` (not on D), so families with
+    growing D approximate one kernel problem.
+
+    Parameters
+    ----------
+    n_features : int
+        D, the number of random features.
+    n, d_in : int
+        Samples and input dimension.
+    gamma : float
+        RBF kernel width, k(x, x') = exp(-gamma ||x - x'||^2).
+    n_centers : int
+        Terms of the target's kernel expansion.
+    batch : int
+        B independent problems (inputs and features drawn per problem).
+    noise_var : float
+    seed : int
+
+    Returns
+    -------
+    ProblemBatch
+        X = Phi of shape (B, n, D), theta_star (B, D) (``eigvecs`` (B, D, D)
+        makes memory O(B D^2): keep D to a few thousand); ``meta`` holds
+        ``inputs`` (B, n, d_in), ``f_star`` (B, n) (the exact kernel target at
+        the inputs), ``gram`` (B, n, n) (the exact RBF kernel matrix) and ``gamma``.
+    """
+    D = _int(n_features, "n_features", 1)
+    n = _int(n, "n", 1)
+    d_in = _int(d_in, "d_in", 1)
+    C = _int(n_centers, "n_centers", 1)
+    B = _int(batch, "batch", 1)
+    gamma = _positive(gamma, "gamma")
+    noise_var = _positive(noise_var, "noise_var", allow_zero=True)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int (one seed for every D), got {seed!r}")
+    data_rng = np.random.default_rng([int(seed), 0])
+    feat_rng = np.random.default_rng([int(seed), 1, D])
+    inputs = data_rng.normal(size=(B, n, d_in))
+    centers = data_rng.normal(size=(B, C, d_in))
+    beta = data_rng.normal(size=(B, C))
+
+    def rbf(a, b):
+        sq = np.sum((a[:, :, None, :] - b[:, None, :, :]) ** 2, axis=-1)
+        return np.exp(-gamma * sq)
+
+    f_star = np.einsum("bnc,bc->bn", rbf(inputs, centers), beta)
+    W = feat_rng.normal(scale=np.sqrt(2.0 * gamma), size=(B, d_in, D))
+    phase = feat_rng.uniform(0.0, 2.0 * np.pi, size=(B, 1, D))
+
+    def features(x):
+        return np.sqrt(2.0 / D) * np.cos(x @ W + phase)
+
+    X = features(inputs)
+    theta = np.einsum("bcd,bc->bd", features(centers), beta)
+    s = np.zeros((B, D))
+    V = np.empty((B, D, D))  # full eigenbasis of X^T X: O(B D^2) memory
+    for b in range(B):
+        _, sv, Vt = np.linalg.svd(X[b])
+        s[b, :sv.size] = sv
+        V[b] = Vt.T
+    return ProblemBatch(
+        X=X, theta_star=theta, noise_var=np.full(B, noise_var), singular_values=s,
+        eigvecs=V, meta={"family": "random_fourier", "n": n, "D": D, "gamma": gamma,
+                         "seed": int(seed), "inputs": inputs, "f_star": f_star,
+                         "gram": rbf(inputs, inputs)})

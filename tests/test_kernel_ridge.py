@@ -163,3 +163,23 @@ def test_bad_kernel_inputs_are_named():
         fastsd.excess_risk(dec, np.ones(3), 1.0, 1.0, [], cov=np.eye(3))
     with pytest.raises(ValueError, match="theta_star must have shape \\(3,\\)"):
         fastsd.excess_risk(dec, np.ones(4), 1.0, 1.0, [])
+
+
+def test_random_fourier_features_converge_to_the_kernel():
+    """Linear SD on D random Fourier features -> RBF kernel SD as D grows (error ~ 1/sqrt(D))."""
+    from fastsd.problems import random_fourier_family
+
+    fit_err, risk_err = [], []
+    for D in (16, 1024):
+        p = random_fourier_family(D, n=30, d_in=1, gamma=0.5, seed=3, batch=4)
+        gram, f_star = p.meta["gram"], p.meta["f_star"]
+        dec = fastsd.decompose_kernel(gram)
+        y = f_star + 0.3 * np.random.default_rng(0).normal(size=f_star.shape)
+        f_kernel = np.einsum("bnm,bm->bn", gram, fastsd.self_distill(dec, y, 0.1, [0.5, 1.2]))
+        f_rff = np.einsum("bnd,bd->bn", p.X, fastsd.self_distill(p.X, y, 0.1, [0.5, 1.2]))
+        fit_err.append(np.linalg.norm(f_rff - f_kernel) / np.linalg.norm(f_kernel))
+        rk = fastsd.excess_risk(dec, f_star, 0.1, 0.1, [0.5, 1.2])
+        rf = fastsd.excess_risk(p.X, p.theta_star, 0.1, 0.1, [0.5, 1.2])
+        risk_err.append(np.sqrt(np.mean(((rf - rk) / rk) ** 2)))
+    assert fit_err[1] < fit_err[0] / 3 and fit_err[1] < 0.01
+    assert risk_err[1] < risk_err[0] / 2 and risk_err[1] < 0.025
