@@ -183,3 +183,26 @@ def test_random_fourier_features_converge_to_the_kernel():
         risk_err.append(np.sqrt(np.mean(((rf - rk) / rk) ** 2)))
     assert fit_err[1] < fit_err[0] / 3 and fit_err[1] < 0.01
     assert risk_err[1] < risk_err[0] / 2 and risk_err[1] < 0.025
+
+
+def test_constrained_rounds_match_a_literal_loop():
+    """Mobahi et al.'s rounds through fastsd (per-step lam, xi = 1) against solving each
+    round directly; every round meets the bound; collapse no earlier than the bound."""
+    from fastsd.experiments.kernel_sd import constrained_rounds, sine_problem
+
+    p = sine_problem(n=32, gamma=300.0, n_grid=50)
+    eps = 0.1 * p["noise_var"]
+    res = constrained_rounds(p, eps)
+    K = pairwise_kernels(p["x"], p["x"], metric="rbf", gamma=300.0)
+    Kg = pairwise_kernels(p["grid"], p["x"], metric="rbf", gamma=300.0)
+    targets = p["y"]
+    for t, lam in enumerate(res["lams"], start=1):
+        alpha = np.linalg.solve(K + lam * np.eye(32), targets)
+        fit = K @ alpha
+        assert abs(np.mean((fit - targets) ** 2) - eps) <= 1e-8 * eps
+        assert abs(np.mean((Kg @ alpha - p["f_grid"]) ** 2) - res["test_mse"][t - 1]) <= (
+            1e-7 * res["test_mse"][t - 1])
+        targets = fit
+    assert np.sum(targets ** 2) <= 32 * eps  # the next round collapses
+    assert res["collapse_round"] == res["lams"].size + 1 >= res["bound"]
+    assert np.all(np.diff(res["lams"]) > 0) and np.all(np.diff(res["n_eff"]) < 0)

@@ -33,7 +33,7 @@ from .optimal import (
     _u_of_schedules,
     refit_amplification,
 )
-from .spectral import filter_state, step_arrays
+from .spectral import filter_state, iterate_filters, step_arrays
 
 __all__ = ["cov_projection", "population_risk", "sweep_risk_population",
            "sweep_optimal_population"]
@@ -124,17 +124,10 @@ def sweep_risk_population(s2, t, S, m, kappa, noise_var, lams, schedules):
     """
     G, K = schedules.shape
     rs, qs, a_s = step_arrays(s2, lams, K)  # (B, L, S, p)
-    n_rows = rs.shape[-2]
-    B, L, p = s2.shape[0], rs.shape[1], s2.shape[-1]
     noise_diag = _noise_diag(s2, S, noise_var)  # (B, p)
-    u = np.zeros((B, L, G, p))
-    out = np.empty((B, L, G, K + 1))
+    out = np.empty(rs.shape[:2] + (G, K + 1))
     tt = t[:, None, None, :]
-    for k in range(K + 1):
-        if k:
-            i = min(k - 1, n_rows - 1)
-            u = schedules[:, k - 1, None] * (qs[..., i, None, :] + rs[..., i, None, :] * u)
-        i = min(k, n_rows - 1)
+    for k, i, u in iterate_filters(rs, qs, schedules):
         out[..., k] = _risk_of_u(S, m, kappa, noise_diag, rs[..., i, None, :],
                                  qs[..., i, None, :], a_s[..., i, None, :], tt, u)
     return out

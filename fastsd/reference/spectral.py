@@ -184,6 +184,32 @@ def step_arrays(s2, lams, n_steps):
     return step_factors(s2, lams)
 
 
+def iterate_filters(rs, qs, schedules):
+    """u_k of every schedule for k = 0..K, one step at a time (a generator).
+
+    Parameters
+    ----------
+    rs, qs : ndarray of shape (B, L, S, p)
+        From :func:`step_arrays` (S = 1 or K + 1).
+    schedules : ndarray of shape (G, K)
+
+    Yields
+    ------
+    k : int
+    row : int
+        The factor row of lam_k (the risk of u_k uses it).
+    u : ndarray of shape (B, L, G, p)
+    """
+    G, K = schedules.shape
+    S = rs.shape[-2]
+    u = np.zeros(rs.shape[:2] + (G, rs.shape[-1]))
+    for k in range(K + 1):
+        if k:
+            i = min(k - 1, S - 1)
+            u = advance_u(u, rs[..., i, None, :], qs[..., i, None, :], schedules[:, k - 1, None])
+        yield k, min(k, S - 1), u
+
+
 def sweep_risk(s2, t, noise_var, n, lams, schedules):
     """Excess risk of every schedule after every k = 0..K steps.
 
@@ -286,16 +312,11 @@ def sweep_mse(s2, z, R, c, resid2, n_eval, lams, schedules):
     """
     G, K = schedules.shape
     rs, qs, a_s = step_arrays(s2, lams, K)  # (B, L, S, p)
-    S = rs.shape[-2]
     gs = a_s * z[..., None, None, :]
     B, L, p = s2.shape[0], rs.shape[1], s2.shape[-1]
-    u = np.zeros((B, L, G, p))
     out = np.empty((B, L, G, K + 1))
-    for k in range(K + 1):
-        if k:
-            i = min(k - 1, S - 1)
-            u = advance_u(u, rs[..., i, None, :], qs[..., i, None, :], schedules[:, k - 1, None])
-        coef = ((1.0 - u) * gs[..., min(k, S - 1), None, :]).reshape(B, L * G, p)
+    for k, row, u in iterate_filters(rs, qs, schedules):
+        coef = ((1.0 - u) * gs[..., row, None, :]).reshape(B, L * G, p)
         out[..., k] = eval_mse(R, c, resid2, n_eval, coef).reshape(B, L, G)
     return out
 
