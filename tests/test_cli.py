@@ -182,6 +182,9 @@ def test_reproduce_quick_end_to_end(tmp_path):
     assert np.all(np.isfinite(table["test_mse_mean"].astype(float)))
     summary = (out / "summary.md").read_text()
     assert "| dataset | ridge | 1-step SD | 2-step SD |" in summary
+    for name in ("mobahi_rounds.png", "borup_weighting.png", "teacher_student_map.png"):
+        assert (out / "kernel" / name).stat().st_size > 0, name
+    assert "Mobahi et al. (constrained pure SD" in summary
 
 
 def test_reproduce_rejects_bad_seeds(capsys):
