@@ -48,7 +48,9 @@ __all__ = [
     "products_from_xi",
     "xi_from_products",
     "xi_from_products_into",
-    "products_basis",
+    "step_space",
+    "step_columns",
+    "products_of_filter",
 ]
 
 
@@ -143,66 +145,76 @@ def xi_from_products_into(pi, k, xi_row):
         xi_row[k - 1 - j] = value
 
 
-def _wdot(f, g, weights):
-    return np.sum(weights * f * g, axis=-1)
+def step_space(s2, a_s, lams, k):
+    """Start vector E_k and dimension of the k-step filters, per-step penalties.
 
-
-def products_basis(rs, qs, weights, breakdown_tol):
-    """Orthonormal bases of the spaces of k-step filters u_k, k = 1..K, per-step penalties.
-
-    S_1 = span{q_0} and S_k = span{q_{k-1}} + r_{k-1} S_{k-1} (every u_k of
-    every schedule, see the module notes). Each basis is built from the
-    previous one multiplied by r_{k-1} (orthonormal vectors, not monomials:
-    no Vandermonde growth) plus q_{k-1}, by Gram-Schmidt in the weighted inner
-    product sum_j weights_j f_j g_j with a full re-orthogonalization pass,
-    tracking each vector's coefficients in the columns g_j (so pi follows).
+    Every u_k = sum_j pi_j g_j lies in S_k = E_k * P_{k_eff - 1}(x) with
+    E_k = prod_{i < k, lam_i > 0} a_i and k_eff = #{i < k: lam_i > 0}:
+    g_j (s^2 + lam_{k-j}) ... (s^2 + lam_{k-1}) is lam_{k-j} x^{j-1} times a
+    polynomial of degree k - j, their lowest powers differ, so they span all
+    polynomials of degree <= k - 1 (a zero penalty kills its column and
+    contributes a factor x instead of a pole). The space is built by Arnoldi
+    in x = s^2 / max s^2 from E_k (:func:`polynomial_basis` with
+    ``force_r``): orthonormal vectors times x, never a Vandermonde matrix
+    or products of factors near 1.
 
     Parameters
     ----------
-    rs, qs : ndarray of shape (..., K, p)
-        Factors of lam_0..lam_{K-1}.
-    weights : ndarray of shape (..., p)
-    breakdown_tol : float
-        A new direction below this fraction of the vector it came from is
-        dropped (the space has lower dimension).
+    s2 : ndarray of shape (..., p)
+    a_s : ndarray of shape (..., L, S, p)
+        1/(s^2 + lam_i) of the schedules (0 where s = 0).
+    lams : ndarray of shape (L, S)
+    k : int
 
     Returns
     -------
-    bases : list of K ndarrays, entry k - 1 of shape (..., k, p)
-        Orthonormal (zero rows where dropped).
-    coefs : list of K ndarrays, entry k - 1 of shape (..., k, k)
-        Row m: coefficients of basis vector m in g_1..g_k.
+    E : ndarray of shape (..., L, p)
+        E_k scaled to max 1 per row (scaling does not change the space).
+    x : ndarray of shape (..., 1, p)
+    k_eff : ndarray of int, shape (L,)
     """
-    lead = rs.shape[:-2]
-    K, p = rs.shape[-2:]
-    bases, coefs = [], []
-    prev_b = np.zeros(lead + (0, p))
-    prev_c = np.zeros(lead + (0, 0))
-    for k in range(1, K + 1):
-        r, q = rs[..., k - 1, :], qs[..., k - 1, :]
-        # candidates: q_{k-1} (= g_1) and r_{k-1} b for each previous b (coefficients shift)
-        cand = np.concatenate([q[..., None, :], r[..., None, :] * prev_b], axis=-2)
-        cand_c = np.zeros(lead + (k, k))
-        cand_c[..., 0, 0] = 1.0
-        cand_c[..., 1:, 1:] = prev_c
-        basis = np.zeros(lead + (k, p))
-        coef = np.zeros(lead + (k, k))
-        for m in range(k):
-            w, c = cand[..., m, :], cand_c[..., m, :]
-            before = np.sqrt(_wdot(w, w, weights))
-            for _ in range(2):
-                proj = np.einsum("...mp,...p->...m", basis[..., :m, :], weights * w)
-                w = w - np.einsum("...m,...mp->...p", proj, basis[..., :m, :])
-                c = c - np.einsum("...m,...mk->...k", proj, coef[..., :m, :])
-            after = np.sqrt(_wdot(w, w, weights))
-            ok = after > breakdown_tol * before
-            scale = np.where(ok, after, 1.0)
-            basis[..., m, :] = np.where(ok[..., None], w / scale[..., None], 0.0)
-            coef[..., m, :] = np.where(ok[..., None], c / scale[..., None], 0.0)
-        bases.append(basis)
-        coefs.append(coef)
-        prev_b, prev_c = basis, coef
-    return bases, coefs
+    positive = lams[:, :k] > 0  # (L, k)
+    with np.errstate(divide="ignore"):
+        logs = np.where(a_s[..., :k, :] > 0, np.log(np.where(a_s[..., :k, :] > 0,
+                                                             a_s[..., :k, :], 1.0)), -np.inf)
+    logs = np.where(positive[..., None], logs, 0.0)
+    log_e = np.sum(logs, axis=-2)
+    top = np.max(np.where(np.isfinite(log_e), log_e, -np.inf), axis=-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    E = np.where(np.isfinite(log_e), np.exp(log_e - top), 0.0)
+    E = np.where(s2[..., None, :] > 0, E, 0.0)
+    scale = np.max(s2, axis=-1, keepdims=True)
+    x = np.where(scale > 0, s2 / np.where(scale > 0, scale, 1.0), 0.0)[..., None, :]
+    return E, x, np.sum(positive, axis=-1)
+
+
+def step_columns(rs, qs, k):
+    """The columns g_j (j = 1..k) of u_k = sum_j pi_j g_j, shape (..., p, k).
+
+    rs, qs (..., S, p) hold the factors of lam_0, lam_1, ...:
+    g_j = r_{k-1} ... r_{k-j+1} q_{k-j}.
+    """
+    cols = []
+    prod = np.ones(rs.shape[:-2] + rs.shape[-1:])
+    for j in range(1, k + 1):
+        cols.append(prod * qs[..., k - j, :])
+        prod = prod * rs[..., k - j, :]
+    return np.stack(cols, axis=-1)
+
+
+def products_of_filter(u, rs, qs, k, live):
+    """Least-squares products pi (..., k) with sum_j pi_j g_j = u on the live nodes.
+
+    ``live`` (..., p) marks s > 0 (elsewhere every filter is irrelevant and
+    q = 1). The columns are scaled to unit norm and solved with the
+    pseudo-inverse; the map is intrinsically ill-conditioned (the optimal xi
+    can be huge), so callers check the schedule by the refit-form replay.
+    """
+    G = step_columns(rs, qs, k) * live[..., :, None]
+    norms = np.sqrt(np.sum(G * G, axis=-2))
+    scale = np.where(norms > 0, norms, 1.0)
+    pi = np.einsum("...kp,...p->...k", np.linalg.pinv(G / scale[..., None, :], rcond=1e-15), u)
+    return np.where(norms > 0, pi / scale, 0.0)
 
 
 # ------------------------------------------------ one lambda: polynomial (Arnoldi) basis
@@ -212,7 +224,7 @@ def _wnorm(v, weights):
     return np.sqrt(np.sum(weights * v * v, axis=-1))
 
 
-def polynomial_basis(r, q, weights, max_steps):
+def polynomial_basis(r, q, weights, max_steps, force_r=False):
     """Weighted Arnoldi basis b_m = q h_m(x), m = 1..K, on the spectral nodes.
 
     Parameters
@@ -220,6 +232,9 @@ def polynomial_basis(r, q, weights, max_steps):
     r, q, weights : ndarray of shape (..., p)
     max_steps : int
         K >= 1.
+    force_r : bool, default=False
+        Multiply by x = r always (otherwise x = q or r, whichever the weights
+        put nearer 0). With q any start vector E this spans E P_{K-1}(r).
 
     Returns
     -------
@@ -232,6 +247,8 @@ def polynomial_basis(r, q, weights, max_steps):
     lead = r.shape[:-1]
     p = r.shape[-1]
     use_q = np.sum(weights * q, axis=-1) <= np.sum(weights * r, axis=-1)
+    if force_r:
+        use_q = np.zeros_like(use_q)
     x = np.where(use_q[..., None], q, r)
     basis = np.zeros(lead + (max_steps, p))
     h = np.zeros(lead + (max_steps, max_steps))
@@ -265,7 +282,7 @@ def polynomial_basis(r, q, weights, max_steps):
 
 
 @jit()
-def arnoldi(r, q, weights, basis, h, alive):
+def arnoldi(r, q, weights, basis, h, alive, force_r):
     """Scalar-loop form of :func:`polynomial_basis` for one (problem, lambda), for the kernels.
 
     Fills basis (K, p), h (K, K) and alive (K,) in place.
@@ -278,7 +295,7 @@ def arnoldi(r, q, weights, basis, h, alive):
     for j in range(p):
         sq += weights[j] * q[j]
         sr += weights[j] * r[j]
-    use_q = sq <= sr
+    use_q = sq <= sr and not force_r
     h[:, :] = 0.0
     basis[:, :] = 0.0
     alive[:] = False

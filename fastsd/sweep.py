@@ -178,8 +178,8 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, student_lams=N
 def _students_on_numpy(student_lams, backend):
     if student_lams is not None and backend != "numpy":
         raise ValueError(
-            "student_lams in the optimal-xi sweeps runs on the NumPy reference only "
-            "(no Numba kernel for per-step penalties yet); pass backend='numpy'"
+            "student_lams in sweep_optimal_validation runs on the NumPy reference only "
+            "(no Numba kernel for per-step penalties there yet); pass backend='numpy'"
         )
 
 
@@ -196,8 +196,7 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, student_lams=Non
     max_steps : int
         K >= 0.
     student_lams : array_like of shape (M,), optional
-        Teacher x student grid as in :func:`sweep_risk` (adds an M axis after
-        L); needs ``backend="numpy"``.
+        Teacher x student grid as in :func:`sweep_risk` (adds an M axis after L).
     cov : array_like of shape (d, d) or (B, d, d), optional
         Feature covariance: minimize the population risk instead (needs
         ``backend="numpy"``).
@@ -221,7 +220,6 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, student_lams=Non
     serves every k <= K: the basis for k is a prefix of the basis for K.
     """
     _check_backend(backend, threads)
-    _students_on_numpy(student_lams, backend)
     K = check_steps(max_steps, "max_steps")
     if cov is not None:
         rows, grid = _lam_grid(lams, student_lams, K)
@@ -233,7 +231,14 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, student_lams=Non
     single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     if student_lams is not None:
         rows, grid = _lam_grid(lams, student_lams, K)
-        risk, xi = reference.sweep_optimal(s2, t, var, n, rows, K)
+        if backend == "numpy":
+            risk, xi = reference.sweep_optimal(s2, t, var, n, rows, K)
+        else:
+            risk = np.empty((s2.shape[0], rows.shape[0], K + 1))
+            xi = np.full((s2.shape[0], rows.shape[0], K, K), np.nan)
+            with thread_count(threads), single_threaded_blas():
+                call(optimal_kernels.sweep_optimal_steps, s2, t * t, var, n, rows, risk, xi,
+                     _chunks(s2.shape[0] * rows.shape[0]))
         return (_unpromote(risk.reshape(risk.shape[:1] + grid + risk.shape[2:]), single),
                 _unpromote(xi.reshape(xi.shape[:1] + grid + xi.shape[2:]), single))
     lams = _check_grid(lams)
@@ -322,7 +327,7 @@ def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, student_lam
     X_val : array_like of shape (B, n_val, d) or (n_val, d)
     y_val : array_like of shape (B, n_val) or (n_val,)
     lams, max_steps, student_lams, backend, threads
-        As in :func:`sweep_optimal`.
+        As in :func:`sweep_optimal` (``student_lams`` needs ``backend="numpy"``).
 
     Returns
     -------

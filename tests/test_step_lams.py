@@ -173,6 +173,11 @@ def test_teacher_student_sweeps_match_core_and_reference():
                 RTOL * mse[b, l_idx, m, g, k])
     opt, xi = fastsd.sweep_optimal(X, theta, 0.3, lams, K, student_lams=students, backend="numpy")
     assert opt.shape == (3, 4, 3, K + 1) and xi.shape == (3, 4, 3, K, K)
+    opt_nb, xi_nb = fastsd.sweep_optimal(X, theta, 0.3, lams, K, student_lams=students)
+    assert_allclose(opt_nb, opt, rtol=1e-12)
+    both = np.isfinite(xi) & np.isfinite(xi_nb)
+    assert both.sum() >= 0.8 * np.isfinite(xi).sum()
+    assert_allclose(xi_nb[both], xi[both], rtol=1e-6)
     want_xi, want = fastsd.optimal_xi(X, theta, 0.3, lams[2], 2, step_lams=[students[1]] * 2)
     assert_allclose(opt[:, 2, 1, 2], want, rtol=1e-12)
     vmse, _ = fastsd.sweep_optimal_validation(X, y, Xe, ye, lams, K, student_lams=students,
@@ -190,6 +195,59 @@ def test_bad_step_lams_are_named():
     with pytest.raises(ValueError, match="step_lams contains NaN"):
         fastsd.optimal_xi(X, np.ones(4), 1.0, 1.0, 1, step_lams=[np.nan])
     with pytest.raises(ValueError, match="student_lams .*backend='numpy'"):
-        fastsd.sweep_optimal(X[None], np.ones((1, 4)), 1.0, [1.0], 2, student_lams=[1.0])
+        fastsd.sweep_optimal_validation(X[None], y[None], X[None], y[None], [1.0], 2,
+                                        student_lams=[1.0])
     with pytest.raises(ValueError, match="student_lams must be >= 0"):
         fastsd.sweep_risk(X[None], np.ones((1, 4)), 1.0, [1.0], [0.5], 2, student_lams=[-1.0])
+
+
+def _mp_optimum(s2, t, var, n, lam_sched, k):
+    """min over pi of the k-step risk in 60-digit arithmetic (normal equations are
+    fine there): the columns g_j = r_{k-1} ... r_{k-j+1} q_{k-j} formed literally."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 60
+    S, T = [mp.mpf(float(v)) for v in s2], [mp.mpf(float(v)) for v in t]
+    lams = [mp.mpf(float(v)) for v in lam_sched]
+    p = len(S)
+    r = [[s / (s + lam) for s in S] for lam in lams]
+    q = [[lam / (s + lam) for s in S] for lam in lams]
+    a = [1 / (S[j] + lams[k]) for j in range(p)]
+    w = [s / n for s in S]
+    bw = [w[j] * T[j] ** 2 for j in range(p)]
+    nw = [w[j] * var * S[j] * a[j] ** 2 for j in range(p)]
+    A = [r[k][j] ** 2 * bw[j] + nw[j] for j in range(p)]
+    us = [1 - r[k][j] * bw[j] / A[j] for j in range(p)]
+    G = mp.matrix(p, k)
+    for j in range(p):
+        prod = mp.mpf(1)
+        for c in range(k):  # column c = g_{c+1}
+            G[j, c] = prod * q[k - 1 - c][j]
+            prod *= r[k - 1 - c][j]
+    M = mp.matrix(k, k)
+    v = mp.matrix(k, 1)
+    for i in range(k):
+        v[i] = sum(A[j] * G[j, i] * us[j] for j in range(p))
+        for c in range(k):
+            M[i, c] = sum(A[j] * G[j, i] * G[j, c] for j in range(p))
+    pi = mp.lu_solve(M, v)
+    u = [sum(G[j, c] * pi[c] for c in range(k)) for j in range(p)]
+    risk = sum(bw[j] * (q[k][j] + r[k][j] * u[j]) ** 2 + nw[j] * (1 - u[j]) ** 2
+               for j in range(p))
+    return float(risk)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_ill_conditioned_schedules_match_high_precision(backend):
+    """Teacher 1e-3, students 1e-4 (r within 1e-5 of 1 on every node): the
+    per-step optimum of every k equals the 60-digit one (a basis built from
+    products of factors near 1 misses it by up to 20%)."""
+    rng = np.random.default_rng(4)
+    X, theta = rng.normal(size=(25, 6)), rng.normal(size=6)
+    dec = fastsd.decompose(X)
+    t = dec.project_theta(theta)
+    K = 6
+    risk, _ = fastsd.sweep_optimal(dec, theta, 0.3, [1e-3], K, student_lams=[1e-4],
+                                   backend=backend)
+    for k in range(1, K + 1):
+        want = _mp_optimum(dec.s2, t, 0.3, 25, [1e-3] + [1e-4] * k, k)
+        assert abs(risk[0, 0, k] - want) <= 1e-9 * want

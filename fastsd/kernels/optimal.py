@@ -18,18 +18,21 @@ from .spectral import chunk_bounds, factors, risk_of_u, risk_weights
 
 
 @jit()
-def forward_u(r, q, xi_row, k, u):
+def forward_u(rs, xi_row, k, u):
     """u_k = 1 - phi_k of xi_row[:k] through the phi-form recursion, as a refit
-    computes it (see reference ``_u_of_schedules``); NaN entries count as 0."""
-    for j in range(r.shape[0]):
+    computes it (see reference ``_u_of_schedules``); NaN entries count as 0.
+    rs (S, p): step i uses row min(i - 1, S - 1) (one penalty: S = 1)."""
+    S, p = rs.shape
+    for j in range(p):
         u[j] = 1.0  # phi_0
     for i in range(k):
         xi = xi_row[i]
         if xi != xi:
             xi = 0.0
-        for j in range(r.shape[0]):
-            u[j] = refit_step(u[j], r[j], xi)
-    for j in range(r.shape[0]):
+        row = min(i, S - 1)
+        for j in range(p):
+            u[j] = refit_step(u[j], rs[row, j], xi)
+    for j in range(p):
         u[j] = 1.0 - u[j]
 
 
@@ -98,7 +101,7 @@ def sweep_optimal(s2, t2, noise_var, n, lams, risk, xi, chunks):
             ridge = risk_of_u(r, q, bias_w, noise_w, u)
             risk[b, l, 0] = ridge
             amp = refit_amplification(s2[b], lams[l])
-            arnoldi(r, q, a, basis, h, alive)
+            arnoldi(r, q, a, basis, h, alive, False)
             coef[:] = 0.0
             for m in range(K):
                 alpha = 0.0
@@ -113,7 +116,7 @@ def sweep_optimal(s2, t2, noise_var, n, lams, risk, xi, chunks):
                 risk[b, l, m + 1] = optimum
                 row = xi[b, l, m]
                 xi_from_products_into(coef, m + 1, row)
-                forward_u(r, q, row, m + 1, u_fwd)
+                forward_u(r.reshape((1, p)), row, m + 1, u_fwd)
                 achieved = risk_of_u(r, q, bias_w, noise_w, u_fwd)
                 keep_if_reproducible(row, m + 1, achieved, optimum, ridge, amp)
 
@@ -234,7 +237,7 @@ def sweep_optimal_validation(s2, z, R, c_proj, resid2, n_eval, lams, mse, xi, ch
             amp = refit_amplification(s2[b], lams[l])
             if K == 0:
                 continue
-            arnoldi(r, q, weights, basis, h, alive)
+            arnoldi(r, q, weights, basis, h, alive, False)
             for i in range(m):
                 acc = -c_proj[b, i]
                 for j in range(i, p):
@@ -261,6 +264,137 @@ def sweep_optimal_validation(s2, z, R, c_proj, resid2, n_eval, lams, mse, xi, ch
                     coef[i] = acc
                 row = xi[b, l, k - 1]
                 xi_from_products_into(coef, k, row)
-                forward_u(r, q, row, k, u)
+                forward_u(r.reshape((1, p)), row, k, u)
                 achieved = eval_mse(Rb, c_proj[b], resid2[b], n_eval, inv, z[b], u, v)
                 keep_if_reproducible(row, k, achieved, optimum, k0, amp)
+
+
+@jit()
+def step_space_into(s2, a, lam_row, k, E, x):
+    """E_k = prod_{i < k, lam_i > 0} a_i scaled to max 1, and x = s^2 / max s^2
+    (reference :func:`fastsd.filters.step_space`); returns k_eff."""
+    p = s2.shape[0]
+    k_eff = 0
+    for i in range(k):
+        if lam_row[i] > 0.0:
+            k_eff += 1
+    top = -np.inf
+    smax = 0.0
+    for j in range(p):
+        smax = max(smax, s2[j])
+        if s2[j] > 0.0:
+            acc = 0.0
+            for i in range(k):
+                if lam_row[i] > 0.0:
+                    acc += np.log(a[i, j])
+            E[j] = acc
+            top = max(top, acc)
+    for j in range(p):
+        E[j] = np.exp(E[j] - top) if s2[j] > 0.0 else 0.0
+        x[j] = s2[j] / smax if smax > 0.0 else 0.0
+    return k_eff
+
+
+@jit()
+def products_of_filter_into(s2, r, q, k, u, G, pi):
+    """pi with sum_j pi_j g_j = u in least squares on the live nodes (reference
+    :func:`fastsd.filters.products_of_filter`); G (p, >= k) is scratch."""
+    p = u.shape[0]
+    for j in range(p):
+        prod = 1.0 if s2[j] > 0.0 else 0.0
+        for c in range(k):
+            G[j, c] = prod * q[k - 1 - c, j]
+            prod *= r[k - 1 - c, j]
+    Gk = np.empty((p, k))
+    scale = np.empty(k)
+    for c in range(k):
+        norm = 0.0
+        for j in range(p):
+            norm += G[j, c] * G[j, c]
+        scale[c] = np.sqrt(norm) if norm > 0.0 else 1.0
+        for j in range(p):
+            Gk[j, c] = G[j, c] / scale[c]
+    sol = np.linalg.lstsq(Gk, u, 1e-15)[0]
+    for c in range(k):
+        pi[c] = sol[c] / scale[c]
+
+
+@jit(parallel=True)
+def sweep_optimal_steps(s2, t2, noise_var, n, lams, risk, xi, chunks):
+    """Oracle-optimal risk (B, P, K + 1) and xi (B, P, K, K) for per-step penalties.
+
+    lams (P, K + 1): row l is a schedule lam_0..lam_K (reference
+    ``sweep_optimal_steps``): for each k a weighted least-squares fit of
+    u*_k over the k-step filters S_k = E_k P(x), in the basis built by
+    Arnoldi in x from E_k; the products pi of the optimum give xi, checked
+    by the refit-form replay. xi is NaN-filled on entry.
+    """
+    B, p = s2.shape
+    P = lams.shape[0]
+    K = xi.shape[2]
+    Kb = max(K, 1)
+    for c in prange(chunks):
+        start, stop = chunk_bounds(B * P, chunks, c)
+        r = np.empty((K + 1, p))
+        q = np.empty((K + 1, p))
+        inv = np.empty((K + 1, p))
+        bias_w = np.empty((K + 1, p))
+        noise_w = np.empty((K + 1, p))
+        A = np.empty(p)
+        u_star = np.empty(p)
+        u = np.empty(p)
+        u_fwd = np.empty(p)
+        E = np.empty(p)
+        x = np.empty(p)
+        basis = np.empty((Kb, p))
+        h = np.empty((Kb, Kb))
+        alive = np.empty(Kb, dtype=np.bool_)
+        D = np.empty((p, Kb))
+        G = np.empty((p, Kb))
+        target = np.empty(p)
+        beta = np.empty((Kb, Kb))
+        pi = np.empty(Kb)
+        for bl in range(start, stop):
+            b = bl // P
+            l = bl - b * P
+            low = lams[l, 0]
+            for i in range(K + 1):
+                factors(s2[b], lams[l, i], r[i], q[i], inv[i])
+                risk_weights(s2[b], t2[b], noise_var[b], n, inv[i], bias_w[i], noise_w[i])
+                low = min(low, lams[l, i])
+            for j in range(p):
+                u[j] = 0.0
+            ridge = risk_of_u(r[0], q[0], bias_w[0], noise_w[0], u)
+            risk[b, l, 0] = ridge
+            amp = refit_amplification(s2[b], low)
+            for k in range(1, K + 1):
+                for j in range(p):
+                    A[j] = r[k, j] * r[k, j] * bias_w[k, j] + noise_w[k, j]
+                    u_star[j] = 1.0 - r[k, j] * bias_w[k, j] / A[j] if A[j] > 0.0 else 0.0
+                k_eff = step_space_into(s2[b], inv, lams[l], k, E, x)
+                arnoldi(x, E, A, basis[:k], h[:k, :k], alive[:k], True)
+                for m in range(k):
+                    if m >= k_eff:
+                        alive[m] = False
+                    for j in range(p):
+                        if not alive[m]:
+                            basis[m, j] = 0.0
+                for j in range(p):
+                    root = np.sqrt(A[j])
+                    target[j] = root * u_star[j]
+                    for m in range(k):
+                        D[j, m] = root * basis[m, j]
+                nested_lsq(D[:, :k], target, alive[:k], beta[:k, :k])
+                for j in range(p):
+                    acc = 0.0
+                    for m in range(k):
+                        acc += beta[k - 1, m] * basis[m, j]
+                    u[j] = acc
+                optimum = risk_of_u(r[k], q[k], bias_w[k], noise_w[k], u)
+                risk[b, l, k] = optimum
+                products_of_filter_into(s2[b], r, q, k, u, G, pi)
+                row = xi[b, l, k - 1]
+                xi_from_products_into(pi, k, row)
+                forward_u(r, row, k, u_fwd)
+                achieved = risk_of_u(r[k], q[k], bias_w[k], noise_w[k], u_fwd)
+                keep_if_reproducible(row, k, achieved, optimum, ridge, amp)

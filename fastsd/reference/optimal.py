@@ -39,9 +39,10 @@ import numpy as np
 from ..filters import (
     BREAKDOWN_TOL,
     polynomial_basis,
-    products_basis,
+    products_of_filter,
     refit_step,
     step_factors,
+    step_space,
     xi_from_products,
 )
 from .spectral import (
@@ -290,13 +291,30 @@ def optimal_validation(s2, z, R, c, resid2, n_eval, lams, max_steps):
 # ------------------------------------------------------------ per-step penalties
 
 
-def _products_fit(bases, coefs, design_of, target_of, k):
-    """Least-squares fit over the k-step filters: u_k = beta B, pi = beta C."""
-    basis, coef = bases[k - 1], coefs[k - 1]
-    alive = np.any(basis != 0, axis=-1)
-    beta = nested_least_squares(design_of(basis), target_of(), alive)[..., k - 1, :]
+def step_basis(s2, rs, qs, a_s, lams, k, weights):
+    """Weighted orthonormal basis of the k-step filters for per-step penalties.
+
+    See :func:`fastsd.filters.step_space`: S_k = E_k P_{k_eff - 1}(x), built by
+    Arnoldi in x from E_k.
+
+    Returns
+    -------
+    basis : ndarray of shape (..., L, k, p)
+        Orthonormal in ``weights``; zero rows past the dimension.
+    alive : ndarray of bool, shape (..., L, k)
+    """
+    E, x, k_eff = step_space(s2, a_s, lams, k)
+    basis, _, alive = polynomial_basis(np.broadcast_to(x, E.shape), E, weights, k, force_r=True)
+    alive = alive & (np.arange(k) < k_eff[:, None])
+    return np.where(alive[..., None], basis, 0.0), alive
+
+
+def _products_fit(basis, alive, design, target, rs, qs, k, s2):
+    """Least-squares fit over the k-step filters: u_k = beta basis; xi from the products."""
+    beta = nested_least_squares(design, target, alive)[..., k - 1, :]
     u = np.einsum("...m,...mp->...p", beta, basis)
-    return u, xi_from_products(np.einsum("...m,...mj->...j", beta, coef))
+    live = np.broadcast_to((s2 > 0)[..., None, :], u.shape)
+    return u, xi_from_products(products_of_filter(u, rs[..., :k, :], qs[..., :k, :], k, live))
 
 
 @_quiet
@@ -306,8 +324,8 @@ def sweep_optimal_steps(s2, t, noise_var, n, lams, max_steps):
     With a_i = 1/(s^2 + lam_i), u_k = sum_j pi_j g_j (see :mod:`fastsd.filters`)
     and the risk sum_j A_j (u_j - u*_j)^2 + const, A = r_k^2 w t^2 + w sigma^2 s^2 a_k^2,
     u* = 1 - r_k w t^2 / A (all with lam_k): for each k a weighted least-squares
-    fit in the orthonormal basis of :func:`fastsd.filters.products_basis`,
-    then xi from the products pi.
+    fit in an A-orthonormal basis of the k-step filters (:func:`step_basis`),
+    then the products pi of the optimum and xi from them.
     """
     K = max_steps
     rs, qs, a_s = step_factors(s2, lams)  # (..., L, K + 1, p)
@@ -322,14 +340,14 @@ def sweep_optimal_steps(s2, t, noise_var, n, lams, max_steps):
     A = rs * rs * bias_w + noise_w
     live = A > 0
     u_star = np.where(live, 1.0 - rs * bias_w / np.where(live, A, 1.0), 0.0)
-    bases, coefs = products_basis(rs[..., :K, :], qs[..., :K, :], A[..., K, :], BREAKDOWN_TOL)
     risk = np.empty(ridge.shape + (K + 1,))
     risk[..., 0] = ridge
     for k in range(1, K + 1):
         root = np.sqrt(A[..., k, :])
+        basis, alive = step_basis(s2, rs, qs, a_s, lams, k, A[..., k, :])
         u, xi[..., k - 1, :k] = _products_fit(
-            bases, coefs, lambda b: root[..., :, None] * np.swapaxes(b, -1, -2),
-            lambda: root * u_star[..., k, :], k)
+            basis, alive, root[..., :, None] * np.swapaxes(basis, -1, -2),
+            root * u_star[..., k, :], rs, qs, k, s2)
         risk[..., k] = risk_from_u(bias_w[..., k, :], noise_w[..., k, :], rs[..., k, :],
                                    qs[..., k, :], u)
     per_k = [x[..., 1:, :] for x in (bias_w, noise_w, rs, qs)]
@@ -343,7 +361,7 @@ def optimal_validation_steps(s2, z, R, c, resid2, n_eval, lams, max_steps):
     """:func:`optimal_validation` for per-step penalties, ``lams`` of shape (L, K + 1).
 
     Predictions W (a_k (1 - u_k) z) are affine in u_k: fit R diag(a_k z) u_k to
-    R (a_k z) - c over the k-step filters (:func:`fastsd.filters.products_basis`).
+    R (a_k z) - c over the k-step filters (:func:`step_basis`).
     """
     K = max_steps
     rs, qs, a_s = step_factors(s2, lams)  # (..., L, K + 1, p)
@@ -353,16 +371,15 @@ def optimal_validation_steps(s2, z, R, c, resid2, n_eval, lams, max_steps):
     if K == 0:
         return ridge[..., None], xi
     col2 = np.sum(R * R, axis=-2)[..., None, :]
-    bases, coefs = products_basis(rs[..., :K, :], qs[..., :K, :], gs[..., K, :] ** 2 * col2,
-                                  BREAKDOWN_TOL)
     Rl = R[..., None, :, :]  # (..., 1, m, p)
     mse = np.empty(ridge.shape + (K + 1,))
     mse[..., 0] = ridge
     for k in range(1, K + 1):
         g = gs[..., k, :]
+        basis, alive = step_basis(s2, rs, qs, a_s, lams, k, g * g * col2)
         u, xi[..., k - 1, :k] = _products_fit(
-            bases, coefs, lambda b: Rl @ np.swapaxes(g[..., None, :] * b, -1, -2),
-            lambda: np.einsum("...mp,...p->...m", Rl, g) - c[..., None, :], k)
+            basis, alive, Rl @ np.swapaxes(g[..., None, :] * basis, -1, -2),
+            np.einsum("...mp,...p->...m", Rl, g) - c[..., None, :], rs, qs, k, s2)
         mse[..., k] = eval_mse(R, c, resid2, n_eval, (1.0 - u) * g)
     u_fwd = _u_of_schedules(rs[..., :K, :], np.nan_to_num(xi, nan=0.0))  # (..., L, K, p)
     coef = (1.0 - u_fwd) * gs[..., 1:, :]

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..filters import BREAKDOWN_TOL, products_basis, step_factors
+from ..filters import step_factors
 from .optimal import (
     _products_fit,
+    step_basis,
     _quiet,
     _reject_unreproducible,
     _u_of_schedules,
@@ -181,25 +182,21 @@ def sweep_optimal_population(s2, t, S, m, kappa, noise_var, lams, max_steps):
         return ridge[..., None], xi
     E, mu = _sqrt_form(S, m)
     nd = noise_diag[:, None, :]
-    weights = (rs[..., K, :] * tl) ** 2 * np.diagonal(S, axis1=-2, axis2=-1)[:, None, :] + (
-        a_s[..., K, :] ** 2 * nd)
-    bases, coefs = products_basis(rs[..., :K, :], qs[..., :K, :], weights, BREAKDOWN_TOL)
+    diag_S = np.diagonal(S, axis1=-2, axis2=-1)[:, None, :]
     risk = np.empty(ridge.shape + (K + 1,))
     risk[..., 0] = ridge
     for k in range(1, K + 1):
         r, q, a = rs[..., k, :], qs[..., k, :], a_s[..., k, :]
         D = r * tl  # (B, L, p)
         root_nu = np.sqrt(a * a * nd)
-
-        def design(b, D=D, root_nu=root_nu):  # b (B, L, k, p) -> (B, L, 2p, k)
-            top = np.einsum("bij,blkj->blik", E, D[..., None, :] * b)
-            return np.concatenate([top, root_nu[..., :, None] * np.swapaxes(b, -1, -2)], axis=-2)
-
-        def target(q=q, root_nu=root_nu):
-            top = -(np.einsum("bij,blj->bli", E, q * tl) + mu[:, None, :])
-            return np.concatenate([top, root_nu], axis=-1)
-
-        u, xi[..., k - 1, :k] = _products_fit(bases, coefs, design, target, k)
+        # basis orthonormal in the diagonal of the quadratic form
+        basis, alive = step_basis(s2, rs, qs, a_s, lams, k, D * D * diag_S + root_nu ** 2)
+        top = np.einsum("bij,blkj->blik", E, D[..., None, :] * basis)
+        design = np.concatenate([top, root_nu[..., :, None] * np.swapaxes(basis, -1, -2)],
+                                axis=-2)
+        target = np.concatenate([-(np.einsum("bij,blj->bli", E, q * tl) + mu[:, None, :]),
+                                 root_nu], axis=-1)
+        u, xi[..., k - 1, :k] = _products_fit(basis, alive, design, target, rs, qs, k, s2)
         risk[..., k] = _risk_of_u(S, m, kappa, noise_diag, r, q, a, tl, u)
     u_fwd = _u_of_schedules(rs[..., :K, :], np.nan_to_num(xi, nan=0.0))  # (B, L, K, p)
     achieved = _risk_of_u(S, m, kappa, noise_diag, rs[..., 1:, :], qs[..., 1:, :],
