@@ -71,10 +71,14 @@ def sweep_risk(s2, t2, noise_var, n, lams, schedules, out, chunks):
             for g in range(G):
                 for j in range(p):
                     u[j] = 0.0
+                ri, qi, bwi, nwi = r[0], q[0], bias_w[0], noise_w[0]
+                cur = 0
                 for k in range(K + 1):
-                    # risk of u_k; then u_{k+1} = xi_{k+1} (q_k + r_k u_k)
+                    # risk of u_k (factors of lam_k); then u_{k+1} = xi_{k+1} (q_k + r_k u_k)
                     i = rows[min(k, S - 1)]
-                    ri, qi, bwi, nwi = r[i], q[i], bias_w[i], noise_w[i]
+                    if i != cur:  # new views only where the penalty changes
+                        ri, qi, bwi, nwi = r[i], q[i], bias_w[i], noise_w[i]
+                        cur = i
                     xi = schedules[g, k] if k < K else 0.0
                     acc = 0.0
                     for j in range(p):
