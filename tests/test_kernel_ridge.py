@@ -206,3 +206,19 @@ def test_constrained_rounds_match_a_literal_loop():
     assert np.sum(targets ** 2) <= 32 * eps  # the next round collapses
     assert res["collapse_round"] == res["lams"].size + 1 >= res["bound"]
     assert np.all(np.diff(res["lams"]) > 0) and np.all(np.diff(res["n_eff"]) < 0)
+
+
+def test_batched_inputs_with_a_kernel():
+    """decompose(X (B, n, d), kernel=...) and evaluation sets (B, n_eval, d) through
+    the per-problem cross-kernels, numba sweep against the literal refit."""
+    rng = np.random.default_rng(8)
+    X, Xv = rng.normal(size=(2, 20, 2)), rng.normal(size=(2, 7, 2))
+    y, yv = np.sin(X[..., 0]), np.sin(Xv[..., 0])
+    dec = fastsd.decompose(X, y, kernel="laplacian", kernel_params={"gamma": 0.5})
+    mse = fastsd.sweep_mse(dec, None, Xv, yv, [0.1], [0.4], 2, student_lams=[1.0])
+    for b in range(2):
+        K = pairwise_kernels(X[b], X[b], metric="laplacian", gamma=0.5)
+        Kv = pairwise_kernels(Xv[b], X[b], metric="laplacian", gamma=0.5)
+        pred = Kv @ refit_dual(K, y[b], 0.1, [0.4, 0.4], [1.0, 1.0])
+        want = np.mean((yv[b] - pred) ** 2)
+        assert abs(mse[b, 0, 0, 0, 2] - want) <= RTOL * want
