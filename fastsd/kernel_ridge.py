@@ -162,7 +162,8 @@ def decompose_kernel(K, y=None, *, X_fit=None, kernel=None, kernel_params=None, 
     U = np.where(zero[..., None, :], 0.0, U)
     with np.errstate(divide="ignore"):
         inv_s = np.where(zero, 0.0, 1.0 / np.sqrt(np.where(zero, 1.0, s2)))
-    dec = KernelDecomposition(s2=np.ascontiguousarray(s2), V=np.ascontiguousarray(U * inv_s[..., None, :]),
+    dec = KernelDecomposition(s2=np.ascontiguousarray(s2),
+                              V=np.ascontiguousarray(U * inv_s[..., None, :]),
                               U=np.ascontiguousarray(U), method="kernel", X_fit=X_fit,
                               kernel=kernel, kernel_params=kernel_params)
     if y is None:
@@ -175,7 +176,7 @@ def decompose_kernel(K, y=None, *, X_fit=None, kernel=None, kernel_params=None, 
 
 
 def decompose_features(X, y, kernel, kernel_params=None):
-    """:func:`decompose_kernel` of K(X, X) for inputs X (n, d) or (B, n, d); keeps X and the kernel."""
+    """:func:`decompose_kernel` of K(X, X) for X (n, d) or (B, n, d); keeps X and the kernel."""
     X = as_float_array(X, "X", ndim=(2, 3))
     if X.shape[-2] == 0 or X.shape[-1] == 0:
         raise ValueError(f"X must have at least one sample and one feature, got shape {X.shape}")

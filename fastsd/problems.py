@@ -543,8 +543,10 @@ def random_design_family(levels, *, n=64, batch=8, noise_var=0.1, theta_norm=1.0
     """
     rng = _rng(seed)
     levels = np.asarray(levels, dtype=np.float64)
-    if levels.ndim != 1 or levels.size == 0 or not np.all(np.isfinite(levels)) or np.any(levels < 0):
-        raise ValueError(f"levels must be a non-empty 1-D array of finite values >= 0, got {levels!r}")
+    if (levels.ndim != 1 or levels.size == 0 or not np.all(np.isfinite(levels))
+            or np.any(levels < 0)):
+        raise ValueError(f"levels must be a non-empty 1-D array of finite values >= 0, "
+                         f"got {levels!r}")
     n = _int(n, "n", 1)
     B = _int(batch, "batch", 1)
     noise_var = _positive(noise_var, "noise_var", allow_zero=True)

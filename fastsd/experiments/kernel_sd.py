@@ -18,8 +18,8 @@ n points of [0, 1], with an RBF kernel, through fastsd's kernel decompositions
   sqrt(n eps), so ||y_t|| >= ||y_0|| - t sqrt(n eps) (triangle inequality)
   and collapse cannot come before round ||y_0|| / sqrt(n eps).
 * **Borup & Andersen** -- the same kernel problem with an under-regularized
-  teacher (1/30 of the best ridge penalty), with ground-truth weighting (targets xi f_{t-1} + (1 - xi) y; their weight
-  on the ground truth is 1 - xi): the in-sample risk of pure SD (xi = 1) vs
+  teacher (1/30 of the best ridge penalty), with ground-truth weighting
+  (targets xi f_{t-1} + (1 - xi) y; their weight on the ground truth is 1 - xi): the in-sample risk of pure SD (xi = 1) vs
   the oracle-optimal xi per step.
 * **Teacher x student map** -- optimal one-step SD risk over a grid of
   teacher and student penalties (Saglietti & Zdeborova's question, on this
@@ -42,7 +42,9 @@ __all__ = ["sine_problem", "constrained_rounds", "write_kernel_studies"]
 
 
 def sine_problem(n=64, noise=0.3, gamma=1000.0, n_grid=400, seed=0):
-    """1-D regression y = sin(2 pi x) + N(0, noise^2), x ~ U[0, 1], RBF kernel exp(-gamma (x - x')^2).
+    """1-D regression y = sin(2 pi x) + N(0, noise^2), x ~ U[0, 1], RBF kernel.
+
+    The kernel is exp(-gamma (x - x')^2).
 
     Returns
     -------
@@ -67,7 +69,7 @@ def _fit_error(lam, d, g, rest2, n):
 
 
 def constrained_rounds(problem, eps, max_rounds=50):
-    """Mobahi et al.'s pure self-distillation rounds with the constraint (1/n)||f - y_{t-1}||^2 = eps.
+    """Mobahi et al.'s pure self-distillation rounds, (1/n)||f - y_{t-1}||^2 = eps each round.
 
     Parameters
     ----------

@@ -14,7 +14,8 @@ For the oracle xi the risk is a dense quadratic in u_k. With S = E^T E
 (E = Lambda^{1/2} Q^T from S = Q Lambda Q^T) and m = E^T mu it is the
 least-squares problem
 
-    || [E diag(r t) B^T ; diag(sqrt(nu)) B^T] b - [-(E (q t) + mu) ; sqrt(nu)] ||^2 + kappa - ||mu||^2
+    || [E diag(r t) B^T ; diag(sqrt(nu)) B^T] b - [-(E (q t) + mu) ; sqrt(nu)] ||^2
+    + kappa - ||mu||^2
 
 over the coefficients b of u_k in an orthonormal basis B (k x p) of the
 k-step filters (nu = sigma^2 a_k^2 s^2 diag(S)): a small dense (2p x k) QR,
