@@ -19,8 +19,9 @@ n points of [0, 1], with an RBF kernel, through fastsd's kernel decompositions
   and collapse cannot come before round ||y_0|| / sqrt(n eps).
 * **Borup & Andersen** -- the same kernel problem with an under-regularized
   teacher (1/30 of the best ridge penalty), with ground-truth weighting
-  (targets xi f_{t-1} + (1 - xi) y; their weight on the ground truth is 1 - xi): the in-sample risk of pure SD (xi = 1) vs
-  the oracle-optimal xi per step.
+  (targets xi f_{t-1} + (1 - xi) y; their weight on the ground truth is
+  1 - xi): the in-sample risk of pure SD (xi = 1) vs the oracle-optimal xi
+  per step.
 * **Teacher x student map** -- optimal one-step SD risk over a grid of
   teacher and student penalties (Saglietti & Zdeborova's question, on this
   model).
