@@ -175,14 +175,6 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, student_lams=N
     return _unpromote(out.reshape(out.shape[:1] + grid + out.shape[2:]), single)
 
 
-def _students_on_numpy(student_lams, backend):
-    if student_lams is not None and backend != "numpy":
-        raise ValueError(
-            "student_lams in sweep_optimal_validation runs on the NumPy reference only "
-            "(no Numba kernel for per-step penalties there yet); pass backend='numpy'"
-        )
-
-
 def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, student_lams=None,
                   cov=None, backend="numba", threads=None):
     r"""Oracle-optimal xi and excess risk for every lambda and every k = 1..K.
@@ -327,7 +319,7 @@ def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, student_lam
     X_val : array_like of shape (B, n_val, d) or (n_val, d)
     y_val : array_like of shape (B, n_val) or (n_val,)
     lams, max_steps, student_lams, backend, threads
-        As in :func:`sweep_optimal` (``student_lams`` needs ``backend="numpy"``).
+        As in :func:`sweep_optimal`.
 
     Returns
     -------
@@ -336,14 +328,21 @@ def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, student_lam
         Layout as in :func:`sweep_optimal`.
     """
     _check_backend(backend, threads)
-    _students_on_numpy(student_lams, backend)
     dec, single, z, R, c, resid2, n_val = _eval_inputs(X, y, X_val, y_val,
                                                        ("X_val", "y_val"))
     s2 = _promote(dec.s2, single)
     K = check_steps(max_steps, "max_steps")
     if student_lams is not None:
         rows, grid = _lam_grid(lams, student_lams, K)
-        mse, xi = reference.optimal_validation(s2, z, R, c, resid2, n_val, rows, K)
+        if backend == "numpy":
+            mse, xi = reference.optimal_validation(s2, z, R, c, resid2, n_val, rows, K)
+        else:
+            mse = np.empty((s2.shape[0], rows.shape[0], K + 1))
+            xi = np.full((s2.shape[0], rows.shape[0], K, K), np.nan)
+            with thread_count(threads), single_threaded_blas():
+                call(optimal_kernels.sweep_optimal_validation_steps, s2, z,
+                     np.ascontiguousarray(R), c, resid2, n_val, rows, mse, xi,
+                     _chunks(s2.shape[0] * rows.shape[0]))
         return (_unpromote(mse.reshape(mse.shape[:1] + grid + mse.shape[2:]), single),
                 _unpromote(xi.reshape(xi.shape[:1] + grid + xi.shape[2:]), single))
     lams = _check_grid(lams)

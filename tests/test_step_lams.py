@@ -180,8 +180,14 @@ def test_teacher_student_sweeps_match_core_and_reference():
     assert_allclose(xi_nb[both], xi[both], rtol=1e-6)
     want_xi, want = fastsd.optimal_xi(X, theta, 0.3, lams[2], 2, step_lams=[students[1]] * 2)
     assert_allclose(opt[:, 2, 1, 2], want, rtol=1e-12)
-    vmse, _ = fastsd.sweep_optimal_validation(X, y, Xe, ye, lams, K, student_lams=students,
-                                              backend="numpy")
+    vmse, vxi = fastsd.sweep_optimal_validation(X, y, Xe, ye, lams, K, student_lams=students,
+                                                backend="numpy")
+    vmse_nb, vxi_nb = fastsd.sweep_optimal_validation(X, y, Xe, ye, lams, K,
+                                                      student_lams=students)
+    assert_allclose(vmse_nb, vmse, rtol=1e-12)
+    both = np.isfinite(vxi) & np.isfinite(vxi_nb)
+    assert both.sum() >= 0.8 * np.isfinite(vxi).sum()
+    assert_allclose(vxi_nb[both], vxi[both], rtol=1e-6)
     _, want = fastsd.optimal_xi_validation(X, y, Xe, ye, lams[0], 3, step_lams=[students[2]] * 3)
     assert_allclose(vmse[:, 0, 2, 3], want, rtol=1e-12)
 
@@ -194,9 +200,6 @@ def test_bad_step_lams_are_named():
         fastsd.excess_risk(X, np.ones(4), 1.0, 1.0, [0.5], step_lams=[-1.0])
     with pytest.raises(ValueError, match="step_lams contains NaN"):
         fastsd.optimal_xi(X, np.ones(4), 1.0, 1.0, 1, step_lams=[np.nan])
-    with pytest.raises(ValueError, match="student_lams .*backend='numpy'"):
-        fastsd.sweep_optimal_validation(X[None], y[None], X[None], y[None], [1.0], 2,
-                                        student_lams=[1.0])
     with pytest.raises(ValueError, match="student_lams must be >= 0"):
         fastsd.sweep_risk(X[None], np.ones((1, 4)), 1.0, [1.0], [0.5], 2, student_lams=[-1.0])
 

@@ -296,6 +296,20 @@ def step_space_into(s2, a, lam_row, k, E, x):
 
 
 @jit()
+def step_basis_into(s2, inv, lam_row, k, weights, E, x, basis, h, alive):
+    """Weighted orthonormal basis (rows 0..k-1 of ``basis``) of the k-step filters
+    S_k = E_k P_{k_eff - 1}(x) for per-step penalties (reference ``step_basis``)."""
+    k_eff = step_space_into(s2, inv, lam_row, k, E, x)
+    arnoldi(x, E, weights, basis[:k], h[:k, :k], alive[:k], True)
+    for m in range(k):
+        if m >= k_eff:
+            alive[m] = False
+        if not alive[m]:
+            for j in range(x.shape[0]):
+                basis[m, j] = 0.0
+
+
+@jit()
 def products_of_filter_into(s2, r, q, k, u, G, pi):
     """pi with sum_j pi_j g_j = u in least squares on the live nodes (reference
     :func:`fastsd.filters.products_of_filter`); G (p, >= k) is scratch."""
@@ -371,14 +385,7 @@ def sweep_optimal_steps(s2, t2, noise_var, n, lams, risk, xi, chunks):
                 for j in range(p):
                     A[j] = r[k, j] * r[k, j] * bias_w[k, j] + noise_w[k, j]
                     u_star[j] = 1.0 - r[k, j] * bias_w[k, j] / A[j] if A[j] > 0.0 else 0.0
-                k_eff = step_space_into(s2[b], inv, lams[l], k, E, x)
-                arnoldi(x, E, A, basis[:k], h[:k, :k], alive[:k], True)
-                for m in range(k):
-                    if m >= k_eff:
-                        alive[m] = False
-                    for j in range(p):
-                        if not alive[m]:
-                            basis[m, j] = 0.0
+                step_basis_into(s2[b], inv, lams[l], k, A, E, x, basis, h, alive)
                 for j in range(p):
                     root = np.sqrt(A[j])
                     target[j] = root * u_star[j]
@@ -398,3 +405,83 @@ def sweep_optimal_steps(s2, t2, noise_var, n, lams, risk, xi, chunks):
                 forward_u(r, row, k, u_fwd)
                 achieved = risk_of_u(r[k], q[k], bias_w[k], noise_w[k], u_fwd)
                 keep_if_reproducible(row, k, achieved, optimum, ridge, amp)
+
+
+@jit(parallel=True)
+def sweep_optimal_validation_steps(s2, z, R, c_proj, resid2, n_eval, lams, mse, xi, chunks):
+    """Validation-optimal MSE (B, P, K + 1) and xi (B, P, K, K) for per-step penalties.
+
+    lams (P, K + 1) as in :func:`sweep_optimal_steps`; the objective is that of
+    :func:`sweep_optimal_validation` with g_k = z / (s^2 + lam_k): fit
+    R diag(g_k) u_k to R g_k - c over S_k (reference ``optimal_validation_steps``).
+    """
+    B, p = s2.shape
+    m = R.shape[1]
+    P = lams.shape[0]
+    K = xi.shape[2]
+    Kb = max(K, 1)
+    for c in prange(chunks):
+        start, stop = chunk_bounds(B * P, chunks, c)
+        r = np.empty((K + 1, p))
+        q = np.empty((K + 1, p))
+        inv = np.empty((K + 1, p))
+        weights = np.empty(p)
+        col2 = np.empty(p)
+        u = np.empty(p)
+        v = np.empty(p)
+        E = np.empty(p)
+        x = np.empty(p)
+        basis = np.empty((Kb, p))
+        h = np.empty((Kb, Kb))
+        alive = np.empty(Kb, dtype=np.bool_)
+        D = np.empty((m, Kb))
+        G = np.empty((p, Kb))
+        target = np.empty(m)
+        beta = np.empty((Kb, Kb))
+        pi = np.empty(Kb)
+        for bl in range(start, stop):
+            b = bl // P
+            l = bl - b * P
+            Rb = R[b]
+            low = lams[l, 0]
+            for i in range(K + 1):
+                factors(s2[b], lams[l, i], r[i], q[i], inv[i])
+                low = min(low, lams[l, i])
+            for j in range(p):
+                acc = 0.0
+                for i in range(min(j + 1, m)):
+                    acc += Rb[i, j] * Rb[i, j]
+                col2[j] = acc
+                u[j] = 0.0
+            k0 = eval_mse(Rb, c_proj[b], resid2[b], n_eval, inv[0], z[b], u, v)
+            mse[b, l, 0] = k0
+            amp = refit_amplification(s2[b], low)
+            for k in range(1, K + 1):
+                for j in range(p):
+                    g = z[b, j] * inv[k, j]
+                    weights[j] = g * g * col2[j]
+                step_basis_into(s2[b], inv, lams[l], k, weights, E, x, basis, h, alive)
+                for i in range(m):
+                    acc = -c_proj[b, i]
+                    for j in range(i, p):
+                        acc += Rb[i, j] * z[b, j] * inv[k, j]
+                    target[i] = acc
+                    for mm in range(k):
+                        acc = 0.0
+                        for j in range(i, p):
+                            acc += Rb[i, j] * z[b, j] * inv[k, j] * basis[mm, j]
+                        D[i, mm] = acc
+                nested_lsq(D[:, :k], target, alive[:k], beta[:k, :k])
+                for j in range(p):
+                    acc = 0.0
+                    for mm in range(k):
+                        acc += beta[k - 1, mm] * basis[mm, j]
+                    u[j] = acc
+                optimum = eval_mse(Rb, c_proj[b], resid2[b], n_eval, inv[k], z[b], u, v)
+                mse[b, l, k] = optimum
+                products_of_filter_into(s2[b], r, q, k, u, G, pi)
+                row = xi[b, l, k - 1]
+                xi_from_products_into(pi, k, row)
+                forward_u(r, row, k, u)
+                achieved = eval_mse(Rb, c_proj[b], resid2[b], n_eval, inv[k], z[b], u, v)
+                keep_if_reproducible(row, k, achieved, optimum, k0, amp)
