@@ -214,7 +214,14 @@ def products_of_filter(u, rs, qs, k, live):
     norms = np.sqrt(np.sum(G * G, axis=-2))
     scale = np.where(norms > 0, norms, 1.0)
     pi = np.einsum("...kp,...p->...k", np.linalg.pinv(G / scale[..., None, :], rcond=1e-15), u)
-    return np.where(norms > 0, pi / scale, 0.0)
+    pi = pi / scale
+    # a zero column (lam_{k-j} = 0: that teacher interpolates) leaves pi_j free;
+    # pi_j = pi_{j-1} (xi_{k-j+1} = 1) keeps the ratios defined
+    previous = np.ones(pi.shape[:-1])
+    for j in range(k):
+        pi[..., j] = np.where(norms[..., j] > 0, pi[..., j], previous)
+        previous = pi[..., j]
+    return pi
 
 
 # ------------------------------------------------ one lambda: polynomial (Arnoldi) basis

@@ -254,3 +254,24 @@ def test_ill_conditioned_schedules_match_high_precision(backend):
     for k in range(1, K + 1):
         want = _mp_optimum(dec.s2, t, 0.3, 25, [1e-3] + [1e-4] * k, k)
         assert abs(risk[0, 0, k] - want) <= 1e-9 * want
+
+
+@pytest.mark.parametrize("lam,steps", [(0.0, [1.0, 0.5]), (0.5, [0.0, 2.0]), (0.5, [2.0, 0.0]),
+                                       (0.0, [0.0, 0.0]), (1.0, [0.0, 1.0])])
+def test_zero_penalties(design, grid_search, lam, steps):
+    """A zero penalty (that step interpolates) removes a pole and a column: the optimum
+    still matches the grid, and its schedule is recovered and reproduced by the refit."""
+    X, _ = design("tall", 3)
+    theta = np.random.default_rng(3).normal(size=X.shape[1])
+    xi, risk = fastsd.optimal_xi(X, theta, 0.5, lam, 2, step_lams=steps)
+    assert np.all(np.isfinite(xi))
+    assert abs(_refit_risk(X, theta, 0.5, lam, xi, steps) - risk) <= XI_RTOL * risk
+    dec = fastsd.decompose(X)
+    _, best = grid_search(lambda c: fastsd.excess_risk(
+        dec, theta, 0.5, np.full(len(c), lam), c, step_lams=steps), 2,
+        box=max(10.0, 2 * np.max(np.abs(xi))))
+    assert risk <= best * (1 + 1e-9) and best <= risk * (1 + 1e-6)
+    nb, _ = fastsd.sweep_optimal(X, theta, 0.5, [lam], 2, student_lams=[steps[0]])
+    ref, _ = fastsd.sweep_optimal(X, theta, 0.5, [lam], 2, student_lams=[steps[0]],
+                                  backend="numpy")
+    assert_allclose(nb, ref, rtol=1e-12)

@@ -329,8 +329,15 @@ def products_of_filter_into(s2, r, q, k, u, G, pi):
         for j in range(p):
             Gk[j, c] = G[j, c] / scale[c]
     sol = np.linalg.lstsq(Gk, u, 1e-15)[0]
+    previous = 1.0
     for c in range(k):
-        pi[c] = sol[c] / scale[c]
+        zero = True
+        for j in range(p):
+            if G[j, c] != 0.0:
+                zero = False
+        # a zero column (lam_{k-c-1} = 0) leaves pi free: xi = 1 keeps the ratios defined
+        pi[c] = previous if zero else sol[c] / scale[c]
+        previous = pi[c]
 
 
 @jit(parallel=True)
