@@ -96,10 +96,10 @@ def _reference_lams(rows):
     return rows[:, 0] if rows.shape[1] == 1 else rows
 
 
-def _population(X, theta_star, noise_var, cov, backend):
-    """Population-risk inputs (see :mod:`fastsd.reference.population`), NumPy only."""
-    if backend != "numpy":
-        raise ValueError("cov (population risk) runs on the NumPy reference only "
+def _population(X, theta_star, noise_var, cov, backend, what="cov in sweep_optimal"):
+    """Population-risk inputs (see :mod:`fastsd.reference.population`)."""
+    if backend != "numpy" and what:
+        raise ValueError(f"{what} (population risk) runs on the NumPy reference only "
                          "(no Numba kernel yet); pass backend='numpy'")
     from .core import _population_inputs
 
@@ -135,7 +135,7 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, student_lams=N
         student step uses lam_s = student_lams[m] (a teacher x student grid).
     cov : array_like of shape (d, d) or (B, d, d), optional
         Feature covariance Sigma: population risk E_eps ||theta_k - theta*||^2_Sigma
-        instead (O(p^2) per cell; needs ``backend="numpy"``).
+        instead (O(p^2) per cell).
     backend : {"numba", "numpy"}, default="numba"
     threads : int, optional
         Numba threads for this call (restored afterwards).
@@ -160,9 +160,20 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, student_lams=N
     schedules = check_schedules(xis, max_steps)
     rows, grid = _lam_grid(lams, student_lams, schedules.shape[1])
     if cov is not None:
-        single, s2, t, S, m, kappa, var = _population(X, theta_star, noise_var, cov, backend)
-        out = reference.population.sweep_risk_population(s2, t, S, m, kappa, var,
-                                                         _reference_lams(rows), schedules)
+        single, s2, t, S, m, kappa, var = _population(X, theta_star, noise_var, cov, backend,
+                                                      what=None)
+        if backend == "numpy":
+            out = reference.population.sweep_risk_population(s2, t, S, m, kappa, var,
+                                                             _reference_lams(rows), schedules)
+        else:
+            out = np.empty((s2.shape[0], rows.shape[0], schedules.shape[0],
+                            schedules.shape[1] + 1))
+            noise_diag = (_per_problem(var, s2.shape[0])[:, None] * s2
+                          * np.diagonal(S, axis1=-2, axis2=-1))
+            with thread_count(threads):
+                call(sweep_kernels.sweep_risk_population, s2, t, np.ascontiguousarray(S), m,
+                     np.ascontiguousarray(kappa, dtype=np.float64), noise_diag, rows,
+                     schedules, out, _chunks(s2.shape[0] * rows.shape[0]))
         return _unpromote(out.reshape(out.shape[:1] + grid + out.shape[2:]), single)
     single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     if backend == "numpy":

@@ -106,6 +106,8 @@ def test_sweeps_match_core(problems):
     risk = fastsd.sweep_risk(p.X, p.theta_star, p.noise_var, lams, xis, K, cov=p.cov,
                              backend="numpy")
     assert risk.shape == (2, 2, 3, K + 1)
+    assert_allclose(fastsd.sweep_risk(p.X, p.theta_star, p.noise_var, lams, xis, K, cov=p.cov),
+                    risk, rtol=1e-12)  # the Numba kernel
     for l_idx, g, k in [(0, 0, 0), (1, 2, 3), (0, 1, 2)]:
         assert_allclose(risk[:, l_idx, g, k],
                         fastsd.excess_risk(p.X, p.theta_star, p.noise_var, lams[l_idx],
@@ -130,4 +132,4 @@ def test_bad_cov_is_named():
     with pytest.raises(ValueError, match="cov must be positive semidefinite"):
         fastsd.optimal_xi(X, theta, 1.0, 1.0, 1, cov=-np.eye(3))
     with pytest.raises(ValueError, match="cov .*backend='numpy'"):
-        fastsd.sweep_risk(X[None], theta[None], 1.0, [1.0], [0.5], 1, cov=np.eye(3))
+        fastsd.sweep_optimal(X[None], theta[None], 1.0, [1.0], 1, cov=np.eye(3))

@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
-from ..filters import risk_term, sd_step
+from ..filters import bias_factor, risk_term, sd_step
 from .spectral import chunk_bounds, factors, risk_weights
 
 
@@ -146,3 +146,60 @@ def sweep_mse(s2, z, R, c_proj, resid2, n_eval, lams, schedules, out, chunks):
                         e = c_proj[b, i] - pred[g, i]
                         acc += e * e
                     out[b, l, g, k] = acc / n_eval
+
+
+@jit(parallel=True)
+def sweep_risk_population(s2, t, S, m, kappa, noise_diag, lams, schedules, out, chunks):
+    """Population risk of every schedule after k = 0..K steps (reference
+    ``sweep_risk_population``): with beta = (q_k + r_k u_k) t and c = a_k (1 - u_k),
+    beta^T S beta + 2 beta^T m + kappa + sum_j c_j^2 noise_diag_j, O(p^2) per cell.
+
+    Parameters
+    ----------
+    s2, t : float64[B, p]
+    S : float64[B, p, p]
+    m, noise_diag : float64[B, p]
+        V^T Sigma theta_perp and sigma^2 s^2 diag(S).
+    kappa : float64[B]
+    lams : float64[L, S_rows]
+        As in :func:`sweep_risk`.
+    schedules : float64[G, K]
+    out : float64[B, L, G, K + 1]
+    chunks : int
+    """
+    B, p = s2.shape
+    L, n_rows = lams.shape
+    G, K = schedules.shape
+    for c in prange(chunks):
+        start, stop = chunk_bounds(B * L, chunks, c)
+        r = np.empty((n_rows, p))
+        q = np.empty((n_rows, p))
+        inv = np.empty((n_rows, p))
+        rows = np.empty(n_rows, dtype=np.int64)
+        u = np.empty(p)
+        beta = np.empty(p)
+        for bl in range(start, stop):
+            b = bl // L
+            l = bl - b * L
+            step_rows(s2[b], lams[l], r, q, inv, rows)
+            Sb = S[b]
+            for g in range(G):
+                for j in range(p):
+                    u[j] = 0.0
+                for k in range(K + 1):
+                    i = rows[min(k, n_rows - 1)]
+                    acc = kappa[b]
+                    for j in range(p):
+                        beta[j] = bias_factor(u[j], r[i, j], q[i, j]) * t[b, j]
+                        cj = (1.0 - u[j]) * inv[i, j]
+                        acc += 2.0 * beta[j] * m[b, j] + cj * cj * noise_diag[b, j]
+                    for a in range(p):
+                        row_acc = 0.0
+                        for j in range(p):
+                            row_acc += Sb[a, j] * beta[j]
+                        acc += beta[a] * row_acc
+                    out[b, l, g, k] = acc
+                    if k < K:
+                        xi = schedules[g, k]
+                        for j in range(p):
+                            u[j] = sd_step(u[j], r[i, j], q[i, j], xi)
