@@ -179,6 +179,33 @@ def nested_lsq(D, target, alive, beta):
 
 
 @jit()
+def combine(beta_row, basis, k, out):
+    """out = sum_{m < k} beta_row[m] basis[m] (a filter from its basis coefficients)."""
+    for j in range(out.shape[0]):
+        acc = 0.0
+        for mm in range(k):
+            acc += beta_row[mm] * basis[mm, j]
+        out[j] = acc
+
+
+@jit()
+def validation_design(Rb, c_b, z_b, inv, basis, k, D, target):
+    """The validation least-squares problem over basis rows 0..k-1: D = R diag(g) basis^T,
+    target = R g - c, g = z inv (see ``sweep_optimal_validation``)."""
+    m, p = Rb.shape
+    for i in range(m):
+        acc = -c_b[i]
+        for j in range(i, p):
+            acc += Rb[i, j] * z_b[j] * inv[j]
+        target[i] = acc
+        for mm in range(k):
+            acc = 0.0
+            for j in range(i, p):
+                acc += Rb[i, j] * z_b[j] * inv[j] * basis[mm, j]
+            D[i, mm] = acc
+
+
+@jit()
 def eval_mse(R, c_proj, resid2, n_eval, inv, z, u, v):
     """(resid2 + ||c - R ((1 - u) inv z)||^2) / n_eval."""
     m, p = R.shape
@@ -238,23 +265,10 @@ def sweep_optimal_validation(s2, z, R, c_proj, resid2, n_eval, lams, mse, xi, ch
             if K == 0:
                 continue
             arnoldi(r, q, weights, basis, h, alive, False)
-            for i in range(m):
-                acc = -c_proj[b, i]
-                for j in range(i, p):
-                    acc += Rb[i, j] * z[b, j] * inv[j]
-                target[i] = acc
-                for mm in range(K):
-                    acc = 0.0
-                    for j in range(i, p):
-                        acc += Rb[i, j] * z[b, j] * inv[j] * basis[mm, j]
-                    D[i, mm] = acc
+            validation_design(Rb, c_proj[b], z[b], inv, basis, K, D, target)
             nested_lsq(D, target, alive, beta)
             for k in range(1, K + 1):
-                for j in range(p):
-                    acc = 0.0
-                    for mm in range(k):
-                        acc += beta[k - 1, mm] * basis[mm, j]
-                    gb[j] = acc
+                combine(beta[k - 1], basis, k, gb)
                 optimum = eval_mse(Rb, c_proj[b], resid2[b], n_eval, inv, z[b], gb, v)
                 mse[b, l, k] = optimum
                 for i in range(K):
@@ -399,11 +413,7 @@ def sweep_optimal_steps(s2, t2, noise_var, n, lams, risk, xi, chunks):
                     for m in range(k):
                         D[j, m] = root * basis[m, j]
                 nested_lsq(D[:, :k], target, alive[:k], beta[:k, :k])
-                for j in range(p):
-                    acc = 0.0
-                    for m in range(k):
-                        acc += beta[k - 1, m] * basis[m, j]
-                    u[j] = acc
+                combine(beta[k - 1], basis, k, u)
                 optimum = risk_of_u(r[k], q[k], bias_w[k], noise_w[k], u)
                 risk[b, l, k] = optimum
                 products_of_filter_into(s2[b], r, q, k, u, G, pi)
@@ -468,22 +478,9 @@ def sweep_optimal_validation_steps(s2, z, R, c_proj, resid2, n_eval, lams, mse, 
                     g = z[b, j] * inv[k, j]
                     weights[j] = g * g * col2[j]
                 step_basis_into(s2[b], inv, lams[l], k, weights, E, x, basis, h, alive)
-                for i in range(m):
-                    acc = -c_proj[b, i]
-                    for j in range(i, p):
-                        acc += Rb[i, j] * z[b, j] * inv[k, j]
-                    target[i] = acc
-                    for mm in range(k):
-                        acc = 0.0
-                        for j in range(i, p):
-                            acc += Rb[i, j] * z[b, j] * inv[k, j] * basis[mm, j]
-                        D[i, mm] = acc
+                validation_design(Rb, c_proj[b], z[b], inv[k], basis, k, D, target)
                 nested_lsq(D[:, :k], target, alive[:k], beta[:k, :k])
-                for j in range(p):
-                    acc = 0.0
-                    for mm in range(k):
-                        acc += beta[k - 1, mm] * basis[mm, j]
-                    u[j] = acc
+                combine(beta[k - 1], basis, k, u)
                 optimum = eval_mse(Rb, c_proj[b], resid2[b], n_eval, inv[k], z[b], u, v)
                 mse[b, l, k] = optimum
                 products_of_filter_into(s2[b], r, q, k, u, G, pi)
