@@ -5,8 +5,6 @@ Needs scikit-learn (``pip install fastsd[sklearn]``).
 * :class:`SelfDistilledRidge` -- fixed lambda and schedule xi;
 * :class:`SelfDistilledRidgeCV` -- lambda, k <= K and xi tuned from one
   decomposition by one-shot GCV, exact leave-one-out, or a holdout set;
-* :class:`SelfDistilledKernelRidge`, :class:`SelfDistilledKernelRidgeCV` --
-  the same for kernel ridge (``lam`` is KernelRidge's ``alpha``; holdout tuning);
 * :func:`loo_predictions` -- exact leave-one-out predictions of the whole
   k-step procedure, without refits;
 * :func:`tuning_table` -- test-MSE comparison of the tuning rules over splits.
@@ -22,17 +20,19 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
 
 from ._base import SelfDistilledRidge
 from ._cv import DEFAULT_LAMS, SelfDistilledRidgeCV
-from ._kernel import SelfDistilledKernelRidge, SelfDistilledKernelRidgeCV
 from ._loo import loo_predictions
 from .compare import format_tuning_table, tuning_table
 
 __all__ = [
     "DEFAULT_LAMS",
-    "SelfDistilledKernelRidge",
-    "SelfDistilledKernelRidgeCV",
     "SelfDistilledRidge",
     "SelfDistilledRidgeCV",
     "format_tuning_table",
     "loo_predictions",
     "tuning_table",
 ]
+
+# Kernel ridge (issue 11): SelfDistilledKernelRidge(CV), see ._kernel.
+from ._kernel import SelfDistilledKernelRidge, SelfDistilledKernelRidgeCV  # noqa: E402
+
+__all__ += ["SelfDistilledKernelRidge", "SelfDistilledKernelRidgeCV"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..reference.optimal import XI_RTOL, nested_least_squares
-from ..filters import products_from_xi, xi_from_products
+from ..reparam import xi_from_h_coefficients
 
 __all__ = ["TuningTable", "nested_lstsq", "select", "reject_unreproducible",
            "xi_from_rows", "h_from_xi"]
@@ -85,8 +85,11 @@ def nested_lstsq(design, target, rcond=None):
 def h_from_xi(xi):
     """r-coefficients of h with u_k = q h(r) for schedules xi of shape (..., k).
 
-    These are the products pi_j = xi_k ... xi_{k-j+1} of :mod:`fastsd.filters`.
+    These are the products pi_j = xi_k ... xi_{k-j+1} of :mod:`fastsd.filters`
+    (the one place of the filter recursion).
     """
+    from ..filters import products_from_xi
+
     return products_from_xi(xi)
 
 
@@ -107,7 +110,7 @@ def xi_from_rows(h_rows):
     K = h_rows.shape[-1]
     xi = np.full(h_rows.shape[:-2] + (K + 1, K), np.nan)
     for k in range(1, K + 1):
-        xi[..., k, :k] = xi_from_products(h_rows[..., k - 1, :k])
+        xi[..., k, :k] = xi_from_h_coefficients(h_rows[..., k - 1, :k])
     return xi
 
 

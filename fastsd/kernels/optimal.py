@@ -52,7 +52,7 @@ def refit_amplification(s2, lam):
 
 @jit()
 def keep_if_reproducible(xi_row, k, achieved, optimum, k0, amplification):
-    """NaN the schedule unless a refit reproduces it (reference ``_reject_unreproducible``)."""
+    """NaN the schedule unless a refit reproduces it (reference ``accept_schedules``)."""
     tol = XI_RTOL / XI_SAFETY * abs(optimum) + 1e-14 * abs(k0)
     good = np.isfinite(achieved) and abs(achieved - optimum) <= tol
     size = 0.0

@@ -53,8 +53,8 @@ from .spectral import (
     spectral_factors,
 )
 
-__all__ = ["XI_RTOL", "polynomial_basis", "nested_least_squares", "sweep_optimal",
-           "optimal_validation", "sweep_optimal_steps", "optimal_validation_steps"]
+__all__ = ["XI_RTOL", "accept_schedules", "polynomial_basis", "nested_least_squares",
+           "sweep_optimal", "optimal_validation"]
 
 #: Relative accuracy promised for reported xi: refitting with them (the literal
 #: procedure) reproduces the optimal objective to this relative tolerance.
@@ -159,8 +159,15 @@ def refit_amplification(s2, lams):
     return s2.shape[-1] * (top + lams) / (low + lams)
 
 
-def _reject_unreproducible(xi, achieved, optimum, k0, amplification):
+def accept_schedules(xi, achieved, optimum, k0, amplification):
     """NaN rows of xi that a literal refit could not be trusted to reproduce.
+
+    The one xi acceptance test of fastsd (the oracle and validation sweeps
+    here, the estimators' tuning rules, and its numba mirror
+    ``fastsd.kernels.optimal.keep_if_reproducible``). ``xi`` (..., K, K) has
+    the k-step schedule in row k - 1; ``achieved`` and ``optimum`` (..., K)
+    the objective replayed from xi and its minimum; ``k0`` (...) the k = 0
+    objective; ``amplification`` broadcastable to (...).
 
     Two conditions: the phi-form replay attains the optimum to
     XI_RTOL / XI_SAFETY (``k0``, the k = 0 objective, sets an absolute floor for
@@ -228,8 +235,8 @@ def sweep_optimal(s2, t, noise_var, n, lams, max_steps):
 
     xi = _schedules(beta, h)
     achieved = risk_from_u(*per_k, _u_of_schedules(r, np.nan_to_num(xi, nan=0.0)))
-    return risk, _reject_unreproducible(xi, achieved, risk_k, ridge,
-                                       refit_amplification(s2, lams))
+    return risk, accept_schedules(xi, achieved, risk_k, ridge,
+                                  refit_amplification(s2, lams))
 
 
 @_quiet
@@ -283,7 +290,7 @@ def optimal_validation(s2, z, R, c, resid2, n_eval, lams, max_steps):
     mse_k = mse_of(u)
     xi = _schedules(beta, h)
     achieved = mse_of(_u_of_schedules(r, np.nan_to_num(xi, nan=0.0)))
-    return np.concatenate([ridge[..., None], mse_k], axis=-1), _reject_unreproducible(
+    return np.concatenate([ridge[..., None], mse_k], axis=-1), accept_schedules(
         xi, achieved, mse_k, ridge, refit_amplification(s2, lams)
     )
 
@@ -352,8 +359,8 @@ def sweep_optimal_steps(s2, t, noise_var, n, lams, max_steps):
                                    qs[..., k, :], u)
     per_k = [x[..., 1:, :] for x in (bias_w, noise_w, rs, qs)]
     achieved = risk_from_u(*per_k, _u_of_schedules(rs[..., :K, :], np.nan_to_num(xi, nan=0.0)))
-    return risk, _reject_unreproducible(xi, achieved, risk[..., 1:], ridge,
-                                       refit_amplification(s2, lams))
+    return risk, accept_schedules(xi, achieved, risk[..., 1:], ridge,
+                                  refit_amplification(s2, lams))
 
 
 @_quiet
@@ -385,5 +392,5 @@ def optimal_validation_steps(s2, z, R, c, resid2, n_eval, lams, max_steps):
     coef = (1.0 - u_fwd) * gs[..., 1:, :]
     flat = coef.reshape(coef.shape[:-3] + (-1, coef.shape[-1]))
     achieved = eval_mse(R, c, resid2, n_eval, flat).reshape(coef.shape[:-1])
-    return mse, _reject_unreproducible(xi, achieved, mse[..., 1:], ridge,
-                                       refit_amplification(s2, lams))
+    return mse, accept_schedules(xi, achieved, mse[..., 1:], ridge,
+                                 refit_amplification(s2, lams))

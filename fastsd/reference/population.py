@@ -31,8 +31,8 @@ from .optimal import (
     _products_fit,
     step_basis,
     _quiet,
-    _reject_unreproducible,
     _u_of_schedules,
+    accept_schedules,
     refit_amplification,
 )
 from .spectral import filter_state, iterate_filters, step_arrays
@@ -202,5 +202,5 @@ def sweep_optimal_population(s2, t, S, m, kappa, noise_var, lams, max_steps):
     u_fwd = _u_of_schedules(rs[..., :K, :], np.nan_to_num(xi, nan=0.0))  # (B, L, K, p)
     achieved = _risk_of_u(S, m, kappa, noise_diag, rs[..., 1:, :], qs[..., 1:, :],
                           a_s[..., 1:, :], t[:, None, None, :], u_fwd)
-    return risk, _reject_unreproducible(xi, achieved, risk[..., 1:], ridge,
-                                       refit_amplification(s2, lams))
+    return risk, accept_schedules(xi, achieved, risk[..., 1:], ridge,
+                                  refit_amplification(s2, lams))
