@@ -196,4 +196,5 @@ SMOKE_BENCH = [
     r"ColdCompile\.track_cold_compile_seconds\('sweep_risk'\)$",
     r"TuneRidgeAndSD.*\(500, 20\)\)$",
     r"runner\..*\(8\)$",
+    r"KernelSweepRisk.*\(4, 64\)\)$",
 ]

@@ -16,6 +16,7 @@ from .core import (
     self_distill,
 )
 from .decomposition import Decomposition, decompose
+from .kernel_ridge import KernelDecomposition, decompose_kernel
 from .reparam import xi_to_xibar, xibar_to_xi
 from .results import SweepResult, label_sweep, load_sweep
 from .sweep import sweep_mse, sweep_optimal, sweep_optimal_validation, sweep_risk
@@ -25,7 +26,8 @@ __version__ = "0.1.0"
 
 # scikit-learn estimators, imported on first use so that `import fastsd`
 # does not need scikit-learn (the optional extra `fastsd[sklearn]`).
-_ESTIMATORS = ("SelfDistilledRidge", "SelfDistilledRidgeCV")
+_ESTIMATORS = ("SelfDistilledRidge", "SelfDistilledRidgeCV", "SelfDistilledKernelRidge",
+               "SelfDistilledKernelRidgeCV")
 
 
 def __getattr__(name):
@@ -45,6 +47,8 @@ __all__ = [
     "IllConditionedXiWarning",
     "datasets",
     "decompose",
+    "decompose_kernel",
+    "KernelDecomposition",
     "excess_risk",
     "label_sweep",
     "load_sweep",

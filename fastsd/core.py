@@ -4,6 +4,13 @@ Every function accepts X of shape (n, d), a batch X of shape (B, n, d), or a
 :class:`~fastsd.Decomposition` from :func:`fastsd.decompose` (reused, not
 recomputed). ``lam`` may be a scalar or a 1-D array of L values; output axes are
 always ordered ``(B, L, ...)``, each present only when the input has it.
+
+With a kernel decomposition (:func:`fastsd.decompose_kernel`, or
+``decompose(X, kernel=...)``) the same functions do kernel ridge:
+``self_distill`` returns the dual coefficients alpha (n,), ``theta_star`` is
+the vector of target values f* at the training points and the risk is the
+in-sample E ||f_k - f*||^2 / n; evaluation sets are raw inputs (or
+cross-kernel matrices K(X_eval, X_train) for a precomputed K).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from . import reference
 from ._limits import check_result_size
 from ._validation import as_float_array, check_lams, check_noise_var, check_steps, check_xi
 from .decomposition import as_decomposition, targets_projection
+from .kernel_ridge import KernelDecomposition, unseen_target_risk
 
 __all__ = [
     "IllConditionedXiWarning",
@@ -54,11 +62,62 @@ def _schedule(xi, out_lead, lam_is_scalar):
     return xi[..., None, :] if lam_is_scalar else xi
 
 
+def _with_steps(lams, step_lams, k, name="step_lams"):
+    """lams (L,) unchanged when step_lams is None, else schedules (L, k + 1)
+    [lam_0 = lams, lam_1..lam_k = step_lams]."""
+    if step_lams is None:
+        return lams
+    steps = as_float_array(step_lams, name, ndim=1, allow_empty=True)
+    if steps.shape != (k,):
+        raise ValueError(
+            f"{name} must have shape ({k},) (one penalty per student, lam_1..lam_k), "
+            f"got {steps.shape}; pass None to use lam for every step"
+        )
+    if np.any(steps < 0):
+        raise ValueError(f"{name} must be >= 0 (ridge penalties), got min {steps.min()!r}")
+    return np.concatenate([lams[:, None], np.broadcast_to(steps, (lams.size, k))], axis=1)
+
+
+def check_cov(cov, dec, name="cov"):
+    """Sigma of shape (d, d) or (B, d, d): finite, symmetric, positive semidefinite."""
+    want = dec.batch_shape + (dec.n_features, dec.n_features)
+    cov = as_float_array(cov, name, ndim=(2, 3))
+    if cov.shape != want and cov.shape != want[-2:]:
+        raise ValueError(f"{name} must have shape {want[-2:]} or {want} (the feature "
+                         f"covariance Sigma), got {cov.shape}")
+    scale = np.max(np.abs(cov), axis=(-2, -1), keepdims=True)
+    tol = 1e3 * np.finfo(np.float64).eps * np.maximum(scale, np.finfo(np.float64).tiny)
+    if np.any(np.abs(cov - np.swapaxes(cov, -1, -2)) > tol):
+        raise ValueError(f"{name} must be symmetric; pass (cov + cov.T) / 2")
+    low = np.linalg.eigvalsh(cov)[..., 0]
+    if np.any(low < -cov.shape[-1] * 1e3 * np.finfo(np.float64).eps * scale[..., 0, 0]):
+        raise ValueError(f"{name} must be positive semidefinite (a covariance), "
+                         f"got an eigenvalue {float(np.min(low))!r}")
+    return np.broadcast_to(cov, want)
+
+
+def _population_inputs(dec, theta_star, noise_var, cov):
+    """(single, s2, t, S, m, kappa, sigma^2) with a batch axis, for the population risk."""
+    if isinstance(dec, KernelDecomposition):
+        raise ValueError("cov applies to feature-space decompositions; with a kernel "
+                         "decomposition the risk is the in-sample ||f_k - f*||^2/n (cov=None)")
+    cov = check_cov(cov, dec)
+    theta = as_float_array(theta_star, "theta_star", ndim=(1, 2))
+    dec.project_theta(theta)  # shape check with the usual message
+    single = not dec.batched
+    promote = (lambda a: a[None]) if single else (lambda a: a)
+    S, m, kappa = reference.population.cov_projection(promote(dec.V), promote(theta),
+                                                      promote(cov))
+    t = promote(dec.project_theta(theta))
+    var = np.broadcast_to(check_noise_var(noise_var, dec.batch_shape), t.shape[:1])
+    return single, promote(dec.s2), t, S, m, kappa, var
+
+
 def _squeeze_lam(arr, lam_is_scalar, axis):
     return np.take(arr, 0, axis=axis) if lam_is_scalar else arr
 
 
-def self_distill(X, y, lam, xi):
+def self_distill(X, y, lam, xi, *, step_lams=None):
     r"""k-step self-distilled ridge estimator theta_k.
 
     Parameters
@@ -71,6 +130,9 @@ def self_distill(X, y, lam, xi):
     xi : array_like of shape (k,)
         Imitation parameter of each step (any real value); ``[]`` is ridge.
         A leading shape broadcastable to (B, L) gives each output its own schedule.
+    step_lams : array_like of shape (k,), optional
+        Penalties lam_1..lam_k of the students (``lam`` is the teacher's
+        lam_0); None: every step uses ``lam``.
 
     Returns
     -------
@@ -81,7 +143,9 @@ def self_distill(X, y, lam, xi):
     theta_0 = (X^T X + lam I)^{-1} X^T y and
     theta_i = (X^T X + lam I)^{-1} X^T (xi_i X theta_{i-1} + (1 - xi_i) y), which is
     theta_k = V diag(phi_k / (s^2 + lam)) V^T X^T y with phi_0 = 1,
-    phi_i = xi_i r phi_{i-1} + 1 - xi_i, r = s^2/(s^2 + lam).
+    phi_i = xi_i r phi_{i-1} + 1 - xi_i, r = s^2/(s^2 + lam). With per-step
+    penalties the spectral coefficient follows
+    c_i = xi_i r_i c_{i-1} + (1 - xi_i)/(s^2 + lam_i) (see :mod:`fastsd.filters`).
 
     Examples
     --------
@@ -96,18 +160,24 @@ def self_distill(X, y, lam, xi):
     z = targets_projection(dec, y)
     lams, scalar = check_lams(lam)
     xi = _schedule(xi, _lead_shape(dec, scalar, lams.size), scalar)
+    lams = _with_steps(lams, step_lams, xi.shape[-1])
     theta = reference.self_distill_spectral(dec.V, dec.s2, z, lams, xi)
     return _squeeze_lam(theta, scalar, axis=-2)
 
 
 def _risk_inputs(X, theta_star, noise_var):
+    """(dec, t, sigma^2, unseen): ``unseen`` (0 or (B,) with a trailing axis for
+    L) is the filter-independent risk of a kernel target outside range(K)."""
     dec = as_decomposition(X)
     t = dec.project_theta(theta_star)
     var = check_noise_var(noise_var, dec.batch_shape)
-    return dec, t, var
+    unseen = 0.0
+    if isinstance(dec, KernelDecomposition):
+        unseen = unseen_target_risk(dec, theta_star)[..., None]
+    return dec, t, var, unseen
 
 
-def excess_risk(X, theta_star, noise_var, lam, xi):
+def excess_risk(X, theta_star, noise_var, lam, xi, *, step_lams=None, cov=None):
     r"""Fixed-design excess risk of k-step self-distillation.
 
     For y = X theta* + eps with E eps = 0, Cov eps = sigma^2 I:
@@ -121,6 +191,12 @@ def excess_risk(X, theta_star, noise_var, lam, xi):
         sigma^2 >= 0.
     lam : float or array_like of shape (L,)
     xi : array_like of shape (k,) (or broadcastable to (B, L, k))
+    step_lams : array_like of shape (k,), optional
+        Students' penalties lam_1..lam_k (None: all ``lam``).
+    cov : array_like of shape (d, d) or (B, d, d), optional
+        Feature covariance Sigma: return the population (random-design) risk
+        E_eps ||theta_k - theta*||^2_Sigma given X instead, O(p^2) per entry
+        after one projection V^T Sigma V (see :mod:`fastsd.reference.population`).
 
     Returns
     -------
@@ -139,10 +215,20 @@ def excess_risk(X, theta_star, noise_var, lam, xi):
     >>> float(fastsd.excess_risk(X, theta, 1.0, 0.0, [])) > 0
     True
     """
-    dec, t, var = _risk_inputs(X, theta_star, noise_var)
+    if cov is not None:
+        dec = as_decomposition(X)
+        single, s2, t, S, m, kappa, var = _population_inputs(dec, theta_star, noise_var, cov)
+        lams, scalar = check_lams(lam)
+        xi = _schedule(xi, _lead_shape(dec, scalar, lams.size), scalar)
+        lams = _with_steps(lams, step_lams, xi.shape[-1])
+        risk = reference.population.population_risk(s2, t, S, m, kappa, var, lams,
+                                                    xi[None] if single else xi)
+        return _squeeze_lam(risk[0] if single else risk, scalar, axis=-1)
+    dec, t, var, unseen = _risk_inputs(X, theta_star, noise_var)
     lams, scalar = check_lams(lam)
     xi = _schedule(xi, _lead_shape(dec, scalar, lams.size), scalar)
-    risk = reference.excess_risk_spectral(dec.s2, t, var, dec.n_samples, lams, xi)
+    lams = _with_steps(lams, step_lams, xi.shape[-1])
+    risk = reference.excess_risk_spectral(dec.s2, t, var, dec.n_samples, lams, xi) + unseen
     return _squeeze_lam(risk, scalar, axis=-1)
 
 
@@ -156,7 +242,7 @@ def _report_nan_xi(xi):
         )
 
 
-def optimal_xi(X, theta_star, noise_var, lam, k):
+def optimal_xi(X, theta_star, noise_var, lam, k, *, step_lams=None, cov=None):
     r"""Oracle-optimal k-step imitation parameters and their excess risk.
 
     Minimizes :func:`excess_risk` over xi in R^k, in closed form (the risk is
@@ -171,6 +257,14 @@ def optimal_xi(X, theta_star, noise_var, lam, k):
     lam : float or array_like of shape (L,)
     k : int
         Number of steps, >= 0.
+    step_lams : array_like of shape (k,), optional
+        Students' penalties lam_1..lam_k (None: all ``lam``). The risk is then
+        a quadratic in the products pi_j = xi_k ... xi_{k-j+1}, minimized in an
+        orthonormal basis of the k-step filters.
+    cov : array_like of shape (d, d) or (B, d, d), optional
+        Feature covariance Sigma: minimize the population risk
+        E_eps ||theta_k - theta*||^2_Sigma instead, a dense quadratic solved as a
+        small (2p x k) least-squares problem by QR.
 
     Returns
     -------
@@ -191,11 +285,21 @@ def optimal_xi(X, theta_star, noise_var, lam, k):
     >>> xi.shape, bool(risk <= fastsd.excess_risk(X, theta, 1.0, 0.5, []))
     ((2,), True)
     """
-    dec, t, var = _risk_inputs(X, theta_star, noise_var)
     lams, scalar = check_lams(lam)
     k = check_steps(k)
-    check_result_size("optimal_xi", [dec.batch_shape + (lams.size, k, k)])
-    risk, xi = reference.sweep_optimal(dec.s2, t, var, dec.n_samples, lams, k)
+    lams = _with_steps(lams, step_lams, k)
+    if cov is not None:
+        dec = as_decomposition(X)
+        check_result_size("optimal_xi", [dec.batch_shape + (lams.shape[0], k, k)])
+        single, s2, t, S, m, kappa, var = _population_inputs(dec, theta_star, noise_var, cov)
+        risk, xi = reference.population.sweep_optimal_population(s2, t, S, m, kappa, var,
+                                                                 lams, k)
+        risk, xi = (risk[0], xi[0]) if single else (risk, xi)
+    else:
+        dec, t, var, unseen = _risk_inputs(X, theta_star, noise_var)
+        check_result_size("optimal_xi", [dec.batch_shape + (lams.shape[0], k, k)])
+        risk, xi = reference.sweep_optimal(dec.s2, t, var, dec.n_samples, lams, k)
+        risk = risk + np.asarray(unseen)[..., None]
     xi_k = xi[..., k - 1, :] if k else np.zeros(risk.shape[:-1] + (0,))
     _report_nan_xi(xi_k)
     return _squeeze_lam(xi_k, scalar, axis=-2), _squeeze_lam(risk[..., k], scalar, axis=-1)
@@ -219,13 +323,13 @@ def oracle_risk(X, theta_star, noise_var, lam):
     a = w (r^2 t^2 + e), b = w r t^2, e = sigma^2 s^2/(s^2 + lam)^2; directions
     sharing an eigenvalue share one filter value.
     """
-    dec, t, var = _risk_inputs(X, theta_star, noise_var)
+    dec, t, var, unseen = _risk_inputs(X, theta_star, noise_var)
     lams, scalar = check_lams(lam)
-    risk = reference.oracle_risk(dec.s2, t, var, dec.n_samples, lams)
+    risk = reference.oracle_risk(dec.s2, t, var, dec.n_samples, lams) + unseen
     return _squeeze_lam(risk, scalar, axis=-1)
 
 
-def optimal_xi_validation(X, y, X_val, y_val, lam, k):
+def optimal_xi_validation(X, y, X_val, y_val, lam, k, *, step_lams=None):
     r"""Imitation parameters minimizing the validation MSE, in closed form.
 
     Parameters
@@ -236,6 +340,8 @@ def optimal_xi_validation(X, y, X_val, y_val, lam, k):
     y_val : array_like of shape (n_val,) or (B, n_val)
     lam : float or array_like of shape (L,)
     k : int
+    step_lams : array_like of shape (k,), optional
+        Students' penalties lam_1..lam_k (None: all ``lam``).
 
     Returns
     -------
@@ -261,10 +367,10 @@ def optimal_xi_validation(X, y, X_val, y_val, lam, k):
     dec = as_decomposition(X)
     z = targets_projection(dec, y)
     X_val = as_float_array(X_val, "X_val", ndim=(2, 3))
-    want = dec.batch_shape + (dec.n_features,)
+    want = dec.batch_shape + (dec.eval_width,)
     if X_val.shape[:-2] + X_val.shape[-1:] != want:
         raise ValueError(
-            f"X_val must have shape {dec.batch_shape + ('n_val', dec.n_features)} "
+            f"X_val must have shape {dec.batch_shape + ('n_val', dec.eval_width)} "
             f"(same batch and features as X), got {X_val.shape}"
         )
     y_val = as_float_array(y_val, "y_val", ndim=(1, 2))
@@ -273,7 +379,8 @@ def optimal_xi_validation(X, y, X_val, y_val, lam, k):
     lams, scalar = check_lams(lam)
     k = check_steps(k)
     check_result_size("optimal_xi_validation", [dec.batch_shape + (lams.size, k, k)])
-    R, c, resid2 = reference.eval_projection(X_val @ dec.V, y_val)
+    lams = _with_steps(lams, step_lams, k)
+    R, c, resid2 = reference.eval_projection(dec.eval_basis(X_val), y_val)
     mse, xi = reference.optimal_validation(dec.s2, z, R, c, resid2, y_val.shape[-1], lams, k)
     xi_k = xi[..., k - 1, :] if k else np.zeros(mse.shape[:-1] + (0,))
     _report_nan_xi(xi_k)

@@ -106,6 +106,19 @@ class Decomposition:
             raise ValueError(f"{name} must have shape {expected} to match X, got {y.shape}")
         return np.sqrt(self.s2) * np.einsum("...np,...n->...p", self.U, y)
 
+    @property
+    def eval_width(self) -> int:
+        """Columns an evaluation input must have (d; see :meth:`eval_basis`)."""
+        return self.n_features
+
+    def eval_basis(self, X_eval):
+        """W = X_eval V, shape ([B,] n_eval, p): predictions of V coef are W coef.
+
+        The evaluation interface every route uses (kernel decompositions map
+        new inputs through the cross-kernel instead, see :mod:`fastsd.kernel_ridge`).
+        """
+        return X_eval @ self.V
+
     def project_theta(self, theta, name="theta_star"):
         """t = V^T theta, shape (p,) or (B, p)."""
         theta = as_float_array(theta, name, ndim=(1, 2))
@@ -156,7 +169,8 @@ def _gram_eigh(X, feature_side, backend):
     return s2[..., ::-1], vecs[..., ::-1]
 
 
-def decompose(X, y=None, *, method="auto", backend="numpy", threads=None):
+def decompose(X, y=None, *, method="auto", backend="numpy", threads=None, kernel=None,
+              kernel_params=None):
     """Spectral decomposition of X (and projection of y), reusable everywhere.
 
     Parameters
@@ -175,6 +189,10 @@ def decompose(X, y=None, *, method="auto", backend="numpy", threads=None):
         in parallel (one LAPACK eigh per thread) instead of NumPy's stacked eigh.
     threads : int, optional
         Numba threads for ``backend="numba"`` (restored afterwards).
+    kernel : str or callable, optional
+        Kernel ridge instead of linear ridge: a scikit-learn pairwise kernel
+        name ("rbf", "laplacian", "polynomial", ...) or a callable, with
+        ``kernel_params``; returns :func:`fastsd.decompose_kernel` of K(X, X).
 
     Returns
     -------
@@ -192,6 +210,10 @@ def decompose(X, y=None, *, method="auto", backend="numpy", threads=None):
     """
     if isinstance(X, Decomposition):
         raise TypeError("X is already a Decomposition; pass it directly to other functions")
+    if kernel is not None:
+        from .kernel_ridge import decompose_features
+
+        return decompose_features(X, y, kernel, kernel_params)
     if method not in ("auto", "gram", "svd"):
         raise ValueError(f"method must be 'auto', 'gram' or 'svd', got {method!r}")
     if backend not in ("numpy", "numba"):

@@ -3,6 +3,9 @@
 W1: B = 256 problems, n = 256, d = 64, 128 log-spaced lambdas, 16 constant xi,
     k = 0..8 -- excess risk of every (problem, lambda, xi, k).
 W2: the same problems and lambdas, the oracle-optimal xi for every k <= 8.
+W1-TS: W1's cells as a teacher x student grid of per-step penalties (16 x 8).
+W3: batched kernel SD, B = 64 RBF problems with n = 512, a teacher x student grid of
+    8 x 8 per-step penalty schedules, 16 constant xi, k = 0..8 (in-sample risk for f*).
 
 Both backends run on the same decomposed inputs; each timing is the best of
 ``repeat`` runs after a warm-up call (JIT excluded). A *cell* is one
@@ -38,6 +41,22 @@ def workload(B=256, n=256, d=64, L=128, G=16, K=8, seed=0):
         X=X, theta=theta, noise_var=np.full(B, 0.5), lams=np.logspace(-4, 4, L),
         xis=np.linspace(-1.0, 2.0, G), K=K,
     )
+
+
+def kernel_workload(B=64, n=512, teachers=8, students=8, G=16, K=8, seed=0):
+    """W3 inputs: B RBF kernel problems (n points in 3-D), their batched kernel
+    decomposition, f* at the points, and a teacher x student grid of per-step
+    penalties (teachers * students = L = 64 schedules lam_0, lam_s, ..., lam_s)."""
+    from .kernel_ridge import decompose_kernel
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((B, n, 3))
+    sq = np.sum((x[:, :, None, :] - x[:, None, :, :]) ** 2, axis=-1)
+    dec = decompose_kernel(np.exp(-0.5 * sq))
+    f_star = np.sin(2.0 * x[..., 0]) + x[..., 1] ** 2
+    return dict(dec=dec, f_star=f_star, noise_var=np.full(B, 0.1),
+                teachers=np.logspace(-3, 1, teachers), students=np.logspace(-3, 1, students),
+                xis=np.linspace(-1.0, 2.0, G), K=K)
 
 
 def _best_time(func, repeat):
@@ -80,6 +99,19 @@ def measure(repeat=3, quick=False):
         res[f"w1_numba_{count}t_s"] = _best_time(
             lambda: sweep_risk(dec, theta, var, lams, xis, K, threads=count), repeat)
     res["w1_numba_s"] = res[f"w1_numba_{all_threads}t_s"]
+    # W1-TS: the same cells as a teacher x student grid of per-step penalties
+    # (L/8 teachers x 8 students), timed alternately with W1 (shared machine)
+    teachers, students = lams[::8], lams[::lams.size // 8]
+    w1_again, ts = np.inf, np.inf
+    sweep_risk(dec, theta, var, teachers, xis, K, student_lams=students)  # warm-up
+    for _ in range(repeat):
+        w1_again = min(w1_again, _best_time(
+            lambda: sweep_risk(dec, theta, var, lams, xis, K), 1))
+        ts = min(ts, _best_time(
+            lambda: sweep_risk(dec, theta, var, teachers, xis, K, student_lams=students), 1))
+    res["w1ts_numba_s"] = ts
+    res["w1ts_cells_per_s"] = cells * (teachers.size * students.size / lams.size) / ts
+    res["w1ts_fraction_of_w1"] = res["w1ts_cells_per_s"] / (cells / w1_again)
 
     res["w2_numpy_s"] = _best_time(
         lambda: sweep_optimal(dec, theta, var, lams, K, backend="numpy"), max(1, repeat // 3))
@@ -87,6 +119,21 @@ def measure(repeat=3, quick=False):
         res[f"w2_numba_{count}t_s"] = _best_time(
             lambda: sweep_optimal(dec, theta, var, lams, K, threads=count), repeat)
     res["w2_numba_s"] = res[f"w2_numba_{all_threads}t_s"]
+
+    # W3: batched kernel-SD sweep with per-step penalties (teacher x student)
+    kw = kernel_workload(B=8 if quick else 64)
+    kdec, f_star, kvar, tl, sl, kxis = (kw[k] for k in ("dec", "f_star", "noise_var",
+                                                          "teachers", "students", "xis"))
+    res["w3_cells"] = (kdec.s2.shape[0] * tl.size * sl.size * kxis.size * (K + 1)
+                       * kdec.s2.shape[-1])
+    for backend in ("numpy", "numba"):
+        res[f"w3_{backend}_s"] = _best_time(
+            lambda: sweep_risk(kdec, f_star, kvar, tl, kxis, K, student_lams=sl,
+                               backend=backend), max(1, repeat // 3) if backend == "numpy"
+            else repeat)
+    res["w3_speedup"] = res["w3_numpy_s"] / res["w3_numba_s"]
+    res["w3_cells_per_s"] = res["w3_cells"] / res["w3_numba_s"]
+    res["w3_B"], res["w3_n"] = kdec.s2.shape
 
     res["w1_speedup"] = res["w1_numpy_s"] / res["w1_numba_s"]
     res["w1_speedup_vs_blocked"] = res["w1_numpy_blocked_s"] / res["w1_numba_s"]
@@ -134,9 +181,17 @@ def format_table(res):
         ("W1 speed-up numba / NumPy reference", f"{res['w1_speedup']:.0f}x",
          f"{res['w1_speedup_vs_blocked']:.0f}x vs cache-blocked NumPy"),
     ]
+    rows.append(("W1-TS teacher x student per-step lambda sweep, numba",
+                 f"{res['w1ts_numba_s']:.4f} s",
+                 f"{res['w1ts_cells_per_s']:.2e} cells/s = "
+                 f"{100 * res['w1ts_fraction_of_w1']:.0f}% of W1 (alternated)"))
     if "w1_scaling_1_to_2" in res:
         rows.append(("W1 numba 1 -> 2 threads", f"{res['w1_scaling_1_to_2']:.2f}x", ""))
     rows += [
+        (f"W3 kernel-SD sweep (B={res['w3_B']}, n={res['w3_n']}, 8 x 8 per-step lambdas, "
+         "G=16, K=8), NumPy reference", f"{res['w3_numpy_s']:.3f} s", ""),
+        ("W3, numba", f"{res['w3_numba_s']:.4f} s", f"{res['w3_cells_per_s']:.2e} cells/s"),
+        ("W3 speed-up numba / NumPy reference", f"{res['w3_speedup']:.0f}x", ""),
         ("W2 optimal-xi sweep, NumPy reference", f"{res['w2_numpy_s']:.3f} s", ""),
         ("W2, numba", f"{res['w2_numba_s']:.4f} s", ""),
         ("W2 speed-up", f"{res['w2_speedup']:.0f}x", ""),

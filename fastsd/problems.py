@@ -29,6 +29,12 @@ Families
 :func:`singular_gap_family`
     A few singular values with a varying relative gap (optimal xi blows up as
     the gap closes).
+:func:`random_design_family`
+    Random design: rows of X i.i.d. N(0, Sigma); carries ``cov`` = Sigma for
+    the population risk (``fastsd.excess_risk(..., cov=batch.cov)``).
+:func:`random_fourier_family`
+    Linear ridge on D random Fourier features of 1-D..d inputs, approximating
+    RBF kernel ridge (the kernel result is the D -> infinity limit).
 
 Each returns a :class:`ProblemBatch`; pass ``batch.X, batch.theta_star,
 batch.noise_var`` to :func:`fastsd.sweep_optimal` (or call
@@ -50,6 +56,8 @@ __all__ = [
     "spread_theta",
     "singular_gap_family",
     "evenly_spaced_levels",
+    "random_design_family",
+    "random_fourier_family",
 ]
 
 
@@ -82,6 +90,9 @@ class ProblemBatch:
         Per-problem labels (e.g. ``rank``, ``gap``, ``case``).
     meta : dict
         Construction parameters shared by the batch (family name, n, seed...).
+    cov : ndarray of shape (B, d, d), or None
+        Feature covariance Sigma of random-design families (rows of X drawn
+        from N(0, Sigma)); pass it as ``cov=`` for the population risk.
     """
 
     X: np.ndarray
@@ -91,6 +102,7 @@ class ProblemBatch:
     eigvecs: np.ndarray
     labels: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    cov: np.ndarray | None = None
 
     def __post_init__(self):
         B, n, d = self.X.shape
@@ -102,6 +114,10 @@ class ProblemBatch:
         for name, col in self.labels.items():
             if np.shape(col) != (B,):
                 raise ValueError(f"labels[{name!r}] must have shape ({B},), got {np.shape(col)}")
+        if self.cov is not None:
+            if np.shape(self.cov) != (B, d, d):
+                raise ValueError(f"cov must have shape {(B, d, d)}, got {np.shape(self.cov)}")
+            object.__setattr__(self, "cov", _frozen(self.cov))
         for name in ("X", "theta_star", "noise_var", "singular_values", "eigvecs"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         object.__setattr__(self, "labels", {k: _frozen(np.asarray(v)) for k, v in self.labels.items()})
@@ -165,8 +181,12 @@ def concat_batches(*batches):
             raise ValueError(f"batches must share (n, d) = {shape}, got {b.X.shape[1:]}")
         if set(b.labels) != keys:
             raise ValueError(f"batches must share label keys {sorted(keys)}, got {sorted(b.labels)}")
+    has_cov = {b.cov is not None for b in batches}
+    if len(has_cov) > 1:
+        raise ValueError("batches must all carry cov (random design) or none")
     cat = (lambda name: np.concatenate([getattr(b, name) for b in batches]))
     return ProblemBatch(
+        cov=cat("cov") if has_cov == {True} else None,
         X=cat("X"), theta_star=cat("theta_star"), noise_var=cat("noise_var"),
         singular_values=cat("singular_values"), eigvecs=cat("eigvecs"),
         labels={k: np.concatenate([b.labels[k] for b in batches]) for k in keys},
@@ -497,3 +517,132 @@ def singular_gap_family(gaps, *, p=3, n=64, noise_var=0.1, theta_norm=1.0, seed=
     coords[:, 0] = theta_norm
     meta = dict(family="singular_gap", n=n, p=p, noise_var=noise_var, theta_norm=theta_norm)
     return _build(s, coords, n, noise_var, _rng(seed), labels={"gap": gaps}, meta=meta)
+
+
+def random_design_family(levels, *, n=64, batch=8, noise_var=0.1, theta_norm=1.0, seed=0):
+    """Random-design problems: rows of X i.i.d. N(0, Sigma), Sigma = Q diag(levels) Q^T.
+
+    Parameters
+    ----------
+    levels : array_like of shape (d,)
+        Eigenvalues of Sigma, >= 0 (any order).
+    n : int, default=64
+        Samples per problem (n < d is allowed).
+    batch : int, default=8
+        B, problems drawn (each with its own Haar-random Q, X and theta*).
+    noise_var : float, default=0.1
+    theta_norm : float, default=1.0
+        ||theta*||; its direction is uniformly random.
+    seed : int, None or numpy Generator
+
+    Returns
+    -------
+    ProblemBatch
+        With ``cov`` (B, d, d); ``singular_values`` and ``eigvecs`` are those
+        of the drawn X (zero past min(n, d)).
+    """
+    rng = _rng(seed)
+    levels = np.asarray(levels, dtype=np.float64)
+    if (levels.ndim != 1 or levels.size == 0 or not np.all(np.isfinite(levels))
+            or np.any(levels < 0)):
+        raise ValueError(f"levels must be a non-empty 1-D array of finite values >= 0, "
+                         f"got {levels!r}")
+    n = _int(n, "n", 1)
+    B = _int(batch, "batch", 1)
+    noise_var = _positive(noise_var, "noise_var", allow_zero=True)
+    theta_norm = _positive(theta_norm, "theta_norm", allow_zero=True)
+    d = levels.size
+    X = np.empty((B, n, d))
+    cov = np.empty((B, d, d))
+    theta = np.empty((B, d))
+    s = np.zeros((B, d))
+    V = np.empty((B, d, d))
+    for b in range(B):
+        Q = _orthonormal(rng, d, d)
+        root = Q * np.sqrt(levels)
+        cov[b] = root @ root.T
+        X[b] = rng.normal(size=(n, d)) @ root.T
+        direction = rng.normal(size=d)
+        theta[b] = theta_norm * direction / np.linalg.norm(direction)
+        _, sv, Vt = np.linalg.svd(X[b])
+        s[b, :sv.size] = sv
+        V[b] = Vt.T
+    return ProblemBatch(X=X, theta_star=theta, noise_var=np.full(B, noise_var),
+                        singular_values=s, eigvecs=V, cov=cov,
+                        meta={"family": "random_design", "n": n, "levels": levels.tolist(),
+                              "seed": seed if isinstance(seed, int) else None})
+
+
+def random_fourier_family(n_features, *, n=64, d_in=1, gamma=1.0, n_centers=5, batch=1,
+                          noise_var=0.1, seed=0):
+    r"""Random Fourier features (Rahimi & Recht) of an RBF kernel ridge problem.
+
+    Inputs x_i ~ N(0, I_{d_in}); features phi(x) = sqrt(2/D) cos(W x + b) with
+    W ~ N(0, 2 gamma I), b ~ U[0, 2 pi), so phi(x)^T phi(x') -> exp(-gamma ||x - x'||^2)
+    as D grows. The target is an RKHS function f*(x) = sum_c beta_c k(x, x_c); its
+    feature-space version is theta* = sum_c beta_c phi(x_c), so phi(x)^T theta* -> f*(x).
+    Inputs, centers and beta depend only on ``seed`` (not on D), so families with
+    growing D approximate one kernel problem.
+
+    Parameters
+    ----------
+    n_features : int
+        D, the number of random features.
+    n, d_in : int
+        Samples and input dimension.
+    gamma : float
+        RBF kernel width, k(x, x') = exp(-gamma ||x - x'||^2).
+    n_centers : int
+        Terms of the target's kernel expansion.
+    batch : int
+        B independent problems (inputs and features drawn per problem).
+    noise_var : float
+    seed : int
+
+    Returns
+    -------
+    ProblemBatch
+        X = Phi of shape (B, n, D), theta_star (B, D) (``eigvecs`` (B, D, D)
+        makes memory O(B D^2): keep D to a few thousand); ``meta`` holds
+        ``inputs`` (B, n, d_in), ``f_star`` (B, n) (the exact kernel target at
+        the inputs), ``gram`` (B, n, n) (the exact RBF kernel matrix) and ``gamma``.
+    """
+    D = _int(n_features, "n_features", 1)
+    n = _int(n, "n", 1)
+    d_in = _int(d_in, "d_in", 1)
+    C = _int(n_centers, "n_centers", 1)
+    B = _int(batch, "batch", 1)
+    gamma = _positive(gamma, "gamma")
+    noise_var = _positive(noise_var, "noise_var", allow_zero=True)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int (one seed for every D), got {seed!r}")
+    data_rng = np.random.default_rng([int(seed), 0])
+    feat_rng = np.random.default_rng([int(seed), 1, D])
+    inputs = data_rng.normal(size=(B, n, d_in))
+    centers = data_rng.normal(size=(B, C, d_in))
+    beta = data_rng.normal(size=(B, C))
+
+    def rbf(a, b):
+        sq = np.sum((a[:, :, None, :] - b[:, None, :, :]) ** 2, axis=-1)
+        return np.exp(-gamma * sq)
+
+    f_star = np.einsum("bnc,bc->bn", rbf(inputs, centers), beta)
+    W = feat_rng.normal(scale=np.sqrt(2.0 * gamma), size=(B, d_in, D))
+    phase = feat_rng.uniform(0.0, 2.0 * np.pi, size=(B, 1, D))
+
+    def features(x):
+        return np.sqrt(2.0 / D) * np.cos(x @ W + phase)
+
+    X = features(inputs)
+    theta = np.einsum("bcd,bc->bd", features(centers), beta)
+    s = np.zeros((B, D))
+    V = np.empty((B, D, D))  # full eigenbasis of X^T X: O(B D^2) memory
+    for b in range(B):
+        _, sv, Vt = np.linalg.svd(X[b])
+        s[b, :sv.size] = sv
+        V[b] = Vt.T
+    return ProblemBatch(
+        X=X, theta_star=theta, noise_var=np.full(B, noise_var), singular_values=s,
+        eigvecs=V, meta={"family": "random_fourier", "n": n, "D": D, "gamma": gamma,
+                         "seed": int(seed), "inputs": inputs, "f_star": f_star,
+                         "gram": rbf(inputs, inputs)})

@@ -115,6 +115,35 @@ def _oracle_inputs(X, theta_star, noise_var):
     return single, s2, t, var, dec.n_samples
 
 
+def _lam_grid(lams, student_lams, max_steps):
+    """(lam rows (P, S), grid shape): S = 1 without student_lams, else the
+    teacher x student schedules (lam_t, lam_s, ..., lam_s) of K + 1 penalties."""
+    lams = _check_grid(lams)
+    if student_lams is None:
+        return lams[:, None], (lams.size,)
+    students, _ = check_lams(student_lams, "student_lams")
+    check_result_size("the penalty schedules", [(lams.size * students.size, max_steps + 1)])
+    rows = np.empty((lams.size, students.size, max_steps + 1))
+    rows[..., 0] = lams[:, None]
+    rows[..., 1:] = students[None, :, None]
+    return rows.reshape(-1, max_steps + 1), (lams.size, students.size)
+
+
+def _reference_lams(rows):
+    """The reference's lams argument: (L,) for one penalty per row, else (P, K + 1)."""
+    return rows[:, 0] if rows.shape[1] == 1 else rows
+
+
+def _population(X, theta_star, noise_var, cov, backend, what="cov in sweep_optimal"):
+    """Population-risk inputs (see :mod:`fastsd.reference.population`)."""
+    if backend != "numpy" and what:
+        raise ValueError(f"{what} (population risk) runs on the NumPy reference only "
+                         "(no Numba kernel yet); pass backend='numpy'")
+    from .core import _population_inputs
+
+    return _population_inputs(as_decomposition(X), theta_star, noise_var, cov)
+
+
 def _promote(arr, single):
     return arr[None] if single else arr
 
@@ -123,8 +152,8 @@ def _unpromote(arr, single):
     return arr[0] if single else arr
 
 
-def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, backend="numba",
-               threads=None):
+def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, student_lams=None,
+               cov=None, backend="numba", threads=None):
     r"""Excess risk for a grid of lambdas and xi schedules, every k = 0..K.
 
     Parameters
@@ -139,13 +168,19 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, backend="numba
         xi_1..xi_K; k steps use its first k entries).
     max_steps : int
         K >= 0.
+    student_lams : array_like of shape (M,), optional
+        Students' penalties: ``lams`` are then the teacher's lam_0 and every
+        student step uses lam_s = student_lams[m] (a teacher x student grid).
+    cov : array_like of shape (d, d) or (B, d, d), optional
+        Feature covariance Sigma: population risk E_eps ||theta_k - theta*||^2_Sigma
+        instead (O(p^2) per cell).
     backend : {"numba", "numpy"}, default="numba"
     threads : int, optional
         Numba threads for this call (restored afterwards).
 
     Returns
     -------
-    risk : ndarray of shape (B, L, G, K + 1)
+    risk : ndarray of shape (B, L, G, K + 1), or (B, L, M, G, K + 1) with student_lams
 
     Notes
     -----
@@ -160,22 +195,42 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, backend="numba
     (4, 7, 3, 4)
     """
     _check_backend(backend, threads)
-    single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
-    lams = _check_grid(lams)
-    _check_fixed_size("sweep_risk", s2.shape[0], lams.size, xis, max_steps)
-    schedules = check_schedules(xis, max_steps)
-    if backend == "numpy":
-        out = reference.sweep_risk(s2, t, var, n, lams, schedules)
+    K = check_steps(max_steps, "max_steps")
+    rows, grid = _lam_grid(lams, student_lams, K)
+    if cov is not None:
+        single, s2, t, S, m, kappa, var = _population(X, theta_star, noise_var, cov, backend,
+                                                      what=None)
     else:
-        out = np.empty((s2.shape[0], lams.size, schedules.shape[0], schedules.shape[1] + 1))
+        single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
+    _check_fixed_size("sweep_risk", s2.shape[0], rows.shape[0], xis, K)
+    schedules = check_schedules(xis, K)
+    if cov is not None:
+        if backend == "numpy":
+            out = reference.population.sweep_risk_population(s2, t, S, m, kappa, var,
+                                                             _reference_lams(rows), schedules)
+        else:
+            out = np.empty((s2.shape[0], rows.shape[0], schedules.shape[0],
+                            schedules.shape[1] + 1))
+            noise_diag = (_per_problem(var, s2.shape[0])[:, None] * s2
+                          * np.diagonal(S, axis1=-2, axis2=-1))
+            with thread_count(threads):
+                call(sweep_kernels.sweep_risk_population, s2, t, np.ascontiguousarray(S), m,
+                     np.ascontiguousarray(kappa, dtype=np.float64), noise_diag, rows,
+                     schedules, out, _chunks(s2.shape[0] * rows.shape[0]))
+        return _unpromote(out.reshape(out.shape[:1] + grid + out.shape[2:]), single)
+    single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
+    if backend == "numpy":
+        out = reference.sweep_risk(s2, t, var, n, _reference_lams(rows), schedules)
+    else:
+        out = np.empty((s2.shape[0], rows.shape[0], schedules.shape[0], schedules.shape[1] + 1))
         with thread_count(threads):
-            call(sweep_kernels.sweep_risk, s2, t * t, var, n, lams,
-                 schedules, out, _chunks(s2.shape[0] * lams.size))
-    return _unpromote(out, single)
+            call(sweep_kernels.sweep_risk, s2, t * t, var, n, rows,
+                 schedules, out, _chunks(s2.shape[0] * rows.shape[0]))
+    return _unpromote(out.reshape(out.shape[:1] + grid + out.shape[2:]), single)
 
 
-def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, backend="numba",
-                  threads=None):
+def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, student_lams=None,
+                  cov=None, backend="numba", threads=None):
     r"""Oracle-optimal xi and excess risk for every lambda and every k = 1..K.
 
     Parameters
@@ -186,13 +241,20 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, backend="numba",
     lams : array_like of shape (L,)
     max_steps : int
         K >= 0.
+    student_lams : array_like of shape (M,), optional
+        Teacher x student grid as in :func:`sweep_risk` (adds an M axis after L).
+    cov : array_like of shape (d, d) or (B, d, d), optional
+        Feature covariance: minimize the population risk instead (needs
+        ``backend="numpy"``).
     backend : {"numba", "numpy"}, default="numba"
     threads : int, optional
 
     Returns
     -------
     risk : ndarray of shape (B, L, K + 1)
-        Optimal excess risk with k steps (k = 0: ridge); non-increasing in k.
+        Optimal excess risk with k steps (k = 0: ridge); non-increasing in k
+        for one penalty (with student_lams the teacher's lam_0 is fixed while
+        k changes which penalty the last step uses, so no such order holds).
     xi : ndarray of shape (B, L, K, K)
         Row k - 1 holds the optimal k-step xi in its first k entries, NaN after
         it; NaN throughout where xi cannot be recovered to
@@ -204,21 +266,33 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, backend="numba",
     serves every k <= K: the basis for k is a prefix of the basis for K.
     """
     _check_backend(backend, threads)
-    single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
-    lams = _check_grid(lams)
     K = check_steps(max_steps, "max_steps")
-    check_result_size("sweep_optimal", [(s2.shape[0], lams.size, K + 1),
-                                        (s2.shape[0], lams.size, K, K)])
-    if backend == "numpy":
-        risk, xi = reference.sweep_optimal(s2, t, var, n, lams, K)
+    rows, grid = _lam_grid(lams, student_lams, K)
+    if cov is not None:
+        single, s2, t, S, m, kappa, var = _population(X, theta_star, noise_var, cov, backend)
     else:
-        risk = np.empty((s2.shape[0], lams.size, K + 1))
-        xi = np.full((s2.shape[0], lams.size, K, K), np.nan)
-        with thread_count(threads):
-            call(optimal_kernels.sweep_optimal, s2, t * t, var, n,
-                 lams, risk, xi, _chunks(s2.shape[0] * lams.size))
+        single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
+    P = rows.shape[0]
+    check_result_size("sweep_optimal", [(s2.shape[0], P, K + 1), (s2.shape[0], P, K, K)])
+    if cov is not None:
+        risk, xi = reference.population.sweep_optimal_population(
+            s2, t, S, m, kappa, var, _reference_lams(rows), K)
+    elif backend == "numpy":
+        risk, xi = reference.sweep_optimal(s2, t, var, n, _reference_lams(rows), K)
+    else:
+        risk = np.empty((s2.shape[0], P, K + 1))
+        xi = np.full((s2.shape[0], P, K, K), np.nan)
+        if student_lams is not None:
+            with thread_count(threads), single_threaded_blas():
+                call(optimal_kernels.sweep_optimal_steps, s2, t * t, var, n, rows, risk, xi,
+                     _chunks(s2.shape[0] * P))
+        else:
+            with thread_count(threads):
+                call(optimal_kernels.sweep_optimal, s2, t * t, var, n,
+                     np.ascontiguousarray(rows[:, 0]), risk, xi, _chunks(s2.shape[0] * P))
     warn_unrecoverable(xi)
-    return _unpromote(risk, single), _unpromote(xi, single)
+    return (_unpromote(risk.reshape(risk.shape[:1] + grid + risk.shape[2:]), single),
+            _unpromote(xi.reshape(xi.shape[:1] + grid + xi.shape[2:]), single))
 
 
 def _eval_inputs(X, y, X_eval, y_eval, names):
@@ -227,9 +301,9 @@ def _eval_inputs(X, y, X_eval, y_eval, names):
     single = not dec.batched
     z = _promote(targets_projection(dec, y), single)
     X_eval = as_float_array(X_eval, names[0], ndim=(2, 3))
-    if X_eval.shape[:-2] + X_eval.shape[-1:] != dec.batch_shape + (dec.n_features,):
+    if X_eval.shape[:-2] + X_eval.shape[-1:] != dec.batch_shape + (dec.eval_width,):
         raise ValueError(
-            f"{names[0]} must have shape {dec.batch_shape + ('n_eval', dec.n_features)} "
+            f"{names[0]} must have shape {dec.batch_shape + ('n_eval', dec.eval_width)} "
             f"(same batch and features as X), got {X_eval.shape}"
         )
     y_eval = as_float_array(y_eval, names[1], ndim=(1, 2))
@@ -239,13 +313,13 @@ def _eval_inputs(X, y, X_eval, y_eval, names):
             f"got {y_eval.shape}"
         )
     R, c, resid2 = reference.eval_projection(
-        _promote(X_eval, single) @ _promote(dec.V, single), _promote(y_eval, single)
+        _promote(dec.eval_basis(X_eval), single), _promote(y_eval, single)
     )
     return dec, single, z, R, c, resid2, y_eval.shape[-1]
 
 
-def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, backend="numba",
-              threads=None):
+def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, student_lams=None,
+              backend="numba", threads=None):
     r"""Mean squared error on an evaluation set for a grid of lambdas and schedules.
 
     Parameters
@@ -254,12 +328,12 @@ def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, backend="numba",
     y : array_like of shape (B, n) or (n,), or None (reuse the decomposition's y)
     X_eval : array_like of shape (B, n_eval, d) or (n_eval, d)
     y_eval : array_like of shape (B, n_eval) or (n_eval,)
-    lams, xis, max_steps, backend, threads
+    lams, xis, max_steps, student_lams, backend, threads
         As in :func:`sweep_risk`.
 
     Returns
     -------
-    mse : ndarray of shape (B, L, G, K + 1)
+    mse : ndarray of shape (B, L, G, K + 1) (or (B, L, M, G, K + 1))
         mean((y_eval - X_eval theta_k)^2).
 
     Notes
@@ -272,21 +346,22 @@ def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, backend="numba",
     dec, single, z, R, c, resid2, n_eval = _eval_inputs(X, y, X_eval, y_eval,
                                                         ("X_eval", "y_eval"))
     s2 = _promote(dec.s2, single)
-    lams = _check_grid(lams)
-    _check_fixed_size("sweep_mse", s2.shape[0], lams.size, xis, max_steps)
-    schedules = check_schedules(xis, max_steps)
+    K = check_steps(max_steps, "max_steps")
+    rows, grid = _lam_grid(lams, student_lams, K)
+    _check_fixed_size("sweep_mse", s2.shape[0], rows.shape[0], xis, K)
+    schedules = check_schedules(xis, K)
     if backend == "numpy":
-        out = reference.sweep_mse(s2, z, R, c, resid2, n_eval, lams, schedules)
+        out = reference.sweep_mse(s2, z, R, c, resid2, n_eval, _reference_lams(rows), schedules)
     else:
-        out = np.empty((s2.shape[0], lams.size, schedules.shape[0], schedules.shape[1] + 1))
+        out = np.empty((s2.shape[0], rows.shape[0], schedules.shape[0], schedules.shape[1] + 1))
         with thread_count(threads), single_threaded_blas():
             call(sweep_kernels.sweep_mse, s2, z, np.ascontiguousarray(R), c, resid2, n_eval,
-                 lams, schedules, out, _chunks(s2.shape[0] * lams.size))
-    return _unpromote(out, single)
+                 rows, schedules, out, _chunks(s2.shape[0] * rows.shape[0]))
+    return _unpromote(out.reshape(out.shape[:1] + grid + out.shape[2:]), single)
 
 
-def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, backend="numba",
-                             threads=None):
+def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, student_lams=None,
+                             backend="numba", threads=None):
     r"""Validation-optimal xi and validation MSE for every lambda and k = 1..K.
 
     Parameters
@@ -295,7 +370,7 @@ def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, backend="nu
     y : array_like of shape (B, n) or (n,), or None
     X_val : array_like of shape (B, n_val, d) or (n_val, d)
     y_val : array_like of shape (B, n_val) or (n_val,)
-    lams, max_steps, backend, threads
+    lams, max_steps, student_lams, backend, threads
         As in :func:`sweep_optimal`.
 
     Returns
@@ -308,17 +383,27 @@ def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, backend="nu
     dec, single, z, R, c, resid2, n_val = _eval_inputs(X, y, X_val, y_val,
                                                        ("X_val", "y_val"))
     s2 = _promote(dec.s2, single)
-    lams = _check_grid(lams)
     K = check_steps(max_steps, "max_steps")
-    check_result_size("sweep_optimal_validation", [(s2.shape[0], lams.size, K + 1),
-                                                   (s2.shape[0], lams.size, K, K)])
+    rows, grid = _lam_grid(lams, student_lams, K)
+    P = rows.shape[0]
+    check_result_size("sweep_optimal_validation", [(s2.shape[0], P, K + 1),
+                                                   (s2.shape[0], P, K, K)])
     if backend == "numpy":
-        mse, xi = reference.optimal_validation(s2, z, R, c, resid2, n_val, lams, K)
+        mse, xi = reference.optimal_validation(s2, z, R, c, resid2, n_val,
+                                               _reference_lams(rows), K)
     else:
-        mse = np.empty((s2.shape[0], lams.size, K + 1))
-        xi = np.full((s2.shape[0], lams.size, K, K), np.nan)
-        with thread_count(threads):
-            call(optimal_kernels.sweep_optimal_validation, s2, z, np.ascontiguousarray(R), c,
-                 resid2, n_val, lams, mse, xi, _chunks(s2.shape[0] * lams.size))
+        mse = np.empty((s2.shape[0], P, K + 1))
+        xi = np.full((s2.shape[0], P, K, K), np.nan)
+        if student_lams is not None:
+            with thread_count(threads), single_threaded_blas():
+                call(optimal_kernels.sweep_optimal_validation_steps, s2, z,
+                     np.ascontiguousarray(R), c, resid2, n_val, rows, mse, xi,
+                     _chunks(s2.shape[0] * P))
+        else:
+            with thread_count(threads):
+                call(optimal_kernels.sweep_optimal_validation, s2, z, np.ascontiguousarray(R), c,
+                     resid2, n_val, np.ascontiguousarray(rows[:, 0]), mse, xi,
+                     _chunks(s2.shape[0] * P))
     warn_unrecoverable(xi)
-    return _unpromote(mse, single), _unpromote(xi, single)
+    return (_unpromote(mse.reshape(mse.shape[:1] + grid + mse.shape[2:]), single),
+            _unpromote(xi.reshape(xi.shape[:1] + grid + xi.shape[2:]), single))

@@ -27,7 +27,8 @@ pytest.importorskip("asv")
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ["decomposition", "sweeps", "validation", "workflow", "accuracy", "memory",
-           "jit_compile", "estimators", "runner"]
+           "jit_compile", "estimators", "runner",
+           "kernel_sd"]
 PREFIXES = ("time_", "track_", "peakmem_", "mem_", "timeraw_")
 
 

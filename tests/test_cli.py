@@ -183,6 +183,9 @@ def test_reproduce_quick_end_to_end(tmp_path):
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
+    for name in ("mobahi_rounds.png", "borup_weighting.png", "teacher_student_map.png"):
+        assert (out / "kernel" / name).stat().st_size > 0, name  # issue 11's kernel studies
+    assert "Mobahi et al. (constrained pure SD" in (out / "summary.md").read_text()
     for name in ("summary.md", "uci_runs.csv", "uci_table.csv", "uci_alignment.csv",
                  "uci_alignment.png", "uci_test_mse.png", "tuning_rules.md",
                  "synthetic/gain_vs_rank.png", "synthetic/gain_vs_rank.csv",

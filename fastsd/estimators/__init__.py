@@ -35,3 +35,8 @@ __all__ = [
     "loo_predictions",
     "tuning_table",
 ]
+
+# Kernel ridge (issue 11): SelfDistilledKernelRidge(CV), see ._kernel.
+from ._kernel import SelfDistilledKernelRidge, SelfDistilledKernelRidgeCV  # noqa: E402
+
+__all__ += ["SelfDistilledKernelRidge", "SelfDistilledKernelRidgeCV"]

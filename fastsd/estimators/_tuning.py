@@ -88,16 +88,12 @@ def nested_lstsq(design, target, rcond=None):
 def h_from_xi(xi):
     """r-coefficients of h with u_k = q h(r) for schedules xi of shape (..., k).
 
-    From u_i = xi_i (q + r u_{i-1}): h_i(r) = xi_i (1 + r h_{i-1}(r)), h_0 = 0.
+    These are the products pi_j = xi_k ... xi_{k-j+1} of :mod:`fastsd.filters`
+    (the one place of the filter recursion).
     """
-    k = xi.shape[-1]
-    h = np.zeros(xi.shape)
-    for i in range(k):
-        nxt = np.zeros_like(h)
-        nxt[..., 0] = 1.0
-        nxt[..., 1:] += h[..., :-1]
-        h = xi[..., i, None] * nxt
-    return h
+    from ..filters import products_from_xi
+
+    return products_from_xi(xi)
 
 
 def xi_from_rows(h_rows):

@@ -4,6 +4,8 @@ Layout of the report::
 
     OUT/summary.md              headline numbers, Table-1-style table, figures
     OUT/synthetic/...           Theorem 1 gain vs rank, assumption violations, xi vs gap
+    OUT/kernel/...              kernel SD: Mobahi et al. rounds, Borup & Andersen weighting,
+                                teacher x student penalty map
     OUT/uci_runs.csv            one row per (dataset, seed, k): lambda, xi, val/test MSE
     OUT/uci_table.csv           mean +- std over seeds, change vs ridge
     OUT/uci_alignment.csv/.png  the alignment diagnostic
@@ -110,6 +112,12 @@ def reproduce(out, *, quick=False, seeds=None, backend="numba", progress=True,
     started = time.perf_counter()
     bar = _steps(progress, 2 + len(datasets))
     synthetic = _synthetic(out, quick, progress=None)
+    from .kernel_sd import write_kernel_studies
+
+    kernel = write_kernel_studies(os.path.join(out, "kernel"), quick=quick)
+    synthetic.setdefault("sections", []).append(("Kernel self-distillation (Mobahi et al.; "
+                                                 "Borup & Andersen; teacher × student λ)",
+                                                 kernel["lines"], kernel["figures"]))
     if bar is not None:
         bar.update(1)
 
@@ -178,6 +186,9 @@ def _write_summary(out, table, align, synthetic, seeds, quick, elapsed, n_train,
     for fig in synthetic.get("figures", []):
         rel = os.path.relpath(fig, out)
         lines += ["", f"![{os.path.basename(fig)}]({rel})"]
+    for title, texts, figs in synthetic.get("sections", []):
+        lines += ["", f"## {title}", ""] + [f"- {t}" for t in texts]
+        lines += [f"\n![{os.path.basename(f)}]({os.path.relpath(f, out)})" for f in figs]
     lines += [
         "",
         "## UCI datasets: test MSE (mean ± std over splits), λ and ξ tuned on validation",

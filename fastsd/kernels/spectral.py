@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .._jit import jit
+from ..filters import risk_term
 
 
 @jit()
@@ -38,9 +39,7 @@ def risk_of_u(r, q, bias_w, noise_w, u):
     """sum_j bias_w (q + r u)^2 + noise_w (1 - u)^2."""
     acc = 0.0
     for j in range(r.shape[0]):
-        b = q[j] + r[j] * u[j]
-        v = 1.0 - u[j]
-        acc += bias_w[j] * b * b + noise_w[j] * v * v
+        acc += risk_term(bias_w[j], noise_w[j], r[j], q[j], u[j])
     return acc
 
 

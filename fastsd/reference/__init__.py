@@ -4,7 +4,8 @@ Two independent routes:
 
 * :func:`self_distill_refit` -- the literal definition, k + 1 ridge solves;
 * the vectorized spectral form (:mod:`.spectral`, :mod:`.optimal`), with no
-  Python loop over problems, lambdas or xi values.
+  Python loop over problems, lambdas or xi values; :mod:`.population` for the
+  random-design (population) risk given a feature covariance.
 
 Every fast path (the Numba engine, the CLI, the asv suite) is tested and
 benchmarked against these functions. They work on spectral quantities
@@ -12,6 +13,7 @@ benchmarked against these functions. They work on spectral quantities
 :func:`fastsd.decompose`, and assume their inputs are already validated.
 """
 
+from . import population
 from .literal import self_distill_refit
 from .optimal import XI_RTOL, optimal_validation, sweep_optimal
 from .spectral import (
@@ -31,6 +33,7 @@ __all__ = [
     "excess_risk_spectral",
     "optimal_validation",
     "oracle_risk",
+    "population",
     "self_distill_refit",
     "self_distill_spectral",
     "sweep_mse",

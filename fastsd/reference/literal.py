@@ -17,7 +17,7 @@ import numpy as np
 __all__ = ["self_distill_refit"]
 
 
-def self_distill_refit(X, y, lam, xi):
+def self_distill_refit(X, y, lam, xi, step_lams=None):
     """theta_k by refitting k + 1 ridge regressions on the mixed targets.
 
     Parameters
@@ -28,6 +28,9 @@ def self_distill_refit(X, y, lam, xi):
         Ridge penalty, >= 0.
     xi : sequence of float, length k
         Imitation parameter of each step (k = 0 gives ridge).
+    step_lams : sequence of float, length k, optional
+        Penalty of each student (lam_1..lam_k; default: all ``lam``), so that
+        theta_i = (X^T X + lam_i I)^+ X^T (xi_i X theta_{i-1} + (1 - xi_i) y).
 
     Returns
     -------
@@ -35,22 +38,19 @@ def self_distill_refit(X, y, lam, xi):
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    xi = np.asarray(xi, dtype=np.float64)
+    lams = np.full(xi.shape[0], lam) if step_lams is None else np.asarray(step_lams, float)
     d = X.shape[-1]
     Xt = np.swapaxes(X, -1, -2)
-    if lam == 0:
-        X_pinv = np.linalg.pinv(X)
 
-        def fit(targets):
-            return (X_pinv @ targets[..., None])[..., 0]
+    def fit(targets, penalty):
+        if penalty == 0:
+            return (np.linalg.pinv(X) @ targets[..., None])[..., 0]
+        A = Xt @ X + penalty * np.eye(d)
+        return np.linalg.solve(A, Xt @ targets[..., None])[..., 0]
 
-    else:
-        A = Xt @ X + lam * np.eye(d)
-
-        def fit(targets):
-            return np.linalg.solve(A, Xt @ targets[..., None])[..., 0]
-
-    theta = fit(y)
-    for xi_i in np.asarray(xi, dtype=np.float64):
+    theta = fit(y, lam)
+    for xi_i, lam_i in zip(xi, lams):
         teacher = (X @ theta[..., None])[..., 0]
-        theta = fit(xi_i * teacher + (1.0 - xi_i) * y)
+        theta = fit(xi_i * teacher + (1.0 - xi_i) * y, lam_i)
     return theta

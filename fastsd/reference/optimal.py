@@ -36,7 +36,15 @@ import functools
 
 import numpy as np
 
-from ..reparam import xi_from_h_coefficients
+from ..filters import (
+    BREAKDOWN_TOL,
+    polynomial_basis,
+    products_of_filter,
+    refit_step,
+    step_factors,
+    step_space,
+    xi_from_products,
+)
 from .spectral import (
     eval_mse,
     inverse_shift,
@@ -55,8 +63,6 @@ XI_RTOL = 1e-6
 #: for the literal refit's own rounding (its linear solves and accumulation).
 XI_SAFETY = 16.0
 EPS = np.finfo(np.float64).eps
-#: Arnoldi breakdown: new direction below this fraction of the vector it came from.
-BREAKDOWN_TOL = 1e-12
 
 
 def _quiet(func):
@@ -69,62 +75,6 @@ def _quiet(func):
             return func(*args, **kwargs)
 
     return wrapper
-
-
-def _wnorm(v, weights):
-    return np.sqrt(np.sum(weights * v * v, axis=-1))
-
-
-def polynomial_basis(r, q, weights, max_steps):
-    """Weighted Arnoldi basis b_m = q h_m(x), m = 1..K, on the spectral nodes.
-
-    Parameters
-    ----------
-    r, q, weights : ndarray of shape (..., p)
-    max_steps : int
-        K >= 1.
-
-    Returns
-    -------
-    basis : ndarray of shape (..., K, p)
-        Orthonormal in sum_j weights_j f_j g_j; zero rows after breakdown.
-    h : ndarray of shape (..., K, K)
-        Row m holds the coefficients of h_m in powers of r (degree m).
-    alive : ndarray of bool, shape (..., K)
-    """
-    lead = r.shape[:-1]
-    p = r.shape[-1]
-    use_q = np.sum(weights * q, axis=-1) <= np.sum(weights * r, axis=-1)
-    x = np.where(use_q[..., None], q, r)
-    basis = np.zeros(lead + (max_steps, p))
-    h = np.zeros(lead + (max_steps, max_steps))
-    alive = np.zeros(lead + (max_steps,), dtype=bool)
-
-    norm = _wnorm(q, weights)
-    alive[..., 0] = norm > 0
-    scale = np.where(alive[..., 0], norm, 1.0)
-    basis[..., 0, :] = np.where(alive[..., 0, None], q / scale[..., None], 0.0)
-    h[..., 0, 0] = np.where(alive[..., 0], 1.0 / scale, 0.0)
-    for m in range(1, max_steps):
-        w = x * basis[..., m - 1, :]
-        prev = h[..., m - 1, :]
-        shifted = np.concatenate([np.zeros(lead + (1,)), prev[..., :-1]], axis=-1)
-        hw = np.where(use_q[..., None], prev - shifted, shifted)  # x * h in r-coefficients
-        before = _wnorm(w, weights)
-        # Lanczos pass (x is self-adjoint in the weighted inner product, so
-        # x b_{m-1} is orthogonal to all but the last two basis vectors), then
-        # a full re-orthogonalization pass against every earlier vector.
-        for first in (max(0, m - 2), 0):
-            c = np.einsum("...mp,...p->...m", basis[..., first:m, :], weights * w)
-            w = w - np.einsum("...m,...mp->...p", c, basis[..., first:m, :])
-            hw = hw - np.einsum("...m,...mk->...k", c, h[..., first:m, :])
-        after = _wnorm(w, weights)
-        ok = alive[..., m - 1] & (after > BREAKDOWN_TOL * before)
-        scale = np.where(ok, after, 1.0)
-        basis[..., m, :] = np.where(ok[..., None], w / scale[..., None], 0.0)
-        h[..., m, :] = np.where(ok[..., None], hw / scale[..., None], 0.0)
-        alive[..., m] = ok
-    return basis, h, alive
 
 
 def nested_least_squares(design, target, alive):
@@ -168,24 +118,27 @@ def _schedules(beta, h):
     coef = np.einsum("...km,...mj->...kj", beta, h)  # h^(k) coefficients
     xi = np.full(beta.shape, np.nan)
     for k in range(1, K + 1):
-        xi[..., k - 1, :k] = xi_from_h_coefficients(coef[..., k - 1, :k])
+        xi[..., k - 1, :k] = xi_from_products(coef[..., k - 1, :k])
     return xi
 
 
 def _u_of_schedules(r, xi):
     """u_k = 1 - phi_k on the nodes for each row of xi (..., K, K); shape (..., K, p).
 
-    Deliberately the phi-form recursion phi_i = xi_i r phi_{i-1} + 1 - xi_i, which
-    cancels (error ~ eps |xi|) exactly as refitting on mixed targets does: a
-    schedule is only reported if the literal procedure reproduces its risk.
+    ``r`` of shape (..., p), or (..., S, p) per-step (step i uses row
+    min(i - 1, S - 1), the factors of lam_{i-1}). Deliberately the phi-form
+    recursion phi_i = xi_i r phi_{i-1} + 1 - xi_i, which cancels (error
+    ~ eps |xi|) exactly as refitting on mixed targets does: a schedule is only
+    reported if the literal procedure reproduces its risk.
     """
+    rs = r if r.ndim == xi.ndim else r[..., None, :]
+    S = rs.shape[-2]
     K = xi.shape[-1]
     u = np.zeros(xi.shape[:-1] + r.shape[-1:])
     for k in range(1, K + 1):
-        phi = np.ones(r.shape)
+        phi = np.ones(rs.shape[:-2] + rs.shape[-1:])
         for i in range(k):
-            step = xi[..., k - 1, i, None]
-            phi = step * r * phi + (1.0 - step)
+            phi = refit_step(phi, rs[..., min(i, S - 1), :], xi[..., k - 1, i, None])
         u[..., k - 1, :] = 1.0 - phi
     return u
 
@@ -197,6 +150,8 @@ def refit_amplification(s2, lams):
     (cancellation); the ridge solve then amplifies that by up to the condition
     number, spread over p directions.
     """
+    if lams.ndim == 2:  # per-step penalties: the worst-conditioned step
+        lams = lams.min(axis=-1)
     live = s2 > 0
     top = np.max(s2, axis=-1, keepdims=True)
     low = np.min(np.where(live, s2, np.inf), axis=-1, keepdims=True)
@@ -237,7 +192,7 @@ def sweep_optimal(s2, t, noise_var, n, lams, max_steps):
     s2, t : ndarray of shape (..., p)
     noise_var : float or ndarray of shape (...)
     n : int
-    lams : ndarray of shape (L,)
+    lams : ndarray of shape (L,), or (L, K + 1) per-step penalties lam_0..lam_K
     max_steps : int
         K >= 0.
 
@@ -255,7 +210,11 @@ def sweep_optimal(s2, t, noise_var, n, lams, max_steps):
     a = w (r^2 t^2 + e), phi* = w r t^2 / a, w = s^2/n,
     e = sigma^2 s^2/(s^2 + lam)^2: a weighted least-squares fit of
     u* = 1 - phi* by u_k, done with :func:`polynomial_basis` weighted by a.
+    With per-step penalties (``lams`` of shape (L, K + 1)) the fit is over
+    the products pi instead, see :func:`sweep_optimal_steps`.
     """
+    if lams.ndim == 2:
+        return sweep_optimal_steps(s2, t, noise_var, n, lams, max_steps)
     r, q = spectral_factors(s2, lams)
     bias_w, noise_w = risk_weights(s2, t, noise_var, n, lams)
     ridge = risk_from_u(bias_w, noise_w, r, q, 0.0)
@@ -290,7 +249,7 @@ def optimal_validation(s2, z, R, c, resid2, n_eval, lams, max_steps):
     R, c, resid2 : ndarray of shape (..., m, p), (..., m), (...)
         The validation set through :func:`fastsd.reference.spectral.eval_projection`.
     n_eval : int
-    lams : ndarray of shape (L,)
+    lams : ndarray of shape (L,), or (L, K + 1) per-step penalties
     max_steps : int
 
     Returns
@@ -305,8 +264,11 @@ def optimal_validation(s2, z, R, c, resid2, n_eval, lams, max_steps):
     Predictions X_val theta_k = W ((1 - u_k) g) with W = X_val V = Q R and
     g = z/(s^2 + lam) are affine in u_k, so the MSE
     (resid2 + ||c - R((1 - u_k) g)||^2) / n_eval is quadratic: fit R diag(g) u_k
-    to R g - c.
+    to R g - c. Per-step penalties (``lams`` of shape (L, K + 1)): see
+    :func:`optimal_validation_steps`.
     """
+    if lams.ndim == 2:
+        return optimal_validation_steps(s2, z, R, c, resid2, n_eval, lams, max_steps)
     r, q = spectral_factors(s2, lams)
     g = inverse_shift(s2, lams) * z[..., None, :]  # (..., L, p)
     ridge = eval_mse(R, c, resid2, n_eval, g)  # (..., L)
@@ -331,3 +293,104 @@ def optimal_validation(s2, z, R, c, resid2, n_eval, lams, max_steps):
     return np.concatenate([ridge[..., None], mse_k], axis=-1), accept_schedules(
         xi, achieved, mse_k, ridge, refit_amplification(s2, lams)
     )
+
+
+# ------------------------------------------------------------ per-step penalties
+
+
+def step_basis(s2, rs, qs, a_s, lams, k, weights):
+    """Weighted orthonormal basis of the k-step filters for per-step penalties.
+
+    See :func:`fastsd.filters.step_space`: S_k = E_k P_{k_eff - 1}(x), built by
+    Arnoldi in x from E_k.
+
+    Returns
+    -------
+    basis : ndarray of shape (..., L, k, p)
+        Orthonormal in ``weights``; zero rows past the dimension.
+    alive : ndarray of bool, shape (..., L, k)
+    """
+    E, x, k_eff = step_space(s2, a_s, lams, k)
+    basis, _, alive = polynomial_basis(np.broadcast_to(x, E.shape), E, weights, k, force_r=True)
+    alive = alive & (np.arange(k) < k_eff[:, None])
+    return np.where(alive[..., None], basis, 0.0), alive
+
+
+def _products_fit(basis, alive, design, target, rs, qs, k, s2):
+    """Least-squares fit over the k-step filters: u_k = beta basis; xi from the products."""
+    beta = nested_least_squares(design, target, alive)[..., k - 1, :]
+    u = np.einsum("...m,...mp->...p", beta, basis)
+    live = np.broadcast_to((s2 > 0)[..., None, :], u.shape)
+    return u, xi_from_products(products_of_filter(u, rs[..., :k, :], qs[..., :k, :], k, live))
+
+
+@_quiet
+def sweep_optimal_steps(s2, t, noise_var, n, lams, max_steps):
+    """:func:`sweep_optimal` for per-step penalties, ``lams`` of shape (L, K + 1).
+
+    With a_i = 1/(s^2 + lam_i), u_k = sum_j pi_j g_j (see :mod:`fastsd.filters`)
+    and the risk sum_j A_j (u_j - u*_j)^2 + const, A = r_k^2 w t^2 + w sigma^2 s^2 a_k^2,
+    u* = 1 - r_k w t^2 / A (all with lam_k): for each k a weighted least-squares
+    fit in an A-orthonormal basis of the k-step filters (:func:`step_basis`),
+    then the products pi of the optimum and xi from them.
+    """
+    K = max_steps
+    rs, qs, a_s = step_factors(s2, lams)  # (..., L, K + 1, p)
+    w = (s2 / n)[..., None, None, :]
+    sigma2 = np.asarray(noise_var, dtype=np.float64)[..., None, None, None]
+    bias_w = w * (t * t)[..., None, None, :] * np.ones_like(a_s)
+    noise_w = w * sigma2 * s2[..., None, None, :] * a_s * a_s
+    ridge = risk_from_u(bias_w[..., 0, :], noise_w[..., 0, :], rs[..., 0, :], qs[..., 0, :], 0.0)
+    xi = np.full(ridge.shape + (K, K), np.nan)
+    if K == 0:
+        return ridge[..., None], xi
+    A = rs * rs * bias_w + noise_w
+    live = A > 0
+    u_star = np.where(live, 1.0 - rs * bias_w / np.where(live, A, 1.0), 0.0)
+    risk = np.empty(ridge.shape + (K + 1,))
+    risk[..., 0] = ridge
+    for k in range(1, K + 1):
+        root = np.sqrt(A[..., k, :])
+        basis, alive = step_basis(s2, rs, qs, a_s, lams, k, A[..., k, :])
+        u, xi[..., k - 1, :k] = _products_fit(
+            basis, alive, root[..., :, None] * np.swapaxes(basis, -1, -2),
+            root * u_star[..., k, :], rs, qs, k, s2)
+        risk[..., k] = risk_from_u(bias_w[..., k, :], noise_w[..., k, :], rs[..., k, :],
+                                   qs[..., k, :], u)
+    per_k = [x[..., 1:, :] for x in (bias_w, noise_w, rs, qs)]
+    achieved = risk_from_u(*per_k, _u_of_schedules(rs[..., :K, :], np.nan_to_num(xi, nan=0.0)))
+    return risk, accept_schedules(xi, achieved, risk[..., 1:], ridge,
+                                  refit_amplification(s2, lams))
+
+
+@_quiet
+def optimal_validation_steps(s2, z, R, c, resid2, n_eval, lams, max_steps):
+    """:func:`optimal_validation` for per-step penalties, ``lams`` of shape (L, K + 1).
+
+    Predictions W (a_k (1 - u_k) z) are affine in u_k: fit R diag(a_k z) u_k to
+    R (a_k z) - c over the k-step filters (:func:`step_basis`).
+    """
+    K = max_steps
+    rs, qs, a_s = step_factors(s2, lams)  # (..., L, K + 1, p)
+    gs = a_s * z[..., None, None, :]
+    ridge = eval_mse(R, c, resid2, n_eval, gs[..., 0, :])
+    xi = np.full(ridge.shape + (K, K), np.nan)
+    if K == 0:
+        return ridge[..., None], xi
+    col2 = np.sum(R * R, axis=-2)[..., None, :]
+    Rl = R[..., None, :, :]  # (..., 1, m, p)
+    mse = np.empty(ridge.shape + (K + 1,))
+    mse[..., 0] = ridge
+    for k in range(1, K + 1):
+        g = gs[..., k, :]
+        basis, alive = step_basis(s2, rs, qs, a_s, lams, k, g * g * col2)
+        u, xi[..., k - 1, :k] = _products_fit(
+            basis, alive, Rl @ np.swapaxes(g[..., None, :] * basis, -1, -2),
+            np.einsum("...mp,...p->...m", Rl, g) - c[..., None, :], rs, qs, k, s2)
+        mse[..., k] = eval_mse(R, c, resid2, n_eval, (1.0 - u) * g)
+    u_fwd = _u_of_schedules(rs[..., :K, :], np.nan_to_num(xi, nan=0.0))  # (..., L, K, p)
+    coef = (1.0 - u_fwd) * gs[..., 1:, :]
+    flat = coef.reshape(coef.shape[:-3] + (-1, coef.shape[-1]))
+    achieved = eval_mse(R, c, resid2, n_eval, flat).reshape(coef.shape[:-1])
+    return mse, accept_schedules(xi, achieved, mse[..., 1:], ridge,
+                                 refit_amplification(s2, lams))

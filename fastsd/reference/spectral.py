@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..filters import risk_term, sd_step, step_factors
+
 __all__ = [
     "spectral_factors",
     "advance_u",
@@ -56,9 +58,8 @@ def spectral_factors(s2, lams):
     return r, q
 
 
-def advance_u(u, r, q, xi_i):
-    """One self-distillation step in filter space: u <- xi_i (q + r u)."""
-    return xi_i * (q + r * u)
+#: One self-distillation step in filter space, u <- xi_i (q + r u).
+advance_u = sd_step
 
 
 def _u_after(r, q, xi):
@@ -67,6 +68,36 @@ def _u_after(r, q, xi):
     for i in range(xi.shape[-1]):
         u = advance_u(u, r, q, xi[..., i, None])
     return u
+
+
+def last_lams(lams):
+    """The penalty of the final step: lams (L,) itself, or column -1 of schedules (L, S)."""
+    return lams if lams.ndim == 1 else lams[:, -1]
+
+
+def filter_state(s2, lams, xi):
+    """Factors of the last penalty and u_k, for one penalty or per-step penalties.
+
+    Parameters
+    ----------
+    s2 : ndarray of shape (..., p)
+    lams : ndarray of shape (L,), or (L, k + 1) (lam_0 .. lam_k per row)
+    xi : ndarray broadcastable to (..., L, k)
+
+    Returns
+    -------
+    r, q, a, u : ndarray of shape (..., L, p)
+        r, q, a = 1/(s^2 + lam) of lam_k, and u_k (step i uses the factors of
+        lam_{i-1}, see :mod:`fastsd.filters`).
+    """
+    if lams.ndim == 1:
+        r, q = spectral_factors(s2, lams)
+        return r, q, inverse_shift(s2, lams), _u_after(r, q, xi)
+    rs, qs, a_s = step_factors(s2, lams)  # (..., L, k + 1, p)
+    u = np.zeros(np.broadcast_shapes(rs.shape[:-2] + rs.shape[-1:], xi.shape[:-1] + (1,)))
+    for i in range(xi.shape[-1]):
+        u = sd_step(u, rs[..., i, :], qs[..., i, :], xi[..., i, None])
+    return rs[..., -1, :], qs[..., -1, :], a_s[..., -1, :], u
 
 
 def inverse_shift(s2, lams):
@@ -83,16 +114,15 @@ def self_distill_spectral(V, s2, z, lams, xi):
     ----------
     V : ndarray of shape (..., d, p)
     s2, z : ndarray of shape (..., p)
-    lams : ndarray of shape (L,)
+    lams : ndarray of shape (L,), or (L, k + 1) per-step penalties lam_0..lam_k
     xi : ndarray of shape (k,) or broadcastable to (..., L, k)
 
     Returns
     -------
     theta : ndarray of shape (..., L, d)
     """
-    r, q = spectral_factors(s2, lams)
-    u = _u_after(r, q, xi)
-    coef = (1.0 - u) * inverse_shift(s2, lams) * z[..., None, :]
+    _, _, a, u = filter_state(s2, lams, xi)
+    coef = (1.0 - u) * a * z[..., None, :]
     return np.einsum("...dp,...lp->...ld", V, coef)
 
 
@@ -116,8 +146,7 @@ def risk_weights(s2, t, noise_var, n, lams):
 def risk_from_u(bias_w, noise_w, r, q, u):
     """Excess risk of the filter phi = 1 - u: sum over the last axis of
     bias_w (q + r u)^2 + noise_w (1 - u)^2 (all arguments broadcast)."""
-    bias = q + r * u
-    return np.sum(bias_w * bias * bias + noise_w * (1.0 - u) ** 2, axis=-1)
+    return np.sum(risk_term(bias_w, noise_w, r, q, u), axis=-1)
 
 
 def excess_risk_spectral(s2, t, noise_var, n, lams, xi):
@@ -128,16 +157,57 @@ def excess_risk_spectral(s2, t, noise_var, n, lams, xi):
     s2, t : ndarray of shape (..., p)
     noise_var : float or ndarray of shape (...)
     n : int
-    lams : ndarray of shape (L,)
+    lams : ndarray of shape (L,), or (L, k + 1) per-step penalties
     xi : ndarray broadcastable to (..., L, k)
 
     Returns
     -------
     risk : ndarray of shape (..., L)
     """
-    r, q = spectral_factors(s2, lams)
-    bias_w, noise_w = risk_weights(s2, t, noise_var, n, lams)
-    return risk_from_u(bias_w, noise_w, r, q, _u_after(r, q, xi))
+    r, q, _, u = filter_state(s2, lams, xi)
+    bias_w, noise_w = risk_weights(s2, t, noise_var, n, last_lams(lams))
+    return risk_from_u(bias_w, noise_w, r, q, u)
+
+
+def step_arrays(s2, lams, n_steps):
+    """r, q, a = 1/(s^2 + lam) per step, shape (..., L, S, p).
+
+    S = 1 for one penalty per lambda (lams (L,)), else S = K + 1 (lams of
+    shape (L, K + 1)); index ``min(i, S - 1)`` gives the factors of lam_i.
+    """
+    if lams.ndim == 1:
+        r, q, a = step_factors(s2, lams)
+        return r[..., None, :], q[..., None, :], a[..., None, :]
+    if lams.shape[1] != n_steps + 1:
+        raise ValueError(f"per-step penalties must have K + 1 = {n_steps + 1} columns, "
+                         f"got {lams.shape}")
+    return step_factors(s2, lams)
+
+
+def iterate_filters(rs, qs, schedules):
+    """u_k of every schedule for k = 0..K, one step at a time (a generator).
+
+    Parameters
+    ----------
+    rs, qs : ndarray of shape (B, L, S, p)
+        From :func:`step_arrays` (S = 1 or K + 1).
+    schedules : ndarray of shape (G, K)
+
+    Yields
+    ------
+    k : int
+    row : int
+        The factor row of lam_k (the risk of u_k uses it).
+    u : ndarray of shape (B, L, G, p)
+    """
+    G, K = schedules.shape
+    S = rs.shape[-2]
+    u = np.zeros(rs.shape[:2] + (G, rs.shape[-1]))
+    for k in range(K + 1):
+        if k:
+            i = min(k - 1, S - 1)
+            u = advance_u(u, rs[..., i, None, :], qs[..., i, None, :], schedules[:, k - 1, None])
+        yield k, min(k, S - 1), u
 
 
 def sweep_risk(s2, t, noise_var, n, lams, schedules):
@@ -148,7 +218,9 @@ def sweep_risk(s2, t, noise_var, n, lams, schedules):
     s2, t : ndarray of shape (B, p)
     noise_var : float or ndarray of shape (B,)
     n : int
-    lams : ndarray of shape (L,)
+    lams : ndarray of shape (L,), or (L, K + 1)
+        One penalty per lambda, or a schedule lam_0..lam_K per row (k steps
+        use its first k + 1 entries).
     schedules : ndarray of shape (G, K)
         Row g holds xi_1..xi_K; k steps use its first k entries (a constant
         schedule xi_i = xi repeats one value).
@@ -157,25 +229,28 @@ def sweep_risk(s2, t, noise_var, n, lams, schedules):
     -------
     risk : ndarray of shape (B, L, G, K + 1)
     """
-    r, q = spectral_factors(s2, lams)
-    bias_w, noise_w = (x[..., :, None] for x in risk_weights(s2, t, noise_var, n, lams))
-    r, q = r[..., None, :], q[..., None, :]  # (B, L, 1, p)
     G, K = schedules.shape
-    u = np.zeros(s2.shape[:-1] + (lams.size, G, s2.shape[-1]))  # (B, L, G, p)
+    rs, qs, a_s = step_arrays(s2, lams, K)  # (B, L, S, p)
+    S = rs.shape[-2]
+    sigma2 = np.asarray(noise_var, dtype=np.float64)[..., None, None, None]
+    w = (s2 / n)[..., None, None, :]
+    bias_ws = (w * (t * t)[..., None, None, :] * np.ones_like(a_s))[..., None]  # (B, L, S, p, 1)
+    noise_ws = (w * sigma2 * s2[..., None, None, :] * a_s * a_s)[..., None]
+    u = np.zeros(s2.shape[:-1] + (rs.shape[-3], G, s2.shape[-1]))  # (B, L, G, p)
     bias, var = np.empty_like(u), np.empty_like(u)
     out = np.empty(u.shape[:-1] + (K + 1,))
     for k in range(K + 1):
-        if k:  # u <- xi_k (q + r u), in place: the arrays are the whole grid
-            np.multiply(r, u, out=u)
-            u += q
-            u *= schedules[:, k - 1, None]
+        i = min(k, S - 1)
+        r, q = rs[..., i, None, :], qs[..., i, None, :]  # (B, L, 1, p)
+        if k:  # u <- xi_k (q + r u), in place; bias holds q + r u of step k - 1
+            np.multiply(bias, schedules[:, k - 1, None], out=u)
         np.multiply(r, u, out=bias)
         bias += q
-        np.square(bias, out=bias)
+        np.square(bias, out=var)
+        out[..., k] = (var @ bias_ws[..., i, :, :])[..., 0]
         np.subtract(1.0, u, out=var)
         np.square(var, out=var)
-        # weighted sums over directions as batched matrix-vector products
-        out[..., k] = (bias @ bias_w + var @ noise_w)[..., 0]
+        out[..., k] += (var @ noise_ws[..., i, :, :])[..., 0]
     return out
 
 
@@ -228,24 +303,20 @@ def sweep_mse(s2, z, R, c, resid2, n_eval, lams, schedules):
     s2, z : ndarray of shape (B, p)
     R, c, resid2 : from :func:`eval_projection`
     n_eval : int
-    lams : ndarray of shape (L,)
+    lams : ndarray of shape (L,), or (L, K + 1) per-step penalties
     schedules : ndarray of shape (G, K)
 
     Returns
     -------
     mse : ndarray of shape (B, L, G, K + 1)
     """
-    r, q = spectral_factors(s2, lams)
-    g = (inverse_shift(s2, lams) * z[..., None, :])[..., None, :]  # (B, L, 1, p)
-    r, q = r[..., None, :], q[..., None, :]
     G, K = schedules.shape
-    B, L, p = s2.shape[0], lams.size, s2.shape[-1]
-    u = np.zeros((B, L, G, p))
+    rs, qs, a_s = step_arrays(s2, lams, K)  # (B, L, S, p)
+    gs = a_s * z[..., None, None, :]
+    B, L, p = s2.shape[0], rs.shape[1], s2.shape[-1]
     out = np.empty((B, L, G, K + 1))
-    for k in range(K + 1):
-        if k:
-            u = advance_u(u, r, q, schedules[:, k - 1, None])
-        coef = ((1.0 - u) * g).reshape(B, L * G, p)
+    for k, row, u in iterate_filters(rs, qs, schedules):
+        coef = ((1.0 - u) * gs[..., row, None, :]).reshape(B, L * G, p)
         out[..., k] = eval_mse(R, c, resid2, n_eval, coef).reshape(B, L, G)
     return out
 

@@ -1,0 +1,264 @@
+r"""Self-distilled kernel ridge regression as scikit-learn regressors.
+
+Kernel ridge with penalty ``lam`` (scikit-learn ``KernelRidge``'s ``alpha``:
+the same number gives the same model at k = 0) has dual coefficients
+alpha_0 = (K + lam I)^{-1} y; step i refits on the mixed targets,
+alpha_i = (K + lam I)^{-1} (xi_i K alpha_{i-1} + (1 - xi_i) y), and predictions
+are f(x) = K(x, X_fit) alpha_k. Computed in closed form from one
+eigendecomposition of K (:func:`fastsd.decompose_kernel`). No intercept, as in
+``KernelRidge``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from .._validation import check_steps
+from ..kernel_ridge import decompose_kernel, kernel_matrix
+from ..reference.optimal import optimal_validation
+from ..reference.spectral import eval_projection, self_distill_spectral
+from ._base import _DTYPES, _check_lam, _check_xi_param, _sk_validate_data
+from ._cv import DEFAULT_LAMS
+from ._tuning import TuningTable, select
+
+__all__ = ["SelfDistilledKernelRidge", "SelfDistilledKernelRidgeCV"]
+
+
+class _KernelMixin:
+    """Kernel evaluation with scikit-learn KernelRidge's parameter conventions."""
+
+    def _kernel_params(self):
+        if callable(self.kernel):
+            return dict(self.kernel_params or {})
+        if self.kernel_params is not None:
+            return dict(self.kernel_params)
+        return {"gamma": self.gamma, "degree": self.degree, "coef0": self.coef0}
+
+    def _check_kernel(self):
+        if not (callable(self.kernel) or isinstance(self.kernel, str)):
+            raise TypeError(f"kernel must be a string or a callable, got {self.kernel!r}")
+        if self.kernel_params is not None and not isinstance(self.kernel_params, dict):
+            raise TypeError(f"kernel_params must be a dict or None, got {self.kernel_params!r}")
+
+    def _gram(self, A, B):
+        return kernel_matrix(A, B, self.kernel, self._kernel_params())
+
+    def predict(self, X):
+        """Predict f(x) = K(x, X_fit) alpha.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            (n_samples, n_samples_fit) for ``kernel="precomputed"``.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        """
+        check_is_fitted(self, "dual_coef_")
+        X = _sk_validate_data(self, X, reset=False, dtype=_DTYPES)
+        return self._gram(X, self.X_fit_) @ self.dual_coef_
+
+    def _fit_data(self, X, y, multi_output):
+        X, y = _sk_validate_data(self, X, y, dtype=_DTYPES, multi_output=multi_output,
+                                 y_numeric=True)
+        if self.kernel == "precomputed" and X.shape[0] != X.shape[1]:
+            raise ValueError(f"X must be a square kernel matrix for kernel='precomputed', "
+                             f"got shape {X.shape}")
+        return X, y
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.pairwise = self.kernel == "precomputed"
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"pairwise": self.kernel == "precomputed"}
+
+
+def _dual(dec, Y, lam, xi):
+    """alpha_k for every target column of Y (n, T): shape (n, T)."""
+    Z = np.sqrt(dec.s2)[:, None] * (dec.U.T @ Y)
+    alpha = self_distill_spectral(dec.V, dec.s2, Z.T, np.array([lam]), np.asarray(xi, float))
+    return alpha[:, 0, :].T
+
+
+class SelfDistilledKernelRidge(_KernelMixin, RegressorMixin, BaseEstimator):
+    r"""k-step self-distilled kernel ridge regression.
+
+    Parameters
+    ----------
+    lam : float, default=1.0
+        Ridge penalty >= 0, scikit-learn ``KernelRidge``'s ``alpha``: with
+        ``xi=()`` this is exactly ``KernelRidge(alpha=lam, ...)``.
+    xi : sequence of float, default=()
+        Imitation parameter of each step, step 1 first.
+    kernel : str or callable, default="rbf"
+        A ``sklearn.metrics.pairwise`` kernel name, "precomputed", or a callable.
+    gamma, degree, coef0, kernel_params
+        As in ``sklearn.kernel_ridge.KernelRidge``.
+
+    Attributes
+    ----------
+    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
+    X_fit_ : ndarray of shape (n_samples, n_features)
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastsd.estimators import SelfDistilledKernelRidge
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(40, 2)); y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=40)
+    >>> SelfDistilledKernelRidge(lam=0.1, xi=[0.5], gamma=0.5).fit(X, y).predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(self, *, lam=1.0, xi=(), kernel="rbf", gamma=None, degree=3, coef0=1,
+                 kernel_params=None):
+        self.lam = lam
+        self.xi = xi
+        self.kernel = kernel
+        self.gamma = gamma
+        self.degree = degree
+        self.coef0 = coef0
+        self.kernel_params = kernel_params
+
+    def fit(self, X, y):
+        """Fit the k-step self-distilled kernel ridge model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            (n_samples, n_samples) Gram matrix for ``kernel="precomputed"``.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+
+        Returns
+        -------
+        self
+        """
+        lam = _check_lam(self.lam)
+        xi = _check_xi_param(self.xi)
+        self._check_kernel()
+        X, y = self._fit_data(X, y, multi_output=True)
+        Y = np.asarray(y, dtype=np.float64)
+        Y2 = Y[:, None] if Y.ndim == 1 else Y
+        dec = decompose_kernel(self._gram(X, X), name="the kernel matrix of X")
+        alpha = _dual(dec, Y2, lam, xi)
+        self.dual_coef_ = alpha[:, 0] if Y.ndim == 1 else alpha
+        self.X_fit_ = X
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+
+def _check_fraction(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):
+    r"""Self-distilled kernel ridge with lam, k <= max_steps and xi tuned on a holdout set.
+
+    A random ``val_fraction`` of the samples is held out; for every lam the
+    validation-MSE-optimal xi of each k is found in closed form (the
+    validation MSE is a quadratic in the products of xi, predictions going
+    through the cross-kernel K(X_val, X_train)); the best (lam, k, xi) is then
+    refitted on all samples (the paper's holdout rule).
+
+    Parameters
+    ----------
+    lams : sequence of float, default=DEFAULT_LAMS
+    max_steps : int, default=2
+    kernel, gamma, degree, coef0, kernel_params
+        As in :class:`SelfDistilledKernelRidge`.
+    val_fraction : float, default=0.2
+    random_state : int, RandomState or None, default=None
+
+    Attributes
+    ----------
+    lam_, k_, xi_ : the chosen penalty, number of steps and schedule
+    dual_coef_ : ndarray of shape (n_samples,)
+    X_fit_ : ndarray of shape (n_samples, n_features)
+    best_score_ : float
+        Minus the validation MSE of the choice.
+    cv_results_ : dict
+        ``lams``, ``k``, ``risk`` (L, K + 1) validation MSE, ``xi`` (L, K + 1, K), ``valid``.
+    """
+
+    def __init__(self, *, lams=DEFAULT_LAMS, max_steps=2, kernel="rbf", gamma=None, degree=3,
+                 coef0=1, kernel_params=None, val_fraction=0.2, random_state=None):
+        self.lams = lams
+        self.max_steps = max_steps
+        self.kernel = kernel
+        self.gamma = gamma
+        self.degree = degree
+        self.coef0 = coef0
+        self.kernel_params = kernel_params
+        self.val_fraction = val_fraction
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        """Tune lam, k and xi on a holdout split, then fit on all of (X, y).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self
+        """
+        lams = np.array([_check_lam(v, "lams") for v in np.atleast_1d(
+            np.asarray(self.lams, dtype=object))], dtype=np.float64)
+        if lams.size == 0:
+            raise ValueError("lams is empty; pass at least one penalty")
+        K = check_steps(self.max_steps, "max_steps")
+        _check_fraction(self.val_fraction, "val_fraction")
+        self._check_kernel()
+        X, y = self._fit_data(X, y, multi_output=False)
+        y = np.asarray(y, dtype=np.float64)
+        n = X.shape[0]
+        if n < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 samples to hold one out, "
+                             f"got n_samples={n}")
+        rng = check_random_state(self.random_state)
+        n_val = min(n - 1, max(1, int(round(self.val_fraction * n))))
+        perm = rng.permutation(n)
+        val, tr = perm[:n_val], perm[n_val:]
+        gram = self._gram(X, X)  # X itself for kernel="precomputed"
+        K_tr, K_val = gram[np.ix_(tr, tr)], gram[np.ix_(val, tr)]
+        dec = decompose_kernel(K_tr, y[tr], name="the kernel matrix of X")
+        R, c, resid2 = eval_projection(dec.eval_basis(K_val), y[val])
+        mse, xi_rows = optimal_validation(dec.s2, dec.z, R, c, resid2, n_val, lams, K)
+        table_xi = np.full((lams.size, K + 1, K), np.nan)
+        table_xi[:, 1:, :] = xi_rows
+        lower = np.arange(K)[None, :] < np.arange(K + 1)[:, None]
+        valid = np.isfinite(mse) & np.all(np.isfinite(np.where(lower, table_xi, 0.0)), axis=-1)
+        table = TuningTable(lams, mse, table_xi, valid)
+        best = select(table)
+        if best is None:
+            raise ValueError("no value in lams gives a finite validation error; "
+                             "use positive lams or more samples")
+        l_best, k_best = best
+        self.lam_ = float(lams[l_best])
+        self.k_ = int(k_best)
+        self.xi_ = table_xi[l_best, k_best, :k_best].copy()
+        full = decompose_kernel(gram, name="the kernel matrix of X")
+        self.dual_coef_ = _dual(full, y[:, None], self.lam_, self.xi_)[:, 0]
+        self.X_fit_ = X
+        self.best_score_ = -float(mse[l_best, k_best])
+        self.cv_results_ = {"lams": lams, "k": np.arange(K + 1), "risk": mse,
+                            "xi": table_xi, "valid": valid}
+        return self
