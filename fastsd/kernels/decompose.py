@@ -127,8 +127,9 @@ def syrk(A, trans, out=None, accumulate=False):
     return out
 
 
-#: Partial Gram matrices of one problem: contraction chunks of at least this
-#: length, at most this many, and at most this many bytes of them in all.
+#: Partial Gram matrices of one problem: contraction chunks of at least
+#: max(CHUNK_MIN, 4 m) (shorter ones run dsyrk below its speed), at most
+#: MAX_PARTIALS of them, and at most PARTIAL_BYTES of them in all.
 CHUNK_MIN = 256
 MAX_PARTIALS = 8
 PARTIAL_BYTES = 1 << 27
@@ -140,7 +141,8 @@ def partial_count(k, m):
     Depends on the shape only -- never on the thread count -- so results are
     bitwise the same whatever the number of threads.
     """
-    return int(max(1, min(MAX_PARTIALS, k // CHUNK_MIN, PARTIAL_BYTES // (8 * m * m + 1))))
+    return int(max(1, min(MAX_PARTIALS, k // max(CHUNK_MIN, 4 * m),
+                          PARTIAL_BYTES // (8 * m * m + 1))))
 
 
 def gram(X, feature_side, pool=None):
