@@ -78,7 +78,7 @@ def _checked_block(block, name, index, start, width, ndim):
         raise TypeError(f"{where} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim != ndim:
         raise ValueError(f"{where} must have {ndim} dimension(s), got shape {arr.shape}")
-    if ndim == 2 and arr.shape[1] != width:
+    if ndim == 2 and width is not None and arr.shape[1] != width:
         raise ValueError(f"{where} has {arr.shape[1]} columns, but X has {width} "
                          f"(from its first block or its shape); every block must have {width}")
     arr = np.asarray(arr, dtype=np.float64)
@@ -101,7 +101,9 @@ class _NpyFile:
         with open(self.path, "rb") as f:
             try:
                 version = np.lib.format.read_magic(f)
-                shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read(f)
             except ValueError as exc:
                 raise ValueError(f"{name} = {self.path!r} is not a .npy file ({exc}); save "
                                  "it with np.save, or pass an array") from None
