@@ -153,13 +153,33 @@ def format_table(res):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastsd bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement")
-    parser.add_argument("--quick", action="store_true", help="B = 32 instead of 256")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller sizes (W1/W2: B = 32 instead of 256)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument("--e2e", action="store_true",
+                        help="end-to-end workloads W3, W4, W5 and streaming S (decompose + "
+                             "sweeps) against the BLAS/LAPACK limit, instead of W1/W2")
+    parser.add_argument("--workloads", default="W3,W4,W5,S",
+                        help="with --e2e: comma-separated subset (default: %(default)s)")
+    parser.add_argument("--tmpdir", help="with --e2e: where S writes its .npy (1.6 GB; "
+                                         "default: the system's temporary directory)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
-    res = measure(repeat=args.repeat, quick=args.quick)
-    print(format_table(res))
+    if args.e2e:
+        from .perf_e2e import WORKLOADS, format_e2e, measure_e2e
+
+        names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+        unknown = sorted(set(names) - set(WORKLOADS))
+        if unknown or not names:
+            parser.error(f"--workloads: unknown {unknown}; choose from {sorted(WORKLOADS)}")
+        res = measure_e2e(names, repeat=args.repeat, quick=args.quick, tmpdir=args.tmpdir)
+        res["machine"] = machine_description()
+        print(res["machine"] + "\n")
+        print(format_e2e(res))
+    else:
+        res = measure(repeat=args.repeat, quick=args.quick)
+        print(format_table(res))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)

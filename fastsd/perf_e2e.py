@@ -40,7 +40,7 @@ from .decomposition import decompose
 from .kernels.decompose import blas_threads, fortran_operand, syevd_descending, syrk
 from .sweep import sweep_optimal, sweep_risk
 
-__all__ = ["WORKLOADS", "measure_e2e", "format_e2e"]
+__all__ = ["WORKLOADS", "QUICK", "measure_workload", "measure_e2e", "format_e2e"]
 
 #: name -> (B, n, d); B = 0 means one problem given as (n, d).
 WORKLOADS = {
@@ -102,7 +102,7 @@ def limit_parallel(X, threads):
 
 def _flops(B, n, d):
     m, k = min(n, d), max(n, d)
-    return max(B, 1) * (k * m * m + 4.0 * m ** 3)
+    return B * (k * m * m + 4.0 * m ** 3)
 
 
 def _sweeps(dec, theta, lams, xis, K):
@@ -110,63 +110,77 @@ def _sweeps(dec, theta, lams, xis, K):
     sweep_optimal(dec, theta, 0.5, lams, K)
 
 
-def measure_e2e(names=("W3", "W4", "W5", "S"), repeat=5, quick=False, threads=None,
-                tmpdir=None):
-    """Time each workload's decompose, sweeps and machine limit.
+def measure_workload(name, shape, repeat=5, threads=None, tmpdir=None, seed=0):
+    """Time one workload's decompose, sweeps and machine limit.
+
+    Parameters
+    ----------
+    name : str
+        ``"S"`` streams X from a .npy file written to ``tmpdir`` (deleted
+        after); any other name decomposes an in-memory X.
+    shape : tuple
+        (n, d) or (B, n, d).
 
     Returns
     -------
     dict
-        Per workload: ``decompose_s`` (median), ``decompose_first_s``,
-        ``decompose_spread`` (min, max), ``limit_loop_s``, ``limit_parallel_s``,
-        ``limit_s`` (best), ``fraction`` = limit_s / decompose_s,
-        ``gflops`` (nominal, decompose), ``sweeps_s``, ``e2e_s``.
+        ``decompose_s`` (median), ``decompose_first_s``, ``decompose_spread``
+        (min, max), ``limit_loop_s``, ``limit_parallel_s``, ``limit_s`` (the
+        better), ``fraction`` = limit_s / decompose_s, ``gflops`` and
+        ``limit_gflops`` (nominal), ``sweeps_s``, ``e2e_s``.
     """
     threads = numba.get_num_threads() if threads is None else threads
-    sizes = QUICK if quick else WORKLOADS
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     lams, xis, K = np.logspace(-3, 3, 64), np.linspace(-1.0, 2.0, 16), 8
+    n, d = shape[-2:]
+    row = {"shape": tuple(shape)}
+    with tempfile.TemporaryDirectory(dir=tmpdir) as tmp:
+        if name == "S":
+            path = os.path.join(tmp, "X.npy")
+            X = np.lib.format.open_memmap(path, mode="w+", shape=tuple(shape))
+            for start in range(0, n, 1 << 18):
+                X[start:start + (1 << 18)] = rng.standard_normal((min(1 << 18, n - start), d))
+            X.flush()
+            del X
+            source = path
+            row["file_bytes"] = os.path.getsize(path)
+            loop = lambda: limit_loop(np.load(path))  # noqa: E731
+            parallel = lambda: limit_parallel(np.load(path), threads)  # noqa: E731
+        else:
+            source = rng.standard_normal(shape)
+            loop = lambda: limit_loop(source)  # noqa: E731
+            parallel = lambda: limit_parallel(source, threads)  # noqa: E731
+        theta = rng.standard_normal(tuple(shape[:-2]) + (d,))
+        timed = _times(dict(decompose=lambda: decompose(source, threads=threads),
+                            loop=loop, parallel=parallel), repeat)
+        (first, dec_t), (_, loop_t), (_, par_t) = timed.values()
+        dec = decompose(source, threads=threads)
+        _, sweep_t = _times(dict(s=lambda: _sweeps(dec, theta, lams, xis, K)), repeat)["s"]
+    med = float(np.median(dec_t))
+    row.update(
+        decompose_s=med, decompose_first_s=first,
+        decompose_spread=(float(min(dec_t)), float(max(dec_t))),
+        limit_loop_s=float(np.median(loop_t)), limit_parallel_s=float(np.median(par_t)),
+        sweeps_s=float(np.median(sweep_t)),
+    )
+    B = shape[0] if len(shape) == 3 else 1
+    row["limit_s"] = min(row["limit_loop_s"], row["limit_parallel_s"])
+    row["fraction"] = row["limit_s"] / med
+    row["gflops"] = _flops(B, n, d) / med / 1e9
+    row["limit_gflops"] = _flops(B, n, d) / row["limit_s"] / 1e9
+    row["e2e_s"] = med + row["sweeps_s"]
+    return row
+
+
+def measure_e2e(names=("W3", "W4", "W5", "S"), repeat=5, quick=False, threads=None,
+                tmpdir=None):
+    """:func:`measure_workload` for each named workload (``quick``: smaller sizes)."""
+    threads = numba.get_num_threads() if threads is None else threads
+    sizes = QUICK if quick else WORKLOADS
     out = {"threads": threads, "repeat": repeat}
     for name in names:
         B, n, d = sizes[name]
-        shape = (B, n, d) if B else (n, d)
-        row = {"shape": shape}
-        with tempfile.TemporaryDirectory(dir=tmpdir) as tmp:
-            if name == "S":
-                path = os.path.join(tmp, "X.npy")
-                X = np.lib.format.open_memmap(path, mode="w+", shape=shape)
-                for start in range(0, n, 1 << 18):
-                    X[start:start + (1 << 18)] = rng.standard_normal(
-                        (min(1 << 18, n - start), d))
-                X.flush()
-                del X
-                source = path
-                row["file_bytes"] = os.path.getsize(path)
-                loop = lambda: limit_loop(np.load(path))  # noqa: E731
-                parallel = lambda: limit_parallel(np.load(path), threads)  # noqa: E731
-            else:
-                source = rng.standard_normal(shape)
-                loop = lambda: limit_loop(source)  # noqa: E731
-                parallel = lambda: limit_parallel(source, threads)  # noqa: E731
-            theta = rng.standard_normal(shape[:-2] + (d,))
-            timed = _times(dict(decompose=lambda: decompose(source, threads=threads),
-                                loop=loop, parallel=parallel), repeat)
-            (first, dec_t), (_, loop_t), (_, par_t) = timed.values()
-            dec = decompose(source, threads=threads)
-            _, sweep_t = _times(dict(s=lambda: _sweeps(dec, theta, lams, xis, K)), repeat)["s"]
-        med = float(np.median(dec_t))
-        row.update(
-            decompose_s=med, decompose_first_s=first,
-            decompose_spread=(float(min(dec_t)), float(max(dec_t))),
-            limit_loop_s=float(np.median(loop_t)), limit_parallel_s=float(np.median(par_t)),
-            sweeps_s=float(np.median(sweep_t)),
-        )
-        row["limit_s"] = min(row["limit_loop_s"], row["limit_parallel_s"])
-        row["fraction"] = row["limit_s"] / med
-        row["gflops"] = _flops(B, n, d) / med / 1e9
-        row["limit_gflops"] = _flops(B, n, d) / row["limit_s"] / 1e9
-        row["e2e_s"] = med + row["sweeps_s"]
-        out[name] = row
+        out[name] = measure_workload(name, (B, n, d) if B else (n, d), repeat, threads, tmpdir)
     return out
 
 

@@ -26,16 +26,19 @@ error names the block and its rows, and no result is returned.
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .kernels.decompose import blas_threads, fortran_operand, syevd_descending, syrk
+from .kernels.decompose import blas_threads, gram, syevd_descending
 
 __all__ = ["is_streamed", "decompose_streamed", "BLOCK_BYTES"]
 
-#: Default block: about this many bytes of X rows.
-BLOCK_BYTES = 64 << 20
+#: Default block: about this many bytes of X rows (a .npy file holds two:
+#: one being read while the other is used).
+BLOCK_BYTES = 32 << 20
 
 
 def _is_dask(X):
@@ -62,8 +65,14 @@ def _block_rows(block_rows, d):
     return int(block_rows)
 
 
-def _checked_block(block, name, index, start, width, ndim):
-    """One block as float64, or a ValueError/TypeError naming block and rows."""
+def _checked_block(block, name, index, start, width, ndim, finite=True):
+    """One block as float64, or a ValueError/TypeError naming block and rows.
+
+    ``finite=False`` leaves the NaN/inf check to the caller (X blocks: a
+    non-finite entry shows on the diagonal of the block's Gram matrix, so
+    no extra pass over the block is needed; :func:`_raise_nonfinite` then
+    says where).
+    """
     where = f"{name} block {index} (rows {start}..)"
     try:
         arr = np.asarray(block)
@@ -82,12 +91,20 @@ def _checked_block(block, name, index, start, width, ndim):
         raise ValueError(f"{where} has {arr.shape[1]} columns, but X has {width} "
                          f"(from its first block or its shape); every block must have {width}")
     arr = np.asarray(arr, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(f"{name} block {index} contains NaN or infinite values (first at row "
-                         f"{start + int(bad[0])}" + (f", column {int(bad[1])}" if ndim == 2 else "")
-                         + "); remove or impute them first")
+    if finite and not np.all(np.isfinite(arr)):
+        _raise_nonfinite(arr, name, index, start)
     return arr
+
+
+def _raise_nonfinite(arr, name, index, start):
+    bad = np.argwhere(~np.isfinite(arr))
+    if not bad.size:
+        raise ValueError(f"{name} block {index} (rows {start}..) is too large: its Gram matrix "
+                         f"overflows float64; rescale {name}")
+    bad = bad[0]
+    raise ValueError(f"{name} block {index} contains NaN or infinite values (first at row "
+                     f"{start + int(bad[0])}" + (f", column {int(bad[1])}" if arr.ndim == 2 else "")
+                     + "); remove or impute them first")
 
 
 class _NpyFile:
@@ -114,23 +131,33 @@ class _NpyFile:
         self.shape, self.fortran, self.dtype = tuple(shape), fortran, dtype
 
     def blocks(self, rows):
+        """Blocks of ``rows`` rows; the next one is read (in a second buffer) meanwhile."""
         if self.fortran:  # columns are contiguous on disk: read through a memmap
             data = np.load(self.path, mmap_mode="r")
             for start in range(0, self.shape[0], rows):
                 yield data[start:start + rows]
             return
         width = int(np.prod(self.shape[1:], dtype=np.int64))
-        buffer = np.empty(rows * width, dtype=self.dtype)
-        with open(self.path, "rb", buffering=0) as f:
+        rows = max(1, min(rows, self.shape[0]))
+        buffers = [np.empty(rows * width, dtype=self.dtype) for _ in range(2)]
+        starts = range(0, self.shape[0], rows)
+
+        def read(f, i):
+            count = min(rows, self.shape[0] - starts[i]) * width
+            view = buffers[i % 2][:count]
+            if f.readinto(memoryview(view).cast("B")) != view.nbytes:
+                raise ValueError(f"{self.name} = {self.path!r} is truncated: rows from "
+                                 f"{starts[i]} are missing")
+            return view.reshape((-1,) + self.shape[1:])
+
+        with open(self.path, "rb", buffering=0) as f, ThreadPoolExecutor(1) as reader:
             f.seek(self.offset)
-            for start in range(0, self.shape[0], rows):
-                count = min(rows, self.shape[0] - start) * width
-                view = buffer[:count]
-                got = f.readinto(memoryview(view).cast("B"))
-                if got != view.nbytes:
-                    raise ValueError(f"{self.name} = {self.path!r} is truncated: rows from "
-                                     f"{start} are missing")
-                yield view.reshape((-1,) + self.shape[1:])
+            pending = reader.submit(read, f, 0) if len(starts) else None
+            for i in range(len(starts)):
+                block = pending.result()
+                if i + 1 < len(starts):
+                    pending = reader.submit(read, f, i + 1)
+                yield block
 
 
 class _Sliced:
@@ -270,20 +297,25 @@ def _accumulate(X, y, block_rows, threads, y_name="y"):
     targets = None if y is None else _Targets(y, y_name, None if shape is None else shape[0])
     G = Xty = None
     yy, n = 0.0, 0
-    with blas_threads(threads):
+    pool = ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext()
+    with blas_threads(1), pool:
         for index, raw in enumerate(src.blocks(_block_rows(block_rows, d or 1))):
-            block = _checked_block(raw, "X", index, n, d, 2)
+            block = _checked_block(raw, "X", index, n, d, 2, finite=False)
             if G is None:
                 d = block.shape[1]
                 if d == 0:
                     raise ValueError("X must have at least one feature, got 0 columns")
                 G, Xty = np.zeros((d, d), order="F"), np.zeros(d)
+            # the block's Gram on the worker threads (chunks fixed by shape: the
+            # sums do not depend on the thread count), then added in order
+            part = gram(block, True, pool if threads > 1 else None)
+            if not np.isfinite(np.trace(part)):
+                _raise_nonfinite(block, "X", index, n)
+            G += part
             if targets is not None:
                 yb = targets.take(block.shape[0], index)
                 Xty += yb @ block
                 yy += float(yb @ yb)
-            A, trans = fortran_operand(block, True)
-            syrk(A, trans, out=G, accumulate=True)
             n += block.shape[0]
     if G is None or n == 0:
         raise ValueError("X has no rows: at least one sample is needed")
