@@ -195,4 +195,5 @@ SMOKE_BENCH = [
     r"memory\..*\('(numba|numpy)', 16777216\)$",
     r"ColdCompile\.track_cold_compile_seconds\('sweep_risk'\)$",
     r"TuneRidgeAndSD.*\(500, 20\)\)$",
+    r"EndToEnd.*\('small'\)$",
 ]
