@@ -34,7 +34,7 @@ import numpy as np
 
 from .kernels.decompose import blas_threads, gram, syevd_descending
 
-__all__ = ["is_streamed", "decompose_streamed", "BLOCK_BYTES"]
+__all__ = ["is_streamed", "decompose_streamed", "eval_projection", "BLOCK_BYTES"]
 
 #: Default block: about this many bytes of X rows (a .npy file holds two:
 #: one being read while the other is used).
@@ -371,3 +371,60 @@ def decompose_streamed(X, y=None, *, threads=1, block_rows=None):
         z, y_norm2 = V.T @ stats["Xty"], stats["yy"]
     return Decomposition(s2=np.ascontiguousarray(s2), V=np.ascontiguousarray(V), z=z,
                          y_norm2=y_norm2, method="gram", X=source, shape=(n, d))
+
+
+def eval_projection(X_eval, y_eval, V, *, block_rows=None, names=("X_val", "y_val")):
+    """R, c, resid2 of ``reference.eval_projection(X_eval V, y_eval)`` over row blocks.
+
+    The evaluation set enters a sweep only through the thin QR of
+    [X_eval V, y_eval]: its triangular factor R_aug ((p + 1) x (p + 1) at
+    most) is updated block by block, R_aug <- qr([R_aug; X_b V, y_b]), in
+    O(p^2 + block) memory; R = R_aug[:m, :p], c = R_aug[:m, p] (= Q^T y) and
+    resid2 = ||R_aug[m:, p]||^2 with m = min(n_eval, p). A Dask X_eval uses
+    ``dask.array.linalg.qr`` (tall-and-skinny QR where the chunks live).
+
+    Returns
+    -------
+    R : ndarray of shape (m, p)
+    c : ndarray of shape (m,)
+    resid2 : float
+    n_eval : int
+    """
+    d, p = V.shape
+    if _is_dask(X_eval):
+        import dask.array as da
+
+        if X_eval.ndim != 2 or X_eval.shape[1] != d:
+            raise ValueError(f"{names[0]} must have shape (n_val, {d}), got {X_eval.shape}")
+        yd = y_eval if _is_dask(y_eval) else da.from_array(
+            np.asarray(y_eval, dtype=np.float64), chunks=(X_eval.chunks[0],))
+        if yd.shape != X_eval.shape[:1]:
+            raise ValueError(f"{names[1]} must have shape {X_eval.shape[:1]} to match "
+                             f"{names[0]}, got {yd.shape}")
+        A = da.concatenate([X_eval.astype(np.float64) @ V,
+                            yd.astype(np.float64).rechunk((X_eval.chunks[0],))[:, None]],
+                           axis=1).rechunk({1: -1})
+        R, finite = da.compute(da.linalg.qr(A)[1], da.isfinite(A).all())
+        if not finite:
+            raise ValueError(f"{names[0]} or {names[1]} contains NaN or infinite values; "
+                             "remove or impute them first")
+        n = int(X_eval.shape[0])
+    else:
+        src = _source(X_eval, names[0])
+        if src.shape is not None and (len(src.shape) != 2 or src.shape[1] != d):
+            raise ValueError(f"{names[0]} must have shape (n_val, {d}), got {src.shape}")
+        targets = _Targets(y_eval, names[1], None if src.shape is None else src.shape[0])
+        R, n = np.zeros((0, p + 1)), 0
+        for index, raw in enumerate(src.blocks(_block_rows(block_rows, d))):
+            block = _checked_block(raw, names[0], index, n, d, 2)
+            A = np.empty((block.shape[0], p + 1))
+            A[:, :p] = block @ V
+            A[:, p] = targets.take(block.shape[0], index)
+            R = np.linalg.qr(np.vstack([R, A]), mode="r")
+            n += block.shape[0]
+        if n == 0:
+            raise ValueError(f"{names[0]} has no rows")
+        targets.finish(n)
+    m = min(n, p)
+    R = np.asarray(R)
+    return R[:m, :p], R[:m, p], float(np.sum(R[m:, p] ** 2)), n

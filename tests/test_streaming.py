@@ -245,3 +245,34 @@ def test_streaming_memory_stays_bounded(tmp_path):
     assert_allclose(res["s2"], want, rtol=1e-12)
     print(f"streamed {size / 1e9:.2f} GB: peak RSS {res['peak'] / 1e6:.0f} MB, "
           f"{res['base'] / 1e6:.0f} MB before decompose")
+
+
+@pytest.mark.parametrize("rows", [7, 200])
+@pytest.mark.parametrize("kind", KINDS)
+def test_streamed_validation_set(kind, rows, tmp_path):
+    """Validation sweeps with X, y, X_val, y_val all streamed equal the in-memory ones."""
+    X, y, _ = _data(6)
+    rng = np.random.default_rng(7)
+    X_val, y_val = rng.normal(size=(45, D)), rng.normal(size=45)
+    dec = fastsd.decompose(_as_kind(kind, X, rows, tmp_path, "X"),
+                           _as_kind(kind, y, rows, tmp_path, "y"), block_rows=rows)
+    ref = fastsd.decompose(X, y)
+    Xv, yv = _as_kind(kind, X_val, rows, tmp_path, "Xv"), _as_kind(kind, y_val, rows, tmp_path, "yv")
+    got = fastsd.sweep_optimal_validation(dec, None, Xv, yv, LAMS, K)
+    want = fastsd.sweep_optimal_validation(ref, None, X_val, y_val, LAMS, K)
+    assert_allclose(got[0], want[0], rtol=1e-11)
+    Xv, yv = _as_kind(kind, X_val, rows, tmp_path, "Xv2"), _as_kind(kind, y_val, rows, tmp_path, "yv2")
+    assert_allclose(fastsd.sweep_mse(dec, None, Xv, yv, LAMS, XIS, K),
+                    fastsd.sweep_mse(ref, None, X_val, y_val, LAMS, XIS, K), rtol=1e-11)
+
+
+def test_streamed_validation_errors(tmp_path):
+    X, y, _ = _data()
+    dec = fastsd.decompose(X, y)
+    blocks = _blocks(np.ones((12, D)))
+    blocks[2] = np.full((3, D), np.nan)
+    with pytest.raises(ValueError, match="X_val block 2 contains NaN"):
+        fastsd.sweep_optimal_validation(dec, None, iter(blocks), np.ones(12), LAMS, K)
+    with pytest.raises(ValueError, match=r"y_val must have shape \(12,\)"):
+        fastsd.sweep_optimal_validation(dec, None, _as_kind("npy", np.ones((12, D)), 3,
+                                                            tmp_path, "Xv"), np.ones(11), LAMS, K)
