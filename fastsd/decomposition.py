@@ -59,7 +59,8 @@ class Decomposition:
         V^T X^T y = s * (U^T y) when ``y`` was given to :func:`decompose`.
     y_norm2 : float or ndarray of shape (B,), or None
         ||y||^2 when ``y`` was given (used for residuals outside range(U)).
-    method : {"gram", "svd"}
+    method : {"gram", "svd", "qr_svd"}
+        The route that made it (see :func:`decompose`).
     """
 
     def __init__(self, s2, V=None, U=None, z=None, y_norm2=None, method="gram", *,
@@ -261,10 +262,12 @@ def decompose(X, y=None, *, method="auto", backend="numpy", threads=None, block_
         Targets; when given, z = V^T X^T y is stored so that later calls with
         the same y skip the projection. For a streamed X, in any of the
         streamed forms or in memory.
-    method : {"auto", "gram", "svd"}, default="auto"
+    method : {"auto", "gram", "svd", "qr_svd"}, default="auto"
         ``"auto"`` and ``"gram"`` eigendecompose the smaller Gram matrix
         (d x d if n >= d, else n x n; always d x d for a streamed X);
-        ``"svd"`` uses a thin SVD of X (in memory only).
+        ``"svd"`` uses a thin SVD of X; ``"qr_svd"`` a thin QR of X (of X^T if
+        d > n) and the SVD of its triangle -- the SVD's accuracy without
+        forming U (in memory only; both copy X once).
     backend : {"numpy", "numba"}, default="numpy"
         Both run BLAS ``dsyrk`` + LAPACK ``dsyevd`` per problem; several
         problems run in parallel (one BLAS thread each), one problem splits
@@ -299,8 +302,8 @@ def decompose(X, y=None, *, method="auto", backend="numpy", threads=None, block_
     """
     if isinstance(X, Decomposition):
         raise TypeError("X is already a Decomposition; pass it directly to other functions")
-    if method not in ("auto", "gram", "svd"):
-        raise ValueError(f"method must be 'auto', 'gram' or 'svd', got {method!r}")
+    if method not in ("auto", "gram", "svd", "qr_svd"):
+        raise ValueError(f"method must be 'auto', 'gram', 'svd' or 'qr_svd', got {method!r}")
     if backend not in ("numpy", "numba"):
         raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
     check_threads(threads)
@@ -308,9 +311,9 @@ def decompose(X, y=None, *, method="auto", backend="numpy", threads=None, block_
     if _is_streamed(X):
         from .streaming import decompose_streamed
 
-        if method == "svd":
-            raise ValueError("method='svd' needs X in memory; a streamed X uses the Gram "
-                             "route (method='auto')")
+        if method in ("svd", "qr_svd"):
+            raise ValueError(f"method={method!r} needs X in memory; a streamed X uses the "
+                             "Gram route (method='auto')")
         return decompose_streamed(X, y, threads=count, block_rows=block_rows)
     if block_rows is not None:
         raise ValueError("block_rows applies to a streamed X (a .npy path, np.memmap, Zarr "
@@ -320,17 +323,28 @@ def decompose(X, y=None, *, method="auto", backend="numpy", threads=None, block_
     if n == 0 or d == 0:
         raise ValueError(f"X must have at least one sample and one feature, got shape {X.shape}")
 
-    if method == "svd":
+    if method in ("svd", "qr_svd"):
         if not np.all(np.isfinite(X)):
             raise_nonfinite(X)
-        U, s, Vt = np.linalg.svd(X, full_matrices=False)
+        if method == "svd":
+            U, s, Vt = np.linalg.svd(X, full_matrices=False)
+            V = np.swapaxes(Vt, -1, -2)
+        else:
+            # thin QR of X (n >= d) or of X^T (d > n), then the SVD of the
+            # min(n, d)-square triangle: the SVD's accuracy without an n x p U;
+            # the other side is formed on first use, as on the Gram route
+            tall = n >= d
+            R = np.linalg.qr(X if tall else np.swapaxes(X, -1, -2), mode="r")
+            Ur, s, Vrt = np.linalg.svd(R, full_matrices=False)
+            U, V = (None, np.swapaxes(Vrt, -1, -2)) if tall else (np.swapaxes(Vrt, -1, -2), None)
         # the SVD knows s to ~eps s_max: cutoff and merging on s
         cutoff = _rank_cutoff(s, n, d)
         zero = s <= cutoff
         s = _merge_repeated(np.where(zero, 0.0, s), cutoff)
         keep = ~zero[..., None, :]
-        dec = Decomposition(s2=s * s, V=np.where(keep, np.swapaxes(Vt, -1, -2), 0.0),
-                            U=np.where(keep, U, 0.0), method="svd")
+        dec = Decomposition(s2=s * s, V=None if V is None else np.where(keep, V, 0.0),
+                            U=None if U is None else np.where(keep, U, 0.0), method=method,
+                            X=X if U is None or V is None else None, shape=(n, d))
     else:
         feature_side = n >= d
         s2, vecs = gram_eigh_batch(X.reshape((-1, n, d)), feature_side, count)

@@ -170,13 +170,14 @@ def _mp_singular_values(X):
 
 @pytest.mark.parametrize("cond", [1e4, 1e8, 1e12])
 @pytest.mark.parametrize("shape", [(40, 8), (8, 40)])
-@pytest.mark.parametrize("route", ["gram", "svd", "streamed"])
+@pytest.mark.parametrize("route", ["gram", "svd", "qr_svd", "streamed"])
 def test_accuracy_against_extended_precision(spectrum_design, cond, shape, route):
     """Each route meets its documented bound (README, "Numerics"):
 
     * Gram (in memory or streamed): |s^2 - s_ref^2| <= c max(n, d) eps s_max^2,
       and exactly 0 at or below the cutoff max(n, d) eps s_max^2;
-    * SVD: |s - s_ref| <= c max(n, d) eps s_max, 0 at or below max(n, d) eps s_max.
+    * SVD and QR + SVD: |s - s_ref| <= c max(n, d) eps s_max, 0 at or below
+      max(n, d) eps s_max.
 
     Values within a factor 10 of a cutoff may fall either way and are only
     held to the error bound.
@@ -193,7 +194,7 @@ def test_accuracy_against_extended_precision(spectrum_design, cond, shape, route
         dec = fastsd.decompose(X, method=route)
     got = np.sqrt(dec.s2)[:p]
     c = 10 * max(n, d) * EPS
-    if route == "svd":
+    if route in ("svd", "qr_svd"):
         err, cut, vals, ref_vals = np.abs(got - ref), c / 10 * ref[0], got, ref
         bound = c * ref[0]
     else:
@@ -206,7 +207,24 @@ def test_accuracy_against_extended_precision(spectrum_design, cond, shape, route
     # eigenvectors of the Gram side the route computes (V if n >= d or streamed, else U;
     # the other, X V / s, loses ~eps s_max / s_j): residual within the bound
     live = dec.s2 > 0
-    W, G = (dec.V, X.T @ X) if n >= d or route == "streamed" else (dec.U, X @ X.T)
+    W, G = (dec.V, X.T @ X) if n >= d or route in ("streamed", "svd") else (dec.U, X @ X.T)
     W = W[:, live]
     resid = np.linalg.norm(G @ W - W * dec.s2[live], axis=0)
     assert np.all(resid <= 10 * c * ref[0] ** 2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_qr_route_agrees_with_svd(design, kind):
+    X, rank = design(kind, 8)
+    rng = np.random.default_rng(8)
+    y, theta = rng.normal(size=X.shape[0]), rng.normal(size=X.shape[1])
+    d_qr, d_svd = fastsd.decompose(X, y, method="qr_svd"), fastsd.decompose(X, y, method="svd")
+    assert d_qr.method == "qr_svd" and int(d_qr.rank) == rank == int(d_svd.rank)
+    s_max = np.sqrt(d_svd.s2[0])
+    assert_allclose(np.sqrt(d_qr.s2), np.sqrt(d_svd.s2), rtol=0, atol=10 * max(X.shape) * EPS * s_max)
+    assert_allclose((d_qr.U * d_qr.s) @ d_qr.V.T, X, atol=1e-12 * s_max)
+    lams = np.array([0.0, 1e-3, 1.0, 1e3])
+    assert_allclose(fastsd.excess_risk(d_qr, theta, 0.3, lams, [0.5, 1.5]),
+                    fastsd.excess_risk(d_svd, theta, 0.3, lams, [0.5, 1.5]), rtol=1e-10)
+    assert_allclose(fastsd.self_distill(d_qr, None, lams, [0.5]),
+                    fastsd.self_distill(d_svd, None, lams, [0.5]), rtol=1e-9, atol=1e-12)
