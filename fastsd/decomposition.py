@@ -241,6 +241,8 @@ def finish_gram(s2, vecs, n, d):
 
 
 def _is_streamed(X):
+    if type(X) is np.ndarray:
+        return False
     from .streaming import is_streamed
 
     return is_streamed(X)

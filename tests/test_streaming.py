@@ -150,15 +150,16 @@ def test_dask_nan_is_an_error():
 def test_thread_count_does_not_change_results(tmp_path):
     """Bitwise: the Gram is cut into chunks by shape, never by thread count."""
     rng = np.random.default_rng(3)
-    for X in (rng.normal(size=(4096, 16)), rng.normal(size=(16, 4096)),
-              rng.normal(size=(5, 600, 20))):
+    # sizes above SERIAL_FLOPS, so that the threaded routes run
+    for X in (rng.normal(size=(100_000, 16)), rng.normal(size=(16, 100_000)),
+              rng.normal(size=(5, 3000, 40))):
         one = fastsd.decompose(X, threads=1)
         two = fastsd.decompose(X, threads=2)
         assert_array_equal(one.s2, two.s2)
         assert_array_equal(one.V, two.V)
-    path = _as_kind("npy", X[0], 50, tmp_path, "X")
-    assert_array_equal(fastsd.decompose(path, block_rows=50, threads=1).s2,
-                       fastsd.decompose(path, block_rows=50, threads=2).s2)
+    path = _as_kind("npy", X[0], 1000, tmp_path, "X")
+    assert_array_equal(fastsd.decompose(path, block_rows=1000, threads=1).s2,
+                       fastsd.decompose(path, block_rows=1000, threads=2).s2)
 
 
 def test_dask_distributed_cluster():

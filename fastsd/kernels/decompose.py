@@ -164,16 +164,17 @@ def gram(X, feature_side, pool=None):
     """
     A, trans = fortran_operand(X, feature_side)
     k, m = (A.shape[0], A.shape[1]) if trans else (A.shape[1], A.shape[0])
-    cuts = np.linspace(0, k, partial_count(k, m) + 1).astype(int)
+    parts_count = partial_count(k, m)
+    cuts = [k * i // parts_count for i in range(parts_count + 1)]
 
     def piece(i):
         part = A[cuts[i]:cuts[i + 1]] if trans else A[:, cuts[i]:cuts[i + 1]]
         return syrk(part, trans, out=np.zeros((m, m), order="F"))
 
-    if pool is None or cuts.size <= 2:
-        parts = [piece(i) for i in range(cuts.size - 1)]
+    if pool is None or parts_count == 1:
+        parts = [piece(i) for i in range(parts_count)]
     else:
-        parts = list(pool.map(piece, range(cuts.size - 1)))
+        parts = list(pool.map(piece, range(parts_count)))
     G = parts[0]
     for part in parts[1:]:
         G += part
@@ -240,6 +241,8 @@ def gram_eigh_batch(X, feature_side, threads):
     The strategy follows the shape, with one BLAS thread per worker thread so
     the cores are never oversubscribed:
 
+    * tiny batches (under ``SERIAL_FLOPS``): NumPy's stacked product and eigh
+      on the calling thread;
     * several problems: ``threads`` workers, each taking whole problems;
     * one problem: its partial Gram matrices on ``threads`` workers, then one
       ``dsyevd`` (with ``threads`` BLAS threads when m >= ``THREADED_EIGH``).
@@ -253,6 +256,7 @@ def gram_eigh_batch(X, feature_side, threads):
     Returns
     -------
     s2 : float64[B, m]
+        NaN for a problem whose Gram diagonal is not finite (NaN/inf in X).
     vecs : float64[B, m, m]
         m = d (``feature_side``) or n.
     """
@@ -260,6 +264,15 @@ def gram_eigh_batch(X, feature_side, threads):
     m = d if feature_side else n
     s2 = np.empty((B, m))
     vecs = np.empty((B, m, m))
+    if B * (n * d * m + 4 * m ** 3) < SERIAL_FLOPS:  # tiny: NumPy's stacked calls,
+        with blas_threads(1):                        # no per-problem Python overhead
+            G = np.swapaxes(X, -1, -2) @ X if feature_side else X @ np.swapaxes(X, -1, -2)
+            bad = ~np.isfinite(np.trace(G, axis1=-2, axis2=-1))
+            G[bad] = 0.0
+            w, v = np.linalg.eigh(G)
+        s2[:], vecs[:] = w[..., ::-1], v[..., ::-1]
+        s2[bad] = np.nan
+        return s2, vecs
     workers = max(1, min(threads, B))
 
     def run(first):
@@ -267,6 +280,7 @@ def gram_eigh_batch(X, feature_side, threads):
         for b in range(first, B, workers):
             syevd_descending(gram(X[b], feature_side), s2[b], vecs[b], work)
 
+    eigh_threads = threads if B == 1 and m >= THREADED_EIGH else 1
     with blas_threads(1):
         if B == 1 and threads == 1:
             G = gram(X[0], feature_side)
@@ -279,11 +293,17 @@ def gram_eigh_batch(X, feature_side, threads):
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 for future in [pool.submit(run, first) for first in range(workers)]:
                     future.result()
-    if B == 1:
-        with blas_threads(threads if m >= THREADED_EIGH else 1):
+        if B == 1 and eigh_threads == 1:
+            syevd_descending(G, s2[0], vecs[0])
+    if eigh_threads > 1:
+        with blas_threads(eigh_threads):
             syevd_descending(G, s2[0], vecs[0])
     return s2, vecs
 
 
 #: Matrix size from which one problem's dsyevd uses threaded BLAS.
 THREADED_EIGH = 1024
+#: Below this many flops a call runs on the calling thread alone, through
+#: NumPy's stacked calls (threads and per-problem calls would cost more than
+#: the work).
+SERIAL_FLOPS = 2e7
