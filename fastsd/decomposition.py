@@ -7,15 +7,20 @@ Every quantity in fastsd is a spectral filter on the thin SVD of X::
 ``decompose`` computes it for one problem, X of shape (n, d), or a batch of B
 problems of the same shape, X of shape (B, n, d), by the cheaper route:
 
-* ``n >= d``: eigendecomposition of the d x d Gram matrix X^T X, then
-  U = X V / s;
-* ``d > n``: eigendecomposition of the n x n Gram matrix X X^T, then
-  V = X^T U / s;
+* ``n >= d``: eigendecomposition of the d x d Gram matrix X^T X (BLAS
+  ``dsyrk`` + LAPACK ``dsyevd``, :mod:`fastsd.kernels.decompose`); U = X V / s
+  is formed only when first used;
+* ``d > n``: eigendecomposition of the n x n Gram matrix X X^T; V = X^T U / s
+  on first use;
 * ``method="svd"``: thin SVD of X (slower, but resolves singular values
-  down to machine precision times s_max instead of its square root).
+  down to machine precision times s_max instead of its square root);
+  ``method="qr_svd"``: the same accuracy from a thin QR of X and the SVD of
+  its small triangle;
+* a streamed X (larger than memory): the d x d Gram route over row blocks
+  (:mod:`fastsd.streaming`).
 
 Numerically zero directions -- s^2 <= max(n, d) eps max(s^2) on the Gram
-route, s <= max(n, d) eps max(s) on the SVD route (the rule of
+route, s <= max(n, d) eps max(s) on the SVD routes (the rule of
 ``numpy.linalg.lstsq``) -- get s, U and V columns of exactly 0, so they
 contribute nothing and every estimator is the minimum-norm limit in them.
 Values that agree to within the same rounding level are made exactly equal
@@ -154,8 +159,8 @@ class Decomposition:
             raise ValueError(f"{name} must have shape {expected} to match X, got {y.shape}")
         if self._U is not None:
             return np.sqrt(self.s2) * np.einsum("...np,...n->...p", self._U, y)
-        Xty = np.einsum("...nd,...n->...d", self._X, y)
-        return np.einsum("...dp,...d->...p", self._V, Xty)
+        Xty = (y[..., None, :] @ self._X)[..., 0, :]  # BLAS, one pass over X
+        return (Xty[..., None, :] @ self._V)[..., 0, :]
 
     def project_theta(self, theta, name="theta_star"):
         """t = V^T theta, shape (p,) or (B, p)."""
@@ -168,7 +173,7 @@ class Decomposition:
         if self._V is not None:
             return np.einsum("...dp,...d->...p", self._V, theta)
         # V^T theta = U^T X theta / s: no d x p matrix formed
-        t = np.einsum("...np,...n->...p", self._U, np.einsum("...nd,...d->...n", self._X, theta))
+        t = np.einsum("...np,...n->...p", self._U, (self._X @ theta[..., None])[..., 0])
         s = np.sqrt(self.s2)
         return np.divide(t, s, out=t, where=s > 0)
 
@@ -213,7 +218,7 @@ def _as_float64(X, name, ndim):
 
 
 def raise_nonfinite(X, name="X", where=""):
-    """Say where X holds NaN/inf (the Gram route saw a non-finite diagonal), or that X^T X overflows."""
+    """Say where X holds NaN/inf (seen on the Gram diagonal), or that X^T X overflows."""
     bad = np.argwhere(~np.isfinite(X))
     if bad.size:
         at = ", ".join(f"{axis} {int(i)}" for axis, i in
@@ -337,7 +342,7 @@ def decompose(X, y=None, *, method="auto", backend="numpy", threads=None, block_
             # the other side is formed on first use, as on the Gram route
             tall = n >= d
             R = np.linalg.qr(X if tall else np.swapaxes(X, -1, -2), mode="r")
-            Ur, s, Vrt = np.linalg.svd(R, full_matrices=False)
+            _, s, Vrt = np.linalg.svd(R, full_matrices=False)
             U, V = (None, np.swapaxes(Vrt, -1, -2)) if tall else (np.swapaxes(Vrt, -1, -2), None)
         # the SVD knows s to ~eps s_max: cutoff and merging on s
         cutoff = _rank_cutoff(s, n, d)
