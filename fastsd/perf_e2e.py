@@ -74,30 +74,33 @@ def _problems(X):
 
 
 def limit_loop(X):
-    """Per problem: scipy dsyrk + scipy eigh(driver="evd"), threaded BLAS."""
+    """Per problem: scipy dsyrk + scipy eigh(driver="evd"), threaded BLAS; eigenvalues."""
+    out = []
     for Xb in _problems(X):
         A, trans = fortran_operand(Xb, Xb.shape[0] >= Xb.shape[1])
         G = dsyrk(1.0, A, trans=int(trans))
-        scipy.linalg.eigh(G, lower=False, driver="evd", overwrite_a=True, check_finite=False)
+        out.append(scipy.linalg.eigh(G, lower=False, driver="evd", overwrite_a=True,
+                                     check_finite=False)[0])
+    return out
 
 
 def limit_parallel(X, threads):
-    """One BLAS thread per problem, ``threads`` problems at a time (dsyrk + dsyevd)."""
+    """One BLAS thread per problem, ``threads`` problems at a time (dsyrk + dsyevd); eigenvalues."""
     problems = _problems(X)
 
     def one(Xb):
         A, trans = fortran_operand(Xb, Xb.shape[0] >= Xb.shape[1])
         G = syrk(A, trans)
         m = G.shape[0]
-        syevd_descending(G, np.empty(m), np.empty((m, m)))
+        w = np.empty(m)
+        syevd_descending(G, w, np.empty((m, m)))
+        return w
 
     with blas_threads(1):
         if threads == 1 or len(problems) == 1:
-            for Xb in problems:
-                one(Xb)
-        else:
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(one, problems))
+            return [one(Xb) for Xb in problems]
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(one, problems))
 
 
 def _flops(B, n, d):
