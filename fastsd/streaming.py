@@ -281,14 +281,14 @@ class StreamedX:
         if isinstance(self.X, collections.abc.Iterator):
             raise ValueError(f"{name} must be given to decompose: X was an iterator of "
                              "blocks, read once")
-        stats = _accumulate(self.X, y, self.block_rows, self.threads, name)
+        stats = _accumulate(self.X, y, self.block_rows, self.threads, name, gram_too=False)
         return V.T @ stats["Xty"]
 
 
-def _accumulate(X, y, block_rows, threads, y_name="y"):
-    """One pass: G = X^T X (upper, Fortran), X^T y, ||y||^2, n, d."""
+def _accumulate(X, y, block_rows, threads, y_name="y", gram_too=True):
+    """One pass: G = X^T X (upper, Fortran; unless not ``gram_too``), X^T y, ||y||^2, n, d."""
     if _is_dask(X):
-        return _accumulate_dask(X, y, y_name)
+        return _accumulate_dask(X, y, y_name, gram_too)
     src = _source(X, "X")
     shape = src.shape
     if shape is not None and len(shape) != 2:
@@ -300,7 +300,7 @@ def _accumulate(X, y, block_rows, threads, y_name="y"):
     pool = ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext()
     with blas_threads(1), pool:
         for index, raw in enumerate(src.blocks(_block_rows(block_rows, d or 1))):
-            block = _checked_block(raw, "X", index, n, d, 2, finite=False)
+            block = _checked_block(raw, "X", index, n, d, 2, finite=not gram_too)
             if G is None:
                 d = block.shape[1]
                 if d == 0:
@@ -308,10 +308,11 @@ def _accumulate(X, y, block_rows, threads, y_name="y"):
                 G, Xty = np.zeros((d, d), order="F"), np.zeros(d)
             # the block's Gram on the worker threads (chunks fixed by shape: the
             # sums do not depend on the thread count), then added in order
-            part = gram(block, True, pool if threads > 1 else None)
-            if not np.isfinite(np.trace(part)):
-                _raise_nonfinite(block, "X", index, n)
-            G += part
+            if gram_too:
+                part = gram(block, True, pool if threads > 1 else None)
+                if not np.isfinite(np.trace(part)):
+                    _raise_nonfinite(block, "X", index, n)
+                G += part
             if targets is not None:
                 yb = targets.take(block.shape[0], index)
                 Xty += yb @ block
@@ -324,7 +325,7 @@ def _accumulate(X, y, block_rows, threads, y_name="y"):
     return dict(G=G, Xty=Xty if y is not None else None, yy=yy, n=n, d=d)
 
 
-def _accumulate_dask(X, y, y_name):
+def _accumulate_dask(X, y, y_name, gram_too=True):
     import dask.array as da
 
     if X.ndim != 2:
@@ -332,7 +333,7 @@ def _accumulate_dask(X, y, y_name):
     if any(np.isnan(c) for c in X.chunks[0] + X.chunks[1]):
         raise ValueError("X has unknown chunk sizes; call X.compute_chunk_sizes() first")
     Xf = X.astype(np.float64)
-    parts = dict(G=Xf.T @ Xf, finite=da.isfinite(Xf).all())
+    parts = dict(G=Xf.T @ Xf if gram_too else da.zeros((1, 1)), finite=da.isfinite(Xf).all())
     if y is not None:
         yd = y if _is_dask(y) else da.from_array(np.asarray(y, dtype=np.float64),
                                                  chunks=(Xf.chunks[0],))
