@@ -184,9 +184,20 @@ def test_dask_distributed_cluster():
     assert_allclose((U * dec.s) @ dec.V.T, X, atol=1e-12 * np.linalg.norm(X, 2))
 
 
+#: Peak RSS of this process image (VmHWM): unlike ru_maxrss, it does not carry
+#: over the (large) pytest parent's peak across fork + exec.
+_PEAK_RSS = """def peak_rss():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
+"""
+
+
 def _run(script, *args):
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc/self/status (Linux) to read the peak RSS")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.dirname(os.path.dirname(fastsd.__file__))] + sys.path))
+    script = script.replace("PEAK_RSS", _PEAK_RSS)  # scripts are dedented: column 0
     proc = subprocess.run([sys.executable, "-c", script, *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -196,14 +207,15 @@ def _run(script, *args):
 def test_in_memory_gram_route_needs_x_plus_o_d2():
     """decompose of a tall X (no U): peak RSS = X + O(d^2), never a copy of X."""
     res = _run(textwrap.dedent("""
-        import json, resource
+        import json
         import numpy as np
         import fastsd
+        PEAK_RSS
         fastsd.decompose(np.ones((300, 20)))  # load everything once
         X = np.random.default_rng(0).normal(size=(100_000, 200))  # 160 MB
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        base = peak_rss()
         dec = fastsd.decompose(X)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = peak_rss()
         print(json.dumps(dict(base=base, peak=peak, rank=int(dec.rank))))
     """))
     assert res["rank"] == 200
@@ -211,13 +223,14 @@ def test_in_memory_gram_route_needs_x_plus_o_d2():
 
 
 _MEMORY_SCRIPT = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
     import numpy as np
     import fastsd
+    PEAK_RSS
     path, reps = sys.argv[1], int(sys.argv[2])
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base = peak_rss()
     dec = fastsd.decompose(path)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     print(json.dumps(dict(base=base, peak=peak, s2=dec.s2.tolist(), n=dec.n_samples)))
 """)
 
