@@ -241,7 +241,8 @@ def finish_gram(s2, vecs, n, d):
     cutoff = _rank_cutoff(s2, n, d)
     zero = s2 <= cutoff
     s2 = _merge_repeated(np.where(zero, 0.0, s2), cutoff)
-    vecs[np.broadcast_to(zero[..., None, :], vecs.shape)] = 0.0
+    if zero.any():  # usually none: no pass over the vectors
+        vecs[np.broadcast_to(zero[..., None, :], vecs.shape)] = 0.0
     return s2, vecs
 
 
