@@ -21,9 +21,9 @@ from __future__ import annotations
 import ctypes
 from concurrent.futures import ThreadPoolExecutor
 
+import functools
+
 import numpy as np
-import scipy.linalg.cython_blas as _cython_blas
-import scipy.linalg.cython_lapack as _cython_lapack
 
 __all__ = ["blas_threads", "fortran_operand", "syrk", "gram", "syevd_descending",
            "gram_eigh_batch"]
@@ -33,7 +33,7 @@ _INT = ctypes.c_int  # SciPy ships LP64 BLAS/LAPACK: 32-bit Fortran integers
 
 
 def _function(module, name, nargs):
-    capsule = module.__pyx_capi__[name]
+    capsule = __import__(module, fromlist=[name]).__pyx_capi__[name]
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.restype = ctypes.c_char_p
     get_name.argtypes = [ctypes.py_object]
@@ -44,8 +44,11 @@ def _function(module, name, nargs):
     return ctypes.CFUNCTYPE(None, *([_P] * nargs))(address)
 
 
-_DSYRK = _function(_cython_blas, "dsyrk", 10)
-_DSYEVD = _function(_cython_lapack, "dsyevd", 11)
+@functools.cache
+def _routines():
+    """(dsyrk, dsyevd), resolved on first use (importing scipy.linalg costs ~0.2 s)."""
+    return (_function("scipy.linalg.cython_blas", "dsyrk", 10),
+            _function("scipy.linalg.cython_lapack", "dsyevd", 11))
 
 
 def _ref(value, ctype):
@@ -65,6 +68,7 @@ def blas_threads(count):
     if _CONTROLLER is None:
         from threadpoolctl import ThreadpoolController
 
+        _routines()  # load SciPy's BLAS first, so that the controller sees it
         _CONTROLLER = ThreadpoolController()
     return _CONTROLLER.limit(limits=count, user_api="blas")
 
@@ -120,7 +124,7 @@ def syrk(A, trans, out=None, accumulate=False):
         if not accumulate:
             out[...] = 0.0
         return out
-    _DSYRK(b"U", b"T" if trans else b"N", _ref(m, _INT), _ref(k, _INT),
+    _routines()[0](b"U", b"T" if trans else b"N", _ref(m, _INT), _ref(k, _INT),
            _ref(1.0, ctypes.c_double), _P(A.ctypes.data), _ref(_lda(A), _INT),
            _ref(1.0 if accumulate else 0.0, ctypes.c_double), _P(out.ctypes.data),
            _ref(max(1, m), _INT))
@@ -187,7 +191,7 @@ class _EighWork:
     def __init__(self, m):
         work, iwork, info = np.empty(1), np.empty(1, dtype=np.int32), _INT(0)
         a, w = np.empty((1, 1)), np.empty(1)
-        _DSYEVD(b"V", b"U", _ref(m, _INT), _P(a.ctypes.data), _ref(max(1, m), _INT),
+        _routines()[1](b"V", b"U", _ref(m, _INT), _P(a.ctypes.data), _ref(max(1, m), _INT),
                 _P(w.ctypes.data), _P(work.ctypes.data), _ref(-1, _INT),
                 _P(iwork.ctypes.data), _ref(-1, _INT), ctypes.byref(info))
         self.m = m
@@ -224,7 +228,7 @@ def syevd_descending(G, s2_out, vecs_out, work=None):
         return
     work = _EighWork(m) if work is None else work
     info = _INT(0)
-    _DSYEVD(b"V", b"U", _ref(m, _INT), _P(G.ctypes.data), _ref(max(1, m), _INT),
+    _routines()[1](b"V", b"U", _ref(m, _INT), _P(G.ctypes.data), _ref(max(1, m), _INT),
             _P(work.w.ctypes.data), _P(work.work.ctypes.data), _ref(work.work.size, _INT),
             _P(work.iwork.ctypes.data), _ref(work.iwork.size, _INT), ctypes.byref(info))
     if info.value != 0:
