@@ -290,3 +290,18 @@ def test_streamed_validation_errors(tmp_path):
     with pytest.raises(ValueError, match=r"y_val must have shape \(12,\)"):
         fastsd.sweep_optimal_validation(dec, None, _as_kind("npy", np.ones((12, D)), 3,
                                                             tmp_path, "Xv"), np.ones(11), LAMS, K)
+
+
+@pytest.mark.parametrize("kind", ["tall", "wide", "dup", "zero", "wide_dup"])
+def test_streamed_nasty_designs(design, kind):
+    """Rank-deficient, wide and duplicated-column designs streamed in 3 blocks."""
+    X, rank = design(kind, 11)
+    rng = np.random.default_rng(11)
+    y, theta = rng.normal(size=X.shape[0]), rng.normal(size=X.shape[1])
+    dec = fastsd.decompose(iter(np.array_split(X, 3)), iter(np.array_split(y, 3)))
+    ref = fastsd.decompose(X, y)
+    assert int(dec.rank) == rank == int(ref.rank)
+    scale = np.max(ref.s2)
+    assert_allclose(dec.s2, ref.s2, rtol=0, atol=10 * max(X.shape) * np.finfo(float).eps * scale)
+    for got, want in zip(_risks(dec, theta), _risks(ref, theta)):
+        assert_allclose(got, want, rtol=1e-9)
