@@ -197,4 +197,5 @@ SMOKE_BENCH = [
     r"TuneRidgeAndSD.*\(500, 20\)\)$",
     r"runner\..*\(8\)$",
     r"KernelSweepRisk.*\(4, 64\)\)$",
+    r"EndToEnd.*\('small'\)$",
 ]

@@ -178,8 +178,9 @@ def build_parser():
                           description="Print the environment fastsd runs in.")
     info.set_defaults(func=_cmd_info)
 
-    bench = sub.add_parser("bench", help="measure workloads W1/W2 (numba vs NumPy reference)",
-                           description="Measure W1/W2; options are passed on "
+    bench = sub.add_parser("bench", help="measure workloads W1/W2 (numba vs NumPy reference); "
+                                         "--e2e: W3-W5 and streaming vs the BLAS limit",
+                           description="Measure W1/W2 (or --e2e); options are passed on "
                                        "(fastsd bench --help-bench).", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=_cmd_bench)
@@ -189,8 +190,8 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"] and argv[1:2] not in (["-h"], ["--help"], ["--help-bench"]):
-        # argparse.REMAINDER does not take options ("bench --quick"): pass them on as they are
+    if argv[:1] == ["bench"]:
+        # argparse's REMAINDER drops leading options ("bench --quick"): pass them on as given
         args = argparse.Namespace(command="bench", func=_cmd_bench, rest=argv[1:])
     else:
         args = parser.parse_args(argv)

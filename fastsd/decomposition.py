@@ -7,15 +7,20 @@ Every quantity in fastsd is a spectral filter on the thin SVD of X::
 ``decompose`` computes it for one problem, X of shape (n, d), or a batch of B
 problems of the same shape, X of shape (B, n, d), by the cheaper route:
 
-* ``n >= d``: eigendecomposition of the d x d Gram matrix X^T X, then
-  U = X V / s;
-* ``d > n``: eigendecomposition of the n x n Gram matrix X X^T, then
-  V = X^T U / s;
+* ``n >= d``: eigendecomposition of the d x d Gram matrix X^T X (BLAS
+  ``dsyrk`` + LAPACK ``dsyevd``, :mod:`fastsd.kernels.decompose`); U = X V / s
+  is formed only when first used;
+* ``d > n``: eigendecomposition of the n x n Gram matrix X X^T; V = X^T U / s
+  on first use;
 * ``method="svd"``: thin SVD of X (slower, but resolves singular values
-  down to machine precision times s_max instead of its square root).
+  down to machine precision times s_max instead of its square root);
+  ``method="qr_svd"``: the same accuracy from a thin QR of X and the SVD of
+  its small triangle;
+* a streamed X (larger than memory): the d x d Gram route over row blocks
+  (:mod:`fastsd.streaming`).
 
 Numerically zero directions -- s^2 <= max(n, d) eps max(s^2) on the Gram
-route, s <= max(n, d) eps max(s) on the SVD route (the rule of
+route, s <= max(n, d) eps max(s) on the SVD routes (the rule of
 ``numpy.linalg.lstsq``) -- get s, U and V columns of exactly 0, so they
 contribute nothing and every estimator is the minimum-norm limit in them.
 Values that agree to within the same rounding level are made exactly equal
@@ -24,20 +29,26 @@ Values that agree to within the same rounding level are made exactly equal
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+import numba
 import numpy as np
 
-from ._jit import call, single_threaded_blas, threads as thread_count
+from ._jit import check_threads
 from ._validation import as_float_array
-from .kernels.decompose import gram_eigh
+from .kernels.decompose import gram_eigh_batch
 
 __all__ = ["Decomposition", "decompose", "as_decomposition"]
 
 
-@dataclass(frozen=True, eq=False)
 class Decomposition:
     """Thin SVD of a design matrix (or of a batch of them).
+
+    Only the eigen side is computed by :func:`decompose`: V (the d x d Gram
+    route, n >= d, and every streamed X) or U (the n x n Gram route, d > n).
+    The other side, ``U = X V / s`` or ``V = X^T U / s``, costs as much as
+    the Gram matrix itself and is computed on first access (one more pass
+    over a streamed X), then kept. Risk and oracle sweeps never need it:
+    ``project_theta`` and ``project_y`` work from whichever side is there.
+    X must not be modified while the decomposition is in use.
 
     Attributes
     ----------
@@ -53,14 +64,53 @@ class Decomposition:
         V^T X^T y = s * (U^T y) when ``y`` was given to :func:`decompose`.
     y_norm2 : float or ndarray of shape (B,), or None
         ||y||^2 when ``y`` was given (used for residuals outside range(U)).
+    method : {"gram", "svd", "qr_svd"}
+        The route that made it (see :func:`decompose`).
     """
 
-    s2: np.ndarray
-    V: np.ndarray
-    U: np.ndarray
-    z: np.ndarray | None = None
-    y_norm2: np.ndarray | None = None
-    method: str = field(default="gram")
+    def __init__(self, s2, V=None, U=None, z=None, y_norm2=None, method="gram", *,
+                 X=None, shape=None):
+        if V is None and U is None:
+            raise ValueError("a Decomposition needs V or U")
+        if (V is None or U is None) and X is None:
+            raise ValueError("a Decomposition with only one of V, U needs X to compute the other")
+        if shape is None:
+            shape = ((U.shape[-2] if U is not None else X.shape[-2]),
+                     (V.shape[-2] if V is not None else X.shape[-1]))
+        for key, value in dict(s2=s2, _V=V, _U=U, z=z, y_norm2=y_norm2, method=method,
+                               _X=X, _shape=tuple(shape)).items():
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"Decomposition is read-only: cannot set {key!r}")
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(method={self.method!r}, batch_shape={self.batch_shape}, "
+                f"n_samples={self.n_samples}, n_features={self.n_features}, "
+                f"rank={self.rank.tolist()}, y={'stored' if self.z is not None else 'no'})")
+
+    @property
+    def V(self) -> np.ndarray:
+        """Right singular vectors, shape (d, p) or (B, d, p) (computed on first use if d > n)."""
+        if self._V is None:
+            object.__setattr__(self, "_V", self._partner(self._U, transpose=True))
+        return self._V
+
+    @property
+    def U(self) -> np.ndarray:
+        """Left singular vectors, shape (n, p) or (B, n, p) (computed on first use if n >= d)."""
+        if self._U is None:
+            object.__setattr__(self, "_U", self._partner(self._V, transpose=False))
+        return self._U
+
+    def _partner(self, vecs, transpose):
+        """X vecs / s (or X^T vecs / s), zero where s == 0."""
+        if hasattr(self._X, "matmul"):  # a streamed source: one more pass over X
+            return self._X.matmul(vecs, self.s2)
+        X = np.swapaxes(self._X, -1, -2) if transpose else self._X
+        out = X @ vecs
+        s = np.sqrt(self.s2)[..., None, :]
+        return np.divide(out, s, out=out, where=s > 0)
 
     @property
     def batched(self) -> bool:
@@ -74,11 +124,11 @@ class Decomposition:
 
     @property
     def n_samples(self) -> int:
-        return self.U.shape[-2]
+        return self._shape[0]
 
     @property
     def n_features(self) -> int:
-        return self.V.shape[-2]
+        return self._shape[1]
 
     @property
     def s(self) -> np.ndarray:
@@ -95,16 +145,22 @@ class Decomposition:
         if not self.batched:
             raise ValueError("subset needs a batched Decomposition (X of shape (B, n, d))")
         pick = (lambda a: None if a is None else a[index])
-        return Decomposition(s2=self.s2[index], V=self.V[index], U=self.U[index],
-                             z=pick(self.z), y_norm2=pick(self.y_norm2), method=self.method)
+        return Decomposition(s2=self.s2[index], V=pick(self._V), U=pick(self._U),
+                             z=pick(self.z), y_norm2=pick(self.y_norm2), method=self.method,
+                             X=pick(self._X), shape=self._shape)
 
     def project_y(self, y, name="y"):
         """z = V^T X^T y = s * (U^T y) for new targets, shape (p,) or (B, p)."""
+        if hasattr(self._X, "matmul"):
+            return self._X.project_y(y, self.V, name)
         y = as_float_array(y, name, ndim=(1, 2))
         expected = self.batch_shape + (self.n_samples,)
         if y.shape != expected:
             raise ValueError(f"{name} must have shape {expected} to match X, got {y.shape}")
-        return np.sqrt(self.s2) * np.einsum("...np,...n->...p", self.U, y)
+        if self._U is not None:
+            return np.sqrt(self.s2) * np.einsum("...np,...n->...p", self._U, y)
+        Xty = (y[..., None, :] @ self._X)[..., 0, :]  # BLAS, one pass over X
+        return (Xty[..., None, :] @ self._V)[..., 0, :]
 
     @property
     def eval_width(self) -> int:
@@ -127,7 +183,12 @@ class Decomposition:
             raise ValueError(
                 f"{name} must have shape {expected} to match X, got {theta.shape}"
             )
-        return np.einsum("...dp,...d->...p", self.V, theta)
+        if self._V is not None:
+            return np.einsum("...dp,...d->...p", self._V, theta)
+        # V^T theta = U^T X theta / s: no d x p matrix formed
+        t = np.einsum("...np,...n->...p", self._U, (self._X @ theta[..., None])[..., 0])
+        s = np.sqrt(self.s2)
+        return np.divide(t, s, out=t, where=s > 0)
 
 
 def _rank_cutoff(values, n, d):
@@ -155,40 +216,90 @@ def _merge_repeated(s2, tol):
     return (sums[labels] / counts[labels]).reshape(s2.shape)
 
 
-def _gram_eigh(X, feature_side, backend):
-    """Eigenpairs of the smaller Gram matrix, descending."""
-    if backend == "numba" and X.ndim == 3:
-        m = X.shape[-1] if feature_side else X.shape[-2]
-        s2 = np.empty(X.shape[:1] + (m,))
-        vecs = np.empty(X.shape[:1] + (m, m))
-        with single_threaded_blas():
-            call(gram_eigh, X, feature_side, s2, vecs)
-        return s2, vecs
-    G = np.swapaxes(X, -1, -2) @ X if feature_side else X @ np.swapaxes(X, -1, -2)
-    s2, vecs = np.linalg.eigh(G)
-    return s2[..., ::-1], vecs[..., ::-1]
+def _as_float64(X, name, ndim):
+    """X as float64 without copying float64 input (it is only read), checked."""
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be an array of real numbers ({exc})") from None
+    if arr.dtype != np.float64:
+        return as_float_array(arr, name, ndim=ndim)
+    if arr.ndim not in ndim:
+        want = " or ".join(str(a) for a in ndim)
+        raise ValueError(f"{name} must have {want} dimension(s), got shape {arr.shape}")
+    return arr
 
 
-def decompose(X, y=None, *, method="auto", backend="numpy", threads=None, kernel=None,
-              kernel_params=None):
+def raise_nonfinite(X, name="X", where=""):
+    """Say where X holds NaN/inf (seen on the Gram diagonal), or that X^T X overflows."""
+    bad = np.argwhere(~np.isfinite(X))
+    if bad.size:
+        at = ", ".join(f"{axis} {int(i)}" for axis, i in
+                       zip(("problem", "row", "column")[3 - X.ndim:], bad[0]))
+        raise ValueError(f"{name}{where} contains NaN or infinite values (first at {at}); "
+                         "remove or impute them first")
+    raise ValueError(f"{name}{where} is too large: its Gram matrix overflows float64; "
+                     f"rescale {name}")
+
+
+def finish_gram(s2, vecs, n, d):
+    """Rank cutoff and repeat merging of a Gram route's eigenpairs, in place.
+
+    ``s2`` (..., m) descending, ``vecs`` (..., m, m); returns the first
+    p = min(n, d) of them: (s2 (..., p), vecs (..., m, p)).
+    """
+    p = min(n, d)
+    s2, vecs = s2[..., :p], vecs[..., :p]
+    np.maximum(s2, 0.0, out=s2)
+    cutoff = _rank_cutoff(s2, n, d)
+    zero = s2 <= cutoff
+    s2 = _merge_repeated(np.where(zero, 0.0, s2), cutoff)
+    if zero.any():  # usually none: no pass over the vectors
+        vecs[np.broadcast_to(zero[..., None, :], vecs.shape)] = 0.0
+    return s2, vecs
+
+
+def _is_streamed(X):
+    if type(X) is np.ndarray:
+        return False
+    from .streaming import is_streamed
+
+    return is_streamed(X)
+
+
+def decompose(X, y=None, *, method="auto", backend="numpy", threads=None, block_rows=None,
+              kernel=None, kernel_params=None):
     """Spectral decomposition of X (and projection of y), reusable everywhere.
 
     Parameters
     ----------
-    X : array_like of shape (n, d) or (B, n, d)
+    X : array_like of shape (n, d) or (B, n, d), or a streamed design
         Design matrix, rows are samples; or a batch of B designs of one shape.
-        float32 and integer input is upcast to float64.
+        float32 and integer input is upcast to float64 (float64 is read in
+        place, never copied). Streamed (larger than memory; read in row
+        blocks, see :mod:`fastsd.streaming`): a path to a ``.npy`` file, a
+        2-D ``numpy.memmap``, a Zarr array, a Dask array, or an iterator of
+        row blocks.
     y : array_like of shape (n,) or (B, n), optional
         Targets; when given, z = V^T X^T y is stored so that later calls with
-        the same y skip the projection.
-    method : {"auto", "gram", "svd"}, default="auto"
+        the same y skip the projection. For a streamed X, in any of the
+        streamed forms or in memory.
+    method : {"auto", "gram", "svd", "qr_svd"}, default="auto"
         ``"auto"`` and ``"gram"`` eigendecompose the smaller Gram matrix
-        (d x d if n >= d, else n x n); ``"svd"`` uses a thin SVD of X.
+        (d x d if n >= d, else n x n; always d x d for a streamed X);
+        ``"svd"`` uses a thin SVD of X; ``"qr_svd"`` a thin QR of X (of X^T if
+        d > n) and the SVD of its triangle -- the SVD's accuracy without
+        forming U (in memory only; both copy X once).
     backend : {"numpy", "numba"}, default="numpy"
-        For a batch with the Gram route, ``"numba"`` decomposes the B problems
-        in parallel (one LAPACK eigh per thread) instead of NumPy's stacked eigh.
+        Both run BLAS ``dsyrk`` + LAPACK ``dsyevd`` per problem; several
+        problems run in parallel (one BLAS thread each), one problem splits
+        its Gram product over the threads. ``"numba"`` is kept for earlier
+        callers and gives the same result.
     threads : int, optional
-        Numba threads for ``backend="numba"`` (restored afterwards).
+        Worker threads (default: Numba's thread count,
+        ``numba.get_num_threads()``). Results do not depend on it.
+    block_rows : int, optional
+        Rows per block for a streamed X (default: about 64 MiB of rows).
     kernel : str or callable, optional
         Kernel ridge instead of linear ridge: a scikit-learn pairwise kernel
         name ("rbf", "laplacian", "polynomial", ...) or a callable, with
@@ -198,7 +309,14 @@ def decompose(X, y=None, *, method="auto", backend="numpy", threads=None, kernel
     -------
     Decomposition
         ``s2`` (p,), ``V`` (d, p), ``U`` (n, p) with p = min(n, d), batched
-        with a leading B axis.
+        with a leading B axis. The side that the Gram route does not compute
+        (U if n >= d, V if d > n) is formed on first access.
+
+    Notes
+    -----
+    The Gram route costs n d^2 flops (``dsyrk``, the symmetric rank-k update)
+    plus ~(4/3 + 2) d^3 for ``dsyevd`` when n >= d; forming U would cost
+    another 2 n d^2, which risk and oracle sweeps do not need.
 
     Examples
     --------
@@ -214,53 +332,66 @@ def decompose(X, y=None, *, method="auto", backend="numpy", threads=None, kernel
         from .kernel_ridge import decompose_features
 
         return decompose_features(X, y, kernel, kernel_params)
-    if method not in ("auto", "gram", "svd"):
-        raise ValueError(f"method must be 'auto', 'gram' or 'svd', got {method!r}")
+    if method not in ("auto", "gram", "svd", "qr_svd"):
+        raise ValueError(f"method must be 'auto', 'gram', 'svd' or 'qr_svd', got {method!r}")
     if backend not in ("numpy", "numba"):
         raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
-    X = as_float_array(X, "X", ndim=(2, 3))
+    check_threads(threads)
+    count = numba.get_num_threads() if threads is None else threads
+    if _is_streamed(X):
+        from .streaming import decompose_streamed
+
+        if method in ("svd", "qr_svd"):
+            raise ValueError(f"method={method!r} needs X in memory; a streamed X uses the "
+                             "Gram route (method='auto')")
+        return decompose_streamed(X, y, threads=count, block_rows=block_rows)
+    if block_rows is not None:
+        raise ValueError("block_rows applies to a streamed X (a .npy path, np.memmap, Zarr "
+                         "or Dask array, or an iterator of row blocks), not to an array in memory")
+    X = _as_float64(X, "X", ndim=(2, 3))
     n, d = X.shape[-2:]
     if n == 0 or d == 0:
         raise ValueError(f"X must have at least one sample and one feature, got shape {X.shape}")
 
-    if method == "svd":
-        U, s, Vt = np.linalg.svd(X, full_matrices=False)
-        s2 = s * s
-        V = np.swapaxes(Vt, -1, -2)
+    if method in ("svd", "qr_svd"):
+        if not np.all(np.isfinite(X)):
+            raise_nonfinite(X)
+        if method == "svd":
+            U, s, Vt = np.linalg.svd(X, full_matrices=False)
+            V = np.swapaxes(Vt, -1, -2)
+        else:
+            # thin QR of X (n >= d) or of X^T (d > n), then the SVD of the
+            # min(n, d)-square triangle: the SVD's accuracy without an n x p U;
+            # the other side is formed on first use, as on the Gram route
+            tall = n >= d
+            R = np.linalg.qr(X if tall else np.swapaxes(X, -1, -2), mode="r")
+            _, s, Vrt = np.linalg.svd(R, full_matrices=False)
+            U, V = (None, np.swapaxes(Vrt, -1, -2)) if tall else (np.swapaxes(Vrt, -1, -2), None)
+        # the SVD knows s to ~eps s_max: cutoff and merging on s
+        cutoff = _rank_cutoff(s, n, d)
+        zero = s <= cutoff
+        s = _merge_repeated(np.where(zero, 0.0, s), cutoff)
+        keep = ~zero[..., None, :]
+        dec = Decomposition(s2=s * s, V=None if V is None else np.where(keep, V, 0.0),
+                            U=None if U is None else np.where(keep, U, 0.0), method=method,
+                            X=X if U is None or V is None else None, shape=(n, d))
     else:
         feature_side = n >= d
-        with thread_count(threads):
-            s2, vecs = _gram_eigh(X, feature_side, backend)
-        s2 = np.maximum(s2, 0.0)
-        other = X if feature_side else np.swapaxes(X, -1, -2)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            partner = (other @ vecs) / np.sqrt(s2)[..., None, :]
-        V, U = (vecs, partner) if feature_side else (partner, vecs)
-
-    # Rank cutoff and merging of repeated values at the route's rounding level:
-    # the Gram route knows s^2 to ~eps s_max^2, the SVD route s to ~eps s_max.
-    values = np.sqrt(s2) if method == "svd" else s2
-    cutoff = _rank_cutoff(values, n, d)
-    zero = values <= cutoff
-    values = _merge_repeated(np.where(zero, 0.0, values), cutoff)
-    s2 = values * values if method == "svd" else values
-    keep = ~zero[..., None, :]
-    U = np.where(keep, U, 0.0)
-    V = np.where(keep, V, 0.0)
-    dec = Decomposition(
-        s2=np.ascontiguousarray(s2),
-        V=np.ascontiguousarray(V),
-        U=np.ascontiguousarray(U),
-        method="svd" if method == "svd" else "gram",
-    )
+        s2, vecs = gram_eigh_batch(X.reshape((-1, n, d)), feature_side, count)
+        if not np.all(np.isfinite(s2[:, 0])):
+            raise_nonfinite(X)
+        s2, vecs = finish_gram(s2, vecs, n, d)
+        s2, vecs = s2.reshape(X.shape[:-2] + s2.shape[-1:]), vecs.reshape(
+            X.shape[:-2] + vecs.shape[-2:])
+        sides = dict(V=vecs) if feature_side else dict(U=vecs)
+        dec = Decomposition(s2=s2, X=X, method="gram", shape=(n, d), **sides)
     if y is None:
         return dec
     z = dec.project_y(y)
     y_arr = as_float_array(y, "y", ndim=(1, 2))
-    return Decomposition(
-        s2=dec.s2, V=dec.V, U=dec.U, z=z, y_norm2=np.sum(y_arr * y_arr, axis=-1),
-        method=dec.method,
-    )
+    return Decomposition(s2=dec.s2, V=dec._V, U=dec._U, z=z,
+                         y_norm2=np.sum(y_arr * y_arr, axis=-1), method=dec.method,
+                         X=dec._X, shape=dec._shape)
 
 
 def as_decomposition(X, name="X"):

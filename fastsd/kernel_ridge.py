@@ -23,7 +23,6 @@ it unchanged:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -64,7 +63,6 @@ def kernel_matrix(A, B, kernel="rbf", kernel_params=None):
                       dtype=np.float64)
 
 
-@dataclass(frozen=True, eq=False)
 class KernelDecomposition(Decomposition):
     """Eigendecomposition of a kernel (Gram) matrix, K = U diag(s2) U^T.
 
@@ -75,9 +73,11 @@ class KernelDecomposition(Decomposition):
     matrices K(X_eval, X_train) of shape (n_eval, n).
     """
 
-    X_fit: np.ndarray | None = None
-    kernel: object = None
-    kernel_params: dict | None = None
+    def __init__(self, s2, V, U, z=None, y_norm2=None, method="kernel", *, X_fit=None,
+                 kernel=None, kernel_params=None):
+        super().__init__(s2, V, U, z, y_norm2, method)
+        for key, value in dict(X_fit=X_fit, kernel=kernel, kernel_params=kernel_params).items():
+            object.__setattr__(self, key, value)
 
     @property
     def eval_width(self) -> int:

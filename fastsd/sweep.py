@@ -23,6 +23,7 @@ from ._validation import as_float_array, check_lams, check_noise_var, check_step
 from .decomposition import as_decomposition, targets_projection
 from .kernels import optimal as optimal_kernels
 from .kernels import sweep as sweep_kernels
+from .streaming import eval_projection, is_streamed
 
 __all__ = [
     "BACKENDS",
@@ -300,6 +301,9 @@ def _eval_inputs(X, y, X_eval, y_eval, names):
     dec = as_decomposition(X)
     single = not dec.batched
     z = _promote(targets_projection(dec, y), single)
+    if is_streamed(X_eval) and single:  # larger than memory: QR updated block by block
+        R, c, resid2, n_eval = eval_projection(X_eval, y_eval, dec.V, names=names)
+        return dec, single, z, R[None], c[None], np.array([resid2]), n_eval
     X_eval = as_float_array(X_eval, names[0], ndim=(2, 3))
     if X_eval.shape[:-2] + X_eval.shape[-1:] != dec.batch_shape + (dec.eval_width,):
         raise ValueError(
@@ -327,6 +331,9 @@ def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, student_lams=None,
     X : array_like of shape (B, n, d) or (n, d), or Decomposition
     y : array_like of shape (B, n) or (n,), or None (reuse the decomposition's y)
     X_eval : array_like of shape (B, n_eval, d) or (n_eval, d)
+        For one problem also streamed (a .npy path, memmap, Zarr or Dask
+        array, iterator of row blocks; y_eval in any form): read once, in
+        O(p^2 + block) memory (:func:`fastsd.streaming.eval_projection`).
     y_eval : array_like of shape (B, n_eval) or (n_eval,)
     lams, xis, max_steps, student_lams, backend, threads
         As in :func:`sweep_risk`.
@@ -369,6 +376,7 @@ def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, student_lam
     X : array_like of shape (B, n, d) or (n, d), or Decomposition
     y : array_like of shape (B, n) or (n,), or None
     X_val : array_like of shape (B, n_val, d) or (n_val, d)
+        For one problem also streamed, as ``X_eval`` in :func:`sweep_mse`.
     y_val : array_like of shape (B, n_val) or (n_val,)
     lams, max_steps, student_lams, backend, threads
         As in :func:`sweep_optimal`.

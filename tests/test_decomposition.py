@@ -5,6 +5,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import fastsd
+from fastsd.kernels import decompose as decompose_kernels
 
 KINDS = ("tall", "wide", "dup", "zero", "wide_dup")
 EPS = np.finfo(np.float64).eps
@@ -154,3 +155,125 @@ def test_missing_y_without_stored_y_names_y(design):
     X, _ = design("tall", 0)
     with pytest.raises(ValueError, match="y"):
         fastsd.self_distill(fastsd.decompose(X), None, 1.0, [0.5])
+
+
+# ---------------------------------------------------------------------------
+# accuracy at condition numbers 1e4, 1e8, 1e12 against a 40-digit SVD
+
+
+def _mp_singular_values(X):
+    """Singular values of the float64 X itself, to 40 digits (mpmath)."""
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workdps(40):
+        s = mpmath.svd_r(mpmath.matrix(X.tolist()), compute_uv=False)
+        return np.array([float(v) for v in s])
+
+
+@pytest.mark.parametrize("cond", [1e4, 1e8, 1e12])
+@pytest.mark.parametrize("shape", [(40, 8), (8, 40)])
+@pytest.mark.parametrize("route", ["gram", "gram_blas", "svd", "qr_svd", "streamed"])
+def test_accuracy_against_extended_precision(spectrum_design, cond, shape, route, monkeypatch):
+    """Each route meets its documented bound (README, "Numerics"):
+
+    * Gram (in memory or streamed): |s^2 - s_ref^2| <= c max(n, d) eps s_max^2,
+      and exactly 0 at or below the cutoff max(n, d) eps s_max^2;
+    * SVD and QR + SVD: |s - s_ref| <= c max(n, d) eps s_max, 0 at or below
+      max(n, d) eps s_max.
+
+    Values within a factor 10 of a cutoff may fall either way and are only
+    held to the error bound.
+    """
+    n, d = shape
+    p = min(n, d)
+    s = np.logspace(0, -np.log10(cond), p)
+    X = spectrum_design(s, max(n, d), seed=int(np.log10(cond)))
+    X = X if n >= d else X.T.copy()
+    ref = _mp_singular_values(X)
+    if route == "streamed":
+        dec = fastsd.decompose(iter(np.array_split(X, 3)))
+    elif route == "gram_blas":  # the dsyrk + dsyevd path that larger X take
+        monkeypatch.setattr(decompose_kernels, "SERIAL_FLOPS", 0)
+        dec = fastsd.decompose(X)
+    else:
+        dec = fastsd.decompose(X, method=route)
+    got = np.sqrt(dec.s2)[:p]
+    c = 10 * max(n, d) * EPS
+    if route in ("svd", "qr_svd"):
+        err, cut, vals, ref_vals = np.abs(got - ref), c / 10 * ref[0], got, ref
+        bound = c * ref[0]
+    else:
+        err, cut, vals, ref_vals = np.abs(dec.s2[:p] - ref**2), c / 10 * ref[0] ** 2, dec.s2[:p], ref**2
+        bound = c * ref[0] ** 2
+    clear = np.abs(np.log10(ref_vals / cut)) > 1
+    assert np.all(err <= bound), (err / bound).max()
+    assert np.all(vals[clear & (ref_vals < cut)] == 0)
+    assert np.all(vals[clear & (ref_vals > cut)] > 0)
+    # eigenvectors of the Gram side the route computes (V if n >= d or streamed, else U;
+    # the other, X V / s, loses ~eps s_max / s_j): residual within the bound
+    live = dec.s2 > 0
+    W, G = (dec.V, X.T @ X) if n >= d or route in ("streamed", "svd") else (dec.U, X @ X.T)
+    W = W[:, live]
+    resid = np.linalg.norm(G @ W - W * dec.s2[live], axis=0)
+    assert np.all(resid <= 10 * c * ref[0] ** 2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_qr_route_agrees_with_svd(design, kind):
+    X, rank = design(kind, 8)
+    rng = np.random.default_rng(8)
+    y, theta = rng.normal(size=X.shape[0]), rng.normal(size=X.shape[1])
+    d_qr, d_svd = fastsd.decompose(X, y, method="qr_svd"), fastsd.decompose(X, y, method="svd")
+    assert d_qr.method == "qr_svd" and int(d_qr.rank) == rank == int(d_svd.rank)
+    s_max = np.sqrt(d_svd.s2[0])
+    assert_allclose(np.sqrt(d_qr.s2), np.sqrt(d_svd.s2), rtol=0, atol=10 * max(X.shape) * EPS * s_max)
+    assert_allclose((d_qr.U * d_qr.s) @ d_qr.V.T, X, atol=1e-12 * s_max)
+    lams = np.array([0.0, 1e-3, 1.0, 1e3])
+    assert_allclose(fastsd.excess_risk(d_qr, theta, 0.3, lams, [0.5, 1.5]),
+                    fastsd.excess_risk(d_svd, theta, 0.3, lams, [0.5, 1.5]), rtol=1e-10)
+    assert_allclose(fastsd.self_distill(d_qr, None, lams, [0.5]),
+                    fastsd.self_distill(d_svd, None, lams, [0.5]), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch", [None, 3])
+@pytest.mark.parametrize("kind", KINDS)
+def test_blas_path_equals_stacked_numpy_path(design, kind, batch, threads, monkeypatch):
+    """The per-problem dsyrk + dsyevd path (taken above SERIAL_FLOPS) against NumPy's
+    stacked path on rank-deficient, wide and duplicated-column designs."""
+    X = design(kind, 9)[0] if batch is None else np.stack([design(kind, 9 + b)[0]
+                                                            for b in range(batch)])
+    rng = np.random.default_rng(9)
+    y, theta = rng.normal(size=X.shape[:-1]), rng.normal(size=X.shape[:1] + X.shape[-1:])
+    theta = theta if batch else theta[0]
+    want = fastsd.decompose(X, y)
+    monkeypatch.setattr(decompose_kernels, "SERIAL_FLOPS", 0)
+    got = fastsd.decompose(X, y, threads=threads)
+    n, d = X.shape[-2:]
+    scale = np.max(want.s2)
+    assert np.array_equal(got.rank, want.rank)
+    assert_allclose(got.s2, want.s2, rtol=0, atol=10 * max(n, d) * EPS * scale)
+    lams = np.array([0.0, 1e-2, 1.0, 1e2])
+    assert_allclose(fastsd.sweep_risk(got, theta, 0.5, lams, [0.5, 1.5], 3),
+                    fastsd.sweep_risk(want, theta, 0.5, lams, [0.5, 1.5], 3), rtol=1e-10)
+    assert_allclose(fastsd.self_distill(got, None, lams, [0.5]),
+                    fastsd.self_distill(want, None, lams, [0.5]), rtol=1e-9, atol=1e-12)
+    live = got.s2 > 0
+    recon = np.einsum("...np,...p,...dp->...nd", got.U, np.sqrt(got.s2), got.V)
+    assert_allclose(recon, X, atol=1e-12 * np.sqrt(scale))
+    assert np.all((got.V == 0) | live[..., None, :])  # cut directions are exact zeros
+
+
+def test_blas_path_repeated_eigenvalues_and_nan(monkeypatch):
+    monkeypatch.setattr(decompose_kernels, "SERIAL_FLOPS", 0)
+    rng = np.random.default_rng(0)
+    norms = np.repeat([3.0, 2.0, 1.0, 0.5], [4, 3, 5, 2])
+    Q, _ = np.linalg.qr(rng.normal(size=(40, norms.size)))
+    dec = fastsd.decompose(Q * norms)
+    assert_allclose(np.unique(dec.s2)[::-1], [9.0, 4.0, 1.0, 0.25], rtol=1e-13)
+    X = rng.normal(size=(2, 50, 4))
+    X[1, 7, 2] = np.nan
+    with pytest.raises(ValueError, match=r"X contains NaN or infinite values "
+                                         r"\(first at problem 1, row 7, column 2\)"):
+        fastsd.decompose(X)
+    with pytest.raises(ValueError, match="too large"):
+        fastsd.decompose(np.full((10, 3), 1e300))
