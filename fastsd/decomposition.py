@@ -227,6 +227,9 @@ def _as_float64(X, name, ndim):
     if arr.ndim not in ndim:
         want = " or ".join(str(a) for a in ndim)
         raise ValueError(f"{name} must have {want} dimension(s), got shape {arr.shape}")
+    if not arr.flags.aligned:
+        # e.g. unpickled out of band (Dask): NumPy would skip BLAS and round differently
+        return np.array(arr)
     return arr
 
 

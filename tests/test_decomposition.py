@@ -277,3 +277,17 @@ def test_blas_path_repeated_eigenvalues_and_nan(monkeypatch):
         fastsd.decompose(X)
     with pytest.raises(ValueError, match="too large"):
         fastsd.decompose(np.full((10, 3), 1e300))
+
+
+def test_unaligned_input_gives_the_same_decomposition():
+    """An unaligned float64 buffer (Dask unpickles arrays out of band like this) is
+    decomposed bit for bit as the aligned array: NumPy would otherwise skip BLAS."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2, 128, 4))
+    raw = np.zeros(X.nbytes + 1, dtype=np.uint8)
+    unaligned = np.frombuffer(raw[1:].data, dtype=np.float64).reshape(X.shape)
+    unaligned[...] = X
+    assert not unaligned.flags.aligned
+    want, got = fastsd.decompose(X), fastsd.decompose(unaligned)
+    assert np.array_equal(got.s2, want.s2)
+    assert np.array_equal(got.V, want.V)
