@@ -83,10 +83,8 @@ def _check_keys(table, allowed, where):
 
 
 def _toml_load(path):
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
+    import tomllib
+
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
