@@ -90,6 +90,9 @@ html_theme_options = {
     "footer_end": ["sphinx-version", "theme-version"],
 }
 html_show_sourcelink = False
+# An explicit default mode: without it the theme starts from an empty mode and logs
+# "Got invalid theme mode" on the console of the first page a browser opens.
+html_context = {"default_mode": "auto"}
 
 # ----------------------------------------------------------------- gallery
 
@@ -105,6 +108,9 @@ sphinx_gallery_conf = {
     "abort_on_example_error": True,
     "show_memory": False,
     "min_reported_time": 1,
+    # no sg_execution_times pages: they load jQuery/DataTables from a CDN and are
+    # build statistics, not documentation
+    "write_computation_times": False,
 }
 
 # ----------------------------------------------------------------- API pages
