@@ -165,7 +165,9 @@ def write_api_pages(app=None):
     documented = {id(getattr(fastsd, n)) for n in top}
     modules = [n for n in top if isinstance(getattr(fastsd, n), type(fastsd))]
     functions = [n for n in top if n not in modules]
-    pages = {"00_fastsd": _autosummary("fastsd", "fastsd", functions)}
+    pages = {"00_fastsd": "\n".join(["fastsd", "======", "", ".. automodule:: fastsd",
+                                      "   :no-members:", "",
+                                      _autosummary("Contents", "fastsd", functions, "-")])}
     for i, modname in enumerate(public_modules(), start=1):
         module = importlib.import_module(modname)
         doc_first = (module.__doc__ or "").strip().splitlines()
