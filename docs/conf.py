@@ -231,11 +231,16 @@ def copy_asv_dashboard(app, exception):
 DOCSTRING_FIXES = {
     # "W1: ..." then an indented continuation line, then "W2:": a definition
     # list that ends without a blank line.
-    "fastsd.perf": [("16 constant xi,\n    k = 0..8", "16 constant xi,\nk = 0..8")],
+    "fastsd.perf": [("16 constant xi,\n    k = 0..8", "16 constant xi,\nk = 0..8"),
+                    # (after the issue-9 merge) the same for W3
+                    ("teacher x student grid of\n    8 x 8", "teacher x student grid of\n8 x 8")],
+    # (after the issue-10 merge) a bullet list continues right after a paragraph
+    "fastsd.perf_runner": [("shared machine cancels.\n* ", "shared machine cancels.\n\n* ")],
     # |...| is reStructuredText's substitution syntax.
     "fastsd.plotting.plot_xi_vs_gap": [("max_i |xi_i|", "max_i \\|xi_i\\|")],
     "fastsd.experiments.synthetic.xi_vs_gap": [("max_i |xi_i|", "max_i \\|xi_i\\|")],
     "fastsd.reference.optimal": [("~eps |xi|", "~eps \\|xi\\|")],
+    "fastsd.filters.refit_step": [("~ eps |xi|", "~ eps \\|xi\\|")],  # after issue 11
     # name_ (trailing underscore) is a hyperlink reference in reStructuredText.
     "fastsd.SelfDistilledRidge": [("(n_features_in_,)", "(n_features_in\\_,)")],
     "fastsd.SelfDistilledRidgeCV": [
