@@ -55,7 +55,12 @@ print(json.dumps({"first_call": first}))
 
 def first_call_seconds(op, cache_dir):
     """Run SCRIPT for ``op`` in a fresh interpreter; its first-call time in seconds."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    # The child must import the fastsd being benchmarked: under asv's
+    # ASV_PYTHONPATH (scripts/asv_dashboard.py, one source tree per commit) that
+    # path is on this process's sys.path but not in the child's environment.
+    src = os.path.dirname(os.path.dirname(os.path.abspath(fastsd.__file__)))
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONPATH=path)
     out = subprocess.run([sys.executable, "-c", SCRIPT, op], env=env, check=True,
                          capture_output=True, text=True, timeout=600)
     return float(json.loads(out.stdout.strip().splitlines()[-1])["first_call"])

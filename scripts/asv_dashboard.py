@@ -3,7 +3,9 @@
 
 Steps (everything under ``--out``, nothing in the checkout):
 
-1. clone the repository and take the last ``--commits`` first-parent commits of ``--rev``;
+1. clone the repository and take the last ``--commits`` first-parent commits of ``--rev``
+   (``--all``: every first-parent commit of ``--rev``, default ``main``, since the asv
+   suite landed, i.e. since the first commit with ``asv.conf.json``, or since ``--since``);
 2. copy the benchmark suite (``asv.conf.json`` and ``benchmarks/``) from the
    *working tree*, so the current suite runs against every historical commit
    (commits from before an API existed show "n/a" for its benchmarks);
@@ -11,7 +13,9 @@ Steps (everything under ``--out``, nothing in the checkout):
    interpreter's environment with the commit's source first on the path
    (``ASV_PYTHONPATH``, ``asv run -E existing --set-commit-hash``: no network,
    no builds); ``--mode virtualenv`` lets asv build and install each commit
-   in its own virtualenv, as ``asv run`` does (needs PyPI);
+   in its own virtualenv, as ``asv run`` does (needs PyPI); with
+   ``--skip-existing`` the results already in ``--out`` are kept and only the
+   commits without any are run (incremental updates of one dashboard);
 4. ``asv publish``; check that every benchmark that ran has a graph with data
    and that some have points at two or more commits;
 5. serve the HTML on 127.0.0.1, open it in headless Chromium (Debian's
@@ -29,6 +33,8 @@ Usage::
 
     python scripts/asv_dashboard.py --reduced           # smoke subset, ~5 min for 2 commits
     python scripts/asv_dashboard.py --commits 5         # full suite, 5 commits
+    python scripts/asv_dashboard.py --all --reduced --out ~/fastsd-asv     # whole history
+    python scripts/asv_dashboard.py --all --reduced --out ~/fastsd-asv --skip-existing
     python scripts/asv_dashboard.py --localize-html .asv/html
 
 Exit status: 0 when every check passed (or Chromium is missing: the browser
@@ -125,15 +131,53 @@ def smoke_bench():
     return list(SMOKE_BENCH)
 
 
+def suite_first_commit(repo, rev):
+    """The first first-parent commit of ``rev`` that has ``asv.conf.json`` (the suite landed)."""
+    first = git(repo, "log", "--first-parent", "--reverse", "--format=%H", rev, "--",
+                "asv.conf.json").split()
+    if not first:
+        raise CheckFailed(f"no commit reachable from {rev} has asv.conf.json")
+    return first[0]
+
+
+def select_commits(repo, rev, count=None, since=None):
+    """First-parent commits of ``rev``, oldest first.
+
+    ``count``: the last ``count`` of them; ``None``: every commit from ``since``
+    (inclusive; default: the commit where the asv suite landed) to ``rev``.
+    """
+    if count is not None:
+        shas = git(repo, "rev-list", "--first-parent", "-n", str(count), rev).split()
+    else:
+        start = (git(repo, "rev-parse", "--verify", f"{since}^{{commit}}") if since
+                 else suite_first_commit(repo, rev))
+        if subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", start, rev],
+                          capture_output=True).returncode:
+            raise CheckFailed(f"--since {since or start} is not an ancestor of {rev}")
+        shas = git(repo, "rev-list", "--first-parent", f"{start}..{rev}").split() + [start]
+    shas.reverse()  # oldest first
+    return shas
+
+
+def commits_with_results(results, shas):
+    """The commits in ``shas`` that already have a result file under ``results``."""
+    have = set()
+    for path in Path(results).glob("*/*.json"):
+        if path.name in ("machine.json", "benchmarks.json"):
+            continue
+        prefix = path.name.split("-", 1)[0]
+        have.update(sha for sha in shas if sha.startswith(prefix))
+    return [sha for sha in shas if sha in have]
+
+
 def prepare(args, out):
     """Clone, pick commits, copy the suite, write the asv config. Returns (conf, clone, shas)."""
     clone = out / "repo"
     if clone.exists():
         shutil.rmtree(clone)
     run(["git", "clone", "--quiet", "--no-hardlinks", args.repo, clone])
-    rev = git(args.repo, "rev-parse", args.rev)
-    shas = git(clone, "rev-list", "--first-parent", "-n", str(args.commits), rev).split()
-    shas.reverse()  # oldest first
+    rev = git(args.repo, "rev-parse", "--verify", f"{args.rev}^{{commit}}")
+    shas = select_commits(clone, rev, None if args.all else args.commits, args.since)
     if len(shas) < 2:
         log(f"warning: only {len(shas)} commit(s) reachable from {args.rev}")
     git(clone, "branch", "-f", "asv-dashboard", rev)
@@ -170,13 +214,21 @@ def run_suite(args, conf_path, clone, shas, out):
     if args.reduced:
         extra += ["-a", "processes=1", "-a", "repeat=3"]
     rcs = {}
-    if args.mode == "virtualenv":
+    if args.skip_existing:
+        done = commits_with_results(out / "results", shas)
+        if done:
+            log(f"--skip-existing: {len(done)} of {len(shas)} commits already have results: "
+                + " ".join(sha[:8] for sha in done))
+        shas = [sha for sha in shas if sha not in done]
+    if not shas:
+        log("no commit to run")
+    elif args.mode == "virtualenv":
         hashfile = out / "hashes.txt"
         hashfile.write_text("\n".join(shas) + "\n")
         proc = run([*asv, "run", "--config", conf_path, f"HASHFILE:{hashfile}", *bench,
                     *extra], cwd=cwd, check=False)
         rcs = {sha: proc.returncode for sha in shas}
-    else:
+    else:  # --mode existing
         src = out / "src"
         if src.exists():
             shutil.rmtree(src)
@@ -406,8 +458,17 @@ def check_browser(browser, html, out, names):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repo", default=str(ROOT), help="git repository (default: this one)")
-    p.add_argument("--rev", default="HEAD", help="newest commit (default: HEAD)")
-    p.add_argument("--commits", type=int, default=2, help="number of commits (default: 2)")
+    p.add_argument("--rev", default=None,
+                   help="newest commit (default: HEAD; with --all: main, else HEAD)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--commits", type=int, default=None,
+                       help="number of commits, newest first (default: 2)")
+    which.add_argument("--all", action="store_true",
+                       help="every first-parent commit since the asv suite landed")
+    p.add_argument("--since", metavar="COMMIT",
+                   help="with --all: the oldest commit (default: the first with asv.conf.json)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="keep the results already in --out and run only commits without any")
     p.add_argument("--out", help="output directory (default: a new temporary directory)")
     p.add_argument("--mode", choices=["existing", "virtualenv"], default="existing")
     p.add_argument("--python", default=sys.executable,
@@ -425,7 +486,20 @@ def parse_args(argv):
                    help="fail (instead of skipping) when Chromium is missing")
     p.add_argument("--localize-html", metavar="DIR",
                    help="only rewrite a published asv HTML dir to local JS libraries")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.since and not args.all:
+        p.error("--since needs --all")
+    if args.skip_existing and not args.out:
+        p.error("--skip-existing needs --out (the directory holding the earlier results)")
+    if args.commits is None:
+        args.commits = 2
+    if args.rev is None:
+        args.rev = "HEAD"
+        if args.all and subprocess.run(
+                ["git", "-C", args.repo, "rev-parse", "--verify", "--quiet", "main^{commit}"],
+                capture_output=True).returncode == 0:
+            args.rev = "main"
+    return args
 
 
 def main(argv=None):

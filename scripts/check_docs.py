@@ -1,0 +1,356 @@
+#!/usr/bin/env python
+"""Check the built documentation in headless Chromium and take its screenshots.
+
+Serves the HTML build (default ``docs/_build/html``) on 127.0.0.1 and opens every
+page in one headless Chromium (Debian's ``chromium``), driven through the DevTools
+protocol over a pipe (``--remote-debugging-pipe``: no extra Python package). For each
+page it checks that
+
+* the page loads (HTTP 200, the load event fires, the theme's main content is there);
+* nothing is reported as an error on the console: ``console.error``, uncaught
+  exceptions, and failed loads of any resource (a missing image, script or style sheet);
+* every ``<img>`` is loaded and has a nonzero size; the gallery pages
+  (``auto_examples/plot_*.html``) must each show at least one figure, and the gallery
+  index one thumbnail per example;
+* the link to the asv dashboard (``asv/index.html``) resolves.
+
+Screenshots of the home page and of one gallery example are written to ``--shots``
+(default ``docs/``: ``screenshot_home.png``, ``screenshot_gallery.png``).
+
+The browser helpers (``find_chromium``, ``serve``, ``CHROMIUM_FLAGS``) are those of
+``scripts/asv_dashboard.py``.
+
+Exit status: 0 when every check passed (or Chromium is missing: the browser checks are
+then skipped with a message, unless ``--require-browser``), 1 when a check failed, 2 on
+a usage error (no build found).
+
+Usage::
+
+    python -m sphinx -W -b html docs docs/_build/html
+    python scripts/check_docs.py [--html docs/_build/html] [--shots docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from asv_dashboard import CHROMIUM_FLAGS, CheckFailed, find_chromium, serve  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+GALLERY_SHOT_PAGE = "auto_examples/plot_theorem1_gain.html"
+#: The pydata-sphinx-theme element every content page has.
+MAIN_MARKER = "bd-article"
+#: Pages of the theme without an article (the search page fills itself in).
+NO_ARTICLE = {"search.html"}
+
+
+def log(msg):
+    print(f"[check_docs] {msg}", flush=True)
+
+
+class DevTools:
+    """A minimal Chrome DevTools protocol client over ``--remote-debugging-pipe``.
+
+    Chromium reads NUL-terminated JSON commands from fd 3 and writes NUL-terminated
+    JSON responses and events to fd 4.
+    """
+
+    def __init__(self, browser, profile, *, timeout=60.0):
+        to_browser_r, self._to_browser = os.pipe()
+        self._from_browser, from_browser_w = os.pipe()
+        # the child must see them as fds 3 and 4
+        flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--window-size")]
+        cmd = [browser, *flags, "--remote-debugging-pipe", f"--user-data-dir={profile}",
+               "--window-size=1280,900", "about:blank"]
+
+        def child_fds():
+            # dup to free numbers first, in case a pipe end already is fd 3 or 4
+            r, w = os.dup(to_browser_r), os.dup(from_browser_w)
+            os.dup2(r, 3)
+            os.dup2(w, 4)
+
+        # 3 and 4 are kept open by subprocess's close_fds (which runs after preexec_fn)
+        self.proc = subprocess.Popen(cmd, pass_fds=(3, 4, to_browser_r, from_browser_w),
+                                     preexec_fn=child_fds, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self.timeout = timeout
+        self._buf = b""
+        self._next_id = 0
+        self.events = []
+        self.session = None
+
+    def close(self):
+        try:
+            self.send("Browser.close", session=False, wait=False)
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for fd in (self._to_browser, self._from_browser):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _read_message(self, deadline):
+        while b"\0" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CheckFailed("Chromium did not answer in time")
+            ready, _, _ = select.select([self._from_browser], [], [], left)
+            if ready:
+                chunk = os.read(self._from_browser, 1 << 20)
+                if not chunk:
+                    raise CheckFailed("Chromium closed the DevTools pipe")
+                self._buf += chunk
+        raw, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(raw)
+
+    def send(self, method, params=None, *, session=True, wait=True):
+        self._next_id += 1
+        msg = {"id": self._next_id, "method": method, "params": params or {}}
+        if session and self.session:
+            msg["sessionId"] = self.session
+        os.write(self._to_browser, json.dumps(msg).encode() + b"\0")
+        if not wait:
+            return None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            reply = self._read_message(deadline)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise CheckFailed(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            if "method" in reply:
+                self.events.append(reply)
+
+    def wait_event(self, method, timeout=None):
+        deadline = time.monotonic() + (timeout or self.timeout)
+        for i, ev in enumerate(self.events):
+            if ev["method"] == method:
+                return self.events.pop(i)
+        while True:
+            ev = self._read_message(deadline)
+            if ev.get("method") == method:
+                return ev
+            if "method" in ev:
+                self.events.append(ev)
+
+    def open_tab(self):
+        target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)
+        attached = self.send("Target.attachToTarget",
+                             {"targetId": target["targetId"], "flatten": True}, session=False)
+        self.session = attached["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.send(f"{domain}.enable")
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+
+    def evaluate(self, expression):
+        result = self.send("Runtime.evaluate", {"expression": expression,
+                                                "returnByValue": True, "awaitPromise": True})
+        if "exceptionDetails" in result:
+            raise CheckFailed(f"evaluating {expression[:60]}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def load(self, url):
+        """Navigate, wait for the load event and for images.
+
+        Returns (HTTP status of the page, errors, offline) where ``offline`` lists the
+        external (not 127.0.0.1) resources that could not be reached because this
+        machine has no network (MathJax from its CDN, for example): reported, but not
+        errors of the pages.
+        """
+        self.events.clear()
+        nav = self.send("Page.navigate", {"url": url})
+        if nav.get("errorText"):
+            return None, [f"navigation failed: {nav['errorText']}"], []
+        self.wait_event("Page.loadEventFired")
+        # let late scripts run and images decode
+        self.evaluate("Promise.all(Array.from(document.images).map(i => i.decode()"
+                      ".catch(() => null))).then(() => new Promise(r => setTimeout(r, 200)))")
+        self.send("Runtime.evaluate", {"expression": "1"})  # flush pending events
+        status, errors, offline, urls = None, [], [], {}
+        local = url.split("/", 3)[:3]
+        for ev in self.events:
+            m, p = ev["method"], ev.get("params", {})
+            if m == "Network.requestWillBeSent":
+                urls[p["requestId"]] = p["request"]["url"]
+        for ev in self.events:
+            m, p = ev["method"], ev.get("params", {})
+            if m == "Network.responseReceived" and p.get("type") == "Document":
+                status = p["response"]["status"]
+            elif m == "Network.responseReceived" and p["response"]["status"] >= 400:
+                if not _browser_own(p["response"]["url"]):
+                    errors.append(f"HTTP {p['response']['status']}: {p['response']['url']}")
+            elif m == "Network.loadingFailed" and not p.get("canceled"):
+                where = urls.get(p["requestId"], "?")
+                if where.split("/", 3)[:3] != local and p.get("errorText") in OFFLINE_ERRORS:
+                    offline.append(where)
+                else:
+                    errors.append(f"failed to load {where}: {p.get('errorText')}")
+            elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                args = " ".join(str(a.get("value", a.get("description", ""))) for a in p["args"])
+                errors.append(f"console.{p['type']}: {args}")
+            elif m == "Runtime.exceptionThrown":
+                d = p["exceptionDetails"]
+                errors.append("uncaught exception: "
+                              + d.get("exception", {}).get("description", d.get("text", "")))
+            elif m == "Log.entryAdded" and p["entry"]["level"] == "error":
+                entry = p["entry"]
+                if entry.get("source") == "network":
+                    continue  # the same failure, already reported from the Network domain
+                errors.append(f"console ({entry['source']}): {entry['text']}")
+        return status, errors, offline
+
+    def screenshot(self, path, *, around=None, context=420):
+        """PNG of the page top (1280 x 900), or of the ``around`` element with some context above."""
+        y, height = 0, 900
+        if around:
+            box = self.evaluate(
+                f"(() => {{ const e = document.querySelector({json.dumps(around)});"
+                " if (!e) return null; const r = e.getBoundingClientRect();"
+                " return [r.top + window.scrollY, r.bottom + window.scrollY]; })()")
+            if box is None:
+                raise CheckFailed(f"no {around} on the page to screenshot")
+            y = max(0, int(box[0]) - context)
+            height = int(box[1]) + 24 - y
+        shot = self.send("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": y, "width": 1280, "height": height, "scale": 1}})
+        Path(path).write_bytes(base64.b64decode(shot["data"]))
+
+
+#: Chromium's errors for a host it cannot reach (no network or no DNS on this machine).
+OFFLINE_ERRORS = {"net::ERR_NAME_NOT_RESOLVED", "net::ERR_INTERNET_DISCONNECTED",
+                  "net::ERR_ADDRESS_UNREACHABLE", "net::ERR_NETWORK_ACCESS_DENIED",
+                  "net::ERR_PROXY_CONNECTION_FAILED", "net::ERR_CONNECTION_TIMED_OUT"}
+
+
+def _browser_own(url):
+    """The browser's own request for /favicon.ico (the pages do not link one)."""
+    return url.endswith("/favicon.ico")
+
+
+IMAGES_JS = """Array.from(document.images).map(i => ({
+    src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0,
+    cls: i.className}))"""
+
+
+def check_page(dt, base, rel, offline):
+    """Errors on one page (a list of strings); unreachable external URLs go to ``offline``."""
+    status, errors, unreachable = dt.load(base + rel)
+    offline.update(unreachable)
+    if status != 200:
+        errors.append(f"HTTP status {status}")
+    if rel not in NO_ARTICLE and not dt.evaluate(f"!!document.querySelector('.{MAIN_MARKER}')"):
+        errors.append(f"no .{MAIN_MARKER} (the theme's content) on the page")
+    images = dt.evaluate(IMAGES_JS)
+    errors += [f"image not loaded: {im['src']}" for im in images if not im["ok"]]
+    if rel.startswith("auto_examples/plot_"):
+        figs = [im for im in images if "sphx-glr-single-img" in im["cls"]
+                or "sphx-glr-multi-img" in im["cls"]]
+        if not figs:
+            errors.append("gallery example shows no figure")
+    if rel == "auto_examples/index.html":
+        thumbs = dt.evaluate("document.querySelectorAll('.sphx-glr-thumbcontainer img').length")
+        examples = len(list((ROOT / "docs" / "examples").glob("plot_*.py")))
+        if thumbs != examples:
+            errors.append(f"gallery index shows {thumbs} thumbnails for {examples} examples")
+    return errors
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--html", default=str(ROOT / "docs" / "_build" / "html"),
+                   help="HTML build directory (default: docs/_build/html)")
+    p.add_argument("--shots", default=str(ROOT / "docs"),
+                   help="where to save the screenshots (default: docs/)")
+    p.add_argument("--chromium", help="browser executable (default: chromium on PATH)")
+    p.add_argument("--require-browser", action="store_true",
+                   help="fail (instead of skipping) when Chromium is missing")
+    args = p.parse_args(argv)
+    html = Path(args.html).resolve()
+    if not (html / "index.html").is_file():
+        log(f"{html} has no index.html: build the docs first "
+            "(python -m sphinx -W -b html docs docs/_build/html)")
+        return 2
+    pages = sorted(str(f.relative_to(html)) for f in html.rglob("*.html")
+                   if not f.relative_to(html).parts[0].startswith(("_", "asv")))
+    if not (html / "asv" / "index.html").is_file():
+        log("FAILED: asv/index.html (the dashboard or its placeholder) is missing")
+        return 1
+    gallery = [pg for pg in pages if pg.startswith("auto_examples/plot_")]
+    if not gallery:
+        log("FAILED: the build has no gallery pages (auto_examples/plot_*.html)")
+        return 1
+    browser = find_chromium(args.chromium)
+    if browser is None:
+        log("SKIPPED browser checks: chromium not found (apt-get install -y chromium)")
+        return 1 if args.require_browser else 0
+    shots = Path(args.shots)
+    shots.mkdir(parents=True, exist_ok=True)
+    server, base = serve(html)
+    profile = tempfile.mkdtemp(prefix="chromium-docs-")
+    start = time.time()
+    failures, offline = {}, set()
+    dt = DevTools(browser, profile)
+    try:
+        dt.open_tab()
+        for rel in pages:
+            errors = check_page(dt, base, rel, offline)
+            if errors:
+                failures[rel] = errors
+        for rel in ("asv/index.html",):
+            status, _, _ = dt.load(base + rel)
+            if status != 200:
+                failures[rel] = [f"HTTP status {status}"]
+        dt.load(base + "index.html")
+        dt.screenshot(shots / "screenshot_home.png")
+        dt.load(base + GALLERY_SHOT_PAGE)
+        dt.screenshot(shots / "screenshot_gallery.png", around="img.sphx-glr-single-img")
+    except CheckFailed as exc:
+        log(f"FAILED: {exc}")
+        return 1
+    finally:
+        dt.close()
+        server.shutdown()
+        import shutil
+
+        shutil.rmtree(profile, ignore_errors=True)
+    for url in sorted(offline):
+        log(f"note: external resource unreachable from this machine (offline), not "
+            f"checked: {url}")
+    for rel, errors in failures.items():
+        for err in errors:
+            log(f"FAILED {rel}: {err}")
+    for name in ("screenshot_home.png", "screenshot_gallery.png"):
+        if (shots / name).stat().st_size < 10_000:
+            log(f"FAILED: screenshot {shots / name} is (nearly) empty")
+            return 1
+    if failures:
+        log(f"{len(failures)} of {len(pages)} pages failed")
+        return 1
+    log(f"OK: {len(pages)} pages ({len(gallery)} gallery examples) load with no console "
+        f"errors and every image present, in {time.time() - start:.0f} s; screenshots in "
+        f"{shots}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
