@@ -67,7 +67,7 @@ def plot_gain_vs_rank(table, path, *, fits=None, title=None, note=None):
     str
         ``path``.
     """
-    from .experiments.synthetic import linear_fit
+    from ._fit import linear_fit
 
     plt = pyplot()
     r = np.asarray(table["rank"], dtype=float)

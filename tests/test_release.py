@@ -52,7 +52,7 @@ def test_public_submodules_are_lazy_attributes():
     assert fastsd.datasets.__name__ == "fastsd.datasets"
     assert set(fastsd._SUBMODULES) <= set(dir(fastsd))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        fastsd.nope
+        _ = fastsd.nope
 
 
 @pytest.mark.parametrize("name", ["fastsd", "fastsd.problems", "fastsd.datasets",
