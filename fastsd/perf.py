@@ -1,11 +1,11 @@
 """Measure the standard workloads W1 and W2 side by side in one process.
 
 W1: B = 256 problems, n = 256, d = 64, 128 log-spaced lambdas, 16 constant xi,
-    k = 0..8 -- excess risk of every (problem, lambda, xi, k).
+k = 0..8 -- excess risk of every (problem, lambda, xi, k).
 W2: the same problems and lambdas, the oracle-optimal xi for every k <= 8.
 W1-TS: W1's cells as a teacher x student grid of per-step penalties (16 x 8).
 W3: batched kernel SD, B = 64 RBF problems with n = 512, a teacher x student grid of
-    8 x 8 per-step penalty schedules, 16 constant xi, k = 0..8 (in-sample risk for f*).
+8 x 8 per-step penalty schedules, 16 constant xi, k = 0..8 (in-sample risk for f*).
 
 Both backends run on the same decomposed inputs; each timing is the best of
 ``repeat`` runs after a warm-up call (JIT excluded). A *cell* is one

@@ -147,7 +147,7 @@ def plot_risk_curves(curves, path, *, title=None, note=None):
 
 
 def plot_xi_vs_gap(table, path, *, slopes=None, title=None, note=None):
-    """max_i |xi_i| of the optimal k-step schedule vs the singular-value gap (log-log).
+    """``max_i |xi_i|`` of the optimal k-step schedule vs the singular-value gap (log-log).
 
     Parameters
     ----------

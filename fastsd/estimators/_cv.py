@@ -172,7 +172,7 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
     ----------
     lam_ : float
     k_ : int
-    xi_ : ndarray of shape (k_,)
+    xi_ : ndarray of shape (``k_``,)
         ``SelfDistilledRidge(lam=lam_, xi=xi_)`` fit on the same data gives
         the same coefficients.
     coef_ : ndarray of shape (n_features,) or (n_targets, n_features)

@@ -283,7 +283,7 @@ def xi_vs_gap(gaps=None, *, p=3, lam=None, n=64, noise_var=0.1, quick=False,
     -------
     table : dict of 1-D arrays, one row per (gap, k)
         ``gap``, ``k``, ``lam``, ``risk`` (optimal k-step excess risk at lam),
-        ``xi_max_abs`` (max_i |xi_i| of the optimal schedule; NaN where the
+        ``xi_max_abs`` (``max_i |xi_i|`` of the optimal schedule; NaN where the
         engine cannot recover xi to working accuracy), and ``xi_1`` .. ``xi_p``
         (the schedule, NaN past step k).
 
