@@ -38,12 +38,14 @@ extensions = [
     "sphinx.ext.mathjax",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
-    "myst_parser",  # only for CHANGELOG.md, included by changelog.rst
+    "myst_parser",  # CHANGELOG.md and the Markdown pages of the user guide
 ]
 
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "_asv_placeholder", "Thumbs.db", ".DS_Store", "examples/README.rst"]
-source_suffix = {".rst": "restructuredtext"}
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+# "#section" links in the user guide pages written in Markdown (moved from the README)
+myst_heading_anchors = 3
 root_doc = "index"
 default_role = "code"  # `x` is inline code, as in the README (no silent cross-reference)
 
