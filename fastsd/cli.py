@@ -153,7 +153,7 @@ def build_parser():
     rep.set_defaults(func=_cmd_reproduce)
 
     swp = sub.add_parser("sweep", help="run a sweep described by a TOML config",
-                         description="Run a user-defined sweep (see README: 'Sweep configs').")
+                         description="Run a user-defined sweep (user guide: 'Sweep configs').")
     swp.add_argument("config", help="TOML config file")
     swp.add_argument("--output", help="override run.output")
     swp.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
@@ -166,7 +166,7 @@ def build_parser():
 
     exp = sub.add_parser("export", help="write a sweep's results as one tidy table",
                          description="One row per (problem, lambda, [schedule,] k), numeric "
-                                     "columns (see README: 'Sweep results').")
+                                     "columns (user guide: 'Sweep results').")
     exp.add_argument("output", help="sweep output directory")
     exp.add_argument("--format", choices=("csv", "parquet"), default="csv")
     exp.add_argument("--to", help="file to write (default: OUTPUT/results.FORMAT)")

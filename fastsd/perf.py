@@ -145,7 +145,7 @@ def measure(repeat=3, quick=False):
 
 
 def machine_description():
-    """CPU model, core count and library versions, for the README table."""
+    """CPU model, core count and library versions, for the performance tables."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
