@@ -81,3 +81,10 @@ def test_short_reprs():
     assert "n_samples=30" in repr(decomp) and len(repr(decomp)) < 200
     result = fastsd.SweepResult("out", {"complete": True, "variables": ["risk"]})
     assert repr(result) == "SweepResult('out', complete, variables=['risk'])"
+
+
+def test_split_repr():
+    split = fastsd.datasets.load_split("airfoil", seed=0)
+    n = split.X_train.shape[0]
+    assert repr(split).startswith(f"Split(n_train={n}, n_val=") and len(repr(split)) < 120
+    assert repr(split).endswith("d=5, standardized=True)")
