@@ -88,3 +88,16 @@ def test_split_repr():
     n = split.X_train.shape[0]
     assert repr(split).startswith(f"Split(n_train={n}, n_val=") and len(repr(split)) < 120
     assert repr(split).endswith("d=5, standardized=True)")
+
+
+def test_every_public_module_has_all():
+    import pkgutil
+
+    private = ("fastsd.kernels", "fastsd.cli", "fastsd.__main__")  # as docs/conf.py
+    missing = []
+    for info in pkgutil.walk_packages(fastsd.__path__, prefix="fastsd."):
+        if any(p.startswith("_") for p in info.name.split(".")[1:]) or info.name.startswith(private):
+            continue
+        if not hasattr(importlib.import_module(info.name), "__all__"):
+            missing.append(info.name)
+    assert missing == []
