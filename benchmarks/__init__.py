@@ -1,4 +1,4 @@
-"""asv benchmark suite of fastsd (see the README, "Benchmarks and the asv dashboard").
+"""asv benchmark suite of fastsd (see the user guide, "Benchmarks").
 
 Modules, one class per operation:
 

@@ -21,7 +21,6 @@ import time
 
 import numpy as np
 
-import fastsd
 
 __all__ = [
     "BACKENDS",
@@ -31,7 +30,6 @@ __all__ = [
     "STEPS",
     "N_XIS",
     "ERROR_FLOOR",
-    "require",
     "accepts",
     "Problem",
     "make_problem",
@@ -59,19 +57,6 @@ N_XIS = 16
 #: the floor means agreement to the last bit, and asv's regression detection
 #: never divides by an exact 0.
 ERROR_FLOOR = float(np.finfo(np.float64).eps / 2)
-
-
-def require(*names):
-    """Skip (NotImplementedError, raised from ``setup``) if fastsd lacks an API.
-
-    Lets the suite run over the whole history: commits before an API existed
-    show "n/a" on the dashboard instead of failing.
-    """
-    missing = [name for name in names if not hasattr(fastsd, name)]
-    if missing:
-        raise NotImplementedError(
-            "not in this version of fastsd: " + ", ".join(f"fastsd.{m}" for m in missing)
-        )
 
 
 def accepts(func, keyword):

@@ -38,12 +38,14 @@ extensions = [
     "sphinx.ext.mathjax",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
-    "myst_parser",  # only for CHANGELOG.md, included by changelog.rst
+    "myst_parser",  # CHANGELOG.md and the Markdown pages of the user guide
 ]
 
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "_asv_placeholder", "Thumbs.db", ".DS_Store", "examples/README.rst"]
-source_suffix = {".rst": "restructuredtext"}
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+# "#section" links in the user guide pages written in Markdown (moved from the README)
+myst_heading_anchors = 3
 root_doc = "index"
 default_role = "code"  # `x` is inline code, as in the README (no silent cross-reference)
 
@@ -177,6 +179,8 @@ def write_api_pages(app=None):
                           stacklevel=1)
             names = []
         # each object once: under fastsd, else under the first (outermost) module
+        # (a package's __all__ may name submodules not imported yet: their own pages)
+        names = [n for n in names if hasattr(module, n)]
         own = [n for n in names if id(getattr(module, n)) not in documented
                and not isinstance(getattr(module, n), type(fastsd))]
         documented.update(id(getattr(module, n)) for n in own)
@@ -221,58 +225,5 @@ def copy_asv_dashboard(app, exception):
         shutil.copytree(DOCS / "_asv_placeholder", target)
 
 
-# ----------------------------------------------------------------- docstring workarounds
-
-#: Docstrings in fastsd/ that are not valid reStructuredText, patched for the build
-#: only (phase B of issue 13 fixes them at the source; then delete the entry).
-#: {object name: [(text in the docstring, replacement)]}. An entry whose text is no
-#: longer found (the docstring was fixed or rewritten) is skipped and listed at the
-#: end of the build, so that it can be removed; it does not fail the build.
-DOCSTRING_FIXES = {
-    # "W1: ..." then an indented continuation line, then "W2:": a definition
-    # list that ends without a blank line.
-    "fastsd.perf": [("16 constant xi,\n    k = 0..8", "16 constant xi,\nk = 0..8"),
-                    # (after the issue-9 merge) the same for W3
-                    ("teacher x student grid of\n    8 x 8", "teacher x student grid of\n8 x 8")],
-    # (after the issue-10 merge) a bullet list continues right after a paragraph
-    "fastsd.perf_runner": [("shared machine cancels.\n* ", "shared machine cancels.\n\n* ")],
-    # |...| is reStructuredText's substitution syntax.
-    "fastsd.plotting.plot_xi_vs_gap": [("max_i |xi_i|", "max_i \\|xi_i\\|")],
-    "fastsd.experiments.synthetic.xi_vs_gap": [("max_i |xi_i|", "max_i \\|xi_i\\|")],
-    "fastsd.reference.optimal": [("~eps |xi|", "~eps \\|xi\\|")],
-    "fastsd.filters.refit_step": [("~ eps |xi|", "~ eps \\|xi\\|")],  # after issue 11
-    # name_ (trailing underscore) is a hyperlink reference in reStructuredText.
-    "fastsd.SelfDistilledRidge": [("(n_features_in_,)", "(n_features_in\\_,)")],
-    "fastsd.SelfDistilledRidgeCV": [
-        ("(k_,)", "(k\\_,)"),
-        # a bullet list must be separated from the paragraph before it
-        ("see Notes.)\n    * ", "see Notes.)\n\n    * "),
-    ],
-}
-
-
-STALE_FIXES: set[tuple[str, str]] = set()
-
-
-def apply_docstring_fixes(app, what, name, obj, options, lines):
-    fixes = DOCSTRING_FIXES.get(name)
-    if not fixes or not lines:
-        return
-    from sphinx.util import logging
-
-    text = "\n".join(lines)
-    for old, new in fixes:
-        if old in text:
-            text = text.replace(old, new)
-        elif (name, old) not in STALE_FIXES:
-            STALE_FIXES.add((name, old))
-            logging.getLogger(__name__).info(
-                "docs/conf.py DOCSTRING_FIXES: %r is no longer in the docstring of %s; "
-                "remove the entry", old, name)
-    lines[:] = text.split("\n")
-
-
 def setup(app):
-    # before numpydoc (priority 500) so that the raw docstring is patched
-    app.connect("autodoc-process-docstring", apply_docstring_fixes, priority=100)
     app.connect("build-finished", copy_asv_dashboard)

@@ -30,7 +30,16 @@ _ESTIMATORS = ("SelfDistilledRidge", "SelfDistilledRidgeCV", "SelfDistilledKerne
                "SelfDistilledKernelRidgeCV")
 
 
+# public submodules that `import fastsd` does not load itself: `fastsd.problems`
+# etc. work after a plain `import fastsd`, imported on first access.
+_SUBMODULES = ("problems", "experiments", "plotting", "estimators", "tables", "store")
+
+
 def __getattr__(name):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     if name in _ESTIMATORS:
         from . import estimators  # ImportError naming scikit-learn if missing
 
@@ -39,7 +48,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_ESTIMATORS))
+    return sorted(set(globals()) | set(_ESTIMATORS) | set(_SUBMODULES))
 
 __all__ = [
     "BestRisk",

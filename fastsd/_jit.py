@@ -3,7 +3,7 @@
 * ``FASTMATH`` allows reassociation and contraction (so reductions vectorize)
   but *not* ``nnan``/``ninf``: NaN and inf propagate exactly as in NumPy.
 * Kernels are compiled with ``cache=True`` so a fresh process loads machine
-  code from disk instead of compiling (see README, "JIT cost"). Where no cache
+  code from disk instead of compiling (see the user guide, "JIT cost"). Where no cache
   directory is writable (read-only install and home) they are compiled in
   memory instead; a cache that fails to load (corrupted, or written by an
   incompatible Numba) is abandoned with a warning and the call is retried

@@ -59,6 +59,13 @@ class BestRisk:
     xi: np.ndarray | None = None
     lams: np.ndarray | None = None
 
+    def __repr__(self):
+        B, K1 = self.risk.shape
+        with np.errstate(all="ignore"):
+            best = float(np.nanmin(self.risk)) if np.isfinite(self.risk).any() else float("nan")
+        return (f"BestRisk(B={B}, K={K1 - 1}, optimal_xi={self.xi is not None}, "
+                f"L={None if self.lams is None else self.lams.size}, min_risk={best:.4g})")
+
     @property
     def lam(self):
         """ndarray of shape (B, K + 1): the minimizing lambda values, ``lams[lam_index]``."""

@@ -22,7 +22,7 @@ class _Failure(Exception):
 def _cmd_reproduce(args):
     from .experiments.reproduce import reproduce
 
-    summary = reproduce(args.out, quick=args.quick, seeds=args.seeds, backend=args.backend,
+    summary = reproduce(args.output, quick=args.quick, seeds=args.seeds, backend=args.backend,
                         progress=not args.no_progress, full=args.full)
     print(f"report written to {summary}")
     return 0
@@ -131,12 +131,17 @@ def build_parser():
         prog="fastsd",
         description="Fast, exact repeated self-distillation of ridge regression.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"fastsd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     rep = sub.add_parser("reproduce", help="reproduce the paper's figures and Table 1",
                          description="Run the synthetic studies and the UCI protocol on the "
                                      "embedded defaults; write tables, figures and a summary.")
-    rep.add_argument("--out", default="fastsd-report", help="report directory (default: %(default)s)")
+    # --output everywhere a command writes a directory (as `sweep --output`); --out is an alias
+    rep.add_argument("--output", "--out", dest="output", default="fastsd-report",
+                     help="report directory (default: %(default)s; alias: --out)")
     rep.add_argument("--quick", action="store_true", help="fewer seeds and grid points (seconds)")
     rep.add_argument("--full", action="store_true",
                      help="tuning benchmark with 20 paired splits, 10-seed learning curves "
@@ -148,7 +153,7 @@ def build_parser():
     rep.set_defaults(func=_cmd_reproduce)
 
     swp = sub.add_parser("sweep", help="run a sweep described by a TOML config",
-                         description="Run a user-defined sweep (see README: 'Sweep configs').")
+                         description="Run a user-defined sweep (user guide: 'Sweep configs').")
     swp.add_argument("config", help="TOML config file")
     swp.add_argument("--output", help="override run.output")
     swp.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
@@ -161,7 +166,7 @@ def build_parser():
 
     exp = sub.add_parser("export", help="write a sweep's results as one tidy table",
                          description="One row per (problem, lambda, [schedule,] k), numeric "
-                                     "columns (see README: 'Sweep results').")
+                                     "columns (user guide: 'Sweep results').")
     exp.add_argument("output", help="sweep output directory")
     exp.add_argument("--format", choices=("csv", "parquet"), default="csv")
     exp.add_argument("--to", help="file to write (default: OUTPUT/results.FORMAT)")

@@ -5,7 +5,7 @@ r"""The sweep config (TOML) schema: ``fastsd sweep CONFIG.toml``.
 absolute, the data file's SHA-256) and its hash. Every key at every level is
 checked: an unknown key is an error naming it and the closest valid key.
 
-Sections and keys (defaults in brackets; see the README for examples)::
+Sections and keys (defaults in brackets; examples in docs/user_guide/scale.md)::
 
     [problems]   source = "synthetic" | "dataset" | "npz" | "csv"
                  synthetic: family (a name in FAMILIES), params = {...}

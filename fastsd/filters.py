@@ -67,7 +67,7 @@ def sd_step(u, r, q, xi):
 @register_jitable
 def refit_step(phi, r, xi):
     """The same step in the form a literal refit computes, phi = 1 - u:
-    phi_i = xi_i r phi_{i-1} + 1 - xi_i. It cancels (error ~ eps |xi|) as
+    phi_i = xi_i r phi_{i-1} + 1 - xi_i. It cancels (error ~ eps ``|xi|``) as
     refitting on mixed targets does; used to check reported schedules."""
     return xi * r * phi + (1.0 - xi)
 

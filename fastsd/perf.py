@@ -1,11 +1,11 @@
 """Measure the standard workloads W1 and W2 side by side in one process.
 
 W1: B = 256 problems, n = 256, d = 64, 128 log-spaced lambdas, 16 constant xi,
-    k = 0..8 -- excess risk of every (problem, lambda, xi, k).
+k = 0..8 -- excess risk of every (problem, lambda, xi, k).
 W2: the same problems and lambdas, the oracle-optimal xi for every k <= 8.
 W1-TS: W1's cells as a teacher x student grid of per-step penalties (16 x 8).
 W3: batched kernel SD, B = 64 RBF problems with n = 512, a teacher x student grid of
-    8 x 8 per-step penalty schedules, 16 constant xi, k = 0..8 (in-sample risk for f*).
+8 x 8 per-step penalty schedules, 16 constant xi, k = 0..8 (in-sample risk for f*).
 
 Both backends run on the same decomposed inputs; each timing is the best of
 ``repeat`` runs after a warm-up call (JIT excluded). A *cell* is one
@@ -25,7 +25,6 @@ import numba
 import numpy as np
 
 from . import reference
-from ._jit import threads as thread_count
 from .decomposition import decompose
 from .sweep import sweep_optimal, sweep_risk
 
@@ -96,7 +95,7 @@ def measure(repeat=3, quick=False):
                                       schedules) for b in range(B)], max(1, repeat // 3))
     for count in sorted({1, 2, all_threads} & set(range(1, all_threads + 1))):
         res[f"w1_numba_{count}t_s"] = _best_time(
-            lambda: sweep_risk(dec, theta, var, lams, xis, K, threads=count), repeat)
+            lambda: sweep_risk(dec, theta, var, lams, xis, K, threads=count), repeat)  # noqa: B023
     res["w1_numba_s"] = res[f"w1_numba_{all_threads}t_s"]
     # W1-TS: the same cells as a teacher x student grid of per-step penalties
     # (L/8 teachers x 8 students), timed alternately with W1 (shared machine)
@@ -116,7 +115,7 @@ def measure(repeat=3, quick=False):
         lambda: sweep_optimal(dec, theta, var, lams, K, backend="numpy"), max(1, repeat // 3))
     for count in sorted({1, all_threads}):
         res[f"w2_numba_{count}t_s"] = _best_time(
-            lambda: sweep_optimal(dec, theta, var, lams, K, threads=count), repeat)
+            lambda: sweep_optimal(dec, theta, var, lams, K, threads=count), repeat)  # noqa: B023
     res["w2_numba_s"] = res[f"w2_numba_{all_threads}t_s"]
 
     # W3: batched kernel-SD sweep with per-step penalties (teacher x student)
@@ -128,7 +127,7 @@ def measure(repeat=3, quick=False):
     for backend in ("numpy", "numba"):
         res[f"w3_{backend}_s"] = _best_time(
             lambda: sweep_risk(kdec, f_star, kvar, tl, kxis, K, student_lams=sl,
-                               backend=backend), max(1, repeat // 3) if backend == "numpy"
+                               backend=backend), max(1, repeat // 3) if backend == "numpy"  # noqa: B023
             else repeat)
     res["w3_speedup"] = res["w3_numpy_s"] / res["w3_numba_s"]
     res["w3_cells_per_s"] = res["w3_cells"] / res["w3_numba_s"]
@@ -146,7 +145,7 @@ def measure(repeat=3, quick=False):
 
 
 def machine_description():
-    """CPU model, core count and library versions, for the README table."""
+    """CPU model, core count and library versions, for the performance tables."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

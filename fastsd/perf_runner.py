@@ -14,6 +14,7 @@ median of ``repeat`` runs after a warm-up:
 The measurements run interleaved (loop, runner, single, loop, ...) and each
 ratio is the median of the per-round ratios, so that a load drifting on a
 shared machine cancels.
+
 * ``bookkeeping``: the runner with a no-op task and consumer: its own cost per
   block, which load on a shared machine barely blurs;
 * ``single``: one call on the whole grid (decomposition included), the cost of

@@ -67,7 +67,7 @@ def plot_gain_vs_rank(table, path, *, fits=None, title=None, note=None):
     str
         ``path``.
     """
-    from .experiments.synthetic import linear_fit
+    from ._fit import linear_fit
 
     plt = pyplot()
     r = np.asarray(table["rank"], dtype=float)
@@ -147,7 +147,7 @@ def plot_risk_curves(curves, path, *, title=None, note=None):
 
 
 def plot_xi_vs_gap(table, path, *, slopes=None, title=None, note=None):
-    """max_i |xi_i| of the optimal k-step schedule vs the singular-value gap (log-log).
+    """``max_i |xi_i|`` of the optimal k-step schedule vs the singular-value gap (log-log).
 
     Parameters
     ----------

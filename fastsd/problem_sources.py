@@ -45,6 +45,10 @@ class ProblemSet:
     coords: dict = field(default_factory=dict)
     attrs: dict = field(default_factory=dict)
 
+    def __repr__(self):
+        shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.arrays.items())
+        return f"ProblemSet({shapes}, coords={sorted(self.coords)})"
+
     @property
     def n_problems(self):
         return self.arrays["X"].shape[0]

@@ -104,6 +104,13 @@ class ProblemBatch:
     meta: dict = field(default_factory=dict)
     cov: np.ndarray | None = None
 
+    def __repr__(self):
+        B, n, d = self.X.shape
+        family = self.meta.get("family")
+        return (f"ProblemBatch(B={B}, n={n}, d={d}"
+                + (f", family={family!r}" if family is not None else "")
+                + f", labels={sorted(self.labels)}, cov={'yes' if self.cov is not None else 'no'})")
+
     def __post_init__(self):
         B, n, d = self.X.shape
         shapes = {"theta_star": (B, d), "noise_var": (B,), "singular_values": (B, d),

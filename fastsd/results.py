@@ -212,7 +212,9 @@ class SweepResult:
 
     def __repr__(self):
         state = "complete" if self.complete else "incomplete"
-        return f"SweepResult({self.path!r}, {state})"
+        variables = self.manifest.get("variables")
+        return (f"SweepResult({self.path!r}, {state}"
+                + (f", variables={variables}" if variables else "") + ")")
 
 
 def load_sweep(path):

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-__all__ = ["write_csv", "append_csv", "read_csv", "to_markdown"]
+__all__ = ["write_csv", "read_csv", "to_markdown"]
 
 
 def _rows(table):
@@ -28,19 +28,6 @@ def write_csv(path, table):
         writer.writerows(rows)
     os.replace(tmp, path)
     return path
-
-
-def append_csv(path, table):
-    """Append rows, writing the header first if the file is new; fsync'd."""
-    columns, rows = _rows(table)
-    new = not os.path.exists(path) or os.path.getsize(path) == 0
-    with open(path, "a", newline="") as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(columns)
-        writer.writerows(rows)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def read_csv(path):

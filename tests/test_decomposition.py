@@ -173,7 +173,7 @@ def _mp_singular_values(X):
 @pytest.mark.parametrize("shape", [(40, 8), (8, 40)])
 @pytest.mark.parametrize("route", ["gram", "gram_blas", "svd", "qr_svd", "streamed"])
 def test_accuracy_against_extended_precision(spectrum_design, cond, shape, route, monkeypatch):
-    """Each route meets its documented bound (README, "Numerics"):
+    """Each route meets its documented bound (docs/user_guide/numerics.rst):
 
     * Gram (in memory or streamed): |s^2 - s_ref^2| <= c max(n, d) eps s_max^2,
       and exactly 0 at or below the cutoff max(n, d) eps s_max^2;

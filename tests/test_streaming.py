@@ -95,7 +95,7 @@ def test_iterator_gives_no_U(tmp_path):
     X, _, _ = _data()
     dec = fastsd.decompose(iter([X[:60], X[60:]]))
     with pytest.raises(ValueError, match="iterator of blocks"):
-        dec.U
+        _ = dec.U
 
 
 def _blocks(X, rows=3):

@@ -243,9 +243,9 @@ def test_other_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_readme_config_is_valid(tmp_path, capsys):
-    """The config in the README's "Sweep configs" section runs as it stands."""
-    readme = open(os.path.join(ROOT, "README.md")).read()
-    section = readme[readme.index("### Sweep configs"):]
+    """The config in the user guide's "Sweep configs" section runs as it stands."""
+    readme = open(os.path.join(ROOT, "docs", "user_guide", "scale.md")).read()
+    section = readme[readme.index("## Sweep configs"):]
     body = section[section.index("```toml") + len("```toml"):section.index("```\n", 10)]
     cfg = write(tmp_path, body)
     assert run_cli(["sweep", cfg], capsys)[0] == 0

@@ -206,7 +206,7 @@ def test_safe_is_ridgecv_whenever_it_picks_ridge():
     """Paired identity the benchmark relies on: k = 0 means RidgeCV's exact model."""
     from fastsd.experiments.tuning import LAMS, _splits
 
-    for seed, X, y, evaluate, _ in _splits("airfoil", 0.1, range(2)):
+    for _seed, X, y, evaluate, _ in _splits("airfoil", 0.1, range(2)):
         safe = SelfDistilledRidgeCV(lams=LAMS).fit(X, y)
         ref = RidgeCV(alphas=LAMS).fit(X, y)
         if safe.k_ == 0:

@@ -172,7 +172,7 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
     ----------
     lam_ : float
     k_ : int
-    xi_ : ndarray of shape (k_,)
+    xi_ : ndarray of shape (``k_``,)
         ``SelfDistilledRidge(lam=lam_, xi=xi_)`` fit on the same data gives
         the same coefficients.
     coef_ : ndarray of shape (n_features,) or (n_targets, n_features)
@@ -215,7 +215,7 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
     (K = 2): GCV's per-smoother trace corrections are exploited by large-xi
     combinations (the cancellation sum_m c_m / rho_m ~ 0 hides the residual
     outside range(X)), hence the refusal. ``"safe"`` stayed within
-    +0.5% of RidgeCV on average on every set and share (README, "Tuning").
+    +0.5% of RidgeCV on average on every set and share (user guide, "Tuning benchmark").
     """
 
     def __init__(self, *, lams=DEFAULT_LAMS, max_steps=2, tuning="safe", fit_intercept=True,

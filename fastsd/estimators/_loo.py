@@ -2,7 +2,7 @@ r"""Exact leave-one-out of the whole k-step procedure, without refits.
 
 Leaving out point i, the teacher and every student are refit on the other
 n - 1 points. With A = X^T X + lam I (plus an unpenalized intercept) and
-A_i = A - x_i x_i^T, the left-out k-step estimator is (MATH.md)
+A_i = A - x_i x_i^T, the left-out k-step estimator is (see docs/user_guide/tuning.md)
 
     theta_k^(-i) = theta_0^(-i) - sum_m xibar_m T_i^m theta_0^(-i),
     T_i = A_i^{-1} Lambda   (Lambda = lam on the features, 0 on the intercept),

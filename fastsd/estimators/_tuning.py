@@ -55,6 +55,10 @@ class TuningTable:
     def max_steps(self):
         return self.risk.shape[1] - 1
 
+    def __repr__(self):
+        return (f"TuningTable(L={self.lams.size}, K={self.max_steps}, "
+                f"valid={int(self.valid.sum())}/{self.valid.size})")
+
 
 def nested_lstsq(design, target, rcond=None):
     """min ||design[..., :k] beta - target|| for every k = 1..K (column-scaled QR).

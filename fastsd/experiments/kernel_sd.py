@@ -109,7 +109,7 @@ def constrained_rounds(problem, eps, max_rounds=50):
         if _fit_error(0.0, d[live], g[live], rest2 + np.sum(g[~live] ** 2), n) >= eps:
             raise ValueError(f"eps = {eps} is below the interpolation error of round {t}")
         lo, hi = 1e-14 * d.max(), 1e14 * d.max()
-        lam = brentq(lambda v: np.log(_fit_error(v, d, g, rest2, n) / eps), lo, hi,
+        lam = brentq(lambda v: np.log(_fit_error(v, d, g, rest2, n) / eps), lo, hi,  # noqa: B023
                      xtol=1e-300, rtol=1e-13)
         lams.append(lam)
         filt = filt * np.where(live, d / (d + lam), 0.0)

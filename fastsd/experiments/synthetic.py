@@ -39,6 +39,7 @@ from .. import problems
 from ..core import oracle_risk
 from ..sweep import sweep_optimal
 from ..tables import write_csv
+from .._fit import linear_fit
 
 __all__ = [
     "QUICK_RANKS",
@@ -63,26 +64,6 @@ def lambda_grid(n, quick=False):
     penalty relative to the largest eigenvalue.
     """
     return n * np.logspace(-6, 6, 97 if quick else 289)
-
-
-def linear_fit(x, y):
-    """Least-squares line y ~ slope x + intercept over the finite points.
-
-    Returns
-    -------
-    dict
-        ``slope``, ``intercept``, ``r2`` (coefficient of determination).
-    """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if x.size < 2:
-        return {"slope": np.nan, "intercept": np.nan, "r2": np.nan}
-    slope, intercept = np.polyfit(x, y, 1)
-    resid = y - (slope * x + intercept)
-    total = np.sum((y - y.mean()) ** 2)
-    r2 = 1.0 - np.sum(resid ** 2) / total if total > 0 else 1.0
-    return {"slope": float(slope), "intercept": float(intercept), "r2": float(r2)}
 
 
 def _argmin(curve):
@@ -302,7 +283,7 @@ def xi_vs_gap(gaps=None, *, p=3, lam=None, n=64, noise_var=0.1, quick=False,
     -------
     table : dict of 1-D arrays, one row per (gap, k)
         ``gap``, ``k``, ``lam``, ``risk`` (optimal k-step excess risk at lam),
-        ``xi_max_abs`` (max_i |xi_i| of the optimal schedule; NaN where the
+        ``xi_max_abs`` (``max_i |xi_i|`` of the optimal schedule; NaN where the
         engine cannot recover xi to working accuracy), and ``xi_1`` .. ``xi_p``
         (the schedule, NaN past step k).
 

@@ -339,7 +339,7 @@ def time_fits(n=2000, d=50, repeats=15, max_steps=2, seed=0, blas_threads=1):
             from threadpoolctl import threadpool_limits
 
             stack.enter_context(threadpool_limits(blas_threads, user_api="blas"))
-        for k, make in makers.items():
+        for make in makers.values():
             make().fit(X, y)  # warm-up
         for _ in range(repeats):
             for k, make in makers.items():
@@ -422,7 +422,7 @@ def gcv_evidence(sets=tuple(BENCH_SETS), shares=SHARES, seeds=20, steps=(2, 5)):
     for name in sets:
         for share in shares:
             changes = {}
-            for seed, X, y, evaluate, _ in _splits(name, share, range(seeds)):
+            for _seed, X, y, evaluate, _ in _splits(name, share, range(seeds)):
                 ref = RidgeCV(alphas=LAMS).fit(X, y)
                 base = evaluate(ref.coef_, ref.intercept_)
                 for K in steps:

@@ -244,7 +244,7 @@ def summarize_curves(rows):
             here = (rows["dataset"] == name) & (rows["share"] == share)
 
             def mse(model):
-                sel = here & (rows["model"] == model)
+                sel = here & (rows["model"] == model)  # noqa: B023 (called in this iteration)
                 order = np.argsort(rows["seed"][sel])
                 return rows["test_mse"][sel][order]
 

@@ -20,7 +20,7 @@ condition number explodes with k. Instead:
    the basis: xi_{k-j} = h_j / h_{j-1}. That map is intrinsically
    ill-conditioned (the paper notes the optimal xi can be astronomically
    large), so each xi is checked by running the phi-form forward recursion
-   (which loses ~eps |xi| to cancellation, like refitting on mixed targets)
+   (which loses ~eps ``|xi|`` to cancellation, like refitting on mixed targets)
    and recomputing the objective; where it does not reproduce the optimum to
    ``XI_RTOL`` it is reported as NaN.
 
