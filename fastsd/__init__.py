@@ -5,7 +5,10 @@ Pareek, Du & Oh, "Understanding the Gains from Repeated Self-Distillation"
 decomposition of the design, computed once by :func:`decompose`.
 """
 
+from typing import Any
+
 from . import datasets, reference
+
 from .chunked import BestRisk, sweep_optimal_chunked, sweep_risk_chunked
 from .core import (
     IllConditionedXiWarning,
@@ -30,7 +33,7 @@ _ESTIMATORS = ("SelfDistilledRidge", "SelfDistilledRidgeCV", "SelfDistilledKerne
                "SelfDistilledKernelRidgeCV")
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _ESTIMATORS:
         from . import estimators  # ImportError naming scikit-learn if missing
 
@@ -38,7 +41,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_ESTIMATORS))
 
 __all__ = [
