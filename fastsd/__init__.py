@@ -8,7 +8,6 @@ decomposition of the design, computed once by :func:`decompose`.
 from typing import Any
 
 from . import datasets, reference
-
 from .chunked import BestRisk, sweep_optimal_chunked, sweep_risk_chunked
 from .core import (
     IllConditionedXiWarning,

@@ -109,7 +109,6 @@ def check_threads(count: object) -> None:
         return
     # set at import from the environment; numba's stubs do not declare it
     limit: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
-
     if isinstance(count, bool) or not isinstance(count, int):
         raise TypeError(f"threads must be an int or None, got {type(count).__name__}")
     if not 1 <= count <= limit:
@@ -131,7 +130,6 @@ def threads(count: int | None) -> Iterator[int]:
     if count is None:
         current: int = numba.get_num_threads()
         yield current
-
         return
     check_threads(count)
     previous = numba.get_num_threads()

@@ -23,7 +23,6 @@ MAX_RESULT_BYTES = 4 << 30
 def check_result_size(
     func: str, shapes: Sequence[Sequence[int]], limit: int | None = None
 ) -> int:
-
     """Raise ValueError when the float64 arrays of ``shapes`` exceed the limit.
 
     Parameters

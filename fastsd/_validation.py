@@ -116,7 +116,6 @@ def check_steps(k: object, name: str = "k") -> int:
 
 
 def check_xi(xi: Any, name: str = "xi") -> FloatArray:
-
     """Imitation parameters: array whose last axis runs over the k steps."""
     arr = as_float_array(xi, name, allow_empty=True)
     if arr.ndim == 0:
