@@ -317,8 +317,8 @@ def _eval_inputs(X: ArrayLike | Decomposition, y: ArrayLike | None, X_eval: Any,
     single = not dec.batched
     z = _promote(targets_projection(dec, y), single)
     if is_streamed(X_eval) and single:  # larger than memory: QR updated block by block
-        R, c, resid2, n_eval = eval_projection(X_eval, y_eval, dec.V, names=names)
-        return dec, single, z, R[None], c[None], np.array([resid2]), n_eval
+        R, c, resid2_one, n_eval = eval_projection(X_eval, y_eval, dec.V, names=names)
+        return dec, single, z, R[None], c[None], np.array([resid2_one]), n_eval
     X_eval = as_float_array(X_eval, names[0], ndim=(2, 3))
     if X_eval.shape[:-2] + X_eval.shape[-1:] != dec.batch_shape + (dec.eval_width,):
         raise ValueError(
