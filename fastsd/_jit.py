@@ -37,7 +37,8 @@ def jit(*, parallel: bool = False) -> Callable[[_F], _F]:
     """``numba.njit`` with fastsd's flags, an on-disk cache where possible."""
 
     def decorate(func: _F) -> _F:
-        options: dict[str, Any] = dict(parallel=parallel, fastmath=set(FASTMATH), error_model="numpy",
+        options: dict[str, Any]
+        options = dict(parallel=parallel, fastmath=set(FASTMATH), error_model="numpy",
                        nogil=True)
         try:
             dispatcher = numba.njit(cache=True, **options)(func)

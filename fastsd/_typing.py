@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["FloatArray", "IntArray", "BoolArray"]
+__all__ = ["BoolArray", "FloatArray", "IntArray"]
 
 #: A float64 NumPy array (what fastsd returns).
 FloatArray = NDArray[np.float64]

@@ -211,7 +211,8 @@ class Decomposition:
             return cast(FloatArray, np.einsum("...dp,...d->...p", self._V, theta))
         # V^T theta = U^T X theta / s: no d x p matrix formed
         assert self._U is not None  # one side is always there
-        t: FloatArray = np.einsum("...np,...n->...p", self._U, (self._X @ theta[..., None])[..., 0])
+        t: FloatArray
+        t = np.einsum("...np,...n->...p", self._U, (self._X @ theta[..., None])[..., 0])
         s = np.sqrt(self.s2)
         return cast(FloatArray, np.divide(t, s, out=t, where=s > 0))
 
