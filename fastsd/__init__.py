@@ -5,6 +5,8 @@ Pareek, Du & Oh, "Understanding the Gains from Repeated Self-Distillation"
 decomposition of the design, computed once by :func:`decompose`.
 """
 
+from typing import Any
+
 from . import datasets, reference
 from .chunked import BestRisk, sweep_optimal_chunked, sweep_risk_chunked
 from .core import (
@@ -35,7 +37,7 @@ _ESTIMATORS = ("SelfDistilledRidge", "SelfDistilledRidgeCV", "SelfDistilledKerne
 _SUBMODULES = ("problems", "experiments", "plotting", "estimators", "tables", "store")
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         import importlib
 
@@ -47,7 +49,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_ESTIMATORS) | set(_SUBMODULES))
 
 __all__ = [

@@ -16,6 +16,9 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
 
 import numba
 from numba.core.caching import NullCache
@@ -25,13 +28,16 @@ __all__ = ["FASTMATH", "jit", "threads", "check_threads", "call", "cache_dir",
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
-_DISPATCHERS = []
+_DISPATCHERS: list[Any] = []
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def jit(*, parallel=False):
+def jit(*, parallel: bool = False) -> Callable[[_F], _F]:
     """``numba.njit`` with fastsd's flags, an on-disk cache where possible."""
 
-    def decorate(func):
+    def decorate(func: _F) -> _F:
+        options: dict[str, Any]
         options = dict(parallel=parallel, fastmath=set(FASTMATH), error_model="numpy",
                        nogil=True)
         try:
@@ -39,17 +45,17 @@ def jit(*, parallel=False):
         except RuntimeError:  # no writable cache location
             dispatcher = numba.njit(cache=False, **options)(func)
         _DISPATCHERS.append(dispatcher)
-        return dispatcher
+        return dispatcher  # type: ignore[no-any-return]  # a Numba dispatcher, called like func
 
     return decorate
 
 
-def _disable_cache():
+def _disable_cache() -> None:
     for dispatcher in _DISPATCHERS:
         dispatcher._cache = NullCache()
 
 
-def call(kernel, *args):
+def call(kernel: Callable[..., Any], *args: Any) -> Any:
     """Run a kernel; if it fails while the on-disk cache is in use, retry without it.
 
     Loading a damaged cache can raise almost anything (unpickling, value or
@@ -74,7 +80,7 @@ def call(kernel, *args):
         return result
 
 
-def single_threaded_blas():
+def single_threaded_blas() -> AbstractContextManager[Any]:
     """Context: one BLAS thread while Numba's threads each call LAPACK.
 
     Numba's ``prange`` runs one LAPACK call per thread; a multithreaded BLAS
@@ -87,21 +93,23 @@ def single_threaded_blas():
         from threadpoolctl import threadpool_limits
     except ImportError:
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    limits: AbstractContextManager[Any] = threadpool_limits(limits=1, user_api="blas")
+    return limits
 
 
-def cache_dir():
+def cache_dir() -> str:
     """Where compiled kernels are cached (NUMBA_CACHE_DIR or beside the sources)."""
     return os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
         os.path.dirname(__file__), "kernels", "__pycache__"
     )
 
 
-def check_threads(count):
+def check_threads(count: object) -> None:
     """Validate a thread count: None or 1 <= count <= NUMBA_NUM_THREADS."""
     if count is None:
         return
-    limit = numba.config.NUMBA_NUM_THREADS
+    # set at import from the environment; numba's stubs do not declare it
+    limit: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
     if isinstance(count, bool) or not isinstance(count, int):
         raise TypeError(f"threads must be an int or None, got {type(count).__name__}")
     if not 1 <= count <= limit:
@@ -111,7 +119,7 @@ def check_threads(count):
 
 
 @contextlib.contextmanager
-def threads(count):
+def threads(count: int | None) -> Iterator[int]:
     """Run a block with ``count`` Numba threads (None: leave as is), then restore.
 
     Parameters
@@ -121,7 +129,8 @@ def threads(count):
         ``NUMBA_NUM_THREADS`` environment variable).
     """
     if count is None:
-        yield numba.get_num_threads()
+        current: int = numba.get_num_threads()
+        yield current
         return
     check_threads(count)
     previous = numba.get_num_threads()

@@ -10,6 +10,7 @@ MemoryError.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 __all__ = ["MAX_RESULT_BYTES", "check_result_size"]
 
@@ -19,7 +20,9 @@ __all__ = ["MAX_RESULT_BYTES", "check_result_size"]
 MAX_RESULT_BYTES = 4 << 30
 
 
-def check_result_size(func, shapes, limit=None):
+def check_result_size(
+    func: str, shapes: Sequence[Sequence[int]], limit: int | None = None
+) -> int:
     """Raise ValueError when the float64 arrays of ``shapes`` exceed the limit.
 
     Parameters

@@ -10,10 +10,21 @@ from __future__ import annotations
 import numbers
 import operator
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 
+from ._typing import FloatArray
 
-def as_float_array(value, name, *, ndim=None, allow_empty=False):
+
+def as_float_array(
+    value: Any,
+    name: str,
+    *,
+    ndim: int | Iterable[int] | None = None,
+    allow_empty: bool = False,
+) -> FloatArray:
     """Return ``value`` as a fresh C-contiguous float64 array, checked finite.
 
     Parameters
@@ -57,7 +68,7 @@ def as_float_array(value, name, *, ndim=None, allow_empty=False):
     return arr
 
 
-def check_lams(lam, name="lam"):
+def check_lams(lam: Any, name: str = "lam") -> tuple[FloatArray, bool]:
     """Regularization strength(s): finite, >= 0, scalar or 1-D.
 
     Returns
@@ -71,7 +82,9 @@ def check_lams(lam, name="lam"):
     return np.atleast_1d(arr), arr.ndim == 0
 
 
-def check_noise_var(noise_var, batch_shape, name="noise_var"):
+def check_noise_var(
+    noise_var: Any, batch_shape: tuple[int, ...], name: str = "noise_var"
+) -> FloatArray:
     """Noise variance sigma^2: scalar or one per problem, finite, >= 0."""
     arr = as_float_array(noise_var, name, ndim=(0, 1))
     if np.any(arr < 0):
@@ -85,7 +98,7 @@ def check_noise_var(noise_var, batch_shape, name="noise_var"):
     return arr
 
 
-def check_steps(k, name="k"):
+def check_steps(k: object, name: str = "k") -> int:
     """A number of self-distillation steps: a non-negative Python/NumPy integer."""
     if isinstance(k, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer number of steps, got a bool ({k!r})")
@@ -102,7 +115,7 @@ def check_steps(k, name="k"):
     return k
 
 
-def check_xi(xi, name="xi"):
+def check_xi(xi: Any, name: str = "xi") -> FloatArray:
     """Imitation parameters: array whose last axis runs over the k steps."""
     arr = as_float_array(xi, name, allow_empty=True)
     if arr.ndim == 0:

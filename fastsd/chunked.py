@@ -18,16 +18,23 @@ tasks with ``client=``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ._typing import FloatArray, IntArray
 from ._validation import as_float_array, check_noise_var, check_steps
 from .decomposition import Decomposition
 from .executors import get_executor
-from .runner import block_grid, plan_blocks, run_blocks
+from .runner import Block, block_grid, plan_blocks, run_blocks
 from .sweep import _check_backend, _check_grid, check_schedules, warn_unrecoverable
-from .tasks import SweepTask
+from .tasks import BlockResult, SweepTask
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["BestRisk", "sweep_risk_chunked", "sweep_optimal_chunked", "plan_blocks"]
 
@@ -53,11 +60,11 @@ class BestRisk:
         The lambda grid; ``lam`` gives the best lambda values themselves.
     """
 
-    risk: np.ndarray
-    lam_index: np.ndarray
-    xi_index: np.ndarray
-    xi: np.ndarray | None = None
-    lams: np.ndarray | None = None
+    risk: FloatArray
+    lam_index: IntArray
+    xi_index: IntArray
+    xi: FloatArray | None = None
+    lams: FloatArray | None = None
 
     def __repr__(self):
         B, K1 = self.risk.shape
@@ -67,14 +74,15 @@ class BestRisk:
                 f"L={None if self.lams is None else self.lams.size}, min_risk={best:.4g})")
 
     @property
-    def lam(self):
+    def lam(self) -> FloatArray:
         """ndarray of shape (B, K + 1): the minimizing lambda values, ``lams[lam_index]``."""
         if self.lams is None:
             raise ValueError("this BestRisk was made without its lambda grid (lams)")
         return self.lams[self.lam_index]
 
 
-def _problem_source(X, theta_star, noise_var):
+def _problem_source(X: Any, theta_star: ArrayLike, noise_var: ArrayLike
+                    ) -> tuple[int, int, int, FloatArray, FloatArray]:
     """Validated sizes and oracle inputs (X may be a memmap: read lazily)."""
     if isinstance(X, Decomposition):
         if not X.batched:
@@ -93,7 +101,9 @@ def _problem_source(X, theta_star, noise_var):
     return B, n, d, theta, var
 
 
-def _run(task, B, L, plan, consume, progress, desc, client):
+def _run(task: SweepTask, B: int, L: int, plan: tuple[int, int],
+         consume: Callable[[Block, BlockResult], object],
+         progress: bool | Callable[[int, int], object], desc: str, client: Any) -> None:
     """The runner on the block grid, on the executor for ``client``."""
     executor = get_executor(client=client)
     with executor:
@@ -104,20 +114,20 @@ def _run(task, B, L, plan, consume, progress, desc, client):
 class _Writer:
     """Write each block's arrays into ``outs`` (flushing memmaps when done or interrupted)."""
 
-    def __init__(self, outs):
+    def __init__(self, outs: dict[str, FloatArray]) -> None:
         self.outs = outs
 
-    def __call__(self, block, result):
+    def __call__(self, block: Block, result: BlockResult) -> None:
         for name, out in self.outs.items():
             out[block.b0:block.b1, block.l0:block.l1] = result[name]
 
-    def flush(self):
+    def flush(self) -> None:
         for out in self.outs.values():
             if hasattr(out, "flush"):
                 out.flush()
 
 
-def _output(out, shape, memory_limit):
+def _output(out: FloatArray | None, shape: tuple[int, ...], memory_limit: int) -> FloatArray:
     if out is None:
         need = int(np.prod(shape)) * 8
         if need > memory_limit:
@@ -132,7 +142,9 @@ def _output(out, shape, memory_limit):
     return out
 
 
-def _write_all(task, B, L, plan, outs, progress, desc, client):
+def _write_all(task: SweepTask, B: int, L: int, plan: tuple[int, int],
+               outs: dict[str, FloatArray], progress: bool | Callable[[int, int], object],
+               desc: str, client: Any) -> None:
     writer = _Writer(outs)
     try:
         _run(task, B, L, plan, writer, progress, desc, client)
@@ -140,9 +152,13 @@ def _write_all(task, B, L, plan, outs, progress, desc, client):
         writer.flush()
 
 
-def sweep_risk_chunked(X, theta_star, noise_var, lams, xis, max_steps, *, reduce=None,
-                       out=None, memory_limit=GiB, backend="numba", threads=None,
-                       progress=False, client=None, labels=False):
+def sweep_risk_chunked(X: Any, theta_star: ArrayLike, noise_var: ArrayLike, lams: ArrayLike,
+                       xis: ArrayLike, max_steps: int, *, reduce: str | None = None,
+                       out: FloatArray | None = None, memory_limit: int = GiB,
+                       backend: str = "numba", threads: int | None = None,
+                       progress: bool | Callable[[int, int], object] = False,
+                       client: Any = None, labels: bool = False
+                       ) -> FloatArray | BestRisk | xr.Dataset:
     r""":func:`fastsd.sweep_risk` in blocks under a memory bound.
 
     Parameters
@@ -200,7 +216,7 @@ def sweep_risk_chunked(X, theta_star, noise_var, lams, xis, max_steps, *, reduce
     lam_index = np.zeros((B, K + 1), dtype=np.int64)
     xi_index = np.zeros((B, K + 1), dtype=np.int64)
 
-    def consume(block, result):  # risk (b, l, G, K + 1), C-contiguous
+    def consume(block: Block, result: BlockResult) -> None:  # risk (b, l, G, K + 1), C-contiguous
         b0, b1, l0, l1 = block.b0, block.b1, block.l0, block.l1
         flat = result["risk"].reshape(b1 - b0, -1, K + 1)  # a view: (b, l * G, K + 1)
         # min reduces in place; argmin over a middle axis would copy the block
@@ -217,9 +233,14 @@ def sweep_risk_chunked(X, theta_star, noise_var, lams, xis, max_steps, *, reduce
     return BestRisk(best, lam_index, xi_index, lams=lams)
 
 
-def sweep_optimal_chunked(X, theta_star, noise_var, lams, max_steps, *, reduce=None,
-                          out=None, memory_limit=GiB, backend="numba", threads=None,
-                          progress=False, client=None, labels=False):
+def sweep_optimal_chunked(X: Any, theta_star: ArrayLike, noise_var: ArrayLike,
+                          lams: ArrayLike, max_steps: int, *, reduce: str | None = None,
+                          out: tuple[FloatArray, FloatArray] | None = None,
+                          memory_limit: int = GiB, backend: str = "numba",
+                          threads: int | None = None,
+                          progress: bool | Callable[[int, int], object] = False,
+                          client: Any = None, labels: bool = False
+                          ) -> tuple[FloatArray, FloatArray] | BestRisk | xr.Dataset:
     r""":func:`fastsd.sweep_optimal` in blocks under a memory bound.
 
     Parameters
@@ -273,7 +294,7 @@ def sweep_optimal_chunked(X, theta_star, noise_var, lams, max_steps, *, reduce=N
     lam_index = np.zeros((B, K + 1), dtype=np.int64)
     best_xi = np.full((B, K, K), np.nan)
 
-    def consume(block, result):
+    def consume(block: Block, result: BlockResult) -> None:
         b0, b1, l0 = block.b0, block.b1, block.l0
         risk, xi = result["risk"], result["xi"]  # (b, l, K + 1), (b, l, K, K)
         arg = np.argmin(risk, axis=1)  # (b, K + 1)

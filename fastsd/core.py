@@ -16,13 +16,17 @@ cross-kernel matrices K(X_eval, X_train) for a precomputed K).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ._typing import FloatArray
 from . import reference
 from ._limits import check_result_size
 from ._validation import as_float_array, check_lams, check_noise_var, check_steps, check_xi
-from .decomposition import as_decomposition, targets_projection
+from .decomposition import Decomposition, as_decomposition, targets_projection
 from .kernel_ridge import KernelDecomposition, unseen_target_risk
 
 __all__ = [
@@ -45,11 +49,11 @@ class IllConditionedXiWarning(RuntimeWarning):
     """
 
 
-def _lead_shape(dec, lam_is_scalar, n_lams):
+def _lead_shape(dec: Decomposition, lam_is_scalar: bool, n_lams: int) -> tuple[int, ...]:
     return dec.batch_shape + (() if lam_is_scalar else (n_lams,))
 
 
-def _schedule(xi, out_lead, lam_is_scalar):
+def _schedule(xi: ArrayLike, out_lead: tuple[int, ...], lam_is_scalar: bool) -> FloatArray:
     """Broadcast xi (..., k) to out_lead + (k,), then give it an L axis."""
     xi = check_xi(xi)
     try:
@@ -62,7 +66,8 @@ def _schedule(xi, out_lead, lam_is_scalar):
     return xi[..., None, :] if lam_is_scalar else xi
 
 
-def _with_steps(lams, step_lams, k, name="step_lams"):
+def _with_steps(lams: FloatArray, step_lams: ArrayLike | None, k: int,
+                name: str = "step_lams") -> FloatArray:
     """lams (L,) unchanged when step_lams is None, else schedules (L, k + 1)
     [lam_0 = lams, lam_1..lam_k = step_lams]."""
     if step_lams is None:
@@ -78,7 +83,7 @@ def _with_steps(lams, step_lams, k, name="step_lams"):
     return np.concatenate([lams[:, None], np.broadcast_to(steps, (lams.size, k))], axis=1)
 
 
-def check_cov(cov, dec, name="cov"):
+def check_cov(cov: ArrayLike, dec: Decomposition, name: str = "cov") -> FloatArray:
     """Sigma of shape (d, d) or (B, d, d): finite, symmetric, positive semidefinite."""
     want = dec.batch_shape + (dec.n_features, dec.n_features)
     cov = as_float_array(cov, name, ndim=(2, 3))
@@ -96,7 +101,9 @@ def check_cov(cov, dec, name="cov"):
     return np.broadcast_to(cov, want)
 
 
-def _population_inputs(dec, theta_star, noise_var, cov):
+def _population_inputs(dec: Decomposition, theta_star: ArrayLike, noise_var: ArrayLike,
+                       cov: ArrayLike) -> tuple[bool, FloatArray, FloatArray, FloatArray,
+                                                FloatArray, FloatArray, FloatArray]:
     """(single, s2, t, S, m, kappa, sigma^2) with a batch axis, for the population risk."""
     if isinstance(dec, KernelDecomposition):
         raise ValueError("cov applies to feature-space decompositions; with a kernel "
@@ -105,7 +112,8 @@ def _population_inputs(dec, theta_star, noise_var, cov):
     theta = as_float_array(theta_star, "theta_star", ndim=(1, 2))
     dec.project_theta(theta)  # shape check with the usual message
     single = not dec.batched
-    promote = (lambda a: a[None]) if single else (lambda a: a)
+    promote: Callable[[FloatArray], FloatArray] = (
+        (lambda a: a[None]) if single else (lambda a: a))
     S, m, kappa = reference.population.cov_projection(promote(dec.V), promote(theta),
                                                       promote(cov))
     t = promote(dec.project_theta(theta))
@@ -113,11 +121,12 @@ def _population_inputs(dec, theta_star, noise_var, cov):
     return single, promote(dec.s2), t, S, m, kappa, var
 
 
-def _squeeze_lam(arr, lam_is_scalar, axis):
+def _squeeze_lam(arr: FloatArray, lam_is_scalar: bool, axis: int) -> FloatArray:
     return np.take(arr, 0, axis=axis) if lam_is_scalar else arr
 
 
-def self_distill(X, y, lam, xi, *, step_lams=None):
+def self_distill(X: ArrayLike | Decomposition, y: ArrayLike | None, lam: ArrayLike,
+                 xi: ArrayLike, *, step_lams: ArrayLike | None = None) -> FloatArray:
     r"""k-step self-distilled ridge estimator theta_k.
 
     Parameters
@@ -165,19 +174,22 @@ def self_distill(X, y, lam, xi, *, step_lams=None):
     return _squeeze_lam(theta, scalar, axis=-2)
 
 
-def _risk_inputs(X, theta_star, noise_var):
+def _risk_inputs(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike
+                 ) -> tuple[Decomposition, FloatArray, FloatArray, float | FloatArray]:
     """(dec, t, sigma^2, unseen): ``unseen`` (0 or (B,) with a trailing axis for
     L) is the filter-independent risk of a kernel target outside range(K)."""
     dec = as_decomposition(X)
     t = dec.project_theta(theta_star)
     var = check_noise_var(noise_var, dec.batch_shape)
-    unseen = 0.0
+    unseen: float | FloatArray = 0.0
     if isinstance(dec, KernelDecomposition):
         unseen = unseen_target_risk(dec, theta_star)[..., None]
     return dec, t, var, unseen
 
 
-def excess_risk(X, theta_star, noise_var, lam, xi, *, step_lams=None, cov=None):
+def excess_risk(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike,
+                lam: ArrayLike, xi: ArrayLike, *, step_lams: ArrayLike | None = None,
+                cov: ArrayLike | None = None) -> FloatArray:
     r"""Fixed-design excess risk of k-step self-distillation.
 
     For y = X theta* + eps with E eps = 0, Cov eps = sigma^2 I:
@@ -232,7 +244,7 @@ def excess_risk(X, theta_star, noise_var, lam, xi, *, step_lams=None, cov=None):
     return _squeeze_lam(risk, scalar, axis=-1)
 
 
-def _report_nan_xi(xi):
+def _report_nan_xi(xi: FloatArray) -> None:
     if np.any(np.isnan(xi)):
         warnings.warn(
             "some optimal xi are too ill-conditioned to recover and are NaN; "
@@ -242,7 +254,9 @@ def _report_nan_xi(xi):
         )
 
 
-def optimal_xi(X, theta_star, noise_var, lam, k, *, step_lams=None, cov=None):
+def optimal_xi(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike,
+               lam: ArrayLike, k: int, *, step_lams: ArrayLike | None = None,
+               cov: ArrayLike | None = None) -> tuple[FloatArray, FloatArray]:
     r"""Oracle-optimal k-step imitation parameters and their excess risk.
 
     Minimizes :func:`excess_risk` over xi in R^k, in closed form (the risk is
@@ -305,7 +319,8 @@ def optimal_xi(X, theta_star, noise_var, lam, k, *, step_lams=None, cov=None):
     return _squeeze_lam(xi_k, scalar, axis=-2), _squeeze_lam(risk[..., k], scalar, axis=-1)
 
 
-def oracle_risk(X, theta_star, noise_var, lam):
+def oracle_risk(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike,
+                lam: ArrayLike) -> FloatArray:
     r"""Excess risk of the best spectral filter (the k -> infinity limit of SD).
 
     Parameters
@@ -329,7 +344,9 @@ def oracle_risk(X, theta_star, noise_var, lam):
     return _squeeze_lam(risk, scalar, axis=-1)
 
 
-def optimal_xi_validation(X, y, X_val, y_val, lam, k, *, step_lams=None):
+def optimal_xi_validation(X: ArrayLike | Decomposition, y: ArrayLike | None, X_val: ArrayLike,
+                          y_val: ArrayLike, lam: ArrayLike, k: int, *,
+                          step_lams: ArrayLike | None = None) -> tuple[FloatArray, FloatArray]:
     r"""Imitation parameters minimizing the validation MSE, in closed form.
 
     Parameters

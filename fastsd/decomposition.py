@@ -29,9 +29,14 @@ Values that agree to within the same rounding level are made exactly equal
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, cast
+
 import numba
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ._typing import FloatArray, IntArray
 from ._jit import check_threads
 from ._validation import as_float_array
 from .kernels.decompose import gram_eigh_batch
@@ -68,8 +73,20 @@ class Decomposition:
         The route that made it (see :func:`decompose`).
     """
 
-    def __init__(self, s2, V=None, U=None, z=None, y_norm2=None, method="gram", *,
-                 X=None, shape=None):
+    # set once in __init__ through object.__setattr__ (the instance is read-only)
+    s2: FloatArray
+    z: FloatArray | None
+    y_norm2: float | FloatArray | None
+    method: str
+    _V: FloatArray | None
+    _U: FloatArray | None
+    _X: Any  # ndarray in memory, or a streamed source (fastsd.streaming)
+    _shape: tuple[int, int]
+
+    def __init__(self, s2: FloatArray, V: FloatArray | None = None,
+                 U: FloatArray | None = None, z: FloatArray | None = None,
+                 y_norm2: float | FloatArray | None = None, method: str = "gram", *,
+                 X: Any = None, shape: Sequence[int] | None = None) -> None:
         if V is None and U is None:
             raise ValueError("a Decomposition needs V or U")
         if (V is None or U is None) and X is None:
@@ -81,36 +98,41 @@ class Decomposition:
                                _X=X, _shape=tuple(shape)).items():
             object.__setattr__(self, key, value)
 
-    def __setattr__(self, key, value):
+    def __setattr__(self, key: str, value: object) -> None:
         raise AttributeError(f"Decomposition is read-only: cannot set {key!r}")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"{type(self).__name__}(method={self.method!r}, batch_shape={self.batch_shape}, "
                 f"n_samples={self.n_samples}, n_features={self.n_features}, "
                 f"rank={self.rank.tolist()}, y={'stored' if self.z is not None else 'no'})")
 
     @property
-    def V(self) -> np.ndarray:
+    def V(self) -> FloatArray:
         """Right singular vectors, shape (d, p) or (B, d, p) (computed on first use if d > n)."""
         if self._V is None:
+            assert self._U is not None  # __init__ requires one side
             object.__setattr__(self, "_V", self._partner(self._U, transpose=True))
+        assert self._V is not None
         return self._V
 
     @property
-    def U(self) -> np.ndarray:
+    def U(self) -> FloatArray:
         """Left singular vectors, shape (n, p) or (B, n, p) (computed on first use if n >= d)."""
         if self._U is None:
+            assert self._V is not None  # __init__ requires one side
             object.__setattr__(self, "_U", self._partner(self._V, transpose=False))
+        assert self._U is not None
         return self._U
 
-    def _partner(self, vecs, transpose):
+    def _partner(self, vecs: FloatArray, transpose: bool) -> FloatArray:
         """X vecs / s (or X^T vecs / s), zero where s == 0."""
         if hasattr(self._X, "matmul"):  # a streamed source: one more pass over X
-            return self._X.matmul(vecs, self.s2)
+            partner: FloatArray = self._X.matmul(vecs, self.s2)
+            return partner
         X = np.swapaxes(self._X, -1, -2) if transpose else self._X
-        out = X @ vecs
+        out: FloatArray = X @ vecs
         s = np.sqrt(self.s2)[..., None, :]
-        return np.divide(out, s, out=out, where=s > 0)
+        return cast(FloatArray, np.divide(out, s, out=out, where=s > 0))
 
     @property
     def batched(self) -> bool:
@@ -118,7 +140,7 @@ class Decomposition:
         return self.s2.ndim == 2
 
     @property
-    def batch_shape(self) -> tuple:
+    def batch_shape(self) -> tuple[int, ...]:
         """``(B,)`` for a batch, ``()`` for one problem."""
         return self.s2.shape[:-1]
 
@@ -131,35 +153,37 @@ class Decomposition:
         return self._shape[1]
 
     @property
-    def s(self) -> np.ndarray:
+    def s(self) -> FloatArray:
         """Singular values, shape (p,) or (B, p)."""
         return np.sqrt(self.s2)
 
     @property
-    def rank(self) -> np.ndarray:
+    def rank(self) -> IntArray:
         """Numerical rank (number of nonzero singular values), int or (B,)."""
-        return np.count_nonzero(self.s2 > 0, axis=-1)
+        return cast(IntArray, np.count_nonzero(self.s2 > 0, axis=-1))
 
-    def subset(self, index):
+    def subset(self, index: Any) -> Decomposition:
         """The decomposition of the problems ``index`` (a slice or indices) of a batch."""
         if not self.batched:
             raise ValueError("subset needs a batched Decomposition (X of shape (B, n, d))")
-        pick = (lambda a: None if a is None else a[index])
+        pick: Callable[[Any], Any] = (lambda a: None if a is None else a[index])
         return Decomposition(s2=self.s2[index], V=pick(self._V), U=pick(self._U),
                              z=pick(self.z), y_norm2=pick(self.y_norm2), method=self.method,
                              X=pick(self._X), shape=self._shape)
 
-    def project_y(self, y, name="y"):
+    def project_y(self, y: ArrayLike, name: str = "y") -> FloatArray:
         """z = V^T X^T y = s * (U^T y) for new targets, shape (p,) or (B, p)."""
         if hasattr(self._X, "matmul"):
-            return self._X.project_y(y, self.V, name)
+            z: FloatArray = self._X.project_y(y, self.V, name)
+            return z
         y = as_float_array(y, name, ndim=(1, 2))
         expected = self.batch_shape + (self.n_samples,)
         if y.shape != expected:
             raise ValueError(f"{name} must have shape {expected} to match X, got {y.shape}")
         if self._U is not None:
-            return np.sqrt(self.s2) * np.einsum("...np,...n->...p", self._U, y)
-        Xty = (y[..., None, :] @ self._X)[..., 0, :]  # BLAS, one pass over X
+            return cast(FloatArray, np.sqrt(self.s2) * np.einsum("...np,...n->...p", self._U, y))
+        assert self._V is not None  # one side is always there
+        Xty: FloatArray = (y[..., None, :] @ self._X)[..., 0, :]  # BLAS, one pass over X
         return (Xty[..., None, :] @ self._V)[..., 0, :]
 
     @property
@@ -167,7 +191,7 @@ class Decomposition:
         """Columns an evaluation input must have (d; see :meth:`eval_basis`)."""
         return self.n_features
 
-    def eval_basis(self, X_eval):
+    def eval_basis(self, X_eval: FloatArray) -> FloatArray:
         """W = X_eval V, shape ([B,] n_eval, p): predictions of V coef are W coef.
 
         The evaluation interface every route uses (kernel decompositions map
@@ -175,7 +199,7 @@ class Decomposition:
         """
         return X_eval @ self.V
 
-    def project_theta(self, theta, name="theta_star"):
+    def project_theta(self, theta: ArrayLike, name: str = "theta_star") -> FloatArray:
         """t = V^T theta, shape (p,) or (B, p)."""
         theta = as_float_array(theta, name, ndim=(1, 2))
         expected = self.batch_shape + (self.n_features,)
@@ -184,20 +208,22 @@ class Decomposition:
                 f"{name} must have shape {expected} to match X, got {theta.shape}"
             )
         if self._V is not None:
-            return np.einsum("...dp,...d->...p", self._V, theta)
+            return cast(FloatArray, np.einsum("...dp,...d->...p", self._V, theta))
         # V^T theta = U^T X theta / s: no d x p matrix formed
+        assert self._U is not None  # one side is always there
+        t: FloatArray
         t = np.einsum("...np,...n->...p", self._U, (self._X @ theta[..., None])[..., 0])
         s = np.sqrt(self.s2)
-        return np.divide(t, s, out=t, where=s > 0)
+        return cast(FloatArray, np.divide(t, s, out=t, where=s > 0))
 
 
-def _rank_cutoff(values, n, d):
+def _rank_cutoff(values: FloatArray, n: int, d: int) -> FloatArray:
     """Numerically-zero threshold max(n, d) eps max(values), per problem."""
     top = np.max(values, axis=-1, keepdims=True)
-    return max(n, d) * np.finfo(np.float64).eps * top
+    return cast(FloatArray, max(n, d) * np.finfo(np.float64).eps * top)
 
 
-def _merge_repeated(s2, tol):
+def _merge_repeated(s2: FloatArray, tol: FloatArray) -> FloatArray:
     """Give eigenvalues that agree to within ``tol`` (their rounding error) one value.
 
     ``s2`` is sorted descending along its last axis; each run of neighbours
@@ -213,10 +239,10 @@ def _merge_repeated(s2, tol):
     labels += p * np.arange(flat.shape[0])[:, None]
     sums = np.bincount(labels.ravel(), weights=flat.ravel(), minlength=flat.size)
     counts = np.bincount(labels.ravel(), minlength=flat.size)
-    return (sums[labels] / counts[labels]).reshape(s2.shape)
+    return cast(FloatArray, (sums[labels] / counts[labels]).reshape(s2.shape))
 
 
-def _as_float64(X, name, ndim):
+def _as_float64(X: ArrayLike, name: str, ndim: tuple[int, ...]) -> FloatArray:
     """X as float64 without copying float64 input (it is only read), checked."""
     try:
         arr = np.asarray(X)
@@ -233,7 +259,7 @@ def _as_float64(X, name, ndim):
     return arr
 
 
-def raise_nonfinite(X, name="X", where=""):
+def raise_nonfinite(X: FloatArray, name: str = "X", where: str = "") -> NoReturn:
     """Say where X holds NaN/inf (seen on the Gram diagonal), or that X^T X overflows."""
     bad = np.argwhere(~np.isfinite(X))
     if bad.size:
@@ -245,7 +271,8 @@ def raise_nonfinite(X, name="X", where=""):
                      f"rescale {name}")
 
 
-def finish_gram(s2, vecs, n, d):
+def finish_gram(s2: FloatArray, vecs: FloatArray, n: int, d: int
+                ) -> tuple[FloatArray, FloatArray]:
     """Rank cutoff and repeat merging of a Gram route's eigenpairs, in place.
 
     ``s2`` (..., m) descending, ``vecs`` (..., m, m); returns the first
@@ -262,7 +289,7 @@ def finish_gram(s2, vecs, n, d):
     return s2, vecs
 
 
-def _is_streamed(X):
+def _is_streamed(X: object) -> bool:
     if type(X) is np.ndarray:
         return False
     from .streaming import is_streamed
@@ -270,8 +297,10 @@ def _is_streamed(X):
     return is_streamed(X)
 
 
-def decompose(X, y=None, *, method="auto", backend="numpy", threads=None, block_rows=None,
-              kernel=None, kernel_params=None):
+def decompose(X: Any, y: ArrayLike | None = None, *, method: str = "auto",
+              backend: str = "numpy", threads: int | None = None,
+              block_rows: int | None = None, kernel: str | Callable[..., float] | None = None,
+              kernel_params: dict[str, Any] | None = None) -> Decomposition:
     """Spectral decomposition of X (and projection of y), reusable everywhere.
 
     Parameters
@@ -357,6 +386,8 @@ def decompose(X, y=None, *, method="auto", backend="numpy", threads=None, block_
         raise ValueError(f"X must have at least one sample and one feature, got shape {X.shape}")
 
     if method in ("svd", "qr_svd"):
+        U: FloatArray | None
+        V: FloatArray | None
         if not np.all(np.isfinite(X)):
             raise_nonfinite(X)
         if method == "svd":
@@ -397,7 +428,7 @@ def decompose(X, y=None, *, method="auto", backend="numpy", threads=None, block_
                          X=dec._X, shape=dec._shape)
 
 
-def as_decomposition(X, name="X"):
+def as_decomposition(X: Any, name: str = "X") -> Decomposition:
     """Return X if it is a Decomposition, else ``decompose(X)``."""
     if isinstance(X, Decomposition):
         return X
@@ -410,7 +441,7 @@ def as_decomposition(X, name="X"):
         raise type(exc)(msg) from None
 
 
-def targets_projection(dec, y, name="y"):
+def targets_projection(dec: Decomposition, y: ArrayLike | None, name: str = "y") -> FloatArray:
     """z for y: reuse ``dec.z`` when y is None, else project y."""
     if y is None:
         if dec.z is None:

@@ -24,6 +24,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from .runner import Block
+
+_R = TypeVar("_R")
 
 __all__ = ["InProcessExecutor", "DaskExecutor", "get_executor"]
 
@@ -33,22 +40,23 @@ class InProcessExecutor:
 
     name = "in-process"
 
-    def map(self, task, blocks):
+    def map(self, task: Callable[[Block], _R], blocks: Sequence[Block]
+            ) -> Iterator[tuple[Block, _R]]:
         """Yield ``(block, task(block))`` in order."""
         for block in blocks:
             yield block, task(block)
 
-    def close(self):
+    def close(self) -> None:
         """Nothing to release."""
 
-    def __enter__(self):
+    def __enter__(self) -> InProcessExecutor:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _require_distributed():
+def _require_distributed() -> Any:
     try:
         import distributed
     except ImportError:  # pragma: no cover - depends on the environment
@@ -58,14 +66,16 @@ def _require_distributed():
     return distributed
 
 
-def _run_on_worker(task, block):
+def _run_on_worker(task: Callable[[Block], _R], block: Block) -> _R:
     """One block on a Dask worker, with as many Numba threads as the worker has."""
     import numba
     from distributed import get_worker
 
     from ._jit import threads
 
-    count = max(1, min(get_worker().state.nthreads, numba.config.NUMBA_NUM_THREADS))
+    # NUMBA_NUM_THREADS is set at import from the environment; numba's stubs omit it
+    limit: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+    count = max(1, min(get_worker().state.nthreads, limit))
     with threads(count):
         return task(block)
 
@@ -80,12 +90,13 @@ class DaskExecutor:
         Objects to close with the executor (a LocalCluster and its client).
     """
 
-    def __init__(self, client, owned=()):
+    def __init__(self, client: Any, owned: Iterable[Any] = ()) -> None:
         self.client = client
         self._owned = tuple(owned)
         self.name = f"dask ({client.scheduler.address})"
 
-    def map(self, task, blocks):
+    def map(self, task: Callable[[Block], _R], blocks: Sequence[Block]
+            ) -> Iterator[tuple[Block, _R]]:
         """Yield ``(block, result)`` as the tasks finish (any order)."""
         distributed = _require_distributed()
         if not blocks:
@@ -94,8 +105,8 @@ class DaskExecutor:
         # blocks of the same problems go preferably to one worker, which decomposes them
         # once (the task caches it); any worker may take them when that one is busy or dead
         workers = sorted(self.client.scheduler_info()["workers"])
-        home = {}
-        futures = {}
+        home: dict[int, str] = {}
+        futures: dict[str, tuple[Any, Block]] = {}
         for block in blocks:
             where = home.setdefault(block.b0, workers[len(home) % len(workers)]) if workers \
                 else None
@@ -115,22 +126,26 @@ class DaskExecutor:
                 self.client.cancel([f for f, _ in futures.values()])
             self.client.cancel([remote])
 
-    def close(self):
+    def close(self) -> None:
         """Close the cluster and client this executor started (not a caller's)."""
         for obj in self._owned:
             obj.close()
 
-    def __enter__(self):
+    def __enter__(self) -> DaskExecutor:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: What :func:`get_executor` returns (both run blocks with ``map``).
+Executor = InProcessExecutor | DaskExecutor
 
 
 _LOCAL = re.compile(r"^local:(\d+)$")
 
 
-def get_executor(scheduler=None, client=None):
+def get_executor(scheduler: str | None = None, client: Any = None) -> Executor:
     """The executor for a ``--scheduler`` string or a ``client=`` argument.
 
     Parameters

@@ -24,15 +24,21 @@ it unchanged:
 from __future__ import annotations
 
 
-import numpy as np
+from collections.abc import Callable
+from typing import Any, cast
 
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ._typing import FloatArray
 from ._validation import as_float_array
 from .decomposition import Decomposition, _merge_repeated, _rank_cutoff
 
 __all__ = ["KernelDecomposition", "decompose_kernel", "kernel_matrix", "unseen_target_risk"]
 
 
-def kernel_matrix(A, B, kernel="rbf", kernel_params=None):
+def kernel_matrix(A: ArrayLike, B: ArrayLike, kernel: str | Callable[..., float] = "rbf",
+                  kernel_params: dict[str, Any] | None = None) -> FloatArray:
     """K(A, B) with a scikit-learn pairwise kernel name or a callable.
 
     Parameters
@@ -73,8 +79,16 @@ class KernelDecomposition(Decomposition):
     matrices K(X_eval, X_train) of shape (n_eval, n).
     """
 
-    def __init__(self, s2, V, U, z=None, y_norm2=None, method="kernel", *, X_fit=None,
-                 kernel=None, kernel_params=None):
+    # set once in __init__ through object.__setattr__ (the instance is read-only)
+    X_fit: FloatArray | None
+    kernel: str | Callable[..., float] | None
+    kernel_params: dict[str, Any] | None
+
+    def __init__(self, s2: FloatArray, V: FloatArray, U: FloatArray,
+                 z: FloatArray | None = None, y_norm2: float | FloatArray | None = None,
+                 method: str = "kernel", *, X_fit: FloatArray | None = None,
+                 kernel: str | Callable[..., float] | None = None,
+                 kernel_params: dict[str, Any] | None = None) -> None:
         super().__init__(s2, V, U, z, y_norm2, method)
         for key, value in dict(X_fit=X_fit, kernel=kernel, kernel_params=kernel_params).items():
             object.__setattr__(self, key, value)
@@ -84,20 +98,21 @@ class KernelDecomposition(Decomposition):
         """Columns of an evaluation input: the raw features, or n for cross-kernels."""
         return self.n_features if self.X_fit is None else self.X_fit.shape[-1]
 
-    def cross_kernel(self, X_eval):
+    def cross_kernel(self, X_eval: FloatArray) -> FloatArray:
         """K(X_eval, X_train), shape ([B,] n_eval, n) (X_eval itself when precomputed)."""
         if self.X_fit is None:
             return X_eval
+        kernel = cast("str | Callable[..., float]", self.kernel)  # set whenever X_fit is
         if X_eval.ndim == 2 and self.X_fit.ndim == 2:
-            return kernel_matrix(X_eval, self.X_fit, self.kernel, self.kernel_params)
-        return np.stack([kernel_matrix(a, b, self.kernel, self.kernel_params)
+            return kernel_matrix(X_eval, self.X_fit, kernel, self.kernel_params)
+        return np.stack([kernel_matrix(a, b, kernel, self.kernel_params)
                          for a, b in zip(X_eval, self.X_fit)])
 
-    def eval_basis(self, X_eval):
+    def eval_basis(self, X_eval: FloatArray) -> FloatArray:
         """W = K(X_eval, X) V: predictions of the filter coefficients are W (c * z)."""
         return self.cross_kernel(X_eval) @ self.V
 
-    def subset(self, index):
+    def subset(self, index: Any) -> KernelDecomposition:
         """The decomposition of the problems ``index`` of a batch."""
         base = Decomposition.subset(self, index)
         return KernelDecomposition(
@@ -106,7 +121,7 @@ class KernelDecomposition(Decomposition):
             kernel_params=self.kernel_params)
 
 
-def _check_gram(K, name):
+def _check_gram(K: ArrayLike, name: str) -> FloatArray:
     K = as_float_array(K, name, ndim=(2, 3))
     n = K.shape[-1]
     if K.shape[-2] != n or n == 0:
@@ -117,7 +132,11 @@ def _check_gram(K, name):
     return 0.5 * (K + np.swapaxes(K, -1, -2))
 
 
-def decompose_kernel(K, y=None, *, X_fit=None, kernel=None, kernel_params=None, name="K"):
+def decompose_kernel(K: ArrayLike, y: ArrayLike | None = None, *,
+                     X_fit: FloatArray | None = None,
+                     kernel: str | Callable[..., float] | None = None,
+                     kernel_params: dict[str, Any] | None = None,
+                     name: str = "K") -> KernelDecomposition:
     """Spectral decomposition of a kernel matrix for kernel-ridge self-distillation.
 
     Parameters
@@ -175,7 +194,8 @@ def decompose_kernel(K, y=None, *, X_fit=None, kernel=None, kernel_params=None, 
                                X_fit=X_fit, kernel=kernel, kernel_params=kernel_params)
 
 
-def decompose_features(X, y, kernel, kernel_params=None):
+def decompose_features(X: ArrayLike, y: ArrayLike | None, kernel: str | Callable[..., float],
+                       kernel_params: dict[str, Any] | None = None) -> KernelDecomposition:
     """:func:`decompose_kernel` of K(X, X) for X (n, d) or (B, n, d); keeps X and the kernel."""
     X = as_float_array(X, "X", ndim=(2, 3))
     if X.shape[-2] == 0 or X.shape[-1] == 0:
@@ -187,7 +207,7 @@ def decompose_features(X, y, kernel, kernel_params=None):
     return decompose_kernel(K, y, X_fit=X, kernel=kernel, kernel_params=kernel_params)
 
 
-def unseen_target_risk(dec, f_star):
+def unseen_target_risk(dec: Decomposition, f_star: ArrayLike) -> FloatArray:
     """||f* - U U^T f*||^2 / n: the part of the target outside range(K), shape () or (B,).
 
     It is the same for every filter, so it is added to the risks of
@@ -196,4 +216,4 @@ def unseen_target_risk(dec, f_star):
     f = as_float_array(f_star, "theta_star", ndim=(1, 2))
     g = np.einsum("...np,...n->...p", dec.U, f)
     rest = f - np.einsum("...np,...p->...n", dec.U, g)
-    return np.sum(rest * rest, axis=-1) / dec.n_samples
+    return cast(FloatArray, np.sum(rest * rest, axis=-1) / dec.n_samples)

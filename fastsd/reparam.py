@@ -19,13 +19,15 @@ xi_k = h_0, xi_{k-1} = h_1/h_0, ..., xi_{k-j} = h_j/h_{j-1}.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ._typing import FloatArray
 from ._validation import as_float_array
 
 __all__ = ["xi_to_xibar", "xibar_to_xi"]
 
 
-def xi_to_xibar(xi):
+def xi_to_xibar(xi: ArrayLike) -> FloatArray:
     r"""Map imitation parameters xi to the quadratic parameterization xibar.
 
     Parameters
@@ -63,7 +65,7 @@ def xi_to_xibar(xi):
     return u
 
 
-def xibar_to_xi(xibar):
+def xibar_to_xi(xibar: ArrayLike) -> FloatArray:
     r"""Map the quadratic parameterization xibar back to imitation parameters xi.
 
     Parameters
@@ -113,7 +115,7 @@ def xibar_to_xi(xibar):
     return xi
 
 
-def xi_from_h_coefficients(h):
+def xi_from_h_coefficients(h: FloatArray) -> FloatArray:
     """xi of the schedule whose u_k = q h(r); h given by r-coefficients.
 
     Parameters

@@ -28,31 +28,50 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._typing import FloatArray
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
 
 __all__ = ["label_sweep", "load_sweep", "SweepResult", "to_dataframe", "KIND_OF"]
+
+#: A data variable of the layout: (dims, shape, dtype).
+Variable = tuple[tuple[str, ...], tuple[int | None, ...], str]
+#: A coordinate: (dims, values).
+Coordinate = tuple[tuple[str, ...], NDArray[Any]]
 
 #: (selection, problems have theta_star) -> task kind
 KIND_OF = {("oracle", True): "optimal", ("fixed", True): "risk",
            ("validation", False): "optimal_validation", ("fixed", False): "mse"}
 
 
-def layout(kind, B, L, K, G=None, test=True):
+def layout(kind: str, B: int, L: int, K: int, G: int | None = None, test: bool = True
+           ) -> dict[str, Variable]:
     """Data variables: name -> (dims, shape, dtype)."""
     fixed = kind in ("risk", "mse")
     dims = ("problem", "lam", "schedule", "k") if fixed else ("problem", "lam", "k")
     shape = (B, L, G, K + 1) if fixed else (B, L, K + 1)
     metrics = ["risk"] if kind in ("risk", "optimal") else ["val_mse"] + (["test_mse"] * test)
-    out = {name: (dims, shape, "float64") for name in metrics}
+    out: dict[str, Variable] = {name: (dims, shape, "float64") for name in metrics}
     if not fixed:
         out["xi"] = (("problem", "lam", "k", "step"), (B, L, K + 1, K), "float64")
         out["xi_reproducible"] = (dims, shape, "bool")
     return out
 
 
-def coordinates(B, lams, K, schedules=None, constant=None, problem_coords=None):
+def coordinates(B: int, lams: ArrayLike, K: int, schedules: FloatArray | None = None,
+                constant: ArrayLike | None = None,
+                problem_coords: Mapping[str, ArrayLike] | None = None
+                ) -> dict[str, Coordinate]:
     """Coordinates: name -> (dims, values)."""
+    out: dict[str, Coordinate]
     out = {"problem": (("problem",), np.arange(B, dtype=np.int64)),
            "lam": (("lam",), np.asarray(lams, dtype=float)),
            "k": (("k",), np.arange(K + 1, dtype=np.int64)),
@@ -67,7 +86,7 @@ def coordinates(B, lams, K, schedules=None, constant=None, problem_coords=None):
     return out
 
 
-def store_values(kind, result):
+def store_values(kind: str, result: Mapping[str, FloatArray]) -> dict[str, NDArray[Any]]:
     """A task's block result (see :mod:`fastsd.tasks`) in the layout's variables."""
     out = {name: result[name] for name in ("risk", "val_mse", "test_mse") if name in result}
     if "xi" in result:
@@ -83,7 +102,7 @@ def store_values(kind, result):
     return out
 
 
-def _constant(schedules):
+def _constant(schedules: FloatArray | None) -> FloatArray | None:
     """The constant value of each schedule, or None if some schedule varies."""
     if schedules is None or schedules.shape[1] == 0:
         return None
@@ -92,8 +111,11 @@ def _constant(schedules):
     return None
 
 
-def label_sweep(*, lams, risk=None, xi=None, val_mse=None, test_mse=None, schedules=None,
-                problem_coords=None, attrs=None):
+def label_sweep(*, lams: ArrayLike, risk: FloatArray | None = None,
+                xi: FloatArray | None = None, val_mse: FloatArray | None = None,
+                test_mse: FloatArray | None = None, schedules: ArrayLike | None = None,
+                problem_coords: Mapping[str, ArrayLike] | None = None,
+                attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
     """Label the arrays of an in-memory sweep as an ``xarray.Dataset``.
 
     Parameters
@@ -149,7 +171,7 @@ def label_sweep(*, lams, risk=None, xi=None, val_mse=None, test_mse=None, schedu
     return ds
 
 
-def to_dataframe(ds):
+def to_dataframe(ds: xr.Dataset) -> pd.DataFrame:
     """Tidy table of a labelled sweep: one row per (problem, lam, [schedule,] k).
 
     Columns: the index dims, the metrics, ``xi_reproducible`` (optimal xi),
@@ -191,33 +213,34 @@ class SweepResult:
         ``manifest.json``: resolved config, its hash, versions, host, plan.
     """
 
-    def __init__(self, path, manifest):
+    def __init__(self, path: str, manifest: dict[str, Any]) -> None:
         self.path = path
         self.manifest = manifest
 
     @property
-    def complete(self):
+    def complete(self) -> bool:
         """True when every block is stored."""
         return bool(self.manifest.get("complete"))
 
-    def to_xarray(self):
+    def to_xarray(self) -> xr.Dataset:
         """The results as an ``xarray.Dataset`` (lazily read from ``results.zarr``)."""
         import xarray as xr
 
-        return xr.open_zarr(os.path.join(self.path, "results.zarr"), chunks=None)
+        ds: xr.Dataset = xr.open_zarr(os.path.join(self.path, "results.zarr"), chunks=None)
+        return ds
 
-    def to_dataframe(self):
+    def to_dataframe(self) -> pd.DataFrame:
         """Tidy pandas DataFrame (see :func:`to_dataframe`)."""
         return to_dataframe(self.to_xarray().load())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "complete" if self.complete else "incomplete"
         variables = self.manifest.get("variables")
         return (f"SweepResult({self.path!r}, {state}"
                 + (f", variables={variables}" if variables else "") + ")")
 
 
-def load_sweep(path):
+def load_sweep(path: str | os.PathLike[str]) -> SweepResult:
     """Open the output directory of ``fastsd sweep``.
 
     Parameters

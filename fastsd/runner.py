@@ -18,7 +18,14 @@ computes only the rest.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from .executors import Executor
+
+_R = TypeVar("_R")
 
 __all__ = ["Block", "plan_blocks", "block_grid", "run_blocks"]
 
@@ -38,7 +45,8 @@ class Block:
     l1: int
 
 
-def plan_blocks(n_problems, n_lams, bytes_per_problem, bytes_per_pair, memory_limit):
+def plan_blocks(n_problems: int, n_lams: int, bytes_per_problem: int, bytes_per_pair: int,
+                memory_limit: int) -> tuple[int, int]:
     """Largest (problems, lambdas) block whose working set fits the bound.
 
     Parameters
@@ -73,9 +81,10 @@ def plan_blocks(n_problems, n_lams, bytes_per_problem, bytes_per_pair, memory_li
     return int(problems_per_block), int(lams_per_block)
 
 
-def block_grid(n_problems, n_lams, problems_per_block, lams_per_block):
+def block_grid(n_problems: int, n_lams: int, problems_per_block: int, lams_per_block: int
+               ) -> list[Block]:
     """The blocks of a (B, L) grid, problem-major (consecutive blocks share problems)."""
-    blocks = []
+    blocks: list[Block] = []
     for b0 in range(0, n_problems, problems_per_block):
         for l0 in range(0, n_lams, lams_per_block):
             blocks.append(Block(len(blocks), b0, min(n_problems, b0 + problems_per_block),
@@ -83,7 +92,8 @@ def block_grid(n_problems, n_lams, problems_per_block, lams_per_block):
     return blocks
 
 
-def _progress_bar(progress, total, initial, desc):
+def _progress_bar(progress: bool | Callable[[int, int], object], total: int, initial: int,
+                  desc: str) -> tuple[Any, Callable[[int, int], object] | None]:
     """tqdm bar (progress=True), a callable ``progress(done, total)``, or nothing."""
     if not progress:
         return None, None
@@ -98,8 +108,10 @@ def _progress_bar(progress, total, initial, desc):
     return tqdm(total=total, initial=initial, desc=desc, unit="block"), None
 
 
-def run_blocks(blocks, task, consume, *, executor=None, skip=(), progress=False,
-               desc="sweep"):
+def run_blocks(blocks: Sequence[Block], task: Callable[[Block], _R],
+               consume: Callable[[Block, _R], object], *, executor: Executor | None = None,
+               skip: Iterable[int] = (), progress: bool | Callable[[int, int], object] = False,
+               desc: str = "sweep") -> int:
     """Run ``task`` on every block not in ``skip``; hand each result to ``consume``.
 
     Parameters

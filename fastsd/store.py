@@ -30,10 +30,17 @@ import os
 import platform
 import shutil
 import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .config_schema import ConfigError, diff_configs
+
+if TYPE_CHECKING:
+    from .results import Coordinate, Variable
+    from .runner import Block
 
 __all__ = ["SweepStore", "prepare_output"]
 
@@ -44,7 +51,7 @@ BLOCKS = "blocks"
 OWNED = (MANIFEST, ZARR, BLOCKS, "results.csv", "results.parquet", "figures")
 
 
-def _versions():
+def _versions() -> dict[str, str]:
     import numba
 
     from . import __version__
@@ -59,7 +66,7 @@ def _versions():
     return out
 
 
-def _write_json(path, data):
+def _write_json(path: str, data: Any) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         json.dump(data, f, indent=1)
@@ -68,7 +75,7 @@ def _write_json(path, data):
     os.replace(tmp, path)
 
 
-def read_manifest(out):
+def read_manifest(out: str) -> dict[str, Any] | None:
     """The manifest of ``out`` if it is a fastsd sweep output, else None."""
     try:
         with open(os.path.join(out, MANIFEST)) as f:
@@ -78,12 +85,12 @@ def read_manifest(out):
     return manifest if isinstance(manifest, dict) and manifest.get("fastsd_sweep") == 1 else None
 
 
-def _inside(child, parent):
+def _inside(child: str, parent: str) -> bool:
     child, parent = os.path.realpath(child), os.path.realpath(parent)
     return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
 
 
-def _check_deletable(out, config_path):
+def _check_deletable(out: str, config_path: str | None) -> None:
     """Refuse to overwrite anything but a plain fastsd output directory."""
     real = os.path.realpath(out)
     forbidden = {os.path.realpath(os.sep): "the root directory",
@@ -105,7 +112,8 @@ def _check_deletable(out, config_path):
                           f"({', '.join(foreign[:5])})")
 
 
-def prepare_output(out, *, resume, overwrite, config_hash, resolved, config_path=None):
+def prepare_output(out: str, *, resume: bool, overwrite: bool, config_hash: str,
+                   resolved: dict[str, Any], config_path: str | None = None) -> str:
     """Check what ``out`` holds against the flags; returns "new" or "resume".
 
     Nothing is created or deleted here except, with ``overwrite``, the
@@ -150,16 +158,18 @@ class SweepStore:
     Use :meth:`create` for a new store and :meth:`open` to resume one.
     """
 
-    def __init__(self, out, manifest):
+    def __init__(self, out: str, manifest: dict[str, Any]) -> None:
         import zarr
 
         self.out = out
         self.manifest = manifest
         self._group = zarr.open_group(os.path.join(out, ZARR), mode="r+")
-        self._arrays = {name: self._group[name] for name in manifest["variables"]}
+        self._arrays: dict[str, Any] = {name: self._group[name] for name in manifest["variables"]}
 
     @classmethod
-    def create(cls, out, manifest, variables, coords, chunks, attrs):
+    def create(cls, out: str, manifest: Mapping[str, Any], variables: Mapping[str, Variable],
+               coords: Mapping[str, Coordinate], chunks: tuple[int, int],
+               attrs: dict[str, Any]) -> SweepStore:
         """Write the manifest and the empty Zarr skeleton.
 
         Parameters
@@ -184,11 +194,14 @@ class SweepStore:
                                 attributes=attrs)
         for name, (dims, values) in coords.items():
             values = np.asarray(values)
+            # chunks=None (a 0-d coordinate) is zarr's default chunking; its stubs omit None
             arr = group.create_array(name, shape=values.shape, dtype=values.dtype,
-                                     chunks=values.shape or None, dimension_names=list(dims))
+                                     chunks=values.shape or None,  # type: ignore[arg-type]
+                                     dimension_names=list(dims))
             arr[...] = values
         names = " ".join(n for n, (d, _) in coords.items() if d != (n,))
-        for name, (dims, shape, dtype) in variables.items():
+        for name, (dims, shape_or_none, dtype) in variables.items():
+            shape = cast("tuple[int, ...]", shape_or_none)  # layout() has G for fixed-xi kinds
             block_chunks = tuple(chunks) + tuple(shape[2:])
             fill = False if dtype == "bool" else np.nan
             group.create_array(name, shape=shape, dtype=dtype, chunks=block_chunks,
@@ -202,19 +215,20 @@ class SweepStore:
         return cls(out, manifest)
 
     @classmethod
-    def open(cls, out):
+    def open(cls, out: str) -> SweepStore:
         """Reopen a store to resume it (stale temporary chunk files are removed)."""
         manifest = read_manifest(out)
+        assert manifest is not None  # prepare_output found a fastsd sweep here
         for stale in glob.glob(os.path.join(out, ZARR, "**", "*.partial"), recursive=True):
             os.remove(stale)
         return cls(out, manifest)
 
-    def done(self):
+    def done(self) -> set[int]:
         """Indices of the blocks fully stored."""
         names = os.listdir(os.path.join(self.out, BLOCKS))
         return {int(n) for n in names if n.isdigit()}
 
-    def write(self, block, values):
+    def write(self, block: Block, values: Mapping[str, ArrayLike]) -> None:
         """Store one block (one chunk per variable), then mark it done."""
         where = (slice(block.b0, block.b1), slice(block.l0, block.l1))
         for name, arr in self._arrays.items():
@@ -223,7 +237,7 @@ class SweepStore:
         with open(marker, "w"):
             pass
 
-    def finish(self):
+    def finish(self) -> None:
         """Record that every block is stored."""
         self.manifest["complete"] = True
         self.manifest["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat()

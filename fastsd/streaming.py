@@ -30,8 +30,16 @@ import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from collections.abc import Iterator
+from io import FileIO
+from typing import TYPE_CHECKING, Any, NoReturn, TypedDict, cast
+
 import numpy as np
 
+from ._typing import FloatArray
+
+if TYPE_CHECKING:
+    from .decomposition import Decomposition
 from .kernels.decompose import blas_threads, gram, syevd_descending
 
 __all__ = ["is_streamed", "decompose_streamed", "eval_projection", "BLOCK_BYTES"]
@@ -41,21 +49,31 @@ __all__ = ["is_streamed", "decompose_streamed", "eval_projection", "BLOCK_BYTES"
 BLOCK_BYTES = 32 << 20
 
 
-def _is_dask(X):
+class _Stats(TypedDict):
+    """What one pass over a streamed X accumulates."""
+
+    G: FloatArray
+    Xty: FloatArray | None
+    yy: float
+    n: int
+    d: int
+
+
+def _is_dask(X: object) -> bool:
     return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "chunks")
 
 
-def _is_zarr(X):
+def _is_zarr(X: object) -> bool:
     return type(X).__module__.split(".")[0] == "zarr" and hasattr(X, "shape")
 
 
-def is_streamed(X):
+def is_streamed(X: object) -> bool:
     """True for the forms of X that are read in row blocks (see the module docstring)."""
     return (isinstance(X, (str, os.PathLike)) or isinstance(X, np.memmap) and X.ndim == 2
             or _is_dask(X) or _is_zarr(X) or isinstance(X, collections.abc.Iterator))
 
 
-def _block_rows(block_rows, d):
+def _block_rows(block_rows: int | None, d: int) -> int:
     if block_rows is None:
         return max(1, BLOCK_BYTES // (8 * max(1, d)))
     if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)):
@@ -65,7 +83,8 @@ def _block_rows(block_rows, d):
     return int(block_rows)
 
 
-def _checked_block(block, name, index, start, width, ndim, finite=True):
+def _checked_block(block: Any, name: str, index: int, start: int, width: int | None, ndim: int,
+                   finite: bool = True) -> FloatArray:
     """One block as float64, or a ValueError/TypeError naming block and rows.
 
     ``finite=False`` leaves the NaN/inf check to the caller (X blocks: a
@@ -96,7 +115,7 @@ def _checked_block(block, name, index, start, width, ndim, finite=True):
     return arr
 
 
-def _raise_nonfinite(arr, name, index, start):
+def _raise_nonfinite(arr: FloatArray, name: str, index: int, start: int) -> NoReturn:
     bad = np.argwhere(~np.isfinite(arr))
     if not bad.size:
         raise ValueError(f"{name} block {index} (rows {start}..) is too large: its Gram matrix "
@@ -110,7 +129,7 @@ def _raise_nonfinite(arr, name, index, start):
 class _NpyFile:
     """A .npy file read by row blocks with plain reads into a reused buffer."""
 
-    def __init__(self, path, name):
+    def __init__(self, path: str | os.PathLike[str], name: str) -> None:
         self.path = os.fspath(path)
         self.name = name
         if not os.path.isfile(self.path):
@@ -130,7 +149,7 @@ class _NpyFile:
             raise TypeError(f"{name} = {self.path!r} must hold real numbers, got dtype {dtype}")
         self.shape, self.fortran, self.dtype = tuple(shape), fortran, dtype
 
-    def blocks(self, rows):
+    def blocks(self, rows: int) -> Iterator[Any]:
         """Blocks of ``rows`` rows; the next one is read (in a second buffer) meanwhile."""
         if self.fortran:  # columns are contiguous on disk: read through a memmap
             data = np.load(self.path, mmap_mode="r")
@@ -142,10 +161,11 @@ class _NpyFile:
         buffers = [np.empty(rows * width, dtype=self.dtype) for _ in range(2)]
         starts = range(0, self.shape[0], rows)
 
-        def read(f, i):
+        def read(f: FileIO, i: int) -> Any:
             count = min(rows, self.shape[0] - starts[i]) * width
             view = buffers[i % 2][:count]
-            if f.readinto(memoryview(view).cast("B")) != view.nbytes:
+            # an ndarray is a buffer (NumPy's stubs say so only for Python >= 3.12)
+            if f.readinto(memoryview(view).cast("B")) != view.nbytes:  # type: ignore[arg-type]
                 raise ValueError(f"{self.name} = {self.path!r} is truncated: rows from "
                                  f"{starts[i]} are missing")
             return view.reshape((-1,) + self.shape[1:])
@@ -154,6 +174,7 @@ class _NpyFile:
             f.seek(self.offset)
             pending = reader.submit(read, f, 0) if len(starts) else None
             for i in range(len(starts)):
+                assert pending is not None  # submitted whenever there is a block
                 block = pending.result()
                 if i + 1 < len(starts):
                     pending = reader.submit(read, f, i + 1)
@@ -163,12 +184,12 @@ class _NpyFile:
 class _Sliced:
     """A memmap or Zarr array read by row slices (Zarr: whole chunks)."""
 
-    def __init__(self, X, name):
+    def __init__(self, X: Any, name: str) -> None:
         self.X, self.name, self.shape = X, name, tuple(X.shape)
         chunks = getattr(X, "chunks", None)
         self.chunk = int(chunks[0]) if _is_zarr(X) and chunks else 1
 
-    def blocks(self, rows):
+    def blocks(self, rows: int) -> Iterator[Any]:
         rows = max(self.chunk, rows // self.chunk * self.chunk)
         for start in range(0, self.shape[0], rows):
             yield self.X[start:start + rows]
@@ -177,14 +198,15 @@ class _Sliced:
 class _Blocks:
     """An iterator of row blocks (read once)."""
 
-    def __init__(self, it, name):
-        self.it, self.name, self.shape = it, name, None
+    def __init__(self, it: Iterator[Any], name: str) -> None:
+        self.it, self.name = it, name
+        self.shape: tuple[int, ...] | None = None
 
-    def blocks(self, rows):
+    def blocks(self, rows: int) -> Iterator[Any]:
         return self.it
 
 
-def _source(X, name):
+def _source(X: Any, name: str) -> _NpyFile | _Sliced | _Blocks:
     if isinstance(X, (str, os.PathLike)):
         if not os.fspath(X).endswith(".npy"):
             raise ValueError(f"{name} = {os.fspath(X)!r} is not a .npy file; save it with "
@@ -202,7 +224,11 @@ class _Targets:
     other form is cut to X's blocks.
     """
 
-    def __init__(self, y, name, n):
+    data: Any  # y in memory (array or memmap), else None
+    it: Iterator[Any] | None  # y's blocks when not in memory
+    shape: tuple[int, ...] | None
+
+    def __init__(self, y: Any, name: str, n: int | None) -> None:
         self.name, self.pos, self.pending = name, 0, np.empty(0)
         self.data = self.it = None
         self.per_block = isinstance(y, collections.abc.Iterator)
@@ -218,9 +244,10 @@ class _Targets:
                                                          or self.shape[0] != n):
             raise ValueError(f"{name} must have shape ({n},) to match X, got {self.shape}")
 
-    def _read(self, count):
+    def _read(self, count: int) -> Any:
         if self.data is not None:
             return self.data[self.pos - count:self.pos]
+        assert self.it is not None  # y is read in blocks when not in memory
         parts, have = [], 0
         while have < count:
             if self.pending.size == 0:
@@ -232,10 +259,11 @@ class _Targets:
             have += part.size
         return np.concatenate(parts) if parts else np.empty(0)
 
-    def take(self, count, index):
+    def take(self, count: int, index: int) -> FloatArray:
         start = self.pos
         self.pos += count
         if self.per_block:
+            assert self.it is not None  # set for per-block y
             out = next(self.it, None)
             if out is None:
                 raise ValueError(f"{self.name} has fewer blocks than X: none for X block "
@@ -249,9 +277,10 @@ class _Targets:
                              "for row")
         return out
 
-    def finish(self, n):
+    def finish(self, n: int) -> None:
         if self.data is not None:
             return
+        assert self.it is not None  # y is read in blocks when not in memory
         if self.pending.size or next(self.it, None) is not None:
             raise ValueError(f"{self.name} has more rows (or blocks) than X ({n} rows)")
 
@@ -259,10 +288,10 @@ class _Targets:
 class StreamedX:
     """A re-readable streamed design kept by a Decomposition for U = X V / s."""
 
-    def __init__(self, X, block_rows, threads):
+    def __init__(self, X: Any, block_rows: int, threads: int) -> None:
         self.X, self.block_rows, self.threads = X, block_rows, threads
 
-    def matmul(self, V, s2):
+    def matmul(self, V: FloatArray, s2: FloatArray) -> FloatArray:
         """U = X V / s (zero where s == 0), one more pass over X."""
         if _is_dask(self.X):
             U = np.asarray((self.X @ V).compute())
@@ -274,18 +303,20 @@ class StreamedX:
             U = np.concatenate([np.asarray(b, dtype=np.float64) @ V
                                 for b in src.blocks(self.block_rows)])
         s = np.sqrt(s2)
-        return np.divide(U, s, out=U, where=s > 0)
+        return cast(FloatArray, np.divide(U, s, out=U, where=s > 0))
 
-    def project_y(self, y, V, name):
+    def project_y(self, y: Any, V: FloatArray, name: str) -> FloatArray:
         """V^T X^T y for new targets (one more pass over X and y)."""
         if isinstance(self.X, collections.abc.Iterator):
             raise ValueError(f"{name} must be given to decompose: X was an iterator of "
                              "blocks, read once")
         stats = _accumulate(self.X, y, self.block_rows, self.threads, name, gram_too=False)
+        assert stats["Xty"] is not None  # y was given
         return V.T @ stats["Xty"]
 
 
-def _accumulate(X, y, block_rows, threads, y_name="y", gram_too=True):
+def _accumulate(X: Any, y: Any, block_rows: int | None, threads: int, y_name: str = "y",
+                gram_too: bool = True) -> _Stats:
     """One pass: G = X^T X (upper, Fortran; unless not ``gram_too``), X^T y, ||y||^2, n, d."""
     if _is_dask(X):
         return _accumulate_dask(X, y, y_name, gram_too)
@@ -295,7 +326,8 @@ def _accumulate(X, y, block_rows, threads, y_name="y", gram_too=True):
         raise ValueError(f"X must have 2 dimensions (n, d) to be streamed, got shape {shape}")
     d = shape[1] if shape is not None else None
     targets = None if y is None else _Targets(y, y_name, None if shape is None else shape[0])
-    G = Xty = None
+    G: FloatArray | None = None
+    Xty: FloatArray | None = None
     yy, n = 0.0, 0
     pool = ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext()
     with blas_threads(1), pool:
@@ -314,6 +346,7 @@ def _accumulate(X, y, block_rows, threads, y_name="y", gram_too=True):
                     _raise_nonfinite(block, "X", index, n)
                 G += part
             if targets is not None:
+                assert Xty is not None  # allocated with G at the first block
                 yb = targets.take(block.shape[0], index)
                 Xty += yb @ block
                 yy += float(yb @ yb)
@@ -322,10 +355,11 @@ def _accumulate(X, y, block_rows, threads, y_name="y", gram_too=True):
         raise ValueError("X has no rows: at least one sample is needed")
     if targets is not None:
         targets.finish(n)
+    assert d is not None  # known from the first block
     return dict(G=G, Xty=Xty if y is not None else None, yy=yy, n=n, d=d)
 
 
-def _accumulate_dask(X, y, y_name, gram_too=True):
+def _accumulate_dask(X: Any, y: Any, y_name: str, gram_too: bool = True) -> _Stats:
     import dask.array as da
 
     if X.ndim != 2:
@@ -354,7 +388,8 @@ def _accumulate_dask(X, y, y_name, gram_too=True):
                 n=int(X.shape[0]), d=int(X.shape[1]))
 
 
-def decompose_streamed(X, y=None, *, threads=1, block_rows=None):
+def decompose_streamed(X: Any, y: Any = None, *, threads: int = 1,
+                       block_rows: int | None = None) -> Decomposition:
     """The Gram route of :func:`fastsd.decompose` over row blocks of X (see module docstring)."""
     from .decomposition import Decomposition, finish_gram, raise_nonfinite
 
@@ -369,12 +404,15 @@ def decompose_streamed(X, y=None, *, threads=1, block_rows=None):
     source = StreamedX(X, _block_rows(block_rows, d), threads)
     z = y_norm2 = None
     if y is not None:
+        assert stats["Xty"] is not None  # y was given
         z, y_norm2 = V.T @ stats["Xty"], stats["yy"]
     return Decomposition(s2=np.ascontiguousarray(s2), V=np.ascontiguousarray(V), z=z,
                          y_norm2=y_norm2, method="gram", X=source, shape=(n, d))
 
 
-def eval_projection(X_eval, y_eval, V, *, block_rows=None, names=("X_val", "y_val")):
+def eval_projection(X_eval: Any, y_eval: Any, V: FloatArray, *, block_rows: int | None = None,
+                    names: tuple[str, str] = ("X_val", "y_val")
+                    ) -> tuple[FloatArray, FloatArray, float, int]:
     """R, c, resid2 of ``reference.eval_projection(X_eval V, y_eval)`` over row blocks.
 
     The evaluation set enters a sweep only through the thin QR of

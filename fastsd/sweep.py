@@ -12,15 +12,18 @@ drops the B axis.
 from __future__ import annotations
 
 import warnings
+from typing import Any, cast
 
 import numba
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ._typing import FloatArray
 from . import reference
 from ._limits import check_result_size
 from ._jit import call, check_threads, single_threaded_blas, threads as thread_count
 from ._validation import as_float_array, check_lams, check_noise_var, check_steps
-from .decomposition import as_decomposition, targets_projection
+from .decomposition import Decomposition, as_decomposition, targets_projection
 from .kernels import optimal as optimal_kernels
 from .kernels import sweep as sweep_kernels
 from .streaming import eval_projection, is_streamed
@@ -36,18 +39,18 @@ __all__ = [
 BACKENDS = ("numba", "numpy")
 
 
-def _check_backend(backend, threads=None):
+def _check_backend(backend: str, threads: int | None = None) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     check_threads(threads)
 
 
-def _check_grid(lams):
+def _check_grid(lams: ArrayLike) -> FloatArray:
     lams, _ = check_lams(lams, "lams")
     return lams
 
 
-def check_schedules(xis, max_steps):
+def check_schedules(xis: ArrayLike, max_steps: int) -> FloatArray:
     """xi grid (G,) of constant schedules, or explicit schedules (G, K) -> (G, K)."""
     K = check_steps(max_steps, "max_steps")
     xis = as_float_array(xis, "xis", ndim=(1, 2), allow_empty=True)
@@ -63,7 +66,7 @@ def check_schedules(xis, max_steps):
     return xis
 
 
-def warn_unrecoverable(xi, stacklevel=3):
+def warn_unrecoverable(xi: FloatArray, stacklevel: int = 3) -> int:
     """One IllConditionedXiWarning with the count of NaN k-step schedules in xi (..., K, K).
 
     Returns the count.
@@ -76,7 +79,7 @@ def warn_unrecoverable(xi, stacklevel=3):
                                 stacklevel + 1)
 
 
-def report_unrecoverable(count, total, stacklevel=3):
+def report_unrecoverable(count: int, total: int, stacklevel: int = 3) -> int:
     """Warn once (IllConditionedXiWarning) that ``count`` of ``total`` schedules are NaN."""
     from .core import IllConditionedXiWarning
 
@@ -89,24 +92,25 @@ def report_unrecoverable(count, total, stacklevel=3):
     return count
 
 
-def _check_fixed_size(func, B, L, xis, max_steps):
+def _check_fixed_size(func: str, B: int, L: int, xis: ArrayLike, max_steps: int) -> None:
     """Refuse a (B, L, G, K + 1) result over the limit before building the schedules."""
     K = check_steps(max_steps, "max_steps")
     G = np.shape(xis)[0] if np.ndim(xis) else 1
     check_result_size(func, [(B, L, G, K + 1)])
 
 
-def _chunks(pairs):
+def _chunks(pairs: int) -> int:
     """Parallel work units: enough per thread to balance the load."""
     return max(1, min(pairs, 16 * numba.get_num_threads()))
 
 
-def _per_problem(noise_var, B):
+def _per_problem(noise_var: ArrayLike, B: int) -> FloatArray:
     """sigma^2 as a fresh writable (B,) array (one compiled kernel signature)."""
     return np.array(np.broadcast_to(noise_var, (B,)), dtype=np.float64)
 
 
-def _oracle_inputs(X, theta_star, noise_var):
+def _oracle_inputs(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike
+                   ) -> tuple[bool, FloatArray, FloatArray, FloatArray, int]:
     """(single, s2 (B, p), t (B, p), sigma^2 (B,), n) for the oracle sweeps."""
     dec = as_decomposition(X)
     single = not dec.batched
@@ -116,7 +120,8 @@ def _oracle_inputs(X, theta_star, noise_var):
     return single, s2, t, var, dec.n_samples
 
 
-def _lam_grid(lams, student_lams, max_steps):
+def _lam_grid(lams: ArrayLike, student_lams: ArrayLike | None, max_steps: int
+              ) -> tuple[FloatArray, tuple[int, ...]]:
     """(lam rows (P, S), grid shape): S = 1 without student_lams, else the
     teacher x student schedules (lam_t, lam_s, ..., lam_s) of K + 1 penalties."""
     lams = _check_grid(lams)
@@ -130,12 +135,15 @@ def _lam_grid(lams, student_lams, max_steps):
     return rows.reshape(-1, max_steps + 1), (lams.size, students.size)
 
 
-def _reference_lams(rows):
+def _reference_lams(rows: FloatArray) -> FloatArray:
     """The reference's lams argument: (L,) for one penalty per row, else (P, K + 1)."""
     return rows[:, 0] if rows.shape[1] == 1 else rows
 
 
-def _population(X, theta_star, noise_var, cov, backend, what="cov in sweep_optimal"):
+def _population(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike,
+                cov: ArrayLike, backend: str, what: str | None = "cov in sweep_optimal"
+                ) -> tuple[bool, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray,
+                           FloatArray]:
     """Population-risk inputs (see :mod:`fastsd.reference.population`)."""
     if backend != "numpy" and what:
         raise ValueError(f"{what} (population risk) runs on the NumPy reference only "
@@ -145,16 +153,18 @@ def _population(X, theta_star, noise_var, cov, backend, what="cov in sweep_optim
     return _population_inputs(as_decomposition(X), theta_star, noise_var, cov)
 
 
-def _promote(arr, single):
+def _promote(arr: FloatArray, single: bool) -> FloatArray:
     return arr[None] if single else arr
 
 
-def _unpromote(arr, single):
+def _unpromote(arr: FloatArray, single: bool) -> FloatArray:
     return arr[0] if single else arr
 
 
-def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, student_lams=None,
-               cov=None, backend="numba", threads=None):
+def sweep_risk(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike,
+               lams: ArrayLike, xis: ArrayLike, max_steps: int, *,
+               student_lams: ArrayLike | None = None, cov: ArrayLike | None = None,
+               backend: str = "numba", threads: int | None = None) -> FloatArray:
     r"""Excess risk for a grid of lambdas and xi schedules, every k = 0..K.
 
     Parameters
@@ -230,8 +240,10 @@ def sweep_risk(X, theta_star, noise_var, lams, xis, max_steps, *, student_lams=N
     return _unpromote(out.reshape(out.shape[:1] + grid + out.shape[2:]), single)
 
 
-def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, student_lams=None,
-                  cov=None, backend="numba", threads=None):
+def sweep_optimal(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike,
+                  lams: ArrayLike, max_steps: int, *, student_lams: ArrayLike | None = None,
+                  cov: ArrayLike | None = None, backend: str = "numba",
+                  threads: int | None = None) -> tuple[FloatArray, FloatArray]:
     r"""Oracle-optimal xi and excess risk for every lambda and every k = 1..K.
 
     Parameters
@@ -296,14 +308,17 @@ def sweep_optimal(X, theta_star, noise_var, lams, max_steps, *, student_lams=Non
             _unpromote(xi.reshape(xi.shape[:1] + grid + xi.shape[2:]), single))
 
 
-def _eval_inputs(X, y, X_eval, y_eval, names):
+def _eval_inputs(X: ArrayLike | Decomposition, y: ArrayLike | None, X_eval: Any,
+                 y_eval: ArrayLike, names: tuple[str, str]
+                 ) -> tuple[Decomposition, bool, FloatArray, FloatArray, FloatArray,
+                            FloatArray, int]:
     """Decomposition, z and the compressed evaluation set, all with a batch axis."""
     dec = as_decomposition(X)
     single = not dec.batched
     z = _promote(targets_projection(dec, y), single)
     if is_streamed(X_eval) and single:  # larger than memory: QR updated block by block
-        R, c, resid2, n_eval = eval_projection(X_eval, y_eval, dec.V, names=names)
-        return dec, single, z, R[None], c[None], np.array([resid2]), n_eval
+        R, c, resid2_one, n_eval = eval_projection(X_eval, y_eval, dec.V, names=names)
+        return dec, single, z, R[None], c[None], np.array([resid2_one]), n_eval
     X_eval = as_float_array(X_eval, names[0], ndim=(2, 3))
     if X_eval.shape[:-2] + X_eval.shape[-1:] != dec.batch_shape + (dec.eval_width,):
         raise ValueError(
@@ -322,8 +337,10 @@ def _eval_inputs(X, y, X_eval, y_eval, names):
     return dec, single, z, R, c, resid2, y_eval.shape[-1]
 
 
-def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, student_lams=None,
-              backend="numba", threads=None):
+def sweep_mse(X: ArrayLike | Decomposition, y: ArrayLike | None, X_eval: Any,
+              y_eval: ArrayLike, lams: ArrayLike, xis: ArrayLike, max_steps: int, *,
+              student_lams: ArrayLike | None = None, backend: str = "numba",
+              threads: int | None = None) -> FloatArray:
     r"""Mean squared error on an evaluation set for a grid of lambdas and schedules.
 
     Parameters
@@ -367,8 +384,10 @@ def sweep_mse(X, y, X_eval, y_eval, lams, xis, max_steps, *, student_lams=None,
     return _unpromote(out.reshape(out.shape[:1] + grid + out.shape[2:]), single)
 
 
-def sweep_optimal_validation(X, y, X_val, y_val, lams, max_steps, *, student_lams=None,
-                             backend="numba", threads=None):
+def sweep_optimal_validation(X: ArrayLike | Decomposition, y: ArrayLike | None, X_val: Any,
+                             y_val: ArrayLike, lams: ArrayLike, max_steps: int, *,
+                             student_lams: ArrayLike | None = None, backend: str = "numba",
+                             threads: int | None = None) -> tuple[FloatArray, FloatArray]:
     r"""Validation-optimal xi and validation MSE for every lambda and k = 1..K.
 
     Parameters

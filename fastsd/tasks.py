@@ -23,19 +23,27 @@ Kinds and what a call returns (arrays with leading axes (b, l) of the block):
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._typing import FloatArray
 from . import sweep
 from .core import IllConditionedXiWarning, self_distill
 from .decomposition import Decomposition, decompose
+
+if TYPE_CHECKING:
+    from .runner import Block
+
+#: A finished block: named arrays with leading axes (b, l).
+BlockResult = dict[str, FloatArray]
 
 __all__ = ["KINDS", "SweepTask"]
 
 KINDS = ("risk", "optimal", "mse", "optimal_validation")
 
 
-def _rows(arr, b0, b1):
+def _rows(arr: Any, b0: int, b1: int) -> Any:
     return None if arr is None else np.asarray(arr[b0:b1])
 
 
@@ -61,9 +69,11 @@ class SweepTask:
         As in the sweep functions.
     """
 
-    def __init__(self, kind, X, lams, max_steps, *, schedules=None, theta_star=None,
-                 noise_var=None, y=None, X_val=None, y_val=None, X_test=None, y_test=None,
-                 backend="numba", threads=None):
+    def __init__(self, kind: str, X: Any, lams: FloatArray, max_steps: int, *,
+                 schedules: FloatArray | None = None, theta_star: FloatArray | None = None,
+                 noise_var: FloatArray | None = None, y: Any = None, X_val: Any = None,
+                 y_val: Any = None, X_test: Any = None, y_test: Any = None,
+                 backend: str = "numba", threads: int | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         self.kind = kind
@@ -75,14 +85,14 @@ class SweepTask:
         self.y, self.X_val, self.y_val = y, X_val, y_val
         self.X_test, self.y_test = X_test, y_test
         self.backend, self.threads = backend, threads
-        self._cache = None
+        self._cache: tuple[tuple[int, int], Decomposition] | None = None
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_cache"] = None
         return state
 
-    def _decomposition(self, b0, b1):
+    def _decomposition(self, b0: int, b1: int) -> Decomposition:
         cache = self._cache
         if cache is not None and cache[0] == (b0, b1):
             return cache[1]
@@ -94,7 +104,7 @@ class SweepTask:
         self._cache = ((b0, b1), dec)
         return dec
 
-    def __call__(self, block):
+    def __call__(self, block: Block) -> BlockResult:
         """The block's arrays; NaN-xi warnings are left to the caller (one per run)."""
         if self.kind in ("risk", "mse"):  # never warn
             return self._compute(block)
@@ -102,22 +112,26 @@ class SweepTask:
             warnings.simplefilter("ignore", IllConditionedXiWarning)
             return self._compute(block)
 
-    def _compute(self, block):
+    def _compute(self, block: Block) -> BlockResult:
         b0, b1 = block.b0, block.b1
         dec = self._decomposition(b0, b1)
         lams = self.lams[block.l0:block.l1]
         K = self.max_steps
-        kw = dict(backend=self.backend, threads=self.threads)
+        kw: dict[str, Any] = dict(backend=self.backend, threads=self.threads)
         if self.kind == "risk":
+            assert self.theta_star is not None and self.noise_var is not None  # oracle kind
+            assert self.schedules is not None  # fixed-xi kind
             return {"risk": sweep.sweep_risk(dec, self.theta_star[b0:b1], self.noise_var[b0:b1],
                                              lams, self.schedules, K, **kw)}
         if self.kind == "optimal":
+            assert self.theta_star is not None and self.noise_var is not None  # oracle kind
             risk, xi = sweep.sweep_optimal(dec, self.theta_star[b0:b1], self.noise_var[b0:b1],
                                            lams, K, **kw)
             return {"risk": risk, "xi": xi}
         y, X_val, y_val = (_rows(a, b0, b1) for a in (self.y, self.X_val, self.y_val))
         X_test, y_test = _rows(self.X_test, b0, b1), _rows(self.y_test, b0, b1)
         if self.kind == "mse":
+            assert self.schedules is not None  # fixed-xi kind
             out = {"val_mse": sweep.sweep_mse(dec, y, X_val, y_val, lams, self.schedules, K,
                                               **kw)}
             if X_test is not None:
@@ -131,7 +145,8 @@ class SweepTask:
         return out
 
 
-def holdout_mse_at(dec, y, X_test, y_test, lams, xi):
+def holdout_mse_at(dec: Decomposition, y: FloatArray | None, X_test: FloatArray,
+                   y_test: FloatArray, lams: FloatArray, xi: FloatArray) -> FloatArray:
     r"""Test MSE of the k-step estimator at given schedules, every k = 0..K.
 
     Parameters

@@ -12,12 +12,17 @@ gives the minimum-norm least-squares fit).
 
 from __future__ import annotations
 
-import numpy as np
+from typing import cast
 
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .._typing import FloatArray
 __all__ = ["self_distill_refit"]
 
 
-def self_distill_refit(X, y, lam, xi, step_lams=None):
+def self_distill_refit(X: ArrayLike, y: ArrayLike, lam: float, xi: ArrayLike,
+                       step_lams: ArrayLike | None = None) -> FloatArray:
     """theta_k by refitting k + 1 ridge regressions on the mixed targets.
 
     Parameters
@@ -43,7 +48,7 @@ def self_distill_refit(X, y, lam, xi, step_lams=None):
     d = X.shape[-1]
     Xt = np.swapaxes(X, -1, -2)
 
-    def fit(targets, penalty):
+    def fit(targets: FloatArray, penalty: float) -> FloatArray:
         if penalty == 0:
             return (np.linalg.pinv(X) @ targets[..., None])[..., 0]
         A = Xt @ X + penalty * np.eye(d)

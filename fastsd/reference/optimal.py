@@ -33,9 +33,13 @@ the teacher unchanged.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from .._typing import BoolArray, FloatArray
 from ..filters import (
     BREAKDOWN_TOL,
     polynomial_basis,
@@ -64,20 +68,24 @@ XI_RTOL = 1e-6
 XI_SAFETY = 16.0
 EPS = np.finfo(np.float64).eps
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-def _quiet(func):
+
+def _quiet(func: Callable[_P, _R]) -> Callable[_P, _R]:
     """Silence floating-point warnings: huge xi overflow by design, and the
     result is checked (non-reproducible schedules become NaN)."""
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             return func(*args, **kwargs)
 
     return wrapper
 
 
-def nested_least_squares(design, target, alive):
+def nested_least_squares(design: FloatArray, target: FloatArray, alive: BoolArray
+                         ) -> FloatArray:
     """min ||design[..., :, :k] beta - target|| for every k = 1..K at once.
 
     Parameters
@@ -112,7 +120,7 @@ def nested_least_squares(design, target, alive):
     return beta
 
 
-def _schedules(beta, h):
+def _schedules(beta: FloatArray, h: FloatArray) -> FloatArray:
     """xi for every k from the nested solutions; shape (..., K, K), NaN past k."""
     K = beta.shape[-1]
     coef = np.einsum("...km,...mj->...kj", beta, h)  # h^(k) coefficients
@@ -122,7 +130,7 @@ def _schedules(beta, h):
     return xi
 
 
-def _u_of_schedules(r, xi):
+def _u_of_schedules(r: FloatArray, xi: FloatArray) -> FloatArray:
     """u_k = 1 - phi_k on the nodes for each row of xi (..., K, K); shape (..., K, p).
 
     ``r`` of shape (..., p), or (..., S, p) per-step (step i uses row
@@ -143,7 +151,7 @@ def _u_of_schedules(r, xi):
     return u
 
 
-def refit_amplification(s2, lams):
+def refit_amplification(s2: FloatArray, lams: FloatArray) -> FloatArray:
     """p * cond(X^T X + lam I) on the live directions, shape (..., L).
 
     Refitting on targets xi X theta + (1 - xi) y rounds them by ~eps |xi|
@@ -156,10 +164,11 @@ def refit_amplification(s2, lams):
     top = np.max(s2, axis=-1, keepdims=True)
     low = np.min(np.where(live, s2, np.inf), axis=-1, keepdims=True)
     low = np.where(np.isfinite(low), low, top)
-    return s2.shape[-1] * (top + lams) / (low + lams)
+    return cast(FloatArray, s2.shape[-1] * (top + lams) / (low + lams))
 
 
-def accept_schedules(xi, achieved, optimum, k0, amplification):
+def accept_schedules(xi: FloatArray, achieved: FloatArray, optimum: FloatArray, k0: FloatArray,
+                     amplification: FloatArray) -> FloatArray:
     """NaN rows of xi that a literal refit could not be trusted to reproduce.
 
     The one xi acceptance test of fastsd (the oracle and validation sweeps
@@ -184,7 +193,8 @@ def accept_schedules(xi, achieved, optimum, k0, amplification):
 
 
 @_quiet
-def sweep_optimal(s2, t, noise_var, n, lams, max_steps):
+def sweep_optimal(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int, lams: FloatArray,
+                  max_steps: int) -> tuple[FloatArray, FloatArray]:
     """Oracle-optimal excess risk and xi for every lambda and k = 0..K.
 
     Parameters
@@ -230,17 +240,22 @@ def sweep_optimal(s2, t, noise_var, n, lams, max_steps):
     beta = alpha[..., None, :] * np.tril(np.ones((max_steps, max_steps)))
     u = np.einsum("...km,...mp->...kp", beta, basis)
     per_k = [x[..., None, :] for x in (bias_w, noise_w, r, q)]
-    risk_k = risk_from_u(*per_k, u)
+    # per_k holds exactly the four weight arrays risk_from_u takes before u
+    risk_k = risk_from_u(*per_k, u)  # type: ignore[call-arg]
     risk = np.concatenate([ridge[..., None], risk_k], axis=-1)
 
     xi = _schedules(beta, h)
-    achieved = risk_from_u(*per_k, _u_of_schedules(r, np.nan_to_num(xi, nan=0.0)))
+    # per_k holds exactly the four weight arrays risk_from_u takes before u
+    achieved = risk_from_u(  # type: ignore[call-arg]
+        *per_k, _u_of_schedules(r, np.nan_to_num(xi, nan=0.0)))
     return risk, accept_schedules(xi, achieved, risk_k, ridge,
                                   refit_amplification(s2, lams))
 
 
 @_quiet
-def optimal_validation(s2, z, R, c, resid2, n_eval, lams, max_steps):
+def optimal_validation(s2: FloatArray, z: FloatArray, R: FloatArray, c: FloatArray,
+                       resid2: FloatArray, n_eval: int, lams: FloatArray, max_steps: int
+                       ) -> tuple[FloatArray, FloatArray]:
     """Validation-MSE-optimal xi for every lambda and k = 0..K.
 
     Parameters
@@ -282,7 +297,7 @@ def optimal_validation(s2, z, R, c, resid2, n_eval, lams, max_steps):
     beta = nested_least_squares(design, target, alive)
     u = np.einsum("...km,...mp->...kp", beta, basis)
 
-    def mse_of(uk):  # uk (..., L, K, p) -> (..., L, K)
+    def mse_of(uk: FloatArray) -> FloatArray:  # uk (..., L, K, p) -> (..., L, K)
         coef = (1.0 - uk) * g[..., None, :]
         flat = coef.reshape(coef.shape[:-3] + (-1, coef.shape[-1]))
         return eval_mse(R, c, resid2, n_eval, flat).reshape(coef.shape[:-1])
@@ -298,7 +313,8 @@ def optimal_validation(s2, z, R, c, resid2, n_eval, lams, max_steps):
 # ------------------------------------------------------------ per-step penalties
 
 
-def step_basis(s2, rs, qs, a_s, lams, k, weights):
+def step_basis(s2: FloatArray, rs: FloatArray, qs: FloatArray, a_s: FloatArray,
+               lams: FloatArray, k: int, weights: FloatArray) -> tuple[FloatArray, BoolArray]:
     """Weighted orthonormal basis of the k-step filters for per-step penalties.
 
     See :func:`fastsd.filters.step_space`: S_k = E_k P_{k_eff - 1}(x), built by
@@ -316,7 +332,9 @@ def step_basis(s2, rs, qs, a_s, lams, k, weights):
     return np.where(alive[..., None], basis, 0.0), alive
 
 
-def _products_fit(basis, alive, design, target, rs, qs, k, s2):
+def _products_fit(basis: FloatArray, alive: BoolArray, design: FloatArray, target: FloatArray,
+                  rs: FloatArray, qs: FloatArray, k: int, s2: FloatArray
+                  ) -> tuple[FloatArray, FloatArray]:
     """Least-squares fit over the k-step filters: u_k = beta basis; xi from the products."""
     beta = nested_least_squares(design, target, alive)[..., k - 1, :]
     u = np.einsum("...m,...mp->...p", beta, basis)
@@ -325,7 +343,8 @@ def _products_fit(basis, alive, design, target, rs, qs, k, s2):
 
 
 @_quiet
-def sweep_optimal_steps(s2, t, noise_var, n, lams, max_steps):
+def sweep_optimal_steps(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int,
+                        lams: FloatArray, max_steps: int) -> tuple[FloatArray, FloatArray]:
     """:func:`sweep_optimal` for per-step penalties, ``lams`` of shape (L, K + 1).
 
     With a_i = 1/(s^2 + lam_i), u_k = sum_j pi_j g_j (see :mod:`fastsd.filters`)
@@ -358,13 +377,17 @@ def sweep_optimal_steps(s2, t, noise_var, n, lams, max_steps):
         risk[..., k] = risk_from_u(bias_w[..., k, :], noise_w[..., k, :], rs[..., k, :],
                                    qs[..., k, :], u)
     per_k = [x[..., 1:, :] for x in (bias_w, noise_w, rs, qs)]
-    achieved = risk_from_u(*per_k, _u_of_schedules(rs[..., :K, :], np.nan_to_num(xi, nan=0.0)))
+    # per_k holds exactly the four weight arrays risk_from_u takes before u
+    achieved = risk_from_u(  # type: ignore[call-arg]
+        *per_k, _u_of_schedules(rs[..., :K, :], np.nan_to_num(xi, nan=0.0)))
     return risk, accept_schedules(xi, achieved, risk[..., 1:], ridge,
                                   refit_amplification(s2, lams))
 
 
 @_quiet
-def optimal_validation_steps(s2, z, R, c, resid2, n_eval, lams, max_steps):
+def optimal_validation_steps(s2: FloatArray, z: FloatArray, R: FloatArray, c: FloatArray,
+                             resid2: FloatArray, n_eval: int, lams: FloatArray,
+                             max_steps: int) -> tuple[FloatArray, FloatArray]:
     """:func:`optimal_validation` for per-step penalties, ``lams`` of shape (L, K + 1).
 
     Predictions W (a_k (1 - u_k) z) are affine in u_k: fit R diag(a_k z) u_k to

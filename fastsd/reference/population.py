@@ -24,8 +24,12 @@ never the normal equations.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import cast
 
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .._typing import FloatArray
 from ..filters import step_factors
 from .optimal import (
     _products_fit,
@@ -41,7 +45,8 @@ __all__ = ["cov_projection", "population_risk", "sweep_risk_population",
            "sweep_optimal_population"]
 
 
-def cov_projection(V, theta_star, cov):
+def cov_projection(V: FloatArray, theta_star: FloatArray, cov: FloatArray
+                   ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """S = V^T Sigma V, m = V^T Sigma theta_perp, kappa = theta_perp^T Sigma theta_perp.
 
     Parameters
@@ -67,7 +72,9 @@ def cov_projection(V, theta_star, cov):
     return S, m, kappa
 
 
-def _risk_of_u(S, m, kappa, noise_diag, r, q, a, t, u):
+def _risk_of_u(S: FloatArray, m: FloatArray, kappa: FloatArray, noise_diag: FloatArray,
+               r: FloatArray, q: FloatArray, a: FloatArray, t: FloatArray,
+               u: FloatArray | float) -> FloatArray:
     """Population risk of u (B, ..., p) with factors r, q, a, t broadcast against it.
 
     ``S`` (B, p, p), ``m`` (B, p), ``kappa`` (B,) and ``noise_diag`` (B, p)
@@ -77,14 +84,16 @@ def _risk_of_u(S, m, kappa, noise_diag, r, q, a, t, u):
     c = (1.0 - u) * a
     shape = beta.shape
     flat = beta.reshape(shape[0], -1, shape[-1])
-    quad = np.einsum("bni,bij,bnj->bn", flat, S, flat, optimize=True)
-    lin = np.einsum("bni,bi->bn", flat, m)
-    noise = np.einsum("bnp,bp->bn", (c * c).reshape(flat.shape), noise_diag)
+    quad: FloatArray = np.einsum("bni,bij,bnj->bn", flat, S, flat, optimize=True)
+    lin: FloatArray = np.einsum("bni,bi->bn", flat, m)
+    noise: FloatArray = np.einsum("bnp,bp->bn", (c * c).reshape(flat.shape), noise_diag)
     return (quad + 2.0 * lin + noise).reshape(shape[:-1]) + kappa.reshape(
         (-1,) + (1,) * (len(shape) - 2))
 
 
-def population_risk(s2, t, S, m, kappa, noise_var, lams, xi):
+def population_risk(s2: FloatArray, t: FloatArray, S: FloatArray, m: FloatArray,
+                    kappa: FloatArray, noise_var: ArrayLike, lams: FloatArray,
+                    xi: FloatArray) -> FloatArray:
     """E_eps ||theta_k - theta*||^2_Sigma for one schedule.
 
     Parameters
@@ -103,13 +112,15 @@ def population_risk(s2, t, S, m, kappa, noise_var, lams, xi):
     return _risk_of_u(S, m, kappa, _noise_diag(s2, S, noise_var), r, q, a, t[..., None, :], u)
 
 
-def _noise_diag(s2, S, noise_var):
+def _noise_diag(s2: FloatArray, S: FloatArray, noise_var: ArrayLike) -> FloatArray:
     """sigma^2 s^2 S_jj, shape (B, p) (c^2 times it is the noise term)."""
     var = np.asarray(noise_var, dtype=np.float64)[..., None]
     return var * s2 * np.diagonal(S, axis1=-2, axis2=-1)
 
 
-def sweep_risk_population(s2, t, S, m, kappa, noise_var, lams, schedules):
+def sweep_risk_population(s2: FloatArray, t: FloatArray, S: FloatArray, m: FloatArray,
+                          kappa: FloatArray, noise_var: ArrayLike, lams: FloatArray,
+                          schedules: FloatArray) -> FloatArray:
     """Population risk of every schedule after every k = 0..K steps.
 
     Parameters
@@ -135,7 +146,7 @@ def sweep_risk_population(s2, t, S, m, kappa, noise_var, lams, schedules):
     return out
 
 
-def _sqrt_form(S, m):
+def _sqrt_form(S: FloatArray, m: FloatArray) -> tuple[FloatArray, FloatArray]:
     """E (p x p) and mu (p) with E^T E = S, E^T mu = m (S = Q Lambda Q^T, E = Lambda^{1/2} Q^T).
 
     Eigenvalues below p eps max(Lambda) are dropped (m lies in range(S) up
@@ -152,7 +163,9 @@ def _sqrt_form(S, m):
 
 
 @_quiet
-def sweep_optimal_population(s2, t, S, m, kappa, noise_var, lams, max_steps):
+def sweep_optimal_population(s2: FloatArray, t: FloatArray, S: FloatArray, m: FloatArray,
+                             kappa: FloatArray, noise_var: ArrayLike, lams: FloatArray,
+                             max_steps: int) -> tuple[FloatArray, FloatArray]:
     """Population-risk-optimal xi and risk for every lambda and k = 0..K.
 
     Parameters

@@ -17,8 +17,13 @@ a Python loop; problems, lambdas and xi values are broadcast.
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable, Iterator
+from typing import cast
 
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .._typing import FloatArray
 from ..filters import risk_term, sd_step, step_factors
 
 __all__ = [
@@ -37,7 +42,7 @@ __all__ = [
 ]
 
 
-def spectral_factors(s2, lams):
+def spectral_factors(s2: FloatArray, lams: FloatArray) -> tuple[FloatArray, FloatArray]:
     """r and q per (lambda, direction).
 
     Parameters
@@ -59,10 +64,10 @@ def spectral_factors(s2, lams):
 
 
 #: One self-distillation step in filter space, u <- xi_i (q + r u).
-advance_u = sd_step
+advance_u: Callable[..., FloatArray] = sd_step
 
 
-def _u_after(r, q, xi):
+def _u_after(r: FloatArray, q: FloatArray, xi: FloatArray) -> FloatArray:
     """u_k for a schedule xi of shape (..., k) broadcast against r[..., 0]."""
     u = np.zeros(np.broadcast_shapes(r.shape, xi.shape[:-1] + (1,)))
     for i in range(xi.shape[-1]):
@@ -70,12 +75,13 @@ def _u_after(r, q, xi):
     return u
 
 
-def last_lams(lams):
+def last_lams(lams: FloatArray) -> FloatArray:
     """The penalty of the final step: lams (L,) itself, or column -1 of schedules (L, S)."""
     return lams if lams.ndim == 1 else lams[:, -1]
 
 
-def filter_state(s2, lams, xi):
+def filter_state(s2: FloatArray, lams: FloatArray, xi: FloatArray
+                 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Factors of the last penalty and u_k, for one penalty or per-step penalties.
 
     Parameters
@@ -100,14 +106,15 @@ def filter_state(s2, lams, xi):
     return rs[..., -1, :], qs[..., -1, :], a_s[..., -1, :], u
 
 
-def inverse_shift(s2, lams):
+def inverse_shift(s2: FloatArray, lams: FloatArray) -> FloatArray:
     """1 / (s^2 + lam), 0 where s = 0; shape (..., L, p)."""
     s2 = s2[..., None, :]
     live = s2 > 0
     return np.where(live, 1.0 / np.where(live, s2 + lams[:, None], 1.0), 0.0)
 
 
-def self_distill_spectral(V, s2, z, lams, xi):
+def self_distill_spectral(V: FloatArray, s2: FloatArray, z: FloatArray, lams: FloatArray,
+                          xi: FloatArray) -> FloatArray:
     """theta_k = V diag((1 - u_k) / (s^2 + lam)) z.
 
     Parameters
@@ -123,10 +130,11 @@ def self_distill_spectral(V, s2, z, lams, xi):
     """
     _, _, a, u = filter_state(s2, lams, xi)
     coef = (1.0 - u) * a * z[..., None, :]
-    return np.einsum("...dp,...lp->...ld", V, coef)
+    return cast(FloatArray, np.einsum("...dp,...lp->...ld", V, coef))
 
 
-def risk_weights(s2, t, noise_var, n, lams):
+def risk_weights(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int,
+                 lams: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Per-direction weights of the excess risk.
 
     Returns
@@ -143,13 +151,15 @@ def risk_weights(s2, t, noise_var, n, lams):
     return bias_w, w * var * s2[..., None, :] * inv * inv
 
 
-def risk_from_u(bias_w, noise_w, r, q, u):
+def risk_from_u(bias_w: FloatArray, noise_w: FloatArray, r: FloatArray, q: FloatArray,
+                u: FloatArray | float) -> FloatArray:
     """Excess risk of the filter phi = 1 - u: sum over the last axis of
     bias_w (q + r u)^2 + noise_w (1 - u)^2 (all arguments broadcast)."""
-    return np.sum(risk_term(bias_w, noise_w, r, q, u), axis=-1)
+    return cast(FloatArray, np.sum(risk_term(bias_w, noise_w, r, q, u), axis=-1))
 
 
-def excess_risk_spectral(s2, t, noise_var, n, lams, xi):
+def excess_risk_spectral(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int,
+                         lams: FloatArray, xi: FloatArray) -> FloatArray:
     """Excess risk E||theta_k - theta*||^2_{X^T X / n} for one schedule.
 
     Parameters
@@ -169,7 +179,8 @@ def excess_risk_spectral(s2, t, noise_var, n, lams, xi):
     return risk_from_u(bias_w, noise_w, r, q, u)
 
 
-def step_arrays(s2, lams, n_steps):
+def step_arrays(s2: FloatArray, lams: FloatArray, n_steps: int
+                ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """r, q, a = 1/(s^2 + lam) per step, shape (..., L, S, p).
 
     S = 1 for one penalty per lambda (lams (L,)), else S = K + 1 (lams of
@@ -181,10 +192,11 @@ def step_arrays(s2, lams, n_steps):
     if lams.shape[1] != n_steps + 1:
         raise ValueError(f"per-step penalties must have K + 1 = {n_steps + 1} columns, "
                          f"got {lams.shape}")
-    return step_factors(s2, lams)
+    return cast("tuple[FloatArray, FloatArray, FloatArray]", step_factors(s2, lams))
 
 
-def iterate_filters(rs, qs, schedules):
+def iterate_filters(rs: FloatArray, qs: FloatArray, schedules: FloatArray
+                    ) -> Iterator[tuple[int, int, FloatArray]]:
     """u_k of every schedule for k = 0..K, one step at a time (a generator).
 
     Parameters
@@ -210,7 +222,8 @@ def iterate_filters(rs, qs, schedules):
         yield k, min(k, S - 1), u
 
 
-def sweep_risk(s2, t, noise_var, n, lams, schedules):
+def sweep_risk(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int, lams: FloatArray,
+               schedules: FloatArray) -> FloatArray:
     """Excess risk of every schedule after every k = 0..K steps.
 
     Parameters
@@ -254,7 +267,8 @@ def sweep_risk(s2, t, noise_var, n, lams, schedules):
     return out
 
 
-def eval_projection(W, y_eval):
+def eval_projection(W: FloatArray, y_eval: FloatArray
+                    ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Compress an evaluation set: W = X_eval V = Q R (thin QR).
 
     Parameters
@@ -276,7 +290,8 @@ def eval_projection(W, y_eval):
     return R, c, np.sum(resid * resid, axis=-1)
 
 
-def eval_mse(R, c, resid2, n_eval, coef):
+def eval_mse(R: FloatArray, c: FloatArray, resid2: FloatArray, n_eval: int,
+             coef: FloatArray) -> FloatArray:
     """Mean squared error of the predictions W coef on the evaluation set.
 
     (resid2 + ||c - R coef||^2) / n_eval: a sum of squares, no cancellation.
@@ -292,10 +307,11 @@ def eval_mse(R, c, resid2, n_eval, coef):
     mse : ndarray of shape (..., N)
     """
     err = c[..., None, :] - coef @ np.swapaxes(R, -1, -2)
-    return (resid2[..., None] + np.sum(err * err, axis=-1)) / n_eval
+    return cast(FloatArray, (resid2[..., None] + np.sum(err * err, axis=-1)) / n_eval)
 
 
-def sweep_mse(s2, z, R, c, resid2, n_eval, lams, schedules):
+def sweep_mse(s2: FloatArray, z: FloatArray, R: FloatArray, c: FloatArray, resid2: FloatArray,
+              n_eval: int, lams: FloatArray, schedules: FloatArray) -> FloatArray:
     """Evaluation-set MSE of every schedule after every k = 0..K steps.
 
     Parameters
@@ -321,7 +337,8 @@ def sweep_mse(s2, z, R, c, resid2, n_eval, lams, schedules):
     return out
 
 
-def oracle_risk(s2, t, noise_var, n, lams, *, rtol=0.0):
+def oracle_risk(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int, lams: FloatArray,
+                *, rtol: float = 0.0) -> FloatArray:
     """Risk of the best filter that is a function of the eigenvalue (k -> infinity).
 
     Per direction the best phi is b/a with
@@ -360,4 +377,4 @@ def oracle_risk(s2, t, noise_var, n, lams, *, rtol=0.0):
     sum_b = np.einsum("...lp,...lpg->...lg", b, onehot)
     phi_group = np.where(sum_a > 0, sum_b / np.where(sum_a > 0, sum_a, 1.0), 0.0)
     phi_dir = np.einsum("...lg,...lpg->...lp", phi_group, onehot)
-    return np.sum(per_dir + a * (phi_dir - phi_star) ** 2, axis=-1)
+    return cast(FloatArray, np.sum(per_dir + a * (phi_dir - phi_star) ** 2, axis=-1))
