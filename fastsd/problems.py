@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -191,7 +192,7 @@ def concat_batches(*batches: ProblemBatch) -> ProblemBatch:
     has_cov = {b.cov is not None for b in batches}
     if len(has_cov) > 1:
         raise ValueError("batches must all carry cov (random design) or none")
-    cat = (lambda name: np.concatenate([getattr(b, name) for b in batches]))
+    cat: Callable[[str], NDArray[Any]] = (lambda name: np.concatenate([getattr(b, name) for b in batches]))
     return ProblemBatch(
         cov=cat("cov") if has_cov == {True} else None,
         X=cat("X"), theta_star=cat("theta_star"), noise_var=cat("noise_var"),

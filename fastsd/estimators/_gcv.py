@@ -51,6 +51,8 @@ reliable than ``loo``; see the SelfDistilledRidgeCV notes.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -116,7 +118,7 @@ def _risk_of_beta(E: NDArray[np.float64], beta: NDArray[np.float64]) -> NDArray[
     E0 = E[:, :, 0]
     D = E[:, :, 1:] - E0[:, :, None]
     res: NDArray[np.float64] = E0[:, None, :] + np.einsum("lnk,ljk->ljn", D, beta)
-    return np.sum(res * res, axis=-1)
+    return cast("NDArray[np.float64]", np.sum(res * res, axis=-1))
 
 
 def gcv_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64], w_sum: float, fit_intercept: bool,

@@ -270,6 +270,7 @@ class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):  
         K_tr, K_val = gram[np.ix_(tr, tr)], gram[np.ix_(val, tr)]
         dec = decompose_kernel(K_tr, y[tr], name="the kernel matrix of X")
         R, c, resid2 = eval_projection(dec.eval_basis(K_val), y[val])
+        assert dec.z is not None  # y[tr] was passed
         mse, xi_rows = optimal_validation(dec.s2, dec.z, R, c, resid2, n_val, lams, K)
         table_xi = np.full((lams.size, K + 1, K), np.nan)
         table_xi[:, 1:, :] = xi_rows

@@ -125,7 +125,7 @@ def _xibar_to_h_matrix(K: int) -> NDArray[np.float64]:
     """B with h = xibar @ B: u = sum_m xibar_m q^m = q sum_m xibar_m (1 - r)^(m-1)."""
     m = np.arange(K)[:, None]
     j = np.arange(K)[None, :]
-    return np.where(j <= m, cast("NDArray[np.float64]", comb(m, j)) * (-1.0) ** j, 0.0)
+    return cast("NDArray[np.float64]", np.where(j <= m, comb(m, j) * (-1.0) ** j, 0.0))
 
 
 def _loo_risk(Rm: NDArray[np.float64], xibar: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -135,7 +135,7 @@ def _loo_risk(Rm: NDArray[np.float64], xibar: NDArray[np.float64]) -> NDArray[np
     rows): ||[P, e0] [xibar; 1]|| = ||Rm [xibar; 1]||, a short sum of squares.
     """
     res: NDArray[np.float64] = Rm[:, None, :, -1] + np.einsum("lmk,ljk->ljm", Rm[:, :, :-1], xibar)
-    return np.sum(res * res, axis=-1)
+    return cast("NDArray[np.float64]", np.sum(res * res, axis=-1))
 
 
 def nested_loo(e0: NDArray[np.float64], P: NDArray[np.float64], defined: NDArray[np.bool_], w_sum: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

@@ -95,7 +95,7 @@ def h_from_xi(xi: NDArray[np.float64]) -> NDArray[np.float64]:
     """
     from ..filters import products_from_xi
 
-    return products_from_xi(xi)
+    return cast("NDArray[np.float64]", products_from_xi(xi))  # filters is jitted, unchecked
 
 
 def xi_from_rows(h_rows: NDArray[np.float64]) -> NDArray[np.float64]:
