@@ -58,7 +58,7 @@ from importlib import resources
 from os import PathLike
 from pathlib import Path
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -593,9 +593,17 @@ def _as_pair(part: object, name: str) -> Sequence[Any]:
     return part
 
 
+@overload
+def standardize(
+    train: tuple[ArrayLike, ArrayLike], *others: tuple[ArrayLike, ArrayLike]
+) -> tuple[list[tuple[NDArray[np.float64], NDArray[np.float64]]], Standardization]: ...
+@overload
 def standardize(
     train: Sequence[ArrayLike | None], *others: Sequence[ArrayLike | None]
-) -> tuple[list[tuple[NDArray[np.float64], NDArray[np.float64] | None]], Standardization]:
+) -> tuple[Sequence[tuple[NDArray[np.float64], NDArray[np.float64] | None]], Standardization]: ...
+def standardize(
+    train: Sequence[ArrayLike | None], *others: Sequence[ArrayLike | None]
+) -> tuple[Sequence[tuple[NDArray[np.float64], NDArray[np.float64] | None]], Standardization]:
     """Standardize features and centre the target with training statistics only.
 
     Every feature column is transformed to ``(x - mean) / std`` and the
@@ -689,7 +697,6 @@ def load_split(name: str, seed: int | np.random.Generator, val_fraction: float =
         (split.X_val, split.y_val),
         (split.X_test, split.y_test),
     )
-    assert tr[1] is not None and va[1] is not None and te[1] is not None  # every y was given
     return split._replace(
         X_train=tr[0], y_train=tr[1], X_val=va[0], y_val=va[1],
         X_test=te[0], y_test=te[1], stats=stats,
