@@ -326,7 +326,8 @@ def _air_quality_table(data: bytes) -> tuple[NDArray[np.float64], tuple[str, ...
     return np.array(values, dtype=np.float64), _AQ_HEADER[2:15]
 
 
-def _parse_air_quality_xy(data: bytes) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
+def _parse_air_quality_xy(data: bytes,
+                          ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
     table, names = _air_quality_table(data)
     cols = [names.index(c) for c in _AQ_INPUTS]
     t = names.index(_AQ_TARGET)
@@ -335,7 +336,8 @@ def _parse_air_quality_xy(data: bytes) -> tuple[NDArray[np.float64], NDArray[np.
     return X[keep], y[keep], _AQ_INPUTS
 
 
-def _parse_appliances_energy(data: bytes) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
+def _parse_appliances_energy(data: bytes,
+                             ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
     text = data.decode("ascii")
     first, _, body = text.partition("\r\n")
     header = tuple(h.strip('"') for h in first.split(","))
@@ -359,14 +361,17 @@ def _parse_appliances_energy(data: bytes) -> tuple[NDArray[np.float64], NDArray[
     return X, y, _AEP_INPUTS
 
 
-_PARSERS: dict[str, Callable[[bytes], tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]]] = {
+#: What a parser of a decompressed file returns: (X, y, feature names).
+_Parsed = tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]
+_PARSERS: dict[str, Callable[[bytes], _Parsed]] = {
     "airfoil": _parse_airfoil,
     "air_quality": _parse_air_quality_xy,
     "appliances_energy": _parse_appliances_energy,
 }
 
 
-def _parse(key: str, path: str | PathLike[str] | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
+def _parse(key: str, path: str | PathLike[str] | None = None,
+           ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
     X, y, names = _PARSERS[key](_read_verified(key, path))
     X = np.ascontiguousarray(X, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
@@ -455,7 +460,8 @@ class Standardization(NamedTuple):
     x_scale: NDArray[np.float64]
     y_mean: float
 
-    def transform(self, X: ArrayLike, y: ArrayLike | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+    def transform(self, X: ArrayLike, y: ArrayLike | None = None,
+                  ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
         """Apply the statistics: ``(X - x_mean) / x_scale`` and ``y - y_mean``.
 
         Parameters

@@ -86,7 +86,8 @@ def measure(repeat: int = 3, quick: bool = False) -> dict[str, Any]:
     B, n, d = X.shape
     cells = B * lams.size * xis.size * (K + 1) * d
     dec = decompose(X)
-    res: dict[str, Any] = {"B": B, "n": n, "d": d, "L": lams.size, "G": xis.size, "K": K, "cells": cells}
+    res: dict[str, Any] = {"B": B, "n": n, "d": d, "L": lams.size, "G": xis.size, "K": K,
+                           "cells": cells}
     all_threads: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at import
 
     res["decompose_s"] = _best_time(lambda: decompose(X), repeat)

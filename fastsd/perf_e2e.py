@@ -52,8 +52,8 @@ WORKLOADS: dict[str, tuple[int, int, int]] = {
     "W5": (0, 500, 4000),
     "S": (0, 2_000_000, 100),
 }
-QUICK: dict[str, tuple[int, int, int]] = {"W3": (16, 4000, 256), "W4": (0, 50_000, 200), "W5": (0, 500, 2000),
-         "S": (0, 200_000, 100)}
+QUICK: dict[str, tuple[int, int, int]] = {
+    "W3": (16, 4000, 256), "W4": (0, 50_000, 200), "W5": (0, 500, 2000), "S": (0, 200_000, 100)}
 
 
 def _times(funcs: Mapping[str, Callable[[], object]],
@@ -112,7 +112,8 @@ def _flops(B: int, n: int, d: int) -> float:
     return B * (k * m * m + 4.0 * m ** 3)
 
 
-def _sweeps(dec: Decomposition, theta: NDArray[np.float64], lams: NDArray[np.float64], xis: NDArray[np.float64], K: int) -> None:
+def _sweeps(dec: Decomposition, theta: NDArray[np.float64], lams: NDArray[np.float64],
+            xis: NDArray[np.float64], K: int) -> None:
     sweep_risk(dec, theta, 0.5, lams, xis, K)
     sweep_optimal(dec, theta, 0.5, lams, K)
 

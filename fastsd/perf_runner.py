@@ -67,7 +67,8 @@ def _times(func: Callable[[], object], repeat: int) -> tuple[list[float], list[f
     return wall, cpu
 
 
-def _interleaved(funcs: list[Callable[[], object]], repeat: int) -> list[tuple[list[float], list[float]]]:
+def _interleaved(funcs: list[Callable[[], object]], repeat: int,
+                 ) -> list[tuple[list[float], list[float]]]:
     """``_times`` of several functions run in turn (order rotating each round), so that a
     load that drifts on a shared machine hits all of them alike."""
     for func in funcs:
@@ -82,7 +83,8 @@ def _interleaved(funcs: list[Callable[[], object]], repeat: int) -> list[tuple[l
     return out
 
 
-def _ratio(a: tuple[list[float], list[float]], b: tuple[list[float], list[float]], clock: int = 0) -> float:
+def _ratio(a: tuple[list[float], list[float]], b: tuple[list[float], list[float]], clock: int = 0,
+           ) -> float:
     """Median over rounds of a_i / b_i (paired, robust to drifting load); clock 0 is wall
     time, 1 the CPU time of this process."""
     return float(np.median(np.asarray(a[clock]) / np.asarray(b[clock])))
@@ -160,8 +162,9 @@ def measure_runner(repeat: int = 5, quick: bool = False, dask: bool = False,
     dict
     """
     sweep = RunnerSweep(B=32 if quick else 256)
-    res: dict[str, Any] = {"B": sweep.X.shape[0], "L": sweep.lams.size, "G": sweep.xis.size, "K": sweep.K,
-           "blocks": len(sweep.blocks), "threads": threads, "repeat": repeat}
+    res: dict[str, Any] = {"B": sweep.X.shape[0], "L": sweep.lams.size, "G": sweep.xis.size,
+                           "K": sweep.K, "blocks": len(sweep.blocks), "threads": threads,
+                           "repeat": repeat}
     with thread_count(threads), single_threaded_blas():
         sweep.loop()
         want = sweep.out.copy()

@@ -162,8 +162,9 @@ def plot_risk_curves(curves: Mapping[str, NDArray[Any]], path: _PathT, *, title:
     return _save(fig, path)
 
 
-def plot_xi_vs_gap(table: Mapping[str, NDArray[Any]], path: _PathT, *, slopes: Mapping[int, float] | None = None,
-                   title: str | None = None, note: str | None = None) -> _PathT:
+def plot_xi_vs_gap(table: Mapping[str, NDArray[Any]], path: _PathT, *,
+                   slopes: Mapping[int, float] | None = None, title: str | None = None,
+                   note: str | None = None) -> _PathT:
     """max_i |xi_i| of the optimal k-step schedule vs the singular-value gap (log-log).
 
     Parameters
@@ -230,7 +231,8 @@ def plot_uci_test_mse(table: Mapping[str, NDArray[Any]], path: _PathT) -> _PathT
     return _save(fig, path)
 
 
-def plot_alignment(align: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]], path: _PathT) -> _PathT:
+def plot_alignment(align: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
+                   path: _PathT) -> _PathT:
     """Squared cosine of the ridge solution with each eigenvector, one panel per dataset.
 
     Parameters

@@ -92,7 +92,8 @@ def _synthetic(problems: dict[str, Any]) -> ProblemSet:
 
 
 def _preprocess(parts: Sequence[tuple[NDArray[np.float64], NDArray[np.float64]]],
-                preprocess: dict[str, Any]) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
+                preprocess: dict[str, Any],
+                ) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
     """Centre (intercept) and scale (standardize) every part with the train part's stats."""
     (X, y), rest = parts[0], parts[1:]
     centre = preprocess["intercept"] or preprocess["standardize"]
@@ -105,7 +106,8 @@ def _preprocess(parts: Sequence[tuple[NDArray[np.float64], NDArray[np.float64]]]
     return [((Xp - x_mean) / scale, yp - y_mean) for Xp, yp in [(X, y), *rest]]
 
 
-def _split(X: NDArray[np.float64], y: NDArray[np.float64], split: dict[str, Any], seed: int) -> Split:
+def _split(X: NDArray[np.float64], y: NDArray[np.float64], split: dict[str, Any], seed: int,
+           ) -> Split:
     from .datasets import split_dataset
 
     try:
@@ -119,9 +121,9 @@ def _split(X: NDArray[np.float64], y: NDArray[np.float64], split: dict[str, Any]
     return sp
 
 
-def _data_problems(pairs: Sequence[tuple[NDArray[np.float64], NDArray[np.float64]]], split: dict[str, Any],
-                   preprocess: dict[str, Any],
-                   seeds: Sequence[int]) -> tuple[dict[str, NDArray[Any]], dict[str, NDArray[Any]]]:
+def _data_problems(pairs: Sequence[tuple[NDArray[np.float64], NDArray[np.float64]]],
+                   split: dict[str, Any], preprocess: dict[str, Any], seeds: Sequence[int],
+                   ) -> tuple[dict[str, NDArray[Any]], dict[str, NDArray[Any]]]:
     """Split and preprocess B (X, y) designs of one shape into the validation arrays."""
     parts: list[list[tuple[NDArray[np.float64], NDArray[np.float64]]]] = []
     for (X, y), seed in zip(pairs, seeds):

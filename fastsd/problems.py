@@ -192,7 +192,8 @@ def concat_batches(*batches: ProblemBatch) -> ProblemBatch:
     has_cov = {b.cov is not None for b in batches}
     if len(has_cov) > 1:
         raise ValueError("batches must all carry cov (random design) or none")
-    cat: Callable[[str], NDArray[Any]] = (lambda name: np.concatenate([getattr(b, name) for b in batches]))
+    cat: Callable[[str], NDArray[Any]] = (
+        lambda name: np.concatenate([getattr(b, name) for b in batches]))
     return ProblemBatch(
         cov=cat("cov") if has_cov == {True} else None,
         X=cat("X"), theta_star=cat("theta_star"), noise_var=cat("noise_var"),
@@ -274,8 +275,9 @@ def _orthonormal(rng: np.random.Generator, rows: int, cols: int) -> NDArray[np.f
     return Q * np.where(np.diag(R) < 0, -1.0, 1.0)
 
 
-def _build(s: NDArray[np.float64], coords: NDArray[np.float64], n: int, noise_var: float, rng: np.random.Generator,
-           labels: dict[str, NDArray[Any]], meta: dict[str, Any]) -> ProblemBatch:
+def _build(s: NDArray[np.float64], coords: NDArray[np.float64], n: int, noise_var: float,
+           rng: np.random.Generator, labels: dict[str, NDArray[Any]], meta: dict[str, Any],
+           ) -> ProblemBatch:
     """X = U diag(s) V^T and theta* = V coords for each row of s (B, d)."""
     B, d = s.shape
     X = np.empty((B, n, d))
@@ -294,7 +296,8 @@ def _build(s: NDArray[np.float64], coords: NDArray[np.float64], n: int, noise_va
 
 def theorem1_family(ranks: ArrayLike, *, n: int | None = None, d: int | None = None,
                     noise_var: float = 0.1, spread: float = 0.5, align: str = "top",
-                    theta_norm: float = 1.0, seed: int | np.random.Generator | None = 0) -> ProblemBatch:
+                    theta_norm: float = 1.0, seed: int | np.random.Generator | None = 0,
+                    ) -> ProblemBatch:
     r"""The Theorem 1 family: rank r, distinct singular values, theta* on one eigenvector.
 
     For each rank r: ``s_j^2 = n (1 - spread (j - 1) / r)``, j = 1..r (r distinct
@@ -383,8 +386,8 @@ def theorem1_family(ranks: ArrayLike, *, n: int | None = None, d: int | None = N
 
 
 def repeated_singular_values(d: int = 4, *, n_distinct: int = 1, n: int | None = None,
-                             noise_var: float = 0.1, spread: float = 0.5,
-                             theta_norm: float = 1.0, seed: int | np.random.Generator | None = 0) -> ProblemBatch:
+                             noise_var: float = 0.1, spread: float = 0.5, theta_norm: float = 1.0,
+                             seed: int | np.random.Generator | None = 0) -> ProblemBatch:
     r"""Violates Assumption 1 (distinct singular values): values repeated.
 
     The d squared singular values take ``n_distinct`` values
@@ -489,7 +492,8 @@ def spread_theta(d: int = 4, *, weights: ArrayLike | None = None, n: int | None 
 
 
 def singular_gap_family(gaps: ArrayLike, *, p: int = 3, n: int = 64, noise_var: float = 0.1,
-                        theta_norm: float = 1.0, seed: int | np.random.Generator | None = 0) -> ProblemBatch:
+                        theta_norm: float = 1.0, seed: int | np.random.Generator | None = 0,
+                        ) -> ProblemBatch:
     r"""p singular values with a varying relative gap, theta* on the top eigenvector.
 
     For each gap g: ``s_j = sqrt(n) (1 - (j - 1) g)``, j = 1..p, so consecutive

@@ -180,8 +180,10 @@ class _LinearPredictMixin:
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         check_is_fitted(self, "coef_")
-        X = cast("NDArray[np.floating[Any]]", _sk_validate_data(self, X, reset=False, dtype=_DTYPES))
-        return X @ self.coef_.T + self.intercept_  # type: ignore[no-any-return]  # intercept_ is Any
+        X = cast("NDArray[np.floating[Any]]",
+                 _sk_validate_data(self, X, reset=False, dtype=_DTYPES))
+        # intercept_ is Any (a float or an array)
+        return X @ self.coef_.T + self.intercept_  # type: ignore[no-any-return]
 
     def _validate_fit_data(
         self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None
@@ -196,7 +198,8 @@ class _LinearPredictMixin:
         return X, y, sample_weight
 
     def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()  # type: ignore[misc]  # provided by BaseEstimator in the MRO
+        # provided by BaseEstimator in the MRO
+        tags = super().__sklearn_tags__()  # type: ignore[misc]
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
@@ -206,7 +209,9 @@ class _LinearPredictMixin:
 
 
 # scikit-learn ships no type stubs, so its base classes are Any to mypy.
-class SelfDistilledRidge(_LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: ignore[misc]
+class SelfDistilledRidge(
+    _LinearPredictMixin, RegressorMixin, BaseEstimator  # type: ignore[misc]
+):
     r"""k-step self-distilled ridge regression (Pareek, Du & Oh, NeurIPS 2024).
 
     The teacher is ridge, theta_0 = argmin ||y - X theta||^2 + lam ||theta||^2;

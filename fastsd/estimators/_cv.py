@@ -137,7 +137,9 @@ def gcv_guard(table: TuningTable, best: tuple[int, int], prep: _Prepared,
 
 
 # scikit-learn ships no type stubs, so its base classes are Any to mypy.
-class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):  # type: ignore[misc]
+class SelfDistilledRidgeCV(
+    _LinearPredictMixin, RegressorMixin, BaseEstimator  # type: ignore[misc]
+):
     r"""Self-distilled ridge with lambda, the number of steps k <= K and xi tuned.
 
     For every lambda in ``lams`` and every k = 0..``max_steps`` the estimated

@@ -69,8 +69,10 @@ RHO_TOL = 1e-12
 GCV_RCOND = float(np.sqrt(np.finfo(np.float64).eps))
 
 
-def gcv_basis_residuals(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64], w_sum: float, fit_intercept: bool,
-                        lams: NDArray[np.float64], max_steps: int) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+def gcv_basis_residuals(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
+                        w_sum: float, fit_intercept: bool, lams: NDArray[np.float64],
+                        max_steps: int,
+                        ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """The GCV-scaled residual vectors E_m of the basis smoothers H^{m+1}.
 
     Parameters
@@ -121,8 +123,8 @@ def _risk_of_beta(E: NDArray[np.float64], beta: NDArray[np.float64]) -> NDArray[
     return cast("NDArray[np.float64]", np.sum(res * res, axis=-1))
 
 
-def gcv_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64], w_sum: float, fit_intercept: bool,
-              lams: ArrayLike, max_steps: int) -> TuningTable:
+def gcv_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64], w_sum: float,
+              fit_intercept: bool, lams: ArrayLike, max_steps: int) -> TuningTable:
     """GCV-estimated risks and optimal schedules for every lambda and k <= K.
 
     Parameters are those of :func:`gcv_basis_residuals`.

@@ -82,10 +82,12 @@ class _KernelMixin:
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         check_is_fitted(self, "dual_coef_")
-        X = cast("NDArray[np.floating[Any]]", _sk_validate_data(self, X, reset=False, dtype=_DTYPES))
+        X = cast("NDArray[np.floating[Any]]",
+                 _sk_validate_data(self, X, reset=False, dtype=_DTYPES))
         return self._gram(X, self.X_fit_) @ self.dual_coef_
 
-    def _fit_data(self, X: ArrayLike, y: ArrayLike, multi_output: bool) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]:
+    def _fit_data(self, X: ArrayLike, y: ArrayLike, multi_output: bool,
+                  ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]:
         X, y = cast("tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]",
                     _sk_validate_data(self, X, y, dtype=_DTYPES, multi_output=multi_output,
                                       y_numeric=True))
@@ -95,7 +97,8 @@ class _KernelMixin:
         return X, y
 
     def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()  # type: ignore[misc]  # provided by BaseEstimator in the MRO
+        # provided by BaseEstimator in the MRO
+        tags = super().__sklearn_tags__()  # type: ignore[misc]
         tags.input_tags.pairwise = self.kernel == "precomputed"
         return tags
 
@@ -103,7 +106,8 @@ class _KernelMixin:
         return {"pairwise": self.kernel == "precomputed"}
 
 
-def _dual(dec: Decomposition, Y: NDArray[np.float64], lam: float, xi: ArrayLike) -> NDArray[np.float64]:
+def _dual(dec: Decomposition, Y: NDArray[np.float64], lam: float, xi: ArrayLike,
+          ) -> NDArray[np.float64]:
     """alpha_k for every target column of Y (n, T): shape (n, T)."""
     Z = np.sqrt(dec.s2)[:, None] * (dec.U.T @ Y)
     alpha = self_distill_spectral(dec.V, dec.s2, Z.T, np.array([lam]), np.asarray(xi, float))
@@ -188,7 +192,8 @@ class SelfDistilledKernelRidge(_KernelMixin, RegressorMixin, BaseEstimator):  # 
 
 def _check_fraction(value: object, name: str) -> float:
     # numbers.Real declares no comparison with int in typeshed
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:  # type: ignore[operator]
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not 0 < value < 1):  # type: ignore[operator]
         raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
     return float(value)
 

@@ -65,8 +65,10 @@ LEVERAGE_TOL = 1e-10
 NESTED_RCOND = float(np.sqrt(np.finfo(np.float64).eps))
 
 
-def loo_columns(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64], sqrt_w: NDArray[np.float64] | None, w_sum: float,
-                fit_intercept: bool, lams: NDArray[np.float64], max_steps: int) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+def loo_columns(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
+                sqrt_w: NDArray[np.float64] | None, w_sum: float, fit_intercept: bool,
+                lams: NDArray[np.float64], max_steps: int,
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
     """LOO ridge residuals and the columns P_m of the k-step LOO predictions.
 
     Parameters
@@ -138,7 +140,8 @@ def _loo_risk(Rm: NDArray[np.float64], xibar: NDArray[np.float64]) -> NDArray[np
     return cast("NDArray[np.float64]", np.sum(res * res, axis=-1))
 
 
-def nested_loo(e0: NDArray[np.float64], P: NDArray[np.float64], defined: NDArray[np.bool_], w_sum: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def nested_loo(e0: NDArray[np.float64], P: NDArray[np.float64], defined: NDArray[np.bool_],
+               w_sum: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Honest risk of the LOO-fitted schedules: leave-one-out of the xi fit itself.
 
     The LOO-optimal xibar minimizes ||e0 + P xibar||^2 over k free coefficients
@@ -214,17 +217,25 @@ def nested_loo(e0: NDArray[np.float64], P: NDArray[np.float64], defined: NDArray
     return risk, losses
 
 
+#: (risk, losses) of :func:`nested_loo`.
+_Nested = tuple[NDArray[np.float64], NDArray[np.float64]]
+
+
 @overload
-def loo_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64], sqrt_w: NDArray[np.float64] | None, w_sum: float,
-              fit_intercept: bool, lams: ArrayLike, max_steps: int, *,
-              nested: Literal[False] = ...) -> TuningTable: ...
+def loo_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
+              sqrt_w: NDArray[np.float64] | None, w_sum: float, fit_intercept: bool,
+              lams: ArrayLike, max_steps: int, *, nested: Literal[False] = ...,
+              ) -> TuningTable: ...
 @overload
-def loo_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64], sqrt_w: NDArray[np.float64] | None, w_sum: float,
-              fit_intercept: bool, lams: ArrayLike, max_steps: int, *,
-              nested: Literal[True]) -> tuple[TuningTable, tuple[NDArray[np.float64], NDArray[np.float64]]]: ...
-def loo_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64], sqrt_w: NDArray[np.float64] | None, w_sum: float,
-              fit_intercept: bool, lams: ArrayLike, max_steps: int, *,
-              nested: bool = False) -> TuningTable | tuple[TuningTable, tuple[NDArray[np.float64], NDArray[np.float64]] | None]:
+def loo_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
+              sqrt_w: NDArray[np.float64] | None, w_sum: float, fit_intercept: bool,
+              lams: ArrayLike, max_steps: int, *, nested: Literal[True],
+              ) -> tuple[TuningTable, _Nested]:
+    ...
+def loo_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
+              sqrt_w: NDArray[np.float64] | None, w_sum: float, fit_intercept: bool,
+              lams: ArrayLike, max_steps: int, *, nested: bool = False,
+              ) -> TuningTable | tuple[TuningTable, _Nested | None]:
     """Exact-LOO risks and LOO-optimal schedules for every lambda and k <= K.
 
     Parameters are those of :func:`loo_columns`; with ``nested=True`` the

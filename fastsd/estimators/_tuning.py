@@ -58,7 +58,8 @@ class TuningTable:
         return int(self.risk.shape[1]) - 1
 
 
-def nested_lstsq(design: NDArray[np.float64], target: NDArray[np.float64], rcond: float | None = None) -> NDArray[np.float64]:
+def nested_lstsq(design: NDArray[np.float64], target: NDArray[np.float64],
+                 rcond: float | None = None) -> NDArray[np.float64]:
     """min ||design[..., :k] beta - target|| for every k = 1..K (column-scaled QR).
 
     Parameters
@@ -119,8 +120,10 @@ def xi_from_rows(h_rows: NDArray[np.float64]) -> NDArray[np.float64]:
     return xi
 
 
-def reject_unreproducible(xi: NDArray[np.float64], achieved: NDArray[np.float64], optimum: NDArray[np.float64], risk0: NDArray[np.float64],
-                          s2: NDArray[np.float64], lams: NDArray[np.float64]) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+def reject_unreproducible(xi: NDArray[np.float64], achieved: NDArray[np.float64],
+                          optimum: NDArray[np.float64], risk0: NDArray[np.float64],
+                          s2: NDArray[np.float64], lams: NDArray[np.float64],
+                          ) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
     """Validity of each row of xi (..., K + 1, K) and xi with NaN where invalid.
 
     ``achieved`` (..., K + 1) is the criterion recomputed from xi through the
@@ -174,7 +177,8 @@ SAFE_Z = 0.5
 ADMISSIBLE_TOL = 1e-6
 
 
-def shrinkage_factors(s2: NDArray[np.float64], lams: NDArray[np.float64], xi: NDArray[np.float64]) -> NDArray[np.float64]:
+def shrinkage_factors(s2: NDArray[np.float64], lams: NDArray[np.float64], xi: NDArray[np.float64],
+                      ) -> NDArray[np.float64]:
     """Per-direction shrinkage f_j = phi_j r_j of every schedule in a table.
 
     The k-step estimator is theta_k = V diag(f / s^2) V^T X^T y on the live
@@ -206,7 +210,8 @@ def shrinkage_factors(s2: NDArray[np.float64], lams: NDArray[np.float64], xi: ND
     return f
 
 
-def admissible(s2: NDArray[np.float64], lams: NDArray[np.float64], xi: NDArray[np.float64], tol: float = ADMISSIBLE_TOL) -> NDArray[np.bool_]:
+def admissible(s2: NDArray[np.float64], lams: NDArray[np.float64], xi: NDArray[np.float64],
+               tol: float = ADMISSIBLE_TOL) -> NDArray[np.bool_]:
     """Entries whose shrinkage factors all lie in [0, 1] (up to ``tol``): (L, K + 1) bool.
 
     Direction by direction the fixed-design risk of f_j z_j (z_j unbiased for

@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 __all__ = ["tuning_table", "format_tuning_table"]
 
 
-def _test_mse(prep: _Prepared, dec: Decomposition, Z: NDArray[np.float64], lam: float, xi: NDArray[np.float64],
-              X_test: NDArray[np.float64], y_test: NDArray[np.float64]) -> float:
+def _test_mse(prep: _Prepared, dec: Decomposition, Z: NDArray[np.float64], lam: float,
+              xi: NDArray[np.float64], X_test: NDArray[np.float64], y_test: NDArray[np.float64],
+              ) -> float:
     coef = _filter_coef(dec, Z, lam, xi)  # (T, d)
     intercept = prep.y_mean - coef @ prep.x_mean
     Y = y_test[:, None] if y_test.ndim == 1 else y_test

@@ -66,7 +66,8 @@ def sine_problem(n: int = 64, noise: float = 0.3, gamma: float = 1000.0, n_grid:
                 noise_var=noise ** 2, dec=dec, gamma=gamma)
 
 
-def _fit_error(lam: float, d: NDArray[np.float64], g: NDArray[np.float64], rest2: float, n: int) -> float:
+def _fit_error(lam: float, d: NDArray[np.float64], g: NDArray[np.float64], rest2: float, n: int,
+               ) -> float:
     """(1/n) ||f - y||^2 of kernel ridge at lam on targets with U^T y = g."""
     shrink = lam / (d + lam)
     return (np.sum((shrink * g) ** 2) + rest2) / n
@@ -131,8 +132,9 @@ def constrained_rounds(problem: dict[str, Any], eps: float,
                 bound=float(np.linalg.norm(y) / np.sqrt(n * eps)))
 
 
-def ground_truth_weighting(problem: dict[str, Any], lam: float, max_steps: int,
-                           pure_steps: int) -> tuple[NDArray[np.float64], NDArray[np.float64], list[NDArray[np.float64]]]:
+def ground_truth_weighting(
+    problem: dict[str, Any], lam: float, max_steps: int, pure_steps: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64], list[NDArray[np.float64]]]:
     """In-sample risk at one penalty: pure SD (xi = 1) for k = 0..pure_steps and the
     optimal xi for k = 0..max_steps (with the schedules)."""
     dec, f_star, var = problem["dec"], problem["f_star"], problem["noise_var"]

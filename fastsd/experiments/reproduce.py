@@ -177,7 +177,8 @@ def _table1(table: Mapping[str, NDArray[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _write_summary(out: str, table: Mapping[str, NDArray[Any]], align: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
+def _write_summary(out: str, table: Mapping[str, NDArray[Any]],
+                   align: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
                    synthetic: dict[str, Any], seeds: int, quick: bool, elapsed: float,
                    n_train: Mapping[str, int], tuning: tuple[str, str, dict[str, Any]]) -> str:
     lines = [

@@ -262,8 +262,8 @@ def optimum_over_lambda(curves: Mapping[str, NDArray[Any]]) -> dict[str, NDArray
         ``case``, ``k``, ``risk_opt``, ``lam_opt``, ``gain_vs_ridge``
         (optimal ridge risk / risk_opt) and ``gain_vs_1step``.
     """
-    rows: dict[str, list[Any]] = {"case": [], "k": [], "risk_opt": [], "lam_opt": [], "gain_vs_ridge": [],
-            "gain_vs_1step": []}
+    rows: dict[str, list[Any]] = {"case": [], "k": [], "risk_opt": [], "lam_opt": [],
+                                  "gain_vs_ridge": [], "gain_vs_1step": []}
     for case in dict.fromkeys(curves["case"].tolist()):
         here = curves["case"] == case
         ks = np.unique(curves["k"][here])
@@ -284,9 +284,9 @@ def optimum_over_lambda(curves: Mapping[str, NDArray[Any]]) -> dict[str, NDArray
 # --------------------------------------------------------------------------- xi vs gap
 
 
-def xi_vs_gap(gaps: ArrayLike | None = None, *, p: int = 3, lam: float | None = None,
-              n: int = 64, noise_var: float = 0.1, quick: bool = False,
-              backend: str = "numba", seed: int = 0, threads: int | None = None) -> dict[str, NDArray[Any]]:
+def xi_vs_gap(gaps: ArrayLike | None = None, *, p: int = 3, lam: float | None = None, n: int = 64,
+              noise_var: float = 0.1, quick: bool = False, backend: str = "numba", seed: int = 0,
+              threads: int | None = None) -> dict[str, NDArray[Any]]:
     r"""Magnitude of the optimal xi for k = 1..p steps as the singular-value gap shrinks.
 
     Parameters

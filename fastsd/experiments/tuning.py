@@ -78,7 +78,8 @@ def display_name(name: str) -> str:
     return cast(str, dataset_info(name)["title"])
 
 
-def _theorem1_population(noise_var: float, d: int = 8) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+def _theorem1_population(noise_var: float, d: int = 8,
+                         ) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
     """(Sigma^{1/2} rows factor C with Sigma = C C^T, theta*, sigma^2)."""
     from ..problems import theorem1_family
 
@@ -92,7 +93,8 @@ def _real_data(name: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     if name == "diabetes":
         from sklearn.datasets import load_diabetes
 
-        return cast("tuple[NDArray[np.float64], NDArray[np.float64]]", load_diabetes(return_X_y=True))
+        return cast("tuple[NDArray[np.float64], NDArray[np.float64]]",
+                    load_diabetes(return_X_y=True))
     if name == "friedman1":
         from sklearn.datasets import make_friedman1
 
@@ -104,7 +106,8 @@ def _real_data(name: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     return X, y
 
 
-def _oracle_coef(X: NDArray[np.float64], y: NDArray[np.float64], Sigma: NDArray[np.float64], theta: NDArray[np.float64], noise_var: float) -> NDArray[np.float64]:
+def _oracle_coef(X: NDArray[np.float64], y: NDArray[np.float64], Sigma: NDArray[np.float64],
+                 theta: NDArray[np.float64], noise_var: float) -> NDArray[np.float64]:
     """Population-risk-optimal filter on the (centered) training eigenbasis.
 
     theta_hat = V diag(c) z, z = V^T X_c^T y_c; E z = s^2 t, Cov z = sigma^2 diag(s^2),
@@ -146,9 +149,15 @@ def _fit_rule(rule: str, X: NDArray[np.float64], y: NDArray[np.float64], seed: i
     return est.coef_, est.intercept_, est.k_, est.lam_, fired
 
 
+#: evaluate(coef, intercept) -> test error of a split (see :func:`_splits`).
+_Evaluate = Callable[[NDArray[np.floating[Any]], float], float]
+
+
 def _splits(
     name: str, share: float, seeds: Iterable[int]
-) -> Iterator[tuple[int, NDArray[np.float64], NDArray[np.float64], Callable[[NDArray[np.floating[Any]], float], float], NDArray[np.float64] | None]]:
+) -> Iterator[
+    tuple[int, NDArray[np.float64], NDArray[np.float64], _Evaluate, NDArray[np.float64] | None]
+]:
     """Yield (seed, X_train, y_train, evaluate, oracle coef or None); evaluate(coef,
     intercept) -> error."""
     from ..datasets import standardize
@@ -162,8 +171,9 @@ def _splits(
             X = rng.standard_normal((n, theta.size)) @ cov_root.T
             y = X @ theta + np.sqrt(noise_var) * rng.standard_normal(n)
 
-            def evaluate(coef: NDArray[np.floating[Any]], intercept: float, Sigma: NDArray[np.float64] = Sigma,
-                         theta: NDArray[np.float64] = theta) -> float:
+            def evaluate(coef: NDArray[np.floating[Any]], intercept: float,
+                         Sigma: NDArray[np.float64] = Sigma, theta: NDArray[np.float64] = theta,
+                         ) -> float:
                 delta = coef - theta
                 return float(delta @ Sigma @ delta)
 

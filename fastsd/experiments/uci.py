@@ -132,8 +132,8 @@ def summarize(rows: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
     return {key: np.asarray(col) for key, col in out.items()}
 
 
-def alignment(name: str, seed: int = 0, *, val_fraction: float = 0.2,
-              test_fraction: float = 0.2, num_lams: int = 41) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def alignment(name: str, seed: int = 0, *, val_fraction: float = 0.2, test_fraction: float = 0.2,
+              num_lams: int = 41) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """The paper's alignment diagnostic on one training split.
 
     Squared cosine between the validation-tuned ridge solution and each
@@ -202,7 +202,8 @@ def learning_curve(name: str, shares: Iterable[float] = CURVE_SHARES,
     N = y_all.shape[0]
     n_test = n_val = int(round(0.2 * N))
     K = max(steps)
-    rows: dict[str, list[Any]] = {c: [] for c in ("dataset", "share", "n_train", "seed", "model", "lam", "test_mse")}
+    rows: dict[str, list[Any]] = {
+        c: [] for c in ("dataset", "share", "n_train", "seed", "model", "lam", "test_mse")}
 
     def add(share: float, n: int, seed: int, model: str, lam: float, mse: float) -> None:
         for c, v in zip(rows, (name, share, n, seed, model, lam, mse)):
@@ -273,7 +274,8 @@ def summarize_curves(rows: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def curve_paragraph(summary: Mapping[str, NDArray[Any]], names: Mapping[str, str] | None = None) -> str:
+def curve_paragraph(summary: Mapping[str, NDArray[Any]], names: Mapping[str, str] | None = None,
+                    ) -> str:
     """One paragraph with the measured numbers: where validation-tuned SD beats each baseline.
 
     A gain is counted where the mean change is below -2 standard errors.
