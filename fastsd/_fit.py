@@ -1,12 +1,15 @@
 """A least-squares line, shared by the synthetic studies and their figures
 (kept apart so that :mod:`fastsd.plotting` need not import :mod:`fastsd.experiments`)."""
 
+from typing import cast
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["linear_fit"]
 
 
-def linear_fit(x, y):
+def linear_fit(x: ArrayLike, y: ArrayLike) -> dict[str, float]:
     """Least-squares line y ~ slope x + intercept over the finite points.
 
     Returns
@@ -16,7 +19,7 @@ def linear_fit(x, y):
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
+    x, y = cast("NDArray[np.float64]", x[ok]), cast("NDArray[np.float64]", y[ok])
     if x.size < 2:
         return {"slope": np.nan, "intercept": np.nan, "r2": np.nan}
     slope, intercept = np.polyfit(x, y, 1)

@@ -11,6 +11,8 @@ import argparse
 import os
 import sys
 import warnings
+from collections.abc import Sequence
+from typing import cast
 
 __all__ = ["main"]
 
@@ -19,7 +21,7 @@ class _Failure(Exception):
     """An error to report as one line."""
 
 
-def _cmd_reproduce(args):
+def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments.reproduce import reproduce
 
     summary = reproduce(args.output, quick=args.quick, seeds=args.seeds, backend=args.backend,
@@ -28,7 +30,7 @@ def _cmd_reproduce(args):
     return 0
 
 
-def _cmd_sweep(args):
+def _cmd_sweep(args: argparse.Namespace) -> int:
     from .config_sweep import load_config, run_sweep
     from .core import IllConditionedXiWarning
 
@@ -52,7 +54,7 @@ def _cmd_sweep(args):
     return 0
 
 
-def _cmd_export(args):
+def _cmd_export(args: argparse.Namespace) -> int:
     from .results import load_sweep
 
     result = load_sweep(args.output)
@@ -69,7 +71,7 @@ def _cmd_export(args):
     return 0
 
 
-def _cmd_plot(args):
+def _cmd_plot(args: argparse.Namespace) -> int:
     from .plotting import plot_sweep
     from .results import load_sweep
 
@@ -81,7 +83,7 @@ def _cmd_plot(args):
     return 0
 
 
-def _cmd_info(args):
+def _cmd_info(args: argparse.Namespace) -> int:
     import numba
     import numpy as np
     import scipy
@@ -98,8 +100,10 @@ def _cmd_info(args):
         ("scipy", scipy.__version__),
         ("numba", numba.__version__),
         ("numba threads", f"{numba.get_num_threads()} (NUMBA_NUM_THREADS="
-                          f"{numba.config.NUMBA_NUM_THREADS})"),
-        ("threading layer", numba.threading_layer()),
+                          # set by numba.config at import time; numba exports threading_layer
+                          # without declaring it
+                          f"{numba.config.NUMBA_NUM_THREADS})"),  # type: ignore[attr-defined]
+        ("threading layer", numba.threading_layer()),  # type: ignore[attr-defined]
         ("kernel cache", cache_dir()),
         ("cpu count", str(os.cpu_count())),
     ]
@@ -116,7 +120,7 @@ def _cmd_info(args):
     return 0
 
 
-def _cmd_bench(args):
+def _cmd_bench(args: argparse.Namespace) -> int:
     if "--runner" in args.rest:  # the block runner and Dask executor (fastsd.perf_runner)
         from .perf_runner import main as runner_main
 
@@ -126,7 +130,7 @@ def _cmd_bench(args):
     return bench_main(args.rest)
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastsd",
         description="Fast, exact repeated self-distillation of ridge regression.",
@@ -192,7 +196,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
@@ -203,7 +207,7 @@ def main(argv=None):
     if args.command == "bench" and args.rest in (["--help-bench"], ["-h"], ["--help"]):
         args.rest = ["--help"]
     try:
-        return args.func(args)
+        return cast(int, args.func(args))
     except _Failure as exc:
         print(f"fastsd: {exc}", file=sys.stderr)
         return 130

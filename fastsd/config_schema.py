@@ -34,9 +34,12 @@ import inspect
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeGuard, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .sweep import BACKENDS
 
@@ -69,7 +72,7 @@ class ConfigError(ValueError):
     """A configuration problem, reported as one line by the CLI."""
 
 
-def _check_keys(table, allowed, where):
+def _check_keys(table: object, allowed: Sequence[str], where: str) -> None:
     """Unknown keys are errors naming the closest valid key."""
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table ({{...}}), got {table!r}")
@@ -82,7 +85,7 @@ def _check_keys(table, allowed, where):
             raise ConfigError(f"unknown {what}{hint}")
 
 
-def _toml_load(path):
+def _toml_load(path: str) -> dict[str, Any]:
     import tomllib
 
     try:
@@ -96,18 +99,18 @@ def _toml_load(path):
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
 
 
-def _is_int(value):
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _int(value, name, minimum, maximum=None):
+def _int(value: object, name: str, minimum: int, maximum: int | None = None) -> int:
     if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
         bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
         raise ConfigError(f"{name} must be an integer {bound}, got {value!r}")
     return value
 
 
-def _bool(value, name):
+def _bool(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be true or false, got {value!r}")
     return value
@@ -117,7 +120,7 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 
 
-def parse_bytes(value, name="run.memory_limit"):
+def parse_bytes(value: object, name: str = "run.memory_limit") -> int:
     """Bytes from an integer or a string with a unit ("512MiB", "2GB", "1.5GiB")."""
     if _is_int(value) and value > 0:
         return value
@@ -131,7 +134,7 @@ def parse_bytes(value, name="run.memory_limit"):
                       f"got {value!r}")
 
 
-def _lams(spec):
+def _lams(spec: object) -> NDArray[np.float64]:
     if isinstance(spec, dict):
         _check_keys(spec, ("start", "stop", "num"), "grid.lams")
         if not {"start", "stop", "num"} <= set(spec):
@@ -151,7 +154,7 @@ def _lams(spec):
     return lams
 
 
-def _family_params(family, params):
+def _family_params(family: object, params: dict[str, Any]) -> dict[str, Any]:
     from . import problems as families
 
     if family not in FAMILIES:
@@ -168,7 +171,7 @@ def _family_params(family, params):
     return dict(bound.arguments)
 
 
-def _file_sha256(path):
+def _file_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -176,19 +179,19 @@ def _file_sha256(path):
     return digest.hexdigest()
 
 
-def _problems(raw, base):
+def _problems(raw: dict[str, Any], base: str) -> dict[str, Any]:
     source = raw.get("source")
     if source not in SOURCES:
         raise ConfigError(f"problems.source must be one of {SOURCES}, got {source!r}")
     _check_keys(raw, PROBLEM_KEYS[source], "problems")
-    out = {"source": source}
+    out: dict[str, Any] = {"source": source}
     if source == "synthetic":
         out["family"] = raw.get("family")
         out["params"] = _family_params(out["family"], raw.get("params", {}))
     elif source == "dataset":
         from .datasets import dataset_info
 
-        name = raw.get("name")
+        name: Any = raw.get("name")  # checked by dataset_info
         try:
             dataset_info(name)
         except (ValueError, TypeError, KeyError) as exc:
@@ -216,7 +219,7 @@ def _problems(raw, base):
     return out
 
 
-def _fraction(value, name):
+def _fraction(value: object, name: str) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
         raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
     return float(value)
@@ -235,43 +238,43 @@ class SweepConfig:
         The config file.
     """
 
-    resolved: dict
+    resolved: dict[str, Any]
     path: str
 
     @property
-    def hash(self):
+    def hash(self) -> str:
         """SHA-256 of the resolved config without the unhashed run keys."""
         return config_hash(self.resolved)
 
     @property
-    def lams(self):
+    def lams(self) -> NDArray[np.float64]:
         return np.asarray(self.resolved["grid"]["lams"], dtype=float)
 
     @property
-    def xis(self):
+    def xis(self) -> NDArray[np.float64] | None:
         xis = self.resolved["grid"]["xis"]
         return None if xis is None else np.asarray(xis, dtype=float)
 
     @property
-    def max_steps(self):
-        return self.resolved["grid"]["max_steps"]
+    def max_steps(self) -> int:
+        return cast(int, self.resolved["grid"]["max_steps"])
 
     @property
-    def run(self):
-        return self.resolved["run"]
+    def run(self) -> dict[str, Any]:
+        return cast("dict[str, Any]", self.resolved["run"])
 
     @property
-    def output(self):
-        return self.resolved["run"]["output"]
+    def output(self) -> str:
+        return cast(str, self.resolved["run"]["output"])
 
-    def with_output(self, output):
+    def with_output(self, output: str | os.PathLike[str]) -> SweepConfig:
         """The same config writing to ``output`` (an absolute path)."""
         resolved = json.loads(json.dumps(self.resolved))
         resolved["run"]["output"] = os.path.abspath(output)
         return SweepConfig(resolved, self.path)
 
 
-def config_hash(resolved):
+def config_hash(resolved: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of what determines the results."""
     hashed = json.loads(json.dumps(resolved))
     for key in UNHASHED_RUN_KEYS:
@@ -280,8 +283,8 @@ def config_hash(resolved):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _flatten(table, prefix=""):
-    flat = {}
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
     for key, value in table.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
@@ -291,14 +294,14 @@ def _flatten(table, prefix=""):
     return flat
 
 
-def diff_configs(old, new):
+def diff_configs(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Dotted names of the hashed keys whose values differ between two resolved configs."""
     a, b = _flatten(old), _flatten(new)
     skip = {f"run.{k}" for k in UNHASHED_RUN_KEYS}
     return sorted(k for k in set(a) | set(b) if k not in skip and a.get(k) != b.get(k))
 
 
-def load_config(path):
+def load_config(path: str | os.PathLike[str]) -> SweepConfig:
     """Read and validate a sweep config; returns a :class:`SweepConfig`.
 
     Raises

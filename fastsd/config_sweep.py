@@ -14,8 +14,11 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .config_schema import ConfigError, SweepConfig, load_config
 from .executors import DaskExecutor, get_executor
@@ -25,14 +28,18 @@ from .runner import block_grid, plan_blocks, run_blocks
 from .store import BLOCKS, MANIFEST, ZARR, SweepStore, prepare_output, read_manifest
 from .tasks import SweepTask
 
+if TYPE_CHECKING:
+    from .problem_sources import ProblemSet
+    from .runner import Block
+
 __all__ = ["ConfigError", "SweepConfig", "load_config", "plan_sweep", "run_sweep"]
 
 
-def _gb(n):
+def _gb(n: float) -> str:
     return f"{n / 1e9:,.3g} GB"
 
 
-def plan_sweep(cfg, problems):
+def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
     """Sizes, block plan and memory estimates of a config on its problems.
 
     Returns
@@ -87,7 +94,7 @@ def plan_sweep(cfg, problems):
             "block_bytes": int(block_bytes), "peak_bytes": int(inputs + 2 * block_bytes)}
 
 
-def _task(cfg, problems, kind, threads):
+def _task(cfg: SweepConfig, problems: ProblemSet, kind: str, threads: int | None) -> SweepTask:
     a = problems.arrays
     xis = cfg.xis
     schedules = None if xis is None else np.repeat(xis[:, None], cfg.max_steps, axis=1)
@@ -98,10 +105,11 @@ def _task(cfg, problems, kind, threads):
                      backend=cfg.run["backend"], threads=threads)
 
 
-def _attrs(cfg, problems, plan):
+def _attrs(cfg: SweepConfig, problems: ProblemSet,
+           plan: dict[str, Any]) -> dict[str, str | int | float]:
     import json
 
-    attrs = {"selection": cfg.run["selection"], "kind": plan["kind"],
+    attrs: dict[str, str | int | float] = {"selection": cfg.run["selection"], "kind": plan["kind"],
              "backend": cfg.run["backend"], "config_hash": cfg.hash,
              "split": json.dumps(cfg.resolved["split"]),
              "preprocess": json.dumps(cfg.resolved["preprocess"])}
@@ -110,7 +118,7 @@ def _attrs(cfg, problems, plan):
     return attrs
 
 
-def _remove_new_output(out, created_dir):
+def _remove_new_output(out: str, created_dir: bool) -> None:
     """Undo a fresh run that stored no block: remove what it created, nothing else."""
     for name in (MANIFEST, ZARR, BLOCKS):
         path = os.path.join(out, name)
@@ -122,8 +130,10 @@ def _remove_new_output(out, created_dir):
         os.rmdir(out)
 
 
-def run_sweep(cfg, *, resume=False, overwrite=False, progress=True, scheduler=None,
-              client=None):
+def run_sweep(cfg: SweepConfig | str | os.PathLike[str], *, resume: bool = False,
+              overwrite: bool = False,
+              progress: bool | Callable[[int, int], object] = True,
+              scheduler: str | None = None, client: Any = None) -> str:
     """Run a config block by block into its output directory.
 
     Parameters
@@ -180,7 +190,7 @@ def run_sweep(cfg, *, resume=False, overwrite=False, progress=True, scheduler=No
         task = _task(cfg, problems, plan["kind"], threads)
         kind = plan["kind"]
 
-        def consume(block, result):
+        def consume(block: Block, result: dict[str, Any]) -> None:
             store.write(block, store_values(kind, result))
 
         try:
@@ -195,7 +205,7 @@ def run_sweep(cfg, *, resume=False, overwrite=False, progress=True, scheduler=No
     return out
 
 
-def _warn_nan_xi(out):
+def _warn_nan_xi(out: str) -> None:
     """One IllConditionedXiWarning for the whole stored sweep."""
     import zarr
 
@@ -203,5 +213,7 @@ def _warn_nan_xi(out):
 
     group = zarr.open_group(os.path.join(out, ZARR), mode="r")
     if "xi_reproducible" in group:
-        ok = group["xi_reproducible"][...]
+        stored = group["xi_reproducible"]
+        assert isinstance(stored, zarr.Array)  # the array fastsd wrote, not a subgroup
+        ok = cast("NDArray[np.bool_]", stored[...])  # zarr types [...] as any array-like
         report_unrecoverable(int(ok.size - np.count_nonzero(ok)), ok[..., 1:].size, 4)

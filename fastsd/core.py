@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import cast
 
 import numpy as np
 from numpy.typing import ArrayLike

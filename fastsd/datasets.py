@@ -57,9 +57,11 @@ import types
 from importlib import resources
 from os import PathLike
 from pathlib import Path
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ._validation import as_float_array
 
@@ -126,7 +128,7 @@ _AEP_INPUTS = (
 )
 _AEP_ROWS = 19735
 
-_SPECS = {
+_SPECS: dict[str, dict[str, Any]] = {
     "airfoil": dict(
         title="Airfoil Self-Noise",
         description=(
@@ -198,7 +200,7 @@ DATASETS = types.MappingProxyType(
 )
 
 
-def _canonical_name(name):
+def _canonical_name(name: object) -> str:
     """Map a user-supplied dataset name (or alias) to its canonical name."""
     if not isinstance(name, str):
         raise TypeError(
@@ -215,7 +217,7 @@ def _canonical_name(name):
     return key
 
 
-def dataset_info(name):
+def dataset_info(name: str) -> dict[str, Any]:
     """Metadata of a bundled dataset: origin, licence, citation, checksums.
 
     Parameters
@@ -242,7 +244,7 @@ def dataset_info(name):
 # Reading and parsing
 # --------------------------------------------------------------------------
 
-def _read_verified(key, path=None):
+def _read_verified(key: str, path: str | PathLike[str] | None = None) -> bytes:
     """Bytes of the decompressed file, after checking both SHA-256 digests."""
     spec = _SPECS[key]
     if path is None:
@@ -282,18 +284,18 @@ def _read_verified(key, path=None):
     return data
 
 
-def _format_error(key, message):
+def _format_error(key: str, message: str) -> ValueError:
     return ValueError(f"unexpected format in the {key!r} data file: {message}")
 
 
-def _parse_airfoil(data):
+def _parse_airfoil(data: bytes) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
     table = np.loadtxt(data.decode("ascii").splitlines(), dtype=np.float64)
     if table.shape != (1503, 6):
         raise _format_error("airfoil", f"expected 1503 x 6 values, got {table.shape}")
     return table[:, :5], table[:, 5], _AIRFOIL_COLUMNS[:5]
 
 
-def _air_quality_table(data):
+def _air_quality_table(data: bytes) -> tuple[NDArray[np.float64], tuple[str, ...]]:
     """All 13 numeric columns (9357 x 13) with -200 kept, plus their names."""
     lines = data.decode("ascii").split("\r\n")
     if lines[-1] == "":
@@ -324,7 +326,8 @@ def _air_quality_table(data):
     return np.array(values, dtype=np.float64), _AQ_HEADER[2:15]
 
 
-def _parse_air_quality_xy(data):
+def _parse_air_quality_xy(data: bytes,
+                          ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
     table, names = _air_quality_table(data)
     cols = [names.index(c) for c in _AQ_INPUTS]
     t = names.index(_AQ_TARGET)
@@ -333,7 +336,8 @@ def _parse_air_quality_xy(data):
     return X[keep], y[keep], _AQ_INPUTS
 
 
-def _parse_appliances_energy(data):
+def _parse_appliances_energy(data: bytes,
+                             ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
     text = data.decode("ascii")
     first, _, body = text.partition("\r\n")
     header = tuple(h.strip('"') for h in first.split(","))
@@ -357,14 +361,17 @@ def _parse_appliances_energy(data):
     return X, y, _AEP_INPUTS
 
 
-_PARSERS = {
+#: What a parser of a decompressed file returns: (X, y, feature names).
+_Parsed = tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]
+_PARSERS: dict[str, Callable[[bytes], _Parsed]] = {
     "airfoil": _parse_airfoil,
     "air_quality": _parse_air_quality_xy,
     "appliances_energy": _parse_appliances_energy,
 }
 
 
-def _parse(key, path=None):
+def _parse(key: str, path: str | PathLike[str] | None = None,
+           ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
     X, y, names = _PARSERS[key](_read_verified(key, path))
     X = np.ascontiguousarray(X, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
@@ -374,14 +381,15 @@ def _parse(key, path=None):
 
 
 @functools.lru_cache(maxsize=None)
-def _load_cached(key):
+def _load_cached(key: str) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
     X, y, names = _parse(key)
     X.setflags(write=False)
     y.setflags(write=False)
     return X, y, names
 
 
-def _load(name, path=None):
+def _load(name: str, path: str | PathLike[str] | None = None,
+          ) -> tuple[NDArray[np.float64], NDArray[np.float64], list[str]]:
     """Load ``name``; from ``path`` (not cached) instead of the package if given."""
     key = _canonical_name(name)
     if path is None:
@@ -393,7 +401,7 @@ def _load(name, path=None):
     return X.copy(), y.copy(), list(names)
 
 
-def load_dataset(name):
+def load_dataset(name: str) -> tuple[NDArray[np.float64], NDArray[np.float64], list[str]]:
     """Load a bundled UCI dataset as raw float64 arrays.
 
     The packaged ``.gz`` file is checked against its published SHA-256 (and so
@@ -448,11 +456,12 @@ class Standardization(NamedTuple):
         Mean of the training target (the target is centred, not scaled).
     """
 
-    x_mean: np.ndarray
-    x_scale: np.ndarray
+    x_mean: NDArray[np.float64]
+    x_scale: NDArray[np.float64]
     y_mean: float
 
-    def transform(self, X, y=None):
+    def transform(self, X: ArrayLike, y: ArrayLike | None = None,
+                  ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
         """Apply the statistics: ``(X - x_mean) / x_scale`` and ``y - y_mean``.
 
         Parameters
@@ -479,7 +488,7 @@ class Standardization(NamedTuple):
             raise ValueError(f"y has {y.shape[0]} entries but X has {X.shape[0]} rows")
         return X_t, y - self.y_mean
 
-    def inverse_transform_y(self, y_t):
+    def inverse_transform_y(self, y_t: ArrayLike) -> NDArray[np.float64]:
         """Undo the target centring: ``y_t + y_mean`` (shape preserved)."""
         return np.asarray(y_t, dtype=np.float64) + self.y_mean
 
@@ -494,16 +503,16 @@ class Split(NamedTuple):
     by :func:`load_split`.
     """
 
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_val: np.ndarray
-    y_val: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    train_idx: np.ndarray
-    val_idx: np.ndarray
-    test_idx: np.ndarray
-    feature_names: tuple = ()
+    X_train: NDArray[np.float64]
+    y_train: NDArray[np.float64]
+    X_val: NDArray[np.float64]
+    y_val: NDArray[np.float64]
+    X_test: NDArray[np.float64]
+    y_test: NDArray[np.float64]
+    train_idx: NDArray[np.intp]
+    val_idx: NDArray[np.intp]
+    test_idx: NDArray[np.intp]
+    feature_names: tuple[str, ...] = ()
     stats: Standardization | None = None
 
     def __repr__(self):
@@ -512,7 +521,7 @@ class Split(NamedTuple):
                 f"standardized={self.stats is not None})")
 
 
-def _check_fraction(value, name):
+def _check_fraction(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number in [0, 1), got {value!r}")
     value = float(value)
@@ -521,7 +530,7 @@ def _check_fraction(value, name):
     return value
 
 
-def _rng_from_seed(seed):
+def _rng_from_seed(seed: object) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
@@ -533,13 +542,14 @@ def _rng_from_seed(seed):
     return np.random.default_rng(int(seed))
 
 
-def _part_size(fraction, n):
+def _part_size(fraction: float, n: int) -> int:
     if fraction == 0.0:
         return 0
     return max(1, math.floor(fraction * n + 0.5))
 
 
-def split_dataset(X, y, *, val_fraction=0.2, test_fraction=0.2, seed):
+def split_dataset(X: ArrayLike, y: ArrayLike, *, val_fraction: float = 0.2,
+                  test_fraction: float = 0.2, seed: int | np.random.Generator) -> Split:
     """Seeded random train/validation/test split of the rows of (X, y).
 
     Parameters
@@ -588,13 +598,23 @@ def split_dataset(X, y, *, val_fraction=0.2, test_fraction=0.2, seed):
     )
 
 
-def _as_pair(part, name):
+def _as_pair(part: object, name: str) -> Sequence[Any]:
     if isinstance(part, Split) or not isinstance(part, (tuple, list)) or len(part) != 2:
         raise TypeError(f"{name} must be a pair (X, y); y may be None")
     return part
 
 
-def standardize(train, *others):
+@overload
+def standardize(
+    train: tuple[ArrayLike, ArrayLike], *others: tuple[ArrayLike, ArrayLike]
+) -> tuple[list[tuple[NDArray[np.float64], NDArray[np.float64]]], Standardization]: ...
+@overload
+def standardize(
+    train: Sequence[ArrayLike | None], *others: Sequence[ArrayLike | None]
+) -> tuple[Sequence[tuple[NDArray[np.float64], NDArray[np.float64] | None]], Standardization]: ...
+def standardize(
+    train: Sequence[ArrayLike | None], *others: Sequence[ArrayLike | None]
+) -> tuple[Sequence[tuple[NDArray[np.float64], NDArray[np.float64] | None]], Standardization]:
     """Standardize features and centre the target with training statistics only.
 
     Every feature column is transformed to ``(x - mean) / std`` and the
@@ -649,7 +669,8 @@ def standardize(train, *others):
     return parts, stats
 
 
-def load_split(name, seed, val_fraction=0.2, test_fraction=0.2, standardize=True):
+def load_split(name: str, seed: int | np.random.Generator, val_fraction: float = 0.2,
+               test_fraction: float = 0.2, standardize: bool = True) -> Split:
     """Load a bundled dataset and split it, standardized with training statistics.
 
     Parameters

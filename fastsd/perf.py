@@ -20,6 +20,8 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numba
 import numpy as np
@@ -31,7 +33,8 @@ from .sweep import sweep_optimal, sweep_risk
 __all__ = ["workload", "measure", "main"]
 
 
-def workload(B=256, n=256, d=64, L=128, G=16, K=8, seed=0):
+def workload(B: int = 256, n: int = 256, d: int = 64, L: int = 128, G: int = 16, K: int = 8,
+             seed: int = 0) -> dict[str, Any]:
     """The W1/W2 inputs: decomposition, theta*, noise variance, grids."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((B, n, d))
@@ -42,7 +45,8 @@ def workload(B=256, n=256, d=64, L=128, G=16, K=8, seed=0):
     )
 
 
-def kernel_workload(B=64, n=512, teachers=8, students=8, G=16, K=8, seed=0):
+def kernel_workload(B: int = 64, n: int = 512, teachers: int = 8, students: int = 8, G: int = 16,
+                    K: int = 8, seed: int = 0) -> dict[str, Any]:
     """W3 inputs: B RBF kernel problems (n points in 3-D), their batched kernel
     decomposition, f* at the points, and a teacher x student grid of per-step
     penalties (teachers * students = L = 64 schedules lam_0, lam_s, ..., lam_s)."""
@@ -58,7 +62,7 @@ def kernel_workload(B=64, n=512, teachers=8, students=8, G=16, K=8, seed=0):
                 xis=np.linspace(-1.0, 2.0, G), K=K)
 
 
-def _best_time(func, repeat):
+def _best_time(func: Callable[[], object], repeat: int) -> float:
     func()  # warm-up (JIT, caches)
     best = np.inf
     for _ in range(repeat):
@@ -68,7 +72,7 @@ def _best_time(func, repeat):
     return best
 
 
-def measure(repeat=3, quick=False):
+def measure(repeat: int = 3, quick: bool = False) -> dict[str, Any]:
     """Time W1 and W2 on both backends, and the batched decomposition.
 
     Returns
@@ -81,8 +85,9 @@ def measure(repeat=3, quick=False):
     B, n, d = X.shape
     cells = B * lams.size * xis.size * (K + 1) * d
     dec = decompose(X)
-    res = {"B": B, "n": n, "d": d, "L": lams.size, "G": xis.size, "K": K, "cells": cells}
-    all_threads = numba.config.NUMBA_NUM_THREADS
+    res: dict[str, Any] = {"B": B, "n": n, "d": d, "L": lams.size, "G": xis.size, "K": K,
+                           "cells": cells}
+    all_threads: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at import
 
     res["decompose_s"] = _best_time(lambda: decompose(X), repeat)
 
@@ -144,7 +149,7 @@ def measure(repeat=3, quick=False):
     return res
 
 
-def machine_description():
+def machine_description() -> str:
     """CPU model, core count and library versions, for the performance tables."""
     cpu = platform.processor() or platform.machine()
     try:
@@ -156,19 +161,20 @@ def machine_description():
     except OSError:
         pass
     return (f"{cpu}; {os.cpu_count()} logical CPUs; numba threads "
-            f"{numba.config.NUMBA_NUM_THREADS} ({numba.threading_layer() if _layer_ready() else 'n/a'}); "
+            # set by numba.config at import time; numba exports threading_layer undeclared
+            f"{numba.config.NUMBA_NUM_THREADS} ({numba.threading_layer() if _layer_ready() else 'n/a'}); "  # type: ignore[attr-defined]
             f"numpy {np.__version__}, numba {numba.__version__}")
 
 
-def _layer_ready():
+def _layer_ready() -> bool:
     try:
-        numba.threading_layer()
+        numba.threading_layer()  # type: ignore[attr-defined]  # exported, undeclared
         return True
     except ValueError:
         return False
 
 
-def format_table(res):
+def format_table(res: dict[str, Any]) -> str:
     """Markdown table of a :func:`measure` result."""
     rows = [
         ("W1 fixed-xi sweep, NumPy reference", f"{res['w1_numpy_s']:.3f} s",
@@ -202,7 +208,7 @@ def format_table(res):
     return head + "\n".join(lines)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastsd bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement")
     parser.add_argument("--quick", action="store_true",

@@ -29,38 +29,42 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numba
 import numpy as np
+from numpy.typing import NDArray
 import scipy.linalg
 from scipy.linalg.blas import dsyrk
 
-from .decomposition import decompose
+from .decomposition import Decomposition, decompose
 from .kernels.decompose import blas_threads, fortran_operand, syevd_descending, syrk
 from .sweep import sweep_optimal, sweep_risk
 
 __all__ = ["WORKLOADS", "QUICK", "measure_workload", "measure_e2e", "format_e2e"]
 
 #: name -> (B, n, d); B = 0 means one problem given as (n, d).
-WORKLOADS = {
+WORKLOADS: dict[str, tuple[int, int, int]] = {
     "W3": (64, 4000, 256),
     "W4": (0, 200_000, 200),
     "W5": (0, 500, 4000),
     "S": (0, 2_000_000, 100),
 }
-QUICK = {"W3": (16, 4000, 256), "W4": (0, 50_000, 200), "W5": (0, 500, 2000),
-         "S": (0, 200_000, 100)}
+QUICK: dict[str, tuple[int, int, int]] = {
+    "W3": (16, 4000, 256), "W4": (0, 50_000, 200), "W5": (0, 500, 2000), "S": (0, 200_000, 100)}
 
 
-def _times(funcs, repeat):
+def _times(funcs: Mapping[str, Callable[[], object]],
+           repeat: int) -> dict[str, tuple[float, list[float]]]:
     """Per function: (first call, list of ``repeat`` calls) in seconds.
 
     The functions take turns (a b c a b c ...), so a change in the machine's
     load during the run hits all of them alike -- a shared machine's load
     moves by 2x within seconds.
     """
-    out = {key: [] for key in funcs}
+    out: dict[str, list[float]] = {key: [] for key in funcs}
     for _ in range(repeat + 1):
         for key, func in funcs.items():
             start = time.perf_counter()
@@ -69,13 +73,13 @@ def _times(funcs, repeat):
     return {key: (t[0], t[1:]) for key, t in out.items()}
 
 
-def _problems(X):
+def _problems(X: NDArray[np.float64]) -> list[NDArray[np.float64]]:
     return [X] if X.ndim == 2 else list(X)
 
 
-def limit_loop(X):
+def limit_loop(X: NDArray[np.float64]) -> list[NDArray[np.float64]]:
     """Per problem: scipy dsyrk + scipy eigh(driver="evd"), threaded BLAS; eigenvalues."""
-    out = []
+    out: list[NDArray[np.float64]] = []
     for Xb in _problems(X):
         A, trans = fortran_operand(Xb, Xb.shape[0] >= Xb.shape[1])
         G = dsyrk(1.0, A, trans=int(trans))
@@ -84,11 +88,11 @@ def limit_loop(X):
     return out
 
 
-def limit_parallel(X, threads):
+def limit_parallel(X: NDArray[np.float64], threads: int) -> list[NDArray[np.float64]]:
     """One BLAS thread per problem, ``threads`` problems at a time (dsyrk + dsyevd); eigenvalues."""
     problems = _problems(X)
 
-    def one(Xb):
+    def one(Xb: NDArray[np.float64]) -> NDArray[np.float64]:
         A, trans = fortran_operand(Xb, Xb.shape[0] >= Xb.shape[1])
         G = syrk(A, trans)
         m = G.shape[0]
@@ -103,17 +107,20 @@ def limit_parallel(X, threads):
             return list(pool.map(one, problems))
 
 
-def _flops(B, n, d):
+def _flops(B: int, n: int, d: int) -> float:
     m, k = min(n, d), max(n, d)
     return B * (k * m * m + 4.0 * m ** 3)
 
 
-def _sweeps(dec, theta, lams, xis, K):
+def _sweeps(dec: Decomposition, theta: NDArray[np.float64], lams: NDArray[np.float64],
+            xis: NDArray[np.float64], K: int) -> None:
     sweep_risk(dec, theta, 0.5, lams, xis, K)
     sweep_optimal(dec, theta, 0.5, lams, K)
 
 
-def measure_workload(name, shape, repeat=5, threads=None, tmpdir=None, seed=0):
+def measure_workload(name: str, shape: tuple[int, ...], repeat: int = 5,
+                     threads: int | None = None, tmpdir: str | None = None,
+                     seed: int = 0) -> dict[str, Any]:
     """Time one workload's decompose, sweeps and machine limit.
 
     Parameters
@@ -136,7 +143,7 @@ def measure_workload(name, shape, repeat=5, threads=None, tmpdir=None, seed=0):
     rng = np.random.default_rng(seed)
     lams, xis, K = np.logspace(-3, 3, 64), np.linspace(-1.0, 2.0, 16), 8
     n, d = shape[-2:]
-    row = {"shape": tuple(shape)}
+    row: dict[str, Any] = {"shape": tuple(shape)}
     with tempfile.TemporaryDirectory(dir=tmpdir) as tmp:
         if name == "S":
             path = os.path.join(tmp, "X.npy")
@@ -145,7 +152,7 @@ def measure_workload(name, shape, repeat=5, threads=None, tmpdir=None, seed=0):
                 X[start:start + (1 << 18)] = rng.standard_normal((min(1 << 18, n - start), d))
             X.flush()
             del X
-            source = path
+            source: str | NDArray[np.float64] = path
             row["file_bytes"] = os.path.getsize(path)
             loop = lambda: limit_loop(np.load(path))  # noqa: E731
             parallel = lambda: limit_parallel(np.load(path), threads)  # noqa: E731
@@ -175,19 +182,20 @@ def measure_workload(name, shape, repeat=5, threads=None, tmpdir=None, seed=0):
     return row
 
 
-def measure_e2e(names=("W3", "W4", "W5", "S"), repeat=5, quick=False, threads=None,
-                tmpdir=None):
+def measure_e2e(names: Sequence[str] = ("W3", "W4", "W5", "S"), repeat: int = 5,
+                quick: bool = False, threads: int | None = None,
+                tmpdir: str | None = None) -> dict[str, Any]:
     """:func:`measure_workload` for each named workload (``quick``: smaller sizes)."""
     threads = numba.get_num_threads() if threads is None else threads
     sizes = QUICK if quick else WORKLOADS
-    out = {"threads": threads, "repeat": repeat}
+    out: dict[str, Any] = {"threads": threads, "repeat": repeat}
     for name in names:
         B, n, d = sizes[name]
         out[name] = measure_workload(name, (B, n, d) if B else (n, d), repeat, threads, tmpdir)
     return out
 
 
-def format_e2e(res):
+def format_e2e(res: Mapping[str, Any]) -> str:
     """Markdown table of a :func:`measure_e2e` result."""
     lines = [
         f"threads = {res['threads']}; median of {res['repeat']} consecutive calls after a "

@@ -34,8 +34,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._jit import single_threaded_blas, threads as thread_count
 from .decomposition import decompose
@@ -45,13 +48,18 @@ from .runner import block_grid, run_blocks
 from .sweep import sweep_risk
 from .tasks import SweepTask
 
+if TYPE_CHECKING:
+    from .executors import DaskExecutor, InProcessExecutor
+    from .runner import Block
+
 __all__ = ["RunnerSweep", "measure_runner", "main"]
 
 
-def _times(func, repeat):
+def _times(func: Callable[[], object], repeat: int) -> tuple[list[float], list[float]]:
     """(wall, cpu) seconds of ``repeat`` calls after a warm-up (JIT, caches, imports)."""
     func()
-    wall, cpu = [], []
+    wall: list[float] = []
+    cpu: list[float] = []
     for _ in range(repeat):
         start, start_cpu = time.perf_counter(), time.process_time()
         func()
@@ -60,12 +68,13 @@ def _times(func, repeat):
     return wall, cpu
 
 
-def _interleaved(funcs, repeat):
+def _interleaved(funcs: list[Callable[[], object]], repeat: int,
+                 ) -> list[tuple[list[float], list[float]]]:
     """``_times`` of several functions run in turn (order rotating each round), so that a
     load that drifts on a shared machine hits all of them alike."""
     for func in funcs:
         func()
-    out = [([], []) for _ in funcs]
+    out: list[tuple[list[float], list[float]]] = [([], []) for _ in funcs]
     for i in range(repeat):
         for j in np.roll(np.arange(len(funcs)), i):
             start, start_cpu = time.perf_counter(), time.process_time()
@@ -75,13 +84,14 @@ def _interleaved(funcs, repeat):
     return out
 
 
-def _ratio(a, b, clock=0):
+def _ratio(a: tuple[list[float], list[float]], b: tuple[list[float], list[float]], clock: int = 0,
+           ) -> float:
     """Median over rounds of a_i / b_i (paired, robust to drifting load); clock 0 is wall
     time, 1 the CPU time of this process."""
     return float(np.median(np.asarray(a[clock]) / np.asarray(b[clock])))
 
 
-def _summary(times):
+def _summary(times: tuple[list[float], list[float]]) -> dict[str, float]:
     wall, cpu = times
     return {"median_s": float(np.median(wall)), "min_s": float(np.min(wall)),
             "max_s": float(np.max(wall)), "cpu_median_s": float(np.median(cpu)),
@@ -97,7 +107,7 @@ class RunnerSweep:
         Problems: 256 (W1, 8 x 26 = 208 blocks) or 32 (4 x 26 = 104 blocks).
     """
 
-    def __init__(self, B=256):
+    def __init__(self, B: int = 256) -> None:
         w = workload(B=B)
         self.X, self.theta, self.var = w["X"], w["theta"], w["noise_var"]
         self.lams, self.xis, self.K = w["lams"], w["xis"], w["K"]
@@ -105,9 +115,9 @@ class RunnerSweep:
         self.schedules = np.repeat(self.xis[:, None], self.K, axis=1)
         self.out = np.empty((B, self.lams.size, self.xis.size, self.K + 1))
 
-    def loop(self):
+    def loop(self) -> None:
         """Bare loop over the blocks: decompose (once per problem block) + kernel + copy."""
-        current = None
+        current: tuple[int, Any] | None = None
         for blk in self.blocks:
             if current is None or current[0] != blk.b0:
                 current = (blk.b0, decompose(self.X[blk.b0:blk.b1]))
@@ -115,25 +125,26 @@ class RunnerSweep:
                 current[1], self.theta[blk.b0:blk.b1], self.var[blk.b0:blk.b1],
                 self.lams[blk.l0:blk.l1], self.schedules, self.K)
 
-    def _consume(self, block, result):
+    def _consume(self, block: Block, result: Mapping[str, NDArray[np.float64]]) -> None:
         self.out[block.b0:block.b1, block.l0:block.l1] = result["risk"]
 
-    def runner(self, executor=None):
+    def runner(self, executor: InProcessExecutor | DaskExecutor | None = None) -> None:
         """The same blocks through :func:`fastsd.runner.run_blocks`."""
         task = SweepTask("risk", self.X, self.lams, self.K, schedules=self.schedules,
                          theta_star=self.theta, noise_var=self.var)
         run_blocks(self.blocks, task, self._consume, executor=executor)
 
-    def bookkeeping(self):
+    def bookkeeping(self) -> None:
         """The runner with the work taken out: a no-op task and a no-op consumer."""
         run_blocks(self.blocks, lambda block: None, lambda block, result: None)
 
-    def single(self):
+    def single(self) -> NDArray[np.float64]:
         """One call on the whole grid (decomposition included)."""
         return sweep_risk(decompose(self.X), self.theta, self.var, self.lams, self.xis, self.K)
 
 
-def measure_runner(repeat=5, quick=False, dask=False, threads=2):
+def measure_runner(repeat: int = 5, quick: bool = False, dask: bool = False,
+                   threads: int = 2) -> dict[str, Any]:
     """Time the loop, the runner, one call, and (``dask=True``) Dask local:2.
 
     Parameters
@@ -152,8 +163,9 @@ def measure_runner(repeat=5, quick=False, dask=False, threads=2):
     dict
     """
     sweep = RunnerSweep(B=32 if quick else 256)
-    res = {"B": sweep.X.shape[0], "L": sweep.lams.size, "G": sweep.xis.size, "K": sweep.K,
-           "blocks": len(sweep.blocks), "threads": threads, "repeat": repeat}
+    res: dict[str, Any] = {"B": sweep.X.shape[0], "L": sweep.lams.size, "G": sweep.xis.size,
+                           "K": sweep.K, "blocks": len(sweep.blocks), "threads": threads,
+                           "repeat": repeat}
     with thread_count(threads), single_threaded_blas():
         sweep.loop()
         want = sweep.out.copy()
@@ -171,7 +183,7 @@ def measure_runner(repeat=5, quick=False, dask=False, threads=2):
     res["blocking_cost"] = _ratio(runner, single) - 1
     if dask:
         with get_executor(scheduler="local:2") as executor:
-            def in_process():
+            def in_process() -> None:
                 with thread_count(threads), single_threaded_blas():
                     sweep.runner()
 
@@ -186,9 +198,9 @@ def measure_runner(repeat=5, quick=False, dask=False, threads=2):
     return res
 
 
-def format_runner_table(res):
+def format_runner_table(res: Mapping[str, Any]) -> str:
     """Markdown table of a :func:`measure_runner` result."""
-    def cell(name):
+    def cell(name: str) -> str:
         s = res[name]
         return f"{s['median_s']:.4g} s ({s['min_s']:.4g}-{s['max_s']:.4g})"
 
@@ -217,7 +229,7 @@ def format_runner_table(res):
     return head + "\n".join(lines)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastsd bench --runner",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")

@@ -8,9 +8,22 @@ writes one PNG and returns its path.
 
 from __future__ import annotations
 
-import numpy as np
+import os
+from collections.abc import Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["pyplot", "plot_gain_vs_rank", "plot_risk_curves", "plot_xi_vs_gap",
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+#: A path to write, returned as given.
+_PathT = TypeVar("_PathT", bound="str | os.PathLike[str]")
+
+__all = ["pyplot", "plot_gain_vs_rank", "plot_risk_curves", "plot_xi_vs_gap",
            "plot_tuning_benchmark", "plot_learning_curves",
            "plot_sweep"]
 
@@ -18,7 +31,7 @@ _STEP_COLORS = ("black", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:
                 "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 
 
-def pyplot():
+def pyplot() -> ModuleType:
     """``matplotlib.pyplot`` on the non-interactive Agg backend."""
     try:
         import matplotlib
@@ -30,22 +43,24 @@ def pyplot():
     return plt
 
 
-def _save(fig, path, dpi=130):
+def _save(fig: Figure, path: _PathT, dpi: float = 130) -> _PathT:
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     pyplot().close(fig)
     return path
 
 
-def _title(title, note):
+def _title(title: str, note: str | None) -> str:
     return title if not note else f"{title}\n{note}"
 
 
-def _step_label(k):
+def _step_label(k: int) -> str:
     return "ridge (k = 0)" if k == 0 else f"{k}-step SD"
 
 
-def plot_gain_vs_rank(table, path, *, fits=None, title=None, note=None):
+def plot_gain_vs_rank(table: Mapping[str, NDArray[Any]], path: _PathT, *,
+                      fits: Mapping[str, Mapping[str, float]] | None = None,
+                      title: str | None = None, note: str | None = None) -> _PathT:
     """Gain of optimal r-step SD over optimal ridge and 1-step SD vs r, with linear fits.
 
     Parameters
@@ -94,7 +109,8 @@ def plot_gain_vs_rank(table, path, *, fits=None, title=None, note=None):
     return _save(fig, path)
 
 
-def plot_risk_curves(curves, path, *, title=None, note=None):
+def plot_risk_curves(curves: Mapping[str, NDArray[Any]], path: _PathT, *, title: str | None = None,
+                     note: str | None = None) -> _PathT:
     """Excess risk vs lambda (log-log) of ridge and k-step SD, one panel per case.
 
     Parameters
@@ -146,7 +162,9 @@ def plot_risk_curves(curves, path, *, title=None, note=None):
     return _save(fig, path)
 
 
-def plot_xi_vs_gap(table, path, *, slopes=None, title=None, note=None):
+def plot_xi_vs_gap(table: Mapping[str, NDArray[Any]], path: _PathT, *,
+                   slopes: Mapping[int, float] | None = None, title: str | None = None,
+                   note: str | None = None) -> _PathT:
     """``max_i |xi_i|`` of the optimal k-step schedule vs the singular-value gap (log-log).
 
     Parameters
@@ -185,7 +203,7 @@ def plot_xi_vs_gap(table, path, *, slopes=None, title=None, note=None):
     return _save(fig, path)
 
 
-def plot_uci_test_mse(table, path):
+def plot_uci_test_mse(table: Mapping[str, NDArray[Any]], path: _PathT) -> _PathT:
     """Test MSE relative to ridge (same split) vs the number of steps, per dataset.
 
     Parameters
@@ -213,7 +231,8 @@ def plot_uci_test_mse(table, path):
     return _save(fig, path)
 
 
-def plot_alignment(align, path):
+def plot_alignment(align: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
+                   path: _PathT) -> _PathT:
     """Squared cosine of the ridge solution with each eigenvector, one panel per dataset.
 
     Parameters
@@ -243,7 +262,7 @@ _RULE_STYLE = {"safe": ("tab:green", "o", "safe (default)"), "loo": ("tab:red", 
                "oracle": ("grey", "x", "oracle-ξ SD")}
 
 
-def _share_axis(ax, shares):
+def _share_axis(ax: Axes, shares: ArrayLike) -> None:
     """Log x axis labelled at the training shares (in %)."""
     ticks = sorted(set((100 * np.asarray(shares, dtype=float)).tolist()))
     ax.set_xscale("log")
@@ -252,9 +271,9 @@ def _share_axis(ax, shares):
     ax.minorticks_off()
 
 
-def _figure_legend(fig, axes):
+def _figure_legend(fig: Figure, axes: NDArray[Any]) -> None:
     """One legend below the panels with every labelled line of any panel."""
-    seen = {}
+    seen: dict[str, Any] = {}
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, handle)
@@ -264,14 +283,15 @@ def _figure_legend(fig, axes):
     fig.tight_layout(rect=(0, min(0.3, 0.09 * rows / axes.shape[0] + 0.02), 1, 1))
 
 
-def _save_laid_out(fig, path, dpi=130):
+def _save_laid_out(fig: Figure, path: _PathT, dpi: float = 130) -> _PathT:
     """Save without re-running the layout (:func:`_figure_legend` did it)."""
     fig.savefig(path, dpi=dpi)
     pyplot().close(fig)
     return path
 
 
-def plot_tuning_benchmark(summary, path, *, names=None):
+def plot_tuning_benchmark(summary: Mapping[str, NDArray[Any]], path: _PathT, *,
+                          names: Mapping[str, str] | None = None) -> _PathT:
     """Paired test-error change vs RidgeCV by training share, one panel per data set.
 
     Parameters
@@ -317,7 +337,8 @@ def plot_tuning_benchmark(summary, path, *, names=None):
     return _save_laid_out(fig, path)
 
 
-def plot_learning_curves(summary, path, *, names=None):
+def plot_learning_curves(summary: Mapping[str, NDArray[Any]], path: _PathT, *,
+                         names: Mapping[str, str] | None = None) -> _PathT:
     """Test-MSE change of validation-tuned k-step SD vs training share, per dataset.
 
     Solid lines: against ridge on train (the paper's comparison); dashed:
@@ -370,7 +391,7 @@ def plot_learning_curves(summary, path, *, names=None):
     return _save_laid_out(fig, path)
 
 
-def plot_sweep(ds, directory):
+def plot_sweep(ds: Any, directory: str) -> list[str]:
     """The standard figures of a labelled sweep (:func:`fastsd.load_sweep`).
 
     Writes, into ``directory``:
@@ -409,7 +430,7 @@ def plot_sweep(ds, directory):
     B = ds.sizes["problem"]
     note = f"median over {B} problems" if B > 1 else None
     label = {"risk": "excess risk", "val_mse": "validation MSE"}[metric]
-    paths = []
+    paths: list[str] = []
 
     fig, ax = plt.subplots(figsize=(6, 4))
     curve = best_sched.median("problem").transpose("lam", "k").values

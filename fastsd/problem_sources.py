@@ -17,11 +17,17 @@ but ``test_mse``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .config_schema import ConfigError
+
+if TYPE_CHECKING:
+    from .datasets import Split
 
 __all__ = ["ProblemSet", "load_problems"]
 
@@ -41,29 +47,29 @@ class ProblemSet:
         Metadata shared by all problems (JSON-able).
     """
 
-    arrays: dict
-    coords: dict = field(default_factory=dict)
-    attrs: dict = field(default_factory=dict)
+    arrays: dict[str, NDArray[Any]]
+    coords: dict[str, NDArray[Any]] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self):
         shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.arrays.items())
         return f"ProblemSet({shapes}, coords={sorted(self.coords)})"
 
     @property
-    def n_problems(self):
-        return self.arrays["X"].shape[0]
+    def n_problems(self) -> int:
+        return int(self.arrays["X"].shape[0])
 
     @property
-    def oracle(self):
+    def oracle(self) -> bool:
         return "theta_star" in self.arrays
 
 
-def _numeric(value):
+def _numeric(value: object) -> bool:
     return (isinstance(value, (int, float, np.integer, np.floating))
             and not isinstance(value, (bool, np.bool_)))
 
 
-def _synthetic(problems):
+def _synthetic(problems: dict[str, Any]) -> ProblemSet:
     from . import problems as families
 
     family, params = problems["family"], problems["params"]
@@ -72,7 +78,7 @@ def _synthetic(problems):
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"problems.params for {family}: {exc}") from None
     B = batch.batch_size
-    coords = {"noise_var": np.asarray(batch.noise_var, dtype=float)}
+    coords: dict[str, NDArray[Any]] = {"noise_var": np.asarray(batch.noise_var, dtype=float)}
     tol = batch.singular_values.max(axis=-1, keepdims=True) * 1e-12
     coords["rank"] = np.count_nonzero(batch.singular_values > tol, axis=-1).astype(np.int64)
     for name, col in batch.labels.items():
@@ -89,7 +95,9 @@ def _synthetic(problems):
     return ProblemSet(arrays, coords, attrs)
 
 
-def _preprocess(parts, preprocess):
+def _preprocess(parts: Sequence[tuple[NDArray[np.float64], NDArray[np.float64]]],
+                preprocess: dict[str, Any],
+                ) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
     """Centre (intercept) and scale (standardize) every part with the train part's stats."""
     (X, y), rest = parts[0], parts[1:]
     centre = preprocess["intercept"] or preprocess["standardize"]
@@ -102,7 +110,8 @@ def _preprocess(parts, preprocess):
     return [((Xp - x_mean) / scale, yp - y_mean) for Xp, yp in [(X, y), *rest]]
 
 
-def _split(X, y, split, seed):
+def _split(X: NDArray[np.float64], y: NDArray[np.float64], split: dict[str, Any], seed: int,
+           ) -> Split:
     from .datasets import split_dataset
 
     try:
@@ -116,15 +125,17 @@ def _split(X, y, split, seed):
     return sp
 
 
-def _data_problems(pairs, split, preprocess, seeds):
+def _data_problems(pairs: Sequence[tuple[NDArray[np.float64], NDArray[np.float64]]],
+                   split: dict[str, Any], preprocess: dict[str, Any], seeds: Sequence[int],
+                   ) -> tuple[dict[str, NDArray[Any]], dict[str, NDArray[Any]]]:
     """Split and preprocess B (X, y) designs of one shape into the validation arrays."""
-    parts = []
+    parts: list[list[tuple[NDArray[np.float64], NDArray[np.float64]]]] = []
     for (X, y), seed in zip(pairs, seeds):
         sp = _split(X, y, split, seed)
         parts.append(_preprocess([(sp.X_train, sp.y_train), (sp.X_val, sp.y_val),
                                   (sp.X_test, sp.y_test)], preprocess))
     names = (("X", "y"), ("X_val", "y_val"), ("X_test", "y_test"))
-    arrays = {}
+    arrays: dict[str, NDArray[Any]] = {}
     for i, (xname, yname) in enumerate(names):
         arrays[xname] = np.stack([p[i][0] for p in parts])
         arrays[yname] = np.stack([p[i][1] for p in parts])
@@ -136,7 +147,8 @@ def _data_problems(pairs, split, preprocess, seeds):
     return arrays, coords
 
 
-def _npz(problems, split, preprocess):
+def _npz(problems: dict[str, Any], split: dict[str, Any],
+         preprocess: dict[str, Any]) -> ProblemSet:
     path = problems["path"]
     try:
         with np.load(path) as data:
@@ -179,7 +191,8 @@ def _npz(problems, split, preprocess):
     return ProblemSet(out, coords, {})
 
 
-def _csv(problems, split, preprocess):
+def _csv(problems: dict[str, Any], split: dict[str, Any],
+         preprocess: dict[str, Any]) -> ProblemSet:
     path = problems["path"]
     try:
         table = np.loadtxt(path, delimiter=problems["delimiter"], ndmin=2,
@@ -194,7 +207,8 @@ def _csv(problems, split, preprocess):
     return ProblemSet(arrays, coords, {})
 
 
-def _dataset(problems, split, preprocess):
+def _dataset(problems: dict[str, Any], split: dict[str, Any],
+             preprocess: dict[str, Any]) -> ProblemSet:
     from .datasets import load_dataset
 
     X, y, names = load_dataset(problems["name"])
@@ -204,7 +218,7 @@ def _dataset(problems, split, preprocess):
                                        "features": list(names)})
 
 
-def load_problems(resolved):
+def load_problems(resolved: dict[str, Any]) -> ProblemSet:
     """The :class:`ProblemSet` of a resolved config (see :mod:`fastsd.config_schema`)."""
     problems = resolved["problems"]
     source = problems["source"]

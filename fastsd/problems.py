@@ -45,8 +45,14 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from .decomposition import Decomposition
 
 __all__ = [
     "ProblemBatch",
@@ -64,7 +70,7 @@ __all__ = [
 # --------------------------------------------------------------------------- container
 
 
-def _frozen(arr):
+def _frozen(arr: ArrayLike) -> NDArray[Any]:
     arr = np.ascontiguousarray(arr)
     arr.setflags(write=False)
     return arr
@@ -95,23 +101,23 @@ class ProblemBatch:
         from N(0, Sigma)); pass it as ``cov=`` for the population risk.
     """
 
-    X: np.ndarray
-    theta_star: np.ndarray
-    noise_var: np.ndarray
-    singular_values: np.ndarray
-    eigvecs: np.ndarray
-    labels: dict = field(default_factory=dict)
-    meta: dict = field(default_factory=dict)
-    cov: np.ndarray | None = None
+    X: NDArray[np.float64]
+    theta_star: NDArray[np.float64]
+    noise_var: NDArray[np.float64]
+    singular_values: NDArray[np.float64]
+    eigvecs: NDArray[np.float64]
+    labels: dict[str, NDArray[Any]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    cov: NDArray[np.float64] | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         B, n, d = self.X.shape
         family = self.meta.get("family")
         return (f"ProblemBatch(B={B}, n={n}, d={d}"
                 + (f", family={family!r}" if family is not None else "")
                 + f", labels={sorted(self.labels)}, cov={'yes' if self.cov is not None else 'no'})")
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         B, n, d = self.X.shape
         shapes = {"theta_star": (B, d), "noise_var": (B,), "singular_values": (B, d),
                   "eigvecs": (B, d, d)}
@@ -132,26 +138,28 @@ class ProblemBatch:
     @property
     def batch_size(self) -> int:
         """B, the number of problems."""
-        return self.X.shape[0]
+        return int(self.X.shape[0])
 
     @property
     def n_samples(self) -> int:
-        return self.X.shape[1]
+        return int(self.X.shape[1])
 
     @property
     def n_features(self) -> int:
-        return self.X.shape[2]
+        return int(self.X.shape[2])
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.batch_size
 
-    def decompose(self, **kwargs):
+    def decompose(self, **kwargs: Any) -> Decomposition:
         """:func:`fastsd.decompose` of the batch (keyword arguments passed on)."""
         from .decomposition import decompose
 
         return decompose(self.X, **kwargs)
 
-    def sweep_optimal(self, lams, max_steps, *, backend="numba", threads=None, method="auto"):
+    def sweep_optimal(self, lams: ArrayLike, max_steps: int, *, backend: str = "numba",
+                      threads: int | None = None,
+                      method: str = "auto") -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """:func:`fastsd.sweep_optimal` on this batch.
 
         Returns
@@ -165,7 +173,7 @@ class ProblemBatch:
                              lams, max_steps, backend=backend, threads=threads)
 
 
-def concat_batches(*batches):
+def concat_batches(*batches: ProblemBatch) -> ProblemBatch:
     """Stack batches of the same (n, d) into one (labels must share their keys).
 
     Parameters
@@ -191,7 +199,8 @@ def concat_batches(*batches):
     has_cov = {b.cov is not None for b in batches}
     if len(has_cov) > 1:
         raise ValueError("batches must all carry cov (random design) or none")
-    cat = (lambda name: np.concatenate([getattr(b, name) for b in batches]))
+    cat: Callable[[str], NDArray[Any]] = (
+        lambda name: np.concatenate([getattr(b, name) for b in batches]))
     return ProblemBatch(
         cov=cat("cov") if has_cov == {True} else None,
         X=cat("X"), theta_star=cat("theta_star"), noise_var=cat("noise_var"),
@@ -204,15 +213,15 @@ def concat_batches(*batches):
 # --------------------------------------------------------------------------- checks
 
 
-def _rng(seed):
+def _rng(seed: object) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
-        return np.random.default_rng(seed)
+        return np.random.default_rng(cast("int | None", seed))
     raise TypeError(f"seed must be an int, None or a numpy Generator, got {type(seed).__name__}")
 
 
-def _int(value, name, minimum):
+def _int(value: object, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     value = int(value)
@@ -221,7 +230,8 @@ def _int(value, name, minimum):
     return value
 
 
-def _positive(value, name, *, allow_zero=False, upper=None):
+def _positive(value: object, name: str, *, allow_zero: bool = False,
+              upper: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     value = float(value)
@@ -236,7 +246,7 @@ def _positive(value, name, *, allow_zero=False, upper=None):
     return value
 
 
-def _n_samples(n, d):
+def _n_samples(n: object, d: int) -> int:
     if n is None:
         return max(128, 2 * d)
     n = _int(n, "n", 1)
@@ -245,7 +255,7 @@ def _n_samples(n, d):
     return n
 
 
-def evenly_spaced_levels(r, spread):
+def evenly_spaced_levels(r: int, spread: float) -> NDArray[np.float64]:
     """Eigenvalues of X^T X / n used by the families: 1 - spread * j / r, j = 0..r-1.
 
     Parameters
@@ -266,13 +276,15 @@ def evenly_spaced_levels(r, spread):
 # --------------------------------------------------------------------------- builder
 
 
-def _orthonormal(rng, rows, cols):
+def _orthonormal(rng: np.random.Generator, rows: int, cols: int) -> NDArray[np.float64]:
     """Haar-random matrix with orthonormal columns (QR with the sign fix)."""
     Q, R = np.linalg.qr(rng.normal(size=(rows, cols)))
     return Q * np.where(np.diag(R) < 0, -1.0, 1.0)
 
 
-def _build(s, coords, n, noise_var, rng, labels, meta):
+def _build(s: NDArray[np.float64], coords: NDArray[np.float64], n: int, noise_var: float,
+           rng: np.random.Generator, labels: dict[str, NDArray[Any]], meta: dict[str, Any],
+           ) -> ProblemBatch:
     """X = U diag(s) V^T and theta* = V coords for each row of s (B, d)."""
     B, d = s.shape
     X = np.empty((B, n, d))
@@ -289,8 +301,10 @@ def _build(s, coords, n, noise_var, rng, labels, meta):
 # --------------------------------------------------------------------------- families
 
 
-def theorem1_family(ranks, *, n=None, d=None, noise_var=0.1, spread=0.5, align="top",
-                    theta_norm=1.0, seed=0):
+def theorem1_family(ranks: ArrayLike, *, n: int | None = None, d: int | None = None,
+                    noise_var: float = 0.1, spread: float = 0.5, align: str = "top",
+                    theta_norm: float = 1.0, seed: int | np.random.Generator | None = 0,
+                    ) -> ProblemBatch:
     r"""The Theorem 1 family: rank r, distinct singular values, theta* on one eigenvector.
 
     For each rank r: ``s_j^2 = n (1 - spread (j - 1) / r)``, j = 1..r (r distinct
@@ -378,8 +392,9 @@ def theorem1_family(ranks, *, n=None, d=None, noise_var=0.1, spread=0.5, align="
                   labels={"rank": ranks.astype(np.int64), "align_index": index}, meta=meta)
 
 
-def repeated_singular_values(d=4, *, n_distinct=1, n=None, noise_var=0.1, spread=0.5,
-                             theta_norm=1.0, seed=0):
+def repeated_singular_values(d: int = 4, *, n_distinct: int = 1, n: int | None = None,
+                             noise_var: float = 0.1, spread: float = 0.5, theta_norm: float = 1.0,
+                             seed: int | np.random.Generator | None = 0) -> ProblemBatch:
     r"""Violates Assumption 1 (distinct singular values): values repeated.
 
     The d squared singular values take ``n_distinct`` values
@@ -431,8 +446,9 @@ def repeated_singular_values(d=4, *, n_distinct=1, n=None, noise_var=0.1, spread
                           "n_distinct": np.array([n_distinct])}, meta=meta)
 
 
-def spread_theta(d=4, *, weights=None, n=None, noise_var=0.1, spread=0.5, theta_norm=1.0,
-                 seed=0):
+def spread_theta(d: int = 4, *, weights: ArrayLike | None = None, n: int | None = None,
+                 noise_var: float = 0.1, spread: float = 0.5, theta_norm: float = 1.0,
+                 seed: int | np.random.Generator | None = 0) -> ProblemBatch:
     r"""Violates Assumption 2 (alignment): theta* spread over the eigenvectors.
 
     Distinct singular values as in :func:`theorem1_family` with r = d, and
@@ -468,7 +484,7 @@ def spread_theta(d=4, *, weights=None, n=None, noise_var=0.1, spread=0.5, theta_
         if np.count_nonzero(weights) < 2:
             raise ValueError("weights must have at least two nonzero entries "
                              "(one nonzero entry is the aligned case: use theorem1_family)")
-        weights = weights / weights.sum()
+        weights = cast("NDArray[np.float64]", weights / weights.sum())
     n = _n_samples(n, d)
     noise_var = _positive(noise_var, "noise_var")
     spread = _positive(spread, "spread", upper=1.0)
@@ -482,7 +498,9 @@ def spread_theta(d=4, *, weights=None, n=None, noise_var=0.1, spread=0.5, theta_
                           "max_cos2": np.array([weights.max()])}, meta=meta)
 
 
-def singular_gap_family(gaps, *, p=3, n=64, noise_var=0.1, theta_norm=1.0, seed=0):
+def singular_gap_family(gaps: ArrayLike, *, p: int = 3, n: int = 64, noise_var: float = 0.1,
+                        theta_norm: float = 1.0, seed: int | np.random.Generator | None = 0,
+                        ) -> ProblemBatch:
     r"""p singular values with a varying relative gap, theta* on the top eigenvector.
 
     For each gap g: ``s_j = sqrt(n) (1 - (j - 1) g)``, j = 1..p, so consecutive
@@ -526,7 +544,9 @@ def singular_gap_family(gaps, *, p=3, n=64, noise_var=0.1, theta_norm=1.0, seed=
     return _build(s, coords, n, noise_var, _rng(seed), labels={"gap": gaps}, meta=meta)
 
 
-def random_design_family(levels, *, n=64, batch=8, noise_var=0.1, theta_norm=1.0, seed=0):
+def random_design_family(levels: ArrayLike, *, n: int = 64, batch: int = 8,
+                         noise_var: float = 0.1, theta_norm: float = 1.0,
+                         seed: int | np.random.Generator | None = 0) -> ProblemBatch:
     """Random-design problems: rows of X i.i.d. N(0, Sigma), Sigma = Q diag(levels) Q^T.
 
     Parameters
@@ -580,8 +600,9 @@ def random_design_family(levels, *, n=64, batch=8, noise_var=0.1, theta_norm=1.0
                               "seed": seed if isinstance(seed, int) else None})
 
 
-def random_fourier_family(n_features, *, n=64, d_in=1, gamma=1.0, n_centers=5, batch=1,
-                          noise_var=0.1, seed=0):
+def random_fourier_family(n_features: int, *, n: int = 64, d_in: int = 1, gamma: float = 1.0,
+                          n_centers: int = 5, batch: int = 1, noise_var: float = 0.1,
+                          seed: int = 0) -> ProblemBatch:
     r"""Random Fourier features (Rahimi & Recht) of an RBF kernel ridge problem.
 
     Inputs x_i ~ N(0, I_{d_in}); features phi(x) = sqrt(2/D) cos(W x + b) with
@@ -629,7 +650,7 @@ def random_fourier_family(n_features, *, n=64, d_in=1, gamma=1.0, n_centers=5, b
     centers = data_rng.normal(size=(B, C, d_in))
     beta = data_rng.normal(size=(B, C))
 
-    def rbf(a, b):
+    def rbf(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
         sq = np.sum((a[:, :, None, :] - b[:, None, :, :]) ** 2, axis=-1)
         return np.exp(-gamma * sq)
 
@@ -637,7 +658,7 @@ def random_fourier_family(n_features, *, n=64, d_in=1, gamma=1.0, n_centers=5, b
     W = feat_rng.normal(scale=np.sqrt(2.0 * gamma), size=(B, d_in, D))
     phase = feat_rng.uniform(0.0, 2.0 * np.pi, size=(B, 1, D))
 
-    def features(x):
+    def features(x: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.sqrt(2.0 / D) * np.cos(x @ W + phase)
 
     X = features(inputs)

@@ -12,7 +12,7 @@ drops the B axis.
 from __future__ import annotations
 
 import warnings
-from typing import Any, cast
+from typing import Any
 
 import numba
 import numpy as np

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["write_csv", "read_csv", "to_markdown"]
 
 
-def _rows(table):
+def _rows(table: Mapping[str, ArrayLike]) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
     columns = list(table)
     lengths = {len(np.atleast_1d(table[c])) for c in columns}
     if len(lengths) > 1:
@@ -18,7 +21,8 @@ def _rows(table):
     return columns, zip(*(np.atleast_1d(table[c]).tolist() for c in columns))
 
 
-def write_csv(path, table):
+def write_csv(path: str | os.PathLike[str], table: Mapping[str, ArrayLike],
+              ) -> str | os.PathLike[str]:
     """Write a table (dict of columns) to ``path`` atomically (tmp file + rename)."""
     columns, rows = _rows(table)
     tmp = f"{path}.tmp"
@@ -30,7 +34,7 @@ def write_csv(path, table):
     return path
 
 
-def read_csv(path):
+def read_csv(path: str | os.PathLike[str]) -> dict[str, NDArray[np.str_]]:
     """Read a CSV written by :func:`write_csv` back into a dict of string arrays."""
     with open(path, newline="") as f:
         reader = csv.reader(f)
@@ -41,7 +45,7 @@ def read_csv(path):
     return {name: np.asarray(col) for name, col in zip(header, cols)}
 
 
-def to_markdown(table, formats=None):
+def to_markdown(table: Mapping[str, ArrayLike], formats: Mapping[str, str] | None = None) -> str:
     """A Markdown table; ``formats`` maps column names to format strings."""
     formats = formats or {}
     columns, rows = _rows(table)

@@ -17,8 +17,10 @@ them).
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
@@ -26,24 +28,29 @@ from .._validation import as_float_array
 from ..decomposition import decompose
 from ..reference.spectral import self_distill_spectral
 
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ..decomposition import Decomposition
+
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _sk_validate_data
 except ImportError:  # pragma: no cover - scikit-learn < 1.6
 
-    def _sk_validate_data(estimator, *args, **kwargs):
+    def _sk_validate_data(estimator: Any, *args: Any, **kwargs: Any) -> Any:
         return estimator._validate_data(*args, **kwargs)
 
 
 __all__ = ["SelfDistilledRidge"]
 
-_DTYPES = [np.float64, np.float32]
+_DTYPES: list[type[np.floating[Any]]] = [np.float64, np.float32]
 
 
 # ----------------------------------------------------------------------------
 # parameter checks (at fit time, naming the parameter)
 # ----------------------------------------------------------------------------
 
-def _check_lam(lam, name="lam"):
+def _check_lam(lam: object, name: str = "lam") -> float:
     if isinstance(lam, (bool, np.bool_)) or not isinstance(lam, numbers.Real):
         raise TypeError(f"{name} must be a real number >= 0, got {type(lam).__name__} {lam!r}")
     lam = float(lam)
@@ -52,7 +59,7 @@ def _check_lam(lam, name="lam"):
     return lam
 
 
-def _check_xi_param(xi, name="xi"):
+def _check_xi_param(xi: object, name: str = "xi") -> NDArray[np.float64]:
     if isinstance(xi, (str, bytes, numbers.Number)):
         raise TypeError(
             f"{name} must be a sequence of k real numbers (one per step; () for ridge), "
@@ -61,7 +68,7 @@ def _check_xi_param(xi, name="xi"):
     return as_float_array(xi, name, ndim=1, allow_empty=True)
 
 
-def _check_bool(value, name):
+def _check_bool(value: object, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
@@ -86,7 +93,17 @@ class _Prepared:
 
     __slots__ = ("X", "Y", "x_mean", "y_mean", "sqrt_w", "w_sum", "one_d", "fit_intercept")
 
-    def __init__(self, X, y, sample_weight, fit_intercept):
+    X: NDArray[np.float64]
+    Y: NDArray[np.float64]
+    x_mean: NDArray[np.float64]
+    y_mean: NDArray[np.float64]
+    sqrt_w: NDArray[np.float64] | None
+    w_sum: float
+    one_d: bool
+    fit_intercept: bool
+
+    def __init__(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None,
+                 fit_intercept: bool) -> None:
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         self.one_d = y.ndim == 1
@@ -119,20 +136,22 @@ class _Prepared:
             self.sqrt_w = None
         self.X, self.Y = X, Y
 
-    def decompose(self):
+    def decompose(self) -> tuple[Decomposition, NDArray[np.float64]]:
         """Decomposition of the prepared design and Z = V^T X^T Y, shape (p, T)."""
         dec = decompose(self.X)
         Z = np.sqrt(dec.s2)[:, None] * (dec.U.T @ self.Y)
         return dec, Z
 
 
-def _filter_coef(dec, Z, lam, xi):
+def _filter_coef(dec: Decomposition, Z: NDArray[np.float64], lam: float,
+                 xi: ArrayLike) -> NDArray[np.float64]:
     """theta_k for every target: (T, d)."""
     theta = self_distill_spectral(dec.V, dec.s2, Z.T, np.array([lam]), np.asarray(xi, float))
     return theta[:, 0, :]
 
 
-def _set_linear_attributes(est, prep, coef, dtype):
+def _set_linear_attributes(est: Any, prep: _Prepared, coef: NDArray[np.float64],
+                           dtype: np.dtype[Any]) -> None:
     """coef_ (d,) or (T, d) and intercept_ in sklearn's convention."""
     intercept = prep.y_mean - coef @ prep.x_mean if prep.fit_intercept else np.zeros(coef.shape[0])
     if prep.one_d:
@@ -146,7 +165,10 @@ def _set_linear_attributes(est, prep, coef, dtype):
 class _LinearPredictMixin:
     """predict from coef_ / intercept_ and the shared tags."""
 
-    def predict(self, X):
+    coef_: NDArray[np.floating[Any]]
+    intercept_: Any
+
+    def predict(self, X: ArrayLike) -> NDArray[np.floating[Any]]:
         """Predict with the fitted linear model.
 
         Parameters
@@ -158,28 +180,38 @@ class _LinearPredictMixin:
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         check_is_fitted(self, "coef_")
-        X = _sk_validate_data(self, X, reset=False, dtype=_DTYPES)
-        return X @ self.coef_.T + self.intercept_
+        X = cast("NDArray[np.floating[Any]]",
+                 _sk_validate_data(self, X, reset=False, dtype=_DTYPES))
+        # intercept_ is Any (a float or an array)
+        return X @ self.coef_.T + self.intercept_  # type: ignore[no-any-return]
 
-    def _validate_fit_data(self, X, y, sample_weight):
-        X, y = _sk_validate_data(
-            self, X, y, dtype=_DTYPES, multi_output=True, y_numeric=True
+    def _validate_fit_data(
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None
+    ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]], NDArray[np.float64] | None]:
+        X, y = cast(
+            "tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]",
+            _sk_validate_data(self, X, y, dtype=_DTYPES, multi_output=True, y_numeric=True),
         )
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            sample_weight = cast("NDArray[np.float64]",
+                                 _check_sample_weight(sample_weight, X, dtype=np.float64))
         return X, y, sample_weight
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
+    def __sklearn_tags__(self) -> Any:
+        # provided by BaseEstimator in the MRO
+        tags = super().__sklearn_tags__()  # type: ignore[misc]
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
 
-    def _more_tags(self):  # scikit-learn < 1.6
+    def _more_tags(self) -> dict[str, bool]:  # scikit-learn < 1.6
         return {"multioutput": True}
 
 
-class SelfDistilledRidge(_LinearPredictMixin, RegressorMixin, BaseEstimator):
+# scikit-learn ships no type stubs, so its base classes are Any to mypy.
+class SelfDistilledRidge(
+    _LinearPredictMixin, RegressorMixin, BaseEstimator  # type: ignore[misc]
+):
     r"""k-step self-distilled ridge regression (Pareek, Du & Oh, NeurIPS 2024).
 
     The teacher is ridge, theta_0 = argmin ||y - X theta||^2 + lam ||theta||^2;
@@ -216,12 +248,12 @@ class SelfDistilledRidge(_LinearPredictMixin, RegressorMixin, BaseEstimator):
     (4,)
     """
 
-    def __init__(self, *, lam=1.0, xi=(), fit_intercept=True):
+    def __init__(self, *, lam: float = 1.0, xi: ArrayLike = (), fit_intercept: bool = True) -> None:
         self.lam = lam
         self.xi = xi
         self.fit_intercept = fit_intercept
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
         """Fit the k-step self-distilled estimator.
 
         Parameters

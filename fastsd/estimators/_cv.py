@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 
@@ -22,7 +24,16 @@ from ._base import (
 from ._gcv import gcv_table
 from ._holdout import holdout_table
 from ._loo import loo_columns, loo_table
-from ._tuning import TuningWarning, admissible, select, select_safe
+from ._tuning import TuningTable, TuningWarning, admissible, select, select_safe
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ..decomposition import Decomposition
+
+#: ``extra`` of :func:`select_rule`: (nested risk, z) for "safe", the GCV
+#: guard's message or None otherwise.
+_RuleExtra = Union[tuple[NDArray[np.float64], float], str, None]
 
 __all__ = ["SelfDistilledRidgeCV", "DEFAULT_LAMS", "TUNING_RULES"]
 
@@ -43,7 +54,7 @@ GCV_GUARD = 1.5
 WARN_RTOL = 1e-3
 
 
-def _check_lams(lams, name="lams"):
+def _check_lams(lams: object, name: str = "lams") -> NDArray[np.float64]:
     if isinstance(lams, (str, bytes)):
         raise TypeError(f"{name} must be a sequence of penalties >= 0, got {lams!r}")
     arr = np.atleast_1d(as_float_array(lams, name, ndim=(0, 1)))
@@ -52,7 +63,7 @@ def _check_lams(lams, name="lams"):
     return arr
 
 
-def _check_fraction(value, name):
+def _check_fraction(value: object, name: str) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a float in (0, 1), got {value!r}")
     if not 0.0 < float(value) < 1.0:
@@ -60,7 +71,8 @@ def _check_fraction(value, name):
     return float(value)
 
 
-def tuning_rule_table(tuning, prep, dec, lams, max_steps):
+def tuning_rule_table(tuning: str, prep: _Prepared, dec: Decomposition, lams: NDArray[np.float64],
+                      max_steps: int) -> TuningTable:
     """TuningTable of a one-shot rule ('gcv' or 'loo') on prepared data."""
     args = (dec.U, dec.s2, prep.Y)
     if tuning == "gcv":
@@ -68,7 +80,9 @@ def tuning_rule_table(tuning, prep, dec, lams, max_steps):
     return loo_table(*args, prep.sqrt_w, prep.w_sum, prep.fit_intercept, lams, max_steps)
 
 
-def select_rule(tuning, prep, dec, lams, max_steps):
+def select_rule(
+    tuning: str, prep: _Prepared, dec: Decomposition, lams: NDArray[np.float64], max_steps: int
+) -> tuple[TuningTable, tuple[int, int] | None, _RuleExtra]:
     """(table, best, extra) of a one-shot rule on prepared data.
 
     ``"safe"``: :func:`~fastsd.estimators._tuning.select_safe` on the LOO
@@ -92,7 +106,8 @@ def select_rule(tuning, prep, dec, lams, max_steps):
     return table, best, None
 
 
-def gcv_guard(table, best, prep, dec):
+def gcv_guard(table: TuningTable, best: tuple[int, int], prep: _Prepared,
+              dec: Decomposition) -> str | None:
     """None if the GCV-chosen SD entry is trustworthy, else the reason (str).
 
     GCV approximates leave-one-out by one trace correction per smoother; a
@@ -121,7 +136,10 @@ def gcv_guard(table, best, prep, dec):
             "schedule exploits GCV's approximation; falling back to GCV-tuned ridge")
 
 
-class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
+# scikit-learn ships no type stubs, so its base classes are Any to mypy.
+class SelfDistilledRidgeCV(
+    _LinearPredictMixin, RegressorMixin, BaseEstimator  # type: ignore[misc]
+):
     r"""Self-distilled ridge with lambda, the number of steps k <= K and xi tuned.
 
     For every lambda in ``lams`` and every k = 0..``max_steps`` the estimated
@@ -218,8 +236,9 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
     +0.5% of RidgeCV on average on every set and share (user guide, "Tuning benchmark").
     """
 
-    def __init__(self, *, lams=DEFAULT_LAMS, max_steps=2, tuning="safe", fit_intercept=True,
-                 val_fraction=0.2, random_state=None):
+    def __init__(self, *, lams: ArrayLike = DEFAULT_LAMS, max_steps: int = 2, tuning: str = "safe",
+                 fit_intercept: bool = True, val_fraction: float = 0.2,
+                 random_state: int | np.random.RandomState | None = None) -> None:
         self.lams = lams
         self.max_steps = max_steps
         self.tuning = tuning
@@ -227,7 +246,7 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
         self.val_fraction = val_fraction
         self.random_state = random_state
 
-    def _check_params(self):
+    def _check_params(self) -> tuple[NDArray[np.float64], int, bool]:
         lams = _check_lams(self.lams)
         K = check_steps(self.max_steps, "max_steps")
         if not isinstance(self.tuning, str) or self.tuning not in TUNING_RULES:
@@ -244,7 +263,7 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
             _check_fraction(self.val_fraction, "val_fraction")
         return lams, K, fit_intercept
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
         """Tune lambda, k and xi, then fit on all of (X, y).
 
         Parameters
@@ -267,7 +286,7 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
             )
         prep = _Prepared(X, y, sample_weight, fit_intercept)
         dec, Z = prep.decompose()
-        extra = None
+        extra: _RuleExtra = None
         if self.tuning == "holdout":
             table, train_s2 = self._holdout(X, y, sample_weight, lams, K, fit_intercept)
             reproducible = table.valid.copy()
@@ -311,6 +330,7 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
         }
         self.z_score_ = np.nan
         if self.tuning == "safe":
+            assert isinstance(extra, tuple)  # select_rule's "safe" extra
             nested, self.z_score_ = extra
             self.cv_results_["nested_risk"] = nested
             self.best_score_ = -float(nested[l_best, k_best])
@@ -318,7 +338,9 @@ class SelfDistilledRidgeCV(_LinearPredictMixin, RegressorMixin, BaseEstimator):
             self.best_score_ = -float(table.risk[l_best, k_best])
         return self
 
-    def _holdout(self, X, y, sample_weight, lams, K, fit_intercept):
+    def _holdout(self, X: NDArray[np.floating[Any]], y: NDArray[np.floating[Any]],
+                 sample_weight: NDArray[np.float64] | None, lams: NDArray[np.float64], K: int,
+                 fit_intercept: bool) -> tuple[TuningTable, NDArray[np.float64]]:
         n = X.shape[0]
         rng = check_random_state(self.random_state)
         n_val = min(n - 1, max(1, int(round(self.val_fraction * n))))

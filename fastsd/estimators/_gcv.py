@@ -51,7 +51,10 @@ reliable than ``loo``; see the SelfDistilledRidgeCV notes.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ..reference.spectral import spectral_factors
 from ._tuning import TuningTable, h_from_xi, nested_lstsq, reject_unreproducible, xi_from_rows
@@ -66,7 +69,10 @@ RHO_TOL = 1e-12
 GCV_RCOND = float(np.sqrt(np.finfo(np.float64).eps))
 
 
-def gcv_basis_residuals(U, s2, Y, w_sum, fit_intercept, lams, max_steps):
+def gcv_basis_residuals(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
+                        w_sum: float, fit_intercept: bool, lams: NDArray[np.float64],
+                        max_steps: int,
+                        ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """The GCV-scaled residual vectors E_m of the basis smoothers H^{m+1}.
 
     Parameters
@@ -109,15 +115,16 @@ def gcv_basis_residuals(U, s2, Y, w_sum, fit_intercept, lams, max_steps):
     return np.moveaxis(E.reshape(L, K + 1, -1), 1, 2), defined
 
 
-def _risk_of_beta(E, beta):
+def _risk_of_beta(E: NDArray[np.float64], beta: NDArray[np.float64]) -> NDArray[np.float64]:
     """||E_0 + sum_m beta_m (E_m - E_0)||^2 for beta of shape (L, J, K)."""
     E0 = E[:, :, 0]
     D = E[:, :, 1:] - E0[:, :, None]
-    res = E0[:, None, :] + np.einsum("lnk,ljk->ljn", D, beta)
-    return np.sum(res * res, axis=-1)
+    res: NDArray[np.float64] = E0[:, None, :] + np.einsum("lnk,ljk->ljn", D, beta)
+    return cast("NDArray[np.float64]", np.sum(res * res, axis=-1))
 
 
-def gcv_table(U, s2, Y, w_sum, fit_intercept, lams, max_steps):
+def gcv_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64], w_sum: float,
+              fit_intercept: bool, lams: ArrayLike, max_steps: int) -> TuningTable:
     """GCV-estimated risks and optimal schedules for every lambda and k <= K.
 
     Parameters are those of :func:`gcv_basis_residuals`.

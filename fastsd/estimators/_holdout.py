@@ -15,6 +15,7 @@ repeated T times (block-diagonal R), so the same solver applies.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..reference.optimal import optimal_validation
 from ._base import _Prepared
@@ -23,8 +24,10 @@ from ._tuning import TuningTable
 __all__ = ["holdout_table"]
 
 
-def holdout_table(X_train, y_train, X_val, y_val, lams, max_steps, *, fit_intercept=True,
-                  sample_weight=None, sample_weight_val=None):
+def holdout_table(X_train: ArrayLike, y_train: ArrayLike, X_val: ArrayLike, y_val: ArrayLike,
+                  lams: ArrayLike, max_steps: int, *, fit_intercept: bool = True,
+                  sample_weight: ArrayLike | None = None,
+                  sample_weight_val: ArrayLike | None = None) -> TuningTable:
     """Validation-MSE-optimal schedules for every lambda and k <= K.
 
     Parameters

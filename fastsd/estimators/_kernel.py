@@ -12,8 +12,11 @@ eigendecomposition of K (:func:`fastsd.decompose_kernel`). No intercept, as in
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -22,9 +25,19 @@ from .._validation import check_steps
 from ..kernel_ridge import decompose_kernel, kernel_matrix
 from ..reference.optimal import optimal_validation
 from ..reference.spectral import eval_projection, self_distill_spectral
-from ._base import _DTYPES, _check_lam, _check_xi_param, _sk_validate_data
+from ._base import (  # type: ignore[attr-defined]  # _sk_validate_data: a private re-export
+    _DTYPES,
+    _check_lam,
+    _check_xi_param,
+    _sk_validate_data,
+)
 from ._cv import DEFAULT_LAMS
 from ._tuning import TuningTable, select
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ..decomposition import Decomposition
 
 __all__ = ["SelfDistilledKernelRidge", "SelfDistilledKernelRidgeCV"]
 
@@ -32,23 +45,31 @@ __all__ = ["SelfDistilledKernelRidge", "SelfDistilledKernelRidgeCV"]
 class _KernelMixin:
     """Kernel evaluation with scikit-learn KernelRidge's parameter conventions."""
 
-    def _kernel_params(self):
+    kernel: str | Callable[..., Any]
+    kernel_params: dict[str, Any] | None
+    gamma: float | None
+    degree: float
+    coef0: float
+    X_fit_: NDArray[np.floating[Any]]
+    dual_coef_: NDArray[np.float64]
+
+    def _kernel_params(self) -> dict[str, Any]:
         if callable(self.kernel):
             return dict(self.kernel_params or {})
         if self.kernel_params is not None:
             return dict(self.kernel_params)
         return {"gamma": self.gamma, "degree": self.degree, "coef0": self.coef0}
 
-    def _check_kernel(self):
+    def _check_kernel(self) -> None:
         if not (callable(self.kernel) or isinstance(self.kernel, str)):
             raise TypeError(f"kernel must be a string or a callable, got {self.kernel!r}")
         if self.kernel_params is not None and not isinstance(self.kernel_params, dict):
             raise TypeError(f"kernel_params must be a dict or None, got {self.kernel_params!r}")
 
-    def _gram(self, A, B):
+    def _gram(self, A: ArrayLike, B: ArrayLike) -> NDArray[np.float64]:
         return kernel_matrix(A, B, self.kernel, self._kernel_params())
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[np.float64]:
         """Predict f(x) = K(x, X_fit) alpha.
 
         Parameters
@@ -61,34 +82,40 @@ class _KernelMixin:
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         check_is_fitted(self, "dual_coef_")
-        X = _sk_validate_data(self, X, reset=False, dtype=_DTYPES)
+        X = cast("NDArray[np.floating[Any]]",
+                 _sk_validate_data(self, X, reset=False, dtype=_DTYPES))
         return self._gram(X, self.X_fit_) @ self.dual_coef_
 
-    def _fit_data(self, X, y, multi_output):
-        X, y = _sk_validate_data(self, X, y, dtype=_DTYPES, multi_output=multi_output,
-                                 y_numeric=True)
+    def _fit_data(self, X: ArrayLike, y: ArrayLike, multi_output: bool,
+                  ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]:
+        X, y = cast("tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]",
+                    _sk_validate_data(self, X, y, dtype=_DTYPES, multi_output=multi_output,
+                                      y_numeric=True))
         if self.kernel == "precomputed" and X.shape[0] != X.shape[1]:
             raise ValueError(f"X must be a square kernel matrix for kernel='precomputed', "
                              f"got shape {X.shape}")
         return X, y
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
+    def __sklearn_tags__(self) -> Any:
+        # provided by BaseEstimator in the MRO
+        tags = super().__sklearn_tags__()  # type: ignore[misc]
         tags.input_tags.pairwise = self.kernel == "precomputed"
         return tags
 
-    def _more_tags(self):  # scikit-learn < 1.6
+    def _more_tags(self) -> dict[str, bool]:  # scikit-learn < 1.6
         return {"pairwise": self.kernel == "precomputed"}
 
 
-def _dual(dec, Y, lam, xi):
+def _dual(dec: Decomposition, Y: NDArray[np.float64], lam: float, xi: ArrayLike,
+          ) -> NDArray[np.float64]:
     """alpha_k for every target column of Y (n, T): shape (n, T)."""
     Z = np.sqrt(dec.s2)[:, None] * (dec.U.T @ Y)
     alpha = self_distill_spectral(dec.V, dec.s2, Z.T, np.array([lam]), np.asarray(xi, float))
     return alpha[:, 0, :].T
 
 
-class SelfDistilledKernelRidge(_KernelMixin, RegressorMixin, BaseEstimator):
+# scikit-learn ships no type stubs, so its base classes are Any to mypy.
+class SelfDistilledKernelRidge(_KernelMixin, RegressorMixin, BaseEstimator):  # type: ignore[misc]
     r"""k-step self-distilled kernel ridge regression.
 
     Parameters
@@ -119,8 +146,10 @@ class SelfDistilledKernelRidge(_KernelMixin, RegressorMixin, BaseEstimator):
     (3,)
     """
 
-    def __init__(self, *, lam=1.0, xi=(), kernel="rbf", gamma=None, degree=3, coef0=1,
-                 kernel_params=None):
+    def __init__(self, *, lam: float = 1.0, xi: ArrayLike = (),
+                 kernel: str | Callable[..., Any] = "rbf", gamma: float | None = None,
+                 degree: float = 3, coef0: float = 1,
+                 kernel_params: dict[str, Any] | None = None) -> None:
         self.lam = lam
         self.xi = xi
         self.kernel = kernel
@@ -129,7 +158,7 @@ class SelfDistilledKernelRidge(_KernelMixin, RegressorMixin, BaseEstimator):
         self.coef0 = coef0
         self.kernel_params = kernel_params
 
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
         """Fit the k-step self-distilled kernel ridge model.
 
         Parameters
@@ -154,20 +183,22 @@ class SelfDistilledKernelRidge(_KernelMixin, RegressorMixin, BaseEstimator):
         self.X_fit_ = X
         return self
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
 
 
-def _check_fraction(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+def _check_fraction(value: object, name: str) -> float:
+    # numbers.Real declares no comparison with int in typeshed
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not 0 < value < 1):  # type: ignore[operator]
         raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
     return float(value)
 
 
-class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):
+class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):  # type: ignore[misc]
     r"""Self-distilled kernel ridge with lam, k <= max_steps and xi tuned on a holdout set.
 
     A random ``val_fraction`` of the samples is held out; for every lam the
@@ -196,8 +227,11 @@ class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):
         ``lams``, ``k``, ``risk`` (L, K + 1) validation MSE, ``xi`` (L, K + 1, K), ``valid``.
     """
 
-    def __init__(self, *, lams=DEFAULT_LAMS, max_steps=2, kernel="rbf", gamma=None, degree=3,
-                 coef0=1, kernel_params=None, val_fraction=0.2, random_state=None):
+    def __init__(self, *, lams: ArrayLike = DEFAULT_LAMS, max_steps: int = 2,
+                 kernel: str | Callable[..., Any] = "rbf", gamma: float | None = None,
+                 degree: float = 3, coef0: float = 1,
+                 kernel_params: dict[str, Any] | None = None, val_fraction: float = 0.2,
+                 random_state: int | np.random.RandomState | None = None) -> None:
         self.lams = lams
         self.max_steps = max_steps
         self.kernel = kernel
@@ -208,7 +242,7 @@ class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):
         self.val_fraction = val_fraction
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
         """Tune lam, k and xi on a holdout split, then fit on all of (X, y).
 
         Parameters
@@ -241,6 +275,7 @@ class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):
         K_tr, K_val = gram[np.ix_(tr, tr)], gram[np.ix_(val, tr)]
         dec = decompose_kernel(K_tr, y[tr], name="the kernel matrix of X")
         R, c, resid2 = eval_projection(dec.eval_basis(K_val), y[val])
+        assert dec.z is not None  # y[tr] was passed
         mse, xi_rows = optimal_validation(dec.s2, dec.z, R, c, resid2, n_val, lams, K)
         table_xi = np.full((lams.size, K + 1, K), np.nan)
         table_xi[:, 1:, :] = xi_rows

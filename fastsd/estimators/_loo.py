@@ -46,7 +46,10 @@ truncate the usable k, and an xi that does not reproduce the minimum is NaN.
 
 from __future__ import annotations
 
+from typing import Literal, cast, overload
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy.special import comb
 
 from ..reference.spectral import inverse_shift, spectral_factors
@@ -62,7 +65,10 @@ LEVERAGE_TOL = 1e-10
 NESTED_RCOND = float(np.sqrt(np.finfo(np.float64).eps))
 
 
-def loo_columns(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, max_steps):
+def loo_columns(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
+                sqrt_w: NDArray[np.float64] | None, w_sum: float, fit_intercept: bool,
+                lams: NDArray[np.float64], max_steps: int,
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
     """LOO ridge residuals and the columns P_m of the k-step LOO predictions.
 
     Parameters
@@ -117,24 +123,25 @@ def loo_columns(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, max_steps):
     return e0, P[:, 1:], defined
 
 
-def _xibar_to_h_matrix(K):
+def _xibar_to_h_matrix(K: int) -> NDArray[np.float64]:
     """B with h = xibar @ B: u = sum_m xibar_m q^m = q sum_m xibar_m (1 - r)^(m-1)."""
     m = np.arange(K)[:, None]
     j = np.arange(K)[None, :]
-    return np.where(j <= m, comb(m, j) * (-1.0) ** j, 0.0)
+    return cast("NDArray[np.float64]", np.where(j <= m, comb(m, j) * (-1.0) ** j, 0.0))
 
 
-def _loo_risk(Rm, xibar):
+def _loo_risk(Rm: NDArray[np.float64], xibar: NDArray[np.float64]) -> NDArray[np.float64]:
     """Sum of squared LOO residuals e0 + P xibar for each row of xibar (L, J, K).
 
     ``Rm`` (L, m, K + 1) is the R factor of [P, e0] (all points and targets as
     rows): ||[P, e0] [xibar; 1]|| = ||Rm [xibar; 1]||, a short sum of squares.
     """
-    res = Rm[:, None, :, -1] + np.einsum("lmk,ljk->ljm", Rm[:, :, :-1], xibar)
-    return np.sum(res * res, axis=-1)
+    res: NDArray[np.float64] = Rm[:, None, :, -1] + np.einsum("lmk,ljk->ljm", Rm[:, :, :-1], xibar)
+    return cast("NDArray[np.float64]", np.sum(res * res, axis=-1))
 
 
-def nested_loo(e0, P, defined, w_sum):
+def nested_loo(e0: NDArray[np.float64], P: NDArray[np.float64], defined: NDArray[np.bool_],
+               w_sum: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Honest risk of the LOO-fitted schedules: leave-one-out of the xi fit itself.
 
     The LOO-optimal xibar minimizes ||e0 + P xibar||^2 over k free coefficients
@@ -210,7 +217,25 @@ def nested_loo(e0, P, defined, w_sum):
     return risk, losses
 
 
-def loo_table(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, max_steps, *, nested=False):
+#: (risk, losses) of :func:`nested_loo`.
+_Nested = tuple[NDArray[np.float64], NDArray[np.float64]]
+
+
+@overload
+def loo_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
+              sqrt_w: NDArray[np.float64] | None, w_sum: float, fit_intercept: bool,
+              lams: ArrayLike, max_steps: int, *, nested: Literal[False] = ...,
+              ) -> TuningTable: ...
+@overload
+def loo_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
+              sqrt_w: NDArray[np.float64] | None, w_sum: float, fit_intercept: bool,
+              lams: ArrayLike, max_steps: int, *, nested: Literal[True],
+              ) -> tuple[TuningTable, _Nested]:
+    ...
+def loo_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
+              sqrt_w: NDArray[np.float64] | None, w_sum: float, fit_intercept: bool,
+              lams: ArrayLike, max_steps: int, *, nested: bool = False,
+              ) -> TuningTable | tuple[TuningTable, _Nested | None]:
     """Exact-LOO risks and LOO-optimal schedules for every lambda and k <= K.
 
     Parameters are those of :func:`loo_columns`; with ``nested=True`` the
@@ -239,7 +264,8 @@ def loo_table(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, max_steps, *, nested
         return (table, honest) if nested else table
     # compress the n T rows once: one thin QR of [P_1..P_K, e0] per lambda
     M = np.concatenate([P.reshape(L, K, -1), e0[:, None, :]], axis=1)
-    Rm = np.linalg.qr(np.swapaxes(M, 1, 2), mode="r")  # (L, m, K + 1)
+    # NumPy's stubs type qr(mode="r") as a QRResult; it returns the R array
+    Rm = cast("NDArray[np.float64]", np.linalg.qr(np.swapaxes(M, 1, 2), mode="r"))  # (L, m, K + 1)
     xibar = nested_lstsq(Rm[:, :, :K], -Rm[:, :, K])  # (L, K, K): row k-1 = xibar_1..k
     risk_k = np.where(defined[:, None], _loo_risk(Rm, xibar) / norm, np.inf)
     risk = np.concatenate([risk0[:, None], risk_k], axis=1)
@@ -253,7 +279,9 @@ def loo_table(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, max_steps, *, nested
     return (table, honest) if nested else table
 
 
-def loo_predictions(X, y, lam, xi, *, fit_intercept=True, sample_weight=None):
+def loo_predictions(X: ArrayLike, y: ArrayLike, lam: float, xi: ArrayLike, *,
+                    fit_intercept: bool = True,
+                    sample_weight: ArrayLike | None = None) -> NDArray[np.float64]:
     """Exact leave-one-out predictions of k-step self-distillation.
 
     ``out[i]`` is the prediction at X[i] of
@@ -294,5 +322,5 @@ def loo_predictions(X, y, lam, xi, *, fit_intercept=True, sample_weight=None):
         with np.errstate(divide="ignore", invalid="ignore"):
             res = res / prep.sqrt_w[:, None]
     Y = y[:, None] if y.ndim == 1 else y
-    out = Y - res
+    out: NDArray[np.float64] = Y - res
     return out[:, 0] if y.ndim == 1 else out

@@ -13,8 +13,10 @@ the oracle and validation sweeps).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..reference.optimal import accept_schedules, nested_least_squares, refit_amplification
 from ..reparam import xi_from_h_coefficients
@@ -46,21 +48,22 @@ class TuningTable:
         Finite risk and a reproducible xi (k = 0 needs no xi).
     """
 
-    lams: np.ndarray
-    risk: np.ndarray
-    xi: np.ndarray
-    valid: np.ndarray
+    lams: NDArray[np.float64]
+    risk: NDArray[np.float64]
+    xi: NDArray[np.float64]
+    valid: NDArray[np.bool_]
 
     @property
-    def max_steps(self):
-        return self.risk.shape[1] - 1
+    def max_steps(self) -> int:
+        return int(self.risk.shape[1]) - 1
 
     def __repr__(self):
         return (f"TuningTable(L={self.lams.size}, K={self.max_steps}, "
                 f"valid={int(self.valid.sum())}/{self.valid.size})")
 
 
-def nested_lstsq(design, target, rcond=None):
+def nested_lstsq(design: NDArray[np.float64], target: NDArray[np.float64],
+                 rcond: float | None = None) -> NDArray[np.float64]:
     """min ||design[..., :k] beta - target|| for every k = 1..K (column-scaled QR).
 
     Parameters
@@ -89,7 +92,7 @@ def nested_lstsq(design, target, rcond=None):
     return beta / scale[..., None, :]
 
 
-def h_from_xi(xi):
+def h_from_xi(xi: NDArray[np.float64]) -> NDArray[np.float64]:
     """r-coefficients of h with u_k = q h(r) for schedules xi of shape (..., k).
 
     These are the products pi_j = xi_k ... xi_{k-j+1} of :mod:`fastsd.filters`
@@ -97,10 +100,10 @@ def h_from_xi(xi):
     """
     from ..filters import products_from_xi
 
-    return products_from_xi(xi)
+    return cast("NDArray[np.float64]", products_from_xi(xi))  # filters is jitted, unchecked
 
 
-def xi_from_rows(h_rows):
+def xi_from_rows(h_rows: NDArray[np.float64]) -> NDArray[np.float64]:
     """xi for every k from nested h coefficients.
 
     Parameters
@@ -121,7 +124,10 @@ def xi_from_rows(h_rows):
     return xi
 
 
-def reject_unreproducible(xi, achieved, optimum, risk0, s2, lams):
+def reject_unreproducible(xi: NDArray[np.float64], achieved: NDArray[np.float64],
+                          optimum: NDArray[np.float64], risk0: NDArray[np.float64],
+                          s2: NDArray[np.float64], lams: NDArray[np.float64],
+                          ) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
     """Validity of each row of xi (..., K + 1, K) and xi with NaN where invalid.
 
     ``achieved`` (..., K + 1) is the criterion recomputed from xi through the
@@ -143,7 +149,7 @@ def reject_unreproducible(xi, achieved, optimum, risk0, s2, lams):
     return good, np.concatenate([np.full(xi[..., :1, :].shape, np.nan), kept], axis=-2)
 
 
-def select(table, k=None):
+def select(table: TuningTable, k: int | None = None) -> tuple[int, int] | None:
     """Index (lambda index, k) of the best selectable entry.
 
     With ``k`` given, the best lambda for exactly k steps; otherwise the
@@ -175,7 +181,8 @@ SAFE_Z = 0.5
 ADMISSIBLE_TOL = 1e-6
 
 
-def shrinkage_factors(s2, lams, xi):
+def shrinkage_factors(s2: NDArray[np.float64], lams: NDArray[np.float64], xi: NDArray[np.float64],
+                      ) -> NDArray[np.float64]:
     """Per-direction shrinkage f_j = phi_j r_j of every schedule in a table.
 
     The k-step estimator is theta_k = V diag(f / s^2) V^T X^T y on the live
@@ -207,7 +214,8 @@ def shrinkage_factors(s2, lams, xi):
     return f
 
 
-def admissible(s2, lams, xi, tol=ADMISSIBLE_TOL):
+def admissible(s2: NDArray[np.float64], lams: NDArray[np.float64], xi: NDArray[np.float64],
+               tol: float = ADMISSIBLE_TOL) -> NDArray[np.bool_]:
     """Entries whose shrinkage factors all lie in [0, 1] (up to ``tol``): (L, K + 1) bool.
 
     Direction by direction the fixed-design risk of f_j z_j (z_j unbiased for
@@ -221,10 +229,11 @@ def admissible(s2, lams, xi, tol=ADMISSIBLE_TOL):
     """
     f = shrinkage_factors(s2, lams, xi)
     with np.errstate(invalid="ignore"):
-        return np.all((f >= -tol) & (f <= 1.0 + tol), axis=-1)
+        return cast("NDArray[np.bool_]", np.all((f >= -tol) & (f <= 1.0 + tol), axis=-1))
 
 
-def select_safe(table, nested_risk, losses, n_points):
+def select_safe(table: TuningTable, nested_risk: NDArray[np.float64], losses: NDArray[np.float64],
+                n_points: NDArray[np.bool_]) -> tuple[tuple[int, int] | None, float]:
     """The safe rule: least nested-LOO risk among admissible entries.
 
     1. Ridge: the lambda of least LOO risk (what ``RidgeCV`` picks); for

@@ -24,7 +24,11 @@ the last column lets the rule also choose k <= K, as
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .._validation import check_steps
 from ._base import _Prepared, _filter_coef
@@ -32,10 +36,15 @@ from ._cv import DEFAULT_LAMS, GCV_MAX_STEPS, _check_lams, tuning_rule_table
 from ._holdout import holdout_table
 from ._tuning import select
 
+if TYPE_CHECKING:
+    from ..decomposition import Decomposition
+
 __all__ = ["tuning_table", "format_tuning_table"]
 
 
-def _test_mse(prep, dec, Z, lam, xi, X_test, y_test):
+def _test_mse(prep: _Prepared, dec: Decomposition, Z: NDArray[np.float64], lam: float,
+              xi: NDArray[np.float64], X_test: NDArray[np.float64], y_test: NDArray[np.float64],
+              ) -> float:
     coef = _filter_coef(dec, Z, lam, xi)  # (T, d)
     intercept = prep.y_mean - coef @ prep.x_mean
     Y = y_test[:, None] if y_test.ndim == 1 else y_test
@@ -43,9 +52,10 @@ def _test_mse(prep, dec, Z, lam, xi, X_test, y_test):
     return float(np.mean(err * err))
 
 
-def tuning_table(splits, *, lams=DEFAULT_LAMS, max_steps=5, steps=(0, 1, 2),
-                 methods=("holdout", "gcv", "loo"), fit_intercept=True,
-                 pool=True):
+def tuning_table(splits: Iterable[Sequence[ArrayLike]], *, lams: ArrayLike = DEFAULT_LAMS,
+                 max_steps: int = 5, steps: Sequence[int] = (0, 1, 2),
+                 methods: Sequence[str] = ("holdout", "gcv", "loo"), fit_intercept: bool = True,
+                 pool: bool = True) -> dict[str, Any]:
     """Test MSE of each tuning rule and model column over a list of splits.
 
     Parameters
@@ -81,12 +91,16 @@ def tuning_table(splits, *, lams=DEFAULT_LAMS, max_steps=5, steps=(0, 1, 2),
         if m not in ("holdout", "gcv", "loo"):
             raise ValueError(f"methods must be among ('holdout', 'gcv', 'loo'), got {m!r}")
     columns = ["ridge" if k == 0 else f"{k}-step" for k in steps] + [f"best k<={K}"]
-    which = list(steps) + [None]
+    which: list[int | None] = list(steps) + [None]
 
-    mse, lam_out, k_out = [], [], []
+    mse_splits: list[list[list[float]]] = []
+    lam_out: list[list[list[float]]] = []
+    k_out: list[list[list[int]]] = []
     for split in splits:
         X_tr, y_tr, X_val, y_val, X_te, y_te = (np.asarray(a, dtype=np.float64) for a in split)
-        rows_mse, rows_lam, rows_k = [], [], []
+        rows_mse: list[list[float]] = []
+        rows_lam: list[list[float]] = []
+        rows_k: list[list[int]] = []
         for method in methods:
             if method == "holdout":
                 table = holdout_table(X_tr, y_tr, X_val, y_val, lams, K,
@@ -102,21 +116,29 @@ def tuning_table(splits, *, lams=DEFAULT_LAMS, max_steps=5, steps=(0, 1, 2),
                 # columns past k = 1 are NaN and its "best k" is k <= 1
                 K_rule = min(K, GCV_MAX_STEPS) if method == "gcv" else K
                 table = tuning_rule_table(method, prep, dec, lams, K_rule)
-            r_mse, r_lam, r_k = [], [], []
+            r_mse: list[float] = []
+            r_lam: list[float] = []
+            r_k: list[int] = []
             for k in which:
                 best = None if k is not None and k > table.max_steps else select(table, k)
                 if best is None:
-                    r_mse.append(np.nan), r_lam.append(np.nan), r_k.append(-1)
+                    r_mse.append(np.nan)
+                    r_lam.append(np.nan)
+                    r_k.append(-1)
                     continue
                 l, kk = best
                 xi = table.xi[l, kk, :kk]
                 r_mse.append(_test_mse(prep, dec, Z, lams[l], xi, X_te, y_te))
                 r_lam.append(lams[l])
                 r_k.append(kk)
-            rows_mse.append(r_mse), rows_lam.append(r_lam), rows_k.append(r_k)
-        mse.append(rows_mse), lam_out.append(rows_lam), k_out.append(rows_k)
+            rows_mse.append(r_mse)
+            rows_lam.append(r_lam)
+            rows_k.append(r_k)
+        mse_splits.append(rows_mse)
+        lam_out.append(rows_lam)
+        k_out.append(rows_k)
 
-    mse = np.asarray(mse, dtype=np.float64).reshape(-1, len(methods), len(columns))
+    mse = np.asarray(mse_splits, dtype=np.float64).reshape(-1, len(methods), len(columns))
     S = mse.shape[0]
     with np.errstate(invalid="ignore"):
         mean = mse.mean(axis=0) if S else np.full(mse.shape[1:], np.nan)
@@ -132,7 +154,8 @@ def tuning_table(splits, *, lams=DEFAULT_LAMS, max_steps=5, steps=(0, 1, 2),
     }
 
 
-def format_tuning_table(result, *, title=None, digits=4):
+def format_tuning_table(result: dict[str, Any], *, title: str | None = None,
+                        digits: int = 4) -> str:
     """Markdown table of ``mean ± std`` test MSE, one row per tuning rule.
 
     Parameters

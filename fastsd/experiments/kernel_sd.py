@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
 
 from ..core import IllConditionedXiWarning, excess_risk, optimal_xi, self_distill
@@ -42,7 +44,8 @@ from ..sweep import sweep_optimal
 __all__ = ["sine_problem", "constrained_rounds", "write_kernel_studies"]
 
 
-def sine_problem(n=64, noise=0.3, gamma=1000.0, n_grid=400, seed=0):
+def sine_problem(n: int = 64, noise: float = 0.3, gamma: float = 1000.0, n_grid: int = 400,
+                 seed: int = 0) -> dict[str, Any]:
     """1-D regression y = sin(2 pi x) + N(0, noise^2), x ~ U[0, 1], RBF kernel.
 
     The kernel is exp(-gamma (x - x')^2).
@@ -63,13 +66,15 @@ def sine_problem(n=64, noise=0.3, gamma=1000.0, n_grid=400, seed=0):
                 noise_var=noise ** 2, dec=dec, gamma=gamma)
 
 
-def _fit_error(lam, d, g, rest2, n):
+def _fit_error(lam: float, d: NDArray[np.float64], g: NDArray[np.float64], rest2: float, n: int,
+               ) -> float:
     """(1/n) ||f - y||^2 of kernel ridge at lam on targets with U^T y = g."""
     shrink = lam / (d + lam)
     return (np.sum((shrink * g) ** 2) + rest2) / n
 
 
-def constrained_rounds(problem, eps, max_rounds=50):
+def constrained_rounds(problem: dict[str, Any], eps: float,
+                       max_rounds: int = 50) -> dict[str, Any]:
     """Mobahi et al.'s pure self-distillation rounds, (1/n)||f - y_{t-1}||^2 = eps each round.
 
     Parameters
@@ -95,7 +100,10 @@ def constrained_rounds(problem, eps, max_rounds=50):
     d, U = dec.s2, dec.U
     live = d > 0
     targets = y.copy()
-    lams, n_eff, test_mse, norms = [], [], [], [np.linalg.norm(y)]
+    lams: list[float] = []
+    n_eff: list[float] = []
+    test_mse: list[float] = []
+    norms: list[float | np.floating[Any]] = [np.linalg.norm(y)]
     cross = dec.cross_kernel(problem["grid"])
     collapse = None
     filt = np.ones_like(d)
@@ -124,13 +132,16 @@ def constrained_rounds(problem, eps, max_rounds=50):
                 bound=float(np.linalg.norm(y) / np.sqrt(n * eps)))
 
 
-def ground_truth_weighting(problem, lam, max_steps, pure_steps):
+def ground_truth_weighting(
+    problem: dict[str, Any], lam: float, max_steps: int, pure_steps: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64], list[NDArray[np.float64]]]:
     """In-sample risk at one penalty: pure SD (xi = 1) for k = 0..pure_steps and the
     optimal xi for k = 0..max_steps (with the schedules)."""
     dec, f_star, var = problem["dec"], problem["f_star"], problem["noise_var"]
     pure = np.array([float(excess_risk(dec, f_star, var, lam, np.ones(k)))
                      for k in range(pure_steps + 1)])
-    best, schedules = [], []
+    best: list[float] = []
+    schedules: list[NDArray[np.float64]] = []
     for k in range(max_steps + 1):
         xi, risk = optimal_xi(dec, f_star, var, lam, k)
         best.append(float(risk))
@@ -138,7 +149,8 @@ def ground_truth_weighting(problem, lam, max_steps, pure_steps):
     return pure, np.array(best), schedules
 
 
-def teacher_student_map(problem, lams, max_steps=1):
+def teacher_student_map(problem: dict[str, Any], lams: ArrayLike,
+                        max_steps: int = 1) -> NDArray[np.float64]:
     """Optimal k-step risk over teacher x student penalties, shape (L, L, K + 1)."""
     dec, f_star, var = problem["dec"], problem["f_star"], problem["noise_var"]
     risk, _ = sweep_optimal(dec, f_star, var, lams, max_steps, student_lams=lams,
@@ -146,7 +158,7 @@ def teacher_student_map(problem, lams, max_steps=1):
     return risk
 
 
-def write_kernel_studies(out, quick=False):
+def write_kernel_studies(out: str, quick: bool = False) -> dict[str, Any]:
     """Run the three studies, write figures into ``out``; return summary lines and figures."""
     from ..plotting import pyplot
 

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..datasets import load_split
 from ..plotting import plot_alignment, plot_uci_test_mse
@@ -31,7 +34,7 @@ from .uci import DEFAULT_DATASETS, alignment, run_protocol, summarize
 __all__ = ["reproduce"]
 
 
-def _steps(progress, total):
+def _steps(progress: bool, total: int) -> Any:
     if not progress:
         return None
     from tqdm.auto import tqdm
@@ -40,7 +43,7 @@ def _steps(progress, total):
 
 
 #: Size of the tuning benchmark and the learning curves per mode.
-_TUNING_PLAN = {
+_TUNING_PLAN: dict[str, dict[str, Any]] = {
     "quick": dict(sets=("diabetes", "theorem1_1"), seeds=2, curve_seeds=1,
                   curve_shares=(0.01, 0.1)),
     "default": dict(sets=None, seeds=5, curve_seeds=3, curve_shares=None),
@@ -48,7 +51,8 @@ _TUNING_PLAN = {
 }
 
 
-def _tuning_sections(out, mode, datasets):
+def _tuning_sections(out: str, mode: str,
+                     datasets: Sequence[str]) -> tuple[str, str, dict[str, Any]]:
     """Tuning benchmark (all rules vs RidgeCV) and UCI learning curves; Markdown text."""
     from ..plotting import plot_learning_curves
     from .tuning import write_benchmark
@@ -67,14 +71,15 @@ def _tuning_sections(out, mode, datasets):
     return bench, curve_paragraph(curves, names), plan
 
 
-def _synthetic(out, quick, progress):
+def _synthetic(out: str, quick: bool, progress: Any) -> dict[str, Any]:
     from .synthetic import write_synthetic
 
     return write_synthetic(os.path.join(out, "synthetic"), quick=quick, progress=progress)
 
 
-def reproduce(out, *, quick=False, seeds=None, backend="numba", progress=True,
-              datasets=DEFAULT_DATASETS, full=False):
+def reproduce(out: str, *, quick: bool = False, seeds: int | None = None, backend: str = "numba",
+              progress: bool = True, datasets: Sequence[str] = DEFAULT_DATASETS,
+              full: bool = False) -> str:
     """Run the synthetic studies and the UCI protocol; write the report.
 
     Parameters
@@ -121,7 +126,8 @@ def reproduce(out, *, quick=False, seeds=None, backend="numba", progress=True,
     if bar is not None:
         bar.update(1)
 
-    runs, align = [], {}
+    runs: list[dict[str, NDArray[Any]]] = []
+    align: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
     for name in datasets:
         runs.append(run_protocol(name, list(range(seeds)), max_steps=5,
                                  num_lams=21 if quick else 41, backend=backend))
@@ -154,7 +160,7 @@ def reproduce(out, *, quick=False, seeds=None, backend="numba", progress=True,
     return _write_summary(out, table, align, synthetic, seeds, quick, elapsed, n_train, tuning)
 
 
-def _table1(table):
+def _table1(table: Mapping[str, NDArray[Any]]) -> str:
     """Table-1 layout: one row per dataset, ridge / 1-step / 2-step (+ best k <= 5)."""
     lines = ["| dataset | ridge | 1-step SD | 2-step SD | best k <= 5 | 2-step vs ridge "
              "(paired, mean ± std) |", "|---|---|---|---|---|---|"]
@@ -171,7 +177,10 @@ def _table1(table):
     return "\n".join(lines)
 
 
-def _write_summary(out, table, align, synthetic, seeds, quick, elapsed, n_train, tuning):
+def _write_summary(out: str, table: Mapping[str, NDArray[Any]],
+                   align: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
+                   synthetic: dict[str, Any], seeds: int, quick: bool, elapsed: float,
+                   n_train: Mapping[str, int], tuning: tuple[str, str, dict[str, Any]]) -> str:
     lines = [
         "# fastsd reproduction report",
         "",

@@ -32,8 +32,11 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .. import problems
 from ..core import oracle_risk
@@ -57,7 +60,7 @@ QUICK_RANKS = (2, 3, 4, 5, 6, 8)
 FULL_RANKS = tuple(range(2, 33))
 
 
-def lambda_grid(n, quick=False):
+def lambda_grid(n: int, quick: bool = False) -> NDArray[np.float64]:
     """Default lambda grid: ``n * logspace(-6, 6)`` (97 points quick, 289 full).
 
     The families scale X^T X / n to eigenvalues in (0, 1], so lambda / n is the
@@ -66,14 +69,14 @@ def lambda_grid(n, quick=False):
     return n * np.logspace(-6, 6, 97 if quick else 289)
 
 
-def _argmin(curve):
+def _argmin(curve: NDArray[np.float64]) -> int:
     """Index of the smallest finite value (NaN cells -- see Notes of gain_vs_rank)."""
     if np.all(np.isnan(curve)):
         return -1
     return int(np.nanargmin(curve))
 
 
-def _pick(curve, lams):
+def _pick(curve: NDArray[np.float64], lams: NDArray[np.float64]) -> tuple[float, float, bool]:
     i = _argmin(curve)
     if i < 0:
         return np.nan, np.nan, False
@@ -83,8 +86,10 @@ def _pick(curve, lams):
 # --------------------------------------------------------------------------- Theorem 1
 
 
-def gain_vs_rank(ranks=None, lams=None, *, quick=False, backend="numba", noise_var=0.1,
-                 spread=0.5, align="top", n=None, seed=0, threads=None):
+def gain_vs_rank(ranks: ArrayLike | None = None, lams: ArrayLike | None = None, *,
+                 quick: bool = False, backend: str = "numba", noise_var: float = 0.1,
+                 spread: float = 0.5, align: str = "top", n: int | None = None,
+                 seed: int = 0, threads: int | None = None) -> dict[str, NDArray[Any]]:
     r"""Gain of optimal r-step SD over optimal ridge and optimal 1-step SD vs rank r.
 
     Parameters
@@ -160,11 +165,13 @@ def gain_vs_rank(ranks=None, lams=None, *, quick=False, backend="numba", noise_v
 CASES = ("assumptions hold", "repeated singular values", "theta spread over eigenvectors")
 
 
-def _with_case(batch, case):
+def _with_case(batch: problems.ProblemBatch, case: str) -> problems.ProblemBatch:
     return dataclasses.replace(batch, labels={"case": np.array([case] * batch.batch_size)})
 
 
-def violation_problems(*, d=4, n=None, noise_var=0.1, spread=0.5, seed=0):
+def violation_problems(*, d: int = 4, n: int | None = None, noise_var: float = 0.1,
+                       spread: float = 0.5,
+                       seed: int | np.random.Generator | None = 0) -> problems.ProblemBatch:
     """The three problems of the necessity study, as one batch (label ``case``).
 
     * "assumptions hold": :func:`~fastsd.problems.theorem1_family` with r = d;
@@ -174,7 +181,7 @@ def violation_problems(*, d=4, n=None, noise_var=0.1, spread=0.5, seed=0):
       (equal squared cosines 1/d), same spectrum as the first.
     """
     rng = problems._rng(seed)
-    kw = dict(n=n, noise_var=noise_var, spread=spread, seed=rng)
+    kw: dict[str, Any] = dict(n=n, noise_var=noise_var, spread=spread, seed=rng)
     parts = [
         _with_case(problems.theorem1_family([d], d=d, **kw), CASES[0]),
         _with_case(problems.repeated_singular_values(d, **kw), CASES[1]),
@@ -183,8 +190,10 @@ def violation_problems(*, d=4, n=None, noise_var=0.1, spread=0.5, seed=0):
     return problems.concat_batches(*parts)
 
 
-def assumption_violations(lams=None, max_steps=4, *, d=4, n=None, noise_var=0.1, spread=0.5,
-                          quick=False, backend="numba", seed=0, threads=None):
+def assumption_violations(lams: ArrayLike | None = None, max_steps: int = 4, *, d: int = 4,
+                          n: int | None = None, noise_var: float = 0.1, spread: float = 0.5,
+                          quick: bool = False, backend: str = "numba", seed: int = 0,
+                          threads: int | None = None) -> dict[str, NDArray[Any]]:
     r"""Excess risk vs lambda for ridge and 1..K-step SD, with and without the assumptions.
 
     Parameters
@@ -220,7 +229,7 @@ def assumption_violations(lams=None, max_steps=4, *, d=4, n=None, noise_var=0.1,
     }
 
 
-def optimum_over_lambda(curves):
+def optimum_over_lambda(curves: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
     """Each (case, k) curve at its own optimal lambda, with the gains over ridge and 1-step.
 
     Parameters
@@ -234,8 +243,8 @@ def optimum_over_lambda(curves):
         ``case``, ``k``, ``risk_opt``, ``lam_opt``, ``gain_vs_ridge``
         (optimal ridge risk / risk_opt) and ``gain_vs_1step``.
     """
-    rows = {"case": [], "k": [], "risk_opt": [], "lam_opt": [], "gain_vs_ridge": [],
-            "gain_vs_1step": []}
+    rows: dict[str, list[Any]] = {"case": [], "k": [], "risk_opt": [], "lam_opt": [],
+                                  "gain_vs_ridge": [], "gain_vs_1step": []}
     for case in dict.fromkeys(curves["case"].tolist()):
         here = curves["case"] == case
         ks = np.unique(curves["k"][here])
@@ -256,8 +265,9 @@ def optimum_over_lambda(curves):
 # --------------------------------------------------------------------------- xi vs gap
 
 
-def xi_vs_gap(gaps=None, *, p=3, lam=None, n=64, noise_var=0.1, quick=False,
-              backend="numba", seed=0, threads=None):
+def xi_vs_gap(gaps: ArrayLike | None = None, *, p: int = 3, lam: float | None = None, n: int = 64,
+              noise_var: float = 0.1, quick: bool = False, backend: str = "numba", seed: int = 0,
+              threads: int | None = None) -> dict[str, NDArray[Any]]:
     r"""Magnitude of the optimal xi for k = 1..p steps as the singular-value gap shrinks.
 
     Parameters
@@ -320,8 +330,8 @@ def xi_vs_gap(gaps=None, *, p=3, lam=None, n=64, noise_var=0.1, quick=False,
     return table
 
 
-def _loglog_slopes(table):
-    out = {}
+def _loglog_slopes(table: Mapping[str, NDArray[Any]]) -> dict[int, float]:
+    out: dict[int, float] = {}
     for k in np.unique(table["k"]).tolist():
         sel = (table["k"] == k) & np.isfinite(table["xi_max_abs"]) & (table["xi_max_abs"] > 0)
         fit = linear_fit(np.log10(table["gap"][sel]), np.log10(table["xi_max_abs"][sel]))
@@ -332,7 +342,7 @@ def _loglog_slopes(table):
 # --------------------------------------------------------------------------- driver
 
 
-def _progress(progress, total):
+def _progress(progress: Any, total: int) -> Any:
     if not progress:
         return None
     if hasattr(progress, "update"):
@@ -342,12 +352,13 @@ def _progress(progress, total):
     return tqdm(total=total, desc="synthetic studies", unit="study")
 
 
-def _fmt(x, digits=3):
+def _fmt(x: float, digits: int = 3) -> str:
     return "nan" if not np.isfinite(x) else f"{x:.{digits}g}"
 
 
-def write_synthetic(outdir, quick=False, progress=None, *, backend="numba", figures=True,
-                    threads=None):
+def write_synthetic(outdir: str, quick: bool = False, progress: Any = None, *,
+                    backend: str = "numba", figures: bool = True,
+                    threads: int | None = None) -> dict[str, Any]:
     """Run the three synthetic studies; write CSV tables, PNG figures and a JSON summary.
 
     Parameters
@@ -456,7 +467,7 @@ def write_synthetic(outdir, quick=False, progress=None, *, backend="numba", figu
         "Optimal |ξ| vs singular-value gap at fixed λ (log-log slope per k)":
             ", ".join(f"k = {k}: {_fmt(s, 2)}" for k, s in slopes.items()),
     }
-    summary = {
+    summary: dict[str, Any] = {
         "quick": bool(quick),
         "headline": headline,
         "gain_vs_rank": {"gain_ridge": {str(r): at[r][0] for r in at},

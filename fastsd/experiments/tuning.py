@@ -39,8 +39,11 @@ import contextlib
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = ["BENCH_SETS", "SHARES", "LAMS", "RULES", "run_benchmark", "summarize_benchmark",
            "format_benchmark", "gap_closure", "time_fits", "display_name", "gcv_evidence"]
@@ -66,16 +69,17 @@ BENCH_SETS = {
 THEOREM1_POOL = 6400
 
 
-def display_name(name):
+def display_name(name: str) -> str:
     """Human-readable name of a benchmark set or bundled dataset."""
     if name in BENCH_SETS:
         return BENCH_SETS[name]
     from ..datasets import dataset_info
 
-    return dataset_info(name)["title"]
+    return cast(str, dataset_info(name)["title"])
 
 
-def _theorem1_population(noise_var, d=8):
+def _theorem1_population(noise_var: float, d: int = 8,
+                         ) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
     """(Sigma^{1/2} rows factor C with Sigma = C C^T, theta*, sigma^2)."""
     from ..problems import theorem1_family
 
@@ -85,22 +89,25 @@ def _theorem1_population(noise_var, d=8):
     return cov_root, batch.theta_star[0], float(noise_var)
 
 
-def _real_data(name):
+def _real_data(name: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     if name == "diabetes":
         from sklearn.datasets import load_diabetes
 
-        return load_diabetes(return_X_y=True)
+        return cast("tuple[NDArray[np.float64], NDArray[np.float64]]",
+                    load_diabetes(return_X_y=True))
     if name == "friedman1":
         from sklearn.datasets import make_friedman1
 
-        return make_friedman1(n_samples=2000, noise=1.0, random_state=0)
+        return cast("tuple[NDArray[np.float64], NDArray[np.float64]]",
+                    make_friedman1(n_samples=2000, noise=1.0, random_state=0))
     from ..datasets import load_dataset
 
     X, y, _ = load_dataset(name)
     return X, y
 
 
-def _oracle_coef(X, y, Sigma, theta, noise_var):
+def _oracle_coef(X: NDArray[np.float64], y: NDArray[np.float64], Sigma: NDArray[np.float64],
+                 theta: NDArray[np.float64], noise_var: float) -> NDArray[np.float64]:
     """Population-risk-optimal filter on the (centered) training eigenbasis.
 
     theta_hat = V diag(c) z, z = V^T X_c^T y_c; E z = s^2 t, Cov z = sigma^2 diag(s^2),
@@ -116,11 +123,12 @@ def _oracle_coef(X, y, Sigma, theta, noise_var):
     A = np.linalg.cholesky(S).T  # S = A^T A
     design = np.vstack([A * (s2 * t)[None, :], np.diag(np.sqrt(noise_var * s2 * np.diag(S)))])
     target = np.concatenate([A @ t, np.zeros(s2.size)])
-    c = np.linalg.lstsq(design, target, rcond=None)[0]
-    return V @ (c * z)
+    c: NDArray[np.float64] = np.linalg.lstsq(design, target, rcond=None)[0]
+    return cast("NDArray[np.float64]", V @ (c * z))
 
 
-def _fit_rule(rule, X, y, seed, max_steps):
+def _fit_rule(rule: str, X: NDArray[np.float64], y: NDArray[np.float64], seed: int,
+              max_steps: int) -> tuple[NDArray[np.floating[Any]], float, int, float, bool]:
     """(coef, intercept, k, lam, guard_fired) of one rule on (X, y); NaN coef on failure."""
     from sklearn.linear_model import RidgeCV
 
@@ -141,7 +149,15 @@ def _fit_rule(rule, X, y, seed, max_steps):
     return est.coef_, est.intercept_, est.k_, est.lam_, fired
 
 
-def _splits(name, share, seeds):
+#: evaluate(coef, intercept) -> test error of a split (see :func:`_splits`).
+_Evaluate = Callable[[NDArray[np.floating[Any]], float], float]
+
+
+def _splits(
+    name: str, share: float, seeds: Iterable[int]
+) -> Iterator[
+    tuple[int, NDArray[np.float64], NDArray[np.float64], _Evaluate, NDArray[np.float64] | None]
+]:
     """Yield (seed, X_train, y_train, evaluate, oracle coef or None); evaluate(coef,
     intercept) -> error."""
     from ..datasets import standardize
@@ -155,7 +171,9 @@ def _splits(name, share, seeds):
             X = rng.standard_normal((n, theta.size)) @ cov_root.T
             y = X @ theta + np.sqrt(noise_var) * rng.standard_normal(n)
 
-            def evaluate(coef, intercept, Sigma=Sigma, theta=theta):
+            def evaluate(coef: NDArray[np.floating[Any]], intercept: float,
+                         Sigma: NDArray[np.float64] = Sigma, theta: NDArray[np.float64] = theta,
+                         ) -> float:
                 delta = coef - theta
                 return float(delta @ Sigma @ delta)
 
@@ -170,15 +188,17 @@ def _splits(name, share, seeds):
         train, test = perm[:n], perm[n:]
         (tr, te), _ = standardize((X_all[train], y_all[train]), (X_all[test], y_all[test]))
 
-        def evaluate(coef, intercept, te=te):
+        def test_error(coef: NDArray[np.floating[Any]], intercept: float,
+                       te: tuple[NDArray[np.float64], NDArray[np.float64]] = te) -> float:
             err = te[1] - (te[0] @ coef + intercept)
             return float(np.mean(err * err))
 
-        yield seed, tr[0], tr[1], evaluate, None
+        yield seed, tr[0], tr[1], test_error, None
 
 
-def run_benchmark(sets=tuple(BENCH_SETS), shares=SHARES, seeds=20, *, rules=RULES,
-                  max_steps=2, progress=None):
+def run_benchmark(sets: Iterable[str] = tuple(BENCH_SETS), shares: Iterable[float] = SHARES,
+                  seeds: int = 20, *, rules: Sequence[str] = RULES, max_steps: int = 2,
+                  progress: Callable[[], object] | None = None) -> dict[str, NDArray[Any]]:
     """Every rule against RidgeCV on every set, share and seed.
 
     Parameters
@@ -207,13 +227,13 @@ def run_benchmark(sets=tuple(BENCH_SETS), shares=SHARES, seeds=20, *, rules=RULE
     """
     cols = ("set", "share", "n_train", "seed", "rule", "error", "change", "k", "lam", "guard",
             "fit_seconds")
-    rows = {c: [] for c in cols}
+    rows: dict[str, list[Any]] = {c: [] for c in cols}
     for name in sets:
         if name not in BENCH_SETS:
             raise ValueError(f"sets must be keys of BENCH_SETS {tuple(BENCH_SETS)}, got {name!r}")
         for share in shares:
             for seed, X, y, evaluate, oracle in _splits(name, share, range(seeds)):
-                results = []
+                results: list[tuple[str, float, int, float, bool, float]] = []
                 for rule in ("ridgecv",) + tuple(rules):
                     start = time.perf_counter()
                     coef, intercept, k, lam, fired = _fit_rule(rule, X, y, seed, max_steps)
@@ -232,7 +252,7 @@ def run_benchmark(sets=tuple(BENCH_SETS), shares=SHARES, seeds=20, *, rules=RULE
     return {c: np.asarray(v) for c, v in rows.items()}
 
 
-def summarize_benchmark(rows):
+def summarize_benchmark(rows: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
     """Mean, standard error and 95th percentile of the paired change per (set, share, rule).
 
     Returns
@@ -244,7 +264,7 @@ def summarize_benchmark(rows):
     """
     keys = ("set", "share", "n_train", "rule", "n_splits", "error_mean", "change_mean",
             "change_se", "change_p95", "sd_share", "failed", "guard")
-    out = {k: [] for k in keys}
+    out: dict[str, list[Any]] = {k: [] for k in keys}
     for name in dict.fromkeys(rows["set"].tolist()):
         for share in dict.fromkeys(rows["share"][rows["set"] == name].tolist()):
             here = (rows["set"] == name) & (rows["share"] == share)
@@ -266,7 +286,8 @@ def summarize_benchmark(rows):
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def gap_closure(summary, rule="safe"):
+def gap_closure(summary: Mapping[str, NDArray[Any]], rule: str = "safe",
+                ) -> dict[tuple[str, float], tuple[float, float, float, float]]:
     """Share of the RidgeCV -> oracle gap in mean error that ``rule`` closes, per (set, share).
 
     Returns
@@ -275,7 +296,7 @@ def gap_closure(summary, rule="safe"):
         (set, share) -> (RidgeCV mean error, rule mean error, oracle mean error, closure)
         for the sets with an oracle; closure = (RidgeCV - rule) / (RidgeCV - oracle).
     """
-    out = {}
+    out: dict[tuple[str, float], tuple[float, float, float, float]] = {}
     for name, share in dict.fromkeys(zip(summary["set"].tolist(), summary["share"].tolist())):
         here = (summary["set"] == name) & (summary["share"] == share)
         err = dict(zip(summary["rule"][here].tolist(), summary["error_mean"][here].tolist()))
@@ -287,7 +308,8 @@ def gap_closure(summary, rule="safe"):
     return out
 
 
-def format_benchmark(summary, rules=("safe", "loo", "gcv", "holdout", "oracle")):
+def format_benchmark(summary: Mapping[str, NDArray[Any]],
+                     rules: Sequence[str] = ("safe", "loo", "gcv", "holdout", "oracle")) -> str:
     """Markdown table: one row per (set, share), one cell per rule.
 
     Cell: ``mean ± se (p95)`` of the paired change in % against RidgeCV.
@@ -312,7 +334,8 @@ def format_benchmark(summary, rules=("safe", "loo", "gcv", "holdout", "oracle"))
     return "\n".join(lines)
 
 
-def time_fits(n=2000, d=50, repeats=15, max_steps=2, seed=0, blas_threads=1):
+def time_fits(n: int = 2000, d: int = 50, repeats: int = 15, max_steps: int = 2, seed: int = 0,
+              blas_threads: int | None = 1) -> dict[str, Any]:
     """Median fit time of SelfDistilledRidgeCV(tuning="safe") and RidgeCV, side by side.
 
     Both on the same data and the 41-value grid, alternating, in one process
@@ -328,12 +351,12 @@ def time_fits(n=2000, d=50, repeats=15, max_steps=2, seed=0, blas_threads=1):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
     y = X @ rng.standard_normal(d) + rng.standard_normal(n)
-    makers = {
+    makers: dict[str, Callable[[], Any]] = {
         "safe": lambda: SelfDistilledRidgeCV(lams=LAMS, max_steps=max_steps),
         "loo": lambda: SelfDistilledRidgeCV(lams=LAMS, max_steps=max_steps, tuning="loo"),
         "ridgecv": lambda: RidgeCV(alphas=LAMS),
     }
-    times = {k: [] for k in makers}
+    times: dict[str, list[float]] = {k: [] for k in makers}
     with contextlib.ExitStack() as stack:
         if blas_threads is not None:
             from threadpoolctl import threadpool_limits
@@ -346,12 +369,15 @@ def time_fits(n=2000, d=50, repeats=15, max_steps=2, seed=0, blas_threads=1):
                 start = time.perf_counter()
                 make().fit(X, y)
                 times[k].append(time.perf_counter() - start)
-    out = {k: (float(np.median(v)), float(np.min(v)), float(np.max(v))) for k, v in times.items()}
+    out: dict[str, Any] = {k: (float(np.median(v)), float(np.min(v)), float(np.max(v)))
+                           for k, v in times.items()}
     out["ratio"] = out["safe"][0] / out["ridgecv"][0]
     return out
 
 
-def write_benchmark(out, *, full=False, seeds=None, sets=None, shares=None, progress=None):
+def write_benchmark(out: str, *, full: bool = False, seeds: int | None = None,
+                    sets: Iterable[str] | None = None, shares: Iterable[float] | None = None,
+                    progress: Callable[[], object] | None = None) -> str:
     """Run the benchmark and write ``tuning_runs.csv``, ``tuning_summary.csv``,
     ``tuning_change.png`` and ``tuning.md`` into ``out``; return the Markdown text."""
     from ..plotting import plot_tuning_benchmark
@@ -382,7 +408,7 @@ def write_benchmark(out, *, full=False, seeds=None, sets=None, shares=None, prog
     return text
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastsd.experiments.tuning",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="fastsd-tuning")
@@ -403,7 +429,9 @@ if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
 
 
-def gcv_evidence(sets=tuple(BENCH_SETS), shares=SHARES, seeds=20, steps=(2, 5)):
+def gcv_evidence(sets: Iterable[str] = tuple(BENCH_SETS), shares: Iterable[float] = SHARES,
+                 seeds: int = 20, steps: Sequence[int] = (2, 5),
+                 ) -> list[tuple[str, float, int, bool, float, float]]:
     """Why GCV is refused for k >= 2: its mean / 95th-percentile change vs RidgeCV.
 
     Fits ``SelfDistilledRidgeCV(tuning="gcv")`` with ``max_steps`` in ``steps``
@@ -418,10 +446,10 @@ def gcv_evidence(sets=tuple(BENCH_SETS), shares=SHARES, seeds=20, steps=(2, 5)):
     from ..estimators import SelfDistilledRidgeCV
     from ..estimators import _cv
 
-    out = []
+    out: list[tuple[str, float, int, bool, float, float]] = []
     for name in sets:
         for share in shares:
-            changes = {}
+            changes: dict[tuple[int, bool], list[float]] = {}
             for _seed, X, y, evaluate, _ in _splits(name, share, range(seeds)):
                 ref = RidgeCV(alphas=LAMS).fit(X, y)
                 base = evaluate(ref.coef_, ref.intercept_)

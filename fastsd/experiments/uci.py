@@ -12,7 +12,11 @@ as one batch of problems.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
+
 import numpy as np
+from numpy.typing import NDArray
 
 from ..core import self_distill
 from ..datasets import load_split
@@ -25,20 +29,22 @@ __all__ = ["DEFAULT_DATASETS", "lambda_grid", "run_protocol", "summarize", "alig
 DEFAULT_DATASETS = ("air_quality", "airfoil", "appliances_energy")
 
 
-def lambda_grid(n_train, num=41):
+def lambda_grid(n_train: int, num: int = 41) -> NDArray[np.float64]:
     """lambda / n_train log-spaced over [1e-6, 1e2] (features are standardized)."""
     return n_train * np.logspace(-6, 2, num)
 
 
-def _stack_splits(name, seeds, val_fraction, test_fraction):
+def _stack_splits(name: str, seeds: Iterable[int], val_fraction: float,
+                  test_fraction: float) -> dict[str, NDArray[np.float64]]:
     splits = [load_split(name, seed=s, val_fraction=val_fraction, test_fraction=test_fraction)
               for s in seeds]
     return {key: np.stack([getattr(sp, key) for sp in splits])
             for key in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")}
 
 
-def run_protocol(name, seeds, *, max_steps=5, val_fraction=0.2, test_fraction=0.2,
-                 num_lams=41, backend="numba"):
+def run_protocol(name: str, seeds: Sequence[int], *, max_steps: int = 5,
+                 val_fraction: float = 0.2, test_fraction: float = 0.2,
+                 num_lams: int = 41, backend: str = "numba") -> dict[str, NDArray[Any]]:
     """Validation-tuned ridge and k-step SD on one dataset, every seed.
 
     Parameters
@@ -65,7 +71,8 @@ def run_protocol(name, seeds, *, max_steps=5, val_fraction=0.2, test_fraction=0.
     dec = decompose(data["X_train"], data["y_train"])
     val_mse, xi = sweep_optimal_validation(dec, None, data["X_val"], data["y_val"], lams,
                                            max_steps, backend=backend)
-    rows = {key: [] for key in ("dataset", "seed", "k", "lam", "xi", "val_mse", "test_mse")}
+    rows: dict[str, list[Any]] = {
+        key: [] for key in ("dataset", "seed", "k", "lam", "xi", "val_mse", "test_mse")}
     for b, seed in enumerate(seeds):
         for k in range(max_steps + 1):
             usable = np.ones(lams.size, bool) if k == 0 else np.all(
@@ -89,7 +96,7 @@ def run_protocol(name, seeds, *, max_steps=5, val_fraction=0.2, test_fraction=0.
     return {key: np.asarray(col) for key, col in rows.items()}
 
 
-def summarize(rows):
+def summarize(rows: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
     """Mean and standard deviation over seeds of the test MSE per (dataset, k).
 
     Returns
@@ -104,9 +111,9 @@ def summarize(rows):
     """
     keys = ("dataset", "k", "test_mse_mean", "test_mse_std", "change_vs_ridge",
             "paired_change_mean", "paired_change_std", "n_seeds")
-    out = {key: [] for key in keys}
+    out: dict[str, list[Any]] = {key: [] for key in keys}
 
-    def mean_std(vals):
+    def mean_std(vals: NDArray[np.float64]) -> tuple[float, float]:
         ok = vals[np.isfinite(vals)]
         return (ok.mean() if ok.size else np.nan), (ok.std(ddof=1) if ok.size > 1 else 0.0)
 
@@ -125,7 +132,8 @@ def summarize(rows):
     return {key: np.asarray(col) for key, col in out.items()}
 
 
-def alignment(name, seed=0, *, val_fraction=0.2, test_fraction=0.2, num_lams=41):
+def alignment(name: str, seed: int = 0, *, val_fraction: float = 0.2, test_fraction: float = 0.2,
+              num_lams: int = 41) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """The paper's alignment diagnostic on one training split.
 
     Squared cosine between the validation-tuned ridge solution and each
@@ -157,8 +165,9 @@ CURVE_SHARES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6)
 CURVE_MODELS = ("ridge_train", "sd_k1", "sd_k2", "sd_k5", "ridgecv_trainval")
 
 
-def learning_curve(name, shares=CURVE_SHARES, seeds=range(10), *, steps=(1, 2, 5),
-                   num_lams=41):
+def learning_curve(name: str, shares: Iterable[float] = CURVE_SHARES,
+                   seeds: Iterable[int] = range(10), *, steps: Sequence[int] = (1, 2, 5),
+                   num_lams: int = 41) -> dict[str, NDArray[Any]]:
     """Test MSE of validation-tuned SD and both ridge baselines vs the training share.
 
     For each seed the rows are permuted once: the first 20% are the test set,
@@ -193,9 +202,10 @@ def learning_curve(name, shares=CURVE_SHARES, seeds=range(10), *, steps=(1, 2, 5
     N = y_all.shape[0]
     n_test = n_val = int(round(0.2 * N))
     K = max(steps)
-    rows = {c: [] for c in ("dataset", "share", "n_train", "seed", "model", "lam", "test_mse")}
+    rows: dict[str, list[Any]] = {
+        c: [] for c in ("dataset", "share", "n_train", "seed", "model", "lam", "test_mse")}
 
-    def add(share, n, seed, model, lam, mse):
+    def add(share: float, n: int, seed: int, model: str, lam: float, mse: float) -> None:
         for c, v in zip(rows, (name, share, n, seed, model, lam, mse)):
             rows[c].append(v)
 
@@ -226,7 +236,7 @@ def learning_curve(name, shares=CURVE_SHARES, seeds=range(10), *, steps=(1, 2, 5
     return {c: np.asarray(v) for c, v in rows.items()}
 
 
-def summarize_curves(rows):
+def summarize_curves(rows: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
     """Paired change of each SD model against both baselines, per (dataset, share).
 
     Returns
@@ -238,15 +248,15 @@ def summarize_curves(rows):
     """
     keys = ("dataset", "share", "n_train", "model", "baseline", "change_mean", "change_se",
             "n_seeds")
-    out = {k: [] for k in keys}
+    out: dict[str, list[Any]] = {k: [] for k in keys}
     for name in dict.fromkeys(rows["dataset"].tolist()):
         for share in dict.fromkeys(rows["share"][rows["dataset"] == name].tolist()):
             here = (rows["dataset"] == name) & (rows["share"] == share)
 
-            def mse(model):
+            def mse(model: str) -> NDArray[np.float64]:
                 sel = here & (rows["model"] == model)  # noqa: B023 (called in this iteration)
                 order = np.argsort(rows["seed"][sel])
-                return rows["test_mse"][sel][order]
+                return cast("NDArray[np.float64]", rows["test_mse"][sel][order])
 
             n = int(rows["n_train"][here][0])
             for base in ("ridge_train", "ridgecv_trainval"):
@@ -264,7 +274,8 @@ def summarize_curves(rows):
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def curve_paragraph(summary, names=None):
+def curve_paragraph(summary: Mapping[str, NDArray[Any]], names: Mapping[str, str] | None = None,
+                    ) -> str:
     """One paragraph with the measured numbers: where validation-tuned SD beats each baseline.
 
     A gain is counted where the mean change is below -2 standard errors.

@@ -24,7 +24,6 @@ never the normal equations.
 
 from __future__ import annotations
 
-from typing import cast
 
 import numpy as np
 from numpy.typing import ArrayLike
