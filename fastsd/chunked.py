@@ -66,7 +66,7 @@ class BestRisk:
     xi: FloatArray | None = None
     lams: FloatArray | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         B, K1 = self.risk.shape
         with np.errstate(all="ignore"):
             best = float(np.nanmin(self.risk)) if np.isfinite(self.risk).any() else float("nan")

@@ -515,7 +515,7 @@ class Split(NamedTuple):
     feature_names: tuple[str, ...] = ()
     stats: Standardization | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Split(n_train={self.X_train.shape[0]}, n_val={self.X_val.shape[0]}, "
                 f"n_test={self.X_test.shape[0]}, d={self.X_train.shape[1]}, "
                 f"standardized={self.stats is not None})")

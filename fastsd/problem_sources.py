@@ -51,7 +51,7 @@ class ProblemSet:
     coords: dict[str, NDArray[Any]] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.arrays.items())
         return f"ProblemSet({shapes}, coords={sorted(self.coords)})"
 

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["label_sweep", "load_sweep", "SweepResult", "to_dataframe", "KIND_OF"]
 
 #: A data variable of the layout: (dims, shape, dtype).
-Variable = tuple[tuple[str, ...], tuple[int | None, ...], str]
+Variable = tuple[tuple[str, ...], tuple[int, ...], str]
 #: A coordinate: (dims, values).
 Coordinate = tuple[tuple[str, ...], NDArray[Any]]
 
@@ -56,8 +56,10 @@ def layout(kind: str, B: int, L: int, K: int, G: int | None = None, test: bool =
            ) -> dict[str, Variable]:
     """Data variables: name -> (dims, shape, dtype)."""
     fixed = kind in ("risk", "mse")
+    if fixed and G is None:
+        raise ValueError(f"layout of a {kind!r} sweep needs G, the number of xi schedules")
     dims = ("problem", "lam", "schedule", "k") if fixed else ("problem", "lam", "k")
-    shape = (B, L, G, K + 1) if fixed else (B, L, K + 1)
+    shape: tuple[int, ...] = (B, L, G, K + 1) if G is not None and fixed else (B, L, K + 1)
     metrics = ["risk"] if kind in ("risk", "optimal") else ["val_mse"] + (["test_mse"] * test)
     out: dict[str, Variable] = {name: (dims, shape, "float64") for name in metrics}
     if not fixed:

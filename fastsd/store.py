@@ -31,7 +31,7 @@ import platform
 import shutil
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -200,8 +200,7 @@ class SweepStore:
                                      dimension_names=list(dims))
             arr[...] = values
         names = " ".join(n for n, (d, _) in coords.items() if d != (n,))
-        for name, (dims, shape_or_none, dtype) in variables.items():
-            shape = cast("tuple[int, ...]", shape_or_none)  # layout() has G for fixed-xi kinds
+        for name, (dims, shape, dtype) in variables.items():
             block_chunks = tuple(chunks) + tuple(shape[2:])
             fill = False if dtype == "bool" else np.nan
             group.create_array(name, shape=shape, dtype=dtype, chunks=block_chunks,

@@ -57,7 +57,7 @@ class TuningTable:
     def max_steps(self) -> int:
         return int(self.risk.shape[1]) - 1
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"TuningTable(L={self.lams.size}, K={self.max_steps}, "
                 f"valid={int(self.valid.sum())}/{self.valid.size})")
 
