@@ -26,8 +26,13 @@ except ImportError:  # pragma: no cover - optional benchmark dependency
 
 UNIT = "relative error"
 
-AGREEMENT_OPS = ["decompose", "sweep_risk", "sweep_mse", "sweep_optimal",
-                 "sweep_optimal_validation"]
+AGREEMENT_OPS = [
+    "decompose",
+    "sweep_risk",
+    "sweep_mse",
+    "sweep_optimal",
+    "sweep_optimal_validation",
+]
 
 
 class BackendAgreement:
@@ -62,17 +67,25 @@ class BackendAgreement:
             gram = np.einsum("...dp,...p,...ep->...de", dec.V, dec.s2, dec.V)
             return dec.s2, gram
         if op == "sweep_risk":
-            return (fastsd.sweep_risk(self.dec, p.theta, p.noise_var, self.lams, self.xis, K,
-                                      backend=backend),)
+            return (
+                fastsd.sweep_risk(
+                    self.dec, p.theta, p.noise_var, self.lams, self.xis, K, backend=backend
+                ),
+            )
         if op == "sweep_mse":
-            return (fastsd.sweep_mse(self.dec, None, p.X_val, p.y_val, self.lams, self.xis, K,
-                                     backend=backend),)
+            return (
+                fastsd.sweep_mse(
+                    self.dec, None, p.X_val, p.y_val, self.lams, self.xis, K, backend=backend
+                ),
+            )
         if op == "sweep_optimal":
-            return fastsd.sweep_optimal(self.dec, p.theta, p.noise_var, self.lams, K,
-                                        backend=backend)[:1]
+            return fastsd.sweep_optimal(
+                self.dec, p.theta, p.noise_var, self.lams, K, backend=backend
+            )[:1]
         if op == "sweep_optimal_validation":
-            return fastsd.sweep_optimal_validation(self.dec, None, p.X_val, p.y_val, self.lams,
-                                                   K, backend=backend)[:1]
+            return fastsd.sweep_optimal_validation(
+                self.dec, None, p.X_val, p.y_val, self.lams, K, backend=backend
+            )[:1]
         raise ValueError(op)
 
     def track_max_rel_error(self, op, size):
@@ -152,14 +165,16 @@ def mp_optimal_risk(s2, t, noise_var, n, lam, K, dps=50):
                 continue
             s2_j, t_j = mpmath.mpf(float(s2_j)), mpmath.mpf(float(t_j))
             r, q = s2_j / (s2_j + lam), lam / (s2_j + lam)
-            bw = s2_j / n * t_j ** 2
+            bw = s2_j / n * t_j**2
             nw = s2_j / n * var * s2_j / (s2_j + lam) ** 2
             a = r * r * bw + nw
             nodes.append((r, q, bw, nw, a, (nw - bw * r * q) / a))
 
         def risk_of(u):
-            return mpmath.fsum(bw * (q + r * uj) ** 2 + nw * (1 - uj) ** 2
-                               for (r, q, bw, nw, _, _), uj in zip(nodes, u))
+            return mpmath.fsum(
+                bw * (q + r * uj) ** 2 + nw * (1 - uj) ** 2
+                for (r, q, bw, nw, _, _), uj in zip(nodes, u)
+            )
 
         risks = []
         for k in range(1, K + 1):
@@ -171,10 +186,10 @@ def mp_optimal_risk(s2, t, noise_var, n, lam, K, dps=50):
             for j, (r, q, _, _, a, u_star) in enumerate(nodes):
                 w = mpmath.sqrt(a)
                 for m in range(k):
-                    A[j, m] = w * q * r ** m
+                    A[j, m] = w * q * r**m
                 b[j] = w * u_star
             coef, _ = mpmath.qr_solve(A, b)
-            u = [sum(coef[m] * q * r ** m for m in range(k)) for (r, q, *_rest) in nodes]
+            u = [sum(coef[m] * q * r**m for m in range(k)) for (r, q, *_rest) in nodes]
             risks.append(risk_of(u))
         return risks
 
@@ -218,8 +233,9 @@ class OptimalRiskHighPrecision:
         self.run(backend, d)  # warm-up
 
     def run(self, backend, d):
-        risk, _ = fastsd.sweep_optimal(self.dec, self.theta, self.noise_var, self.lams, d,
-                                       backend=backend)
+        risk, _ = fastsd.sweep_optimal(
+            self.dec, self.theta, self.noise_var, self.lams, d, backend=backend
+        )
         return risk[:, 1:]
 
     def track_max_rel_error(self, backend, d, cond):

@@ -80,8 +80,7 @@ class Problem:
         sigma^2 of the additive Gaussian noise.
     """
 
-    def __init__(self, B, n, d, *, seed=0, n_val=None, n_test=None, decay=1.0,
-                 noise_var=1.0):
+    def __init__(self, B, n, d, *, seed=0, n_val=None, n_test=None, decay=1.0, noise_var=1.0):
         rng = np.random.default_rng(seed)
         # covariance eigenvalues j^-decay: a spread spectrum, where SD helps
         scale = np.arange(1, d + 1, dtype=np.float64) ** (-decay / 2)

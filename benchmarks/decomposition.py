@@ -72,7 +72,7 @@ class EndToEnd:
             self.X = os.path.join(self.tmp, "X.npy")
             out = np.lib.format.open_memmap(self.X, mode="w+", shape=self.shape)
             for start in range(0, n, 1 << 18):
-                out[start:start + (1 << 18)] = rng.standard_normal((min(1 << 18, n - start), d))
+                out[start : start + (1 << 18)] = rng.standard_normal((min(1 << 18, n - start), d))
             out.flush()
             del out
         else:

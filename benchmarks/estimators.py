@@ -4,8 +4,15 @@ import numpy as np
 
 import fastsd
 
-ESTIMATORS = ["RidgeCV", "fastsd-loo-K0", "fastsd-safe-K2", "fastsd-safe-K5", "fastsd-loo-K5",
-              "fastsd-gcv-K1", "fastsd-holdout-K5"]
+ESTIMATORS = [
+    "RidgeCV",
+    "fastsd-loo-K0",
+    "fastsd-safe-K2",
+    "fastsd-safe-K5",
+    "fastsd-loo-K5",
+    "fastsd-gcv-K1",
+    "fastsd-holdout-K5",
+]
 ESTIMATOR_SIZES = [(500, 20), (2000, 50)]
 
 
@@ -23,7 +30,9 @@ class TuneRidgeAndSD:
         try:
             cv_class = fastsd.SelfDistilledRidgeCV
         except AttributeError:
-            raise NotImplementedError("fastsd.SelfDistilledRidgeCV is not in this version") from None
+            raise NotImplementedError(
+                "fastsd.SelfDistilledRidgeCV is not in this version"
+            ) from None
         n, d = n_d
         rng = np.random.default_rng(0)
         self.X = rng.standard_normal((n, d))
@@ -33,8 +42,9 @@ class TuneRidgeAndSD:
             self.model = RidgeCV(alphas=lams)
         else:
             _, tuning, steps = estimator.split("-")
-            self.model = cv_class(lams=tuple(lams), max_steps=int(steps[1:]), tuning=tuning,
-                                  random_state=0)
+            self.model = cv_class(
+                lams=tuple(lams), max_steps=int(steps[1:]), tuning=tuning, random_state=0
+            )
         self.time_fit(estimator, n_d)  # warm-up (JIT, imports)
 
     def time_fit(self, estimator, n_d):

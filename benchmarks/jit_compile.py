@@ -19,8 +19,7 @@ import tempfile
 
 import fastsd
 
-OPERATIONS = ["decompose", "sweep_risk", "sweep_mse", "sweep_optimal",
-              "sweep_optimal_validation"]
+OPERATIONS = ["decompose", "sweep_risk", "sweep_mse", "sweep_optimal", "sweep_optimal_validation"]
 
 SCRIPT = r"""
 import json, sys, time
@@ -61,8 +60,14 @@ def first_call_seconds(op, cache_dir):
     src = os.path.dirname(os.path.dirname(os.path.abspath(fastsd.__file__)))
     path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONPATH=path)
-    out = subprocess.run([sys.executable, "-c", SCRIPT, op], env=env, check=True,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, op],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return float(json.loads(out.stdout.strip().splitlines()[-1])["first_call"])
 
 

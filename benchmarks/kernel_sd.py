@@ -27,14 +27,23 @@ class KernelSweepRisk:
         B, n = size
         w = kernel_workload(B=B, n=n)
         self.w = w
-        self.n_cells = B * w["teachers"].size * w["students"].size * w["xis"].size * (
-            w["K"] + 1) * n
+        self.n_cells = (
+            B * w["teachers"].size * w["students"].size * w["xis"].size * (w["K"] + 1) * n
+        )
         self.run(backend)  # warm-up
 
     def run(self, backend):
         w = self.w
-        return fastsd.sweep_risk(w["dec"], w["f_star"], w["noise_var"], w["teachers"], w["xis"],
-                                 w["K"], student_lams=w["students"], backend=backend)
+        return fastsd.sweep_risk(
+            w["dec"],
+            w["f_star"],
+            w["noise_var"],
+            w["teachers"],
+            w["xis"],
+            w["K"],
+            student_lams=w["students"],
+            backend=backend,
+        )
 
     def time_kernel_sweep_risk(self, backend, size):
         self.run(backend)

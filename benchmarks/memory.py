@@ -72,12 +72,21 @@ class ChunkedSweepRisk(_Chunked):
 
     def call(self, p, lams, backend, memory_limit):
         if memory_limit == "unbounded":
-            risk = fastsd.sweep_risk(p.X, p.theta, p.noise_var, lams, xi_grid(), self.K,
-                                     backend=backend)
+            risk = fastsd.sweep_risk(
+                p.X, p.theta, p.noise_var, lams, xi_grid(), self.K, backend=backend
+            )
             return risk.min(axis=(1, 2))
-        return fastsd.sweep_risk_chunked(p.X, p.theta, p.noise_var, lams, xi_grid(), self.K,
-                                         reduce="min", memory_limit=memory_limit,
-                                         backend=backend)
+        return fastsd.sweep_risk_chunked(
+            p.X,
+            p.theta,
+            p.noise_var,
+            lams,
+            xi_grid(),
+            self.K,
+            reduce="min",
+            memory_limit=memory_limit,
+            backend=backend,
+        )
 
     def peakmem_sweep_risk_chunked(self, backend, memory_limit):
         self.run(backend, memory_limit)
@@ -92,12 +101,18 @@ class ChunkedSweepOptimal(_Chunked):
 
     def call(self, p, lams, backend, memory_limit):
         if memory_limit == "unbounded":
-            risk, _ = fastsd.sweep_optimal(p.X, p.theta, p.noise_var, lams, self.K,
-                                           backend=backend)
+            risk, _ = fastsd.sweep_optimal(p.X, p.theta, p.noise_var, lams, self.K, backend=backend)
             return np.min(risk, axis=1)
-        return fastsd.sweep_optimal_chunked(p.X, p.theta, p.noise_var, lams, self.K,
-                                            reduce="min", memory_limit=memory_limit,
-                                            backend=backend)
+        return fastsd.sweep_optimal_chunked(
+            p.X,
+            p.theta,
+            p.noise_var,
+            lams,
+            self.K,
+            reduce="min",
+            memory_limit=memory_limit,
+            backend=backend,
+        )
 
     def peakmem_sweep_optimal_chunked(self, backend, memory_limit):
         self.run(backend, memory_limit)

@@ -9,8 +9,18 @@ which is how they are meant to be used.
 
 import fastsd
 
-from .common import (BACKENDS, N_LAMS, N_XIS, SIZES, STEPS, best_time, cells, lam_grid,
-                     make_problem, xi_grid)
+from .common import (
+    BACKENDS,
+    N_LAMS,
+    N_XIS,
+    SIZES,
+    STEPS,
+    best_time,
+    cells,
+    lam_grid,
+    make_problem,
+    xi_grid,
+)
 
 PARAMS = [BACKENDS, SIZES, N_LAMS, STEPS]
 PARAM_NAMES = ["backend", "B_n_d", "n_lams", "K"]
@@ -51,8 +61,9 @@ class SweepRisk(_Sweep):
 
     def run(self, backend, K):
         p = self.problem
-        return fastsd.sweep_risk(self.dec, p.theta, p.noise_var, self.lams, self.xis, K,
-                                 backend=backend)
+        return fastsd.sweep_risk(
+            self.dec, p.theta, p.noise_var, self.lams, self.xis, K, backend=backend
+        )
 
     def time_sweep_risk(self, backend, size, n_lams, K):
         self.run(backend, K)
@@ -65,8 +76,9 @@ class SweepMSE(_Sweep):
 
     def run(self, backend, K):
         p = self.problem
-        return fastsd.sweep_mse(self.dec, None, p.X_val, p.y_val, self.lams, self.xis, K,
-                                backend=backend)
+        return fastsd.sweep_mse(
+            self.dec, None, p.X_val, p.y_val, self.lams, self.xis, K, backend=backend
+        )
 
     def time_sweep_mse(self, backend, size, n_lams, K):
         self.run(backend, K)
@@ -80,8 +92,7 @@ class SweepOptimal(_Sweep):
 
     def run(self, backend, K):
         p = self.problem
-        return fastsd.sweep_optimal(self.dec, p.theta, p.noise_var, self.lams, K,
-                                    backend=backend)
+        return fastsd.sweep_optimal(self.dec, p.theta, p.noise_var, self.lams, K, backend=backend)
 
     def time_sweep_optimal(self, backend, size, n_lams, K):
         self.run(backend, K)

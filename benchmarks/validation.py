@@ -4,8 +4,7 @@ import warnings
 
 import fastsd
 
-from .common import (BACKENDS, N_LAMS, SIZES, STEPS, best_time, cells, lam_grid,
-                     make_problem)
+from .common import BACKENDS, N_LAMS, SIZES, STEPS, best_time, cells, lam_grid, make_problem
 
 
 class SweepOptimalValidation:
@@ -26,8 +25,9 @@ class SweepOptimalValidation:
 
     def run(self, backend, K):
         p = self.problem
-        return fastsd.sweep_optimal_validation(self.dec, None, p.X_val, p.y_val, self.lams, K,
-                                               backend=backend)
+        return fastsd.sweep_optimal_validation(
+            self.dec, None, p.X_val, p.y_val, self.lams, K, backend=backend
+        )
 
     def time_sweep_optimal_validation(self, backend, size, n_lams, K):
         self.run(backend, K)

@@ -28,8 +28,7 @@ def paper_workflow(problem, lams, K, backend):
     p = problem
     S, L = p.X.shape[0], lams.size
     dec = fastsd.decompose(p.X, p.y, backend=backend)
-    mse, xi = fastsd.sweep_optimal_validation(dec, None, p.X_val, p.y_val, lams, K,
-                                              backend=backend)
+    mse, xi = fastsd.sweep_optimal_validation(dec, None, p.X_val, p.y_val, lams, K, backend=backend)
     # (lambda, k) pairs whose optimal xi is recoverable (row k - 1 not NaN)
     usable = np.ones(mse.shape, dtype=bool)
     usable[..., 1:] = ~np.isnan(xi[..., 0])
@@ -43,7 +42,7 @@ def paper_workflow(problem, lams, K, backend):
     for s in range(S):
         k = best_k[s]
         if k:
-            schedules[s, best_l[s], K - k:] = xi[s, best_l[s], k - 1, :k]
+            schedules[s, best_l[s], K - k :] = xi[s, best_l[s], k - 1, :k]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theta_sd = fastsd.self_distill(dec, None, lams, schedules)  # (S, L, d)

@@ -54,7 +54,7 @@ default_role = "code"  # `x` is inline code, as in the README (no silent cross-r
 autosummary_generate = True
 autosummary_imported_members = True
 autodoc_default_options = {"members": False}
-autodoc_typehints = "none"   # numpydoc sections carry the types (annotations come in phase B)
+autodoc_typehints = "none"  # numpydoc sections carry the types (annotations come in phase B)
 # numpydoc would otherwise list every method/attribute of every class (incl. the
 # inherited scikit-learn API) and warn on each that has no docstring of its own.
 numpydoc_show_class_members = False
@@ -140,14 +140,29 @@ def public_modules():
 def top_level_names():
     """Public names of ``fastsd``: ``__all__`` plus lazily imported attributes in ``dir``."""
     names = list(getattr(fastsd, "__all__", []))
-    names += [n for n in dir(fastsd) if not n.startswith("_") and n not in names
-              and n[0].isupper() and not isinstance(getattr(fastsd, n), type(fastsd))]
+    names += [
+        n
+        for n in dir(fastsd)
+        if not n.startswith("_")
+        and n not in names
+        and n[0].isupper()
+        and not isinstance(getattr(fastsd, n), type(fastsd))
+    ]
     return names
 
 
 def _autosummary(title, module, names, underline="="):
-    lines = [title, underline * len(title), "", f".. currentmodule:: {module}", "",
-             ".. autosummary::", "   :toctree: .", "   :nosignatures:", ""]
+    lines = [
+        title,
+        underline * len(title),
+        "",
+        f".. currentmodule:: {module}",
+        "",
+        ".. autosummary::",
+        "   :toctree: .",
+        "   :nosignatures:",
+        "",
+    ]
     lines += [f"   {n}" for n in names]
     return "\n".join(lines) + "\n"
 
@@ -167,24 +182,46 @@ def write_api_pages(app=None):
     documented = {id(getattr(fastsd, n)) for n in top}
     modules = [n for n in top if isinstance(getattr(fastsd, n), type(fastsd))]
     functions = [n for n in top if n not in modules]
-    pages = {"00_fastsd": "\n".join(["fastsd", "======", "", ".. automodule:: fastsd",
-                                      "   :no-members:", "",
-                                      _autosummary("Contents", "fastsd", functions, "-")])}
+    pages = {
+        "00_fastsd": "\n".join(
+            [
+                "fastsd",
+                "======",
+                "",
+                ".. automodule:: fastsd",
+                "   :no-members:",
+                "",
+                _autosummary("Contents", "fastsd", functions, "-"),
+            ]
+        )
+    }
     for i, modname in enumerate(public_modules(), start=1):
         module = importlib.import_module(modname)
         doc_first = (module.__doc__ or "").strip().splitlines()
         names = getattr(module, "__all__", None)
         if names is None:
-            warnings.warn(f"{modname} has no __all__: only its docstring is documented",
-                          stacklevel=1)
+            warnings.warn(
+                f"{modname} has no __all__: only its docstring is documented", stacklevel=1
+            )
             names = []
         # each object once: under fastsd, else under the first (outermost) module
         # (a package's __all__ may name submodules not imported yet: their own pages)
         names = [n for n in names if hasattr(module, n)]
-        own = [n for n in names if id(getattr(module, n)) not in documented
-               and not isinstance(getattr(module, n), type(fastsd))]
+        own = [
+            n
+            for n in names
+            if id(getattr(module, n)) not in documented
+            and not isinstance(getattr(module, n), type(fastsd))
+        ]
         documented.update(id(getattr(module, n)) for n in own)
-        text = [modname, "=" * len(modname), "", f".. automodule:: {modname}", "   :no-members:", ""]
+        text = [
+            modname,
+            "=" * len(modname),
+            "",
+            f".. automodule:: {modname}",
+            "   :no-members:",
+            "",
+        ]
         if own:
             text.append(_autosummary("Contents", modname, own, underline="-"))
         elif not doc_first:
@@ -218,8 +255,9 @@ def copy_asv_dashboard(app, exception):
         shutil.rmtree(target)
     if source:
         if not (Path(source) / "index.html").is_file():
-            raise RuntimeError(f"FASTSD_ASV_HTML={source} has no index.html "
-                               "(run scripts/asv_dashboard.py first)")
+            raise RuntimeError(
+                f"FASTSD_ASV_HTML={source} has no index.html (run scripts/asv_dashboard.py first)"
+            )
         shutil.copytree(source, target)
     else:
         shutil.copytree(DOCS / "_asv_placeholder", target)

@@ -28,8 +28,12 @@ __version__ = "0.1.0"
 
 # scikit-learn estimators, imported on first use so that `import fastsd`
 # does not need scikit-learn (the optional extra `fastsd[sklearn]`).
-_ESTIMATORS = ("SelfDistilledRidge", "SelfDistilledRidgeCV", "SelfDistilledKernelRidge",
-               "SelfDistilledKernelRidgeCV")
+_ESTIMATORS = (
+    "SelfDistilledRidge",
+    "SelfDistilledRidgeCV",
+    "SelfDistilledKernelRidge",
+    "SelfDistilledKernelRidgeCV",
+)
 
 
 # public submodules that `import fastsd` does not load itself: `fastsd.problems`
@@ -51,6 +55,7 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_ESTIMATORS) | set(_SUBMODULES))
+
 
 __all__ = [
     "BestRisk",

@@ -25,5 +25,5 @@ def linear_fit(x: ArrayLike, y: ArrayLike) -> dict[str, float]:
     slope, intercept = np.polyfit(x, y, 1)
     resid = y - (slope * x + intercept)
     total = np.sum((y - y.mean()) ** 2)
-    r2 = 1.0 - np.sum(resid ** 2) / total if total > 0 else 1.0
+    r2 = 1.0 - np.sum(resid**2) / total if total > 0 else 1.0
     return {"slope": float(slope), "intercept": float(intercept), "r2": float(r2)}

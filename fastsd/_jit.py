@@ -23,8 +23,15 @@ from typing import Any, TypeVar
 import numba
 from numba.core.caching import NullCache
 
-__all__ = ["FASTMATH", "jit", "threads", "check_threads", "call", "cache_dir",
-           "single_threaded_blas"]
+__all__ = [
+    "FASTMATH",
+    "jit",
+    "threads",
+    "check_threads",
+    "call",
+    "cache_dir",
+    "single_threaded_blas",
+]
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
@@ -38,8 +45,7 @@ def jit(*, parallel: bool = False) -> Callable[[_F], _F]:
 
     def decorate(func: _F) -> _F:
         options: dict[str, Any]
-        options = dict(parallel=parallel, fastmath=set(FASTMATH), error_model="numpy",
-                       nogil=True)
+        options = dict(parallel=parallel, fastmath=set(FASTMATH), error_model="numpy", nogil=True)
         try:
             dispatcher = numba.njit(cache=True, **options)(func)
         except RuntimeError:  # no writable cache location
@@ -113,9 +119,7 @@ def check_threads(count: object) -> None:
     if isinstance(count, bool) or not isinstance(count, int):
         raise TypeError(f"threads must be an int or None, got {type(count).__name__}")
     if not 1 <= count <= limit:
-        raise ValueError(
-            f"threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {count}"
-        )
+        raise ValueError(f"threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {count}")
 
 
 @contextlib.contextmanager
@@ -139,4 +143,3 @@ def threads(count: int | None) -> Iterator[int]:
         yield count
     finally:
         numba.set_num_threads(previous)
-

@@ -20,9 +20,7 @@ __all__ = ["MAX_RESULT_BYTES", "check_result_size"]
 MAX_RESULT_BYTES = 4 << 30
 
 
-def check_result_size(
-    func: str, shapes: Sequence[Sequence[int]], limit: int | None = None
-) -> int:
+def check_result_size(func: str, shapes: Sequence[Sequence[int]], limit: int | None = None) -> int:
     """Raise ValueError when the float64 arrays of ``shapes`` exceed the limit.
 
     Parameters

@@ -42,9 +42,7 @@ def as_float_array(
         arr = np.array(value, dtype=None, copy=True)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name} must be an array of real numbers ({exc})") from None
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
-    ):
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise TypeError(
             f"{name} must hold real numbers, got dtype {arr.dtype}; "
             "convert it with np.asarray(..., dtype=float)"
@@ -56,15 +54,11 @@ def as_float_array(
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if arr.ndim not in allowed:
             want = " or ".join(str(a) for a in allowed)
-            raise ValueError(
-                f"{name} must have {want} dimension(s), got shape {arr.shape}"
-            )
+            raise ValueError(f"{name} must have {want} dimension(s), got shape {arr.shape}")
     if not allow_empty and arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least one value")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(
-            f"{name} contains NaN or infinite values; remove or impute them first"
-        )
+        raise ValueError(f"{name} contains NaN or infinite values; remove or impute them first")
     return arr
 
 
@@ -105,8 +99,7 @@ def check_steps(k: object, name: str = "k") -> int:
     if not isinstance(k, numbers.Integral):
         if isinstance(k, numbers.Real) and float(k).is_integer():
             raise TypeError(
-                f"{name} must be an integer number of steps, got {k!r} (a float); "
-                f"pass int({k!r})"
+                f"{name} must be an integer number of steps, got {k!r} (a float); pass int({k!r})"
             )
         raise TypeError(f"{name} must be an integer number of steps, got {type(k).__name__}")
     k = operator.index(k)

@@ -70,8 +70,10 @@ class BestRisk:
         B, K1 = self.risk.shape
         with np.errstate(all="ignore"):
             best = float(np.nanmin(self.risk)) if np.isfinite(self.risk).any() else float("nan")
-        return (f"BestRisk(B={B}, K={K1 - 1}, optimal_xi={self.xi is not None}, "
-                f"L={None if self.lams is None else self.lams.size}, min_risk={best:.4g})")
+        return (
+            f"BestRisk(B={B}, K={K1 - 1}, optimal_xi={self.xi is not None}, "
+            f"L={None if self.lams is None else self.lams.size}, min_risk={best:.4g})"
+        )
 
     @property
     def lam(self) -> FloatArray:
@@ -81,8 +83,9 @@ class BestRisk:
         return self.lams[self.lam_index]
 
 
-def _problem_source(X: Any, theta_star: ArrayLike, noise_var: ArrayLike
-                    ) -> tuple[int, int, int, FloatArray, FloatArray]:
+def _problem_source(
+    X: Any, theta_star: ArrayLike, noise_var: ArrayLike
+) -> tuple[int, int, int, FloatArray, FloatArray]:
     """Validated sizes and oracle inputs (X may be a memmap: read lazily)."""
     if isinstance(X, Decomposition):
         if not X.batched:
@@ -101,14 +104,22 @@ def _problem_source(X: Any, theta_star: ArrayLike, noise_var: ArrayLike
     return B, n, d, theta, var
 
 
-def _run(task: SweepTask, B: int, L: int, plan: tuple[int, int],
-         consume: Callable[[Block, BlockResult], object],
-         progress: bool | Callable[[int, int], object], desc: str, client: Any) -> None:
+def _run(
+    task: SweepTask,
+    B: int,
+    L: int,
+    plan: tuple[int, int],
+    consume: Callable[[Block, BlockResult], object],
+    progress: bool | Callable[[int, int], object],
+    desc: str,
+    client: Any,
+) -> None:
     """The runner on the block grid, on the executor for ``client``."""
     executor = get_executor(client=client)
     with executor:
-        run_blocks(block_grid(B, L, *plan), task, consume, executor=executor,
-                   progress=progress, desc=desc)
+        run_blocks(
+            block_grid(B, L, *plan), task, consume, executor=executor, progress=progress, desc=desc
+        )
 
 
 class _Writer:
@@ -119,7 +130,7 @@ class _Writer:
 
     def __call__(self, block: Block, result: BlockResult) -> None:
         for name, out in self.outs.items():
-            out[block.b0:block.b1, block.l0:block.l1] = result[name]
+            out[block.b0 : block.b1, block.l0 : block.l1] = result[name]
 
     def flush(self) -> None:
         for out in self.outs.values():
@@ -142,9 +153,16 @@ def _output(out: FloatArray | None, shape: tuple[int, ...], memory_limit: int) -
     return out
 
 
-def _write_all(task: SweepTask, B: int, L: int, plan: tuple[int, int],
-               outs: dict[str, FloatArray], progress: bool | Callable[[int, int], object],
-               desc: str, client: Any) -> None:
+def _write_all(
+    task: SweepTask,
+    B: int,
+    L: int,
+    plan: tuple[int, int],
+    outs: dict[str, FloatArray],
+    progress: bool | Callable[[int, int], object],
+    desc: str,
+    client: Any,
+) -> None:
     writer = _Writer(outs)
     try:
         _run(task, B, L, plan, writer, progress, desc, client)
@@ -152,13 +170,23 @@ def _write_all(task: SweepTask, B: int, L: int, plan: tuple[int, int],
         writer.flush()
 
 
-def sweep_risk_chunked(X: Any, theta_star: ArrayLike, noise_var: ArrayLike, lams: ArrayLike,
-                       xis: ArrayLike, max_steps: int, *, reduce: str | None = None,
-                       out: FloatArray | None = None, memory_limit: int = GiB,
-                       backend: str = "numba", threads: int | None = None,
-                       progress: bool | Callable[[int, int], object] = False,
-                       client: Any = None, labels: bool = False
-                       ) -> FloatArray | BestRisk | xr.Dataset:
+def sweep_risk_chunked(
+    X: Any,
+    theta_star: ArrayLike,
+    noise_var: ArrayLike,
+    lams: ArrayLike,
+    xis: ArrayLike,
+    max_steps: int,
+    *,
+    reduce: str | None = None,
+    out: FloatArray | None = None,
+    memory_limit: int = GiB,
+    backend: str = "numba",
+    threads: int | None = None,
+    progress: bool | Callable[[int, int], object] = False,
+    client: Any = None,
+    labels: bool = False,
+) -> FloatArray | BestRisk | xr.Dataset:
     r""":func:`fastsd.sweep_risk` in blocks under a memory bound.
 
     Parameters
@@ -200,8 +228,17 @@ def sweep_risk_chunked(X: Any, theta_star: ArrayLike, noise_var: ArrayLike, lams
     per_problem = 8 * (n * d + 2 * (n + d) * p + d * d)
     per_pair = 8 * G * (K + 1) + (8 * 6 * G * p if backend == "numpy" else 0)
     plan = plan_blocks(B, lams.size, per_problem, per_pair, memory_limit)
-    task = SweepTask("risk", X, lams, K, schedules=schedules, theta_star=theta, noise_var=var,
-                     backend=backend, threads=None if client is not None else threads)
+    task = SweepTask(
+        "risk",
+        X,
+        lams,
+        K,
+        schedules=schedules,
+        theta_star=theta,
+        noise_var=var,
+        backend=backend,
+        threads=None if client is not None else threads,
+    )
 
     if reduce is None:
         result = _output(out, (B, lams.size, G, K + 1), memory_limit)
@@ -233,14 +270,22 @@ def sweep_risk_chunked(X: Any, theta_star: ArrayLike, noise_var: ArrayLike, lams
     return BestRisk(best, lam_index, xi_index, lams=lams)
 
 
-def sweep_optimal_chunked(X: Any, theta_star: ArrayLike, noise_var: ArrayLike,
-                          lams: ArrayLike, max_steps: int, *, reduce: str | None = None,
-                          out: tuple[FloatArray, FloatArray] | None = None,
-                          memory_limit: int = GiB, backend: str = "numba",
-                          threads: int | None = None,
-                          progress: bool | Callable[[int, int], object] = False,
-                          client: Any = None, labels: bool = False
-                          ) -> tuple[FloatArray, FloatArray] | BestRisk | xr.Dataset:
+def sweep_optimal_chunked(
+    X: Any,
+    theta_star: ArrayLike,
+    noise_var: ArrayLike,
+    lams: ArrayLike,
+    max_steps: int,
+    *,
+    reduce: str | None = None,
+    out: tuple[FloatArray, FloatArray] | None = None,
+    memory_limit: int = GiB,
+    backend: str = "numba",
+    threads: int | None = None,
+    progress: bool | Callable[[int, int], object] = False,
+    client: Any = None,
+    labels: bool = False,
+) -> tuple[FloatArray, FloatArray] | BestRisk | xr.Dataset:
     r""":func:`fastsd.sweep_optimal` in blocks under a memory bound.
 
     Parameters
@@ -271,8 +316,16 @@ def sweep_optimal_chunked(X: Any, theta_star: ArrayLike, noise_var: ArrayLike,
     per_problem = 8 * (n * d + 2 * (n + d) * p + d * d)
     per_pair = 8 * (K + 1 + K * K) + (8 * 8 * K * (p + K) if backend == "numpy" else 0)
     plan = plan_blocks(B, lams.size, per_problem, per_pair, memory_limit)
-    task = SweepTask("optimal", X, lams, K, theta_star=theta, noise_var=var, backend=backend,
-                     threads=None if client is not None else threads)
+    task = SweepTask(
+        "optimal",
+        X,
+        lams,
+        K,
+        theta_star=theta,
+        noise_var=var,
+        backend=backend,
+        threads=None if client is not None else threads,
+    )
 
     if reduce is None:
         full = 8 * B * lams.size * (K + 1 + K * K)
@@ -281,8 +334,16 @@ def sweep_optimal_chunked(X: Any, theta_star: ArrayLike, noise_var: ArrayLike,
                 _output(None, (B, lams.size, K + 1 + K * K), memory_limit)  # raises
             out = (np.empty((B, lams.size, K + 1)), np.empty((B, lams.size, K, K)))
         risk_out, xi_out = out
-        _write_all(task, B, lams.size, plan, {"risk": risk_out, "xi": xi_out}, progress,
-                   "sweep_optimal", client)
+        _write_all(
+            task,
+            B,
+            lams.size,
+            plan,
+            {"risk": risk_out, "xi": xi_out},
+            progress,
+            "sweep_optimal",
+            client,
+        )
         warn_unrecoverable(xi_out)
         if labels:
             from .results import label_sweep

@@ -24,8 +24,14 @@ class _Failure(Exception):
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments.reproduce import reproduce
 
-    summary = reproduce(args.output, quick=args.quick, seeds=args.seeds, backend=args.backend,
-                        progress=not args.no_progress, full=args.full)
+    summary = reproduce(
+        args.output,
+        quick=args.quick,
+        seeds=args.seeds,
+        backend=args.backend,
+        progress=not args.no_progress,
+        full=args.full,
+    )
     print(f"report written to {summary}")
     return 0
 
@@ -40,17 +46,24 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", IllConditionedXiWarning)
-            out = run_sweep(cfg, resume=args.resume, overwrite=args.overwrite,
-                            progress=not args.no_progress, scheduler=args.scheduler)
+            out = run_sweep(
+                cfg,
+                resume=args.resume,
+                overwrite=args.overwrite,
+                progress=not args.no_progress,
+                scheduler=args.scheduler,
+            )
         for warning in caught:
             print(f"fastsd sweep: warning: {warning.message}", file=sys.stderr)
     except KeyboardInterrupt:
         if os.path.exists(os.path.join(cfg.output, "manifest.json")):
-            raise _Failure(f"interrupted; finished blocks are kept in {cfg.output}, "
-                           "rerun with --resume") from None
+            raise _Failure(
+                f"interrupted; finished blocks are kept in {cfg.output}, rerun with --resume"
+            ) from None
         raise _Failure("interrupted before the first block; nothing was written") from None
-    print(f"results written to {out} (open with fastsd.load_sweep; "
-          f"fastsd export {out} --format csv)")
+    print(
+        f"results written to {out} (open with fastsd.load_sweep; fastsd export {out} --format csv)"
+    )
     return 0
 
 
@@ -59,8 +72,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     result = load_sweep(args.output)
     if not result.complete:
-        raise ValueError(f"{args.output} is an unfinished sweep; finish it with "
-                         "fastsd sweep CONFIG --resume first")
+        raise ValueError(
+            f"{args.output} is an unfinished sweep; finish it with "
+            "fastsd sweep CONFIG --resume first"
+        )
     path = args.to or os.path.join(args.output, f"results.{args.format}")
     frame = result.to_dataframe()
     if args.format == "csv":
@@ -99,16 +114,27 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("numpy", np.__version__),
         ("scipy", scipy.__version__),
         ("numba", numba.__version__),
-        ("numba threads", f"{numba.get_num_threads()} (NUMBA_NUM_THREADS="
-                          # set by numba.config at import time; numba exports threading_layer
-                          # without declaring it
-                          f"{numba.config.NUMBA_NUM_THREADS})"),  # type: ignore[attr-defined]
+        (
+            "numba threads",
+            f"{numba.get_num_threads()} (NUMBA_NUM_THREADS="
+            # set by numba.config at import time; numba exports threading_layer
+            # without declaring it
+            f"{numba.config.NUMBA_NUM_THREADS})",
+        ),  # type: ignore[attr-defined]
         ("threading layer", numba.threading_layer()),  # type: ignore[attr-defined]
         ("kernel cache", cache_dir()),
         ("cpu count", str(os.cpu_count())),
     ]
-    for optional in ("matplotlib", "tqdm", "sklearn", "asv", "zarr", "xarray", "pandas",
-                     "distributed"):
+    for optional in (
+        "matplotlib",
+        "tqdm",
+        "sklearn",
+        "asv",
+        "zarr",
+        "xarray",
+        "pandas",
+        "distributed",
+    ):
         try:
             module = __import__(optional)
             lines.append((optional, getattr(module, "__version__", "installed")))
@@ -140,57 +166,89 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fastsd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    rep = sub.add_parser("reproduce", help="reproduce the paper's figures and Table 1",
-                         description="Run the synthetic studies and the UCI protocol on the "
-                                     "embedded defaults; write tables, figures and a summary.")
+    rep = sub.add_parser(
+        "reproduce",
+        help="reproduce the paper's figures and Table 1",
+        description="Run the synthetic studies and the UCI protocol on the "
+        "embedded defaults; write tables, figures and a summary.",
+    )
     # --output everywhere a command writes a directory (as `sweep --output`); --out is an alias
-    rep.add_argument("--output", "--out", dest="output", default="fastsd-report",
-                     help="report directory (default: %(default)s; alias: --out)")
+    rep.add_argument(
+        "--output",
+        "--out",
+        dest="output",
+        default="fastsd-report",
+        help="report directory (default: %(default)s; alias: --out)",
+    )
     rep.add_argument("--quick", action="store_true", help="fewer seeds and grid points (seconds)")
-    rep.add_argument("--full", action="store_true",
-                     help="tuning benchmark with 20 paired splits, 10-seed learning curves "
-                          "(minutes)")
-    rep.add_argument("--seeds", type=int, default=None,
-                     help="number of random splits per dataset (default: 3 with --quick, else 10)")
+    rep.add_argument(
+        "--full",
+        action="store_true",
+        help="tuning benchmark with 20 paired splits, 10-seed learning curves (minutes)",
+    )
+    rep.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="number of random splits per dataset (default: 3 with --quick, else 10)",
+    )
     rep.add_argument("--backend", choices=("numba", "numpy"), default="numba")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep.set_defaults(func=_cmd_reproduce)
 
-    swp = sub.add_parser("sweep", help="run a sweep described by a TOML config",
-                         description="Run a user-defined sweep (user guide: 'Sweep configs').")
+    swp = sub.add_parser(
+        "sweep",
+        help="run a sweep described by a TOML config",
+        description="Run a user-defined sweep (user guide: 'Sweep configs').",
+    )
     swp.add_argument("config", help="TOML config file")
     swp.add_argument("--output", help="override run.output")
     swp.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     swp.add_argument("--overwrite", action="store_true", help="discard an existing output")
     swp.add_argument("--no-progress", action="store_true", help="no progress bar")
-    swp.add_argument("--scheduler", default=None,
-                     help="compute blocks with Dask: 'local:N' (N worker processes here) or "
-                          "'tcp://HOST:PORT' (a running dask scheduler); default in-process")
+    swp.add_argument(
+        "--scheduler",
+        default=None,
+        help="compute blocks with Dask: 'local:N' (N worker processes here) or "
+        "'tcp://HOST:PORT' (a running dask scheduler); default in-process",
+    )
     swp.set_defaults(func=_cmd_sweep)
 
-    exp = sub.add_parser("export", help="write a sweep's results as one tidy table",
-                         description="One row per (problem, lambda, [schedule,] k), numeric "
-                                     "columns (user guide: 'Sweep results').")
+    exp = sub.add_parser(
+        "export",
+        help="write a sweep's results as one tidy table",
+        description="One row per (problem, lambda, [schedule,] k), numeric "
+        "columns (user guide: 'Sweep results').",
+    )
     exp.add_argument("output", help="sweep output directory")
     exp.add_argument("--format", choices=("csv", "parquet"), default="csv")
     exp.add_argument("--to", help="file to write (default: OUTPUT/results.FORMAT)")
     exp.set_defaults(func=_cmd_export)
 
-    plo = sub.add_parser("plot", help="standard figures of a sweep (matplotlib)",
-                         description="Risk/MSE against lambda per k, best risk against k, "
-                                     "heat map of the optimal xi.")
+    plo = sub.add_parser(
+        "plot",
+        help="standard figures of a sweep (matplotlib)",
+        description="Risk/MSE against lambda per k, best risk against k, "
+        "heat map of the optimal xi.",
+    )
     plo.add_argument("output", help="sweep output directory")
     plo.add_argument("--to", help="figure directory (default: OUTPUT/figures)")
     plo.set_defaults(func=_cmd_plot)
 
-    info = sub.add_parser("info", help="versions, threads, threading layer, cache location",
-                          description="Print the environment fastsd runs in.")
+    info = sub.add_parser(
+        "info",
+        help="versions, threads, threading layer, cache location",
+        description="Print the environment fastsd runs in.",
+    )
     info.set_defaults(func=_cmd_info)
 
-    bench = sub.add_parser("bench", help="measure workloads W1/W2 (numba vs NumPy reference); "
-                                         "--e2e: W3-W5 and streaming vs the BLAS limit",
-                           description="Measure W1/W2 (or --e2e); options are passed on "
-                                       "(fastsd bench --help-bench).", add_help=False)
+    bench = sub.add_parser(
+        "bench",
+        help="measure workloads W1/W2 (numba vs NumPy reference); "
+        "--e2e: W3-W5 and streaming vs the BLAS limit",
+        description="Measure W1/W2 (or --e2e); options are passed on (fastsd bench --help-bench).",
+        add_help=False,
+    )
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=_cmd_bench)
     return parser

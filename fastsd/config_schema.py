@@ -43,14 +43,21 @@ from numpy.typing import NDArray
 
 from .sweep import BACKENDS
 
-__all__ = ["ConfigError", "SweepConfig", "load_config", "parse_bytes", "diff_configs",
-           "SOURCES", "SELECTIONS", "FAMILIES"]
+__all__ = [
+    "ConfigError",
+    "SweepConfig",
+    "load_config",
+    "parse_bytes",
+    "diff_configs",
+    "SOURCES",
+    "SELECTIONS",
+    "FAMILIES",
+]
 
 SOURCES = ("synthetic", "dataset", "npz", "csv")
 SELECTIONS = ("oracle", "validation", "fixed")
 #: The fastsd.problems functions a synthetic source may name.
-FAMILIES = ("theorem1_family", "repeated_singular_values", "spread_theta",
-            "singular_gap_family")
+FAMILIES = ("theorem1_family", "repeated_singular_values", "spread_theta", "singular_gap_family")
 
 SECTIONS = ("problems", "split", "preprocess", "grid", "run")
 PROBLEM_KEYS = {
@@ -62,8 +69,7 @@ PROBLEM_KEYS = {
 SPLIT_KEYS = ("val_fraction", "test_fraction", "seed")
 PREPROCESS_KEYS = ("standardize", "intercept")
 GRID_KEYS = ("lams", "xis", "max_steps")
-RUN_KEYS = ("selection", "backend", "threads", "output", "block", "memory_limit",
-            "max_output_gb")
+RUN_KEYS = ("selection", "backend", "threads", "output", "block", "memory_limit", "max_output_gb")
 #: run keys that do not change the results (not hashed).
 UNHASHED_RUN_KEYS = ("output", "threads")
 
@@ -79,8 +85,7 @@ def _check_keys(table: object, allowed: Sequence[str], where: str) -> None:
     for key in table:
         if key not in allowed:
             close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.5)
-            hint = (f"; did you mean {close[0]!r}?" if close
-                    else f"; valid: {', '.join(allowed)}")
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(allowed)}"
             what = f"key {where}.{key}" if where else f"section [{key}]"
             raise ConfigError(f"unknown {what}{hint}")
 
@@ -116,8 +121,18 @@ def _bool(value: object, name: str) -> bool:
     return value
 
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
+}
 
 
 def parse_bytes(value: object, name: str = "run.memory_limit") -> int:
@@ -130,8 +145,9 @@ def parse_bytes(value: object, name: str = "run.memory_limit") -> int:
             number = float(match.group(1)) * _UNITS[match.group(2).lower()]
             if number >= 1:
                 return int(number)
-    raise ConfigError(f"{name} must be a positive number of bytes or a size like '2GiB', "
-                      f"got {value!r}")
+    raise ConfigError(
+        f"{name} must be a positive number of bytes or a size like '2GiB', got {value!r}"
+    )
 
 
 def _lams(spec: object) -> NDArray[np.float64]:
@@ -140,8 +156,11 @@ def _lams(spec: object) -> NDArray[np.float64]:
         if not {"start", "stop", "num"} <= set(spec):
             raise ConfigError("grid.lams must be a list or {start, stop, num} (log-spaced)")
         start, stop, num = spec["start"], spec["stop"], spec["num"]
-        if (not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, stop))
-                or not 0 < start <= stop or not np.isfinite(stop)):
+        if (
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, stop))
+            or not 0 < start <= stop
+            or not np.isfinite(stop)
+        ):
             raise ConfigError("grid.lams needs finite numbers 0 < start <= stop")
         _int(num, "grid.lams.num", 1, 10**7)
         return np.logspace(np.log10(start), np.log10(stop), num)
@@ -197,10 +216,14 @@ def _problems(raw: dict[str, Any], base: str) -> dict[str, Any]:
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"problems.name: {exc}") from None
         seeds = raw.get("seeds", [0])
-        if (not isinstance(seeds, list) or not seeds
-                or not all(_is_int(s) and s >= 0 for s in seeds)):
-            raise ConfigError(f"problems.seeds must be a non-empty list of integers >= 0, "
-                              f"got {seeds!r}")
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or not all(_is_int(s) and s >= 0 for s in seeds)
+        ):
+            raise ConfigError(
+                f"problems.seeds must be a non-empty list of integers >= 0, got {seeds!r}"
+            )
         out.update(name=name, seeds=seeds)
     else:
         path = raw.get("path")
@@ -214,8 +237,9 @@ def _problems(raw: dict[str, Any], base: str) -> dict[str, Any]:
             delimiter = raw.get("delimiter", ",")
             if not isinstance(delimiter, str) or len(delimiter) != 1:
                 raise ConfigError(f"problems.delimiter must be one character, got {delimiter!r}")
-            out.update(delimiter=delimiter,
-                       skiprows=_int(raw.get("skiprows", 0), "problems.skiprows", 0))
+            out.update(
+                delimiter=delimiter, skiprows=_int(raw.get("skiprows", 0), "problems.skiprows", 0)
+            )
     return out
 
 
@@ -320,9 +344,11 @@ def load_config(path: str | os.PathLike[str]) -> SweepConfig:
 
     split = dict(raw.get("split", {}))
     _check_keys(split, SPLIT_KEYS, "split")
-    split = {"val_fraction": _fraction(split.get("val_fraction", 0.2), "split.val_fraction"),
-             "test_fraction": _fraction(split.get("test_fraction", 0.2), "split.test_fraction"),
-             "seed": _int(split.get("seed", 0), "split.seed", 0)}
+    split = {
+        "val_fraction": _fraction(split.get("val_fraction", 0.2), "split.val_fraction"),
+        "test_fraction": _fraction(split.get("test_fraction", 0.2), "split.test_fraction"),
+        "seed": _int(split.get("seed", 0), "split.seed", 0),
+    }
     preprocess = dict(raw.get("preprocess", {}))
     _check_keys(preprocess, PREPROCESS_KEYS, "preprocess")
     preprocess = {k: _bool(preprocess.get(k, True), f"preprocess.{k}") for k in PREPROCESS_KEYS}
@@ -350,11 +376,15 @@ def load_config(path: str | os.PathLike[str]) -> SweepConfig:
         if xis.ndim != 1 or xis.size == 0 or not np.all(np.isfinite(xis)):
             raise ConfigError("grid.xis must be a non-empty list of finite numbers")
     elif "xis" in grid:
-        raise ConfigError(f"grid.xis is only used with run.selection = 'fixed' "
-                          f"(selection is {selection!r}); remove it")
+        raise ConfigError(
+            f"grid.xis is only used with run.selection = 'fixed' "
+            f"(selection is {selection!r}); remove it"
+        )
     if selection == "oracle" and problems["source"] in ("dataset", "csv"):
-        raise ConfigError(f"run.selection = 'oracle' needs theta_star, which a "
-                          f"{problems['source']} source has not; use 'validation'")
+        raise ConfigError(
+            f"run.selection = 'oracle' needs theta_star, which a "
+            f"{problems['source']} source has not; use 'validation'"
+        )
     backend = run.get("backend", "numba")
     if backend not in BACKENDS:
         raise ConfigError(f"run.backend must be one of {BACKENDS}, got {backend!r}")
@@ -362,8 +392,11 @@ def load_config(path: str | os.PathLike[str]) -> SweepConfig:
     if threads is not None:
         _int(threads, "run.threads", 1)
     max_output_gb = run.get("max_output_gb", 10.0)
-    if (not isinstance(max_output_gb, (int, float)) or isinstance(max_output_gb, bool)
-            or not max_output_gb > 0):
+    if (
+        not isinstance(max_output_gb, (int, float))
+        or isinstance(max_output_gb, bool)
+        or not max_output_gb > 0
+    ):
         raise ConfigError(f"run.max_output_gb must be a positive number, got {max_output_gb!r}")
     output = run.get("output", "sweep-out")
     if not isinstance(output, str) or not output:
@@ -372,12 +405,19 @@ def load_config(path: str | os.PathLike[str]) -> SweepConfig:
         "problems": problems,
         "split": split,
         "preprocess": preprocess,
-        "grid": {"lams": lams.tolist(), "xis": None if xis is None else xis.tolist(),
-                 "max_steps": K},
-        "run": {"selection": selection, "backend": backend, "threads": threads,
-                "output": os.path.normpath(os.path.join(base, output)),
-                "block": _int(run.get("block", 16), "run.block", 1),
-                "memory_limit": parse_bytes(run.get("memory_limit", "1GiB")),
-                "max_output_gb": float(max_output_gb)},
+        "grid": {
+            "lams": lams.tolist(),
+            "xis": None if xis is None else xis.tolist(),
+            "max_steps": K,
+        },
+        "run": {
+            "selection": selection,
+            "backend": backend,
+            "threads": threads,
+            "output": os.path.normpath(os.path.join(base, output)),
+            "block": _int(run.get("block", 16), "run.block", 1),
+            "memory_limit": parse_bytes(run.get("memory_limit", "1GiB")),
+            "max_output_gb": float(max_output_gb),
+        },
     }
     return SweepConfig(resolved, path)

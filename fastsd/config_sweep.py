@@ -63,15 +63,15 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
     G = None if cfg.xis is None else cfg.xis.size
     variables = layout(kind, B, L, K, G, test="X_test" in problems.arrays)
     itemsize = {"float64": 8, "bool": 1}
-    per_pair = sum(math.prod(shape[2:]) * itemsize[dtype]
-                   for _, shape, dtype in variables.values())
+    per_pair = sum(math.prod(shape[2:]) * itemsize[dtype] for _, shape, dtype in variables.values())
     output_bytes = B * L * per_pair
     limit = run["max_output_gb"] * 1e9
     if output_bytes > limit:
         raise ConfigError(
             f"the results would take {_gb(output_bytes)} ({B} problems x {L} lambdas x "
             f"{per_pair:,} bytes), over run.max_output_gb = {run['max_output_gb']:g}; "
-            "shrink the grid (lams, xis, max_steps) or raise run.max_output_gb")
+            "shrink the grid (lams, xis, max_steps) or raise run.max_output_gb"
+        )
     p = min(n, d)
     per_problem = 8 * (n * d + 2 * (n + d) * p + d * d)
     n_eval = sum(a.shape[1] for name, a in problems.arrays.items() if name in ("X_val", "X_test"))
@@ -85,34 +85,57 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
         raise ConfigError(
             f"one block (1 problem x 1 lambda) needs about {_gb(2 * (per_problem + work))}, "
             f"over run.memory_limit = {_gb(run['memory_limit'])}; raise run.memory_limit "
-            "or shrink max_steps / xis") from None
+            "or shrink max_steps / xis"
+        ) from None
     pb = min(pb, run["block"])
     block_bytes = pb * (per_problem + lb * work)
     inputs = sum(a.nbytes for a in problems.arrays.values())
-    return {"kind": kind, "variables": variables, "chunks": (pb, lb),
-            "blocks": len(block_grid(B, L, pb, lb)), "output_bytes": int(output_bytes),
-            "block_bytes": int(block_bytes), "peak_bytes": int(inputs + 2 * block_bytes)}
+    return {
+        "kind": kind,
+        "variables": variables,
+        "chunks": (pb, lb),
+        "blocks": len(block_grid(B, L, pb, lb)),
+        "output_bytes": int(output_bytes),
+        "block_bytes": int(block_bytes),
+        "peak_bytes": int(inputs + 2 * block_bytes),
+    }
 
 
 def _task(cfg: SweepConfig, problems: ProblemSet, kind: str, threads: int | None) -> SweepTask:
     a = problems.arrays
     xis = cfg.xis
     schedules = None if xis is None else np.repeat(xis[:, None], cfg.max_steps, axis=1)
-    return SweepTask(kind, a["X"], cfg.lams, cfg.max_steps, schedules=schedules,
-                     theta_star=a.get("theta_star"), noise_var=a.get("noise_var"),
-                     y=a.get("y"), X_val=a.get("X_val"), y_val=a.get("y_val"),
-                     X_test=a.get("X_test"), y_test=a.get("y_test"),
-                     backend=cfg.run["backend"], threads=threads)
+    return SweepTask(
+        kind,
+        a["X"],
+        cfg.lams,
+        cfg.max_steps,
+        schedules=schedules,
+        theta_star=a.get("theta_star"),
+        noise_var=a.get("noise_var"),
+        y=a.get("y"),
+        X_val=a.get("X_val"),
+        y_val=a.get("y_val"),
+        X_test=a.get("X_test"),
+        y_test=a.get("y_test"),
+        backend=cfg.run["backend"],
+        threads=threads,
+    )
 
 
-def _attrs(cfg: SweepConfig, problems: ProblemSet,
-           plan: dict[str, Any]) -> dict[str, str | int | float]:
+def _attrs(
+    cfg: SweepConfig, problems: ProblemSet, plan: dict[str, Any]
+) -> dict[str, str | int | float]:
     import json
 
-    attrs: dict[str, str | int | float] = {"selection": cfg.run["selection"], "kind": plan["kind"],
-             "backend": cfg.run["backend"], "config_hash": cfg.hash,
-             "split": json.dumps(cfg.resolved["split"]),
-             "preprocess": json.dumps(cfg.resolved["preprocess"])}
+    attrs: dict[str, str | int | float] = {
+        "selection": cfg.run["selection"],
+        "kind": plan["kind"],
+        "backend": cfg.run["backend"],
+        "config_hash": cfg.hash,
+        "split": json.dumps(cfg.resolved["split"]),
+        "preprocess": json.dumps(cfg.resolved["preprocess"]),
+    }
     for key, value in problems.attrs.items():
         attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
     return attrs
@@ -130,10 +153,15 @@ def _remove_new_output(out: str, created_dir: bool) -> None:
         os.rmdir(out)
 
 
-def run_sweep(cfg: SweepConfig | str | os.PathLike[str], *, resume: bool = False,
-              overwrite: bool = False,
-              progress: bool | Callable[[int, int], object] = True,
-              scheduler: str | None = None, client: Any = None) -> str:
+def run_sweep(
+    cfg: SweepConfig | str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | Callable[[int, int], object] = True,
+    scheduler: str | None = None,
+    client: Any = None,
+) -> str:
     """Run a config block by block into its output directory.
 
     Parameters
@@ -161,8 +189,14 @@ def run_sweep(cfg: SweepConfig | str | os.PathLike[str], *, resume: bool = False
     plan = plan_sweep(cfg, problems)
     executor = get_executor(scheduler=scheduler, client=client)  # before touching the output
     with executor:
-        mode = prepare_output(out, resume=resume, overwrite=overwrite, config_hash=cfg.hash,
-                              resolved=cfg.resolved, config_path=cfg.path)
+        mode = prepare_output(
+            out,
+            resume=resume,
+            overwrite=overwrite,
+            config_hash=cfg.hash,
+            resolved=cfg.resolved,
+            config_path=cfg.path,
+        )
         B, L = problems.n_problems, cfg.lams.size
         existing = read_manifest(out) if mode == "resume" else None
         created_dir = not os.path.isdir(out)
@@ -171,17 +205,29 @@ def run_sweep(cfg: SweepConfig | str | os.PathLike[str], *, resume: bool = False
             chunks = tuple(store.manifest["plan"]["chunks"])
         else:
             chunks = plan["chunks"]
-            schedules = (None if cfg.xis is None
-                         else np.repeat(cfg.xis[:, None], cfg.max_steps, axis=1))
-            coords = coordinates(B, cfg.lams, cfg.max_steps, schedules, cfg.xis,
-                                 problems.coords)
-            manifest = {"config": cfg.resolved, "config_hash": cfg.hash,
-                        "plan": {k: plan[k] for k in ("kind", "chunks", "blocks",
-                                                      "output_bytes", "block_bytes",
-                                                      "peak_bytes")}}
+            schedules = (
+                None if cfg.xis is None else np.repeat(cfg.xis[:, None], cfg.max_steps, axis=1)
+            )
+            coords = coordinates(B, cfg.lams, cfg.max_steps, schedules, cfg.xis, problems.coords)
+            manifest = {
+                "config": cfg.resolved,
+                "config_hash": cfg.hash,
+                "plan": {
+                    k: plan[k]
+                    for k in (
+                        "kind",
+                        "chunks",
+                        "blocks",
+                        "output_bytes",
+                        "block_bytes",
+                        "peak_bytes",
+                    )
+                },
+            }
             try:
-                store = SweepStore.create(out, manifest, plan["variables"], coords, chunks,
-                                          _attrs(cfg, problems, plan))
+                store = SweepStore.create(
+                    out, manifest, plan["variables"], coords, chunks, _attrs(cfg, problems, plan)
+                )
             except BaseException:
                 _remove_new_output(out, created_dir)
                 raise
@@ -194,8 +240,15 @@ def run_sweep(cfg: SweepConfig | str | os.PathLike[str], *, resume: bool = False
             store.write(block, store_values(kind, result))
 
         try:
-            run_blocks(blocks, task, consume, executor=executor, skip=store.done(),
-                       progress=progress, desc="sweep")
+            run_blocks(
+                blocks,
+                task,
+                consume,
+                executor=executor,
+                skip=store.done(),
+                progress=progress,
+                desc="sweep",
+            )
         except BaseException:
             if mode == "new" and not store.done():
                 _remove_new_output(out, created_dir)

@@ -65,8 +65,9 @@ def _schedule(xi: ArrayLike, out_lead: tuple[int, ...], lam_is_scalar: bool) -> 
     return xi[..., None, :] if lam_is_scalar else xi
 
 
-def _with_steps(lams: FloatArray, step_lams: ArrayLike | None, k: int,
-                name: str = "step_lams") -> FloatArray:
+def _with_steps(
+    lams: FloatArray, step_lams: ArrayLike | None, k: int, name: str = "step_lams"
+) -> FloatArray:
     """lams (L,) unchanged when step_lams is None, else schedules (L, k + 1)
     [lam_0 = lams, lam_1..lam_k = step_lams]."""
     if step_lams is None:
@@ -87,34 +88,38 @@ def check_cov(cov: ArrayLike, dec: Decomposition, name: str = "cov") -> FloatArr
     want = dec.batch_shape + (dec.n_features, dec.n_features)
     cov = as_float_array(cov, name, ndim=(2, 3))
     if cov.shape != want and cov.shape != want[-2:]:
-        raise ValueError(f"{name} must have shape {want[-2:]} or {want} (the feature "
-                         f"covariance Sigma), got {cov.shape}")
+        raise ValueError(
+            f"{name} must have shape {want[-2:]} or {want} (the feature "
+            f"covariance Sigma), got {cov.shape}"
+        )
     scale = np.max(np.abs(cov), axis=(-2, -1), keepdims=True)
     tol = 1e3 * np.finfo(np.float64).eps * np.maximum(scale, np.finfo(np.float64).tiny)
     if np.any(np.abs(cov - np.swapaxes(cov, -1, -2)) > tol):
         raise ValueError(f"{name} must be symmetric; pass (cov + cov.T) / 2")
     low = np.linalg.eigvalsh(cov)[..., 0]
     if np.any(low < -cov.shape[-1] * 1e3 * np.finfo(np.float64).eps * scale[..., 0, 0]):
-        raise ValueError(f"{name} must be positive semidefinite (a covariance), "
-                         f"got an eigenvalue {float(np.min(low))!r}")
+        raise ValueError(
+            f"{name} must be positive semidefinite (a covariance), "
+            f"got an eigenvalue {float(np.min(low))!r}"
+        )
     return np.broadcast_to(cov, want)
 
 
-def _population_inputs(dec: Decomposition, theta_star: ArrayLike, noise_var: ArrayLike,
-                       cov: ArrayLike) -> tuple[bool, FloatArray, FloatArray, FloatArray,
-                                                FloatArray, FloatArray, FloatArray]:
+def _population_inputs(
+    dec: Decomposition, theta_star: ArrayLike, noise_var: ArrayLike, cov: ArrayLike
+) -> tuple[bool, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
     """(single, s2, t, S, m, kappa, sigma^2) with a batch axis, for the population risk."""
     if isinstance(dec, KernelDecomposition):
-        raise ValueError("cov applies to feature-space decompositions; with a kernel "
-                         "decomposition the risk is the in-sample ||f_k - f*||^2/n (cov=None)")
+        raise ValueError(
+            "cov applies to feature-space decompositions; with a kernel "
+            "decomposition the risk is the in-sample ||f_k - f*||^2/n (cov=None)"
+        )
     cov = check_cov(cov, dec)
     theta = as_float_array(theta_star, "theta_star", ndim=(1, 2))
     dec.project_theta(theta)  # shape check with the usual message
     single = not dec.batched
-    promote: Callable[[FloatArray], FloatArray] = (
-        (lambda a: a[None]) if single else (lambda a: a))
-    S, m, kappa = reference.population.cov_projection(promote(dec.V), promote(theta),
-                                                      promote(cov))
+    promote: Callable[[FloatArray], FloatArray] = (lambda a: a[None]) if single else (lambda a: a)
+    S, m, kappa = reference.population.cov_projection(promote(dec.V), promote(theta), promote(cov))
     t = promote(dec.project_theta(theta))
     var = np.broadcast_to(check_noise_var(noise_var, dec.batch_shape), t.shape[:1])
     return single, promote(dec.s2), t, S, m, kappa, var
@@ -124,8 +129,14 @@ def _squeeze_lam(arr: FloatArray, lam_is_scalar: bool, axis: int) -> FloatArray:
     return np.take(arr, 0, axis=axis) if lam_is_scalar else arr
 
 
-def self_distill(X: ArrayLike | Decomposition, y: ArrayLike | None, lam: ArrayLike,
-                 xi: ArrayLike, *, step_lams: ArrayLike | None = None) -> FloatArray:
+def self_distill(
+    X: ArrayLike | Decomposition,
+    y: ArrayLike | None,
+    lam: ArrayLike,
+    xi: ArrayLike,
+    *,
+    step_lams: ArrayLike | None = None,
+) -> FloatArray:
     r"""k-step self-distilled ridge estimator theta_k.
 
     Parameters
@@ -173,8 +184,9 @@ def self_distill(X: ArrayLike | Decomposition, y: ArrayLike | None, lam: ArrayLi
     return _squeeze_lam(theta, scalar, axis=-2)
 
 
-def _risk_inputs(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike
-                 ) -> tuple[Decomposition, FloatArray, FloatArray, float | FloatArray]:
+def _risk_inputs(
+    X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike
+) -> tuple[Decomposition, FloatArray, FloatArray, float | FloatArray]:
     """(dec, t, sigma^2, unseen): ``unseen`` (0 or (B,) with a trailing axis for
     L) is the filter-independent risk of a kernel target outside range(K)."""
     dec = as_decomposition(X)
@@ -186,9 +198,16 @@ def _risk_inputs(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var:
     return dec, t, var, unseen
 
 
-def excess_risk(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike,
-                lam: ArrayLike, xi: ArrayLike, *, step_lams: ArrayLike | None = None,
-                cov: ArrayLike | None = None) -> FloatArray:
+def excess_risk(
+    X: ArrayLike | Decomposition,
+    theta_star: ArrayLike,
+    noise_var: ArrayLike,
+    lam: ArrayLike,
+    xi: ArrayLike,
+    *,
+    step_lams: ArrayLike | None = None,
+    cov: ArrayLike | None = None,
+) -> FloatArray:
     r"""Fixed-design excess risk of k-step self-distillation.
 
     For y = X theta* + eps with E eps = 0, Cov eps = sigma^2 I:
@@ -232,8 +251,9 @@ def excess_risk(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: 
         lams, scalar = check_lams(lam)
         xi = _schedule(xi, _lead_shape(dec, scalar, lams.size), scalar)
         lams = _with_steps(lams, step_lams, xi.shape[-1])
-        risk = reference.population.population_risk(s2, t, S, m, kappa, var, lams,
-                                                    xi[None] if single else xi)
+        risk = reference.population.population_risk(
+            s2, t, S, m, kappa, var, lams, xi[None] if single else xi
+        )
         return _squeeze_lam(risk[0] if single else risk, scalar, axis=-1)
     dec, t, var, unseen = _risk_inputs(X, theta_star, noise_var)
     lams, scalar = check_lams(lam)
@@ -253,9 +273,16 @@ def _report_nan_xi(xi: FloatArray) -> None:
         )
 
 
-def optimal_xi(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike,
-               lam: ArrayLike, k: int, *, step_lams: ArrayLike | None = None,
-               cov: ArrayLike | None = None) -> tuple[FloatArray, FloatArray]:
+def optimal_xi(
+    X: ArrayLike | Decomposition,
+    theta_star: ArrayLike,
+    noise_var: ArrayLike,
+    lam: ArrayLike,
+    k: int,
+    *,
+    step_lams: ArrayLike | None = None,
+    cov: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray]:
     r"""Oracle-optimal k-step imitation parameters and their excess risk.
 
     Minimizes :func:`excess_risk` over xi in R^k, in closed form (the risk is
@@ -305,8 +332,7 @@ def optimal_xi(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: A
         dec = as_decomposition(X)
         check_result_size("optimal_xi", [dec.batch_shape + (lams.shape[0], k, k)])
         single, s2, t, S, m, kappa, var = _population_inputs(dec, theta_star, noise_var, cov)
-        risk, xi = reference.population.sweep_optimal_population(s2, t, S, m, kappa, var,
-                                                                 lams, k)
+        risk, xi = reference.population.sweep_optimal_population(s2, t, S, m, kappa, var, lams, k)
         risk, xi = (risk[0], xi[0]) if single else (risk, xi)
     else:
         dec, t, var, unseen = _risk_inputs(X, theta_star, noise_var)
@@ -318,8 +344,9 @@ def optimal_xi(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: A
     return _squeeze_lam(xi_k, scalar, axis=-2), _squeeze_lam(risk[..., k], scalar, axis=-1)
 
 
-def oracle_risk(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike,
-                lam: ArrayLike) -> FloatArray:
+def oracle_risk(
+    X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike, lam: ArrayLike
+) -> FloatArray:
     r"""Excess risk of the best spectral filter (the k -> infinity limit of SD).
 
     Parameters
@@ -343,9 +370,16 @@ def oracle_risk(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: 
     return _squeeze_lam(risk, scalar, axis=-1)
 
 
-def optimal_xi_validation(X: ArrayLike | Decomposition, y: ArrayLike | None, X_val: ArrayLike,
-                          y_val: ArrayLike, lam: ArrayLike, k: int, *,
-                          step_lams: ArrayLike | None = None) -> tuple[FloatArray, FloatArray]:
+def optimal_xi_validation(
+    X: ArrayLike | Decomposition,
+    y: ArrayLike | None,
+    X_val: ArrayLike,
+    y_val: ArrayLike,
+    lam: ArrayLike,
+    k: int,
+    *,
+    step_lams: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray]:
     r"""Imitation parameters minimizing the validation MSE, in closed form.
 
     Parameters
@@ -391,7 +425,9 @@ def optimal_xi_validation(X: ArrayLike | Decomposition, y: ArrayLike | None, X_v
         )
     y_val = as_float_array(y_val, "y_val", ndim=(1, 2))
     if y_val.shape != X_val.shape[:-1]:
-        raise ValueError(f"y_val must have shape {X_val.shape[:-1]} to match X_val, got {y_val.shape}")
+        raise ValueError(
+            f"y_val must have shape {X_val.shape[:-1]} to match X_val, got {y_val.shape}"
+        )
     lams, scalar = check_lams(lam)
     k = check_steps(k)
     check_result_size("optimal_xi_validation", [dec.batch_shape + (lams.size, k, k)])

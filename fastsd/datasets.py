@@ -99,32 +99,97 @@ _AIRFOIL_COLUMNS = (
 )
 
 _AQ_HEADER = (
-    "Date", "Time", "CO(GT)", "PT08.S1(CO)", "NMHC(GT)", "C6H6(GT)",
-    "PT08.S2(NMHC)", "NOx(GT)", "PT08.S3(NOx)", "NO2(GT)", "PT08.S4(NO2)",
-    "PT08.S5(O3)", "T", "RH", "AH", "", "",
+    "Date",
+    "Time",
+    "CO(GT)",
+    "PT08.S1(CO)",
+    "NMHC(GT)",
+    "C6H6(GT)",
+    "PT08.S2(NMHC)",
+    "NOx(GT)",
+    "PT08.S3(NOx)",
+    "NO2(GT)",
+    "PT08.S4(NO2)",
+    "PT08.S5(O3)",
+    "T",
+    "RH",
+    "AH",
+    "",
+    "",
 )
 _AQ_TARGET = "C6H6(GT)"
 _AQ_INPUTS = (
-    "PT08.S1(CO)", "PT08.S2(NMHC)", "PT08.S3(NOx)", "PT08.S4(NO2)",
-    "PT08.S5(O3)", "T", "RH", "AH",
+    "PT08.S1(CO)",
+    "PT08.S2(NMHC)",
+    "PT08.S3(NOx)",
+    "PT08.S4(NO2)",
+    "PT08.S5(O3)",
+    "T",
+    "RH",
+    "AH",
 )
 _AQ_MISSING = -200.0
 _AQ_DATA_ROWS = 9357
 _AQ_EMPTY_ROWS = 114
 
 _AEP_HEADER = (
-    "date", "Appliances", "lights",
-    "T1", "RH_1", "T2", "RH_2", "T3", "RH_3", "T4", "RH_4", "T5", "RH_5",
-    "T6", "RH_6", "T7", "RH_7", "T8", "RH_8", "T9", "RH_9",
-    "T_out", "Press_mm_hg", "RH_out", "Windspeed", "Visibility", "Tdewpoint",
-    "rv1", "rv2",
+    "date",
+    "Appliances",
+    "lights",
+    "T1",
+    "RH_1",
+    "T2",
+    "RH_2",
+    "T3",
+    "RH_3",
+    "T4",
+    "RH_4",
+    "T5",
+    "RH_5",
+    "T6",
+    "RH_6",
+    "T7",
+    "RH_7",
+    "T8",
+    "RH_8",
+    "T9",
+    "RH_9",
+    "T_out",
+    "Press_mm_hg",
+    "RH_out",
+    "Windspeed",
+    "Visibility",
+    "Tdewpoint",
+    "rv1",
+    "rv2",
 )
 _AEP_TARGET = "Appliances"
 _AEP_INPUTS = (
     "lights",
-    "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9",
-    "RH_1", "RH_2", "RH_3", "RH_4", "RH_5", "RH_6", "RH_7", "RH_8", "RH_9",
-    "T_out", "Press_mm_hg", "RH_out", "Windspeed", "Visibility", "Tdewpoint",
+    "T1",
+    "T2",
+    "T3",
+    "T4",
+    "T5",
+    "T6",
+    "T7",
+    "T8",
+    "T9",
+    "RH_1",
+    "RH_2",
+    "RH_3",
+    "RH_4",
+    "RH_5",
+    "RH_6",
+    "RH_7",
+    "RH_8",
+    "RH_9",
+    "T_out",
+    "Press_mm_hg",
+    "RH_out",
+    "Windspeed",
+    "Visibility",
+    "Tdewpoint",
 )
 _AEP_ROWS = 19735
 
@@ -195,17 +260,13 @@ _ALIASES = {"aep": "appliances_energy", "appliances": "appliances_energy"}
 
 #: Dataset name -> one-line description (read-only). Aliases accepted by the
 #: loaders: ``"aep"`` and ``"appliances"`` for ``"appliances_energy"``.
-DATASETS = types.MappingProxyType(
-    {name: spec["description"] for name, spec in _SPECS.items()}
-)
+DATASETS = types.MappingProxyType({name: spec["description"] for name, spec in _SPECS.items()})
 
 
 def _canonical_name(name: object) -> str:
     """Map a user-supplied dataset name (or alias) to its canonical name."""
     if not isinstance(name, str):
-        raise TypeError(
-            f"name must be a str, one of {sorted(_SPECS)}, got {type(name).__name__}"
-        )
+        raise TypeError(f"name must be a str, one of {sorted(_SPECS)}, got {type(name).__name__}")
     key = name.strip().lower().replace("-", "_").replace(" ", "_")
     key = _ALIASES.get(key, key)
     if key not in _SPECS:
@@ -244,6 +305,7 @@ def dataset_info(name: str) -> dict[str, Any]:
 # Reading and parsing
 # --------------------------------------------------------------------------
 
+
 def _read_verified(key: str, path: str | PathLike[str] | None = None) -> bytes:
     """Bytes of the decompressed file, after checking both SHA-256 digests."""
     spec = _SPECS[key]
@@ -254,17 +316,13 @@ def _read_verified(key: str, path: str | PathLike[str] | None = None) -> bytes:
             blob = resource.read_bytes()
         except FileNotFoundError:
             raise FileNotFoundError(
-                f"{where} is missing; the fastsd installation is incomplete, "
-                "reinstall fastsd"
+                f"{where} is missing; the fastsd installation is incomplete, reinstall fastsd"
             ) from None
         fix = "the installed copy is corrupted or was modified; reinstall fastsd"
     else:
         where = f"file {str(path)!r}"
         blob = Path(path).read_bytes()
-        fix = (
-            f"use the original {spec['filename']} "
-            "(the UCI file compressed with gzip -9 -n)"
-        )
+        fix = f"use the original {spec['filename']} (the UCI file compressed with gzip -9 -n)"
     got = hashlib.sha256(blob).hexdigest()
     if got != spec["sha256_gz"]:
         raise ChecksumError(
@@ -326,8 +384,9 @@ def _air_quality_table(data: bytes) -> tuple[NDArray[np.float64], tuple[str, ...
     return np.array(values, dtype=np.float64), _AQ_HEADER[2:15]
 
 
-def _parse_air_quality_xy(data: bytes,
-                          ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
+def _parse_air_quality_xy(
+    data: bytes,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
     table, names = _air_quality_table(data)
     cols = [names.index(c) for c in _AQ_INPUTS]
     t = names.index(_AQ_TARGET)
@@ -336,8 +395,9 @@ def _parse_air_quality_xy(data: bytes,
     return X[keep], y[keep], _AQ_INPUTS
 
 
-def _parse_appliances_energy(data: bytes,
-                             ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
+def _parse_appliances_energy(
+    data: bytes,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
     text = data.decode("ascii")
     first, _, body = text.partition("\r\n")
     header = tuple(h.strip('"') for h in first.split(","))
@@ -370,8 +430,10 @@ _PARSERS: dict[str, Callable[[bytes], _Parsed]] = {
 }
 
 
-def _parse(key: str, path: str | PathLike[str] | None = None,
-           ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
+def _parse(
+    key: str,
+    path: str | PathLike[str] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
     X, y, names = _PARSERS[key](_read_verified(key, path))
     X = np.ascontiguousarray(X, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
@@ -388,8 +450,10 @@ def _load_cached(key: str) -> tuple[NDArray[np.float64], NDArray[np.float64], tu
     return X, y, names
 
 
-def _load(name: str, path: str | PathLike[str] | None = None,
-          ) -> tuple[NDArray[np.float64], NDArray[np.float64], list[str]]:
+def _load(
+    name: str,
+    path: str | PathLike[str] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], list[str]]:
     """Load ``name``; from ``path`` (not cached) instead of the package if given."""
     key = _canonical_name(name)
     if path is None:
@@ -442,6 +506,7 @@ def load_dataset(name: str) -> tuple[NDArray[np.float64], NDArray[np.float64], l
 # Splitting and standardization
 # --------------------------------------------------------------------------
 
+
 class Standardization(NamedTuple):
     """Training-set statistics used by :func:`standardize`.
 
@@ -460,8 +525,11 @@ class Standardization(NamedTuple):
     x_scale: NDArray[np.float64]
     y_mean: float
 
-    def transform(self, X: ArrayLike, y: ArrayLike | None = None,
-                  ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+    def transform(
+        self,
+        X: ArrayLike,
+        y: ArrayLike | None = None,
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
         """Apply the statistics: ``(X - x_mean) / x_scale`` and ``y - y_mean``.
 
         Parameters
@@ -516,9 +584,11 @@ class Split(NamedTuple):
     stats: Standardization | None = None
 
     def __repr__(self) -> str:
-        return (f"Split(n_train={self.X_train.shape[0]}, n_val={self.X_val.shape[0]}, "
-                f"n_test={self.X_test.shape[0]}, d={self.X_train.shape[1]}, "
-                f"standardized={self.stats is not None})")
+        return (
+            f"Split(n_train={self.X_train.shape[0]}, n_val={self.X_val.shape[0]}, "
+            f"n_test={self.X_test.shape[0]}, d={self.X_train.shape[1]}, "
+            f"standardized={self.stats is not None})"
+        )
 
 
 def _check_fraction(value: object, name: str) -> float:
@@ -548,8 +618,14 @@ def _part_size(fraction: float, n: int) -> int:
     return max(1, math.floor(fraction * n + 0.5))
 
 
-def split_dataset(X: ArrayLike, y: ArrayLike, *, val_fraction: float = 0.2,
-                  test_fraction: float = 0.2, seed: int | np.random.Generator) -> Split:
+def split_dataset(
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    seed: int | np.random.Generator,
+) -> Split:
     """Seeded random train/validation/test split of the rows of (X, y).
 
     Parameters
@@ -590,11 +666,18 @@ def split_dataset(X: ArrayLike, y: ArrayLike, *, val_fraction: float = 0.2,
         )
     perm = rng.permutation(n)
     test_idx = np.sort(perm[:n_test])
-    val_idx = np.sort(perm[n_test:n_test + n_val])
-    train_idx = np.sort(perm[n_test + n_val:])
+    val_idx = np.sort(perm[n_test : n_test + n_val])
+    train_idx = np.sort(perm[n_test + n_val :])
     return Split(
-        X[train_idx], y[train_idx], X[val_idx], y[val_idx], X[test_idx], y[test_idx],
-        train_idx, val_idx, test_idx,
+        X[train_idx],
+        y[train_idx],
+        X[val_idx],
+        y[val_idx],
+        X[test_idx],
+        y[test_idx],
+        train_idx,
+        val_idx,
+        test_idx,
     )
 
 
@@ -654,8 +737,7 @@ def standardize(
         y_tr = as_float_array(y_tr, "train y", ndim=1)
         if y_tr.shape[0] != X_tr.shape[0]:
             raise ValueError(
-                f"train y has {y_tr.shape[0]} entries but train X has "
-                f"{X_tr.shape[0]} rows"
+                f"train y has {y_tr.shape[0]} entries but train X has {X_tr.shape[0]} rows"
             )
         y_mean = float(y_tr.mean())
     stats = Standardization(x_mean, x_scale, y_mean)
@@ -669,8 +751,13 @@ def standardize(
     return parts, stats
 
 
-def load_split(name: str, seed: int | np.random.Generator, val_fraction: float = 0.2,
-               test_fraction: float = 0.2, standardize: bool = True) -> Split:
+def load_split(
+    name: str,
+    seed: int | np.random.Generator,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    standardize: bool = True,
+) -> Split:
     """Load a bundled dataset and split it, standardized with training statistics.
 
     Parameters
@@ -697,9 +784,7 @@ def load_split(name: str, seed: int | np.random.Generator, val_fraction: float =
     if not isinstance(standardize, (bool, np.bool_)):
         raise TypeError(f"standardize must be True or False, got {standardize!r}")
     X, y, names = load_dataset(name)
-    split = split_dataset(
-        X, y, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
-    )
+    split = split_dataset(X, y, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     split = split._replace(feature_names=tuple(names))
     if not standardize:
         return split
@@ -709,8 +794,13 @@ def load_split(name: str, seed: int | np.random.Generator, val_fraction: float =
         (split.X_test, split.y_test),
     )
     return split._replace(
-        X_train=tr[0], y_train=tr[1], X_val=va[0], y_val=va[1],
-        X_test=te[0], y_test=te[1], stats=stats,
+        X_train=tr[0],
+        y_train=tr[1],
+        X_val=va[0],
+        y_val=va[1],
+        X_test=te[0],
+        y_test=te[1],
+        stats=stats,
     )
 
 

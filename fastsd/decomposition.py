@@ -83,28 +83,41 @@ class Decomposition:
     _X: Any  # ndarray in memory, or a streamed source (fastsd.streaming)
     _shape: tuple[int, int]
 
-    def __init__(self, s2: FloatArray, V: FloatArray | None = None,
-                 U: FloatArray | None = None, z: FloatArray | None = None,
-                 y_norm2: float | FloatArray | None = None, method: str = "gram", *,
-                 X: Any = None, shape: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        s2: FloatArray,
+        V: FloatArray | None = None,
+        U: FloatArray | None = None,
+        z: FloatArray | None = None,
+        y_norm2: float | FloatArray | None = None,
+        method: str = "gram",
+        *,
+        X: Any = None,
+        shape: Sequence[int] | None = None,
+    ) -> None:
         if V is None and U is None:
             raise ValueError("a Decomposition needs V or U")
         if (V is None or U is None) and X is None:
             raise ValueError("a Decomposition with only one of V, U needs X to compute the other")
         if shape is None:
-            shape = ((U.shape[-2] if U is not None else X.shape[-2]),
-                     (V.shape[-2] if V is not None else X.shape[-1]))
-        for key, value in dict(s2=s2, _V=V, _U=U, z=z, y_norm2=y_norm2, method=method,
-                               _X=X, _shape=tuple(shape)).items():
+            shape = (
+                (U.shape[-2] if U is not None else X.shape[-2]),
+                (V.shape[-2] if V is not None else X.shape[-1]),
+            )
+        for key, value in dict(
+            s2=s2, _V=V, _U=U, z=z, y_norm2=y_norm2, method=method, _X=X, _shape=tuple(shape)
+        ).items():
             object.__setattr__(self, key, value)
 
     def __setattr__(self, key: str, value: object) -> None:
         raise AttributeError(f"Decomposition is read-only: cannot set {key!r}")
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(method={self.method!r}, batch_shape={self.batch_shape}, "
-                f"n_samples={self.n_samples}, n_features={self.n_features}, "
-                f"rank={self.rank.tolist()}, y={'stored' if self.z is not None else 'no'})")
+        return (
+            f"{type(self).__name__}(method={self.method!r}, batch_shape={self.batch_shape}, "
+            f"n_samples={self.n_samples}, n_features={self.n_features}, "
+            f"rank={self.rank.tolist()}, y={'stored' if self.z is not None else 'no'})"
+        )
 
     @property
     def V(self) -> FloatArray:
@@ -166,10 +179,17 @@ class Decomposition:
         """The decomposition of the problems ``index`` (a slice or indices) of a batch."""
         if not self.batched:
             raise ValueError("subset needs a batched Decomposition (X of shape (B, n, d))")
-        pick: Callable[[Any], Any] = (lambda a: None if a is None else a[index])
-        return Decomposition(s2=self.s2[index], V=pick(self._V), U=pick(self._U),
-                             z=pick(self.z), y_norm2=pick(self.y_norm2), method=self.method,
-                             X=pick(self._X), shape=self._shape)
+        pick: Callable[[Any], Any] = lambda a: None if a is None else a[index]
+        return Decomposition(
+            s2=self.s2[index],
+            V=pick(self._V),
+            U=pick(self._U),
+            z=pick(self.z),
+            y_norm2=pick(self.y_norm2),
+            method=self.method,
+            X=pick(self._X),
+            shape=self._shape,
+        )
 
     def project_y(self, y: ArrayLike, name: str = "y") -> FloatArray:
         """z = V^T X^T y = s * (U^T y) for new targets, shape (p,) or (B, p)."""
@@ -204,9 +224,7 @@ class Decomposition:
         theta = as_float_array(theta, name, ndim=(1, 2))
         expected = self.batch_shape + (self.n_features,)
         if theta.shape != expected:
-            raise ValueError(
-                f"{name} must have shape {expected} to match X, got {theta.shape}"
-            )
+            raise ValueError(f"{name} must have shape {expected} to match X, got {theta.shape}")
         if self._V is not None:
             return cast(FloatArray, np.einsum("...dp,...d->...p", self._V, theta))
         # V^T theta = U^T X theta / s: no d x p matrix formed
@@ -234,8 +252,9 @@ def _merge_repeated(s2: FloatArray, tol: FloatArray) -> FloatArray:
     p = s2.shape[-1]
     flat = s2.reshape(-1, p)
     gap = -np.diff(flat, axis=-1) > tol.reshape(-1, 1)
-    labels = np.concatenate([np.zeros((flat.shape[0], 1), dtype=np.int64),
-                             np.cumsum(gap, axis=-1)], axis=-1)
+    labels = np.concatenate(
+        [np.zeros((flat.shape[0], 1), dtype=np.int64), np.cumsum(gap, axis=-1)], axis=-1
+    )
     labels += p * np.arange(flat.shape[0])[:, None]
     sums = np.bincount(labels.ravel(), weights=flat.ravel(), minlength=flat.size)
     counts = np.bincount(labels.ravel(), minlength=flat.size)
@@ -263,16 +282,20 @@ def raise_nonfinite(X: FloatArray, name: str = "X", where: str = "") -> NoReturn
     """Say where X holds NaN/inf (seen on the Gram diagonal), or that X^T X overflows."""
     bad = np.argwhere(~np.isfinite(X))
     if bad.size:
-        at = ", ".join(f"{axis} {int(i)}" for axis, i in
-                       zip(("problem", "row", "column")[3 - X.ndim:], bad[0]))
-        raise ValueError(f"{name}{where} contains NaN or infinite values (first at {at}); "
-                         "remove or impute them first")
-    raise ValueError(f"{name}{where} is too large: its Gram matrix overflows float64; "
-                     f"rescale {name}")
+        at = ", ".join(
+            f"{axis} {int(i)}"
+            for axis, i in zip(("problem", "row", "column")[3 - X.ndim :], bad[0])
+        )
+        raise ValueError(
+            f"{name}{where} contains NaN or infinite values (first at {at}); "
+            "remove or impute them first"
+        )
+    raise ValueError(
+        f"{name}{where} is too large: its Gram matrix overflows float64; rescale {name}"
+    )
 
 
-def finish_gram(s2: FloatArray, vecs: FloatArray, n: int, d: int
-                ) -> tuple[FloatArray, FloatArray]:
+def finish_gram(s2: FloatArray, vecs: FloatArray, n: int, d: int) -> tuple[FloatArray, FloatArray]:
     """Rank cutoff and repeat merging of a Gram route's eigenpairs, in place.
 
     ``s2`` (..., m) descending, ``vecs`` (..., m, m); returns the first
@@ -297,10 +320,17 @@ def _is_streamed(X: object) -> bool:
     return is_streamed(X)
 
 
-def decompose(X: Any, y: ArrayLike | None = None, *, method: str = "auto",
-              backend: str = "numpy", threads: int | None = None,
-              block_rows: int | None = None, kernel: str | Callable[..., float] | None = None,
-              kernel_params: dict[str, Any] | None = None) -> Decomposition:
+def decompose(
+    X: Any,
+    y: ArrayLike | None = None,
+    *,
+    method: str = "auto",
+    backend: str = "numpy",
+    threads: int | None = None,
+    block_rows: int | None = None,
+    kernel: str | Callable[..., float] | None = None,
+    kernel_params: dict[str, Any] | None = None,
+) -> Decomposition:
     """Spectral decomposition of X (and projection of y), reusable everywhere.
 
     Parameters
@@ -374,12 +404,16 @@ def decompose(X: Any, y: ArrayLike | None = None, *, method: str = "auto",
         from .streaming import decompose_streamed
 
         if method in ("svd", "qr_svd"):
-            raise ValueError(f"method={method!r} needs X in memory; a streamed X uses the "
-                             "Gram route (method='auto')")
+            raise ValueError(
+                f"method={method!r} needs X in memory; a streamed X uses the "
+                "Gram route (method='auto')"
+            )
         return decompose_streamed(X, y, threads=count, block_rows=block_rows)
     if block_rows is not None:
-        raise ValueError("block_rows applies to a streamed X (a .npy path, np.memmap, Zarr "
-                         "or Dask array, or an iterator of row blocks), not to an array in memory")
+        raise ValueError(
+            "block_rows applies to a streamed X (a .npy path, np.memmap, Zarr "
+            "or Dask array, or an iterator of row blocks), not to an array in memory"
+        )
     X = _as_float64(X, "X", ndim=(2, 3))
     n, d = X.shape[-2:]
     if n == 0 or d == 0:
@@ -406,26 +440,40 @@ def decompose(X: Any, y: ArrayLike | None = None, *, method: str = "auto",
         zero = s <= cutoff
         s = _merge_repeated(np.where(zero, 0.0, s), cutoff)
         keep = ~zero[..., None, :]
-        dec = Decomposition(s2=s * s, V=None if V is None else np.where(keep, V, 0.0),
-                            U=None if U is None else np.where(keep, U, 0.0), method=method,
-                            X=X if U is None or V is None else None, shape=(n, d))
+        dec = Decomposition(
+            s2=s * s,
+            V=None if V is None else np.where(keep, V, 0.0),
+            U=None if U is None else np.where(keep, U, 0.0),
+            method=method,
+            X=X if U is None or V is None else None,
+            shape=(n, d),
+        )
     else:
         feature_side = n >= d
         s2, vecs = gram_eigh_batch(X.reshape((-1, n, d)), feature_side, count)
         if not np.all(np.isfinite(s2[:, 0])):
             raise_nonfinite(X)
         s2, vecs = finish_gram(s2, vecs, n, d)
-        s2, vecs = s2.reshape(X.shape[:-2] + s2.shape[-1:]), vecs.reshape(
-            X.shape[:-2] + vecs.shape[-2:])
+        s2, vecs = (
+            s2.reshape(X.shape[:-2] + s2.shape[-1:]),
+            vecs.reshape(X.shape[:-2] + vecs.shape[-2:]),
+        )
         sides = dict(V=vecs) if feature_side else dict(U=vecs)
         dec = Decomposition(s2=s2, X=X, method="gram", shape=(n, d), **sides)
     if y is None:
         return dec
     z = dec.project_y(y)
     y_arr = as_float_array(y, "y", ndim=(1, 2))
-    return Decomposition(s2=dec.s2, V=dec._V, U=dec._U, z=z,
-                         y_norm2=np.sum(y_arr * y_arr, axis=-1), method=dec.method,
-                         X=dec._X, shape=dec._shape)
+    return Decomposition(
+        s2=dec.s2,
+        V=dec._V,
+        U=dec._U,
+        z=z,
+        y_norm2=np.sum(y_arr * y_arr, axis=-1),
+        method=dec.method,
+        X=dec._X,
+        shape=dec._shape,
+    )
 
 
 def as_decomposition(X: Any, name: str = "X") -> Decomposition:

@@ -40,8 +40,9 @@ class InProcessExecutor:
 
     name = "in-process"
 
-    def map(self, task: Callable[[Block], _R], blocks: Sequence[Block]
-            ) -> Iterator[tuple[Block, _R]]:
+    def map(
+        self, task: Callable[[Block], _R], blocks: Sequence[Block]
+    ) -> Iterator[tuple[Block, _R]]:
         """Yield ``(block, task(block))`` in order."""
         for block in blocks:
             yield block, task(block)
@@ -95,8 +96,9 @@ class DaskExecutor:
         self._owned = tuple(owned)
         self.name = f"dask ({client.scheduler.address})"
 
-    def map(self, task: Callable[[Block], _R], blocks: Sequence[Block]
-            ) -> Iterator[tuple[Block, _R]]:
+    def map(
+        self, task: Callable[[Block], _R], blocks: Sequence[Block]
+    ) -> Iterator[tuple[Block, _R]]:
         """Yield ``(block, result)`` as the tasks finish (any order)."""
         distributed = _require_distributed()
         if not blocks:
@@ -108,15 +110,21 @@ class DaskExecutor:
         home: dict[int, str] = {}
         futures: dict[str, tuple[Any, Block]] = {}
         for block in blocks:
-            where = home.setdefault(block.b0, workers[len(home) % len(workers)]) if workers \
-                else None
-            fut = self.client.submit(_run_on_worker, remote, block, pure=False,
-                                     key=f"fastsd-block-{block.index}-{id(blocks):x}",
-                                     workers=where, allow_other_workers=True)
+            where = (
+                home.setdefault(block.b0, workers[len(home) % len(workers)]) if workers else None
+            )
+            fut = self.client.submit(
+                _run_on_worker,
+                remote,
+                block,
+                pure=False,
+                key=f"fastsd-block-{block.index}-{id(blocks):x}",
+                workers=where,
+                allow_other_workers=True,
+            )
             futures[fut.key] = (fut, block)
         try:
-            finished = distributed.as_completed([f for f, _ in futures.values()],
-                                                with_results=True)
+            finished = distributed.as_completed([f for f, _ in futures.values()], with_results=True)
             for fut, result in finished:
                 block = futures.pop(fut.key)[1]
                 fut.release()
@@ -173,17 +181,20 @@ def get_executor(scheduler: str | None = None, client: Any = None) -> Executor:
         raise TypeError(f"scheduler must be a string, got {type(scheduler).__name__}")
     match = _LOCAL.match(scheduler)
     if match is None and not re.match(r"^(tcp|tls|inproc)://\S+$", scheduler):
-        raise ValueError(
-            f"scheduler must be 'local:N' or 'tcp://HOST:PORT', got {scheduler!r}"
-        )
+        raise ValueError(f"scheduler must be 'local:N' or 'tcp://HOST:PORT', got {scheduler!r}")
     distributed = _require_distributed()
     if match is not None:
         n = int(match.group(1))
         if n < 1:
             raise ValueError(f"scheduler 'local:N' needs N >= 1 workers, got {scheduler!r}")
-        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, host="127.0.0.1",
-                                           silence_logs=logging.CRITICAL)
+        cluster = distributed.LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+            silence_logs=logging.CRITICAL,
+        )
         client = distributed.Client(cluster)
         return DaskExecutor(client, owned=(client, cluster))
     try:

@@ -175,8 +175,11 @@ def step_space(s2, a_s, lams, k):
     """
     positive = lams[:, :k] > 0  # (L, k)
     with np.errstate(divide="ignore"):
-        logs = np.where(a_s[..., :k, :] > 0, np.log(np.where(a_s[..., :k, :] > 0,
-                                                             a_s[..., :k, :], 1.0)), -np.inf)
+        logs = np.where(
+            a_s[..., :k, :] > 0,
+            np.log(np.where(a_s[..., :k, :] > 0, a_s[..., :k, :], 1.0)),
+            -np.inf,
+        )
     logs = np.where(positive[..., None], logs, 0.0)
     log_e = np.sum(logs, axis=-2)
     top = np.max(np.where(np.isfinite(log_e), log_e, -np.inf), axis=-1, keepdims=True)

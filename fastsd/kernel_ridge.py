@@ -37,8 +37,12 @@ from .decomposition import Decomposition, _merge_repeated, _rank_cutoff
 __all__ = ["KernelDecomposition", "decompose_kernel", "kernel_matrix", "unseen_target_risk"]
 
 
-def kernel_matrix(A: ArrayLike, B: ArrayLike, kernel: str | Callable[..., float] = "rbf",
-                  kernel_params: dict[str, Any] | None = None) -> FloatArray:
+def kernel_matrix(
+    A: ArrayLike,
+    B: ArrayLike,
+    kernel: str | Callable[..., float] = "rbf",
+    kernel_params: dict[str, Any] | None = None,
+) -> FloatArray:
     """K(A, B) with a scikit-learn pairwise kernel name or a callable.
 
     Parameters
@@ -60,13 +64,15 @@ def kernel_matrix(A: ArrayLike, B: ArrayLike, kernel: str | Callable[..., float]
     try:
         from sklearn.metrics.pairwise import pairwise_kernels
     except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
-        raise ImportError("kernel= needs scikit-learn; install it with "
-                          "`pip install fastsd[sklearn]`") from exc
+        raise ImportError(
+            "kernel= needs scikit-learn; install it with `pip install fastsd[sklearn]`"
+        ) from exc
     params = dict(kernel_params or {})
     if kernel == "precomputed":
         return np.asarray(A, dtype=np.float64)
-    return np.asarray(pairwise_kernels(A, B, metric=kernel, filter_params=True, **params),
-                      dtype=np.float64)
+    return np.asarray(
+        pairwise_kernels(A, B, metric=kernel, filter_params=True, **params), dtype=np.float64
+    )
 
 
 class KernelDecomposition(Decomposition):
@@ -84,11 +90,19 @@ class KernelDecomposition(Decomposition):
     kernel: str | Callable[..., float] | None
     kernel_params: dict[str, Any] | None
 
-    def __init__(self, s2: FloatArray, V: FloatArray, U: FloatArray,
-                 z: FloatArray | None = None, y_norm2: float | FloatArray | None = None,
-                 method: str = "kernel", *, X_fit: FloatArray | None = None,
-                 kernel: str | Callable[..., float] | None = None,
-                 kernel_params: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        s2: FloatArray,
+        V: FloatArray,
+        U: FloatArray,
+        z: FloatArray | None = None,
+        y_norm2: float | FloatArray | None = None,
+        method: str = "kernel",
+        *,
+        X_fit: FloatArray | None = None,
+        kernel: str | Callable[..., float] | None = None,
+        kernel_params: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(s2, V, U, z, y_norm2, method)
         for key, value in dict(X_fit=X_fit, kernel=kernel, kernel_params=kernel_params).items():
             object.__setattr__(self, key, value)
@@ -105,8 +119,9 @@ class KernelDecomposition(Decomposition):
         kernel = cast("str | Callable[..., float]", self.kernel)  # set whenever X_fit is
         if X_eval.ndim == 2 and self.X_fit.ndim == 2:
             return kernel_matrix(X_eval, self.X_fit, kernel, self.kernel_params)
-        return np.stack([kernel_matrix(a, b, kernel, self.kernel_params)
-                         for a, b in zip(X_eval, self.X_fit)])
+        return np.stack(
+            [kernel_matrix(a, b, kernel, self.kernel_params) for a, b in zip(X_eval, self.X_fit)]
+        )
 
     def eval_basis(self, X_eval: FloatArray) -> FloatArray:
         """W = K(X_eval, X) V: predictions of the filter coefficients are W (c * z)."""
@@ -116,9 +131,16 @@ class KernelDecomposition(Decomposition):
         """The decomposition of the problems ``index`` of a batch."""
         base = Decomposition.subset(self, index)
         return KernelDecomposition(
-            s2=base.s2, V=base.V, U=base.U, z=base.z, y_norm2=base.y_norm2, method=base.method,
-            X_fit=None if self.X_fit is None else self.X_fit[index], kernel=self.kernel,
-            kernel_params=self.kernel_params)
+            s2=base.s2,
+            V=base.V,
+            U=base.U,
+            z=base.z,
+            y_norm2=base.y_norm2,
+            method=base.method,
+            X_fit=None if self.X_fit is None else self.X_fit[index],
+            kernel=self.kernel,
+            kernel_params=self.kernel_params,
+        )
 
 
 def _check_gram(K: ArrayLike, name: str) -> FloatArray:
@@ -132,11 +154,15 @@ def _check_gram(K: ArrayLike, name: str) -> FloatArray:
     return 0.5 * (K + np.swapaxes(K, -1, -2))
 
 
-def decompose_kernel(K: ArrayLike, y: ArrayLike | None = None, *,
-                     X_fit: FloatArray | None = None,
-                     kernel: str | Callable[..., float] | None = None,
-                     kernel_params: dict[str, Any] | None = None,
-                     name: str = "K") -> KernelDecomposition:
+def decompose_kernel(
+    K: ArrayLike,
+    y: ArrayLike | None = None,
+    *,
+    X_fit: FloatArray | None = None,
+    kernel: str | Callable[..., float] | None = None,
+    kernel_params: dict[str, Any] | None = None,
+    name: str = "K",
+) -> KernelDecomposition:
     """Spectral decomposition of a kernel matrix for kernel-ridge self-distillation.
 
     Parameters
@@ -174,28 +200,47 @@ def decompose_kernel(K: ArrayLike, y: ArrayLike | None = None, *,
     s2, U = s2[..., ::-1], U[..., ::-1]
     cutoff = _rank_cutoff(np.abs(s2), n, n)
     if np.any(s2 < -cutoff[..., :1] * 1e3):
-        raise ValueError(f"{name} must be positive semidefinite (a kernel matrix), got an "
-                         f"eigenvalue {float(np.min(s2))!r}")
+        raise ValueError(
+            f"{name} must be positive semidefinite (a kernel matrix), got an "
+            f"eigenvalue {float(np.min(s2))!r}"
+        )
     zero = s2 <= cutoff
     s2 = _merge_repeated(np.where(zero, 0.0, s2), cutoff)
     U = np.where(zero[..., None, :], 0.0, U)
     with np.errstate(divide="ignore"):
         inv_s = np.where(zero, 0.0, 1.0 / np.sqrt(np.where(zero, 1.0, s2)))
-    dec = KernelDecomposition(s2=np.ascontiguousarray(s2),
-                              V=np.ascontiguousarray(U * inv_s[..., None, :]),
-                              U=np.ascontiguousarray(U), method="kernel", X_fit=X_fit,
-                              kernel=kernel, kernel_params=kernel_params)
+    dec = KernelDecomposition(
+        s2=np.ascontiguousarray(s2),
+        V=np.ascontiguousarray(U * inv_s[..., None, :]),
+        U=np.ascontiguousarray(U),
+        method="kernel",
+        X_fit=X_fit,
+        kernel=kernel,
+        kernel_params=kernel_params,
+    )
     if y is None:
         return dec
     z = dec.project_y(y)
     y_arr = as_float_array(y, "y", ndim=(1, 2))
-    return KernelDecomposition(s2=dec.s2, V=dec.V, U=dec.U, z=z,
-                               y_norm2=np.sum(y_arr * y_arr, axis=-1), method="kernel",
-                               X_fit=X_fit, kernel=kernel, kernel_params=kernel_params)
+    return KernelDecomposition(
+        s2=dec.s2,
+        V=dec.V,
+        U=dec.U,
+        z=z,
+        y_norm2=np.sum(y_arr * y_arr, axis=-1),
+        method="kernel",
+        X_fit=X_fit,
+        kernel=kernel,
+        kernel_params=kernel_params,
+    )
 
 
-def decompose_features(X: ArrayLike, y: ArrayLike | None, kernel: str | Callable[..., float],
-                       kernel_params: dict[str, Any] | None = None) -> KernelDecomposition:
+def decompose_features(
+    X: ArrayLike,
+    y: ArrayLike | None,
+    kernel: str | Callable[..., float],
+    kernel_params: dict[str, Any] | None = None,
+) -> KernelDecomposition:
     """:func:`decompose_kernel` of K(X, X) for X (n, d) or (B, n, d); keeps X and the kernel."""
     X = as_float_array(X, "X", ndim=(2, 3))
     if X.shape[-2] == 0 or X.shape[-1] == 0:

@@ -53,11 +53,16 @@ WORKLOADS: dict[str, tuple[int, int, int]] = {
     "S": (0, 2_000_000, 100),
 }
 QUICK: dict[str, tuple[int, int, int]] = {
-    "W3": (16, 4000, 256), "W4": (0, 50_000, 200), "W5": (0, 500, 2000), "S": (0, 200_000, 100)}
+    "W3": (16, 4000, 256),
+    "W4": (0, 50_000, 200),
+    "W5": (0, 500, 2000),
+    "S": (0, 200_000, 100),
+}
 
 
-def _times(funcs: Mapping[str, Callable[[], object]],
-           repeat: int) -> dict[str, tuple[float, list[float]]]:
+def _times(
+    funcs: Mapping[str, Callable[[], object]], repeat: int
+) -> dict[str, tuple[float, list[float]]]:
     """Per function: (first call, list of ``repeat`` calls) in seconds.
 
     The functions take turns (a b c a b c ...), so a change in the machine's
@@ -83,8 +88,9 @@ def limit_loop(X: NDArray[np.float64]) -> list[NDArray[np.float64]]:
     for Xb in _problems(X):
         A, trans = fortran_operand(Xb, Xb.shape[0] >= Xb.shape[1])
         G = dsyrk(1.0, A, trans=int(trans))
-        out.append(scipy.linalg.eigh(G, lower=False, driver="evd", overwrite_a=True,
-                                     check_finite=False)[0])
+        out.append(
+            scipy.linalg.eigh(G, lower=False, driver="evd", overwrite_a=True, check_finite=False)[0]
+        )
     return out
 
 
@@ -109,18 +115,28 @@ def limit_parallel(X: NDArray[np.float64], threads: int) -> list[NDArray[np.floa
 
 def _flops(B: int, n: int, d: int) -> float:
     m, k = min(n, d), max(n, d)
-    return B * (k * m * m + 4.0 * m ** 3)
+    return B * (k * m * m + 4.0 * m**3)
 
 
-def _sweeps(dec: Decomposition, theta: NDArray[np.float64], lams: NDArray[np.float64],
-            xis: NDArray[np.float64], K: int) -> None:
+def _sweeps(
+    dec: Decomposition,
+    theta: NDArray[np.float64],
+    lams: NDArray[np.float64],
+    xis: NDArray[np.float64],
+    K: int,
+) -> None:
     sweep_risk(dec, theta, 0.5, lams, xis, K)
     sweep_optimal(dec, theta, 0.5, lams, K)
 
 
-def measure_workload(name: str, shape: tuple[int, ...], repeat: int = 5,
-                     threads: int | None = None, tmpdir: str | None = None,
-                     seed: int = 0) -> dict[str, Any]:
+def measure_workload(
+    name: str,
+    shape: tuple[int, ...],
+    repeat: int = 5,
+    threads: int | None = None,
+    tmpdir: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Time one workload's decompose, sweeps and machine limit.
 
     Parameters
@@ -149,7 +165,7 @@ def measure_workload(name: str, shape: tuple[int, ...], repeat: int = 5,
             path = os.path.join(tmp, "X.npy")
             X = np.lib.format.open_memmap(path, mode="w+", shape=tuple(shape))
             for start in range(0, n, 1 << 18):
-                X[start:start + (1 << 18)] = rng.standard_normal((min(1 << 18, n - start), d))
+                X[start : start + (1 << 18)] = rng.standard_normal((min(1 << 18, n - start), d))
             X.flush()
             del X
             source: str | NDArray[np.float64] = path
@@ -161,16 +177,22 @@ def measure_workload(name: str, shape: tuple[int, ...], repeat: int = 5,
             loop = lambda: limit_loop(source)  # noqa: E731
             parallel = lambda: limit_parallel(source, threads)  # noqa: E731
         theta = rng.standard_normal(tuple(shape[:-2]) + (d,))
-        timed = _times(dict(decompose=lambda: decompose(source, threads=threads),
-                            loop=loop, parallel=parallel), repeat)
+        timed = _times(
+            dict(
+                decompose=lambda: decompose(source, threads=threads), loop=loop, parallel=parallel
+            ),
+            repeat,
+        )
         (first, dec_t), (_, loop_t), (_, par_t) = timed.values()
         dec = decompose(source, threads=threads)
         _, sweep_t = _times(dict(s=lambda: _sweeps(dec, theta, lams, xis, K)), repeat)["s"]
     med = float(np.median(dec_t))
     row.update(
-        decompose_s=med, decompose_first_s=first,
+        decompose_s=med,
+        decompose_first_s=first,
         decompose_spread=(float(min(dec_t)), float(max(dec_t))),
-        limit_loop_s=float(np.median(loop_t)), limit_parallel_s=float(np.median(par_t)),
+        limit_loop_s=float(np.median(loop_t)),
+        limit_parallel_s=float(np.median(par_t)),
         sweeps_s=float(np.median(sweep_t)),
     )
     B = shape[0] if len(shape) == 3 else 1
@@ -182,9 +204,13 @@ def measure_workload(name: str, shape: tuple[int, ...], repeat: int = 5,
     return row
 
 
-def measure_e2e(names: Sequence[str] = ("W3", "W4", "W5", "S"), repeat: int = 5,
-                quick: bool = False, threads: int | None = None,
-                tmpdir: str | None = None) -> dict[str, Any]:
+def measure_e2e(
+    names: Sequence[str] = ("W3", "W4", "W5", "S"),
+    repeat: int = 5,
+    quick: bool = False,
+    threads: int | None = None,
+    tmpdir: str | None = None,
+) -> dict[str, Any]:
     """:func:`measure_workload` for each named workload (``quick``: smaller sizes)."""
     threads = numba.get_num_threads() if threads is None else threads
     sizes = QUICK if quick else WORKLOADS
@@ -214,5 +240,6 @@ def format_e2e(res: Mapping[str, Any]) -> str:
             f"| {name} {r['shape']} | {r['decompose_s']:.3f} s ({r['decompose_first_s']:.3f}; "
             f"{lo:.3f}–{hi:.3f}) | {r['gflops']:.1f} | {r['limit_loop_s']:.3f} / "
             f"{r['limit_parallel_s']:.3f} s | **{r['fraction']:.2f}** | {r['sweeps_s']:.3f} s | "
-            f"{r['e2e_s']:.3f} s |")
+            f"{r['e2e_s']:.3f} s |"
+        )
     return "\n".join(lines)

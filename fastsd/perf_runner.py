@@ -68,8 +68,10 @@ def _times(func: Callable[[], object], repeat: int) -> tuple[list[float], list[f
     return wall, cpu
 
 
-def _interleaved(funcs: list[Callable[[], object]], repeat: int,
-                 ) -> list[tuple[list[float], list[float]]]:
+def _interleaved(
+    funcs: list[Callable[[], object]],
+    repeat: int,
+) -> list[tuple[list[float], list[float]]]:
     """``_times`` of several functions run in turn (order rotating each round), so that a
     load that drifts on a shared machine hits all of them alike."""
     for func in funcs:
@@ -84,8 +86,11 @@ def _interleaved(funcs: list[Callable[[], object]], repeat: int,
     return out
 
 
-def _ratio(a: tuple[list[float], list[float]], b: tuple[list[float], list[float]], clock: int = 0,
-           ) -> float:
+def _ratio(
+    a: tuple[list[float], list[float]],
+    b: tuple[list[float], list[float]],
+    clock: int = 0,
+) -> float:
     """Median over rounds of a_i / b_i (paired, robust to drifting load); clock 0 is wall
     time, 1 the CPU time of this process."""
     return float(np.median(np.asarray(a[clock]) / np.asarray(b[clock])))
@@ -93,9 +98,13 @@ def _ratio(a: tuple[list[float], list[float]], b: tuple[list[float], list[float]
 
 def _summary(times: tuple[list[float], list[float]]) -> dict[str, float]:
     wall, cpu = times
-    return {"median_s": float(np.median(wall)), "min_s": float(np.min(wall)),
-            "max_s": float(np.max(wall)), "cpu_median_s": float(np.median(cpu)),
-            "runs": len(wall)}
+    return {
+        "median_s": float(np.median(wall)),
+        "min_s": float(np.min(wall)),
+        "max_s": float(np.max(wall)),
+        "cpu_median_s": float(np.median(cpu)),
+        "runs": len(wall),
+    }
 
 
 class RunnerSweep:
@@ -120,18 +129,30 @@ class RunnerSweep:
         current: tuple[int, Any] | None = None
         for blk in self.blocks:
             if current is None or current[0] != blk.b0:
-                current = (blk.b0, decompose(self.X[blk.b0:blk.b1]))
-            self.out[blk.b0:blk.b1, blk.l0:blk.l1] = sweep_risk(
-                current[1], self.theta[blk.b0:blk.b1], self.var[blk.b0:blk.b1],
-                self.lams[blk.l0:blk.l1], self.schedules, self.K)
+                current = (blk.b0, decompose(self.X[blk.b0 : blk.b1]))
+            self.out[blk.b0 : blk.b1, blk.l0 : blk.l1] = sweep_risk(
+                current[1],
+                self.theta[blk.b0 : blk.b1],
+                self.var[blk.b0 : blk.b1],
+                self.lams[blk.l0 : blk.l1],
+                self.schedules,
+                self.K,
+            )
 
     def _consume(self, block: Block, result: Mapping[str, NDArray[np.float64]]) -> None:
-        self.out[block.b0:block.b1, block.l0:block.l1] = result["risk"]
+        self.out[block.b0 : block.b1, block.l0 : block.l1] = result["risk"]
 
     def runner(self, executor: InProcessExecutor | DaskExecutor | None = None) -> None:
         """The same blocks through :func:`fastsd.runner.run_blocks`."""
-        task = SweepTask("risk", self.X, self.lams, self.K, schedules=self.schedules,
-                         theta_star=self.theta, noise_var=self.var)
+        task = SweepTask(
+            "risk",
+            self.X,
+            self.lams,
+            self.K,
+            schedules=self.schedules,
+            theta_star=self.theta,
+            noise_var=self.var,
+        )
         run_blocks(self.blocks, task, self._consume, executor=executor)
 
     def bookkeeping(self) -> None:
@@ -143,8 +164,9 @@ class RunnerSweep:
         return sweep_risk(decompose(self.X), self.theta, self.var, self.lams, self.xis, self.K)
 
 
-def measure_runner(repeat: int = 5, quick: bool = False, dask: bool = False,
-                   threads: int = 2) -> dict[str, Any]:
+def measure_runner(
+    repeat: int = 5, quick: bool = False, dask: bool = False, threads: int = 2
+) -> dict[str, Any]:
     """Time the loop, the runner, one call, and (``dask=True``) Dask local:2.
 
     Parameters
@@ -163,9 +185,15 @@ def measure_runner(repeat: int = 5, quick: bool = False, dask: bool = False,
     dict
     """
     sweep = RunnerSweep(B=32 if quick else 256)
-    res: dict[str, Any] = {"B": sweep.X.shape[0], "L": sweep.lams.size, "G": sweep.xis.size,
-                           "K": sweep.K, "blocks": len(sweep.blocks), "threads": threads,
-                           "repeat": repeat}
+    res: dict[str, Any] = {
+        "B": sweep.X.shape[0],
+        "L": sweep.lams.size,
+        "G": sweep.xis.size,
+        "K": sweep.K,
+        "blocks": len(sweep.blocks),
+        "threads": threads,
+        "repeat": repeat,
+    }
     with thread_count(threads), single_threaded_blas():
         sweep.loop()
         want = sweep.out.copy()
@@ -183,12 +211,12 @@ def measure_runner(repeat: int = 5, quick: bool = False, dask: bool = False,
     res["blocking_cost"] = _ratio(runner, single) - 1
     if dask:
         with get_executor(scheduler="local:2") as executor:
+
             def in_process() -> None:
                 with thread_count(threads), single_threaded_blas():
                     sweep.runner()
 
-            inproc, dask_times = _interleaved([in_process, lambda: sweep.runner(executor)],
-                                              repeat)
+            inproc, dask_times = _interleaved([in_process, lambda: sweep.runner(executor)], repeat)
         if not np.array_equal(sweep.out, want):
             raise AssertionError("Dask and in-process runs disagree")
         res["dask_local2"] = _summary(dask_times)
@@ -200,49 +228,67 @@ def measure_runner(repeat: int = 5, quick: bool = False, dask: bool = False,
 
 def format_runner_table(res: Mapping[str, Any]) -> str:
     """Markdown table of a :func:`measure_runner` result."""
+
     def cell(name: str) -> str:
         s = res[name]
         return f"{s['median_s']:.4g} s ({s['min_s']:.4g}-{s['max_s']:.4g})"
 
-    rows = [("bare loop over the blocks (kernel time)", cell("loop"), ""),
-            ("block runner, in-process", cell("runner"),
-             f"overhead {100 * res['runner_overhead']:+.1f}% wall, "
+    rows = [
+        ("bare loop over the blocks (kernel time)", cell("loop"), ""),
+        (
+            "block runner, in-process",
+            cell("runner"),
+            f"overhead {100 * res['runner_overhead']:+.1f}% wall, "
             f"{100 * res['runner_overhead_cpu']:+.1f}% CPU, "
-            f"{100 * res['runner_overhead_best']:+.1f}% best-of (target <= 5%)"),
-            ("runner bookkeeping alone (no-op task and consumer)", cell("bookkeeping"),
-             f"{res['bookkeeping_per_block_us']:.2f} us per block = "
-             f"{100 * res['bookkeeping_fraction']:.3f}% of the kernel time"),
-            ("one call on the whole grid", cell("single"),
-             f"blocking costs {100 * res['blocking_cost']:+.1f}%")]
+            f"{100 * res['runner_overhead_best']:+.1f}% best-of (target <= 5%)",
+        ),
+        (
+            "runner bookkeeping alone (no-op task and consumer)",
+            cell("bookkeeping"),
+            f"{res['bookkeeping_per_block_us']:.2f} us per block = "
+            f"{100 * res['bookkeeping_fraction']:.3f}% of the kernel time",
+        ),
+        (
+            "one call on the whole grid",
+            cell("single"),
+            f"blocking costs {100 * res['blocking_cost']:+.1f}%",
+        ),
+    ]
     if "dask_local2" in res:
-        rows.append(("block runner, in-process, paired with Dask", cell("in_process_paired"),
-                     ""))
-        rows.append(("Dask local:2 (2 workers x 1 thread)", cell("dask_local2"),
-                     f"{res['dask_throughput_ratio']:.2f}x in-process throughput "
-                     "(target >= 0.8x)"))
-    head = (f"W1-sized sweep: B={res['B']}, L={res['L']}, G={res['G']}, K={res['K']}, "
-            f"{res['blocks']} blocks, {res['threads']} Numba threads in-process; median "
-            f"(min-max) of {res['repeat']} interleaved runs, ratios as medians of the "
-            f"paired ratios; {res['machine']}\n\n")
+        rows.append(("block runner, in-process, paired with Dask", cell("in_process_paired"), ""))
+        rows.append(
+            (
+                "Dask local:2 (2 workers x 1 thread)",
+                cell("dask_local2"),
+                f"{res['dask_throughput_ratio']:.2f}x in-process throughput (target >= 0.8x)",
+            )
+        )
+    head = (
+        f"W1-sized sweep: B={res['B']}, L={res['L']}, G={res['G']}, K={res['K']}, "
+        f"{res['blocks']} blocks, {res['threads']} Numba threads in-process; median "
+        f"(min-max) of {res['repeat']} interleaved runs, ratios as medians of the "
+        f"paired ratios; {res['machine']}\n\n"
+    )
     lines = ["| measurement | time | note |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return head + "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fastsd bench --runner",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="fastsd bench --runner", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
     parser.add_argument("--quick", action="store_true", help="B = 32 instead of 256")
-    parser.add_argument("--dask", action="store_true",
-                        help="also time Dask local:2 (needs fastsd[dask])")
+    parser.add_argument(
+        "--dask", action="store_true", help="also time Dask local:2 (needs fastsd[dask])"
+    )
     parser.add_argument("--threads", type=int, default=2, help="in-process Numba threads")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
-    res = measure_runner(repeat=args.repeat, quick=args.quick, dask=args.dask,
-                         threads=args.threads)
+    res = measure_runner(repeat=args.repeat, quick=args.quick, dask=args.dask, threads=args.threads)
     print(format_runner_table(res))
     if args.json:
         with open(args.json, "w") as f:

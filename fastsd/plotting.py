@@ -23,12 +23,28 @@ if TYPE_CHECKING:
 #: A path to write, returned as given.
 _PathT = TypeVar("_PathT", bound="str | os.PathLike[str]")
 
-__all = ["pyplot", "plot_gain_vs_rank", "plot_risk_curves", "plot_xi_vs_gap",
-           "plot_tuning_benchmark", "plot_learning_curves",
-           "plot_sweep"]
+__all = [
+    "pyplot",
+    "plot_gain_vs_rank",
+    "plot_risk_curves",
+    "plot_xi_vs_gap",
+    "plot_tuning_benchmark",
+    "plot_learning_curves",
+    "plot_sweep",
+]
 
-_STEP_COLORS = ("black", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
-                "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+_STEP_COLORS = (
+    "black",
+    "tab:blue",
+    "tab:orange",
+    "tab:green",
+    "tab:red",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:olive",
+    "tab:cyan",
+)
 
 
 def pyplot() -> ModuleType:
@@ -58,9 +74,14 @@ def _step_label(k: int) -> str:
     return "ridge (k = 0)" if k == 0 else f"{k}-step SD"
 
 
-def plot_gain_vs_rank(table: Mapping[str, NDArray[Any]], path: _PathT, *,
-                      fits: Mapping[str, Mapping[str, float]] | None = None,
-                      title: str | None = None, note: str | None = None) -> _PathT:
+def plot_gain_vs_rank(
+    table: Mapping[str, NDArray[Any]],
+    path: _PathT,
+    *,
+    fits: Mapping[str, Mapping[str, float]] | None = None,
+    title: str | None = None,
+    note: str | None = None,
+) -> _PathT:
     """Gain of optimal r-step SD over optimal ridge and 1-step SD vs r, with linear fits.
 
     Parameters
@@ -89,28 +110,42 @@ def plot_gain_vs_rank(table: Mapping[str, NDArray[Any]], path: _PathT, *,
     fits = fits or {}
     fig, ax = plt.subplots(figsize=(5.8, 4.2))
     grid = np.linspace(r.min(), r.max(), 100)
-    series = (("ridge", "gain_ridge", "tab:blue", "o", "optimal ridge"),
-              ("1step", "gain_1step", "tab:orange", "s", "optimal 1-step SD"))
+    series = (
+        ("ridge", "gain_ridge", "tab:blue", "o", "optimal ridge"),
+        ("1step", "gain_1step", "tab:orange", "s", "optimal 1-step SD"),
+    )
     for key, col, color, marker, name in series:
         y = np.asarray(table[col], dtype=float)
         fit = fits.get(key) or linear_fit(r, y)
-        ax.plot(r, y, marker, color=color, ms=5,
-                label=f"{name} / optimal r-step SD")
-        ax.plot(grid, fit["slope"] * grid + fit["intercept"], "--", color=color, lw=1.2,
-                label=f"fit: {fit['slope']:.3g} r {fit['intercept']:+.3g} (R² {fit['r2']:.4f})")
+        ax.plot(r, y, marker, color=color, ms=5, label=f"{name} / optimal r-step SD")
+        ax.plot(
+            grid,
+            fit["slope"] * grid + fit["intercept"],
+            "--",
+            color=color,
+            lw=1.2,
+            label=f"fit: {fit['slope']:.3g} r {fit['intercept']:+.3g} (R² {fit['r2']:.4f})",
+        )
     ax.plot(grid, grid, ":", color="grey", lw=1, label="gain = r")
     ax.set_xlabel("rank r of X (number of distinct nonzero singular values)")
     ax.set_ylabel("excess-risk ratio (baseline / r-step SD)")
-    ax.set_title(_title(title or "Theorem 1 family: gain of optimal r-step SD grows linearly in r",
-                        note), fontsize=10)
+    ax.set_title(
+        _title(title or "Theorem 1 family: gain of optimal r-step SD grows linearly in r", note),
+        fontsize=10,
+    )
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     return _save(fig, path)
 
 
-def plot_risk_curves(curves: Mapping[str, NDArray[Any]], path: _PathT, *, title: str | None = None,
-                     note: str | None = None) -> _PathT:
+def plot_risk_curves(
+    curves: Mapping[str, NDArray[Any]],
+    path: _PathT,
+    *,
+    title: str | None = None,
+    note: str | None = None,
+) -> _PathT:
     """Excess risk vs lambda (log-log) of ridge and k-step SD, one panel per case.
 
     Parameters
@@ -130,8 +165,9 @@ def plot_risk_curves(curves: Mapping[str, NDArray[Any]], path: _PathT, *, title:
     plt = pyplot()
     cases = list(dict.fromkeys(np.asarray(curves["case"]).tolist()))
     ks = np.unique(curves["k"])
-    fig, axes = plt.subplots(1, len(cases), figsize=(4.4 * len(cases), 3.9), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(
+        1, len(cases), figsize=(4.4 * len(cases), 3.9), squeeze=False, sharey=True
+    )
     band = [np.inf, 0.0]
     for ax, case in zip(axes[0], cases):
         here = np.asarray(curves["case"]) == case
@@ -139,8 +175,11 @@ def plot_risk_curves(curves: Mapping[str, NDArray[Any]], path: _PathT, *, title:
         for k in ks.tolist():
             sel = here & (curves["k"] == k)
             lam, risk = curves["lam"][sel], curves["risk"][sel]
-            style = dict(color=_STEP_COLORS[k % len(_STEP_COLORS)], lw=2.2 if k == 0 else 1.5,
-                         ls="-" if k == 0 else "--" if k % 2 else "-.")
+            style = dict(
+                color=_STEP_COLORS[k % len(_STEP_COLORS)],
+                lw=2.2 if k == 0 else 1.5,
+                ls="-" if k == 0 else "--" if k % 2 else "-.",
+            )
             ax.loglog(lam, risk, label=_step_label(k), **style)
             if np.any(np.isfinite(risk)):
                 i = int(np.nanargmin(risk))
@@ -157,14 +196,25 @@ def plot_risk_curves(curves: Mapping[str, NDArray[Any]], path: _PathT, *, title:
         axes[0, 0].set_ylim(0.6 * band[0], 30 * band[1])
     axes[0, 0].set_ylabel("excess risk (optimal ξ for each λ)")
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle(_title(title or "Necessity of the assumptions: excess risk vs λ "
-                        "(dots: each estimator's optimum)", note), fontsize=10)
+    fig.suptitle(
+        _title(
+            title
+            or "Necessity of the assumptions: excess risk vs λ (dots: each estimator's optimum)",
+            note,
+        ),
+        fontsize=10,
+    )
     return _save(fig, path)
 
 
-def plot_xi_vs_gap(table: Mapping[str, NDArray[Any]], path: _PathT, *,
-                   slopes: Mapping[int, float] | None = None, title: str | None = None,
-                   note: str | None = None) -> _PathT:
+def plot_xi_vs_gap(
+    table: Mapping[str, NDArray[Any]],
+    path: _PathT,
+    *,
+    slopes: Mapping[int, float] | None = None,
+    title: str | None = None,
+    note: str | None = None,
+) -> _PathT:
     """``max_i |xi_i|`` of the optimal k-step schedule vs the singular-value gap (log-log).
 
     Parameters
@@ -191,13 +241,21 @@ def plot_xi_vs_gap(table: Mapping[str, NDArray[Any]], path: _PathT, *,
         label = f"{k}-step SD"
         if k in slopes and np.isfinite(slopes[k]):
             label += f" (slope {slopes[k]:.2f})"
-        ax.loglog(table["gap"][sel], table["xi_max_abs"][sel], "o-", ms=3.5,
-                  color=_STEP_COLORS[k % len(_STEP_COLORS)], label=label)
+        ax.loglog(
+            table["gap"][sel],
+            table["xi_max_abs"][sel],
+            "o-",
+            ms=3.5,
+            color=_STEP_COLORS[k % len(_STEP_COLORS)],
+            label=label,
+        )
     lam = float(np.asarray(table["lam"])[0])
     ax.set_xlabel(r"relative gap between consecutive singular values, $(s_j - s_{j+1}) / s_1$")
     ax.set_ylabel(r"$\max_i |\xi_i|$ of the optimal k-step schedule")
-    ax.set_title(_title(title or f"Optimal ξ magnitude grows as the gap shrinks (λ = {lam:.3g})",
-                        note), fontsize=10)
+    ax.set_title(
+        _title(title or f"Optimal ξ magnitude grows as the gap shrinks (λ = {lam:.3g})", note),
+        fontsize=10,
+    )
     ax.grid(alpha=0.3, which="both", lw=0.4)
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -221,8 +279,14 @@ def plot_uci_test_mse(table: Mapping[str, NDArray[Any]], path: _PathT) -> _PathT
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name in dict.fromkeys(table["dataset"]):
         here = table["dataset"] == name
-        ax.errorbar(table["k"][here], 1 + table["paired_change_mean"][here],
-                    yerr=table["paired_change_std"][here], marker="o", capsize=3, label=name)
+        ax.errorbar(
+            table["k"][here],
+            1 + table["paired_change_mean"][here],
+            yerr=table["paired_change_std"][here],
+            marker="o",
+            capsize=3,
+            label=name,
+        )
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("number of self-distillation steps k (0 = ridge)")
     ax.set_ylabel("test MSE / ridge test MSE (same split)")
@@ -231,8 +295,9 @@ def plot_uci_test_mse(table: Mapping[str, NDArray[Any]], path: _PathT) -> _PathT
     return _save(fig, path)
 
 
-def plot_alignment(align: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
-                   path: _PathT) -> _PathT:
+def plot_alignment(
+    align: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]], path: _PathT
+) -> _PathT:
     """Squared cosine of the ridge solution with each eigenvector, one panel per dataset.
 
     Parameters
@@ -256,10 +321,13 @@ def plot_alignment(align: Mapping[str, tuple[NDArray[np.float64], NDArray[np.flo
     return _save(fig, path)
 
 
-
-_RULE_STYLE = {"safe": ("tab:green", "o", "safe (default)"), "loo": ("tab:red", "s", "loo"),
-               "gcv": ("tab:purple", "^", "gcv (k ≤ 1)"), "holdout": ("tab:orange", "v", "holdout"),
-               "oracle": ("grey", "x", "oracle-ξ SD")}
+_RULE_STYLE = {
+    "safe": ("tab:green", "o", "safe (default)"),
+    "loo": ("tab:red", "s", "loo"),
+    "gcv": ("tab:purple", "^", "gcv (k ≤ 1)"),
+    "holdout": ("tab:orange", "v", "holdout"),
+    "oracle": ("grey", "x", "oracle-ξ SD"),
+}
 
 
 def _share_axis(ax: Axes, shares: ArrayLike) -> None:
@@ -277,8 +345,14 @@ def _figure_legend(fig: Figure, axes: NDArray[Any]) -> None:
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, handle)
-    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(4, len(seen)),
-               fontsize=7, frameon=False)
+    fig.legend(
+        list(seen.values()),
+        list(seen),
+        loc="lower center",
+        ncol=min(4, len(seen)),
+        fontsize=7,
+        frameon=False,
+    )
     rows = -(-len(seen) // 4)
     fig.tight_layout(rect=(0, min(0.3, 0.09 * rows / axes.shape[0] + 0.02), 1, 1))
 
@@ -290,8 +364,9 @@ def _save_laid_out(fig: Figure, path: _PathT, dpi: float = 130) -> _PathT:
     return path
 
 
-def plot_tuning_benchmark(summary: Mapping[str, NDArray[Any]], path: _PathT, *,
-                          names: Mapping[str, str] | None = None) -> _PathT:
+def plot_tuning_benchmark(
+    summary: Mapping[str, NDArray[Any]], path: _PathT, *, names: Mapping[str, str] | None = None
+) -> _PathT:
     """Paired test-error change vs RidgeCV by training share, one panel per data set.
 
     Parameters
@@ -313,7 +388,7 @@ def plot_tuning_benchmark(summary: Mapping[str, NDArray[Any]], path: _PathT, *,
     cols = min(4, len(sets))
     rows = -(-len(sets) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
-    for ax in axes.flat[len(sets):]:
+    for ax in axes.flat[len(sets) :]:
         ax.set_visible(False)
     for ax, name in zip(axes.flat, sets):
         here = summary["set"] == name
@@ -321,9 +396,17 @@ def plot_tuning_benchmark(summary: Mapping[str, NDArray[Any]], path: _PathT, *,
             sel = here & (summary["rule"] == rule)
             if not np.any(sel):
                 continue
-            ax.errorbar(100 * summary["share"][sel], 100 * summary["change_mean"][sel],
-                        yerr=100 * np.nan_to_num(summary["change_se"][sel]), color=color,
-                        marker=marker, ms=4, capsize=2, lw=1.2, label=label)
+            ax.errorbar(
+                100 * summary["share"][sel],
+                100 * summary["change_mean"][sel],
+                yerr=100 * np.nan_to_num(summary["change_se"][sel]),
+                color=color,
+                marker=marker,
+                ms=4,
+                capsize=2,
+                lw=1.2,
+                label=label,
+            )
         ax.axhline(0.0, color="black", lw=0.8)
         _share_axis(ax, summary["share"][here])
         ax.set_yscale("symlog", linthresh=1.0)
@@ -331,14 +414,18 @@ def plot_tuning_benchmark(summary: Mapping[str, NDArray[Any]], path: _PathT, *,
         ax.set_xlabel("training share (%)", fontsize=8)
         ax.set_ylabel("change vs RidgeCV (%)", fontsize=8)
         ax.grid(alpha=0.3, which="both", lw=0.4)
-    fig.suptitle("Tuning rules: paired change in test error against RidgeCV "
-                 "(mean ± s.e.; symlog scale, linear within ±1%)", fontsize=10)
+    fig.suptitle(
+        "Tuning rules: paired change in test error against RidgeCV "
+        "(mean ± s.e.; symlog scale, linear within ±1%)",
+        fontsize=10,
+    )
     _figure_legend(fig, axes)
     return _save_laid_out(fig, path)
 
 
-def plot_learning_curves(summary: Mapping[str, NDArray[Any]], path: _PathT, *,
-                         names: Mapping[str, str] | None = None) -> _PathT:
+def plot_learning_curves(
+    summary: Mapping[str, NDArray[Any]], path: _PathT, *, names: Mapping[str, str] | None = None
+) -> _PathT:
     """Test-MSE change of validation-tuned k-step SD vs training share, per dataset.
 
     Solid lines: against ridge on train (the paper's comparison); dashed:
@@ -373,11 +460,21 @@ def plot_learning_curves(summary: Mapping[str, NDArray[Any]], path: _PathT, *,
                 else:
                     k = int(model[4:])
                     color = _STEP_COLORS[k % len(_STEP_COLORS)]
-                    label = f"{k}-step SD vs " + ("ridge (train)" if base == "ridge_train"
-                                                  else "RidgeCV (train+val)")
-                ax.errorbar(100 * summary["share"][sel], 100 * summary["change_mean"][sel],
-                            yerr=100 * np.nan_to_num(summary["change_se"][sel]), color=color,
-                            ls=ls, marker="o", ms=3, capsize=2, lw=1.2, label=label)
+                    label = f"{k}-step SD vs " + (
+                        "ridge (train)" if base == "ridge_train" else "RidgeCV (train+val)"
+                    )
+                ax.errorbar(
+                    100 * summary["share"][sel],
+                    100 * summary["change_mean"][sel],
+                    yerr=100 * np.nan_to_num(summary["change_se"][sel]),
+                    color=color,
+                    ls=ls,
+                    marker="o",
+                    ms=3,
+                    capsize=2,
+                    lw=1.2,
+                    label=label,
+                )
         ax.axhline(0.0, color="black", lw=0.8)
         _share_axis(ax, summary["share"][here])
         ax.set_yscale("symlog", linthresh=1.0)
@@ -385,8 +482,11 @@ def plot_learning_curves(summary: Mapping[str, NDArray[Any]], path: _PathT, *,
         ax.set_xlabel("training share (%)")
         ax.set_ylabel("test-MSE change (%)")
         ax.grid(alpha=0.3, which="both", lw=0.4)
-    fig.suptitle("Where validation-tuned SD helps: paired change in test MSE "
-                 "(mean ± s.e.; symlog, linear within ±1%)", fontsize=10)
+    fig.suptitle(
+        "Where validation-tuned SD helps: paired change in test MSE "
+        "(mean ± s.e.; symlog, linear within ±1%)",
+        fontsize=10,
+    )
     _figure_legend(fig, axes)
     return _save_laid_out(fig, path)
 
@@ -435,10 +535,16 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
     fig, ax = plt.subplots(figsize=(6, 4))
     curve = best_sched.median("problem").transpose("lam", "k").values
     for i, k in enumerate(ks):
-        ax.plot(lams, curve[:, i], color=_STEP_COLORS[i % len(_STEP_COLORS)],
-                label=_step_label(int(k)))
-    ax.set(xscale="log", yscale="log", xlabel="lambda", ylabel=label,
-           title=_title(f"{label} against lambda" + (" (best schedule)" if fixed else ""), note))
+        ax.plot(
+            lams, curve[:, i], color=_STEP_COLORS[i % len(_STEP_COLORS)], label=_step_label(int(k))
+        )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="lambda",
+        ylabel=label,
+        title=_title(f"{label} against lambda" + (" (best schedule)" if fixed else ""), note),
+    )
     ax.legend(fontsize=8)
     paths.append(_save(fig, os.path.join(directory, "metric_vs_lam.png")))
 
@@ -450,11 +556,20 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
     if "test_mse" in ds and not fixed:
         chosen = ds[metric].fillna(np.inf).argmin("lam")
         test = ds["test_mse"].isel(lam=chosen).transpose("problem", "k").values
-        ax.plot(ks, np.nanmedian(test, axis=0), "s--", color="tab:red",
-                label="test MSE at the validation choice")
-    ax.set(yscale="log", xlabel="k (steps)", xticks=ks,
-           ylabel="MSE" if "test_mse" in ds and not fixed else label,
-           title=_title(f"best {label} over lambda against k", note))
+        ax.plot(
+            ks,
+            np.nanmedian(test, axis=0),
+            "s--",
+            color="tab:red",
+            label="test MSE at the validation choice",
+        )
+    ax.set(
+        yscale="log",
+        xlabel="k (steps)",
+        xticks=ks,
+        ylabel="MSE" if "test_mse" in ds and not fixed else label,
+        title=_title(f"best {label} over lambda against k", note),
+    )
     ax.legend(fontsize=8)
     paths.append(_save(fig, os.path.join(directory, "best_vs_k.png")))
 
@@ -463,16 +578,23 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
     if fixed:
         grid = value.isel(k=-1).median("problem").transpose("schedule", "lam").values
         rows, ylabel = ds["xi_schedule"].values[:, -1] if K else ds["schedule"].values, "xi"
-        mesh = ax.pcolormesh(lams, np.arange(grid.shape[0]), grid, shading="nearest",
-                             norm="log", cmap="viridis")
+        mesh = ax.pcolormesh(
+            lams, np.arange(grid.shape[0]), grid, shading="nearest", norm="log", cmap="viridis"
+        )
         ax.set_yticks(np.arange(grid.shape[0]), [f"{r:.3g}" for r in rows])
         title = f"{label} with k = {K} over (lambda, xi)"
     elif K:
         grid = ds["xi"].isel(k=-1).median("problem").transpose("step", "lam").values
         finite = np.abs(grid[np.isfinite(grid)])
         scale = max(float(finite.max()) if finite.size else 1.0, 1e-12)
-        mesh = ax.pcolormesh(lams, ds["step"].values, grid, shading="nearest", cmap="RdBu_r",
-                             norm=SymLogNorm(linthresh=min(1.0, scale), vmin=-scale, vmax=scale))
+        mesh = ax.pcolormesh(
+            lams,
+            ds["step"].values,
+            grid,
+            shading="nearest",
+            cmap="RdBu_r",
+            norm=SymLogNorm(linthresh=min(1.0, scale), vmin=-scale, vmax=scale),
+        )
         ylabel = "step i of the schedule"
         title = f"optimal xi_i of the {K}-step schedule (blank: unrecoverable)"
     else:

@@ -65,8 +65,9 @@ class ProblemSet:
 
 
 def _numeric(value: object) -> bool:
-    return (isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, (bool, np.bool_)))
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
 
 
 def _synthetic(problems: dict[str, Any]) -> ProblemSet:
@@ -88,16 +89,19 @@ def _synthetic(problems: dict[str, Any]) -> ProblemSet:
     for name, value in params.items():
         if _numeric(value) and name not in coords:
             coords[name] = np.full(B, value)
-    attrs = {"family": family,
-             "params": {k: v for k, v in params.items() if not _numeric(v)}}
-    arrays = dict(X=np.asarray(batch.X), theta_star=np.asarray(batch.theta_star),
-                  noise_var=np.asarray(batch.noise_var, dtype=float))
+    attrs = {"family": family, "params": {k: v for k, v in params.items() if not _numeric(v)}}
+    arrays = dict(
+        X=np.asarray(batch.X),
+        theta_star=np.asarray(batch.theta_star),
+        noise_var=np.asarray(batch.noise_var, dtype=float),
+    )
     return ProblemSet(arrays, coords, attrs)
 
 
-def _preprocess(parts: Sequence[tuple[NDArray[np.float64], NDArray[np.float64]]],
-                preprocess: dict[str, Any],
-                ) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
+def _preprocess(
+    parts: Sequence[tuple[NDArray[np.float64], NDArray[np.float64]]],
+    preprocess: dict[str, Any],
+) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
     """Centre (intercept) and scale (standardize) every part with the train part's stats."""
     (X, y), rest = parts[0], parts[1:]
     centre = preprocess["intercept"] or preprocess["standardize"]
@@ -110,45 +114,63 @@ def _preprocess(parts: Sequence[tuple[NDArray[np.float64], NDArray[np.float64]]]
     return [((Xp - x_mean) / scale, yp - y_mean) for Xp, yp in [(X, y), *rest]]
 
 
-def _split(X: NDArray[np.float64], y: NDArray[np.float64], split: dict[str, Any], seed: int,
-           ) -> Split:
+def _split(
+    X: NDArray[np.float64],
+    y: NDArray[np.float64],
+    split: dict[str, Any],
+    seed: int,
+) -> Split:
     from .datasets import split_dataset
 
     try:
-        sp = split_dataset(X, y, val_fraction=split["val_fraction"],
-                           test_fraction=split["test_fraction"], seed=seed)
+        sp = split_dataset(
+            X,
+            y,
+            val_fraction=split["val_fraction"],
+            test_fraction=split["test_fraction"],
+            seed=seed,
+        )
     except ValueError as exc:
         raise ConfigError(f"[split]: {exc}") from None
     if sp.X_val.shape[0] == 0 or sp.X_test.shape[0] == 0:
-        raise ConfigError("[split]: val_fraction and test_fraction must both give at least "
-                          "one row (validation chooses xi, test scores it)")
+        raise ConfigError(
+            "[split]: val_fraction and test_fraction must both give at least "
+            "one row (validation chooses xi, test scores it)"
+        )
     return sp
 
 
-def _data_problems(pairs: Sequence[tuple[NDArray[np.float64], NDArray[np.float64]]],
-                   split: dict[str, Any], preprocess: dict[str, Any], seeds: Sequence[int],
-                   ) -> tuple[dict[str, NDArray[Any]], dict[str, NDArray[Any]]]:
+def _data_problems(
+    pairs: Sequence[tuple[NDArray[np.float64], NDArray[np.float64]]],
+    split: dict[str, Any],
+    preprocess: dict[str, Any],
+    seeds: Sequence[int],
+) -> tuple[dict[str, NDArray[Any]], dict[str, NDArray[Any]]]:
     """Split and preprocess B (X, y) designs of one shape into the validation arrays."""
     parts: list[list[tuple[NDArray[np.float64], NDArray[np.float64]]]] = []
     for (X, y), seed in zip(pairs, seeds):
         sp = _split(X, y, split, seed)
-        parts.append(_preprocess([(sp.X_train, sp.y_train), (sp.X_val, sp.y_val),
-                                  (sp.X_test, sp.y_test)], preprocess))
+        parts.append(
+            _preprocess(
+                [(sp.X_train, sp.y_train), (sp.X_val, sp.y_val), (sp.X_test, sp.y_test)], preprocess
+            )
+        )
     names = (("X", "y"), ("X_val", "y_val"), ("X_test", "y_test"))
     arrays: dict[str, NDArray[Any]] = {}
     for i, (xname, yname) in enumerate(names):
         arrays[xname] = np.stack([p[i][0] for p in parts])
         arrays[yname] = np.stack([p[i][1] for p in parts])
     B = len(parts)
-    coords = {"split_seed": np.asarray(seeds, dtype=np.int64),
-              "n_train": np.full(B, arrays["X"].shape[1], dtype=np.int64),
-              "n_val": np.full(B, arrays["X_val"].shape[1], dtype=np.int64),
-              "n_test": np.full(B, arrays["X_test"].shape[1], dtype=np.int64)}
+    coords = {
+        "split_seed": np.asarray(seeds, dtype=np.int64),
+        "n_train": np.full(B, arrays["X"].shape[1], dtype=np.int64),
+        "n_val": np.full(B, arrays["X_val"].shape[1], dtype=np.int64),
+        "n_test": np.full(B, arrays["X_test"].shape[1], dtype=np.int64),
+    }
     return arrays, coords
 
 
-def _npz(problems: dict[str, Any], split: dict[str, Any],
-         preprocess: dict[str, Any]) -> ProblemSet:
+def _npz(problems: dict[str, Any], split: dict[str, Any], preprocess: dict[str, Any]) -> ProblemSet:
     path = problems["path"]
     try:
         with np.load(path) as data:
@@ -169,8 +191,10 @@ def _npz(problems: dict[str, Any], split: dict[str, Any],
     B = X.shape[0]
     if "theta_star" in arrays:
         if arrays["theta_star"].shape != (B, X.shape[2]):
-            raise ConfigError(f"{path}: theta_star must have shape {(B, X.shape[2])}, "
-                              f"got {arrays['theta_star'].shape}")
+            raise ConfigError(
+                f"{path}: theta_star must have shape {(B, X.shape[2])}, "
+                f"got {arrays['theta_star'].shape}"
+            )
         var = np.asarray(arrays.get("noise_var", 1.0), dtype=float)
         try:
             var = np.array(np.broadcast_to(var, (B,)))
@@ -182,40 +206,45 @@ def _npz(problems: dict[str, Any], split: dict[str, Any],
         raise ConfigError(f"{path}: needs theta_star (oracle) or y (validation)")
     if "X_val" in arrays:
         if "X_test" not in arrays or "y_test" not in arrays or "y_val" not in arrays:
-            raise ConfigError(f"{path}: with X_val also give y_val, X_test and y_test (test "
-                              "rows score the chosen xi honestly), or give only X and y and "
-                              "let [split] split the rows")
+            raise ConfigError(
+                f"{path}: with X_val also give y_val, X_test and y_test (test "
+                "rows score the chosen xi honestly), or give only X and y and "
+                "let [split] split the rows"
+            )
         return ProblemSet({k: arrays[k] for k in known[3:]} | {"X": X}, {}, {})
     seed = split["seed"]
     out, coords = _data_problems(list(zip(X, arrays["y"])), split, preprocess, [seed] * B)
     return ProblemSet(out, coords, {})
 
 
-def _csv(problems: dict[str, Any], split: dict[str, Any],
-         preprocess: dict[str, Any]) -> ProblemSet:
+def _csv(problems: dict[str, Any], split: dict[str, Any], preprocess: dict[str, Any]) -> ProblemSet:
     path = problems["path"]
     try:
-        table = np.loadtxt(path, delimiter=problems["delimiter"], ndmin=2,
-                           skiprows=problems["skiprows"])
+        table = np.loadtxt(
+            path, delimiter=problems["delimiter"], ndmin=2, skiprows=problems["skiprows"]
+        )
     except ValueError as exc:
-        raise ConfigError(f"{path}: could not parse as numeric CSV ({exc}); "
-                          "set problems.skiprows = 1 for a header") from None
+        raise ConfigError(
+            f"{path}: could not parse as numeric CSV ({exc}); "
+            "set problems.skiprows = 1 for a header"
+        ) from None
     if table.shape[1] < 2 or not np.all(np.isfinite(table)):
         raise ConfigError(f"{path}: needs >= 2 finite numeric columns (features, then target)")
-    arrays, coords = _data_problems([(table[:, :-1], table[:, -1])], split, preprocess,
-                                    [split["seed"]])
+    arrays, coords = _data_problems(
+        [(table[:, :-1], table[:, -1])], split, preprocess, [split["seed"]]
+    )
     return ProblemSet(arrays, coords, {})
 
 
-def _dataset(problems: dict[str, Any], split: dict[str, Any],
-             preprocess: dict[str, Any]) -> ProblemSet:
+def _dataset(
+    problems: dict[str, Any], split: dict[str, Any], preprocess: dict[str, Any]
+) -> ProblemSet:
     from .datasets import load_dataset
 
     X, y, names = load_dataset(problems["name"])
     seeds = problems["seeds"]
     arrays, coords = _data_problems([(X, y)] * len(seeds), split, preprocess, seeds)
-    return ProblemSet(arrays, coords, {"dataset": problems["name"],
-                                       "features": list(names)})
+    return ProblemSet(arrays, coords, {"dataset": problems["name"], "features": list(names)})
 
 
 def load_problems(resolved: dict[str, Any]) -> ProblemSet:
@@ -232,10 +261,14 @@ def load_problems(resolved: dict[str, Any]) -> ProblemSet:
         out = _csv(problems, resolved["split"], resolved["preprocess"])
     selection = resolved["run"]["selection"]
     if selection == "oracle" and not out.oracle:
-        raise ConfigError("run.selection = 'oracle' needs theta_star (synthetic or npz "
-                          "problems); use selection = 'validation' for data")
+        raise ConfigError(
+            "run.selection = 'oracle' needs theta_star (synthetic or npz "
+            "problems); use selection = 'validation' for data"
+        )
     if selection == "validation" and out.oracle:
-        raise ConfigError("run.selection = 'validation' needs data (y); these problems have "
-                          "theta_star: use selection = 'oracle'")
+        raise ConfigError(
+            "run.selection = 'validation' needs data (y); these problems have "
+            "theta_star: use selection = 'oracle'"
+        )
     out.attrs["source"] = source
     return out

@@ -113,14 +113,20 @@ class ProblemBatch:
     def __repr__(self) -> str:
         B, n, d = self.X.shape
         family = self.meta.get("family")
-        return (f"ProblemBatch(B={B}, n={n}, d={d}"
-                + (f", family={family!r}" if family is not None else "")
-                + f", labels={sorted(self.labels)}, cov={'yes' if self.cov is not None else 'no'})")
+        return (
+            f"ProblemBatch(B={B}, n={n}, d={d}"
+            + (f", family={family!r}" if family is not None else "")
+            + f", labels={sorted(self.labels)}, cov={'yes' if self.cov is not None else 'no'})"
+        )
 
     def __post_init__(self) -> None:
         B, n, d = self.X.shape
-        shapes = {"theta_star": (B, d), "noise_var": (B,), "singular_values": (B, d),
-                  "eigvecs": (B, d, d)}
+        shapes = {
+            "theta_star": (B, d),
+            "noise_var": (B,),
+            "singular_values": (B, d),
+            "eigvecs": (B, d, d),
+        }
         for name, shape in shapes.items():
             if getattr(self, name).shape != shape:
                 raise ValueError(f"{name} must have shape {shape}, got {getattr(self, name).shape}")
@@ -133,7 +139,9 @@ class ProblemBatch:
             object.__setattr__(self, "cov", _frozen(self.cov))
         for name in ("X", "theta_star", "noise_var", "singular_values", "eigvecs"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
-        object.__setattr__(self, "labels", {k: _frozen(np.asarray(v)) for k, v in self.labels.items()})
+        object.__setattr__(
+            self, "labels", {k: _frozen(np.asarray(v)) for k, v in self.labels.items()}
+        )
 
     @property
     def batch_size(self) -> int:
@@ -157,9 +165,15 @@ class ProblemBatch:
 
         return decompose(self.X, **kwargs)
 
-    def sweep_optimal(self, lams: ArrayLike, max_steps: int, *, backend: str = "numba",
-                      threads: int | None = None,
-                      method: str = "auto") -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def sweep_optimal(
+        self,
+        lams: ArrayLike,
+        max_steps: int,
+        *,
+        backend: str = "numba",
+        threads: int | None = None,
+        method: str = "auto",
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """:func:`fastsd.sweep_optimal` on this batch.
 
         Returns
@@ -169,8 +183,15 @@ class ProblemBatch:
         """
         from .sweep import sweep_optimal
 
-        return sweep_optimal(self.decompose(method=method), self.theta_star, self.noise_var,
-                             lams, max_steps, backend=backend, threads=threads)
+        return sweep_optimal(
+            self.decompose(method=method),
+            self.theta_star,
+            self.noise_var,
+            lams,
+            max_steps,
+            backend=backend,
+            threads=threads,
+        )
 
 
 def concat_batches(*batches: ProblemBatch) -> ProblemBatch:
@@ -195,16 +216,22 @@ def concat_batches(*batches: ProblemBatch) -> ProblemBatch:
         if b.X.shape[1:] != shape:
             raise ValueError(f"batches must share (n, d) = {shape}, got {b.X.shape[1:]}")
         if set(b.labels) != keys:
-            raise ValueError(f"batches must share label keys {sorted(keys)}, got {sorted(b.labels)}")
+            raise ValueError(
+                f"batches must share label keys {sorted(keys)}, got {sorted(b.labels)}"
+            )
     has_cov = {b.cov is not None for b in batches}
     if len(has_cov) > 1:
         raise ValueError("batches must all carry cov (random design) or none")
-    cat: Callable[[str], NDArray[Any]] = (
-        lambda name: np.concatenate([getattr(b, name) for b in batches]))
+    cat: Callable[[str], NDArray[Any]] = lambda name: np.concatenate(
+        [getattr(b, name) for b in batches]
+    )
     return ProblemBatch(
         cov=cat("cov") if has_cov == {True} else None,
-        X=cat("X"), theta_star=cat("theta_star"), noise_var=cat("noise_var"),
-        singular_values=cat("singular_values"), eigvecs=cat("eigvecs"),
+        X=cat("X"),
+        theta_star=cat("theta_star"),
+        noise_var=cat("noise_var"),
+        singular_values=cat("singular_values"),
+        eigvecs=cat("eigvecs"),
         labels={k: np.concatenate([b.labels[k] for b in batches]) for k in keys},
         meta={"parts": [b.meta for b in batches]},
     )
@@ -230,8 +257,9 @@ def _int(value: object, name: str, minimum: int) -> int:
     return value
 
 
-def _positive(value: object, name: str, *, allow_zero: bool = False,
-              upper: float | None = None) -> float:
+def _positive(
+    value: object, name: str, *, allow_zero: bool = False, upper: float | None = None
+) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     value = float(value)
@@ -251,7 +279,9 @@ def _n_samples(n: object, d: int) -> int:
         return max(128, 2 * d)
     n = _int(n, "n", 1)
     if n < d:
-        raise ValueError(f"n must be >= d = {d} (the designs have orthonormal U of shape (n, d)), got {n}")
+        raise ValueError(
+            f"n must be >= d = {d} (the designs have orthonormal U of shape (n, d)), got {n}"
+        )
     return n
 
 
@@ -282,9 +312,15 @@ def _orthonormal(rng: np.random.Generator, rows: int, cols: int) -> NDArray[np.f
     return Q * np.where(np.diag(R) < 0, -1.0, 1.0)
 
 
-def _build(s: NDArray[np.float64], coords: NDArray[np.float64], n: int, noise_var: float,
-           rng: np.random.Generator, labels: dict[str, NDArray[Any]], meta: dict[str, Any],
-           ) -> ProblemBatch:
+def _build(
+    s: NDArray[np.float64],
+    coords: NDArray[np.float64],
+    n: int,
+    noise_var: float,
+    rng: np.random.Generator,
+    labels: dict[str, NDArray[Any]],
+    meta: dict[str, Any],
+) -> ProblemBatch:
     """X = U diag(s) V^T and theta* = V coords for each row of s (B, d)."""
     B, d = s.shape
     X = np.empty((B, n, d))
@@ -294,17 +330,31 @@ def _build(s: NDArray[np.float64], coords: NDArray[np.float64], n: int, noise_va
         V[b] = _orthonormal(rng, d, d)
         X[b] = (U * s[b]) @ V[b].T
     theta = np.einsum("bij,bj->bi", V, coords)
-    return ProblemBatch(X=X, theta_star=theta, noise_var=np.full(B, float(noise_var)),
-                        singular_values=s, eigvecs=V, labels=labels, meta=meta)
+    return ProblemBatch(
+        X=X,
+        theta_star=theta,
+        noise_var=np.full(B, float(noise_var)),
+        singular_values=s,
+        eigvecs=V,
+        labels=labels,
+        meta=meta,
+    )
 
 
 # --------------------------------------------------------------------------- families
 
 
-def theorem1_family(ranks: ArrayLike, *, n: int | None = None, d: int | None = None,
-                    noise_var: float = 0.1, spread: float = 0.5, align: str = "top",
-                    theta_norm: float = 1.0, seed: int | np.random.Generator | None = 0,
-                    ) -> ProblemBatch:
+def theorem1_family(
+    ranks: ArrayLike,
+    *,
+    n: int | None = None,
+    d: int | None = None,
+    noise_var: float = 0.1,
+    spread: float = 0.5,
+    align: str = "top",
+    theta_norm: float = 1.0,
+    seed: int | np.random.Generator | None = 0,
+) -> ProblemBatch:
     r"""The Theorem 1 family: rank r, distinct singular values, theta* on one eigenvector.
 
     For each rank r: ``s_j^2 = n (1 - spread (j - 1) / r)``, j = 1..r (r distinct
@@ -361,7 +411,9 @@ def theorem1_family(ranks: ArrayLike, *, n: int | None = None, d: int | None = N
     except Exception:  # pragma: no cover - ragged input
         raise TypeError("ranks must be a sequence of integers") from None
     if ranks.ndim != 1 or ranks.size == 0:
-        raise ValueError(f"ranks must be a non-empty 1-D sequence of integers, got shape {ranks.shape}")
+        raise ValueError(
+            f"ranks must be a non-empty 1-D sequence of integers, got shape {ranks.shape}"
+        )
     if not np.issubdtype(ranks.dtype, np.integer):
         raise TypeError(f"ranks must hold integers, got dtype {ranks.dtype}")
     if np.any(ranks < 1):
@@ -386,15 +438,37 @@ def theorem1_family(ranks: ArrayLike, *, n: int | None = None, d: int | None = N
         s[b, :r] = np.sqrt(n * evenly_spaced_levels(r, spread))
         index[b] = 0 if align == "top" else r - 1
         coords[b, index[b]] = theta_norm
-    meta = dict(family="theorem1", n=n, d=d, noise_var=noise_var, spread=spread, align=align,
-                theta_norm=theta_norm, seed=seed if not isinstance(seed, np.random.Generator) else None)
-    return _build(s, coords, n, noise_var, rng,
-                  labels={"rank": ranks.astype(np.int64), "align_index": index}, meta=meta)
+    meta = dict(
+        family="theorem1",
+        n=n,
+        d=d,
+        noise_var=noise_var,
+        spread=spread,
+        align=align,
+        theta_norm=theta_norm,
+        seed=seed if not isinstance(seed, np.random.Generator) else None,
+    )
+    return _build(
+        s,
+        coords,
+        n,
+        noise_var,
+        rng,
+        labels={"rank": ranks.astype(np.int64), "align_index": index},
+        meta=meta,
+    )
 
 
-def repeated_singular_values(d: int = 4, *, n_distinct: int = 1, n: int | None = None,
-                             noise_var: float = 0.1, spread: float = 0.5, theta_norm: float = 1.0,
-                             seed: int | np.random.Generator | None = 0) -> ProblemBatch:
+def repeated_singular_values(
+    d: int = 4,
+    *,
+    n_distinct: int = 1,
+    n: int | None = None,
+    noise_var: float = 0.1,
+    spread: float = 0.5,
+    theta_norm: float = 1.0,
+    seed: int | np.random.Generator | None = 0,
+) -> ProblemBatch:
     r"""Violates Assumption 1 (distinct singular values): values repeated.
 
     The d squared singular values take ``n_distinct`` values
@@ -439,16 +513,39 @@ def repeated_singular_values(d: int = 4, *, n_distinct: int = 1, n: int | None =
     s = np.sqrt(n * levels)[None]
     coords = np.zeros((1, d))
     coords[0, 0] = theta_norm
-    meta = dict(family="repeated_singular_values", n=n, d=d, noise_var=noise_var,
-                n_distinct=n_distinct, spread=spread, theta_norm=theta_norm)
-    return _build(s, coords, n, noise_var, _rng(seed),
-                  labels={"case": np.array(["repeated singular values"]),
-                          "n_distinct": np.array([n_distinct])}, meta=meta)
+    meta = dict(
+        family="repeated_singular_values",
+        n=n,
+        d=d,
+        noise_var=noise_var,
+        n_distinct=n_distinct,
+        spread=spread,
+        theta_norm=theta_norm,
+    )
+    return _build(
+        s,
+        coords,
+        n,
+        noise_var,
+        _rng(seed),
+        labels={
+            "case": np.array(["repeated singular values"]),
+            "n_distinct": np.array([n_distinct]),
+        },
+        meta=meta,
+    )
 
 
-def spread_theta(d: int = 4, *, weights: ArrayLike | None = None, n: int | None = None,
-                 noise_var: float = 0.1, spread: float = 0.5, theta_norm: float = 1.0,
-                 seed: int | np.random.Generator | None = 0) -> ProblemBatch:
+def spread_theta(
+    d: int = 4,
+    *,
+    weights: ArrayLike | None = None,
+    n: int | None = None,
+    noise_var: float = 0.1,
+    spread: float = 0.5,
+    theta_norm: float = 1.0,
+    seed: int | np.random.Generator | None = 0,
+) -> ProblemBatch:
     r"""Violates Assumption 2 (alignment): theta* spread over the eigenvectors.
 
     Distinct singular values as in :func:`theorem1_family` with r = d, and
@@ -482,8 +579,10 @@ def spread_theta(d: int = 4, *, weights: ArrayLike | None = None, n: int | None 
         if not np.all(np.isfinite(weights)) or np.any(weights < 0):
             raise ValueError("weights must be finite and >= 0 (squared cosines)")
         if np.count_nonzero(weights) < 2:
-            raise ValueError("weights must have at least two nonzero entries "
-                             "(one nonzero entry is the aligned case: use theorem1_family)")
+            raise ValueError(
+                "weights must have at least two nonzero entries "
+                "(one nonzero entry is the aligned case: use theorem1_family)"
+            )
         weights = cast("NDArray[np.float64]", weights / weights.sum())
     n = _n_samples(n, d)
     noise_var = _positive(noise_var, "noise_var")
@@ -491,16 +590,38 @@ def spread_theta(d: int = 4, *, weights: ArrayLike | None = None, n: int | None 
     theta_norm = _positive(theta_norm, "theta_norm")
     s = np.sqrt(n * evenly_spaced_levels(d, spread))[None]
     coords = (theta_norm * np.sqrt(weights))[None]
-    meta = dict(family="spread_theta", n=n, d=d, noise_var=noise_var, spread=spread,
-                theta_norm=theta_norm, weights=weights.tolist())
-    return _build(s, coords, n, noise_var, _rng(seed),
-                  labels={"case": np.array(["theta spread over eigenvectors"]),
-                          "max_cos2": np.array([weights.max()])}, meta=meta)
+    meta = dict(
+        family="spread_theta",
+        n=n,
+        d=d,
+        noise_var=noise_var,
+        spread=spread,
+        theta_norm=theta_norm,
+        weights=weights.tolist(),
+    )
+    return _build(
+        s,
+        coords,
+        n,
+        noise_var,
+        _rng(seed),
+        labels={
+            "case": np.array(["theta spread over eigenvectors"]),
+            "max_cos2": np.array([weights.max()]),
+        },
+        meta=meta,
+    )
 
 
-def singular_gap_family(gaps: ArrayLike, *, p: int = 3, n: int = 64, noise_var: float = 0.1,
-                        theta_norm: float = 1.0, seed: int | np.random.Generator | None = 0,
-                        ) -> ProblemBatch:
+def singular_gap_family(
+    gaps: ArrayLike,
+    *,
+    p: int = 3,
+    n: int = 64,
+    noise_var: float = 0.1,
+    theta_norm: float = 1.0,
+    seed: int | np.random.Generator | None = 0,
+) -> ProblemBatch:
     r"""p singular values with a varying relative gap, theta* on the top eigenvector.
 
     For each gap g: ``s_j = sqrt(n) (1 - (j - 1) g)``, j = 1..p, so consecutive
@@ -532,8 +653,10 @@ def singular_gap_family(gaps: ArrayLike, *, p: int = 3, n: int = 64, noise_var: 
     if gaps.ndim != 1 or gaps.size == 0:
         raise ValueError(f"gaps must be a non-empty 1-D sequence, got shape {gaps.shape}")
     if not np.all(np.isfinite(gaps)) or np.any(gaps <= 0) or np.any(gaps * (p - 1) >= 1):
-        raise ValueError(f"gaps must lie in (0, 1/(p-1)) = (0, {1 / (p - 1):.4g}) so that all "
-                         f"p = {p} singular values stay positive")
+        raise ValueError(
+            f"gaps must lie in (0, 1/(p-1)) = (0, {1 / (p - 1):.4g}) so that all "
+            f"p = {p} singular values stay positive"
+        )
     n = _n_samples(n, p)
     noise_var = _positive(noise_var, "noise_var")
     theta_norm = _positive(theta_norm, "theta_norm")
@@ -544,9 +667,15 @@ def singular_gap_family(gaps: ArrayLike, *, p: int = 3, n: int = 64, noise_var: 
     return _build(s, coords, n, noise_var, _rng(seed), labels={"gap": gaps}, meta=meta)
 
 
-def random_design_family(levels: ArrayLike, *, n: int = 64, batch: int = 8,
-                         noise_var: float = 0.1, theta_norm: float = 1.0,
-                         seed: int | np.random.Generator | None = 0) -> ProblemBatch:
+def random_design_family(
+    levels: ArrayLike,
+    *,
+    n: int = 64,
+    batch: int = 8,
+    noise_var: float = 0.1,
+    theta_norm: float = 1.0,
+    seed: int | np.random.Generator | None = 0,
+) -> ProblemBatch:
     """Random-design problems: rows of X i.i.d. N(0, Sigma), Sigma = Q diag(levels) Q^T.
 
     Parameters
@@ -570,10 +699,15 @@ def random_design_family(levels: ArrayLike, *, n: int = 64, batch: int = 8,
     """
     rng = _rng(seed)
     levels = np.asarray(levels, dtype=np.float64)
-    if (levels.ndim != 1 or levels.size == 0 or not np.all(np.isfinite(levels))
-            or np.any(levels < 0)):
-        raise ValueError(f"levels must be a non-empty 1-D array of finite values >= 0, "
-                         f"got {levels!r}")
+    if (
+        levels.ndim != 1
+        or levels.size == 0
+        or not np.all(np.isfinite(levels))
+        or np.any(levels < 0)
+    ):
+        raise ValueError(
+            f"levels must be a non-empty 1-D array of finite values >= 0, got {levels!r}"
+        )
     n = _int(n, "n", 1)
     B = _int(batch, "batch", 1)
     noise_var = _positive(noise_var, "noise_var", allow_zero=True)
@@ -592,17 +726,35 @@ def random_design_family(levels: ArrayLike, *, n: int = 64, batch: int = 8,
         direction = rng.normal(size=d)
         theta[b] = theta_norm * direction / np.linalg.norm(direction)
         _, sv, Vt = np.linalg.svd(X[b])
-        s[b, :sv.size] = sv
+        s[b, : sv.size] = sv
         V[b] = Vt.T
-    return ProblemBatch(X=X, theta_star=theta, noise_var=np.full(B, noise_var),
-                        singular_values=s, eigvecs=V, cov=cov,
-                        meta={"family": "random_design", "n": n, "levels": levels.tolist(),
-                              "seed": seed if isinstance(seed, int) else None})
+    return ProblemBatch(
+        X=X,
+        theta_star=theta,
+        noise_var=np.full(B, noise_var),
+        singular_values=s,
+        eigvecs=V,
+        cov=cov,
+        meta={
+            "family": "random_design",
+            "n": n,
+            "levels": levels.tolist(),
+            "seed": seed if isinstance(seed, int) else None,
+        },
+    )
 
 
-def random_fourier_family(n_features: int, *, n: int = 64, d_in: int = 1, gamma: float = 1.0,
-                          n_centers: int = 5, batch: int = 1, noise_var: float = 0.1,
-                          seed: int = 0) -> ProblemBatch:
+def random_fourier_family(
+    n_features: int,
+    *,
+    n: int = 64,
+    d_in: int = 1,
+    gamma: float = 1.0,
+    n_centers: int = 5,
+    batch: int = 1,
+    noise_var: float = 0.1,
+    seed: int = 0,
+) -> ProblemBatch:
     r"""Random Fourier features (Rahimi & Recht) of an RBF kernel ridge problem.
 
     Inputs x_i ~ N(0, I_{d_in}); features phi(x) = sqrt(2/D) cos(W x + b) with
@@ -667,10 +819,22 @@ def random_fourier_family(n_features: int, *, n: int = 64, d_in: int = 1, gamma:
     V = np.empty((B, D, D))  # full eigenbasis of X^T X: O(B D^2) memory
     for b in range(B):
         _, sv, Vt = np.linalg.svd(X[b])
-        s[b, :sv.size] = sv
+        s[b, : sv.size] = sv
         V[b] = Vt.T
     return ProblemBatch(
-        X=X, theta_star=theta, noise_var=np.full(B, noise_var), singular_values=s,
-        eigvecs=V, meta={"family": "random_fourier", "n": n, "D": D, "gamma": gamma,
-                         "seed": int(seed), "inputs": inputs, "f_star": f_star,
-                         "gram": rbf(inputs, inputs)})
+        X=X,
+        theta_star=theta,
+        noise_var=np.full(B, noise_var),
+        singular_values=s,
+        eigvecs=V,
+        meta={
+            "family": "random_fourier",
+            "n": n,
+            "D": D,
+            "gamma": gamma,
+            "seed": int(seed),
+            "inputs": inputs,
+            "f_star": f_star,
+            "gram": rbf(inputs, inputs),
+        },
+    )

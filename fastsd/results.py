@@ -48,12 +48,17 @@ Variable = tuple[tuple[str, ...], tuple[int, ...], str]
 Coordinate = tuple[tuple[str, ...], NDArray[Any]]
 
 #: (selection, problems have theta_star) -> task kind
-KIND_OF = {("oracle", True): "optimal", ("fixed", True): "risk",
-           ("validation", False): "optimal_validation", ("fixed", False): "mse"}
+KIND_OF = {
+    ("oracle", True): "optimal",
+    ("fixed", True): "risk",
+    ("validation", False): "optimal_validation",
+    ("fixed", False): "mse",
+}
 
 
-def layout(kind: str, B: int, L: int, K: int, G: int | None = None, test: bool = True
-           ) -> dict[str, Variable]:
+def layout(
+    kind: str, B: int, L: int, K: int, G: int | None = None, test: bool = True
+) -> dict[str, Variable]:
     """Data variables: name -> (dims, shape, dtype)."""
     fixed = kind in ("risk", "mse")
     if fixed and G is None:
@@ -68,16 +73,22 @@ def layout(kind: str, B: int, L: int, K: int, G: int | None = None, test: bool =
     return out
 
 
-def coordinates(B: int, lams: ArrayLike, K: int, schedules: FloatArray | None = None,
-                constant: ArrayLike | None = None,
-                problem_coords: Mapping[str, ArrayLike] | None = None
-                ) -> dict[str, Coordinate]:
+def coordinates(
+    B: int,
+    lams: ArrayLike,
+    K: int,
+    schedules: FloatArray | None = None,
+    constant: ArrayLike | None = None,
+    problem_coords: Mapping[str, ArrayLike] | None = None,
+) -> dict[str, Coordinate]:
     """Coordinates: name -> (dims, values)."""
     out: dict[str, Coordinate]
-    out = {"problem": (("problem",), np.arange(B, dtype=np.int64)),
-           "lam": (("lam",), np.asarray(lams, dtype=float)),
-           "k": (("k",), np.arange(K + 1, dtype=np.int64)),
-           "step": (("step",), np.arange(1, K + 1, dtype=np.int64))}
+    out = {
+        "problem": (("problem",), np.arange(B, dtype=np.int64)),
+        "lam": (("lam",), np.asarray(lams, dtype=float)),
+        "k": (("k",), np.arange(K + 1, dtype=np.int64)),
+        "step": (("step",), np.arange(1, K + 1, dtype=np.int64)),
+    }
     if schedules is not None:
         out["schedule"] = (("schedule",), np.arange(schedules.shape[0], dtype=np.int64))
         out["xi_schedule"] = (("schedule", "step"), np.asarray(schedules, dtype=float))
@@ -113,11 +124,17 @@ def _constant(schedules: FloatArray | None) -> FloatArray | None:
     return None
 
 
-def label_sweep(*, lams: ArrayLike, risk: FloatArray | None = None,
-                xi: FloatArray | None = None, val_mse: FloatArray | None = None,
-                test_mse: FloatArray | None = None, schedules: ArrayLike | None = None,
-                problem_coords: Mapping[str, ArrayLike] | None = None,
-                attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
+def label_sweep(
+    *,
+    lams: ArrayLike,
+    risk: FloatArray | None = None,
+    xi: FloatArray | None = None,
+    val_mse: FloatArray | None = None,
+    test_mse: FloatArray | None = None,
+    schedules: ArrayLike | None = None,
+    problem_coords: Mapping[str, ArrayLike] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
     """Label the arrays of an in-memory sweep as an ``xarray.Dataset``.
 
     Parameters
@@ -157,19 +174,29 @@ def label_sweep(*, lams: ArrayLike, risk: FloatArray | None = None,
     fixed = xi is None
     if fixed and schedules is None:
         raise ValueError("fixed-xi results need their schedules (shape (G, K))")
-    kind = ("risk" if risk is not None else "mse") if fixed else (
-        "optimal" if risk is not None else "optimal_validation")
-    result = {name: arr for name, arr in (("risk", risk), ("val_mse", val_mse),
-                                          ("test_mse", test_mse), ("xi", xi)) if arr is not None}
+    kind = (
+        ("risk" if risk is not None else "mse")
+        if fixed
+        else ("optimal" if risk is not None else "optimal_validation")
+    )
+    result = {
+        name: arr
+        for name, arr in (("risk", risk), ("val_mse", val_mse), ("test_mse", test_mse), ("xi", xi))
+        if arr is not None
+    }
     values = store_values(kind, result)
     G = main.shape[2] if fixed else None
-    variables = {name: (dims, values[name]) for name, (dims, _, _) in
-                 layout(kind, B, lams.size, K, G, test=test_mse is not None).items()}
+    variables = {
+        name: (dims, values[name])
+        for name, (dims, _, _) in layout(
+            kind, B, lams.size, K, G, test=test_mse is not None
+        ).items()
+    }
     sched = np.asarray(schedules, dtype=float) if fixed else None
-    coords = coordinates(B, lams, K, sched, _constant(sched) if fixed else None,
-                         problem_coords)
-    ds = xr.Dataset(variables, coords={n: (d, v) for n, (d, v) in coords.items()},
-                    attrs=dict(attrs or {}))
+    coords = coordinates(B, lams, K, sched, _constant(sched) if fixed else None, problem_coords)
+    ds = xr.Dataset(
+        variables, coords={n: (d, v) for n, (d, v) in coords.items()}, attrs=dict(attrs or {})
+    )
     return ds
 
 
@@ -192,12 +219,10 @@ def to_dataframe(ds: xr.Dataset) -> pd.DataFrame:
     df = main.to_dataframe(dim_order=order).reset_index()
     if fixed:
         steps = np.asarray(ds["xi_schedule"].values)[df["schedule"].to_numpy()]
-        steps = np.where(np.arange(1, K + 1)[None, :] <= df["k"].to_numpy()[:, None], steps,
-                         np.nan)
+        steps = np.where(np.arange(1, K + 1)[None, :] <= df["k"].to_numpy()[:, None], steps, np.nan)
     else:
         steps = ds["xi"].transpose(*order, "step").values.reshape(len(df), K)
-    xi_cols = pd.DataFrame(steps, columns=[f"xi_{i}" for i in range(1, K + 1)],
-                           index=df.index)
+    xi_cols = pd.DataFrame(steps, columns=[f"xi_{i}" for i in range(1, K + 1)], index=df.index)
     lead = order + (["xi"] if fixed and "xi" in df else [])
     metrics = [c for c in ("risk", "val_mse", "test_mse", "xi_reproducible") if c in df]
     rest = [c for c in df.columns if c not in lead and c not in metrics]
@@ -238,8 +263,11 @@ class SweepResult:
     def __repr__(self) -> str:
         state = "complete" if self.complete else "incomplete"
         variables = self.manifest.get("variables")
-        return (f"SweepResult({self.path!r}, {state}"
-                + (f", variables={variables}" if variables else "") + ")")
+        return (
+            f"SweepResult({self.path!r}, {state}"
+            + (f", variables={variables}" if variables else "")
+            + ")"
+        )
 
 
 def load_sweep(path: str | os.PathLike[str]) -> SweepResult:

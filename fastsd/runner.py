@@ -45,8 +45,9 @@ class Block:
     l1: int
 
 
-def plan_blocks(n_problems: int, n_lams: int, bytes_per_problem: int, bytes_per_pair: int,
-                memory_limit: int) -> tuple[int, int]:
+def plan_blocks(
+    n_problems: int, n_lams: int, bytes_per_problem: int, bytes_per_pair: int, memory_limit: int
+) -> tuple[int, int]:
     """Largest (problems, lambdas) block whose working set fits the bound.
 
     Parameters
@@ -81,19 +82,28 @@ def plan_blocks(n_problems: int, n_lams: int, bytes_per_problem: int, bytes_per_
     return int(problems_per_block), int(lams_per_block)
 
 
-def block_grid(n_problems: int, n_lams: int, problems_per_block: int, lams_per_block: int
-               ) -> list[Block]:
+def block_grid(
+    n_problems: int, n_lams: int, problems_per_block: int, lams_per_block: int
+) -> list[Block]:
     """The blocks of a (B, L) grid, problem-major (consecutive blocks share problems)."""
     blocks: list[Block] = []
     for b0 in range(0, n_problems, problems_per_block):
         for l0 in range(0, n_lams, lams_per_block):
-            blocks.append(Block(len(blocks), b0, min(n_problems, b0 + problems_per_block),
-                                l0, min(n_lams, l0 + lams_per_block)))
+            blocks.append(
+                Block(
+                    len(blocks),
+                    b0,
+                    min(n_problems, b0 + problems_per_block),
+                    l0,
+                    min(n_lams, l0 + lams_per_block),
+                )
+            )
     return blocks
 
 
-def _progress_bar(progress: bool | Callable[[int, int], object], total: int, initial: int,
-                  desc: str) -> tuple[Any, Callable[[int, int], object] | None]:
+def _progress_bar(
+    progress: bool | Callable[[int, int], object], total: int, initial: int, desc: str
+) -> tuple[Any, Callable[[int, int], object] | None]:
     """tqdm bar (progress=True), a callable ``progress(done, total)``, or nothing."""
     if not progress:
         return None, None
@@ -108,10 +118,16 @@ def _progress_bar(progress: bool | Callable[[int, int], object], total: int, ini
     return tqdm(total=total, initial=initial, desc=desc, unit="block"), None
 
 
-def run_blocks(blocks: Sequence[Block], task: Callable[[Block], _R],
-               consume: Callable[[Block, _R], object], *, executor: Executor | None = None,
-               skip: Iterable[int] = (), progress: bool | Callable[[int, int], object] = False,
-               desc: str = "sweep") -> int:
+def run_blocks(
+    blocks: Sequence[Block],
+    task: Callable[[Block], _R],
+    consume: Callable[[Block, _R], object],
+    *,
+    executor: Executor | None = None,
+    skip: Iterable[int] = (),
+    progress: bool | Callable[[int, int], object] = False,
+    desc: str = "sweep",
+) -> int:
     """Run ``task`` on every block not in ``skip``; hand each result to ``consume``.
 
     Parameters

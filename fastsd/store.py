@@ -93,27 +93,42 @@ def _inside(child: str, parent: str) -> bool:
 def _check_deletable(out: str, config_path: str | None) -> None:
     """Refuse to overwrite anything but a plain fastsd output directory."""
     real = os.path.realpath(out)
-    forbidden = {os.path.realpath(os.sep): "the root directory",
-                 os.path.realpath(os.path.expanduser("~")): "the home directory"}
+    forbidden = {
+        os.path.realpath(os.sep): "the root directory",
+        os.path.realpath(os.path.expanduser("~")): "the home directory",
+    }
     if real in forbidden:
         raise ConfigError(f"refusing to overwrite {forbidden[real]} ({out})")
     if config_path is not None and _inside(config_path, real):
-        raise ConfigError(f"refusing to overwrite {out}: it contains the config file "
-                          f"{config_path}; choose another run.output")
+        raise ConfigError(
+            f"refusing to overwrite {out}: it contains the config file "
+            f"{config_path}; choose another run.output"
+        )
     if _inside(os.getcwd(), real):
         raise ConfigError(f"refusing to overwrite {out}: it contains the working directory")
     if read_manifest(out) is None:
-        raise ConfigError(f"refusing to overwrite {out}: it is not a fastsd sweep output "
-                          f"(no fastsd manifest.json); remove it yourself or choose another "
-                          "run.output")
+        raise ConfigError(
+            f"refusing to overwrite {out}: it is not a fastsd sweep output "
+            f"(no fastsd manifest.json); remove it yourself or choose another "
+            "run.output"
+        )
     foreign = sorted(set(os.listdir(out)) - set(OWNED))
     if foreign:
-        raise ConfigError(f"refusing to overwrite {out}: it holds files fastsd did not write "
-                          f"({', '.join(foreign[:5])})")
+        raise ConfigError(
+            f"refusing to overwrite {out}: it holds files fastsd did not write "
+            f"({', '.join(foreign[:5])})"
+        )
 
 
-def prepare_output(out: str, *, resume: bool, overwrite: bool, config_hash: str,
-                   resolved: dict[str, Any], config_path: str | None = None) -> str:
+def prepare_output(
+    out: str,
+    *,
+    resume: bool,
+    overwrite: bool,
+    config_hash: str,
+    resolved: dict[str, Any],
+    config_path: str | None = None,
+) -> str:
     """Check what ``out`` holds against the flags; returns "new" or "resume".
 
     Nothing is created or deleted here except, with ``overwrite``, the
@@ -139,16 +154,22 @@ def prepare_output(out: str, *, resume: bool, overwrite: bool, config_hash: str,
                 os.remove(path)
         return "new"
     if manifest is None:
-        raise ConfigError(f"output directory {out} is not empty and is not a fastsd sweep "
-                          "output; choose another run.output")
+        raise ConfigError(
+            f"output directory {out} is not empty and is not a fastsd sweep "
+            "output; choose another run.output"
+        )
     if not resume:
-        raise ConfigError(f"output directory {out} holds a fastsd sweep; pass --resume to "
-                          "continue it or --overwrite to start again")
+        raise ConfigError(
+            f"output directory {out} holds a fastsd sweep; pass --resume to "
+            "continue it or --overwrite to start again"
+        )
     if manifest.get("config_hash") != config_hash:
         keys = diff_configs(manifest.get("config", {}), resolved)
-        raise ConfigError(f"cannot resume {out}: its config differs in "
-                          f"{', '.join(keys) or 'versions of the schema'}; use --overwrite "
-                          "or another run.output")
+        raise ConfigError(
+            f"cannot resume {out}: its config differs in "
+            f"{', '.join(keys) or 'versions of the schema'}; use --overwrite "
+            "or another run.output"
+        )
     return "resume"
 
 
@@ -167,9 +188,15 @@ class SweepStore:
         self._arrays: dict[str, Any] = {name: self._group[name] for name in manifest["variables"]}
 
     @classmethod
-    def create(cls, out: str, manifest: Mapping[str, Any], variables: Mapping[str, Variable],
-               coords: Mapping[str, Coordinate], chunks: tuple[int, int],
-               attrs: dict[str, Any]) -> SweepStore:
+    def create(
+        cls,
+        out: str,
+        manifest: Mapping[str, Any],
+        variables: Mapping[str, Variable],
+        coords: Mapping[str, Coordinate],
+        chunks: tuple[int, int],
+        attrs: dict[str, Any],
+    ) -> SweepStore:
         """Write the manifest and the empty Zarr skeleton.
 
         Parameters
@@ -182,30 +209,45 @@ class SweepStore:
         import zarr
 
         os.makedirs(out, exist_ok=True)
-        manifest = dict(manifest, fastsd_sweep=1, state="creating", complete=False,
-                        variables=sorted(variables), versions=_versions(),
-                        host=platform.node(),
-                        created=datetime.datetime.now(datetime.timezone.utc).isoformat())
+        manifest = dict(
+            manifest,
+            fastsd_sweep=1,
+            state="creating",
+            complete=False,
+            variables=sorted(variables),
+            versions=_versions(),
+            host=platform.node(),
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        )
         _write_json(os.path.join(out, MANIFEST), manifest)
         for name in (ZARR, BLOCKS):
             shutil.rmtree(os.path.join(out, name), ignore_errors=True)
         os.makedirs(os.path.join(out, BLOCKS))
-        group = zarr.open_group(os.path.join(out, ZARR), mode="w", zarr_format=3,
-                                attributes=attrs)
+        group = zarr.open_group(os.path.join(out, ZARR), mode="w", zarr_format=3, attributes=attrs)
         for name, (dims, values) in coords.items():
             values = np.asarray(values)
             # chunks=None (a 0-d coordinate) is zarr's default chunking; its stubs omit None
-            arr = group.create_array(name, shape=values.shape, dtype=values.dtype,
-                                     chunks=values.shape or None,  # type: ignore[arg-type]
-                                     dimension_names=list(dims))
+            arr = group.create_array(
+                name,
+                shape=values.shape,
+                dtype=values.dtype,
+                chunks=values.shape or None,  # type: ignore[arg-type]
+                dimension_names=list(dims),
+            )
             arr[...] = values
         names = " ".join(n for n, (d, _) in coords.items() if d != (n,))
         for name, (dims, shape, dtype) in variables.items():
             block_chunks = tuple(chunks) + tuple(shape[2:])
             fill = False if dtype == "bool" else np.nan
-            group.create_array(name, shape=shape, dtype=dtype, chunks=block_chunks,
-                               fill_value=fill, dimension_names=list(dims),
-                               attributes={"coordinates": names} if names else {})
+            group.create_array(
+                name,
+                shape=shape,
+                dtype=dtype,
+                chunks=block_chunks,
+                fill_value=fill,
+                dimension_names=list(dims),
+                attributes={"coordinates": names} if names else {},
+            )
         with warnings.catch_warnings():  # consolidated metadata is not in the v3 spec yet
             warnings.simplefilter("ignore")
             zarr.consolidate_metadata(os.path.join(out, ZARR))

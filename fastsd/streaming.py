@@ -69,8 +69,14 @@ def _is_zarr(X: object) -> bool:
 
 def is_streamed(X: object) -> bool:
     """True for the forms of X that are read in row blocks (see the module docstring)."""
-    return (isinstance(X, (str, os.PathLike)) or isinstance(X, np.memmap) and X.ndim == 2
-            or _is_dask(X) or _is_zarr(X) or isinstance(X, collections.abc.Iterator))
+    return (
+        isinstance(X, (str, os.PathLike))
+        or isinstance(X, np.memmap)
+        and X.ndim == 2
+        or _is_dask(X)
+        or _is_zarr(X)
+        or isinstance(X, collections.abc.Iterator)
+    )
 
 
 def _block_rows(block_rows: int | None, d: int) -> int:
@@ -83,8 +89,9 @@ def _block_rows(block_rows: int | None, d: int) -> int:
     return int(block_rows)
 
 
-def _checked_block(block: Any, name: str, index: int, start: int, width: int | None, ndim: int,
-                   finite: bool = True) -> FloatArray:
+def _checked_block(
+    block: Any, name: str, index: int, start: int, width: int | None, ndim: int, finite: bool = True
+) -> FloatArray:
     """One block as float64, or a ValueError/TypeError naming block and rows.
 
     ``finite=False`` leaves the NaN/inf check to the caller (X blocks: a
@@ -96,19 +103,26 @@ def _checked_block(block: Any, name: str, index: int, start: int, width: int | N
     try:
         arr = np.asarray(block)
     except Exception as exc:  # ragged nested lists
-        raise ValueError(f"{where} is ragged or not an array ({exc}); every block must be "
-                         f"a rectangular array of real numbers") from None
+        raise ValueError(
+            f"{where} is ragged or not an array ({exc}); every block must be "
+            f"a rectangular array of real numbers"
+        ) from None
     if arr.dtype == object:
-        raise ValueError(f"{where} is ragged or not numeric (dtype object); every block must "
-                         "be a rectangular array of real numbers")
+        raise ValueError(
+            f"{where} is ragged or not numeric (dtype object); every block must "
+            "be a rectangular array of real numbers"
+        )
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or np.issubdtype(
-            arr.dtype, np.complexfloating):
+        arr.dtype, np.complexfloating
+    ):
         raise TypeError(f"{where} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim != ndim:
         raise ValueError(f"{where} must have {ndim} dimension(s), got shape {arr.shape}")
     if ndim == 2 and width is not None and arr.shape[1] != width:
-        raise ValueError(f"{where} has {arr.shape[1]} columns, but X has {width} "
-                         f"(from its first block or its shape); every block must have {width}")
+        raise ValueError(
+            f"{where} has {arr.shape[1]} columns, but X has {width} "
+            f"(from its first block or its shape); every block must have {width}"
+        )
     arr = np.asarray(arr, dtype=np.float64)
     if finite and not np.all(np.isfinite(arr)):
         _raise_nonfinite(arr, name, index, start)
@@ -118,12 +132,17 @@ def _checked_block(block: Any, name: str, index: int, start: int, width: int | N
 def _raise_nonfinite(arr: FloatArray, name: str, index: int, start: int) -> NoReturn:
     bad = np.argwhere(~np.isfinite(arr))
     if not bad.size:
-        raise ValueError(f"{name} block {index} (rows {start}..) is too large: its Gram matrix "
-                         f"overflows float64; rescale {name}")
+        raise ValueError(
+            f"{name} block {index} (rows {start}..) is too large: its Gram matrix "
+            f"overflows float64; rescale {name}"
+        )
     bad = bad[0]
-    raise ValueError(f"{name} block {index} contains NaN or infinite values (first at row "
-                     f"{start + int(bad[0])}" + (f", column {int(bad[1])}" if arr.ndim == 2 else "")
-                     + "); remove or impute them first")
+    raise ValueError(
+        f"{name} block {index} contains NaN or infinite values (first at row "
+        f"{start + int(bad[0])}"
+        + (f", column {int(bad[1])}" if arr.ndim == 2 else "")
+        + "); remove or impute them first"
+    )
 
 
 class _NpyFile:
@@ -137,15 +156,23 @@ class _NpyFile:
         with open(self.path, "rb") as f:
             try:
                 version = np.lib.format.read_magic(f)
-                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0)
+                read = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
                 shape, fortran, dtype = read(f)
             except ValueError as exc:
-                raise ValueError(f"{name} = {self.path!r} is not a .npy file ({exc}); save "
-                                 "it with np.save, or pass an array") from None
+                raise ValueError(
+                    f"{name} = {self.path!r} is not a .npy file ({exc}); save "
+                    "it with np.save, or pass an array"
+                ) from None
             self.offset = f.tell()
-        if dtype.hasobject or not (np.issubdtype(dtype, np.number) or dtype == np.bool_) \
-                or np.issubdtype(dtype, np.complexfloating):
+        if (
+            dtype.hasobject
+            or not (np.issubdtype(dtype, np.number) or dtype == np.bool_)
+            or np.issubdtype(dtype, np.complexfloating)
+        ):
             raise TypeError(f"{name} = {self.path!r} must hold real numbers, got dtype {dtype}")
         self.shape, self.fortran, self.dtype = tuple(shape), fortran, dtype
 
@@ -154,7 +181,7 @@ class _NpyFile:
         if self.fortran:  # columns are contiguous on disk: read through a memmap
             data = np.load(self.path, mmap_mode="r")
             for start in range(0, self.shape[0], rows):
-                yield data[start:start + rows]
+                yield data[start : start + rows]
             return
         width = int(np.prod(self.shape[1:], dtype=np.int64))
         rows = max(1, min(rows, self.shape[0]))
@@ -166,8 +193,9 @@ class _NpyFile:
             view = buffers[i % 2][:count]
             # an ndarray is a buffer (NumPy's stubs say so only for Python >= 3.12)
             if f.readinto(memoryview(view).cast("B")) != view.nbytes:  # type: ignore[arg-type]
-                raise ValueError(f"{self.name} = {self.path!r} is truncated: rows from "
-                                 f"{starts[i]} are missing")
+                raise ValueError(
+                    f"{self.name} = {self.path!r} is truncated: rows from {starts[i]} are missing"
+                )
             return view.reshape((-1,) + self.shape[1:])
 
         with open(self.path, "rb", buffering=0) as f, ThreadPoolExecutor(1) as reader:
@@ -192,7 +220,7 @@ class _Sliced:
     def blocks(self, rows: int) -> Iterator[Any]:
         rows = max(self.chunk, rows // self.chunk * self.chunk)
         for start in range(0, self.shape[0], rows):
-            yield self.X[start:start + rows]
+            yield self.X[start : start + rows]
 
 
 class _Blocks:
@@ -209,8 +237,10 @@ class _Blocks:
 def _source(X: Any, name: str) -> _NpyFile | _Sliced | _Blocks:
     if isinstance(X, (str, os.PathLike)):
         if not os.fspath(X).endswith(".npy"):
-            raise ValueError(f"{name} = {os.fspath(X)!r} is not a .npy file; save it with "
-                             "np.save (a .npz holds several arrays: pass np.load(path)[key])")
+            raise ValueError(
+                f"{name} = {os.fspath(X)!r} is not a .npy file; save it with "
+                "np.save (a .npz holds several arrays: pass np.load(path)[key])"
+            )
         return _NpyFile(X, name)
     if isinstance(X, collections.abc.Iterator):
         return _Blocks(X, name)
@@ -240,13 +270,16 @@ class _Targets:
         else:
             self.data = y if isinstance(y, np.memmap) else np.asarray(y)
             self.shape = self.data.shape
-        if self.shape is not None and n is not None and (len(self.shape) != 1
-                                                         or self.shape[0] != n):
+        if (
+            self.shape is not None
+            and n is not None
+            and (len(self.shape) != 1 or self.shape[0] != n)
+        ):
             raise ValueError(f"{name} must have shape ({n},) to match X, got {self.shape}")
 
     def _read(self, count: int) -> Any:
         if self.data is not None:
-            return self.data[self.pos - count:self.pos]
+            return self.data[self.pos - count : self.pos]
         assert self.it is not None  # y is read in blocks when not in memory
         parts, have = [], 0
         while have < count:
@@ -254,7 +287,7 @@ class _Targets:
                 self.pending = np.array(next(self.it, np.empty(0)))
                 if self.pending.size == 0:
                     break
-            part, self.pending = self.pending[:count - have], self.pending[count - have:]
+            part, self.pending = self.pending[: count - have], self.pending[count - have :]
             parts.append(part)
             have += part.size
         return np.concatenate(parts) if parts else np.empty(0)
@@ -266,15 +299,19 @@ class _Targets:
             assert self.it is not None  # set for per-block y
             out = next(self.it, None)
             if out is None:
-                raise ValueError(f"{self.name} has fewer blocks than X: none for X block "
-                                 f"{index} (rows {start}..)")
+                raise ValueError(
+                    f"{self.name} has fewer blocks than X: none for X block "
+                    f"{index} (rows {start}..)"
+                )
         else:
             out = self._read(count)
         out = _checked_block(out, self.name, index, start, None, 1)
         if out.shape[0] != count:
-            raise ValueError(f"{self.name} block {index} has {out.shape[0]} rows, X block "
-                             f"{index} has {count} (rows {start}..); y must match X row "
-                             "for row")
+            raise ValueError(
+                f"{self.name} block {index} has {out.shape[0]} rows, X block "
+                f"{index} has {count} (rows {start}..); y must match X row "
+                "for row"
+            )
         return out
 
     def finish(self, n: int) -> None:
@@ -296,27 +333,32 @@ class StreamedX:
         if _is_dask(self.X):
             U = np.asarray((self.X @ V).compute())
         elif isinstance(self.X, collections.abc.Iterator):
-            raise ValueError("U is not available: X was an iterator of blocks, read once; "
-                             "pass a re-readable X (a .npy path, memmap, Zarr or Dask array)")
+            raise ValueError(
+                "U is not available: X was an iterator of blocks, read once; "
+                "pass a re-readable X (a .npy path, memmap, Zarr or Dask array)"
+            )
         else:
             src = _source(self.X, "X")
-            U = np.concatenate([np.asarray(b, dtype=np.float64) @ V
-                                for b in src.blocks(self.block_rows)])
+            U = np.concatenate(
+                [np.asarray(b, dtype=np.float64) @ V for b in src.blocks(self.block_rows)]
+            )
         s = np.sqrt(s2)
         return cast(FloatArray, np.divide(U, s, out=U, where=s > 0))
 
     def project_y(self, y: Any, V: FloatArray, name: str) -> FloatArray:
         """V^T X^T y for new targets (one more pass over X and y)."""
         if isinstance(self.X, collections.abc.Iterator):
-            raise ValueError(f"{name} must be given to decompose: X was an iterator of "
-                             "blocks, read once")
+            raise ValueError(
+                f"{name} must be given to decompose: X was an iterator of blocks, read once"
+            )
         stats = _accumulate(self.X, y, self.block_rows, self.threads, name, gram_too=False)
         assert stats["Xty"] is not None  # y was given
         return V.T @ stats["Xty"]
 
 
-def _accumulate(X: Any, y: Any, block_rows: int | None, threads: int, y_name: str = "y",
-                gram_too: bool = True) -> _Stats:
+def _accumulate(
+    X: Any, y: Any, block_rows: int | None, threads: int, y_name: str = "y", gram_too: bool = True
+) -> _Stats:
     """One pass: G = X^T X (upper, Fortran; unless not ``gram_too``), X^T y, ||y||^2, n, d."""
     if _is_dask(X):
         return _accumulate_dask(X, y, y_name, gram_too)
@@ -369,27 +411,36 @@ def _accumulate_dask(X: Any, y: Any, y_name: str, gram_too: bool = True) -> _Sta
     Xf = X.astype(np.float64)
     parts = dict(G=Xf.T @ Xf if gram_too else da.zeros((1, 1)), finite=da.isfinite(Xf).all())
     if y is not None:
-        yd = y if _is_dask(y) else da.from_array(np.asarray(y, dtype=np.float64),
-                                                 chunks=(Xf.chunks[0],))
+        yd = (
+            y
+            if _is_dask(y)
+            else da.from_array(np.asarray(y, dtype=np.float64), chunks=(Xf.chunks[0],))
+        )
         if yd.ndim != 1 or yd.shape[0] != X.shape[0]:
-            raise ValueError(f"{y_name} must have shape ({X.shape[0]},) to match X, "
-                             f"got {yd.shape}")
+            raise ValueError(f"{y_name} must have shape ({X.shape[0]},) to match X, got {yd.shape}")
         yd = yd.astype(np.float64).rechunk((Xf.chunks[0],))
         parts.update(Xty=Xf.T @ yd, yy=(yd * yd).sum(), yfinite=da.isfinite(yd).all())
     keys = list(parts)
     values = dict(zip(keys, da.compute(*[parts[k] for k in keys])))
     if not values["finite"]:
-        raise ValueError("X contains NaN or infinite values (in a Dask chunk); remove or "
-                         "impute them first")
+        raise ValueError(
+            "X contains NaN or infinite values (in a Dask chunk); remove or impute them first"
+        )
     if y is not None and not values["yfinite"]:
         raise ValueError(f"{y_name} contains NaN or infinite values; remove or impute them first")
     G = np.asfortranarray(values["G"])
-    return dict(G=G, Xty=values.get("Xty"), yy=float(values.get("yy", 0.0)),
-                n=int(X.shape[0]), d=int(X.shape[1]))
+    return dict(
+        G=G,
+        Xty=values.get("Xty"),
+        yy=float(values.get("yy", 0.0)),
+        n=int(X.shape[0]),
+        d=int(X.shape[1]),
+    )
 
 
-def decompose_streamed(X: Any, y: Any = None, *, threads: int = 1,
-                       block_rows: int | None = None) -> Decomposition:
+def decompose_streamed(
+    X: Any, y: Any = None, *, threads: int = 1, block_rows: int | None = None
+) -> Decomposition:
     """The Gram route of :func:`fastsd.decompose` over row blocks of X (see module docstring)."""
     from .decomposition import Decomposition, finish_gram, raise_nonfinite
 
@@ -406,13 +457,25 @@ def decompose_streamed(X: Any, y: Any = None, *, threads: int = 1,
     if y is not None:
         assert stats["Xty"] is not None  # y was given
         z, y_norm2 = V.T @ stats["Xty"], stats["yy"]
-    return Decomposition(s2=np.ascontiguousarray(s2), V=np.ascontiguousarray(V), z=z,
-                         y_norm2=y_norm2, method="gram", X=source, shape=(n, d))
+    return Decomposition(
+        s2=np.ascontiguousarray(s2),
+        V=np.ascontiguousarray(V),
+        z=z,
+        y_norm2=y_norm2,
+        method="gram",
+        X=source,
+        shape=(n, d),
+    )
 
 
-def eval_projection(X_eval: Any, y_eval: Any, V: FloatArray, *, block_rows: int | None = None,
-                    names: tuple[str, str] = ("X_val", "y_val")
-                    ) -> tuple[FloatArray, FloatArray, float, int]:
+def eval_projection(
+    X_eval: Any,
+    y_eval: Any,
+    V: FloatArray,
+    *,
+    block_rows: int | None = None,
+    names: tuple[str, str] = ("X_val", "y_val"),
+) -> tuple[FloatArray, FloatArray, float, int]:
     """R, c, resid2 of ``reference.eval_projection(X_eval V, y_eval)`` over row blocks.
 
     The evaluation set enters a sweep only through the thin QR of
@@ -435,18 +498,28 @@ def eval_projection(X_eval: Any, y_eval: Any, V: FloatArray, *, block_rows: int 
 
         if X_eval.ndim != 2 or X_eval.shape[1] != d:
             raise ValueError(f"{names[0]} must have shape (n_val, {d}), got {X_eval.shape}")
-        yd = y_eval if _is_dask(y_eval) else da.from_array(
-            np.asarray(y_eval, dtype=np.float64), chunks=(X_eval.chunks[0],))
+        yd = (
+            y_eval
+            if _is_dask(y_eval)
+            else da.from_array(np.asarray(y_eval, dtype=np.float64), chunks=(X_eval.chunks[0],))
+        )
         if yd.shape != X_eval.shape[:1]:
-            raise ValueError(f"{names[1]} must have shape {X_eval.shape[:1]} to match "
-                             f"{names[0]}, got {yd.shape}")
-        A = da.concatenate([X_eval.astype(np.float64) @ V,
-                            yd.astype(np.float64).rechunk((X_eval.chunks[0],))[:, None]],
-                           axis=1).rechunk({1: -1})
+            raise ValueError(
+                f"{names[1]} must have shape {X_eval.shape[:1]} to match {names[0]}, got {yd.shape}"
+            )
+        A = da.concatenate(
+            [
+                X_eval.astype(np.float64) @ V,
+                yd.astype(np.float64).rechunk((X_eval.chunks[0],))[:, None],
+            ],
+            axis=1,
+        ).rechunk({1: -1})
         R, finite = da.compute(da.linalg.qr(A)[1], da.isfinite(A).all())
         if not finite:
-            raise ValueError(f"{names[0]} or {names[1]} contains NaN or infinite values; "
-                             "remove or impute them first")
+            raise ValueError(
+                f"{names[0]} or {names[1]} contains NaN or infinite values; "
+                "remove or impute them first"
+            )
         n = int(X_eval.shape[0])
     else:
         src = _source(X_eval, names[0])

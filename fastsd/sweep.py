@@ -75,8 +75,7 @@ def warn_unrecoverable(xi: FloatArray, stacklevel: int = 3) -> int:
         return 0
     # row k - 1 holds the k-step schedule; its first entry is NaN iff it is unrecoverable
     first = xi[..., 0]
-    return report_unrecoverable(int(np.count_nonzero(np.isnan(first))), first.size,
-                                stacklevel + 1)
+    return report_unrecoverable(int(np.count_nonzero(np.isnan(first))), first.size, stacklevel + 1)
 
 
 def report_unrecoverable(count: int, total: int, stacklevel: int = 3) -> int:
@@ -87,7 +86,8 @@ def report_unrecoverable(count: int, total: int, stacklevel: int = 3) -> int:
         warnings.warn(
             f"{count} of {total} optimal xi schedules are too ill-conditioned to recover "
             "and are NaN; their risks/MSEs are still exact",
-            IllConditionedXiWarning, stacklevel=stacklevel,
+            IllConditionedXiWarning,
+            stacklevel=stacklevel,
         )
     return count
 
@@ -109,8 +109,9 @@ def _per_problem(noise_var: ArrayLike, B: int) -> FloatArray:
     return np.array(np.broadcast_to(noise_var, (B,)), dtype=np.float64)
 
 
-def _oracle_inputs(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike
-                   ) -> tuple[bool, FloatArray, FloatArray, FloatArray, int]:
+def _oracle_inputs(
+    X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike
+) -> tuple[bool, FloatArray, FloatArray, FloatArray, int]:
     """(single, s2 (B, p), t (B, p), sigma^2 (B,), n) for the oracle sweeps."""
     dec = as_decomposition(X)
     single = not dec.batched
@@ -120,8 +121,9 @@ def _oracle_inputs(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_va
     return single, s2, t, var, dec.n_samples
 
 
-def _lam_grid(lams: ArrayLike, student_lams: ArrayLike | None, max_steps: int
-              ) -> tuple[FloatArray, tuple[int, ...]]:
+def _lam_grid(
+    lams: ArrayLike, student_lams: ArrayLike | None, max_steps: int
+) -> tuple[FloatArray, tuple[int, ...]]:
     """(lam rows (P, S), grid shape): S = 1 without student_lams, else the
     teacher x student schedules (lam_t, lam_s, ..., lam_s) of K + 1 penalties."""
     lams = _check_grid(lams)
@@ -140,14 +142,20 @@ def _reference_lams(rows: FloatArray) -> FloatArray:
     return rows[:, 0] if rows.shape[1] == 1 else rows
 
 
-def _population(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike,
-                cov: ArrayLike, backend: str, what: str | None = "cov in sweep_optimal"
-                ) -> tuple[bool, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray,
-                           FloatArray]:
+def _population(
+    X: ArrayLike | Decomposition,
+    theta_star: ArrayLike,
+    noise_var: ArrayLike,
+    cov: ArrayLike,
+    backend: str,
+    what: str | None = "cov in sweep_optimal",
+) -> tuple[bool, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
     """Population-risk inputs (see :mod:`fastsd.reference.population`)."""
     if backend != "numpy" and what:
-        raise ValueError(f"{what} (population risk) runs on the NumPy reference only "
-                         "(no Numba kernel yet); pass backend='numpy'")
+        raise ValueError(
+            f"{what} (population risk) runs on the NumPy reference only "
+            "(no Numba kernel yet); pass backend='numpy'"
+        )
     from .core import _population_inputs
 
     return _population_inputs(as_decomposition(X), theta_star, noise_var, cov)
@@ -161,10 +169,19 @@ def _unpromote(arr: FloatArray, single: bool) -> FloatArray:
     return arr[0] if single else arr
 
 
-def sweep_risk(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike,
-               lams: ArrayLike, xis: ArrayLike, max_steps: int, *,
-               student_lams: ArrayLike | None = None, cov: ArrayLike | None = None,
-               backend: str = "numba", threads: int | None = None) -> FloatArray:
+def sweep_risk(
+    X: ArrayLike | Decomposition,
+    theta_star: ArrayLike,
+    noise_var: ArrayLike,
+    lams: ArrayLike,
+    xis: ArrayLike,
+    max_steps: int,
+    *,
+    student_lams: ArrayLike | None = None,
+    cov: ArrayLike | None = None,
+    backend: str = "numba",
+    threads: int | None = None,
+) -> FloatArray:
     r"""Excess risk for a grid of lambdas and xi schedules, every k = 0..K.
 
     Parameters
@@ -209,25 +226,37 @@ def sweep_risk(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: A
     K = check_steps(max_steps, "max_steps")
     rows, grid = _lam_grid(lams, student_lams, K)
     if cov is not None:
-        single, s2, t, S, m, kappa, var = _population(X, theta_star, noise_var, cov, backend,
-                                                      what=None)
+        single, s2, t, S, m, kappa, var = _population(
+            X, theta_star, noise_var, cov, backend, what=None
+        )
     else:
         single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     _check_fixed_size("sweep_risk", s2.shape[0], rows.shape[0], xis, K)
     schedules = check_schedules(xis, K)
     if cov is not None:
         if backend == "numpy":
-            out = reference.population.sweep_risk_population(s2, t, S, m, kappa, var,
-                                                             _reference_lams(rows), schedules)
+            out = reference.population.sweep_risk_population(
+                s2, t, S, m, kappa, var, _reference_lams(rows), schedules
+            )
         else:
-            out = np.empty((s2.shape[0], rows.shape[0], schedules.shape[0],
-                            schedules.shape[1] + 1))
-            noise_diag = (_per_problem(var, s2.shape[0])[:, None] * s2
-                          * np.diagonal(S, axis1=-2, axis2=-1))
+            out = np.empty((s2.shape[0], rows.shape[0], schedules.shape[0], schedules.shape[1] + 1))
+            noise_diag = (
+                _per_problem(var, s2.shape[0])[:, None] * s2 * np.diagonal(S, axis1=-2, axis2=-1)
+            )
             with thread_count(threads):
-                call(sweep_kernels.sweep_risk_population, s2, t, np.ascontiguousarray(S), m,
-                     np.ascontiguousarray(kappa, dtype=np.float64), noise_diag, rows,
-                     schedules, out, _chunks(s2.shape[0] * rows.shape[0]))
+                call(
+                    sweep_kernels.sweep_risk_population,
+                    s2,
+                    t,
+                    np.ascontiguousarray(S),
+                    m,
+                    np.ascontiguousarray(kappa, dtype=np.float64),
+                    noise_diag,
+                    rows,
+                    schedules,
+                    out,
+                    _chunks(s2.shape[0] * rows.shape[0]),
+                )
         return _unpromote(out.reshape(out.shape[:1] + grid + out.shape[2:]), single)
     single, s2, t, var, n = _oracle_inputs(X, theta_star, noise_var)
     if backend == "numpy":
@@ -235,15 +264,32 @@ def sweep_risk(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: A
     else:
         out = np.empty((s2.shape[0], rows.shape[0], schedules.shape[0], schedules.shape[1] + 1))
         with thread_count(threads):
-            call(sweep_kernels.sweep_risk, s2, t * t, var, n, rows,
-                 schedules, out, _chunks(s2.shape[0] * rows.shape[0]))
+            call(
+                sweep_kernels.sweep_risk,
+                s2,
+                t * t,
+                var,
+                n,
+                rows,
+                schedules,
+                out,
+                _chunks(s2.shape[0] * rows.shape[0]),
+            )
     return _unpromote(out.reshape(out.shape[:1] + grid + out.shape[2:]), single)
 
 
-def sweep_optimal(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike,
-                  lams: ArrayLike, max_steps: int, *, student_lams: ArrayLike | None = None,
-                  cov: ArrayLike | None = None, backend: str = "numba",
-                  threads: int | None = None) -> tuple[FloatArray, FloatArray]:
+def sweep_optimal(
+    X: ArrayLike | Decomposition,
+    theta_star: ArrayLike,
+    noise_var: ArrayLike,
+    lams: ArrayLike,
+    max_steps: int,
+    *,
+    student_lams: ArrayLike | None = None,
+    cov: ArrayLike | None = None,
+    backend: str = "numba",
+    threads: int | None = None,
+) -> tuple[FloatArray, FloatArray]:
     r"""Oracle-optimal xi and excess risk for every lambda and every k = 1..K.
 
     Parameters
@@ -289,7 +335,8 @@ def sweep_optimal(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var
     check_result_size("sweep_optimal", [(s2.shape[0], P, K + 1), (s2.shape[0], P, K, K)])
     if cov is not None:
         risk, xi = reference.population.sweep_optimal_population(
-            s2, t, S, m, kappa, var, _reference_lams(rows), K)
+            s2, t, S, m, kappa, var, _reference_lams(rows), K
+        )
     elif backend == "numpy":
         risk, xi = reference.sweep_optimal(s2, t, var, n, _reference_lams(rows), K)
     else:
@@ -297,21 +344,44 @@ def sweep_optimal(X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var
         xi = np.full((s2.shape[0], P, K, K), np.nan)
         if student_lams is not None:
             with thread_count(threads), single_threaded_blas():
-                call(optimal_kernels.sweep_optimal_steps, s2, t * t, var, n, rows, risk, xi,
-                     _chunks(s2.shape[0] * P))
+                call(
+                    optimal_kernels.sweep_optimal_steps,
+                    s2,
+                    t * t,
+                    var,
+                    n,
+                    rows,
+                    risk,
+                    xi,
+                    _chunks(s2.shape[0] * P),
+                )
         else:
             with thread_count(threads):
-                call(optimal_kernels.sweep_optimal, s2, t * t, var, n,
-                     np.ascontiguousarray(rows[:, 0]), risk, xi, _chunks(s2.shape[0] * P))
+                call(
+                    optimal_kernels.sweep_optimal,
+                    s2,
+                    t * t,
+                    var,
+                    n,
+                    np.ascontiguousarray(rows[:, 0]),
+                    risk,
+                    xi,
+                    _chunks(s2.shape[0] * P),
+                )
     warn_unrecoverable(xi)
-    return (_unpromote(risk.reshape(risk.shape[:1] + grid + risk.shape[2:]), single),
-            _unpromote(xi.reshape(xi.shape[:1] + grid + xi.shape[2:]), single))
+    return (
+        _unpromote(risk.reshape(risk.shape[:1] + grid + risk.shape[2:]), single),
+        _unpromote(xi.reshape(xi.shape[:1] + grid + xi.shape[2:]), single),
+    )
 
 
-def _eval_inputs(X: ArrayLike | Decomposition, y: ArrayLike | None, X_eval: Any,
-                 y_eval: ArrayLike, names: tuple[str, str]
-                 ) -> tuple[Decomposition, bool, FloatArray, FloatArray, FloatArray,
-                            FloatArray, int]:
+def _eval_inputs(
+    X: ArrayLike | Decomposition,
+    y: ArrayLike | None,
+    X_eval: Any,
+    y_eval: ArrayLike,
+    names: tuple[str, str],
+) -> tuple[Decomposition, bool, FloatArray, FloatArray, FloatArray, FloatArray, int]:
     """Decomposition, z and the compressed evaluation set, all with a batch axis."""
     dec = as_decomposition(X)
     single = not dec.batched
@@ -337,10 +407,19 @@ def _eval_inputs(X: ArrayLike | Decomposition, y: ArrayLike | None, X_eval: Any,
     return dec, single, z, R, c, resid2, y_eval.shape[-1]
 
 
-def sweep_mse(X: ArrayLike | Decomposition, y: ArrayLike | None, X_eval: Any,
-              y_eval: ArrayLike, lams: ArrayLike, xis: ArrayLike, max_steps: int, *,
-              student_lams: ArrayLike | None = None, backend: str = "numba",
-              threads: int | None = None) -> FloatArray:
+def sweep_mse(
+    X: ArrayLike | Decomposition,
+    y: ArrayLike | None,
+    X_eval: Any,
+    y_eval: ArrayLike,
+    lams: ArrayLike,
+    xis: ArrayLike,
+    max_steps: int,
+    *,
+    student_lams: ArrayLike | None = None,
+    backend: str = "numba",
+    threads: int | None = None,
+) -> FloatArray:
     r"""Mean squared error on an evaluation set for a grid of lambdas and schedules.
 
     Parameters
@@ -367,8 +446,7 @@ def sweep_mse(X: ArrayLike | Decomposition, y: ArrayLike | None, X_eval: Any,
     g = z/(s^2 + lam), O(min(n_eval, p) p) per cell and free of cancellation.
     """
     _check_backend(backend, threads)
-    dec, single, z, R, c, resid2, n_eval = _eval_inputs(X, y, X_eval, y_eval,
-                                                        ("X_eval", "y_eval"))
+    dec, single, z, R, c, resid2, n_eval = _eval_inputs(X, y, X_eval, y_eval, ("X_eval", "y_eval"))
     s2 = _promote(dec.s2, single)
     K = check_steps(max_steps, "max_steps")
     rows, grid = _lam_grid(lams, student_lams, K)
@@ -379,15 +457,34 @@ def sweep_mse(X: ArrayLike | Decomposition, y: ArrayLike | None, X_eval: Any,
     else:
         out = np.empty((s2.shape[0], rows.shape[0], schedules.shape[0], schedules.shape[1] + 1))
         with thread_count(threads), single_threaded_blas():
-            call(sweep_kernels.sweep_mse, s2, z, np.ascontiguousarray(R), c, resid2, n_eval,
-                 rows, schedules, out, _chunks(s2.shape[0] * rows.shape[0]))
+            call(
+                sweep_kernels.sweep_mse,
+                s2,
+                z,
+                np.ascontiguousarray(R),
+                c,
+                resid2,
+                n_eval,
+                rows,
+                schedules,
+                out,
+                _chunks(s2.shape[0] * rows.shape[0]),
+            )
     return _unpromote(out.reshape(out.shape[:1] + grid + out.shape[2:]), single)
 
 
-def sweep_optimal_validation(X: ArrayLike | Decomposition, y: ArrayLike | None, X_val: Any,
-                             y_val: ArrayLike, lams: ArrayLike, max_steps: int, *,
-                             student_lams: ArrayLike | None = None, backend: str = "numba",
-                             threads: int | None = None) -> tuple[FloatArray, FloatArray]:
+def sweep_optimal_validation(
+    X: ArrayLike | Decomposition,
+    y: ArrayLike | None,
+    X_val: Any,
+    y_val: ArrayLike,
+    lams: ArrayLike,
+    max_steps: int,
+    *,
+    student_lams: ArrayLike | None = None,
+    backend: str = "numba",
+    threads: int | None = None,
+) -> tuple[FloatArray, FloatArray]:
     r"""Validation-optimal xi and validation MSE for every lambda and k = 1..K.
 
     Parameters
@@ -407,30 +504,49 @@ def sweep_optimal_validation(X: ArrayLike | Decomposition, y: ArrayLike | None, 
         Layout as in :func:`sweep_optimal`.
     """
     _check_backend(backend, threads)
-    dec, single, z, R, c, resid2, n_val = _eval_inputs(X, y, X_val, y_val,
-                                                       ("X_val", "y_val"))
+    dec, single, z, R, c, resid2, n_val = _eval_inputs(X, y, X_val, y_val, ("X_val", "y_val"))
     s2 = _promote(dec.s2, single)
     K = check_steps(max_steps, "max_steps")
     rows, grid = _lam_grid(lams, student_lams, K)
     P = rows.shape[0]
-    check_result_size("sweep_optimal_validation", [(s2.shape[0], P, K + 1),
-                                                   (s2.shape[0], P, K, K)])
+    check_result_size("sweep_optimal_validation", [(s2.shape[0], P, K + 1), (s2.shape[0], P, K, K)])
     if backend == "numpy":
-        mse, xi = reference.optimal_validation(s2, z, R, c, resid2, n_val,
-                                               _reference_lams(rows), K)
+        mse, xi = reference.optimal_validation(s2, z, R, c, resid2, n_val, _reference_lams(rows), K)
     else:
         mse = np.empty((s2.shape[0], P, K + 1))
         xi = np.full((s2.shape[0], P, K, K), np.nan)
         if student_lams is not None:
             with thread_count(threads), single_threaded_blas():
-                call(optimal_kernels.sweep_optimal_validation_steps, s2, z,
-                     np.ascontiguousarray(R), c, resid2, n_val, rows, mse, xi,
-                     _chunks(s2.shape[0] * P))
+                call(
+                    optimal_kernels.sweep_optimal_validation_steps,
+                    s2,
+                    z,
+                    np.ascontiguousarray(R),
+                    c,
+                    resid2,
+                    n_val,
+                    rows,
+                    mse,
+                    xi,
+                    _chunks(s2.shape[0] * P),
+                )
         else:
             with thread_count(threads):
-                call(optimal_kernels.sweep_optimal_validation, s2, z, np.ascontiguousarray(R), c,
-                     resid2, n_val, np.ascontiguousarray(rows[:, 0]), mse, xi,
-                     _chunks(s2.shape[0] * P))
+                call(
+                    optimal_kernels.sweep_optimal_validation,
+                    s2,
+                    z,
+                    np.ascontiguousarray(R),
+                    c,
+                    resid2,
+                    n_val,
+                    np.ascontiguousarray(rows[:, 0]),
+                    mse,
+                    xi,
+                    _chunks(s2.shape[0] * P),
+                )
     warn_unrecoverable(xi)
-    return (_unpromote(mse.reshape(mse.shape[:1] + grid + mse.shape[2:]), single),
-            _unpromote(xi.reshape(xi.shape[:1] + grid + xi.shape[2:]), single))
+    return (
+        _unpromote(mse.reshape(mse.shape[:1] + grid + mse.shape[2:]), single),
+        _unpromote(xi.reshape(xi.shape[:1] + grid + xi.shape[2:]), single),
+    )

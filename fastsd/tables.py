@@ -21,8 +21,10 @@ def _rows(table: Mapping[str, ArrayLike]) -> tuple[list[str], Iterator[tuple[Any
     return columns, zip(*(np.atleast_1d(table[c]).tolist() for c in columns))
 
 
-def write_csv(path: str | os.PathLike[str], table: Mapping[str, ArrayLike],
-              ) -> str | os.PathLike[str]:
+def write_csv(
+    path: str | os.PathLike[str],
+    table: Mapping[str, ArrayLike],
+) -> str | os.PathLike[str]:
     """Write a table (dict of columns) to ``path`` atomically (tmp file + rename)."""
     columns, rows = _rows(table)
     tmp = f"{path}.tmp"

@@ -69,11 +69,24 @@ class SweepTask:
         As in the sweep functions.
     """
 
-    def __init__(self, kind: str, X: Any, lams: FloatArray, max_steps: int, *,
-                 schedules: FloatArray | None = None, theta_star: FloatArray | None = None,
-                 noise_var: FloatArray | None = None, y: Any = None, X_val: Any = None,
-                 y_val: Any = None, X_test: Any = None, y_test: Any = None,
-                 backend: str = "numba", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        X: Any,
+        lams: FloatArray,
+        max_steps: int,
+        *,
+        schedules: FloatArray | None = None,
+        theta_star: FloatArray | None = None,
+        noise_var: FloatArray | None = None,
+        y: Any = None,
+        X_val: Any = None,
+        y_val: Any = None,
+        X_test: Any = None,
+        y_test: Any = None,
+        backend: str = "numba",
+        threads: int | None = None,
+    ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         self.kind = kind
@@ -115,28 +128,38 @@ class SweepTask:
     def _compute(self, block: Block) -> BlockResult:
         b0, b1 = block.b0, block.b1
         dec = self._decomposition(b0, b1)
-        lams = self.lams[block.l0:block.l1]
+        lams = self.lams[block.l0 : block.l1]
         K = self.max_steps
         kw: dict[str, Any] = dict(backend=self.backend, threads=self.threads)
         if self.kind == "risk":
             assert self.theta_star is not None and self.noise_var is not None  # oracle kind
             assert self.schedules is not None  # fixed-xi kind
-            return {"risk": sweep.sweep_risk(dec, self.theta_star[b0:b1], self.noise_var[b0:b1],
-                                             lams, self.schedules, K, **kw)}
+            return {
+                "risk": sweep.sweep_risk(
+                    dec,
+                    self.theta_star[b0:b1],
+                    self.noise_var[b0:b1],
+                    lams,
+                    self.schedules,
+                    K,
+                    **kw,
+                )
+            }
         if self.kind == "optimal":
             assert self.theta_star is not None and self.noise_var is not None  # oracle kind
-            risk, xi = sweep.sweep_optimal(dec, self.theta_star[b0:b1], self.noise_var[b0:b1],
-                                           lams, K, **kw)
+            risk, xi = sweep.sweep_optimal(
+                dec, self.theta_star[b0:b1], self.noise_var[b0:b1], lams, K, **kw
+            )
             return {"risk": risk, "xi": xi}
         y, X_val, y_val = (_rows(a, b0, b1) for a in (self.y, self.X_val, self.y_val))
         X_test, y_test = _rows(self.X_test, b0, b1), _rows(self.y_test, b0, b1)
         if self.kind == "mse":
             assert self.schedules is not None  # fixed-xi kind
-            out = {"val_mse": sweep.sweep_mse(dec, y, X_val, y_val, lams, self.schedules, K,
-                                              **kw)}
+            out = {"val_mse": sweep.sweep_mse(dec, y, X_val, y_val, lams, self.schedules, K, **kw)}
             if X_test is not None:
-                out["test_mse"] = sweep.sweep_mse(dec, y, X_test, y_test, lams,
-                                                  self.schedules, K, **kw)
+                out["test_mse"] = sweep.sweep_mse(
+                    dec, y, X_test, y_test, lams, self.schedules, K, **kw
+                )
             return out
         val_mse, xi = sweep.sweep_optimal_validation(dec, y, X_val, y_val, lams, K, **kw)
         out = {"val_mse": val_mse, "xi": xi}
@@ -145,8 +168,14 @@ class SweepTask:
         return out
 
 
-def holdout_mse_at(dec: Decomposition, y: FloatArray | None, X_test: FloatArray,
-                   y_test: FloatArray, lams: FloatArray, xi: FloatArray) -> FloatArray:
+def holdout_mse_at(
+    dec: Decomposition,
+    y: FloatArray | None,
+    X_test: FloatArray,
+    y_test: FloatArray,
+    lams: FloatArray,
+    xi: FloatArray,
+) -> FloatArray:
     r"""Test MSE of the k-step estimator at given schedules, every k = 0..K.
 
     Parameters

@@ -78,26 +78,39 @@ CDN_ASSETS = [
     (r"code\.jquery\.com/jquery-3\.3\.1\.min\.js", "jquery@3.3.1", "dist/jquery.min.js"),
     (r"flot/0\.8\.3/jquery\.flot\.min\.js", "flot@0.8.3", "jquery.flot.js"),
     (r"flot/0\.8\.3/jquery\.flot\.time\.min\.js", "flot@0.8.3", "jquery.flot.time.js"),
-    (r"flot/0\.8\.3/jquery\.flot\.selection\.min\.js", "flot@0.8.3",
-     "jquery.flot.selection.js"),
-    (r"flot/0\.8\.3/jquery\.flot\.categories\.min\.js", "flot@0.8.3",
-     "jquery.flot.categories.js"),
-    (r"flot-orderbars@1\.0\.0/js/jquery\.flot\.orderBars\.js", "flot-orderbars@1.0.0",
-     "js/jquery.flot.orderBars.js"),
-    (r"stupidtable/[\d.]+/stupidtable\.min\.js", "stupid-table-plugin@1.1.3",
-     "stupidtable.min.js"),
+    (r"flot/0\.8\.3/jquery\.flot\.selection\.min\.js", "flot@0.8.3", "jquery.flot.selection.js"),
+    (r"flot/0\.8\.3/jquery\.flot\.categories\.min\.js", "flot@0.8.3", "jquery.flot.categories.js"),
+    (
+        r"flot-orderbars@1\.0\.0/js/jquery\.flot\.orderBars\.js",
+        "flot-orderbars@1.0.0",
+        "js/jquery.flot.orderBars.js",
+    ),
+    (r"stupidtable/[\d.]+/stupidtable\.min\.js", "stupid-table-plugin@1.1.3", "stupidtable.min.js"),
     (r"blueimp-md5/2\.19\.0/js/md5\.min\.js", "blueimp-md5@2.19.0", "js/md5.min.js"),
-    (r"bootstrap@3\.1\.1/dist/js/bootstrap\.min\.js", "bootstrap@3.1.1",
-     "dist/js/bootstrap.min.js"),
-    (r"bootstrap@3\.1\.1/dist/css/bootstrap\.min\.css", "bootstrap@3.1.1",
-     "dist/css/bootstrap.min.css"),
+    (
+        r"bootstrap@3\.1\.1/dist/js/bootstrap\.min\.js",
+        "bootstrap@3.1.1",
+        "dist/js/bootstrap.min.js",
+    ),
+    (
+        r"bootstrap@3\.1\.1/dist/css/bootstrap\.min\.css",
+        "bootstrap@3.1.1",
+        "dist/css/bootstrap.min.css",
+    ),
 ]
 
 CHROMIUM_NAMES = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-    "--disable-default-apps", "--hide-scrollbars", "--window-size=1400,900",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-default-apps",
+    "--hide-scrollbars",
+    "--window-size=1400,900",
 ]
 
 
@@ -111,8 +124,15 @@ def log(msg):
 
 def run(cmd, *, cwd=None, env=None, check=True, capture=False, timeout=None):
     log("$ " + " ".join(str(c) for c in cmd))
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, check=check, text=True,
-                          capture_output=capture, timeout=timeout)
+    return subprocess.run(
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=env,
+        check=check,
+        text=True,
+        capture_output=capture,
+        timeout=timeout,
+    )
 
 
 def git(repo, *args):
@@ -133,8 +153,9 @@ def smoke_bench():
 
 def suite_first_commit(repo, rev):
     """The first first-parent commit of ``rev`` that has ``asv.conf.json`` (the suite landed)."""
-    first = git(repo, "log", "--first-parent", "--reverse", "--format=%H", rev, "--",
-                "asv.conf.json").split()
+    first = git(
+        repo, "log", "--first-parent", "--reverse", "--format=%H", rev, "--", "asv.conf.json"
+    ).split()
     if not first:
         raise CheckFailed(f"no commit reachable from {rev} has asv.conf.json")
     return first[0]
@@ -149,10 +170,14 @@ def select_commits(repo, rev, count=None, since=None):
     if count is not None:
         shas = git(repo, "rev-list", "--first-parent", "-n", str(count), rev).split()
     else:
-        start = (git(repo, "rev-parse", "--verify", f"{since}^{{commit}}") if since
-                 else suite_first_commit(repo, rev))
-        if subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", start, rev],
-                          capture_output=True).returncode:
+        start = (
+            git(repo, "rev-parse", "--verify", f"{since}^{{commit}}")
+            if since
+            else suite_first_commit(repo, rev)
+        )
+        if subprocess.run(
+            ["git", "-C", str(repo), "merge-base", "--is-ancestor", start, rev], capture_output=True
+        ).returncode:
             raise CheckFailed(f"--since {since or start} is not an ancestor of {rev}")
         shas = git(repo, "rev-list", "--first-parent", f"{start}..{rev}").split() + [start]
     shas.reverse()  # oldest first
@@ -186,13 +211,19 @@ def prepare(args, out):
     suite = out / "suite"
     if suite.exists():
         shutil.rmtree(suite)
-    shutil.copytree(Path(args.repo) / "benchmarks", suite / "benchmarks",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        Path(args.repo) / "benchmarks",
+        suite / "benchmarks",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     with open(Path(args.repo) / "asv.conf.json") as f:
         conf = json.load(f)
     conf.update(
-        repo=str(clone), branches=["asv-dashboard"], benchmark_dir=str(suite / "benchmarks"),
-        env_dir=str(out / "env"), results_dir=str(out / "results"),
+        repo=str(clone),
+        branches=["asv-dashboard"],
+        benchmark_dir=str(suite / "benchmarks"),
+        env_dir=str(out / "env"),
+        results_dir=str(out / "results"),
         html_dir=str(out / "html"),
     )
     conf_path = suite / "asv.conf.json"
@@ -217,16 +248,21 @@ def run_suite(args, conf_path, clone, shas, out):
     if args.skip_existing:
         done = commits_with_results(out / "results", shas)
         if done:
-            log(f"--skip-existing: {len(done)} of {len(shas)} commits already have results: "
-                + " ".join(sha[:8] for sha in done))
+            log(
+                f"--skip-existing: {len(done)} of {len(shas)} commits already have results: "
+                + " ".join(sha[:8] for sha in done)
+            )
         shas = [sha for sha in shas if sha not in done]
     if not shas:
         log("no commit to run")
     elif args.mode == "virtualenv":
         hashfile = out / "hashes.txt"
         hashfile.write_text("\n".join(shas) + "\n")
-        proc = run([*asv, "run", "--config", conf_path, f"HASHFILE:{hashfile}", *bench,
-                    *extra], cwd=cwd, check=False)
+        proc = run(
+            [*asv, "run", "--config", conf_path, f"HASHFILE:{hashfile}", *bench, *extra],
+            cwd=cwd,
+            check=False,
+        )
         rcs = {sha: proc.returncode for sha in shas}
     else:  # --mode existing
         src = out / "src"
@@ -236,15 +272,32 @@ def run_suite(args, conf_path, clone, shas, out):
         for sha in shas:
             git(src, "checkout", "--quiet", "--detach", sha)
             env = dict(os.environ, ASV_PYTHONPATH=str(src))
-            where = run([args.python, "-c", "import fastsd; print(fastsd.__file__)"],
-                        env=dict(os.environ, PYTHONPATH=str(src)), capture=True,
-                        cwd=out).stdout.strip()  # (not the caller's cwd: it is on sys.path)
+            where = run(
+                [args.python, "-c", "import fastsd; print(fastsd.__file__)"],
+                env=dict(os.environ, PYTHONPATH=str(src)),
+                capture=True,
+                cwd=out,
+            ).stdout.strip()  # (not the caller's cwd: it is on sys.path)
             if not where.startswith(str(src)):
                 raise CheckFailed(f"fastsd of {sha[:8]} imports from {where}, not {src}")
             log(f"commit {sha[:8]}: fastsd from {where}")
-            proc = run([*asv, "run", "--config", conf_path, "-E", f"existing:{args.python}",
-                        "--set-commit-hash", sha, *bench, *extra], cwd=cwd, env=env,
-                       check=False)
+            proc = run(
+                [
+                    *asv,
+                    "run",
+                    "--config",
+                    conf_path,
+                    "-E",
+                    f"existing:{args.python}",
+                    "--set-commit-hash",
+                    sha,
+                    *bench,
+                    *extra,
+                ],
+                cwd=cwd,
+                env=env,
+                check=False,
+            )
             rcs[sha] = proc.returncode
     run([*asv, "publish", "--config", conf_path], cwd=cwd)
     return rcs
@@ -315,8 +368,10 @@ def benchmark_names(out, selection):
 
 def cdn_reachable(timeout=5):
     try:
-        urllib.request.urlopen(urllib.request.Request(
-            "https://code.jquery.com/jquery-3.3.1.min.js", method="HEAD"), timeout=timeout)
+        urllib.request.urlopen(
+            urllib.request.Request("https://code.jquery.com/jquery-3.3.1.min.js", method="HEAD"),
+            timeout=timeout,
+        )
         return True
     except Exception:
         return False
@@ -334,7 +389,8 @@ def fetch_vendor(vendor):
             if npm is None:
                 raise CheckFailed(
                     "asv's CDNs are unreachable and npm is not installed to fetch "
-                    f"{spec}; install npm (apt-get install npm) or use --assets cdn")
+                    f"{spec}; install npm (apt-get install npm) or use --assets cdn"
+                )
             tmp = Path(tempfile.mkdtemp(dir=vendor))
             out = run([npm, "pack", "--silent", spec], cwd=tmp, capture=True, timeout=300)
             tgz = tmp / out.stdout.strip().splitlines()[-1]
@@ -399,8 +455,12 @@ def serve(directory):
 
 
 def chromium(browser, url, profile, *, dump=False, screenshot=None, budget_ms=20000):
-    cmd = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-           f"--virtual-time-budget={budget_ms}"]
+    cmd = [
+        browser,
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile}",
+        f"--virtual-time-budget={budget_ms}",
+    ]
     if dump:
         cmd.append("--dump-dom")
     if screenshot:
@@ -458,34 +518,64 @@ def check_browser(browser, html, out, names):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repo", default=str(ROOT), help="git repository (default: this one)")
-    p.add_argument("--rev", default=None,
-                   help="newest commit (default: HEAD; with --all: main, else HEAD)")
+    p.add_argument(
+        "--rev", default=None, help="newest commit (default: HEAD; with --all: main, else HEAD)"
+    )
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--commits", type=int, default=None,
-                       help="number of commits, newest first (default: 2)")
-    which.add_argument("--all", action="store_true",
-                       help="every first-parent commit since the asv suite landed")
-    p.add_argument("--since", metavar="COMMIT",
-                   help="with --all: the oldest commit (default: the first with asv.conf.json)")
-    p.add_argument("--skip-existing", action="store_true",
-                   help="keep the results already in --out and run only commits without any")
+    which.add_argument(
+        "--commits", type=int, default=None, help="number of commits, newest first (default: 2)"
+    )
+    which.add_argument(
+        "--all", action="store_true", help="every first-parent commit since the asv suite landed"
+    )
+    p.add_argument(
+        "--since",
+        metavar="COMMIT",
+        help="with --all: the oldest commit (default: the first with asv.conf.json)",
+    )
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep the results already in --out and run only commits without any",
+    )
     p.add_argument("--out", help="output directory (default: a new temporary directory)")
     p.add_argument("--mode", choices=["existing", "virtualenv"], default="existing")
-    p.add_argument("--python", default=sys.executable,
-                   help="interpreter with asv, fastsd's dependencies (and mpmath)")
-    p.add_argument("--reduced", action="store_true",
-                   help="only the smoke subset (benchmarks.common.SMOKE_BENCH), 3 repeats")
+    p.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter with asv, fastsd's dependencies (and mpmath)",
+    )
+    p.add_argument(
+        "--reduced",
+        action="store_true",
+        help="only the smoke subset (benchmarks.common.SMOKE_BENCH), 3 repeats",
+    )
     p.add_argument("--bench", action="append", default=[], help="asv --bench regex (repeatable)")
-    p.add_argument("--attribute", "-a", action="append", default=[],
-                   help="asv -a attribute override (repeatable)")
-    p.add_argument("--assets", choices=["auto", "cdn", "npm"], default="auto",
-                   help="where the dashboard's JS libraries come from (default: auto)")
+    p.add_argument(
+        "--attribute",
+        "-a",
+        action="append",
+        default=[],
+        help="asv -a attribute override (repeatable)",
+    )
+    p.add_argument(
+        "--assets",
+        choices=["auto", "cdn", "npm"],
+        default="auto",
+        help="where the dashboard's JS libraries come from (default: auto)",
+    )
     p.add_argument("--chromium", help="browser executable (default: chromium on PATH)")
     p.add_argument("--no-browser", action="store_true", help="skip the Chromium checks")
-    p.add_argument("--require-browser", action="store_true",
-                   help="fail (instead of skipping) when Chromium is missing")
-    p.add_argument("--localize-html", metavar="DIR",
-                   help="only rewrite a published asv HTML dir to local JS libraries")
+    p.add_argument(
+        "--require-browser",
+        action="store_true",
+        help="fail (instead of skipping) when Chromium is missing",
+    )
+    p.add_argument(
+        "--localize-html",
+        metavar="DIR",
+        help="only rewrite a published asv HTML dir to local JS libraries",
+    )
     args = p.parse_args(argv)
     if args.since and not args.all:
         p.error("--since needs --all")
@@ -495,9 +585,14 @@ def parse_args(argv):
         args.commits = 2
     if args.rev is None:
         args.rev = "HEAD"
-        if args.all and subprocess.run(
+        if (
+            args.all
+            and subprocess.run(
                 ["git", "-C", args.repo, "rev-parse", "--verify", "--quiet", "main^{commit}"],
-                capture_output=True).returncode == 0:
+                capture_output=True,
+            ).returncode
+            == 0
+        ):
             args.rev = "main"
     return args
 
@@ -547,8 +642,11 @@ def main(argv=None):
 
         browser = None if args.no_browser else find_chromium(args.chromium)
         if browser is None:
-            msg = ("SKIPPED browser checks: " + ("--no-browser" if args.no_browser else
-                   "chromium not found (apt-get install -y chromium)"))
+            msg = "SKIPPED browser checks: " + (
+                "--no-browser"
+                if args.no_browser
+                else "chromium not found (apt-get install -y chromium)"
+            )
             log(msg)
             if args.require_browser and not args.no_browser:
                 return 1
@@ -563,8 +661,10 @@ def main(argv=None):
     except subprocess.CalledProcessError as exc:
         log(f"FAILED: {exc}\n{exc.stderr or ''}")
         return 1
-    log(f"OK in {time.time() - start:.0f} s; dashboard: {out / 'html' / 'index.html'} "
-        f"(asv preview --config {out / 'suite' / 'asv.conf.json'})")
+    log(
+        f"OK in {time.time() - start:.0f} s; dashboard: {out / 'html' / 'index.html'} "
+        f"(asv preview --config {out / 'suite' / 'asv.conf.json'})"
+    )
     return 0
 
 

@@ -70,8 +70,14 @@ class DevTools:
         self._from_browser, from_browser_w = os.pipe()
         # the child must see them as fds 3 and 4
         flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--window-size")]
-        cmd = [browser, *flags, "--remote-debugging-pipe", f"--user-data-dir={profile}",
-               "--window-size=1280,900", "about:blank"]
+        cmd = [
+            browser,
+            *flags,
+            "--remote-debugging-pipe",
+            f"--user-data-dir={profile}",
+            "--window-size=1280,900",
+            "about:blank",
+        ]
 
         def child_fds():
             # dup to free numbers first, in case a pipe end already is fd 3 or 4
@@ -80,9 +86,13 @@ class DevTools:
             os.dup2(w, 4)
 
         # 3 and 4 are kept open by subprocess's close_fds (which runs after preexec_fn)
-        self.proc = subprocess.Popen(cmd, pass_fds=(3, 4, to_browser_r, from_browser_w),
-                                     preexec_fn=child_fds, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            cmd,
+            pass_fds=(3, 4, to_browser_r, from_browser_w),
+            preexec_fn=child_fds,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_browser_r)
         os.close(from_browser_w)
         self.timeout = timeout
@@ -153,17 +163,24 @@ class DevTools:
 
     def open_tab(self):
         target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)
-        attached = self.send("Target.attachToTarget",
-                             {"targetId": target["targetId"], "flatten": True}, session=False)
+        attached = self.send(
+            "Target.attachToTarget",
+            {"targetId": target["targetId"], "flatten": True},
+            session=False,
+        )
         self.session = attached["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.send(f"{domain}.enable")
-        self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+        )
 
     def evaluate(self, expression):
-        result = self.send("Runtime.evaluate", {"expression": expression,
-                                                "returnByValue": True, "awaitPromise": True})
+        result = self.send(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+        )
         if "exceptionDetails" in result:
             raise CheckFailed(f"evaluating {expression[:60]}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -182,8 +199,10 @@ class DevTools:
             return None, [f"navigation failed: {nav['errorText']}"], []
         self.wait_event("Page.loadEventFired")
         # let late scripts run and images decode
-        self.evaluate("Promise.all(Array.from(document.images).map(i => i.decode()"
-                      ".catch(() => null))).then(() => new Promise(r => setTimeout(r, 200)))")
+        self.evaluate(
+            "Promise.all(Array.from(document.images).map(i => i.decode()"
+            ".catch(() => null))).then(() => new Promise(r => setTimeout(r, 200)))"
+        )
         self.send("Runtime.evaluate", {"expression": "1"})  # flush pending events
         status, errors, offline, urls = None, [], [], {}
         local = url.split("/", 3)[:3]
@@ -209,8 +228,10 @@ class DevTools:
                 errors.append(f"console.{p['type']}: {args}")
             elif m == "Runtime.exceptionThrown":
                 d = p["exceptionDetails"]
-                errors.append("uncaught exception: "
-                              + d.get("exception", {}).get("description", d.get("text", "")))
+                errors.append(
+                    "uncaught exception: "
+                    + d.get("exception", {}).get("description", d.get("text", ""))
+                )
             elif m == "Log.entryAdded" and p["entry"]["level"] == "error":
                 entry = p["entry"]
                 if entry.get("source") == "network":
@@ -225,21 +246,32 @@ class DevTools:
             box = self.evaluate(
                 f"(() => {{ const e = document.querySelector({json.dumps(around)});"
                 " if (!e) return null; const r = e.getBoundingClientRect();"
-                " return [r.top + window.scrollY, r.bottom + window.scrollY]; })()")
+                " return [r.top + window.scrollY, r.bottom + window.scrollY]; })()"
+            )
             if box is None:
                 raise CheckFailed(f"no {around} on the page to screenshot")
             y = max(0, int(box[0]) - context)
             height = int(box[1]) + 24 - y
-        shot = self.send("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": y, "width": 1280, "height": height, "scale": 1}})
+        shot = self.send(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": y, "width": 1280, "height": height, "scale": 1},
+            },
+        )
         Path(path).write_bytes(base64.b64decode(shot["data"]))
 
 
 #: Chromium's errors for a host it cannot reach (no network or no DNS on this machine).
-OFFLINE_ERRORS = {"net::ERR_NAME_NOT_RESOLVED", "net::ERR_INTERNET_DISCONNECTED",
-                  "net::ERR_ADDRESS_UNREACHABLE", "net::ERR_NETWORK_ACCESS_DENIED",
-                  "net::ERR_PROXY_CONNECTION_FAILED", "net::ERR_CONNECTION_TIMED_OUT"}
+OFFLINE_ERRORS = {
+    "net::ERR_NAME_NOT_RESOLVED",
+    "net::ERR_INTERNET_DISCONNECTED",
+    "net::ERR_ADDRESS_UNREACHABLE",
+    "net::ERR_NETWORK_ACCESS_DENIED",
+    "net::ERR_PROXY_CONNECTION_FAILED",
+    "net::ERR_CONNECTION_TIMED_OUT",
+}
 
 
 def _browser_own(url):
@@ -263,8 +295,11 @@ def check_page(dt, base, rel, offline):
     images = dt.evaluate(IMAGES_JS)
     errors += [f"image not loaded: {im['src']}" for im in images if not im["ok"]]
     if rel.startswith("auto_examples/plot_"):
-        figs = [im for im in images if "sphx-glr-single-img" in im["cls"]
-                or "sphx-glr-multi-img" in im["cls"]]
+        figs = [
+            im
+            for im in images
+            if "sphx-glr-single-img" in im["cls"] or "sphx-glr-multi-img" in im["cls"]
+        ]
         if not figs:
             errors.append("gallery example shows no figure")
     if rel == "auto_examples/index.html":
@@ -277,21 +312,33 @@ def check_page(dt, base, rel, offline):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--html", default=str(ROOT / "docs" / "_build" / "html"),
-                   help="HTML build directory (default: docs/_build/html)")
-    p.add_argument("--shots", default=str(ROOT / "docs"),
-                   help="where to save the screenshots (default: docs/)")
+    p.add_argument(
+        "--html",
+        default=str(ROOT / "docs" / "_build" / "html"),
+        help="HTML build directory (default: docs/_build/html)",
+    )
+    p.add_argument(
+        "--shots", default=str(ROOT / "docs"), help="where to save the screenshots (default: docs/)"
+    )
     p.add_argument("--chromium", help="browser executable (default: chromium on PATH)")
-    p.add_argument("--require-browser", action="store_true",
-                   help="fail (instead of skipping) when Chromium is missing")
+    p.add_argument(
+        "--require-browser",
+        action="store_true",
+        help="fail (instead of skipping) when Chromium is missing",
+    )
     args = p.parse_args(argv)
     html = Path(args.html).resolve()
     if not (html / "index.html").is_file():
-        log(f"{html} has no index.html: build the docs first "
-            "(python -m sphinx -W -b html docs docs/_build/html)")
+        log(
+            f"{html} has no index.html: build the docs first "
+            "(python -m sphinx -W -b html docs docs/_build/html)"
+        )
         return 2
-    pages = sorted(str(f.relative_to(html)) for f in html.rglob("*.html")
-                   if not f.relative_to(html).parts[0].startswith(("_", "asv")))
+    pages = sorted(
+        str(f.relative_to(html))
+        for f in html.rglob("*.html")
+        if not f.relative_to(html).parts[0].startswith(("_", "asv"))
+    )
     if not (html / "asv" / "index.html").is_file():
         log("FAILED: asv/index.html (the dashboard or its placeholder) is missing")
         return 1
@@ -334,8 +381,7 @@ def main(argv=None):
 
         shutil.rmtree(profile, ignore_errors=True)
     for url in sorted(offline):
-        log(f"note: external resource unreachable from this machine (offline), not "
-            f"checked: {url}")
+        log(f"note: external resource unreachable from this machine (offline), not checked: {url}")
     for rel, errors in failures.items():
         for err in errors:
             log(f"FAILED {rel}: {err}")
@@ -346,9 +392,11 @@ def main(argv=None):
     if failures:
         log(f"{len(failures)} of {len(pages)} pages failed")
         return 1
-    log(f"OK: {len(pages)} pages ({len(gallery)} gallery examples) load with no console "
+    log(
+        f"OK: {len(pages)} pages ({len(gallery)} gallery examples) load with no console "
         f"errors and every image present, in {time.time() - start:.0f} s; screenshots in "
-        f"{shots}")
+        f"{shots}"
+    )
     return 0
 
 

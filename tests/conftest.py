@@ -134,8 +134,13 @@ def grid_search_xi(f, k, box=10.0, points=41, levels=12):
     xi to ~1e-12 box, more than the risk needs (it is quadratic at the minimum). Returns (xi, value).
     """
     if k == 1:
-        x, v = _zoom_rows(lambda c: f(c.reshape(-1, 1)).reshape(c.shape),
-                          np.array([-box]), np.array([box]), points, levels)
+        x, v = _zoom_rows(
+            lambda c: f(c.reshape(-1, 1)).reshape(c.shape),
+            np.array([-box]),
+            np.array([box]),
+            points,
+            levels,
+        )
         return x, float(v[0])
     if k != 2:
         raise ValueError("grid search for k = 1 or 2 only")
@@ -144,10 +149,16 @@ def grid_search_xi(f, k, box=10.0, points=41, levels=12):
         def g(c1):
             nodes = np.stack([c1, np.broadcast_to(xi2[:, None], c1.shape)], axis=-1)
             return f(nodes.reshape(-1, 2)).reshape(c1.shape)
+
         return _zoom_rows(g, np.full(xi2.size, -box), np.full(xi2.size, box), points, levels)
 
-    xi2, v = _zoom_rows(lambda c2: inner(c2.ravel())[1].reshape(c2.shape),
-                        np.array([-box]), np.array([box]), points, levels)
+    xi2, v = _zoom_rows(
+        lambda c2: inner(c2.ravel())[1].reshape(c2.shape),
+        np.array([-box]),
+        np.array([box]),
+        points,
+        levels,
+    )
     xi1, v1 = inner(xi2)
     return np.array([xi1[0], xi2[0]]), float(v1[0])
 

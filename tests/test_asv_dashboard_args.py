@@ -20,16 +20,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def dash():
-    spec = importlib.util.spec_from_file_location("asv_dashboard",
-                                                  ROOT / "scripts" / "asv_dashboard.py")
+    spec = importlib.util.spec_from_file_location(
+        "asv_dashboard", ROOT / "scripts" / "asv_dashboard.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def _git(repo, *args):
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +100,9 @@ def test_parse_args(dash, repo):
     assert args.all and args.rev == "main"
     args = dash.parse_args(["--repo", str(path)])
     assert not args.all and args.commits == 2 and args.rev == "HEAD"
-    args = dash.parse_args(["--repo", str(path), "--all", "--rev", "side", "--out", "x",
-                            "--skip-existing"])
+    args = dash.parse_args(
+        ["--repo", str(path), "--all", "--rev", "side", "--out", "x", "--skip-existing"]
+    )
     assert args.rev == "side" and args.skip_existing
     for bad in (["--all", "--commits", "3"], ["--since", "HEAD"], ["--skip-existing"]):
         with pytest.raises(SystemExit) as exc:

@@ -26,9 +26,18 @@ import pytest
 pytest.importorskip("asv")
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ["decomposition", "sweeps", "validation", "workflow", "accuracy", "memory",
-           "jit_compile", "estimators", "runner",
-           "kernel_sd"]
+MODULES = [
+    "decomposition",
+    "sweeps",
+    "validation",
+    "workflow",
+    "accuracy",
+    "memory",
+    "jit_compile",
+    "estimators",
+    "runner",
+    "kernel_sd",
+]
 PREFIXES = ("time_", "track_", "peakmem_", "mem_", "timeraw_")
 
 
@@ -44,9 +53,12 @@ def suite():
 def benchmark_classes(suite):
     for modname, module in suite.items():
         for name, cls in list(vars(module).items()):
-            if (inspect.isclass(cls) and not name.startswith("_")
-                    and cls.__module__ == module.__name__
-                    and any(m.startswith(PREFIXES) for m in dir(cls))):
+            if (
+                inspect.isclass(cls)
+                and not name.startswith("_")
+                and cls.__module__ == module.__name__
+                and any(m.startswith(PREFIXES) for m in dir(cls))
+            ):
                 yield modname, name, cls
 
 
@@ -107,7 +119,8 @@ def test_setup_and_one_call_on_smallest_params(suite, modname):
                     bench.teardown(*params)
             if method.startswith("track_"):
                 assert isinstance(result, (int, float)) and math.isfinite(result), (
-                    f"{name}.{method} returned {result!r}")
+                    f"{name}.{method} returned {result!r}"
+                )
                 assert result > 0, f"{name}.{method} returned {result!r}"
             ran += 1
     assert ran
@@ -136,9 +149,12 @@ def test_mp_reference_one_step_closed_form(suite):
         a = [ri * ri * b + e for ri, b, e in zip(r, bw, nw)]
         us = [(e - b * ri * qi) / ai for e, b, ri, qi, ai in zip(nw, bw, r, q, a)]
         c = mpmath.fsum(ai * qi * ui for ai, qi, ui in zip(a, q, us)) / mpmath.fsum(
-            ai * qi * qi for ai, qi in zip(a, q))
-        want = mpmath.fsum(b * (qi + ri * c * qi) ** 2 + e * (1 - c * qi) ** 2
-                           for b, e, ri, qi in zip(bw, nw, r, q))
+            ai * qi * qi for ai, qi in zip(a, q)
+        )
+        want = mpmath.fsum(
+            b * (qi + ri * c * qi) ** 2 + e * (1 - c * qi) ** 2
+            for b, e, ri, qi in zip(bw, nw, r, q)
+        )
         assert abs(got - want) <= mpmath.mpf(10) ** -40 * abs(want)
 
 
@@ -172,8 +188,11 @@ def test_smoke_subset_selects_every_class(suite):
     combos = all_combinations(suite)
     for regex in common.SMOKE_BENCH:
         assert any(re.search(regex, c) for c in combos), f"{regex} selects nothing"
-    selected = {c.split("(")[0].rsplit(".", 1)[0] for c in combos
-                if any(re.search(r, c) for r in common.SMOKE_BENCH)}
+    selected = {
+        c.split("(")[0].rsplit(".", 1)[0]
+        for c in combos
+        if any(re.search(r, c) for r in common.SMOKE_BENCH)
+    }
     every = {f"{m}.{n}" for m, n, _ in benchmark_classes(suite)}
     assert selected == every
     n_selected = sum(any(re.search(r, c) for r in common.SMOKE_BENCH) for c in combos)
@@ -182,24 +201,45 @@ def test_smoke_subset_selects_every_class(suite):
 
 def test_asv_check(tmp_path):
     conf = json.loads((ROOT / "asv.conf.json").read_text())
-    conf.update(repo=str(ROOT), benchmark_dir=str(ROOT / "benchmarks"),
-                env_dir=str(tmp_path / "env"), results_dir=str(tmp_path / "results"),
-                html_dir=str(tmp_path / "html"))
+    conf.update(
+        repo=str(ROOT),
+        benchmark_dir=str(ROOT / "benchmarks"),
+        env_dir=str(tmp_path / "env"),
+        results_dir=str(tmp_path / "results"),
+        html_dir=str(tmp_path / "html"),
+    )
     path = tmp_path / "asv.conf.json"
     path.write_text(json.dumps(conf))
-    proc = subprocess.run([sys.executable, "-m", "asv", "check", "--python=same",
-                           "--config", str(path)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "asv", "check", "--python=same", "--config", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "No problems found" in proc.stdout
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("FASTSD_ASV_DASHBOARD") != "1",
-                    reason="set FASTSD_ASV_DASHBOARD=1 to build the dashboard (minutes)")
+@pytest.mark.skipif(
+    os.environ.get("FASTSD_ASV_DASHBOARD") != "1",
+    reason="set FASTSD_ASV_DASHBOARD=1 to build the dashboard (minutes)",
+)
 def test_dashboard_reduced(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "asv_dashboard.py"),
-                           "--reduced", "--commits", "2", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "asv_dashboard.py"),
+            "--reduced",
+            "--commits",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     assert "OK in" in proc.stdout

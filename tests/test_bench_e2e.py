@@ -28,8 +28,10 @@ def test_limit_routines_compute_what_decompose_computes(shape):
 
 
 def test_cli_bench_options_reach_the_bench_parser(capsys):
-    for argv, message in ((["bench", "--e2e", "--workloads", "W9"], "unknown ['W9']"),
-                          (["bench", "--repeat", "0"], "--repeat must be >= 1")):
+    for argv, message in (
+        (["bench", "--e2e", "--workloads", "W9"], "unknown ['W9']"),
+        (["bench", "--repeat", "0"], "--repeat must be >= 1"),
+    ):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2

@@ -53,8 +53,7 @@ def test_ridgecv(benchmark, data):
 @pytest.mark.benchmark(group="ridgecv-vs-fastsd")
 def test_fastsd_k0_loo(benchmark, data):
     X, y = data
-    est = benchmark(lambda: _fit(SelfDistilledRidgeCV(lams=LAMS, max_steps=0, tuning="loo"),
-                                 X, y))
+    est = benchmark(lambda: _fit(SelfDistilledRidgeCV(lams=LAMS, max_steps=0, tuning="loo"), X, y))
     assert est.k_ == 0
     assert est.lam_ == RidgeCV(alphas=LAMS).fit(X, y).alpha_
 
@@ -69,8 +68,11 @@ def test_fastsd_k0_gcv(benchmark, data):
 @pytest.mark.parametrize("tuning", ["safe", "loo", "holdout"])
 def test_fastsd_k5(benchmark, data, tuning):
     X, y = data
-    benchmark(lambda: _fit(SelfDistilledRidgeCV(lams=LAMS, max_steps=5, tuning=tuning,
-                                                random_state=0), X, y))
+    benchmark(
+        lambda: _fit(
+            SelfDistilledRidgeCV(lams=LAMS, max_steps=5, tuning=tuning, random_state=0), X, y
+        )
+    )
 
 
 @pytest.mark.benchmark(group="ridgecv-vs-fastsd")

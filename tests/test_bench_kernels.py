@@ -58,8 +58,12 @@ def test_bench_decompose(benchmark, workload, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bench_sweep_risk(benchmark, workload, backend):
     w = workload
-    out = _bench(benchmark, lambda: fastsd.sweep_risk(w["dec"], w["theta"], w["noise_var"],
-                                                      LAMS, XIS, K, backend=backend))
+    out = _bench(
+        benchmark,
+        lambda: fastsd.sweep_risk(
+            w["dec"], w["theta"], w["noise_var"], LAMS, XIS, K, backend=backend
+        ),
+    )
     assert out.shape == (B, LAMS.size, XIS.size, K + 1)
 
 
@@ -67,9 +71,12 @@ def test_bench_sweep_risk(benchmark, workload, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bench_sweep_optimal(benchmark, workload, backend):
     w = workload
-    risk, _ = _bench(benchmark, lambda: fastsd.sweep_optimal(w["dec"], w["theta"],
-                                                             w["noise_var"], LAMS, K,
-                                                             backend=backend))
+    risk, _ = _bench(
+        benchmark,
+        lambda: fastsd.sweep_optimal(
+            w["dec"], w["theta"], w["noise_var"], LAMS, K, backend=backend
+        ),
+    )
     assert risk.shape == (B, LAMS.size, K + 1)
 
 
@@ -77,8 +84,12 @@ def test_bench_sweep_optimal(benchmark, workload, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bench_sweep_mse(benchmark, workload, backend):
     w = workload
-    out = _bench(benchmark, lambda: fastsd.sweep_mse(w["dec"], None, w["X_val"], w["y_val"],
-                                                     LAMS, XIS, K, backend=backend))
+    out = _bench(
+        benchmark,
+        lambda: fastsd.sweep_mse(
+            w["dec"], None, w["X_val"], w["y_val"], LAMS, XIS, K, backend=backend
+        ),
+    )
     assert out.shape == (B, LAMS.size, XIS.size, K + 1)
 
 
@@ -86,8 +97,12 @@ def test_bench_sweep_mse(benchmark, workload, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bench_sweep_optimal_validation(benchmark, workload, backend):
     w = workload
-    mse, _ = _bench(benchmark, lambda: fastsd.sweep_optimal_validation(
-        w["dec"], None, w["X_val"], w["y_val"], LAMS, K, backend=backend))
+    mse, _ = _bench(
+        benchmark,
+        lambda: fastsd.sweep_optimal_validation(
+            w["dec"], None, w["X_val"], w["y_val"], LAMS, K, backend=backend
+        ),
+    )
     assert mse.shape == (B, LAMS.size, K + 1)
 
 
@@ -95,7 +110,18 @@ def test_bench_sweep_optimal_validation(benchmark, workload, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bench_sweep_risk_chunked_min(benchmark, workload, backend):
     w = workload
-    best = _bench(benchmark, lambda: fastsd.sweep_risk_chunked(
-        w["X"], w["theta"], w["noise_var"], LAMS, XIS, K, reduce="min",
-        memory_limit=4 << 20, backend=backend))
+    best = _bench(
+        benchmark,
+        lambda: fastsd.sweep_risk_chunked(
+            w["X"],
+            w["theta"],
+            w["noise_var"],
+            LAMS,
+            XIS,
+            K,
+            reduce="min",
+            memory_limit=4 << 20,
+            backend=backend,
+        ),
+    )
     assert best.risk.shape == (B, K + 1)

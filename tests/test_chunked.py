@@ -87,8 +87,9 @@ def test_risk_chunked_equals_unchunked(xis, backend, tmp_path):
     if backend == "numba":
         assert plan_blocks(B, LAMS.size, _per_problem(n, d), 8 * G * (K + 1), limit) == (1, 3)
     rec = Recorder()
-    got = fastsd.sweep_risk_chunked(X, theta, var, LAMS, xis, K, memory_limit=limit,
-                                    backend=backend, progress=rec)
+    got = fastsd.sweep_risk_chunked(
+        X, theta, var, LAMS, xis, K, memory_limit=limit, backend=backend, progress=rec
+    )
     assert got.shape == full.shape
     assert_allclose(got, full, rtol=RTOL, atol=0)
     # 3 lambdas per block, one problem per block: B * ceil(L / 3) blocks
@@ -97,8 +98,9 @@ def test_risk_chunked_equals_unchunked(xis, backend, tmp_path):
 
     path = tmp_path / "risk.npy"
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=full.shape)
-    ret = fastsd.sweep_risk_chunked(X, theta, var, LAMS, xis, K, memory_limit=limit,
-                                    backend=backend, out=out)
+    ret = fastsd.sweep_risk_chunked(
+        X, theta, var, LAMS, xis, K, memory_limit=limit, backend=backend, out=out
+    )
     assert ret is out
     del out, ret
     assert_allclose(np.load(path, mmap_mode="r"), full, rtol=RTOL, atol=0)
@@ -111,8 +113,9 @@ def test_optimal_chunked_equals_unchunked(backend, tmp_path):
     risk, xi = fastsd.sweep_optimal(X, theta, var, LAMS, K, backend=backend)
     limit = optimal_limit(n, d, 4, backend)
     rec = Recorder()
-    got_risk, got_xi = fastsd.sweep_optimal_chunked(X, theta, var, LAMS, K, memory_limit=limit,
-                                                    backend=backend, progress=rec)
+    got_risk, got_xi = fastsd.sweep_optimal_chunked(
+        X, theta, var, LAMS, K, memory_limit=limit, backend=backend, progress=rec
+    )
     assert_allclose(got_risk, risk, rtol=RTOL, atol=0)
     assert_array_equal(np.isnan(got_xi), np.isnan(xi))
     assert_allclose(got_xi, xi, rtol=1e-12, atol=0)  # NaN positions equal
@@ -124,8 +127,9 @@ def test_optimal_chunked_equals_unchunked(backend, tmp_path):
         np.lib.format.open_memmap(paths[0], mode="w+", dtype=np.float64, shape=risk.shape),
         np.lib.format.open_memmap(paths[1], mode="w+", dtype=np.float64, shape=xi.shape),
     )
-    ret = fastsd.sweep_optimal_chunked(X, theta, var, LAMS, K, memory_limit=limit,
-                                       backend=backend, out=outs)
+    ret = fastsd.sweep_optimal_chunked(
+        X, theta, var, LAMS, K, memory_limit=limit, backend=backend, out=outs
+    )
     assert ret[0] is outs[0] and ret[1] is outs[1]
     del outs, ret
     assert_allclose(np.load(paths[0], mmap_mode="r"), risk, rtol=RTOL, atol=0)
@@ -136,17 +140,27 @@ def test_decomposition_input_and_single_block(tmp_path):
     X, theta, var = make_batch(2)
     dec = fastsd.decompose(X)
     full = fastsd.sweep_risk(X, theta, var, LAMS, XIS, K)
-    assert_allclose(fastsd.sweep_risk_chunked(dec, theta, var, LAMS, XIS, K,
-                                              memory_limit=risk_limit(20, 5, 4, 3)),
-                    full, rtol=RTOL, atol=0)
+    assert_allclose(
+        fastsd.sweep_risk_chunked(
+            dec, theta, var, LAMS, XIS, K, memory_limit=risk_limit(20, 5, 4, 3)
+        ),
+        full,
+        rtol=RTOL,
+        atol=0,
+    )
     # default memory_limit: a single block
     rec = Recorder()
-    assert_allclose(fastsd.sweep_risk_chunked(X, theta, var, LAMS, XIS, K, progress=rec),
-                    full, rtol=RTOL, atol=0)
+    assert_allclose(
+        fastsd.sweep_risk_chunked(X, theta, var, LAMS, XIS, K, progress=rec),
+        full,
+        rtol=RTOL,
+        atol=0,
+    )
     assert rec.calls == [(1, 1)]
     risk, _ = fastsd.sweep_optimal(X, theta, var, LAMS, K)
-    got, _ = fastsd.sweep_optimal_chunked(dec, theta, var, LAMS, K,
-                                          memory_limit=optimal_limit(20, 5, 3))
+    got, _ = fastsd.sweep_optimal_chunked(
+        dec, theta, var, LAMS, K, memory_limit=optimal_limit(20, 5, 3)
+    )
     assert_allclose(got, risk, rtol=RTOL, atol=0)
 
 
@@ -162,17 +176,20 @@ def test_memmap_X(which, tmp_path):
     Xm = np.memmap(path, dtype=np.float64, mode="r", shape=X.shape)
     if which == "risk":
         want = fastsd.sweep_risk(X, theta, var, LAMS, XIS, K)
-        got = fastsd.sweep_risk_chunked(Xm, theta, var, LAMS, XIS, K,
-                                        memory_limit=risk_limit(20, 5, 4, 4))
+        got = fastsd.sweep_risk_chunked(
+            Xm, theta, var, LAMS, XIS, K, memory_limit=risk_limit(20, 5, 4, 4)
+        )
         assert_allclose(got, want, rtol=RTOL, atol=0)
-        best = fastsd.sweep_risk_chunked(Xm, theta, var, LAMS, XIS, K, reduce="min",
-                                         memory_limit=risk_limit(20, 5, 4, 4))
+        best = fastsd.sweep_risk_chunked(
+            Xm, theta, var, LAMS, XIS, K, reduce="min", memory_limit=risk_limit(20, 5, 4, 4)
+        )
         flat = np.moveaxis(want, -1, 1).reshape(4, K + 1, -1)
         assert_allclose(best.risk, flat.min(axis=-1), rtol=RTOL, atol=0)
     else:
         want, _ = fastsd.sweep_optimal(X, theta, var, LAMS, K)
-        got, _ = fastsd.sweep_optimal_chunked(Xm, theta, var, LAMS, K,
-                                              memory_limit=optimal_limit(20, 5, 4))
+        got, _ = fastsd.sweep_optimal_chunked(
+            Xm, theta, var, LAMS, K, memory_limit=optimal_limit(20, 5, 4)
+        )
         assert_allclose(got, want, rtol=RTOL, atol=0)
 
 
@@ -188,10 +205,12 @@ def test_risk_reduce_min_is_min_and_argmin_of_full(xis, backend):
     B = X.shape[0]
     G = xis.shape[0]
     limit = risk_limit(20, 5, G, 3, backend)
-    full = fastsd.sweep_risk_chunked(X, theta, var, LAMS, xis, K, memory_limit=limit,
-                                     backend=backend)
-    best = fastsd.sweep_risk_chunked(X, theta, var, LAMS, xis, K, reduce="min",
-                                     memory_limit=limit, backend=backend)
+    full = fastsd.sweep_risk_chunked(
+        X, theta, var, LAMS, xis, K, memory_limit=limit, backend=backend
+    )
+    best = fastsd.sweep_risk_chunked(
+        X, theta, var, LAMS, xis, K, reduce="min", memory_limit=limit, backend=backend
+    )
     assert isinstance(best, fastsd.BestRisk)
     assert best.xi is None
     assert best.risk.shape == best.lam_index.shape == best.xi_index.shape == (B, K + 1)
@@ -206,8 +225,9 @@ def test_risk_reduce_min_is_min_and_argmin_of_full(xis, backend):
             assert full[b, best.lam_index[b, k], best.xi_index[b, k], k] == best.risk[b, k]
     # and against the unchunked sweep
     unchunked = fastsd.sweep_risk(X, theta, var, LAMS, xis, K, backend=backend)
-    assert_allclose(best.risk, np.moveaxis(unchunked, -1, 1).reshape(B, K + 1, -1).min(-1),
-                    rtol=RTOL, atol=0)
+    assert_allclose(
+        best.risk, np.moveaxis(unchunked, -1, 1).reshape(B, K + 1, -1).min(-1), rtol=RTOL, atol=0
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -215,11 +235,13 @@ def test_optimal_reduce_min_is_min_and_argmin_of_full(backend):
     X, theta, var = make_batch(5)
     B = X.shape[0]
     limit = optimal_limit(20, 5, 3, backend)
-    risk, xi = fastsd.sweep_optimal_chunked(X, theta, var, LAMS, K, memory_limit=limit,
-                                            backend=backend)
+    risk, xi = fastsd.sweep_optimal_chunked(
+        X, theta, var, LAMS, K, memory_limit=limit, backend=backend
+    )
     rec = Recorder()
-    best = fastsd.sweep_optimal_chunked(X, theta, var, LAMS, K, reduce="min",
-                                        memory_limit=limit, backend=backend, progress=rec)
+    best = fastsd.sweep_optimal_chunked(
+        X, theta, var, LAMS, K, reduce="min", memory_limit=limit, backend=backend, progress=rec
+    )
     assert_progress_complete(rec)
     assert rec.calls[-1][1] > B  # blocks along problems and lambdas
     assert isinstance(best, fastsd.BestRisk)
@@ -239,11 +261,13 @@ def test_reduce_min_ties_keep_first_lambda():
     """Identical lambdas (exact ties across blocks) report the first index."""
     X, theta, var = make_batch(6, B=3)
     lams = np.array([1.0] * 7)
-    best = fastsd.sweep_risk_chunked(X, theta, var, lams, XIS, K, reduce="min",
-                                     memory_limit=risk_limit(20, 5, 4, 2))
+    best = fastsd.sweep_risk_chunked(
+        X, theta, var, lams, XIS, K, reduce="min", memory_limit=risk_limit(20, 5, 4, 2)
+    )
     assert_array_equal(best.lam_index, 0)
-    best = fastsd.sweep_optimal_chunked(X, theta, var, lams, K, reduce="min",
-                                        memory_limit=optimal_limit(20, 5, 2))
+    best = fastsd.sweep_optimal_chunked(
+        X, theta, var, lams, K, reduce="min", memory_limit=optimal_limit(20, 5, 2)
+    )
     assert_array_equal(best.lam_index, 0)
 
 
@@ -273,12 +297,16 @@ def test_peak_memory_under_limit(which, case, backend):
         assert B * L * G * (steps + 1) * 8 > limit  # the full result would not fit
 
         def run():
-            return fastsd.sweep_risk_chunked(X, theta, 1.0, lams, xis, steps, reduce="min",
-                                             memory_limit=limit, backend=backend)
+            return fastsd.sweep_risk_chunked(
+                X, theta, 1.0, lams, xis, steps, reduce="min", memory_limit=limit, backend=backend
+            )
     else:
+
         def run():
-            return fastsd.sweep_optimal_chunked(X, theta, 1.0, lams, steps, reduce="min",
-                                                memory_limit=limit, backend=backend)
+            return fastsd.sweep_optimal_chunked(
+                X, theta, 1.0, lams, steps, reduce="min", memory_limit=limit, backend=backend
+            )
+
     run()  # warm-up (JIT, lazily allocated module state)
     tracemalloc.start()
     try:
@@ -295,11 +323,14 @@ def test_memory_limit_errors(which):
     X, theta, var = make_batch(8)
     lams = np.logspace(-8, 8, 40)
     if which == "risk":
+
         def run(**kw):
             return fastsd.sweep_risk_chunked(X, theta, var, lams, XIS, K, **kw)
     else:
+
         def run(**kw):
             return fastsd.sweep_optimal_chunked(X, theta, var, lams, K, **kw)
+
     # too small for a single problem
     for limit in (1, 1000, _per_problem(20, 5)):
         with pytest.raises(ValueError, match="memory_limit"):
@@ -310,7 +341,7 @@ def test_memory_limit_errors(which):
         with pytest.raises(ValueError, match="memory_limit"):
             run(memory_limit=limit)
     # blocks fit, but the full result does not and no out= is given
-    limit = (risk_limit(20, 5, 4, 2) if which == "risk" else optimal_limit(20, 5, 2))
+    limit = risk_limit(20, 5, 4, 2) if which == "risk" else optimal_limit(20, 5, 2)
     full = 5 * lams.size * (4 * (K + 1) if which == "risk" else K + 1 + K * K) * 8
     assert full > limit
     with pytest.raises(ValueError, match="memory_limit"):
@@ -367,19 +398,23 @@ def test_interrupted_run_keeps_finished_blocks(which, tmp_path):
         want_risk, want_xi = fastsd.sweep_optimal(X, theta, var, LAMS, K)
         shapes = [want_risk.shape, want_xi.shape]
     paths = [tmp_path / f"out{i}.npy" for i in range(len(shapes))]
-    outs = [np.lib.format.open_memmap(p, mode="w+", dtype=np.float64, shape=s)
-            for p, s in zip(paths, shapes)]
+    outs = [
+        np.lib.format.open_memmap(p, mode="w+", dtype=np.float64, shape=s)
+        for p, s in zip(paths, shapes)
+    ]
     for o in outs:
         o[:] = -1.0  # sentinel: never a risk
         o.flush()
     rec = Recorder(stop_after=3)
     with pytest.raises(KeyboardInterrupt):
         if which == "risk":
-            fastsd.sweep_risk_chunked(X, theta, var, LAMS, XIS, K, memory_limit=limit,
-                                      out=outs[0], progress=rec)
+            fastsd.sweep_risk_chunked(
+                X, theta, var, LAMS, XIS, K, memory_limit=limit, out=outs[0], progress=rec
+            )
         else:
-            fastsd.sweep_optimal_chunked(X, theta, var, LAMS, K, memory_limit=limit,
-                                         out=tuple(outs), progress=rec)
+            fastsd.sweep_optimal_chunked(
+                X, theta, var, LAMS, K, memory_limit=limit, out=tuple(outs), progress=rec
+            )
     total = B * -(-LAMS.size // lb)
     assert rec.calls == [(1, total), (2, total), (3, total)]
     del outs
@@ -399,12 +434,22 @@ def test_interrupted_run_keeps_finished_blocks(which, tmp_path):
 def test_progress_callable_every_block():
     X, theta, var = make_batch(11, B=4)
     rec = Recorder()
-    fastsd.sweep_risk_chunked(X, theta, var, LAMS, XIS, K, reduce="min",
-                              memory_limit=risk_limit(20, 5, 4, 5), progress=rec)
+    fastsd.sweep_risk_chunked(
+        X,
+        theta,
+        var,
+        LAMS,
+        XIS,
+        K,
+        reduce="min",
+        memory_limit=risk_limit(20, 5, 4, 5),
+        progress=rec,
+    )
     assert_progress_complete(rec)
     assert rec.calls[-1] == (8, 8)  # 4 problems x 2 lambda blocks
     rec = Recorder()
-    fastsd.sweep_optimal_chunked(X, theta, var, LAMS, K, memory_limit=optimal_limit(20, 5, 10),
-                                 progress=rec)
+    fastsd.sweep_optimal_chunked(
+        X, theta, var, LAMS, K, memory_limit=optimal_limit(20, 5, 10), progress=rec
+    )
     assert_progress_complete(rec)
     assert rec.calls[-1] == (4, 4)  # one problem per block, all lambdas

@@ -45,8 +45,7 @@ block = 2
 """
 
 
-@pytest.mark.parametrize("command", [[], ["reproduce"], ["sweep"], ["export"], ["plot"],
-                                     ["info"]])
+@pytest.mark.parametrize("command", [[], ["reproduce"], ["sweep"], ["export"], ["plot"], ["info"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main(command + ["--help"])
@@ -74,7 +73,9 @@ def test_sweep_oracle_matches_api(tmp_path, npz_problems, capsys):
 
 def test_sweep_fixed(tmp_path, npz_problems):
     _, X, theta = npz_problems
-    body = ORACLE.format(selection="fixed").replace("max_steps = 3", "max_steps = 2\nxis = [0.0, 0.5, 2.0]")
+    body = ORACLE.format(selection="fixed").replace(
+        "max_steps = 3", "max_steps = 2\nxis = [0.0, 0.5, 2.0]"
+    )
     cfg = write_config(tmp_path, body)
     assert main(["sweep", str(cfg), "--no-progress"]) == 0
     ds = fastsd.load_sweep(tmp_path / "out").to_xarray()
@@ -89,7 +90,9 @@ def test_sweep_validation_on_csv(tmp_path):
     data = rng.normal(size=(60, 4))
     data[:, -1] = data[:, :3] @ [1.0, -2.0, 0.5] + 0.1 * rng.normal(size=60)
     np.savetxt(tmp_path / "data.csv", data, delimiter=",")
-    cfg = write_config(tmp_path, """
+    cfg = write_config(
+        tmp_path,
+        """
 [problems]
 source = "csv"
 path = "data.csv"
@@ -99,7 +102,8 @@ max_steps = 2
 [run]
 selection = "validation"
 output = "out"
-""")
+""",
+    )
     assert main(["sweep", str(cfg), "--no-progress"]) == 0
     frame = fastsd.load_sweep(tmp_path / "out").to_dataframe()
     assert len(frame) == 3 * 3
@@ -146,15 +150,25 @@ BAD_CONFIGS = [
     ("[problems]\nsource = 'nope'\n[grid]\nlams = [1.0]\n", "problems.source"),
     ("[problems]\nsource = 'npz'\npath = 'missing.npz'\n[grid]\nlams = [1.0]\n", "problems.path"),
     ("[problems]\nsource = 'npz'\npath = 'problems.npz'\n[grid]\nlams = [-1.0]\n", "grid.lams"),
-    ("[problems]\nsource = 'npz'\npath = 'problems.npz'\n[grid]\nlams = [1.0]\nmax_steps = -1\n",
-     "grid.max_steps"),
-    ("[problems]\nsource = 'npz'\npath = 'problems.npz'\n[grid]\nlams = [1.0]\n"
-     "[run]\nselection = 'fixed'\n", "grid.xis"),
-    ("[problems]\nsource = 'npz'\npath = 'problems.npz'\n[grid]\nlams = [1.0]\n"
-     "[run]\nbackend = 'gpu'\n", "run.backend"),
+    (
+        "[problems]\nsource = 'npz'\npath = 'problems.npz'\n[grid]\nlams = [1.0]\nmax_steps = -1\n",
+        "grid.max_steps",
+    ),
+    (
+        "[problems]\nsource = 'npz'\npath = 'problems.npz'\n[grid]\nlams = [1.0]\n"
+        "[run]\nselection = 'fixed'\n",
+        "grid.xis",
+    ),
+    (
+        "[problems]\nsource = 'npz'\npath = 'problems.npz'\n[grid]\nlams = [1.0]\n"
+        "[run]\nbackend = 'gpu'\n",
+        "run.backend",
+    ),
     ("[problems\nsource = ", "invalid TOML"),
-    ("[problems]\nsource = 'npz'\npath = 'problems.npz'\n[grid]\nlams = [1.0]\n[extra]\n",
-     "unknown section [extra]"),
+    (
+        "[problems]\nsource = 'npz'\npath = 'problems.npz'\n[grid]\nlams = [1.0]\n[extra]\n",
+        "unknown section [extra]",
+    ),
 ]
 
 
@@ -168,8 +182,11 @@ def test_bad_config_one_line_error(tmp_path, npz_problems, capsys, body, message
 
 
 def test_missing_config_in_subprocess(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "fastsd", "sweep", str(tmp_path / "none.toml")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastsd", "sweep", str(tmp_path / "none.toml")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "not found" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -179,18 +196,39 @@ def test_reproduce_quick_end_to_end(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "report"
     proc = subprocess.run(
-        [sys.executable, "-m", "fastsd", "reproduce", "--quick", "--no-progress", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "fastsd",
+            "reproduce",
+            "--quick",
+            "--no-progress",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     for name in ("mobahi_rounds.png", "borup_weighting.png", "teacher_student_map.png"):
         assert (out / "kernel" / name).stat().st_size > 0, name  # issue 11's kernel studies
     assert "Mobahi et al. (constrained pure SD" in (out / "summary.md").read_text()
-    for name in ("summary.md", "uci_runs.csv", "uci_table.csv", "uci_alignment.csv",
-                 "uci_alignment.png", "uci_test_mse.png", "tuning_rules.md",
-                 "synthetic/gain_vs_rank.png", "synthetic/gain_vs_rank.csv",
-                 "tuning_summary.csv", "tuning_change.png", "learning_curves.csv",
-                 "learning_curves.png"):
+    for name in (
+        "summary.md",
+        "uci_runs.csv",
+        "uci_table.csv",
+        "uci_alignment.csv",
+        "uci_alignment.png",
+        "uci_test_mse.png",
+        "tuning_rules.md",
+        "synthetic/gain_vs_rank.png",
+        "synthetic/gain_vs_rank.csv",
+        "tuning_summary.csv",
+        "tuning_change.png",
+        "learning_curves.csv",
+        "learning_curves.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     table = read_csv(out / "uci_table.csv")
     assert sorted(set(table["dataset"])) == ["air_quality", "airfoil", "appliances_energy"]

@@ -74,15 +74,44 @@ def cluster():
     procs = []
     quiet = dict(env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        procs.append(subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host",
-                                       "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                                      **quiet))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dask",
+                    "scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--no-dashboard",
+                ],
+                **quiet,
+            )
+        )
         workers = {}
         for name, nthreads in (("w1", 1), ("w2", 2)):
             workers[name] = subprocess.Popen(
-                [sys.executable, "-m", "dask", "worker", address, "--name", name, "--nthreads",
-                 str(nthreads), "--no-nanny", "--no-dashboard", "--host", "127.0.0.1",
-                 "--death-timeout", "60"], **quiet)
+                [
+                    sys.executable,
+                    "-m",
+                    "dask",
+                    "worker",
+                    address,
+                    "--name",
+                    name,
+                    "--nthreads",
+                    str(nthreads),
+                    "--no-nanny",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                    "--death-timeout",
+                    "60",
+                ],
+                **quiet,
+            )
             procs.append(workers[name])
         client = distributed.Client(address, timeout="60s")
         try:
@@ -110,8 +139,9 @@ def test_dask_workers_sigkill_mid_run(cluster, tmp_path, capsys):
     import numba
 
     for name, want in (("w1", 1), ("w2", min(2, numba.config.NUMBA_NUM_THREADS))):
-        fut = client.submit(_run_on_worker, probe, numba, pure=False,
-                            workers=[_worker_address(client, name)])
+        fut = client.submit(
+            _run_on_worker, probe, numba, pure=False, workers=[_worker_address(client, name)]
+        )
         assert fut.result(timeout=60) == want
 
     (tmp_path / "sweep.toml").write_text(CONFIG.format(output="in-process"))
@@ -139,8 +169,20 @@ def test_dask_workers_sigkill_mid_run(cluster, tmp_path, capsys):
     assert got.identical(reference)
 
     # the CLI with --scheduler tcp://... on the surviving worker, resuming nothing
-    assert main(["sweep", str(tmp_path / "sweep.toml"), "--no-progress", "--output",
-                 str(tmp_path / "cli"), "--scheduler", address]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                str(tmp_path / "sweep.toml"),
+                "--no-progress",
+                "--output",
+                str(tmp_path / "cli"),
+                "--scheduler",
+                address,
+            ]
+        )
+        == 0
+    )
     assert fastsd.load_sweep(tmp_path / "cli").to_xarray().load().identical(reference)
 
 
@@ -150,16 +192,21 @@ def test_chunked_sweeps_with_a_client_equal_in_process():
     X = rng.normal(size=(6, 20, 5))
     theta = rng.normal(size=(6, 5))
     lams = np.concatenate([np.logspace(-3, 3, 6), np.ones(4)])  # exact ties across blocks
-    with distributed.Client(processes=False, n_workers=2, threads_per_worker=1,
-                            dashboard_address=None) as client, warnings.catch_warnings():
+    with (
+        distributed.Client(
+            processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None
+        ) as client,
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore", fastsd.IllConditionedXiWarning)
         for reduce in (None, "min"):
             kw = dict(reduce=reduce, memory_limit=12_000)
             want = fastsd.sweep_optimal_chunked(X, theta, 0.5, lams, 3, **kw)
             got = fastsd.sweep_optimal_chunked(X, theta, 0.5, lams, 3, client=client, **kw)
             want_r = fastsd.sweep_risk_chunked(X, theta, 0.5, lams, [0.0, 0.7], 3, **kw)
-            got_r = fastsd.sweep_risk_chunked(X, theta, 0.5, lams, [0.0, 0.7], 3,
-                                              client=client, **kw)
+            got_r = fastsd.sweep_risk_chunked(
+                X, theta, 0.5, lams, [0.0, 0.7], 3, client=client, **kw
+            )
             if reduce is None:
                 np.testing.assert_array_equal(got[0], want[0])
                 np.testing.assert_array_equal(got[1], want[1])
@@ -167,15 +214,29 @@ def test_chunked_sweeps_with_a_client_equal_in_process():
             else:
                 for field in ("risk", "lam_index", "xi_index", "xi"):
                     np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
-                    np.testing.assert_array_equal(getattr(got_r, field),
-                                                  getattr(want_r, field))
+                    np.testing.assert_array_equal(getattr(got_r, field), getattr(want_r, field))
 
 
 def test_scheduler_local_2_from_the_cli(tmp_path):
-    (tmp_path / "sweep.toml").write_text(CONFIG.format(output="out").replace(
-        "ranks = [2, 3, 4, 5, 6, 7, 8, 2, 3, 4, 5, 6, 7, 8]", "ranks = [2, 3, 4]"))
+    (tmp_path / "sweep.toml").write_text(
+        CONFIG.format(output="out").replace(
+            "ranks = [2, 3, 4, 5, 6, 7, 8, 2, 3, 4, 5, 6, 7, 8]", "ranks = [2, 3, 4]"
+        )
+    )
     assert main(["sweep", str(tmp_path / "sweep.toml"), "--no-progress"]) == 0
     reference = fastsd.load_sweep(tmp_path / "out").to_xarray().load()
-    assert main(["sweep", str(tmp_path / "sweep.toml"), "--no-progress", "--output",
-                 str(tmp_path / "local"), "--scheduler", "local:2"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                str(tmp_path / "sweep.toml"),
+                "--no-progress",
+                "--output",
+                str(tmp_path / "local"),
+                "--scheduler",
+                "local:2",
+            ]
+        )
+        == 0
+    )
     assert fastsd.load_sweep(tmp_path / "local").to_xarray().load().identical(reference)

@@ -50,11 +50,19 @@ SHAPES = {
 }
 
 AQ_INPUTS = [
-    "PT08.S1(CO)", "PT08.S2(NMHC)", "PT08.S3(NOx)", "PT08.S4(NO2)",
-    "PT08.S5(O3)", "T", "RH", "AH",
+    "PT08.S1(CO)",
+    "PT08.S2(NMHC)",
+    "PT08.S3(NOx)",
+    "PT08.S4(NO2)",
+    "PT08.S5(O3)",
+    "T",
+    "RH",
+    "AH",
 ]
 AEP_INPUTS = (
-    ["lights"] + [f"T{i}" for i in range(1, 10)] + [f"RH_{i}" for i in range(1, 10)]
+    ["lights"]
+    + [f"T{i}" for i in range(1, 10)]
+    + [f"RH_{i}" for i in range(1, 10)]
     + ["T_out", "Press_mm_hg", "RH_out", "Windspeed", "Visibility", "Tdewpoint"]
 )
 
@@ -70,6 +78,7 @@ def raw_text(name):
 
 
 # ---------------------------------------------------------------- checksums
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_packaged_file_checksums(name):
@@ -138,6 +147,7 @@ def test_recompressed_copy_rejected(tmp_path):
 
 
 # ---------------------------------------------------------------- contents
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_shapes_dtypes_finite(name):
@@ -242,6 +252,7 @@ def test_cache_returns_copies():
 
 # ---------------------------------------------------------------- splitting
 
+
 def toy(n=50, d=3, seed=0):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(n, d)) * [1.0, 10.0, 0.1] + [0.0, 5.0, -3.0], rng.normal(size=n)
@@ -254,8 +265,11 @@ def test_split_sizes_disjoint_cover():
     assert (len(s.train_idx), len(s.val_idx), len(s.test_idx)) == (901, 301, 301)
     all_idx = np.concatenate([s.train_idx, s.val_idx, s.test_idx])
     assert_array_equal(np.sort(all_idx), np.arange(n))  # disjoint and covering
-    for Xp, yp, idx in [(s.X_train, s.y_train, s.train_idx), (s.X_val, s.y_val, s.val_idx),
-                        (s.X_test, s.y_test, s.test_idx)]:
+    for Xp, yp, idx in [
+        (s.X_train, s.y_train, s.train_idx),
+        (s.X_val, s.y_val, s.val_idx),
+        (s.X_test, s.y_test, s.test_idx),
+    ]:
         assert Xp.shape == (len(idx), 5) and yp.shape == (len(idx),)
         assert_array_equal(Xp, X[idx])
         assert_array_equal(yp, y[idx])
@@ -324,6 +338,7 @@ def test_split_does_not_modify_inputs():
 
 # ---------------------------------------------------------------- standardize
 
+
 def test_standardize_uses_training_statistics_only():
     X, y = toy(n=200)
     s = ds.split_dataset(X, y, seed=3)
@@ -380,6 +395,7 @@ def test_standardize_bad_inputs():
 
 
 # ---------------------------------------------------------------- load_split
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_load_split(name):

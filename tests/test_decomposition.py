@@ -38,7 +38,9 @@ def test_shapes_rank_and_reconstruction(design, kind, method):
     # eigenvalues agree with an SVD up to the Gram route's absolute error
     # (~ max(n, d) eps s_max^2)
     s_ref = np.linalg.svd(X, compute_uv=False)[:p]
-    assert_allclose(dec.s2, np.where(live, s_ref**2, 0.0), rtol=0, atol=10 * max(n, d) * EPS * scale**2)
+    assert_allclose(
+        dec.s2, np.where(live, s_ref**2, 0.0), rtol=0, atol=10 * max(n, d) * EPS * scale**2
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -54,10 +56,17 @@ def test_svd_and_default_agree(design, relerr, kind):
     assert_allclose(d_auto.s2, d_svd.s2, rtol=0, atol=10 * max(X.shape) * EPS * scale)
     lams = np.array([0.0, 1e-3, 1.0, 1e3])
     for xi in ([], [0.5, 1.5], [2.0, -1.0, 0.4, 1.1]):
-        assert relerr(fastsd.self_distill(d_auto, y, lams, xi),
-                      fastsd.self_distill(d_svd, y, lams, xi)) <= 1e-10
-        assert_allclose(fastsd.excess_risk(d_auto, theta_star, 0.3, lams, xi),
-                        fastsd.excess_risk(d_svd, theta_star, 0.3, lams, xi), rtol=1e-10)
+        assert (
+            relerr(
+                fastsd.self_distill(d_auto, y, lams, xi), fastsd.self_distill(d_svd, y, lams, xi)
+            )
+            <= 1e-10
+        )
+        assert_allclose(
+            fastsd.excess_risk(d_auto, theta_star, 0.3, lams, xi),
+            fastsd.excess_risk(d_svd, theta_star, 0.3, lams, xi),
+            rtol=1e-10,
+        )
 
 
 def test_svd_method_resolves_small_singular_values(spectrum_design):
@@ -87,7 +96,9 @@ def test_batched_equals_single(design, kind, method):
         assert_allclose(dec.s2[b], one.s2, rtol=0, atol=10 * max(Xs.shape[1:]) * EPS * scale)
         assert int(dec.rank[b]) == int(one.rank)
         # singular vectors are defined up to sign/rotation: compare invariants
-        assert_allclose(dec.U[b] * np.sqrt(dec.s2[b]) @ dec.V[b].T, Xs[b], atol=1e-12 * np.sqrt(scale))
+        assert_allclose(
+            dec.U[b] * np.sqrt(dec.s2[b]) @ dec.V[b].T, Xs[b], atol=1e-12 * np.sqrt(scale)
+        )
         assert_allclose(dec.y_norm2[b], ys[b] @ ys[b], rtol=1e-14)
 
 
@@ -108,7 +119,9 @@ def test_stored_y_projection(design, kind):
     X, _ = design(kind, 2)
     y = np.random.default_rng(2).normal(size=X.shape[0])
     dec = fastsd.decompose(X, y)
-    assert_allclose(dec.z, dec.V.T @ (X.T @ y), atol=1e-12 * np.linalg.norm(X) ** 2 * np.linalg.norm(y))
+    assert_allclose(
+        dec.z, dec.V.T @ (X.T @ y), atol=1e-12 * np.linalg.norm(X) ** 2 * np.linalg.norm(y)
+    )
     assert_allclose(dec.y_norm2, y @ y, rtol=1e-14)
     assert fastsd.decompose(X).z is None
 
@@ -126,17 +139,27 @@ def test_every_entry_point_accepts_decomposition(design, kind):
     xi = [0.3, 1.7]
     dec, dec_y = fastsd.decompose(X), fastsd.decompose(X, y)
     for D, yy in ((dec, y), (dec_y, None), (dec_y, y)):
-        assert_allclose(fastsd.self_distill(D, yy, lams, xi), fastsd.self_distill(X, y, lams, xi),
-                        rtol=1e-13, atol=0)
+        assert_allclose(
+            fastsd.self_distill(D, yy, lams, xi),
+            fastsd.self_distill(X, y, lams, xi),
+            rtol=1e-13,
+            atol=0,
+        )
         got = fastsd.optimal_xi_validation(D, yy, X_val, y_val, lams, 2)
         want = fastsd.optimal_xi_validation(X, y, X_val, y_val, lams, 2)
         assert_allclose(got[0], want[0], rtol=1e-12)
         assert_allclose(got[1], want[1], rtol=1e-12)
     for D in (dec, dec_y):
-        assert_allclose(fastsd.excess_risk(D, theta_star, 0.5, lams, xi),
-                        fastsd.excess_risk(X, theta_star, 0.5, lams, xi), rtol=1e-13)
-        assert_allclose(fastsd.oracle_risk(D, theta_star, 0.5, lams),
-                        fastsd.oracle_risk(X, theta_star, 0.5, lams), rtol=1e-13)
+        assert_allclose(
+            fastsd.excess_risk(D, theta_star, 0.5, lams, xi),
+            fastsd.excess_risk(X, theta_star, 0.5, lams, xi),
+            rtol=1e-13,
+        )
+        assert_allclose(
+            fastsd.oracle_risk(D, theta_star, 0.5, lams),
+            fastsd.oracle_risk(X, theta_star, 0.5, lams),
+            rtol=1e-13,
+        )
         got = fastsd.optimal_xi(D, theta_star, 0.5, lams, 2)
         want = fastsd.optimal_xi(X, theta_star, 0.5, lams, 2)
         assert_allclose(got[0], want[0], rtol=1e-12)
@@ -202,7 +225,12 @@ def test_accuracy_against_extended_precision(spectrum_design, cond, shape, route
         err, cut, vals, ref_vals = np.abs(got - ref), c / 10 * ref[0], got, ref
         bound = c * ref[0]
     else:
-        err, cut, vals, ref_vals = np.abs(dec.s2[:p] - ref**2), c / 10 * ref[0] ** 2, dec.s2[:p], ref**2
+        err, cut, vals, ref_vals = (
+            np.abs(dec.s2[:p] - ref**2),
+            c / 10 * ref[0] ** 2,
+            dec.s2[:p],
+            ref**2,
+        )
         bound = c * ref[0] ** 2
     clear = np.abs(np.log10(ref_vals / cut)) > 1
     assert np.all(err <= bound), (err / bound).max()
@@ -225,13 +253,22 @@ def test_qr_route_agrees_with_svd(design, kind):
     d_qr, d_svd = fastsd.decompose(X, y, method="qr_svd"), fastsd.decompose(X, y, method="svd")
     assert d_qr.method == "qr_svd" and int(d_qr.rank) == rank == int(d_svd.rank)
     s_max = np.sqrt(d_svd.s2[0])
-    assert_allclose(np.sqrt(d_qr.s2), np.sqrt(d_svd.s2), rtol=0, atol=10 * max(X.shape) * EPS * s_max)
+    assert_allclose(
+        np.sqrt(d_qr.s2), np.sqrt(d_svd.s2), rtol=0, atol=10 * max(X.shape) * EPS * s_max
+    )
     assert_allclose((d_qr.U * d_qr.s) @ d_qr.V.T, X, atol=1e-12 * s_max)
     lams = np.array([0.0, 1e-3, 1.0, 1e3])
-    assert_allclose(fastsd.excess_risk(d_qr, theta, 0.3, lams, [0.5, 1.5]),
-                    fastsd.excess_risk(d_svd, theta, 0.3, lams, [0.5, 1.5]), rtol=1e-10)
-    assert_allclose(fastsd.self_distill(d_qr, None, lams, [0.5]),
-                    fastsd.self_distill(d_svd, None, lams, [0.5]), rtol=1e-9, atol=1e-12)
+    assert_allclose(
+        fastsd.excess_risk(d_qr, theta, 0.3, lams, [0.5, 1.5]),
+        fastsd.excess_risk(d_svd, theta, 0.3, lams, [0.5, 1.5]),
+        rtol=1e-10,
+    )
+    assert_allclose(
+        fastsd.self_distill(d_qr, None, lams, [0.5]),
+        fastsd.self_distill(d_svd, None, lams, [0.5]),
+        rtol=1e-9,
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -240,8 +277,11 @@ def test_qr_route_agrees_with_svd(design, kind):
 def test_blas_path_equals_stacked_numpy_path(design, kind, batch, threads, monkeypatch):
     """The per-problem dsyrk + dsyevd path (taken above SERIAL_FLOPS) against NumPy's
     stacked path on rank-deficient, wide and duplicated-column designs."""
-    X = design(kind, 9)[0] if batch is None else np.stack([design(kind, 9 + b)[0]
-                                                            for b in range(batch)])
+    X = (
+        design(kind, 9)[0]
+        if batch is None
+        else np.stack([design(kind, 9 + b)[0] for b in range(batch)])
+    )
     rng = np.random.default_rng(9)
     y, theta = rng.normal(size=X.shape[:-1]), rng.normal(size=X.shape[:1] + X.shape[-1:])
     theta = theta if batch else theta[0]
@@ -253,10 +293,17 @@ def test_blas_path_equals_stacked_numpy_path(design, kind, batch, threads, monke
     assert np.array_equal(got.rank, want.rank)
     assert_allclose(got.s2, want.s2, rtol=0, atol=10 * max(n, d) * EPS * scale)
     lams = np.array([0.0, 1e-2, 1.0, 1e2])
-    assert_allclose(fastsd.sweep_risk(got, theta, 0.5, lams, [0.5, 1.5], 3),
-                    fastsd.sweep_risk(want, theta, 0.5, lams, [0.5, 1.5], 3), rtol=1e-10)
-    assert_allclose(fastsd.self_distill(got, None, lams, [0.5]),
-                    fastsd.self_distill(want, None, lams, [0.5]), rtol=1e-9, atol=1e-12)
+    assert_allclose(
+        fastsd.sweep_risk(got, theta, 0.5, lams, [0.5, 1.5], 3),
+        fastsd.sweep_risk(want, theta, 0.5, lams, [0.5, 1.5], 3),
+        rtol=1e-10,
+    )
+    assert_allclose(
+        fastsd.self_distill(got, None, lams, [0.5]),
+        fastsd.self_distill(want, None, lams, [0.5]),
+        rtol=1e-9,
+        atol=1e-12,
+    )
     live = got.s2 > 0
     recon = np.einsum("...np,...p,...dp->...nd", got.U, np.sqrt(got.s2), got.V)
     assert_allclose(recon, X, atol=1e-12 * np.sqrt(scale))
@@ -272,8 +319,11 @@ def test_blas_path_repeated_eigenvalues_and_nan(monkeypatch):
     assert_allclose(np.unique(dec.s2)[::-1], [9.0, 4.0, 1.0, 0.25], rtol=1e-13)
     X = rng.normal(size=(2, 50, 4))
     X[1, 7, 2] = np.nan
-    with pytest.raises(ValueError, match=r"X contains NaN or infinite values "
-                                         r"\(first at problem 1, row 7, column 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"X contains NaN or infinite values "
+        r"\(first at problem 1, row 7, column 2\)",
+    ):
         fastsd.decompose(X)
     with pytest.raises(ValueError, match="too large"):
         fastsd.decompose(np.full((10, 3), 1e300))

@@ -43,7 +43,11 @@ _WEIGHT_REASON = (
 
 
 def _expected_failures(estimator):
-    if isinstance(estimator, SelfDistilledRidgeCV) and estimator.tuning in ("safe", "loo", "holdout"):
+    if isinstance(estimator, SelfDistilledRidgeCV) and estimator.tuning in (
+        "safe",
+        "loo",
+        "holdout",
+    ):
         return {"check_sample_weight_equivalence_on_dense_data": _WEIGHT_REASON}
     return {}
 
@@ -61,6 +65,7 @@ def test_sklearn_compatible(estimator, check):
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
+
 
 def _data(n, d, seed, targets=None, offset=2.0):
     rng = np.random.default_rng(seed)
@@ -85,13 +90,15 @@ def _centered_self_distill(X, y, lam, xi, w=None):
 # SelfDistilledRidge
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", [(40, 6), (9, 15)])
 @pytest.mark.parametrize("xi", [(), (0.7,), (1.4, -0.6), (0.3, 2.0, 0.9)])
 def test_matches_self_distill_without_intercept(shape, xi):
     X, y = _data(*shape, seed=1)
     est = SelfDistilledRidge(lam=0.8, xi=xi, fit_intercept=False).fit(X, y)
-    np.testing.assert_allclose(est.coef_, fastsd.self_distill(X, y, 0.8, xi), rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        est.coef_, fastsd.self_distill(X, y, 0.8, xi), rtol=1e-10, atol=1e-12
+    )
     assert est.intercept_ == 0.0
 
 
@@ -147,8 +154,9 @@ def test_shapes_single_target():
 def test_float32():
     X, y = _data(60, 6, seed=8)
     est64 = SelfDistilledRidge(lam=0.4, xi=(0.6, 1.2)).fit(X, y)
-    est32 = SelfDistilledRidge(lam=0.4, xi=(0.6, 1.2)).fit(X.astype(np.float32),
-                                                         y.astype(np.float32))
+    est32 = SelfDistilledRidge(lam=0.4, xi=(0.6, 1.2)).fit(
+        X.astype(np.float32), y.astype(np.float32)
+    )
     assert est32.coef_.dtype == np.float32
     assert est32.predict(X.astype(np.float32)).dtype == np.float32
     np.testing.assert_allclose(est32.coef_, est64.coef_, rtol=1e-4, atol=1e-5)
@@ -156,8 +164,9 @@ def test_float32():
     cv32 = SelfDistilledRidgeCV(tuning="loo").fit(X.astype(np.float32), y.astype(np.float32))
     assert cv32.coef_.dtype == np.float32
     np.testing.assert_allclose(cv32.cv_results_["risk"], cv64.cv_results_["risk"], rtol=1e-4)
-    np.testing.assert_allclose(cv32.predict(X.astype(np.float32)), cv64.predict(X),
-                               rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        cv32.predict(X.astype(np.float32)), cv64.predict(X), rtol=1e-3, atol=1e-3
+    )
 
 
 @pytest.mark.parametrize("cls", [SelfDistilledRidge, SelfDistilledRidgeCV])
@@ -176,6 +185,7 @@ def test_zero_weights_equal_removal(cls):
 # ---------------------------------------------------------------------------
 # SelfDistilledRidgeCV
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("tuning", ["safe", "gcv", "loo", "holdout"])
 @pytest.mark.parametrize("targets", [None, 2])
@@ -198,7 +208,7 @@ def test_cv_attributes_and_refit_invariant(tuning, targets):
     else:
         assert cv.best_score_ == -res["risk"][l_best, cv.k_]
         assert np.all(res["risk"][res["valid"]] >= -cv.best_score_)
-    np.testing.assert_array_equal(res["xi"][l_best, cv.k_, :cv.k_], cv.xi_)
+    np.testing.assert_array_equal(res["xi"][l_best, cv.k_, : cv.k_], cv.xi_)
     # the tuned model is SelfDistilledRidge(lam_, xi_) on all the data
     refit = SelfDistilledRidge(lam=cv.lam_, xi=cv.xi_).fit(X, y)
     np.testing.assert_allclose(cv.coef_, refit.coef_, rtol=1e-10, atol=1e-12)
@@ -208,9 +218,9 @@ def test_cv_attributes_and_refit_invariant(tuning, targets):
 @pytest.mark.parametrize("tuning", ["gcv", "loo", "holdout"])
 def test_cv_risk_non_increasing_in_k(tuning):
     X, y = _data(60, 8, seed=11)
-    cv = SelfDistilledRidgeCV(lams=[0.1, 1.0, 10.0], max_steps=1 if tuning == "gcv" else 4,
-                              tuning=tuning,
-                              random_state=1).fit(X, y)
+    cv = SelfDistilledRidgeCV(
+        lams=[0.1, 1.0, 10.0], max_steps=1 if tuning == "gcv" else 4, tuning=tuning, random_state=1
+    ).fit(X, y)
     risk = cv.cv_results_["risk"]
     assert np.all(np.diff(risk, axis=1) <= 1e-9 * risk[:, :1])
 
@@ -222,8 +232,15 @@ def test_cv_multi_output_shares_the_tuning():
         one = SelfDistilledRidge(lam=cv.lam_, xi=cv.xi_).fit(X, Y[:, t])
         np.testing.assert_allclose(cv.coef_[t], one.coef_, rtol=1e-10, atol=1e-12)
     # ridge risks of several targets are the mean of the single-target risks
-    r0 = np.mean([SelfDistilledRidgeCV(tuning="loo", max_steps=0).fit(X, Y[:, t])
-                  .cv_results_["risk"][:, 0] for t in range(2)], axis=0)
+    r0 = np.mean(
+        [
+            SelfDistilledRidgeCV(tuning="loo", max_steps=0)
+            .fit(X, Y[:, t])
+            .cv_results_["risk"][:, 0]
+            for t in range(2)
+        ],
+        axis=0,
+    )
     both = SelfDistilledRidgeCV(tuning="loo", max_steps=0).fit(X, Y).cv_results_["risk"][:, 0]
     np.testing.assert_allclose(both, r0, rtol=1e-12)
 
@@ -278,10 +295,8 @@ BAD_PARAMS = [
     (SelfDistilledRidgeCV, {"tuning": None}, ValueError, "tuning"),
     (SelfDistilledRidgeCV, {"tuning": "gcv", "max_steps": 2}, ValueError, "max_steps"),
     (SelfDistilledRidgeCV, {"fit_intercept": 1}, TypeError, "fit_intercept"),
-    (SelfDistilledRidgeCV, {"tuning": "holdout", "val_fraction": 1.0}, ValueError,
-     "val_fraction"),
-    (SelfDistilledRidgeCV, {"tuning": "holdout", "val_fraction": "x"}, TypeError,
-     "val_fraction"),
+    (SelfDistilledRidgeCV, {"tuning": "holdout", "val_fraction": 1.0}, ValueError, "val_fraction"),
+    (SelfDistilledRidgeCV, {"tuning": "holdout", "val_fraction": "x"}, TypeError, "val_fraction"),
 ]
 
 
@@ -318,6 +333,7 @@ def test_clone_keeps_parameters():
 # tuning comparison table
 # ---------------------------------------------------------------------------
 
+
 def _splits(n_splits):
     out = []
     for seed in range(n_splits):
@@ -344,8 +360,10 @@ def test_tuning_table():
     X_tr, y_tr, X_val, y_val, X_te, y_te = _splits(1)[0]
     lam = res["lam"][0, 0, 0]
     fit = SelfDistilledRidge(lam=lam).fit(X_tr, y_tr)
-    val = [np.mean((SelfDistilledRidge(lam=v).fit(X_tr, y_tr).predict(X_val) - y_val) ** 2)
-           for v in np.logspace(-2, 2, 5)]
+    val = [
+        np.mean((SelfDistilledRidge(lam=v).fit(X_tr, y_tr).predict(X_val) - y_val) ** 2)
+        for v in np.logspace(-2, 2, 5)
+    ]
     assert lam == np.logspace(-2, 2, 5)[int(np.argmin(val))]
     np.testing.assert_allclose(res["mse"][0, 0, 0], np.mean((fit.predict(X_te) - y_te) ** 2))
     text = format_tuning_table(res, title="toy")
@@ -361,6 +379,7 @@ def test_tuning_table_bad_steps():
 # ---------------------------------------------------------------------------
 # package-level lazy export (fastsd.SelfDistilledRidge)
 # ---------------------------------------------------------------------------
+
 
 def _exported():
     try:

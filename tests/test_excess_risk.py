@@ -87,7 +87,9 @@ def test_batched_and_lam_array_shapes(design, kind):
     assert fastsd.excess_risk(Xs[0], thetas[0], 1.0, lams, xi).shape == (lams.size,)
     for b in range(B):
         for l, lam in enumerate(lams):
-            assert_allclose(out[b, l], fastsd.excess_risk(Xs[b], thetas[b], noise[b], lam, xi), rtol=1e-13)
+            assert_allclose(
+                out[b, l], fastsd.excess_risk(Xs[b], thetas[b], noise[b], lam, xi), rtol=1e-13
+            )
     # scalar noise_var applies to every problem
     assert_allclose(fastsd.excess_risk(Xs, thetas, 1.0, lams, xi)[1], out[1], rtol=1e-13)
 
@@ -103,8 +105,9 @@ def test_xi_broadcast_per_batch_and_lam(design):
     assert out.shape == (B, L)
     for b in range(B):
         for l in range(L):
-            assert_allclose(out[b, l], fastsd.excess_risk(Xs[b], thetas[b], 0.5, lams[l], xi[b, l]),
-                            rtol=1e-13)
+            assert_allclose(
+                out[b, l], fastsd.excess_risk(Xs[b], thetas[b], 0.5, lams[l], xi[b, l]), rtol=1e-13
+            )
 
 
 @pytest.mark.parametrize("kind", ["wide", "dup", "zero", "wide_dup"])
@@ -116,8 +119,11 @@ def test_null_space_part_of_theta_star_is_invisible(design, nullspace, kind):
     N = nullspace(X, rank)
     shifted = theta_star + N @ rng.normal(scale=10.0, size=N.shape[1])
     lams = np.array([0.0, 0.1, 10.0])
-    assert_allclose(fastsd.excess_risk(X, shifted, 0.3, lams, [1.5, -0.5]),
-                    fastsd.excess_risk(X, theta_star, 0.3, lams, [1.5, -0.5]), rtol=1e-10)
+    assert_allclose(
+        fastsd.excess_risk(X, shifted, 0.3, lams, [1.5, -0.5]),
+        fastsd.excess_risk(X, theta_star, 0.3, lams, [1.5, -0.5]),
+        rtol=1e-10,
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -58,6 +58,7 @@ def _table(rule, X, y, lams, K, fit_intercept=True, w=None):
 # GCV
 # ---------------------------------------------------------------------------
 
+
 def _explicit_smoother(X, lam, fit_intercept):
     n, d = X.shape
     Xc = X - X.mean(axis=0) if fit_intercept else X
@@ -103,8 +104,9 @@ def test_gcv_one_step_is_dang_patil_rinaldo(shape, fit_intercept, lam):
     np.testing.assert_allclose(table.risk[0, 1], risk_dpr, rtol=1e-10)
 
     # through the estimator (one lambda, K = 1)
-    cv = SelfDistilledRidgeCV(lams=[lam], max_steps=1, tuning="gcv",
-                              fit_intercept=fit_intercept).fit(X, y)
+    cv = SelfDistilledRidgeCV(
+        lams=[lam], max_steps=1, tuning="gcv", fit_intercept=fit_intercept
+    ).fit(X, y)
     np.testing.assert_allclose(cv.cv_results_["xi"][0, 1, 0], xi_dpr, rtol=1e-9)
 
 
@@ -122,8 +124,9 @@ def test_gcv_k_steps_is_constrained_minimum_of_cross_risk(shape, fit_intercept):
         np.testing.assert_allclose(table.risk[0, k], c @ Rk @ c, rtol=1e-7)
         if k and table.valid[0, k]:
             # the schedule realizes the smoother sum_m c_m H^{m+1}
-            fit = SelfDistilledRidge(lam=lam, xi=table.xi[0, k, :k],
-                                     fit_intercept=fit_intercept).fit(X, y)
+            fit = SelfDistilledRidge(
+                lam=lam, xi=table.xi[0, k, :k], fit_intercept=fit_intercept
+            ).fit(X, y)
             H = _explicit_smoother(X, lam, fit_intercept)
             pred = sum(cm * np.linalg.matrix_power(H, m + 1) @ y for m, cm in enumerate(c))
             np.testing.assert_allclose(fit.predict(X), pred, rtol=1e-6, atol=1e-8)
@@ -144,6 +147,7 @@ def test_gcv_weights_are_frequencies():
 # exact leave-one-out
 # ---------------------------------------------------------------------------
 
+
 def _brute_force_loo(X, y, lam, xi, fit_intercept, w=None):
     """Delete point i, refit the whole procedure with fastsd.self_distill, predict i."""
     n = X.shape[0]
@@ -163,8 +167,9 @@ def _brute_force_loo(X, y, lam, xi, fit_intercept, w=None):
         if y.ndim == 1:
             theta = fastsd.self_distill(Xs, Ys, lam, xi)
         else:
-            theta = np.stack([fastsd.self_distill(Xs, Ys[:, t], lam, xi)
-                              for t in range(y.shape[1])], axis=-1)
+            theta = np.stack(
+                [fastsd.self_distill(Xs, Ys[:, t], lam, xi) for t in range(y.shape[1])], axis=-1
+            )
         out[i] = (X[i] - xm) @ theta + ym
     return out
 
@@ -234,8 +239,11 @@ def test_loo_optimal_xi_is_a_minimum(shape):
 
 
 def _ridge_cv_loo(X, y, alphas, fit_intercept):
-    store = ("store_cv_results" if "store_cv_results" in inspect.signature(RidgeCV).parameters
-             else "store_cv_values")
+    store = (
+        "store_cv_results"
+        if "store_cv_results" in inspect.signature(RidgeCV).parameters
+        else "store_cv_values"
+    )
     ref = RidgeCV(alphas=alphas, fit_intercept=fit_intercept, **{store: True}).fit(X, y)
     values = ref.cv_results_ if hasattr(ref, "cv_results_") else ref.cv_values_
     return values.mean(axis=0), ref.alpha_
@@ -249,8 +257,9 @@ def test_ridge_loo_equals_sklearn_ridgecv(shape, fit_intercept):
     ref, alpha = _ridge_cv_loo(X, y, alphas, fit_intercept)
     table = _table("loo", X, y, alphas, 0, fit_intercept)
     np.testing.assert_allclose(table.risk[:, 0], ref, rtol=1e-9)
-    cv = SelfDistilledRidgeCV(lams=alphas, max_steps=0, tuning="loo",
-                              fit_intercept=fit_intercept).fit(X, y)
+    cv = SelfDistilledRidgeCV(
+        lams=alphas, max_steps=0, tuning="loo", fit_intercept=fit_intercept
+    ).fit(X, y)
     assert cv.lam_ == alpha
 
 
@@ -275,6 +284,7 @@ def test_loo_undefined_at_leverage_one():
 # ---------------------------------------------------------------------------
 # holdout
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.filterwarnings("ignore::fastsd.IllConditionedXiWarning")
 @pytest.mark.parametrize("fit_intercept", [True, False])

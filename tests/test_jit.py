@@ -59,8 +59,14 @@ def run_child(tmp_path, what="risk", **env_overrides):
             env.pop(key, None)
         else:
             env[key] = str(value)
-    proc = subprocess.run([sys.executable, str(script), what], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(script), what],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, f"child failed:\n{proc.stdout}\n{proc.stderr[-3000:]}"
     lines = proc.stdout.strip().splitlines()
     assert lines and lines[-1].startswith("OK "), proc.stdout
@@ -75,8 +81,9 @@ def test_warm_cache_first_call_under_two_seconds(tmp_path):
     elapsed, lines, _ = run_child(tmp_path, "risk+optimal")
     print(f"first sweep_risk + sweep_optimal call with a warm cache: {elapsed:.3f} s")
     # no cache warning (sweep_optimal's count of unrecoverable xi is not one)
-    assert not any(line.startswith("WARNING") and "IllConditionedXi" not in line
-                   for line in lines), lines
+    assert not any(
+        line.startswith("WARNING") and "IllConditionedXi" not in line for line in lines
+    ), lines
     assert elapsed < 2.0, f"first call took {elapsed:.2f} s with a warm cache"
 
 

@@ -12,10 +12,12 @@ import fastsd  # noqa: E402
 from fastsd.estimators import SelfDistilledKernelRidge, SelfDistilledKernelRidgeCV  # noqa: E402
 
 
-@parametrize_with_checks([
-    SelfDistilledKernelRidge(),
-    SelfDistilledKernelRidgeCV(max_steps=1, random_state=0),
-])
+@parametrize_with_checks(
+    [
+        SelfDistilledKernelRidge(),
+        SelfDistilledKernelRidgeCV(max_steps=1, random_state=0),
+    ]
+)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
@@ -27,10 +29,15 @@ def _data(seed=0, n=40):
     return X, y, rng.normal(size=(15, 3))
 
 
-@pytest.mark.parametrize("kernel,params", [
-    ("rbf", {"gamma": 0.5}), ("laplacian", {"gamma": 0.2}),
-    ("polynomial", {"degree": 2, "coef0": 0.5, "gamma": 0.3}), ("linear", {}),
-])
+@pytest.mark.parametrize(
+    "kernel,params",
+    [
+        ("rbf", {"gamma": 0.5}),
+        ("laplacian", {"gamma": 0.2}),
+        ("polynomial", {"degree": 2, "coef0": 0.5, "gamma": 0.3}),
+        ("linear", {}),
+    ],
+)
 @pytest.mark.parametrize("lam", [1e-3, 0.1, 10.0])
 def test_k0_equals_kernel_ridge(kernel, params, lam):
     X, y, Xt = _data()
@@ -46,18 +53,21 @@ def test_precomputed_and_multioutput():
     a = SelfDistilledKernelRidge(lam=0.2, xi=[0.7], kernel="precomputed").fit(K, y)
     b = SelfDistilledKernelRidge(lam=0.2, xi=[0.7], gamma=0.5).fit(X, y)
     np.testing.assert_allclose(a.predict(Kt), b.predict(Xt), rtol=1e-12)
-    np.testing.assert_allclose(b.dual_coef_, fastsd.self_distill(
-        fastsd.decompose_kernel(K), y, 0.2, [0.7]), rtol=1e-10)
+    np.testing.assert_allclose(
+        b.dual_coef_, fastsd.self_distill(fastsd.decompose_kernel(K), y, 0.2, [0.7]), rtol=1e-10
+    )
     Y = np.column_stack([y, -2 * y])
     m = SelfDistilledKernelRidge(lam=0.2, xi=[0.7], gamma=0.5).fit(X, Y)
-    np.testing.assert_allclose(m.predict(Xt), np.column_stack([b.predict(Xt), -2 * b.predict(Xt)]),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        m.predict(Xt), np.column_stack([b.predict(Xt), -2 * b.predict(Xt)]), rtol=1e-10
+    )
 
 
 def test_cv_picks_the_validation_optimum():
     X, y, _ = _data(2, n=60)
-    cv = SelfDistilledKernelRidgeCV(lams=[1e-2, 1e-1, 1.0], max_steps=2, gamma=0.5,
-                                    random_state=0).fit(X, y)
+    cv = SelfDistilledKernelRidgeCV(
+        lams=[1e-2, 1e-1, 1.0], max_steps=2, gamma=0.5, random_state=0
+    ).fit(X, y)
     res = cv.cv_results_
     risk = np.where(res["valid"], res["risk"], np.inf)
     assert cv.best_score_ == -risk.min()

@@ -46,14 +46,20 @@ def _data(seed=0, n=30, d=3):
     return X, f, f + 0.3 * rng.normal(size=n)
 
 
-KERNELS = [("rbf", {"gamma": 0.4}), ("laplacian", {"gamma": 0.3}),
-           ("polynomial", {"degree": 2, "coef0": 1.0}), ("linear", {}),
-           (lambda a, b: np.exp(-np.abs(a - b).sum()), {})]
+KERNELS = [
+    ("rbf", {"gamma": 0.4}),
+    ("laplacian", {"gamma": 0.3}),
+    ("polynomial", {"degree": 2, "coef0": 1.0}),
+    ("linear", {}),
+    (lambda a, b: np.exp(-np.abs(a - b).sum()), {}),
+]
 
 
 @pytest.mark.parametrize("kernel,params", KERNELS)
-@pytest.mark.parametrize("lam,xi,steps", [(0.1, [], None), (1.0, [0.6, 1.7], None),
-                                          (1e-3, [-0.5, 1.2, 0.8], [1e2, 1e-4, 1.0])])
+@pytest.mark.parametrize(
+    "lam,xi,steps",
+    [(0.1, [], None), (1.0, [0.6, 1.7], None), (1e-3, [-0.5, 1.2, 0.8], [1e2, 1e-4, 1.0])],
+)
 def test_dual_coefficients_match_refit(kernel, params, lam, xi, steps):
     X, _, y = _data()
     dec = fastsd.decompose(X, y, kernel=kernel, kernel_params=params)
@@ -109,10 +115,16 @@ def test_linear_kernel_is_linear_ridge():
     X, theta = rng.normal(size=(25, 4)), rng.normal(size=4)
     dec = fastsd.decompose_kernel(X @ X.T)
     for lam in (1e-2, 1.0, 1e2):
-        assert_allclose(fastsd.excess_risk(dec, X @ theta, 0.2, lam, [0.4, 1.1]),
-                        fastsd.excess_risk(X, theta, 0.2, lam, [0.4, 1.1]), rtol=1e-9)
-        assert_allclose(fastsd.optimal_xi(dec, X @ theta, 0.2, lam, 2)[1],
-                        fastsd.optimal_xi(X, theta, 0.2, lam, 2)[1], rtol=1e-9)
+        assert_allclose(
+            fastsd.excess_risk(dec, X @ theta, 0.2, lam, [0.4, 1.1]),
+            fastsd.excess_risk(X, theta, 0.2, lam, [0.4, 1.1]),
+            rtol=1e-9,
+        )
+        assert_allclose(
+            fastsd.optimal_xi(dec, X @ theta, 0.2, lam, 2)[1],
+            fastsd.optimal_xi(X, theta, 0.2, lam, 2)[1],
+            rtol=1e-9,
+        )
 
 
 def test_optimal_xi_kernel(grid_search):
@@ -122,8 +134,11 @@ def test_optimal_xi_kernel(grid_search):
     xi, risk = fastsd.optimal_xi(dec, f, 0.05, 0.5, 2)
     assert np.all(np.isfinite(xi))
     assert abs(exact_risk(K, f, 0.05, 0.5, xi) - risk) <= XI_RTOL * risk
-    _, best = grid_search(lambda c: fastsd.excess_risk(dec, f, 0.05, np.full(len(c), 0.5), c), 2,
-                          box=max(10.0, 2 * np.max(np.abs(xi))))
+    _, best = grid_search(
+        lambda c: fastsd.excess_risk(dec, f, 0.05, np.full(len(c), 0.5), c),
+        2,
+        box=max(10.0, 2 * np.max(np.abs(xi))),
+    )
     assert risk <= best * (1 + 1e-9)
     assert fastsd.oracle_risk(dec, f, 0.05, 0.5) <= risk * (1 + 1e-12)
 
@@ -145,8 +160,9 @@ def test_validation_through_the_cross_kernel():
     assert_allclose(mse_pre, mse, rtol=1e-10)
     lams, xis, K_steps = np.array([0.05, 0.5]), np.array([0.3, 1.4]), 2
     sweep = fastsd.sweep_mse(dec, None, Xv, yv, lams, xis, K_steps)
-    assert_allclose(sweep, fastsd.sweep_mse(dec, None, Xv, yv, lams, xis, K_steps,
-                                            backend="numpy"), rtol=1e-12)
+    assert_allclose(
+        sweep, fastsd.sweep_mse(dec, None, Xv, yv, lams, xis, K_steps, backend="numpy"), rtol=1e-12
+    )
     pred = Kv @ refit_dual(K, y, lams[1], [xis[0]] * 2)
     assert abs(np.mean((yv - pred) ** 2) - sweep[1, 0, 2]) <= RTOL * sweep[1, 0, 2]
 
@@ -201,9 +217,10 @@ def test_constrained_rounds_match_a_literal_loop():
         fit = K @ alpha
         assert abs(np.mean((fit - targets) ** 2) - eps) <= 1e-8 * eps
         assert abs(np.mean((Kg @ alpha - p["f_grid"]) ** 2) - res["test_mse"][t - 1]) <= (
-            1e-7 * res["test_mse"][t - 1])
+            1e-7 * res["test_mse"][t - 1]
+        )
         targets = fit
-    assert np.sum(targets ** 2) <= 32 * eps  # the next round collapses
+    assert np.sum(targets**2) <= 32 * eps  # the next round collapses
     assert res["collapse_round"] == res["lams"].size + 1 >= res["bound"]
     assert np.all(np.diff(res["lams"]) > 0) and np.all(np.diff(res["n_eff"]) < 0)
 

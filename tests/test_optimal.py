@@ -86,8 +86,12 @@ def test_finite_xi_reproduce_risk_through_literal_refit(design, exact_refit_risk
         return  # reported as ill-conditioned: nothing to reproduce
     assert np.all(np.isfinite(xi)), xi  # a row is all-NaN or all-finite
     assert_allclose(fastsd.excess_risk(X, theta_star, NOISE, lam, xi), risk, rtol=XI_RTOL)
-    assert_allclose(exact_refit_risk(X, theta_star, NOISE, lam, xi), risk, rtol=2 * XI_RTOL,
-                    err_msg=f"xi = {xi!r}")
+    assert_allclose(
+        exact_refit_risk(X, theta_star, NOISE, lam, xi),
+        risk,
+        rtol=2 * XI_RTOL,
+        err_msg=f"xi = {xi!r}",
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -190,10 +194,13 @@ def test_monotone_in_k_up_to_d(spectrum_design, decades, noise_var):
     X = spectrum_design(np.logspace(0.0, -decades, d), 40, seed=6)
     theta_star = np.random.default_rng(7).normal(size=d)
     risks = np.array([_optimal(X, theta_star, noise_var, ORACLE_LAMS, k)[1] for k in range(d + 1)])
-    assert_allclose(risks[0], fastsd.excess_risk(X, theta_star, noise_var, ORACLE_LAMS, []), rtol=1e-13)
+    assert_allclose(
+        risks[0], fastsd.excess_risk(X, theta_star, noise_var, ORACLE_LAMS, []), rtol=1e-13
+    )
     assert np.all(risks[1:] <= risks[:-1] * (1 + ROUND))
-    assert_allclose(risks[-1], fastsd.oracle_risk(X, theta_star, noise_var, ORACLE_LAMS),
-                    rtol=ORACLE_RTOL)
+    assert_allclose(
+        risks[-1], fastsd.oracle_risk(X, theta_star, noise_var, ORACLE_LAMS), rtol=ORACLE_RTOL
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -264,6 +271,7 @@ def test_degenerate_targets(design, theta_scale, noise_var):
 
 # ---------------------------------------------------------------------------
 # validation-MSE optimum
+
 
 def _validation_problem(design, kind, seed=0):
     X, rank = design(kind, seed)
@@ -388,5 +396,6 @@ def test_property_optimal(n, d, log_lam, noise_var, k, seed):
     nan = np.isnan(xi)
     assert nan.all() or not nan.any()
     if k and not nan.any():
-        assert_allclose(fastsd.excess_risk(X, theta_star, noise_var, lam, xi), risk,
-                        rtol=XI_RTOL, atol=floor)
+        assert_allclose(
+            fastsd.excess_risk(X, theta_star, noise_var, lam, xi), risk, rtol=XI_RTOL, atol=floor
+        )

@@ -34,10 +34,15 @@ def problems():
 
 
 @pytest.mark.parametrize("kind", ["tall", "wide"])
-@pytest.mark.parametrize("lam,xi,steps", [
-    (0.5, [], None), (0.1, [0.7, 1.8], None), (3.0, [-0.4, 1.2, 2.0], [0.02, 30.0, 1.0]),
-    (1e-6, [0.9], [1e4]),
-])
+@pytest.mark.parametrize(
+    "lam,xi,steps",
+    [
+        (0.5, [], None),
+        (0.1, [0.7, 1.8], None),
+        (3.0, [-0.4, 1.2, 2.0], [0.02, 30.0, 1.0]),
+        (1e-6, [0.9], [1e4]),
+    ],
+)
 def test_matches_literal_refit(problems, kind, lam, xi, steps):
     p = problems[kind]
     got = fastsd.excess_risk(p.X, p.theta_star, p.noise_var, lam, xi, step_lams=steps, cov=p.cov)
@@ -65,8 +70,11 @@ def test_sample_covariance_gives_fixed_design(design):
     theta = rng.normal(size=X.shape[1])
     S = X.T @ X / X.shape[0]
     lams = np.array([1e-3, 0.3, 30.0])
-    assert_allclose(fastsd.excess_risk(X, theta, 0.2, lams, [0.5, 1.5], cov=S),
-                    fastsd.excess_risk(X, theta, 0.2, lams, [0.5, 1.5]), rtol=1e-10)
+    assert_allclose(
+        fastsd.excess_risk(X, theta, 0.2, lams, [0.5, 1.5], cov=S),
+        fastsd.excess_risk(X, theta, 0.2, lams, [0.5, 1.5]),
+        rtol=1e-10,
+    )
     xa, ra = fastsd.optimal_xi(X, theta, 0.2, lams, 3, cov=S)
     xb, rb = fastsd.optimal_xi(X, theta, 0.2, lams, 3)
     assert_allclose(ra, rb, rtol=1e-9)
@@ -86,8 +94,9 @@ def test_optimal_xi_is_optimal(problems, grid_search, kind, steps):
     dec = fastsd.decompose(X)
 
     def f(nodes):
-        return fastsd.excess_risk(dec, theta, var, np.full(len(nodes), lam), nodes,
-                                  step_lams=steps, cov=cov)
+        return fastsd.excess_risk(
+            dec, theta, var, np.full(len(nodes), lam), nodes, step_lams=steps, cov=cov
+        )
 
     box = max(10.0, 2 * float(np.nanmax(np.abs(xi)))) if np.all(np.isfinite(xi)) else 1e3
     _, best = grid_search(f, 2, box=box)
@@ -103,22 +112,34 @@ def test_optimal_xi_is_optimal(problems, grid_search, kind, steps):
 def test_sweeps_match_core(problems):
     p = problems["wide"]
     lams, xis, K = np.array([0.01, 1.0]), np.array([-0.3, 0.8, 1.6]), 3
-    risk = fastsd.sweep_risk(p.X, p.theta_star, p.noise_var, lams, xis, K, cov=p.cov,
-                             backend="numpy")
+    risk = fastsd.sweep_risk(
+        p.X, p.theta_star, p.noise_var, lams, xis, K, cov=p.cov, backend="numpy"
+    )
     assert risk.shape == (2, 2, 3, K + 1)
-    assert_allclose(fastsd.sweep_risk(p.X, p.theta_star, p.noise_var, lams, xis, K, cov=p.cov),
-                    risk, rtol=1e-12)  # the Numba kernel
+    assert_allclose(
+        fastsd.sweep_risk(p.X, p.theta_star, p.noise_var, lams, xis, K, cov=p.cov), risk, rtol=1e-12
+    )  # the Numba kernel
     for l_idx, g, k in [(0, 0, 0), (1, 2, 3), (0, 1, 2)]:
-        assert_allclose(risk[:, l_idx, g, k],
-                        fastsd.excess_risk(p.X, p.theta_star, p.noise_var, lams[l_idx],
-                                           np.full(k, xis[g]), cov=p.cov), rtol=1e-12)
-    ts = fastsd.sweep_risk(p.X, p.theta_star, p.noise_var, lams, xis, K, cov=p.cov,
-                           student_lams=[5.0], backend="numpy")
-    assert_allclose(ts[:, 1, 0, 2, 2], fastsd.excess_risk(
-        p.X, p.theta_star, p.noise_var, lams[1], [xis[2]] * 2, step_lams=[5.0, 5.0], cov=p.cov),
-        rtol=1e-12)
-    opt, xi = fastsd.sweep_optimal(p.X, p.theta_star, p.noise_var, lams, K, cov=p.cov,
-                                   backend="numpy")
+        assert_allclose(
+            risk[:, l_idx, g, k],
+            fastsd.excess_risk(
+                p.X, p.theta_star, p.noise_var, lams[l_idx], np.full(k, xis[g]), cov=p.cov
+            ),
+            rtol=1e-12,
+        )
+    ts = fastsd.sweep_risk(
+        p.X, p.theta_star, p.noise_var, lams, xis, K, cov=p.cov, student_lams=[5.0], backend="numpy"
+    )
+    assert_allclose(
+        ts[:, 1, 0, 2, 2],
+        fastsd.excess_risk(
+            p.X, p.theta_star, p.noise_var, lams[1], [xis[2]] * 2, step_lams=[5.0, 5.0], cov=p.cov
+        ),
+        rtol=1e-12,
+    )
+    opt, xi = fastsd.sweep_optimal(
+        p.X, p.theta_star, p.noise_var, lams, K, cov=p.cov, backend="numpy"
+    )
     _, want = fastsd.optimal_xi(p.X, p.theta_star, p.noise_var, lams, 2, cov=p.cov)
     assert_allclose(opt[..., 2], want, rtol=1e-12)
 

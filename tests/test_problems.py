@@ -23,7 +23,7 @@ def _cos2(batch, method="svd"):
     """Squared cosines (B, p) of theta* with the eigenvectors found by fastsd.decompose."""
     dec = batch.decompose(method=method)
     t = np.einsum("bdp,bd->bp", dec.V, batch.theta_star)
-    return dec, t ** 2 / np.sum(batch.theta_star ** 2, axis=-1, keepdims=True)
+    return dec, t**2 / np.sum(batch.theta_star**2, axis=-1, keepdims=True)
 
 
 # --------------------------------------------------------------------------- Theorem 1
@@ -80,7 +80,7 @@ def test_theorem1_singular_values_of_X():
         np.testing.assert_allclose(levels, 1 - 0.6 * np.arange(r) / r)
     # the eigenvectors stored are those of X^T X
     V, s = batch.eigvecs[1], batch.singular_values[1]
-    np.testing.assert_allclose(batch.X[1].T @ batch.X[1] @ V, V * s ** 2, atol=1e-10)
+    np.testing.assert_allclose(batch.X[1].T @ batch.X[1] @ V, V * s**2, atol=1e-10)
 
 
 def test_seeding_changes_matrices_not_risks():
@@ -105,19 +105,22 @@ def test_batch_is_read_only():
         batch.X = None
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(ranks=[]), "ranks"),
-    (dict(ranks=[0, 2]), "ranks"),
-    (dict(ranks=[[2, 3]]), "ranks"),
-    (dict(ranks=[2, 5], d=4), "d"),
-    (dict(ranks=[4], n=3), "n"),
-    (dict(ranks=[2], noise_var=0.0), "noise_var"),
-    (dict(ranks=[2], noise_var=np.inf), "noise_var"),
-    (dict(ranks=[2], spread=1.0), "spread"),
-    (dict(ranks=[2], spread=0.0), "spread"),
-    (dict(ranks=[2], align="middle"), "align"),
-    (dict(ranks=[2], theta_norm=-1.0), "theta_norm"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(ranks=[]), "ranks"),
+        (dict(ranks=[0, 2]), "ranks"),
+        (dict(ranks=[[2, 3]]), "ranks"),
+        (dict(ranks=[2, 5], d=4), "d"),
+        (dict(ranks=[4], n=3), "n"),
+        (dict(ranks=[2], noise_var=0.0), "noise_var"),
+        (dict(ranks=[2], noise_var=np.inf), "noise_var"),
+        (dict(ranks=[2], spread=1.0), "spread"),
+        (dict(ranks=[2], spread=0.0), "spread"),
+        (dict(ranks=[2], align="middle"), "align"),
+        (dict(ranks=[2], theta_norm=-1.0), "theta_norm"),
+    ],
+)
 def test_theorem1_validation(kwargs, name):
     with pytest.raises(ValueError, match=name):
         theorem1_family(**kwargs)
@@ -140,7 +143,7 @@ def test_repeated_values_are_repeated():
     dec = batch.decompose()
     assert batch.X.shape == (1, 16, 4)
     np.testing.assert_allclose(dec.s2[0], 16.0, rtol=1e-12)
-    assert np.unique(dec.s2[0]).size == 1          # merged to one exact value
+    assert np.unique(dec.s2[0]).size == 1  # merged to one exact value
     _, cos2 = _cos2(batch)
     assert cos2[0].sum() == pytest.approx(1.0)
     assert batch.labels["case"][0] == "repeated singular values"
@@ -155,11 +158,14 @@ def test_repeated_two_levels():
     assert s2[0] > s2[3]
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(d=4, n_distinct=4), "n_distinct"),
-    (dict(d=4, n_distinct=3), "n_distinct"),
-    (dict(d=1), "d"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(d=4, n_distinct=4), "n_distinct"),
+        (dict(d=4, n_distinct=3), "n_distinct"),
+        (dict(d=1), "d"),
+    ],
+)
 def test_repeated_validation(kwargs, name):
     with pytest.raises(ValueError, match=name):
         repeated_singular_values(**kwargs)
@@ -168,7 +174,7 @@ def test_repeated_validation(kwargs, name):
 def test_spread_theta_cosines():
     batch = spread_theta(5, n=20, seed=4)
     dec, cos2 = _cos2(batch)
-    assert np.min(-np.diff(dec.s2[0])) > 0.05 * dec.s2[0, 0]   # distinct values
+    assert np.min(-np.diff(dec.s2[0])) > 0.05 * dec.s2[0, 0]  # distinct values
     np.testing.assert_allclose(cos2[0], 0.2, rtol=1e-10)
     assert batch.labels["max_cos2"][0] == pytest.approx(0.2)
 
@@ -218,8 +224,9 @@ def test_concat_and_sweep():
     assert both.labels["case"].tolist() == ["a", "b"]
     risk, xi = both.sweep_optimal(np.logspace(-2, 2, 5), 4)
     assert risk.shape == (2, 5, 5) and xi.shape == (2, 5, 4, 4)
-    direct, _ = fastsd.sweep_optimal(both.X, both.theta_star, both.noise_var,
-                                     np.logspace(-2, 2, 5), 4)
+    direct, _ = fastsd.sweep_optimal(
+        both.X, both.theta_star, both.noise_var, np.logspace(-2, 2, 5), 4
+    )
     np.testing.assert_allclose(risk, direct, rtol=1e-9)
     with pytest.raises(ValueError, match="share"):
         concat_batches(a, theorem1_family([2], d=3, n=32))

@@ -48,8 +48,9 @@ def test_test_mse_recomputed(airfoil_rows):
     i = np.flatnonzero((rows["seed"] == 1) & (rows["k"] == 2))[0]
     xi = np.array(rows["xi"][i].split(), float)
     theta = fastsd.self_distill(sp.X_train, sp.y_train, rows["lam"][i], xi)
-    np.testing.assert_allclose(np.mean((sp.y_test - sp.X_test @ theta) ** 2),
-                               rows["test_mse"][i], rtol=1e-5)  # xi printed with 6 digits
+    np.testing.assert_allclose(
+        np.mean((sp.y_test - sp.X_test @ theta) ** 2), rows["test_mse"][i], rtol=1e-5
+    )  # xi printed with 6 digits
 
 
 def test_summary(airfoil_rows):

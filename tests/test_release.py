@@ -25,9 +25,15 @@ def test_every_subcommand_is_covered():
     assert set(sub.choices) == set(SUBCOMMANDS)
 
 
-@pytest.mark.parametrize("argv", [[s, "--help"] for s in SUBCOMMANDS]
-                         + [["bench", "--e2e", "--help"], ["bench", "--runner", "--help"],
-                            ["bench", "--runner", "--dask", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [[s, "--help"] for s in SUBCOMMANDS]
+    + [
+        ["bench", "--e2e", "--help"],
+        ["bench", "--runner", "--help"],
+        ["bench", "--runner", "--dask", "--help"],
+    ],
+)
 def test_help_exits_zero(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -44,9 +50,11 @@ def test_reproduce_output_flag_and_out_alias():
 
 
 def test_public_submodules_are_lazy_attributes():
-    code = ("import sys, fastsd; before = [m for m in fastsd._SUBMODULES "
-            "if 'fastsd.' + m in sys.modules]; fastsd.problems.theorem1_family; "
-            "fastsd.experiments.__all__; print(before, 'fastsd.problems' in sys.modules)")
+    code = (
+        "import sys, fastsd; before = [m for m in fastsd._SUBMODULES "
+        "if 'fastsd.' + m in sys.modules]; fastsd.problems.theorem1_family; "
+        "fastsd.experiments.__all__; print(before, 'fastsd.problems' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["[]", "True"]
     assert fastsd.datasets.__name__ == "fastsd.datasets"
@@ -55,10 +63,22 @@ def test_public_submodules_are_lazy_attributes():
         _ = fastsd.nope
 
 
-@pytest.mark.parametrize("name", ["fastsd", "fastsd.problems", "fastsd.datasets",
-                                  "fastsd.experiments", "fastsd.plotting", "fastsd.tables",
-                                  "fastsd.sweep", "fastsd.chunked", "fastsd.results",
-                                  "fastsd.filters", "fastsd.reference"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "fastsd",
+        "fastsd.problems",
+        "fastsd.datasets",
+        "fastsd.experiments",
+        "fastsd.plotting",
+        "fastsd.tables",
+        "fastsd.sweep",
+        "fastsd.chunked",
+        "fastsd.results",
+        "fastsd.filters",
+        "fastsd.reference",
+    ],
+)
 def test_all_lists_only_what_the_module_defines(name):
     module = importlib.import_module(name)
     assert module.__all__, name
@@ -72,10 +92,13 @@ def test_short_reprs():
     text = repr(batch)
     assert text.startswith("ProblemBatch(B=3, n=30, d=8") and len(text) < 200, text
     lams = np.logspace(-2, 1, 5)
-    best = fastsd.sweep_risk_chunked(batch.X, batch.theta_star, batch.noise_var, lams,
-                                     np.full((1, 2), 1.0), 2, reduce="min")
+    best = fastsd.sweep_risk_chunked(
+        batch.X, batch.theta_star, batch.noise_var, lams, np.full((1, 2), 1.0), 2, reduce="min"
+    )
     text = repr(best)
-    assert text.startswith("BestRisk(B=3, K=2, optimal_xi=False, L=5, min_risk=") and len(text) < 120
+    assert (
+        text.startswith("BestRisk(B=3, K=2, optimal_xi=False, L=5, min_risk=") and len(text) < 120
+    )
     assert f"{np.nanmin(best.risk):.4g}" in text
     decomp = fastsd.decompose(batch.X)
     assert "n_samples=30" in repr(decomp) and len(repr(decomp)) < 200
@@ -96,7 +119,9 @@ def test_every_public_module_has_all():
     private = ("fastsd.kernels", "fastsd.cli", "fastsd.__main__")  # as docs/conf.py
     missing = []
     for info in pkgutil.walk_packages(fastsd.__path__, prefix="fastsd."):
-        if any(p.startswith("_") for p in info.name.split(".")[1:]) or info.name.startswith(private):
+        if any(p.startswith("_") for p in info.name.split(".")[1:]) or info.name.startswith(
+            private
+        ):
             continue
         if not hasattr(importlib.import_module(info.name), "__all__"):
             missing.append(info.name)

@@ -44,7 +44,9 @@ def test_filter_identity(k):
     r = np.linspace(0.0, 1.0, 11)
     for xi in rng.uniform(-3.0, 3.0, size=(10, k)):
         xibar = fastsd.xi_to_xibar(xi)
-        assert_allclose(phi_from_xibar(xibar, 1.0 - r), phi_recursion(xi, r), rtol=1e-12, atol=1e-12)
+        assert_allclose(
+            phi_from_xibar(xibar, 1.0 - r), phi_recursion(xi, r), rtol=1e-12, atol=1e-12
+        )
 
 
 def test_batched_leading_axes():
@@ -96,7 +98,9 @@ def test_xibar_round_trip_or_error(xibar):
     # (50000 random and near-cancelling draws stay below 1e-16 times it).
     q = np.linspace(0.0, 1.0, 7)
     scale = np.prod(1 + np.abs(xi)) * (1 + np.sum(np.abs(xibar)))
-    assert_allclose(phi_recursion(xi, 1.0 - q), phi_from_xibar(xibar, q), rtol=0, atol=1e-13 * scale)
+    assert_allclose(
+        phi_recursion(xi, 1.0 - q), phi_from_xibar(xibar, q), rtol=0, atol=1e-13 * scale
+    )
 
 
 ZERO_XI_CASES = [

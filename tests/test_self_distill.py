@@ -185,8 +185,9 @@ def test_decomposition_input_matches_X(design, kind):
     assert_allclose(fastsd.self_distill(dec_y, None, lams, xi), want, rtol=1e-13, atol=0)
     # a stored y is overridden by an explicit one
     y2 = y[::-1].copy()
-    assert_allclose(fastsd.self_distill(dec_y, y2, lams, xi), fastsd.self_distill(X, y2, lams, xi),
-                    rtol=1e-13)
+    assert_allclose(
+        fastsd.self_distill(dec_y, y2, lams, xi), fastsd.self_distill(X, y2, lams, xi), rtol=1e-13
+    )
 
 
 @pytest.mark.parametrize("k", [6, 12])

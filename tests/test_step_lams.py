@@ -56,10 +56,16 @@ def test_equal_penalties_give_the_one_lambda_path(design):
     lams, xi = np.array([1e-2, 1.0, 1e2]), [0.5, 1.7, -0.4]
     for lam in lams:
         same = [lam] * 3
-        assert_allclose(fastsd.self_distill(X, y, lam, xi, step_lams=same),
-                        fastsd.self_distill(X, y, lam, xi), rtol=1e-12)
-        assert_allclose(fastsd.excess_risk(X, theta, 0.3, lam, xi, step_lams=same),
-                        fastsd.excess_risk(X, theta, 0.3, lam, xi), rtol=1e-12)
+        assert_allclose(
+            fastsd.self_distill(X, y, lam, xi, step_lams=same),
+            fastsd.self_distill(X, y, lam, xi),
+            rtol=1e-12,
+        )
+        assert_allclose(
+            fastsd.excess_risk(X, theta, 0.3, lam, xi, step_lams=same),
+            fastsd.excess_risk(X, theta, 0.3, lam, xi),
+            rtol=1e-12,
+        )
         a_xi, a_risk = fastsd.optimal_xi(X, theta, 0.3, lam, 3, step_lams=same)
         b_xi, b_risk = fastsd.optimal_xi(X, theta, 0.3, lam, 3)
         assert_allclose(a_risk, b_risk, rtol=1e-10)
@@ -103,16 +109,17 @@ def test_optimal_xi_is_optimal(design, grid_search, kind, lam, steps):
     dec = fastsd.decompose(X)
 
     def f(nodes):
-        return fastsd.excess_risk(dec, theta, 0.5, np.full(len(nodes), lam), nodes,
-                                  step_lams=steps)
+        return fastsd.excess_risk(dec, theta, 0.5, np.full(len(nodes), lam), nodes, step_lams=steps)
 
     _, best = grid_search(f, 2, box=max(10.0, 2 * np.max(np.abs(xi))))
     assert risk <= best * (1 + 1e-9)
     # one step: same check against the k = 1 grid
     xi1, risk1 = fastsd.optimal_xi(X, theta, 0.5, lam, 1, step_lams=steps[:1])
-    _, best1 = grid_search(lambda c: fastsd.excess_risk(
-        dec, theta, 0.5, np.full(len(c), lam), c, step_lams=steps[:1]), 1,
-        box=max(10.0, 2 * abs(float(xi1[0]))))
+    _, best1 = grid_search(
+        lambda c: fastsd.excess_risk(dec, theta, 0.5, np.full(len(c), lam), c, step_lams=steps[:1]),
+        1,
+        box=max(10.0, 2 * abs(float(xi1[0]))),
+    )
     assert risk1 <= best1 * (1 + 1e-9) and best1 <= risk1 * (1 + 1e-7)
 
 
@@ -157,20 +164,29 @@ def test_teacher_student_sweeps_match_core_and_reference():
     lams, students, xis, K = np.logspace(-2, 2, 4), np.array([0.05, 1.0, 30.0]), [-0.5, 0.7, 1.9], 3
     risk = fastsd.sweep_risk(X, theta, 0.3, lams, xis, K, student_lams=students)
     assert risk.shape == (3, 4, 3, 3, K + 1)
-    assert_allclose(risk, fastsd.sweep_risk(X, theta, 0.3, lams, xis, K, student_lams=students,
-                                            backend="numpy"), rtol=1e-12)
+    assert_allclose(
+        risk,
+        fastsd.sweep_risk(X, theta, 0.3, lams, xis, K, student_lams=students, backend="numpy"),
+        rtol=1e-12,
+    )
     mse = fastsd.sweep_mse(X, y, Xe, ye, lams, xis, K, student_lams=students)
-    assert_allclose(mse, fastsd.sweep_mse(X, y, Xe, ye, lams, xis, K, student_lams=students,
-                                          backend="numpy"), rtol=1e-12)
+    assert_allclose(
+        mse,
+        fastsd.sweep_mse(X, y, Xe, ye, lams, xis, K, student_lams=students, backend="numpy"),
+        rtol=1e-12,
+    )
     for l_idx, m, g, k in [(0, 2, 1, 3), (3, 0, 2, 2), (1, 1, 0, 0)]:
         sched, steps = np.full(k, xis[g]), np.full(k, students[m])
-        assert_allclose(risk[:, l_idx, m, g, k],
-                        fastsd.excess_risk(X, theta, 0.3, lams[l_idx], sched, step_lams=steps),
-                        rtol=1e-12)
+        assert_allclose(
+            risk[:, l_idx, m, g, k],
+            fastsd.excess_risk(X, theta, 0.3, lams[l_idx], sched, step_lams=steps),
+            rtol=1e-12,
+        )
         for b in range(3):
             th = self_distill_refit(X[b], y[b], lams[l_idx], sched, steps)
             assert abs(np.mean((ye[b] - Xe[b] @ th) ** 2) - mse[b, l_idx, m, g, k]) <= (
-                RTOL * mse[b, l_idx, m, g, k])
+                RTOL * mse[b, l_idx, m, g, k]
+            )
     opt, xi = fastsd.sweep_optimal(X, theta, 0.3, lams, K, student_lams=students, backend="numpy")
     assert opt.shape == (3, 4, 3, K + 1) and xi.shape == (3, 4, 3, K, K)
     opt_nb, xi_nb = fastsd.sweep_optimal(X, theta, 0.3, lams, K, student_lams=students)
@@ -180,10 +196,10 @@ def test_teacher_student_sweeps_match_core_and_reference():
     assert_allclose(xi_nb[both], xi[both], rtol=1e-6)
     want_xi, want = fastsd.optimal_xi(X, theta, 0.3, lams[2], 2, step_lams=[students[1]] * 2)
     assert_allclose(opt[:, 2, 1, 2], want, rtol=1e-12)
-    vmse, vxi = fastsd.sweep_optimal_validation(X, y, Xe, ye, lams, K, student_lams=students,
-                                                backend="numpy")
-    vmse_nb, vxi_nb = fastsd.sweep_optimal_validation(X, y, Xe, ye, lams, K,
-                                                      student_lams=students)
+    vmse, vxi = fastsd.sweep_optimal_validation(
+        X, y, Xe, ye, lams, K, student_lams=students, backend="numpy"
+    )
+    vmse_nb, vxi_nb = fastsd.sweep_optimal_validation(X, y, Xe, ye, lams, K, student_lams=students)
     assert_allclose(vmse_nb, vmse, rtol=1e-12)
     both = np.isfinite(vxi) & np.isfinite(vxi_nb)
     assert both.sum() >= 0.8 * np.isfinite(vxi).sum()
@@ -234,8 +250,7 @@ def _mp_optimum(s2, t, var, n, lam_sched, k):
             M[i, c] = sum(A[j] * G[j, i] * G[j, c] for j in range(p))
     pi = mp.lu_solve(M, v)
     u = [sum(G[j, c] * pi[c] for c in range(k)) for j in range(p)]
-    risk = sum(bw[j] * (q[k][j] + r[k][j] * u[j]) ** 2 + nw[j] * (1 - u[j]) ** 2
-               for j in range(p))
+    risk = sum(bw[j] * (q[k][j] + r[k][j] * u[j]) ** 2 + nw[j] * (1 - u[j]) ** 2 for j in range(p))
     return float(risk)
 
 
@@ -249,15 +264,16 @@ def test_ill_conditioned_schedules_match_high_precision(backend):
     dec = fastsd.decompose(X)
     t = dec.project_theta(theta)
     K = 6
-    risk, _ = fastsd.sweep_optimal(dec, theta, 0.3, [1e-3], K, student_lams=[1e-4],
-                                   backend=backend)
+    risk, _ = fastsd.sweep_optimal(dec, theta, 0.3, [1e-3], K, student_lams=[1e-4], backend=backend)
     for k in range(1, K + 1):
         want = _mp_optimum(dec.s2, t, 0.3, 25, [1e-3] + [1e-4] * k, k)
         assert abs(risk[0, 0, k] - want) <= 1e-9 * want
 
 
-@pytest.mark.parametrize("lam,steps", [(0.0, [1.0, 0.5]), (0.5, [0.0, 2.0]), (0.5, [2.0, 0.0]),
-                                       (0.0, [0.0, 0.0]), (1.0, [0.0, 1.0])])
+@pytest.mark.parametrize(
+    "lam,steps",
+    [(0.0, [1.0, 0.5]), (0.5, [0.0, 2.0]), (0.5, [2.0, 0.0]), (0.0, [0.0, 0.0]), (1.0, [0.0, 1.0])],
+)
 def test_zero_penalties(design, grid_search, lam, steps):
     """A zero penalty (that step interpolates) removes a pole and a column: the optimum
     still matches the grid, and its schedule is recovered and reproduced by the refit."""
@@ -267,11 +283,12 @@ def test_zero_penalties(design, grid_search, lam, steps):
     assert np.all(np.isfinite(xi))
     assert abs(_refit_risk(X, theta, 0.5, lam, xi, steps) - risk) <= XI_RTOL * risk
     dec = fastsd.decompose(X)
-    _, best = grid_search(lambda c: fastsd.excess_risk(
-        dec, theta, 0.5, np.full(len(c), lam), c, step_lams=steps), 2,
-        box=max(10.0, 2 * np.max(np.abs(xi))))
+    _, best = grid_search(
+        lambda c: fastsd.excess_risk(dec, theta, 0.5, np.full(len(c), lam), c, step_lams=steps),
+        2,
+        box=max(10.0, 2 * np.max(np.abs(xi))),
+    )
     assert risk <= best * (1 + 1e-9) and best <= risk * (1 + 1e-6)
     nb, _ = fastsd.sweep_optimal(X, theta, 0.5, [lam], 2, student_lams=[steps[0]])
-    ref, _ = fastsd.sweep_optimal(X, theta, 0.5, [lam], 2, student_lams=[steps[0]],
-                                  backend="numpy")
+    ref, _ = fastsd.sweep_optimal(X, theta, 0.5, [lam], 2, student_lams=[steps[0]], backend="numpy")
     assert_allclose(nb, ref, rtol=1e-12)

@@ -33,8 +33,7 @@ def _as_kind(kind, arr, rows, tmp_path, name):
         np.save(path, arr)
         return str(path)
     if kind == "memmap":
-        out = np.lib.format.open_memmap(tmp_path / f"{name}_mm.npy", mode="w+",
-                                        shape=arr.shape)
+        out = np.lib.format.open_memmap(tmp_path / f"{name}_mm.npy", mode="w+", shape=arr.shape)
         out[...] = arr
         out.flush()
         return np.load(tmp_path / f"{name}_mm.npy", mmap_mode="r")
@@ -44,12 +43,14 @@ def _as_kind(kind, arr, rows, tmp_path, name):
     if kind == "dask":
         da = pytest.importorskip("dask.array")
         return da.from_array(arr, chunks=(rows,) + arr.shape[1:])
-    return iter([arr[i:i + rows] for i in range(0, arr.shape[0], rows)])
+    return iter([arr[i : i + rows] for i in range(0, arr.shape[0], rows)])
 
 
 def _risks(dec, theta):
-    return (fastsd.sweep_risk(dec, theta, 0.5, LAMS, XIS, K),
-            fastsd.sweep_optimal(dec, theta, 0.5, LAMS, K)[0])
+    return (
+        fastsd.sweep_risk(dec, theta, 0.5, LAMS, XIS, K),
+        fastsd.sweep_optimal(dec, theta, 0.5, LAMS, K)[0],
+    )
 
 
 @pytest.mark.parametrize("rows", BLOCKS)
@@ -67,8 +68,11 @@ def test_streamed_equals_in_memory(kind, rows, tmp_path):
     assert_allclose(dec.V @ dec.z, ref.V @ ref.z, rtol=1e-12, atol=1e-12 * np.abs(ref.z).max())
     for got, want in zip(_risks(dec, theta), _risks(ref, theta)):
         assert_allclose(got, want, rtol=1e-12, atol=0)
-    assert_allclose(fastsd.self_distill(dec, None, LAMS, [0.5, 2.0]),
-                    fastsd.self_distill(ref, None, LAMS, [0.5, 2.0]), rtol=1e-10)
+    assert_allclose(
+        fastsd.self_distill(dec, None, LAMS, [0.5, 2.0]),
+        fastsd.self_distill(ref, None, LAMS, [0.5, 2.0]),
+        rtol=1e-10,
+    )
 
 
 @pytest.mark.parametrize("kind", ["npy", "memmap", "zarr", "dask"])
@@ -77,8 +81,9 @@ def test_streamed_U_and_new_targets_take_one_more_pass(kind, tmp_path):
     dec = fastsd.decompose(_as_kind(kind, X, 16, tmp_path, "X"), block_rows=16)
     assert dec.z is None
     assert_allclose((dec.U * dec.s) @ dec.V.T, X, atol=1e-12 * np.linalg.norm(X, 2))
-    assert_allclose(dec.project_y(y), dec.V.T @ (X.T @ y), rtol=1e-12,
-                    atol=1e-12 * np.linalg.norm(X.T @ y))
+    assert_allclose(
+        dec.project_y(y), dec.V.T @ (X.T @ y), rtol=1e-12, atol=1e-12 * np.linalg.norm(X.T @ y)
+    )
 
 
 def test_in_memory_y_with_streamed_x_and_wide_x(tmp_path):
@@ -99,7 +104,7 @@ def test_iterator_gives_no_U(tmp_path):
 
 
 def _blocks(X, rows=3):
-    return [X[i:i + rows] for i in range(0, X.shape[0], rows)]
+    return [X[i : i + rows] for i in range(0, X.shape[0], rows)]
 
 
 def test_bad_blocks_are_named(tmp_path):
@@ -151,15 +156,20 @@ def test_thread_count_does_not_change_results(tmp_path):
     """Bitwise: the Gram is cut into chunks by shape, never by thread count."""
     rng = np.random.default_rng(3)
     # sizes above SERIAL_FLOPS, so that the threaded routes run
-    for X in (rng.normal(size=(100_000, 16)), rng.normal(size=(16, 100_000)),
-              rng.normal(size=(5, 3000, 40))):
+    for X in (
+        rng.normal(size=(100_000, 16)),
+        rng.normal(size=(16, 100_000)),
+        rng.normal(size=(5, 3000, 40)),
+    ):
         one = fastsd.decompose(X, threads=1)
         two = fastsd.decompose(X, threads=2)
         assert_array_equal(one.s2, two.s2)
         assert_array_equal(one.V, two.V)
     path = _as_kind("npy", X[0], 1000, tmp_path, "X")
-    assert_array_equal(fastsd.decompose(path, block_rows=1000, threads=1).s2,
-                       fastsd.decompose(path, block_rows=1000, threads=2).s2)
+    assert_array_equal(
+        fastsd.decompose(path, block_rows=1000, threads=1).s2,
+        fastsd.decompose(path, block_rows=1000, threads=2).s2,
+    )
 
 
 def test_dask_distributed_cluster():
@@ -168,8 +178,9 @@ def test_dask_distributed_cluster():
     da = pytest.importorskip("dask.array")
     X, y, theta = _data(4, n=400)
     ref = fastsd.decompose(X, y)
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
     try:
         with distributed.Client(cluster, timeout="30s") as client:
             Xd = client.persist(da.from_array(X, chunks=(50, D)))
@@ -195,18 +206,26 @@ _PEAK_RSS = """def peak_rss():
 def _run(script, *args):
     if not os.path.exists("/proc/self/status"):
         pytest.skip("needs /proc/self/status (Linux) to read the peak RSS")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(fastsd.__file__))] + sys.path))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(fastsd.__file__))] + sys.path),
+    )
     script = script.replace("PEAK_RSS", _PEAK_RSS)  # scripts are dedented: column 0
-    proc = subprocess.run([sys.executable, "-c", script, *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
 def test_in_memory_gram_route_needs_x_plus_o_d2():
     """decompose of a tall X (no U): peak RSS = X + O(d^2), never a copy of X."""
-    res = _run(textwrap.dedent("""
+    res = _run(
+        textwrap.dedent("""
         import json
         import numpy as np
         import fastsd
@@ -217,7 +236,8 @@ def test_in_memory_gram_route_needs_x_plus_o_d2():
         dec = fastsd.decompose(X)
         peak = peak_rss()
         print(json.dumps(dict(base=base, peak=peak, rank=int(dec.rank))))
-    """))
+    """)
+    )
     assert res["rank"] == 200
     assert res["peak"] - res["base"] < 24e6, res  # d^2 = 0.3 MB; X = 160 MB
 
@@ -243,7 +263,8 @@ def test_streaming_memory_stays_bounded(tmp_path):
     path = tmp_path / "big.npy"
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(
-            f, {"descr": "<f8", "fortran_order": False, "shape": (reps * tile.shape[0], 100)})
+            f, {"descr": "<f8", "fortran_order": False, "shape": (reps * tile.shape[0], 100)}
+        )
         for _ in range(reps):
             tile.tofile(f)
     size = os.path.getsize(path)
@@ -257,8 +278,10 @@ def test_streaming_memory_stays_bounded(tmp_path):
     assert res["peak"] < size / 3, res  # baseline (imports, BLAS buffers) ~0.2-0.4 GB
     want = reps * np.linalg.eigvalsh(tile.T @ tile)[::-1]
     assert_allclose(res["s2"], want, rtol=1e-12)
-    print(f"streamed {size / 1e9:.2f} GB: peak RSS {res['peak'] / 1e6:.0f} MB, "
-          f"{res['base'] / 1e6:.0f} MB before decompose")
+    print(
+        f"streamed {size / 1e9:.2f} GB: peak RSS {res['peak'] / 1e6:.0f} MB, "
+        f"{res['base'] / 1e6:.0f} MB before decompose"
+    )
 
 
 @pytest.mark.parametrize("rows", [7, 200])
@@ -268,16 +291,28 @@ def test_streamed_validation_set(kind, rows, tmp_path):
     X, y, _ = _data(6)
     rng = np.random.default_rng(7)
     X_val, y_val = rng.normal(size=(45, D)), rng.normal(size=45)
-    dec = fastsd.decompose(_as_kind(kind, X, rows, tmp_path, "X"),
-                           _as_kind(kind, y, rows, tmp_path, "y"), block_rows=rows)
+    dec = fastsd.decompose(
+        _as_kind(kind, X, rows, tmp_path, "X"),
+        _as_kind(kind, y, rows, tmp_path, "y"),
+        block_rows=rows,
+    )
     ref = fastsd.decompose(X, y)
-    Xv, yv = _as_kind(kind, X_val, rows, tmp_path, "Xv"), _as_kind(kind, y_val, rows, tmp_path, "yv")
+    Xv, yv = (
+        _as_kind(kind, X_val, rows, tmp_path, "Xv"),
+        _as_kind(kind, y_val, rows, tmp_path, "yv"),
+    )
     got = fastsd.sweep_optimal_validation(dec, None, Xv, yv, LAMS, K)
     want = fastsd.sweep_optimal_validation(ref, None, X_val, y_val, LAMS, K)
     assert_allclose(got[0], want[0], rtol=1e-11)
-    Xv, yv = _as_kind(kind, X_val, rows, tmp_path, "Xv2"), _as_kind(kind, y_val, rows, tmp_path, "yv2")
-    assert_allclose(fastsd.sweep_mse(dec, None, Xv, yv, LAMS, XIS, K),
-                    fastsd.sweep_mse(ref, None, X_val, y_val, LAMS, XIS, K), rtol=1e-11)
+    Xv, yv = (
+        _as_kind(kind, X_val, rows, tmp_path, "Xv2"),
+        _as_kind(kind, y_val, rows, tmp_path, "yv2"),
+    )
+    assert_allclose(
+        fastsd.sweep_mse(dec, None, Xv, yv, LAMS, XIS, K),
+        fastsd.sweep_mse(ref, None, X_val, y_val, LAMS, XIS, K),
+        rtol=1e-11,
+    )
 
 
 def test_streamed_validation_errors(tmp_path):
@@ -288,8 +323,9 @@ def test_streamed_validation_errors(tmp_path):
     with pytest.raises(ValueError, match="X_val block 2 contains NaN"):
         fastsd.sweep_optimal_validation(dec, None, iter(blocks), np.ones(12), LAMS, K)
     with pytest.raises(ValueError, match=r"y_val must have shape \(12,\)"):
-        fastsd.sweep_optimal_validation(dec, None, _as_kind("npy", np.ones((12, D)), 3,
-                                                            tmp_path, "Xv"), np.ones(11), LAMS, K)
+        fastsd.sweep_optimal_validation(
+            dec, None, _as_kind("npy", np.ones((12, D)), 3, tmp_path, "Xv"), np.ones(11), LAMS, K
+        )
 
 
 @pytest.mark.parametrize("kind", ["tall", "wide", "dup", "zero", "wide_dup"])

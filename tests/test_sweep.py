@@ -86,8 +86,9 @@ def make_problem(kind, seed, B=4):
         X = _repeated_spectrum_design(rng, B, 18, s)
     elif kind == "wide_rankdef":  # d = 10 > n = 7, rank 4 < n
         base = rng.normal(size=(B, 7, 4))
-        X = np.concatenate([base, base[:, :, :2], np.zeros((B, 7, 2)), base[:, :, 2:] * 0.5],
-                           axis=2)
+        X = np.concatenate(
+            [base, base[:, :, :2], np.zeros((B, 7, 2)), base[:, :, 2:] * 0.5], axis=2
+        )
     else:
         raise ValueError(kind)
     B, n, d = X.shape
@@ -109,31 +110,68 @@ def run_all(prob, backend, lams=LAMS, threads=None, K=None):
     """All four sweeps on one problem batch."""
     K = prob.K if K is None else K
     sched = explicit_schedules(K, 7)
-    out = {
-        "risk": fastsd.sweep_risk(prob.X, prob.theta, prob.noise_var, lams, XIS, K,
-                                  backend=backend, threads=threads),
-        "risk_explicit": fastsd.sweep_risk(prob.X, prob.theta, prob.noise_var, lams, sched, K,
-                                           backend=backend, threads=threads),
-        "optimal": fastsd.sweep_optimal(prob.X, prob.theta, prob.noise_var, lams, K,
-                                        backend=backend, threads=threads),
-        "mse": fastsd.sweep_mse(prob.X, prob.y, prob.X_val, prob.y_val, lams, XIS, K,
-                                backend=backend, threads=threads),
-        "mse_explicit": fastsd.sweep_mse(prob.X, prob.y, prob.X_val, prob.y_val, lams, sched, K,
-                                         backend=backend, threads=threads),
-        "validation": fastsd.sweep_optimal_validation(prob.X, prob.y, prob.X_val, prob.y_val,
-                                                      lams, K, backend=backend, threads=threads),
-    } if K else {}
+    out = (
+        {
+            "risk": fastsd.sweep_risk(
+                prob.X, prob.theta, prob.noise_var, lams, XIS, K, backend=backend, threads=threads
+            ),
+            "risk_explicit": fastsd.sweep_risk(
+                prob.X, prob.theta, prob.noise_var, lams, sched, K, backend=backend, threads=threads
+            ),
+            "optimal": fastsd.sweep_optimal(
+                prob.X, prob.theta, prob.noise_var, lams, K, backend=backend, threads=threads
+            ),
+            "mse": fastsd.sweep_mse(
+                prob.X,
+                prob.y,
+                prob.X_val,
+                prob.y_val,
+                lams,
+                XIS,
+                K,
+                backend=backend,
+                threads=threads,
+            ),
+            "mse_explicit": fastsd.sweep_mse(
+                prob.X,
+                prob.y,
+                prob.X_val,
+                prob.y_val,
+                lams,
+                sched,
+                K,
+                backend=backend,
+                threads=threads,
+            ),
+            "validation": fastsd.sweep_optimal_validation(
+                prob.X, prob.y, prob.X_val, prob.y_val, lams, K, backend=backend, threads=threads
+            ),
+        }
+        if K
+        else {}
+    )
     if not K:  # explicit schedules of shape (G, 0): see test_explicit_schedules_zero_steps
         out = {
-            "risk": fastsd.sweep_risk(prob.X, prob.theta, prob.noise_var, lams, XIS, K,
-                                      backend=backend, threads=threads),
-            "optimal": fastsd.sweep_optimal(prob.X, prob.theta, prob.noise_var, lams, K,
-                                            backend=backend, threads=threads),
-            "mse": fastsd.sweep_mse(prob.X, prob.y, prob.X_val, prob.y_val, lams, XIS, K,
-                                    backend=backend, threads=threads),
+            "risk": fastsd.sweep_risk(
+                prob.X, prob.theta, prob.noise_var, lams, XIS, K, backend=backend, threads=threads
+            ),
+            "optimal": fastsd.sweep_optimal(
+                prob.X, prob.theta, prob.noise_var, lams, K, backend=backend, threads=threads
+            ),
+            "mse": fastsd.sweep_mse(
+                prob.X,
+                prob.y,
+                prob.X_val,
+                prob.y_val,
+                lams,
+                XIS,
+                K,
+                backend=backend,
+                threads=threads,
+            ),
             "validation": fastsd.sweep_optimal_validation(
-                prob.X, prob.y, prob.X_val, prob.y_val, lams, K, backend=backend,
-                threads=threads),
+                prob.X, prob.y, prob.X_val, prob.y_val, lams, K, backend=backend, threads=threads
+            ),
         }
     return out
 
@@ -217,14 +255,13 @@ def test_constant_xi_grid_equals_explicit_constant_schedules():
     for backend in BACKENDS:
         assert_array_equal(
             fastsd.sweep_risk(prob.X, prob.theta, prob.noise_var, LAMS, XIS, K, backend=backend),
-            fastsd.sweep_risk(prob.X, prob.theta, prob.noise_var, LAMS, sched, K,
-                              backend=backend),
+            fastsd.sweep_risk(prob.X, prob.theta, prob.noise_var, LAMS, sched, K, backend=backend),
         )
         assert_array_equal(
-            fastsd.sweep_mse(prob.X, prob.y, prob.X_val, prob.y_val, LAMS, XIS, K,
-                             backend=backend),
-            fastsd.sweep_mse(prob.X, prob.y, prob.X_val, prob.y_val, LAMS, sched, K,
-                             backend=backend),
+            fastsd.sweep_mse(prob.X, prob.y, prob.X_val, prob.y_val, LAMS, XIS, K, backend=backend),
+            fastsd.sweep_mse(
+                prob.X, prob.y, prob.X_val, prob.y_val, LAMS, sched, K, backend=backend
+            ),
         )
 
 
@@ -246,12 +283,14 @@ def test_sweep_risk_equals_excess_risk_per_cell(kind):
         for li, lam in enumerate(LAM_SUBSET):
             for g in range(sched.shape[0]):
                 want = [
-                    fastsd.excess_risk(prob.X[b], prob.theta[b], prob.noise_var[b], lam,
-                                       sched[g, :k])
+                    fastsd.excess_risk(
+                        prob.X[b], prob.theta[b], prob.noise_var[b], lam, sched[g, :k]
+                    )
                     for k in range(K + 1)
                 ]
-                assert_allclose(got[b, li, g], want, rtol=RTOL, atol=0,
-                                err_msg=f"b={b} lam={lam} g={g}")
+                assert_allclose(
+                    got[b, li, g], want, rtol=RTOL, atol=0, err_msg=f"b={b} lam={lam} g={g}"
+                )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -270,8 +309,9 @@ def test_sweep_mse_equals_direct_prediction_error(kind):
                     want = np.mean((prob.y_val[b] - prob.X_val[b] @ theta_k) ** 2)
                     # direct residual vs. QR-compressed form: cancellation in
                     # y_val - X_val theta, relative error ~ eps * ||y_val|| / ||resid||
-                    assert_allclose(got[b, li, g, k], want, rtol=1e-9,
-                                    err_msg=f"b={b} lam={lam} g={g} k={k}")
+                    assert_allclose(
+                        got[b, li, g, k], want, rtol=1e-9, err_msg=f"b={b} lam={lam} g={g} k={k}"
+                    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -286,15 +326,20 @@ def test_sweep_optimal_equals_optimal_xi_per_cell(kind):
             for k in range(K + 1):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", fastsd.IllConditionedXiWarning)
-                    want_xi, want_risk = fastsd.optimal_xi(prob.X[b], prob.theta[b],
-                                                           prob.noise_var[b], lam, k)
-                assert_allclose(risk[b, li, k], want_risk, rtol=RTOL, atol=0,
-                                err_msg=f"b={b} lam={lam} k={k}")
+                    want_xi, want_risk = fastsd.optimal_xi(
+                        prob.X[b], prob.theta[b], prob.noise_var[b], lam, k
+                    )
+                assert_allclose(
+                    risk[b, li, k], want_risk, rtol=RTOL, atol=0, err_msg=f"b={b} lam={lam} k={k}"
+                )
                 if k == 0:
                     continue
                 got_xi = xi[b, li, k - 1, :k]
-                ok = (np.all(np.isfinite(got_xi)) and np.all(np.isfinite(want_xi))
-                      and np.all(np.abs(want_xi) < XI_MODERATE))
+                ok = (
+                    np.all(np.isfinite(got_xi))
+                    and np.all(np.isfinite(want_xi))
+                    and np.all(np.abs(want_xi) < XI_MODERATE)
+                )
                 if ok:
                     assert_allclose(got_xi, want_xi, **XI_TOL, err_msg=f"b={b} lam={lam} k={k}")
                     compared += 1
@@ -315,14 +360,17 @@ def test_optimal_xi_rows_reproduce_their_risk(kind, seed, backend):
     for k in range(1, K + 1):
         rows = xi[:, :, k - 1, :k]  # (B, L, k)
         finite = np.all(np.isfinite(rows), axis=-1)
-        achieved = fastsd.excess_risk(dec, prob.theta, prob.noise_var, LAMS,
-                                      np.where(finite[..., None], rows, 0.0))
+        achieved = fastsd.excess_risk(
+            dec, prob.theta, prob.noise_var, LAMS, np.where(finite[..., None], rows, 0.0)
+        )
         opt, ridge = risk[:, :, k], risk[:, :, 0]
         err = np.abs(achieved - opt)
         tol = XI_RTOL * np.abs(opt) + 1e-14 * np.abs(ridge)
         for b, li in zip(*np.nonzero(finite & ~(err <= tol))):
-            bad.append(f"b={b} lam={LAMS[li]:.0e} k={k}: rel err {err[b, li] / opt[b, li]:.2e}"
-                       f" max|xi|={np.abs(rows[b, li]).max():.1e}")
+            bad.append(
+                f"b={b} lam={LAMS[li]:.0e} k={k}: rel err {err[b, li] / opt[b, li]:.2e}"
+                f" max|xi|={np.abs(rows[b, li]).max():.1e}"
+            )
     assert not bad, f"{len(bad)} xi rows miss their risk by more than XI_RTOL:\n" + "\n".join(bad)
 
 
@@ -339,8 +387,9 @@ def test_validation_xi_rows_reproduce_their_mse(kind, seed, backend):
     for b in range(B):
         # every (lam, k) row as an explicit schedule, zero-padded to K
         rows = np.tril(np.nan_to_num(xi[b], nan=0.0)).reshape(L * K, K)
-        evaluated = fastsd.sweep_mse(prob.X[b], prob.y[b], prob.X_val[b], prob.y_val[b], LAMS,
-                                     rows, K, backend="numpy")  # (L, L*K, K+1)
+        evaluated = fastsd.sweep_mse(
+            prob.X[b], prob.y[b], prob.X_val[b], prob.y_val[b], LAMS, rows, K, backend="numpy"
+        )  # (L, L*K, K+1)
         for li in range(L):
             for k in range(1, K + 1):
                 if not np.all(np.isfinite(xi[b, li, k - 1, :k])):
@@ -348,8 +397,9 @@ def test_validation_xi_rows_reproduce_their_mse(kind, seed, backend):
                 achieved = evaluated[li, li * K + k - 1, k]
                 opt, ridge = mse[b, li, k], mse[b, li, 0]
                 if not abs(achieved - opt) <= XI_RTOL * abs(opt) + 1e-14 * abs(ridge):
-                    bad.append(f"b={b} lam={LAMS[li]:.0e} k={k}: rel err "
-                               f"{abs(achieved - opt) / opt:.2e}")
+                    bad.append(
+                        f"b={b} lam={LAMS[li]:.0e} k={k}: rel err {abs(achieved - opt) / opt:.2e}"
+                    )
     assert not bad, f"{len(bad)} xi rows miss their MSE by more than XI_RTOL:\n" + "\n".join(bad)
 
 
@@ -431,12 +481,14 @@ def test_explicit_schedules_zero_steps(backend):
     prob = make_problem("wide", 0)
     B = prob.X.shape[0]
     ridge = results("wide", 0, "numpy")
-    r = fastsd.sweep_risk(prob.X, prob.theta, prob.noise_var, LAMS, np.zeros((3, 0)), 0,
-                          backend=backend)
+    r = fastsd.sweep_risk(
+        prob.X, prob.theta, prob.noise_var, LAMS, np.zeros((3, 0)), 0, backend=backend
+    )
     assert r.shape == (B, LAMS.size, 3, 1)
     assert_allclose(r, ridge["risk"][:, :, :3, :1], rtol=RTOL, atol=0)
-    m = fastsd.sweep_mse(prob.X, prob.y, prob.X_val, prob.y_val, LAMS, np.zeros((3, 0)), 0,
-                         backend=backend)
+    m = fastsd.sweep_mse(
+        prob.X, prob.y, prob.X_val, prob.y_val, LAMS, np.zeros((3, 0)), 0, backend=backend
+    )
     assert_allclose(m, ridge["mse"][:, :, :3, :1], rtol=RTOL, atol=0)
 
 
@@ -469,16 +521,21 @@ def test_single_problem_drops_batch_axis(kind, backend):
     sched = explicit_schedules(K, 7)
     for b in range(3):
         one = dict(
-            risk=fastsd.sweep_risk(prob.X[b], prob.theta[b], prob.noise_var[b], LAMS, XIS, K,
-                                   backend=backend),
-            risk_explicit=fastsd.sweep_risk(prob.X[b], prob.theta[b], prob.noise_var[b], LAMS,
-                                            sched, K, backend=backend),
-            optimal=fastsd.sweep_optimal(prob.X[b], prob.theta[b], prob.noise_var[b], LAMS, K,
-                                         backend=backend),
-            mse=fastsd.sweep_mse(prob.X[b], prob.y[b], prob.X_val[b], prob.y_val[b], LAMS, XIS,
-                                 K, backend=backend),
-            validation=fastsd.sweep_optimal_validation(prob.X[b], prob.y[b], prob.X_val[b],
-                                                       prob.y_val[b], LAMS, K, backend=backend),
+            risk=fastsd.sweep_risk(
+                prob.X[b], prob.theta[b], prob.noise_var[b], LAMS, XIS, K, backend=backend
+            ),
+            risk_explicit=fastsd.sweep_risk(
+                prob.X[b], prob.theta[b], prob.noise_var[b], LAMS, sched, K, backend=backend
+            ),
+            optimal=fastsd.sweep_optimal(
+                prob.X[b], prob.theta[b], prob.noise_var[b], LAMS, K, backend=backend
+            ),
+            mse=fastsd.sweep_mse(
+                prob.X[b], prob.y[b], prob.X_val[b], prob.y_val[b], LAMS, XIS, K, backend=backend
+            ),
+            validation=fastsd.sweep_optimal_validation(
+                prob.X[b], prob.y[b], prob.X_val[b], prob.y_val[b], LAMS, K, backend=backend
+            ),
         )
         assert one["risk"].shape == (LAMS.size, XIS.size, K + 1)
         assert one["mse"].shape == (LAMS.size, XIS.size, K + 1)
@@ -503,15 +560,27 @@ def test_decomposition_input(kind, dec_backend):
     ref = results(kind, 1, "numba")
     # numpy decomposition: bitwise the same route; numba's eigh: rounding of s^2
     rtol = 0 if dec_backend == "numpy" else 1e-10
-    assert_allclose(fastsd.sweep_risk(dec, prob.theta, prob.noise_var, LAMS, XIS, K),
-                    ref["risk"], rtol=rtol, atol=0)
+    assert_allclose(
+        fastsd.sweep_risk(dec, prob.theta, prob.noise_var, LAMS, XIS, K),
+        ref["risk"],
+        rtol=rtol,
+        atol=0,
+    )
     risk, xi = fastsd.sweep_optimal(dec, prob.theta, prob.noise_var, LAMS, K)
     assert_allclose(risk, ref["optimal"][0], rtol=rtol, atol=0)
     assert_xi_layout(xi, K)
-    assert_allclose(fastsd.sweep_mse(dec, None, prob.X_val, prob.y_val, LAMS, XIS, K),
-                    ref["mse"], rtol=max(rtol, 1e-12), atol=0)
-    assert_allclose(fastsd.sweep_mse(dec, prob.y, prob.X_val, prob.y_val, LAMS, XIS, K),
-                    ref["mse"], rtol=max(rtol, 1e-12), atol=0)
+    assert_allclose(
+        fastsd.sweep_mse(dec, None, prob.X_val, prob.y_val, LAMS, XIS, K),
+        ref["mse"],
+        rtol=max(rtol, 1e-12),
+        atol=0,
+    )
+    assert_allclose(
+        fastsd.sweep_mse(dec, prob.y, prob.X_val, prob.y_val, LAMS, XIS, K),
+        ref["mse"],
+        rtol=max(rtol, 1e-12),
+        atol=0,
+    )
     mse, xi = fastsd.sweep_optimal_validation(dec, None, prob.X_val, prob.y_val, LAMS, K)
     assert_allclose(mse, ref["validation"][0], rtol=max(rtol, 1e-12), atol=0)
     assert_xi_layout(xi, K)
@@ -523,12 +592,10 @@ def test_scalar_and_per_problem_noise_var():
     B = prob.X.shape[0]
     for backend in BACKENDS:
         a = fastsd.sweep_risk(prob.X, prob.theta, 0.7, LAMS, XIS, K, backend=backend)
-        b = fastsd.sweep_risk(prob.X, prob.theta, np.full(B, 0.7), LAMS, XIS, K,
-                              backend=backend)
+        b = fastsd.sweep_risk(prob.X, prob.theta, np.full(B, 0.7), LAMS, XIS, K, backend=backend)
         assert_array_equal(a, b)
         ra, _ = fastsd.sweep_optimal(prob.X, prob.theta, 0.7, LAMS, K, backend=backend)
-        rb, _ = fastsd.sweep_optimal(prob.X, prob.theta, np.full(B, 0.7), LAMS, K,
-                                     backend=backend)
+        rb, _ = fastsd.sweep_optimal(prob.X, prob.theta, np.full(B, 0.7), LAMS, K, backend=backend)
         assert_array_equal(ra, rb)
 
 
@@ -537,8 +604,15 @@ def test_integer_and_list_inputs_accepted():
     K = 3
     X_int = np.round(prob.X * 3).astype(np.int64)
     a = fastsd.sweep_risk(X_int, prob.theta.tolist(), 1, [1, 10], [0, 1], np.int64(K))
-    b = fastsd.sweep_risk(X_int.astype(float), prob.theta, 1.0, np.array([1.0, 10.0]),
-                          np.array([0.0, 1.0]), K, backend="numpy")
+    b = fastsd.sweep_risk(
+        X_int.astype(float),
+        prob.theta,
+        1.0,
+        np.array([1.0, 10.0]),
+        np.array([0.0, 1.0]),
+        K,
+        backend="numpy",
+    )
     assert_allclose(a, b, rtol=RTOL, atol=0)
 
 
@@ -608,10 +682,10 @@ def call_sweep(name, prob, *, lams=LAMS, xis=XIS, max_steps=3, **kw):
     if name == "sweep_optimal":
         return fastsd.sweep_optimal(prob.X, prob.theta, prob.noise_var, lams, max_steps, **kw)
     if name == "sweep_mse":
-        return fastsd.sweep_mse(prob.X, prob.y, prob.X_val, prob.y_val, lams, xis, max_steps,
-                                **kw)
-    return fastsd.sweep_optimal_validation(prob.X, prob.y, prob.X_val, prob.y_val, lams,
-                                           max_steps, **kw)
+        return fastsd.sweep_mse(prob.X, prob.y, prob.X_val, prob.y_val, lams, xis, max_steps, **kw)
+    return fastsd.sweep_optimal_validation(
+        prob.X, prob.y, prob.X_val, prob.y_val, lams, max_steps, **kw
+    )
 
 
 @pytest.mark.parametrize("name", SWEEPS)
@@ -641,10 +715,17 @@ def test_threads_context_restores_on_exception(restore_threads):
 
 
 @pytest.mark.parametrize("name", SWEEPS)
-@pytest.mark.parametrize("bad,exc", [
-    (0, ValueError), (-1, ValueError), (MAX_THREADS + 1, ValueError),
-    (1.0, TypeError), ("2", TypeError), (True, TypeError),
-])
+@pytest.mark.parametrize(
+    "bad,exc",
+    [
+        (0, ValueError),
+        (-1, ValueError),
+        (MAX_THREADS + 1, ValueError),
+        (1.0, TypeError),
+        ("2", TypeError),
+        (True, TypeError),
+    ],
+)
 def test_bad_thread_counts_rejected(name, bad, exc, restore_threads):
     prob = make_problem("tall", 0, B=2)
     base = numba.get_num_threads()
@@ -672,8 +753,14 @@ def test_numba_num_threads_env_is_honoured(tmp_path):
         print("ok")
     """)
     env = dict(os.environ, NUMBA_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("ok")
 
@@ -766,8 +853,10 @@ def test_bad_noise_var_and_shapes_rejected(backend):
     with pytest.raises(ValueError, match="theta_star"):
         fastsd.sweep_risk(prob.X, prob.theta[:, :-1], 1.0, LAMS, XIS, 2, backend=backend)
     with pytest.raises(ValueError, match="X_eval"):
-        fastsd.sweep_mse(prob.X, prob.y, prob.X_val[:, :, :-1], prob.y_val, LAMS, XIS, 2,
-                         backend=backend)
+        fastsd.sweep_mse(
+            prob.X, prob.y, prob.X_val[:, :, :-1], prob.y_val, LAMS, XIS, 2, backend=backend
+        )
     with pytest.raises(ValueError, match="y_val"):
-        fastsd.sweep_optimal_validation(prob.X, prob.y, prob.X_val, prob.y_val[:, :-1], LAMS,
-                                        2, backend=backend)
+        fastsd.sweep_optimal_validation(
+            prob.X, prob.y, prob.X_val, prob.y_val[:, :-1], LAMS, 2, backend=backend
+        )

@@ -129,13 +129,20 @@ def test_overwrite_of_a_fastsd_output_removes_only_fastsd_entries(tmp_path, caps
 # ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("change, key", [
-    (lambda body: body.replace("seed = 0", "seed = 1"), "problems.params.seed"),
-    (lambda body: body.replace("num = 5", "num = 6"), "grid.lams"),
-    (lambda body: body.replace("max_steps = 3", "max_steps = 2"), "grid.max_steps"),
-    (lambda body: body.replace('selection = "oracle"', 'selection = "fixed"').replace(
-        "max_steps = 3", "max_steps = 3\nxis = [0.5]"), "grid.xis"),
-])
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        (lambda body: body.replace("seed = 0", "seed = 1"), "problems.params.seed"),
+        (lambda body: body.replace("num = 5", "num = 6"), "grid.lams"),
+        (lambda body: body.replace("max_steps = 3", "max_steps = 2"), "grid.max_steps"),
+        (
+            lambda body: body.replace('selection = "oracle"', 'selection = "fixed"').replace(
+                "max_steps = 3", "max_steps = 3\nxis = [0.5]"
+            ),
+            "grid.xis",
+        ),
+    ],
+)
 def test_resume_refuses_a_different_config(tmp_path, capsys, change, key):
     cfg = synthetic(tmp_path)
     assert run_cli(["sweep", cfg], capsys)[0] == 0
@@ -186,15 +193,18 @@ def test_unknown_keys_are_errors_with_a_suggestion(tmp_path, capsys, old, new, k
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("old, new, needle", [
-    ('family = "theorem1_family"', 'family = "dataclass"', "problems.family"),
-    ('family = "theorem1_family"', 'family = "ProblemBatch"', "problems.family"),
-    ("max_steps = 3", "max_steps = 1000000", "run.max_output_gb"),
-    ("block = 2", 'block = 2\nmemory_limit = "1KiB"', "run.memory_limit"),
-    ("block = 2", "block = 0", "run.block"),
-    ("block = 2", 'block = 2\nmemory_limit = "lots"', "run.memory_limit"),
-    ("ranks = [2, 3, 4, 5]", "ranks = [0]", "problems.params"),
-])
+@pytest.mark.parametrize(
+    "old, new, needle",
+    [
+        ('family = "theorem1_family"', 'family = "dataclass"', "problems.family"),
+        ('family = "theorem1_family"', 'family = "ProblemBatch"', "problems.family"),
+        ("max_steps = 3", "max_steps = 1000000", "run.max_output_gb"),
+        ("block = 2", 'block = 2\nmemory_limit = "1KiB"', "run.memory_limit"),
+        ("block = 2", "block = 0", "run.block"),
+        ("block = 2", 'block = 2\nmemory_limit = "lots"', "run.memory_limit"),
+        ("ranks = [2, 3, 4, 5]", "ranks = [0]", "problems.params"),
+    ],
+)
 def test_bad_values_fail_before_anything_is_written(tmp_path, capsys, old, new, needle):
     cfg = synthetic(tmp_path)
     write(tmp_path, cfg.read_text().replace(old, new))
@@ -245,8 +255,8 @@ def test_other_cli_errors_are_one_line(tmp_path, capsys):
 def test_readme_config_is_valid(tmp_path, capsys):
     """The config in the user guide's "Sweep configs" section runs as it stands."""
     readme = open(os.path.join(ROOT, "docs", "user_guide", "scale.md")).read()
-    section = readme[readme.index("## Sweep configs"):]
-    body = section[section.index("```toml") + len("```toml"):section.index("```\n", 10)]
+    section = readme[readme.index("## Sweep configs") :]
+    body = section[section.index("```toml") + len("```toml") : section.index("```\n", 10)]
     cfg = write(tmp_path, body)
     assert run_cli(["sweep", cfg], capsys)[0] == 0
     ds = fastsd.load_sweep(tmp_path / "sweep-out").to_xarray()
@@ -313,8 +323,9 @@ def test_store_xarray_dataframe_round_trip(tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", fastsd.IllConditionedXiWarning)
         risk, xi = fastsd.sweep_optimal(batch.X, batch.theta_star, batch.noise_var, lams, 3)
-        labelled = fastsd.sweep_optimal_chunked(batch.X, batch.theta_star, batch.noise_var,
-                                                lams, 3, labels=True)
+        labelled = fastsd.sweep_optimal_chunked(
+            batch.X, batch.theta_star, batch.noise_var, lams, 3, labels=True
+        )
     result = fastsd.load_sweep(tmp_path / "out")
     ds = result.to_xarray().load()
     np.testing.assert_allclose(ds["risk"].values, risk, rtol=1e-12)
@@ -326,13 +337,31 @@ def test_store_xarray_dataframe_round_trip(tmp_path, capsys):
         np.testing.assert_allclose(labelled[name].values, ds[name].values, rtol=1e-12)
         assert labelled[name].dims == ds[name].dims
     frame = result.to_dataframe()
-    dtypes = {"problem": "int64", "lam": "float64", "k": "int64", "risk": "float64",
-              "xi_reproducible": "bool", "xi_1": "float64", "xi_2": "float64",
-              "xi_3": "float64", "rank": "int64", "seed": "int64", "noise_var": "float64"}
+    dtypes = {
+        "problem": "int64",
+        "lam": "float64",
+        "k": "int64",
+        "risk": "float64",
+        "xi_reproducible": "bool",
+        "xi_1": "float64",
+        "xi_2": "float64",
+        "xi_3": "float64",
+        "rank": "int64",
+        "seed": "int64",
+        "noise_var": "float64",
+    }
     for column, dtype in dtypes.items():
         assert str(frame[column].dtype) == dtype, column
-    assert list(frame.columns[:8]) == ["problem", "lam", "k", "risk", "xi_reproducible",
-                                       "xi_1", "xi_2", "xi_3"]
+    assert list(frame.columns[:8]) == [
+        "problem",
+        "lam",
+        "k",
+        "risk",
+        "xi_reproducible",
+        "xi_1",
+        "xi_2",
+        "xi_3",
+    ]
     assert len(frame) == 4 * 5 * 4
     row = frame[(frame.problem == 2) & (frame.k == 2)].iloc[3]
     assert row["lam"] == lams[3] and row["risk"] == ds["risk"].values[2, 3, 2]
@@ -347,9 +376,11 @@ def test_store_xarray_dataframe_round_trip(tmp_path, capsys):
 
 
 def test_fixed_sweep_labels_and_best_lambda_values(tmp_path, capsys):
-    body = SYNTHETIC.format(seed=0, output="out", block=3).replace(
-        'selection = "oracle"', 'selection = "fixed"').replace(
-        "max_steps = 3", "max_steps = 2\nxis = [0.0, 0.5, 1.5]")
+    body = (
+        SYNTHETIC.format(seed=0, output="out", block=3)
+        .replace('selection = "oracle"', 'selection = "fixed"')
+        .replace("max_steps = 3", "max_steps = 2\nxis = [0.0, 0.5, 1.5]")
+    )
     cfg = write(tmp_path, body)
     assert run_cli(["sweep", cfg], capsys)[0] == 0
     ds = fastsd.load_sweep(tmp_path / "out").to_xarray()
@@ -359,8 +390,15 @@ def test_fixed_sweep_labels_and_best_lambda_values(tmp_path, capsys):
     assert frame["xi"].dtype == np.float64
     # BestRisk reports lambda values, not only indices
     batch = fastsd.problems.theorem1_family([2, 3, 4, 5], seed=0)
-    best = fastsd.sweep_risk_chunked(batch.X, batch.theta_star, batch.noise_var,
-                                     ds["lam"].values, [0.0, 0.5, 1.5], 2, reduce="min")
+    best = fastsd.sweep_risk_chunked(
+        batch.X,
+        batch.theta_star,
+        batch.noise_var,
+        ds["lam"].values,
+        [0.0, 0.5, 1.5],
+        2,
+        reduce="min",
+    )
     np.testing.assert_array_equal(best.lam, ds["lam"].values[best.lam_index])
     flat = ds["risk"].values.transpose(0, 3, 1, 2).reshape(4, 3, -1)
     np.testing.assert_array_equal(best.risk, flat.min(axis=-1))
@@ -371,7 +409,8 @@ def test_zero_steps_store_and_table(tmp_path, capsys, selection):
     body = SYNTHETIC.format(seed=0, output="out", block=2).replace("max_steps = 3", "max_steps = 0")
     if selection == "fixed":
         body = body.replace('selection = "oracle"', 'selection = "fixed"').replace(
-            "max_steps = 0", "max_steps = 0\nxis = [0.5]")
+            "max_steps = 0", "max_steps = 0\nxis = [0.5]"
+        )
     cfg = write(tmp_path, body)
     assert run_cli(["sweep", cfg], capsys)[0] == 0
     frame = fastsd.load_sweep(tmp_path / "out").to_dataframe()
@@ -384,8 +423,9 @@ def test_nan_xi_warns_once_with_the_count():
     lams = np.logspace(-3, 3, 6)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _, xi = fastsd.sweep_optimal_chunked(batch.X, batch.theta_star, batch.noise_var, lams, 6,
-                                             memory_limit=200_000)
+        _, xi = fastsd.sweep_optimal_chunked(
+            batch.X, batch.theta_star, batch.noise_var, lams, 6, memory_limit=200_000
+        )
     ill = [w for w in caught if issubclass(w.category, fastsd.IllConditionedXiWarning)]
     count = int(np.isnan(xi[..., 0]).sum())
     assert count > 0
@@ -398,7 +438,8 @@ def test_plot_writes_the_standard_figures(tmp_path, capsys, selection):
     body = SYNTHETIC.format(seed=0, output="out", block=2)
     if selection == "fixed":
         body = body.replace('selection = "oracle"', 'selection = "fixed"').replace(
-            "max_steps = 3", "max_steps = 2\nxis = [0.0, 0.5]")
+            "max_steps = 3", "max_steps = 2\nxis = [0.0, 0.5]"
+        )
     cfg = write(tmp_path, body)
     assert run_cli(["sweep", cfg], capsys)[0] == 0
     assert run_cli(["plot", tmp_path / "out"], capsys)[0] == 0
@@ -419,7 +460,9 @@ def test_validation_reports_test_mse_on_held_out_rows(tmp_path, capsys):
     data = rng.normal(size=(50, 4)) * [1.0, 3.0, 0.5, 1.0] + [2.0, -1.0, 0.0, 0.0]
     data[:, -1] = data[:, :3] @ [1.0, -2.0, 0.5] + 4.0 + 0.3 * rng.normal(size=50)
     np.savetxt(tmp_path / "data.csv", data, delimiter=",")
-    cfg = write(tmp_path, """
+    cfg = write(
+        tmp_path,
+        """
 [problems]
 source = "csv"
 path = "data.csv"
@@ -436,17 +479,22 @@ max_steps = 2
 [run]
 selection = "validation"
 output = "out"
-""")
+""",
+    )
     assert run_cli(["sweep", cfg], capsys)[0] == 0
     result = fastsd.load_sweep(tmp_path / "out")
-    assert result.manifest["config"]["split"] == {"val_fraction": 0.3, "test_fraction": 0.2,
-                                                  "seed": 7}
+    assert result.manifest["config"]["split"] == {
+        "val_fraction": 0.3,
+        "test_fraction": 0.2,
+        "seed": 7,
+    }
     ds = result.to_xarray().load()
     assert int(ds["n_train"][0]) == 25 and int(ds["n_val"][0]) == 15
     assert int(ds["n_test"][0]) == 10
     # recompute by hand: same split, training statistics, estimator at the chosen xi
-    sp = fastsd.datasets.split_dataset(data[:, :3], data[:, 3], val_fraction=0.3,
-                                       test_fraction=0.2, seed=7)
+    sp = fastsd.datasets.split_dataset(
+        data[:, :3], data[:, 3], val_fraction=0.3, test_fraction=0.2, seed=7
+    )
     mean, std, ymean = sp.X_train.mean(0), sp.X_train.std(0), sp.y_train.mean()
     Xtr, Xte = (sp.X_train - mean) / std, (sp.X_test - mean) / std
     ytr, yte = sp.y_train - ymean, sp.y_test - ymean
@@ -455,10 +503,12 @@ output = "out"
         for k in range(3):
             xi_k = ds["xi"].values[0, li, k, :k]
             theta = fastsd.self_distill(Xtr, ytr, lam, xi_k)
-            np.testing.assert_allclose(ds["test_mse"].values[0, li, k],
-                                       np.mean((yte - Xte @ theta) ** 2), rtol=1e-9)
-            np.testing.assert_allclose(ds["val_mse"].values[0, li, k],
-                                       np.mean((yva - Xva @ theta) ** 2), rtol=1e-9)
+            np.testing.assert_allclose(
+                ds["test_mse"].values[0, li, k], np.mean((yte - Xte @ theta) ** 2), rtol=1e-9
+            )
+            np.testing.assert_allclose(
+                ds["val_mse"].values[0, li, k], np.mean((yva - Xva @ theta) ** 2), rtol=1e-9
+            )
     # its figures show the test MSE at the validation choice
     assert run_cli(["plot", tmp_path / "out"], capsys)[0] == 0
     assert (tmp_path / "out" / "figures" / "best_vs_k.png").stat().st_size > 5000
@@ -520,16 +570,22 @@ def test_resume_after_sigkill_at_random_points(tmp_path, capsys):
     assert n_blocks >= 30
     rng = np.random.default_rng(2024)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    server = subprocess.Popen([sys.executable, "-c", FORK_SERVER], env=env, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-c", FORK_SERVER],
+        env=env,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     killed_at = []
     try:
         for trial in range(10):
             out = tmp_path / f"run{trial}"
             target = int(rng.integers(0, n_blocks))  # blocks done before the kill (about)
-            server.stdin.write("\t".join(["sweep", str(cfg), "--output", str(out),
-                                          "--no-progress"]) + "\n")
+            server.stdin.write(
+                "\t".join(["sweep", str(cfg), "--output", str(out), "--no-progress"]) + "\n"
+            )
             server.stdin.flush()
             pid = int(_readline(server, 60))
             deadline = time.monotonic() + 60

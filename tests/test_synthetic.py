@@ -98,7 +98,7 @@ def test_xi_grows_as_gap_shrinks():
     assert len(table["gap"]) == 3 * gaps.size
     for k in (2, 3):
         sel = table["k"] == k
-        order = np.argsort(table["gap"][sel])[::-1]          # gap shrinking
+        order = np.argsort(table["gap"][sel])[::-1]  # gap shrinking
         xi = table["xi_max_abs"][sel][order]
         assert np.all(np.isfinite(xi))
         assert np.all(np.diff(xi) > 0), (k, xi)
@@ -120,8 +120,13 @@ def written(tmp_path_factory):
 
 def test_write_synthetic_tables(written):
     out, summary, _ = written
-    for name in ("gain_vs_rank.csv", "violations_curves.csv", "violations_optimum.csv",
-                 "xi_vs_gap.csv", "synthetic_summary.json"):
+    for name in (
+        "gain_vs_rank.csv",
+        "violations_curves.csv",
+        "violations_optimum.csv",
+        "xi_vs_gap.csv",
+        "synthetic_summary.json",
+    ):
         assert os.path.getsize(out / name) > 0, name
     back = read_csv(out / "gain_vs_rank.csv")
     assert back["rank"].tolist() == [str(r) for r in synthetic.QUICK_RANKS]

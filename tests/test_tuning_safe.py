@@ -66,7 +66,7 @@ def test_nested_loo_equals_leaving_each_point_out_of_the_xi_fit(targets, weighte
                 b = -e0[l][:, keep].ravel()
                 xibar = np.linalg.lstsq(A, b, rcond=None)[0]
                 res = e0[l][:, i] + xibar @ P[l, :k][:, :, i]
-                brute[i] = np.sum(res ** 2) / T
+                brute[i] = np.sum(res**2) / T
             if not np.isfinite(risk[l, k]):  # refused: P_1..P_k numerically dependent
                 assert np.linalg.matrix_rank(P[l, :k].reshape(k, -1)) < k or not defined[l]
                 continue
@@ -86,8 +86,9 @@ def test_safe_on_nasty_inputs_is_finite_and_never_worse_in_loo(kind, lams):
     ridge_loo = np.min(res["risk"][:, 0])
     assert -cv.best_score_ <= ridge_loo * (1 + 1e-12)
     if cv.k_:
-        assert admissible(_Prepared(X, y, None, True).decompose()[0].s2, res["lams"],
-                          res["xi"])[res["lams"] == cv.lam_, cv.k_].all()
+        assert admissible(_Prepared(X, y, None, True).decompose()[0].s2, res["lams"], res["xi"])[
+            res["lams"] == cv.lam_, cv.k_
+        ].all()
 
 
 def test_nested_risk_is_above_the_minimized_loo_risk():
@@ -157,7 +158,7 @@ def test_safe_chooses_sd_where_it_clearly_helps():
     assert safe.k_ >= 1 and safe.z_score_ < -1.0
 
     def excess(coef):
-        return float(np.sum(scale ** 2 * (coef - theta) ** 2))
+        return float(np.sum(scale**2 * (coef - theta) ** 2))
 
     assert excess(safe.coef_) < 0.7 * excess(ridge.coef_)
 
@@ -183,9 +184,14 @@ def test_gcv_refuses_two_steps_naming_the_fix():
 # benchmark and learning curves (tiny configurations)
 # ---------------------------------------------------------------------------
 
+
 def test_benchmark_tiny(tmp_path):
-    from fastsd.experiments.tuning import (format_benchmark, gap_closure, run_benchmark,
-                                           summarize_benchmark)
+    from fastsd.experiments.tuning import (
+        format_benchmark,
+        gap_closure,
+        run_benchmark,
+        summarize_benchmark,
+    )
 
     rows = run_benchmark(("diabetes", "theorem1_1"), (0.1,), 2)
     assert set(rows["rule"]) == {"ridgecv", "safe", "loo", "gcv", "holdout", "oracle"}
@@ -198,7 +204,7 @@ def test_benchmark_tiny(tmp_path):
     text = format_benchmark(summary)
     assert "| Diabetes (scikit-learn) | 10% (44) |" in text
     assert "Theorem 1 family, σ² = 1" in text
-    (r0, r1, r2, closed), = gap_closure(summary).values()
+    ((r0, r1, r2, closed),) = gap_closure(summary).values()
     assert r2 < r0 and closed == pytest.approx((r0 - r1) / (r0 - r2))
 
 
@@ -211,7 +217,8 @@ def test_safe_is_ridgecv_whenever_it_picks_ridge():
         ref = RidgeCV(alphas=LAMS).fit(X, y)
         if safe.k_ == 0:
             assert evaluate(safe.coef_, safe.intercept_) == pytest.approx(
-                evaluate(ref.coef_, ref.intercept_), rel=1e-9)
+                evaluate(ref.coef_, ref.intercept_), rel=1e-9
+            )
 
 
 def test_learning_curve_tiny(tmp_path):
@@ -224,12 +231,18 @@ def test_learning_curve_tiny(tmp_path):
     n = rows["n_train"][rows["share"] == 0.01][0]
     assert n == 15
     summary = summarize_curves(rows)
-    here = ((summary["share"] == 0.1) & (summary["model"] == "sd_k1")
-            & (summary["baseline"] == "ridge_train"))
-    mse = {m: rows["test_mse"][(rows["share"] == 0.1) & (rows["model"] == m)]
-           for m in ("sd_k1", "ridge_train")}
-    np.testing.assert_allclose(summary["change_mean"][here][0],
-                               np.mean(mse["sd_k1"] / mse["ridge_train"] - 1))
+    here = (
+        (summary["share"] == 0.1)
+        & (summary["model"] == "sd_k1")
+        & (summary["baseline"] == "ridge_train")
+    )
+    mse = {
+        m: rows["test_mse"][(rows["share"] == 0.1) & (rows["model"] == m)]
+        for m in ("sd_k1", "ridge_train")
+    }
+    np.testing.assert_allclose(
+        summary["change_mean"][here][0], np.mean(mse["sd_k1"] / mse["ridge_train"] - 1)
+    )
     text = curve_paragraph(summary, {"airfoil": "Airfoil Self-Noise"})
     assert text.startswith("**Airfoil Self-Noise**") and "47%" in text
     assert plot_learning_curves(summary, str(tmp_path / "c.png"))

@@ -31,13 +31,15 @@ def call_self_distill(a):
 
 
 def call_excess_risk(a):
-    return fastsd.excess_risk(a["X"], a["theta_star"], a.get("noise_var", 0.5), a.get("lam", 0.5),
-                              a.get("xi", [0.3, 1.2]))
+    return fastsd.excess_risk(
+        a["X"], a["theta_star"], a.get("noise_var", 0.5), a.get("lam", 0.5), a.get("xi", [0.3, 1.2])
+    )
 
 
 def call_optimal_xi(a):
-    return fastsd.optimal_xi(a["X"], a["theta_star"], a.get("noise_var", 0.5), a.get("lam", 0.5),
-                             a.get("k", 2))
+    return fastsd.optimal_xi(
+        a["X"], a["theta_star"], a.get("noise_var", 0.5), a.get("lam", 0.5), a.get("k", 2)
+    )
 
 
 def call_oracle_risk(a):
@@ -45,8 +47,9 @@ def call_oracle_risk(a):
 
 
 def call_validation(a):
-    return fastsd.optimal_xi_validation(a["X"], a["y"], a["X_val"], a["y_val"], a.get("lam", 0.5),
-                                        a.get("k", 2))
+    return fastsd.optimal_xi_validation(
+        a["X"], a["y"], a["X_val"], a["y_val"], a.get("lam", 0.5), a.get("k", 2)
+    )
 
 
 def call_decompose(a):
@@ -119,8 +122,15 @@ SHAPE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("fn,arg,shape", [(fn, arg, shape) for arg, shape in SHAPE_CASES
-                                          for fn, (_, used) in USES.items() if arg in used])
+@pytest.mark.parametrize(
+    "fn,arg,shape",
+    [
+        (fn, arg, shape)
+        for arg, shape in SHAPE_CASES
+        for fn, (_, used) in USES.items()
+        if arg in used
+    ],
+)
 def test_shape_mismatch(fn, arg, shape):
     a = _data()
     a[arg] = np.ones(shape)
@@ -140,8 +150,15 @@ BATCH_SHAPE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("fn,arg,shape", [(fn, arg, shape) for arg, shape in BATCH_SHAPE_CASES
-                                          for fn, (_, used) in USES.items() if arg in used])
+@pytest.mark.parametrize(
+    "fn,arg,shape",
+    [
+        (fn, arg, shape)
+        for arg, shape in BATCH_SHAPE_CASES
+        for fn, (_, used) in USES.items()
+        if arg in used
+    ],
+)
 def test_batch_shape_mismatch(fn, arg, shape):
     a = _data(batch=2)
     a[arg] = np.ones(shape)
@@ -168,9 +185,19 @@ def test_bad_noise_var(fn, noise_var):
 
 
 @pytest.mark.parametrize("fn", ["optimal_xi", "optimal_xi_validation"])
-@pytest.mark.parametrize("k,exc", [(-1, ValueError), (2.0, TypeError), (2.5, TypeError),
-                                   ("2", TypeError), (None, TypeError), (True, TypeError),
-                                   (np.float64(2.0), TypeError), ([2], TypeError)])
+@pytest.mark.parametrize(
+    "k,exc",
+    [
+        (-1, ValueError),
+        (2.0, TypeError),
+        (2.5, TypeError),
+        ("2", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+        (np.float64(2.0), TypeError),
+        ([2], TypeError),
+    ],
+)
 def test_bad_k(fn, k, exc):
     a = _data()
     a["k"] = k
@@ -190,17 +217,20 @@ def test_integer_k_types_accepted(k):
         assert xi.shape == (2,)
 
 
-@pytest.mark.parametrize("fn,arg,shape", [
-    ("decompose", "X", (0, D)),
-    ("decompose", "X", (N, 0)),
-    ("self_distill", "X", (0, D)),
-    ("excess_risk", "X", (N, 0)),
-    ("optimal_xi", "X", (2, 0, D)),
-    ("optimal_xi_validation", "X_val", (0, D)),
-    ("self_distill", "y", (0,)),
-    ("excess_risk", "theta_star", (0,)),
-    ("optimal_xi_validation", "y_val", (0,)),
-])
+@pytest.mark.parametrize(
+    "fn,arg,shape",
+    [
+        ("decompose", "X", (0, D)),
+        ("decompose", "X", (N, 0)),
+        ("self_distill", "X", (0, D)),
+        ("excess_risk", "X", (N, 0)),
+        ("optimal_xi", "X", (2, 0, D)),
+        ("optimal_xi_validation", "X_val", (0, D)),
+        ("self_distill", "y", (0,)),
+        ("excess_risk", "theta_star", (0,)),
+        ("optimal_xi_validation", "y_val", (0,)),
+    ],
+)
 def test_empty_data(fn, arg, shape):
     a = _data()
     a[arg] = np.zeros(shape)
@@ -210,8 +240,9 @@ def test_empty_data(fn, arg, shape):
 
 @pytest.mark.parametrize("fn", ["self_distill", "excess_risk"])
 @pytest.mark.parametrize("batch", [None, 2])
-@pytest.mark.parametrize("xi", [0.5, np.float64(1.0), np.ones((3, 2)), np.ones((5, 1, 2)),
-                                np.ones((4, 4, 2))])
+@pytest.mark.parametrize(
+    "xi", [0.5, np.float64(1.0), np.ones((3, 2)), np.ones((5, 1, 2)), np.ones((4, 4, 2))]
+)
 def test_bad_xi_shape(fn, batch, xi):
     """A scalar xi, or a 2-D+ xi not broadcastable to ([B,] [L,] k), is rejected."""
     a = _data(batch=batch)
@@ -240,6 +271,7 @@ def test_ragged_X():
 # ---------------------------------------------------------------------------
 # inputs are never modified; float32 is upcast and matches float64
 
+
 def _all_calls(a):
     out = {}
     with warnings.catch_warnings():
@@ -265,16 +297,27 @@ def test_inputs_not_modified(dtype, batch, order):
     a = {k: np.asarray(v, dtype=dtype, order=order) for k, v in _data(3, batch).items()}
     a["lam"] = np.array([0.0, 0.1, 10.0], dtype=dtype)
     a["xi"] = np.array([0.5, -1.5, 2.0], dtype=dtype)
-    a["noise_var"] = np.asarray(0.5, dtype=dtype) if batch is None else np.array([0.5, 1.0], dtype=dtype)
+    a["noise_var"] = (
+        np.asarray(0.5, dtype=dtype) if batch is None else np.array([0.5, 1.0], dtype=dtype)
+    )
     a["k"] = 3
-    before = {k: (v.copy(), v.dtype, v.flags["C_CONTIGUOUS"])
-              for k, v in a.items() if isinstance(v, np.ndarray)}
+    before = {
+        k: (v.copy(), v.dtype, v.flags["C_CONTIGUOUS"])
+        for k, v in a.items()
+        if isinstance(v, np.ndarray)
+    }
     _all_calls(a)
     # reusing a decomposition (with y) must not modify it either
     dec = fastsd.decompose(a["X"], a["y"])
     dec_before = [dec.s2.copy(), dec.V.copy(), dec.U.copy(), dec.z.copy()]
     b = dict(a, X=dec, y=None)
-    for name in ("self_distill", "excess_risk", "optimal_xi", "oracle_risk", "optimal_xi_validation"):
+    for name in (
+        "self_distill",
+        "excess_risk",
+        "optimal_xi",
+        "oracle_risk",
+        "optimal_xi_validation",
+    ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IllConditionedXiWarning)
             USES[name][0](b)

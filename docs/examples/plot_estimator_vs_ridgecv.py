@@ -44,8 +44,10 @@ for seed in range(n_splits):
 
 print("K = 0 matches RidgeCV (same λ, same coefficients) on every split")
 for name in models:
-    print(f"{name:28s} test MSE {np.mean(mse[name]):.4f} ± {np.std(mse[name], ddof=1):.4f}, "
-          f"fit {1e3 * np.median(seconds[name]):.2f} ms (median)")
+    print(
+        f"{name:28s} test MSE {np.mean(mse[name]):.4f} ± {np.std(mse[name], ddof=1):.4f}, "
+        f"fit {1e3 * np.median(seconds[name]):.2f} ms (median)"
+    )
 
 # %%
 # Each point is one split: test MSE of the tuned SD model against RidgeCV's.

@@ -26,7 +26,7 @@ dec = fastsd.decompose(batch.X)
 lams = np.logspace(-1, 5, 121)
 K = 8
 risk, xi = fastsd.sweep_optimal(dec, batch.theta_star, batch.noise_var, lams, K)
-risk = risk[0]                                     # (L, K + 1)
+risk = risk[0]  # (L, K + 1)
 best = risk.argmin(axis=0)
 for k in range(K + 1):
     print(f"k = {k}: best λ = {lams[best[k]]:9.3g}, risk = {risk[best[k], k]:.4g}")
@@ -38,10 +38,13 @@ fixed = fastsd.sweep_risk(dec, batch.theta_star, batch.noise_var, lams, [0.5], K
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
 norm = LogNorm(vmin=min(risk.min(), fixed.min()), vmax=max(risk.max(), fixed.max()))
-for ax, values, title in ((axes[0], risk, "oracle-optimal ξ"),
-                          (axes[1], fixed, "constant ξ = 0.5")):
-    mesh = ax.pcolormesh(np.arange(K + 1), lams, values, norm=norm, shading="nearest",
-                         cmap="viridis")
+for ax, values, title in (
+    (axes[0], risk, "oracle-optimal ξ"),
+    (axes[1], fixed, "constant ξ = 0.5"),
+):
+    mesh = ax.pcolormesh(
+        np.arange(K + 1), lams, values, norm=norm, shading="nearest", cmap="viridis"
+    )
     ax.plot(np.arange(K + 1), lams[values.argmin(axis=0)], "w.", ms=8, label="best λ per k")
     ax.set_yscale("log")
     ax.set_xlabel("steps k (0 = ridge)")

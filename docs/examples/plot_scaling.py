@@ -66,8 +66,9 @@ for t in thread_counts:
 # %%
 # Problem count, one thread and all threads:
 batch_sizes = [1, 4, 16, 64, 256]
-by_batch = {t: [cells_per_second(B, threads=t) for B in batch_sizes]
-            for t in sorted({1, max_threads})}
+by_batch = {
+    t: [cells_per_second(B, threads=t) for B in batch_sizes] for t in sorted({1, max_threads})
+}
 for t, rates in by_batch.items():
     print(f"{t} thread(s): " + ", ".join(f"B = {B}: {r:.3g}" for B, r in zip(batch_sizes, rates)))
 

@@ -25,8 +25,7 @@ for r, g0, g1 in zip(rank, table["gain_ridge"], table["gain_1step"]):
 
 # %%
 # The r-step risk equals the oracle (best spectral filter) risk to rounding:
-print("max |r-step / oracle - 1| =",
-      np.max(np.abs(table["risk_rstep"] / table["risk_oracle"] - 1)))
+print("max |r-step / oracle - 1| =", np.max(np.abs(table["risk_rstep"] / table["risk_oracle"] - 1)))
 
 # %%
 # Both gains are straight lines in r:
@@ -34,8 +33,7 @@ slope, intercept = np.polyfit(rank, table["gain_ridge"], 1)
 fig, ax = plt.subplots(figsize=(6, 4))
 ax.plot(rank, table["gain_ridge"], "o-", label="optimal ridge / optimal r-step SD")
 ax.plot(rank, table["gain_1step"], "s-", label="optimal 1-step SD / optimal r-step SD")
-ax.plot(rank, slope * rank + intercept, "k:", lw=1,
-        label=f"fit {slope:.3f} r + {intercept:.2f}")
+ax.plot(rank, slope * rank + intercept, "k:", lw=1, label=f"fit {slope:.3f} r + {intercept:.2f}")
 ax.set_xlabel("rank r (distinct nonzero singular values)")
 ax.set_ylabel("excess-risk ratio")
 ax.set_title("Theorem 1: gain of r-step self-distillation")

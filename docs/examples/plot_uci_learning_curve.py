@@ -35,8 +35,9 @@ for i, share in enumerate(shares):
         sp = load_split("airfoil", seed, val_fraction=1 - test - share, test_fraction=test)
         lams = sp.X_train.shape[0] * np.logspace(-6, 2, 33)
         dec = fastsd.decompose(sp.X_train, sp.y_train)
-        val_mse, xi = fastsd.sweep_optimal_validation(dec, None, sp.X_val, sp.y_val, lams,
-                                                      max(steps), backend="numpy")
+        val_mse, xi = fastsd.sweep_optimal_validation(
+            dec, None, sp.X_val, sp.y_val, lams, max(steps), backend="numpy"
+        )
         for c, k in enumerate(steps):
             usable = np.ones(lams.size, bool) if k == 0 else np.isfinite(xi[:, k - 1, :k]).all(-1)
             li = int(np.argmin(np.where(usable, val_mse[:, k], np.inf)))
@@ -48,18 +49,30 @@ for i, share in enumerate(shares):
 # Relative change of each split's test MSE against ridge on the same split (paired):
 paired = mse[..., 1:] / mse[..., :1] - 1
 for i, share in enumerate(shares):
-    print(f"train {share:4.0%}: ridge {mse[i, :, 0].mean():6.2f};  "
-          + ",  ".join(f"{k}-step {100 * paired[i, :, c].mean():+.2f}% "
-                       f"± {100 * paired[i, :, c].std(ddof=1):.2f}%"
-                       for c, k in enumerate(steps[1:])))
+    print(
+        f"train {share:4.0%}: ridge {mse[i, :, 0].mean():6.2f};  "
+        + ",  ".join(
+            f"{k}-step {100 * paired[i, :, c].mean():+.2f}% "
+            f"± {100 * paired[i, :, c].std(ddof=1):.2f}%"
+            for c, k in enumerate(steps[1:])
+        )
+    )
 
 fig, ax = plt.subplots(figsize=(6, 4))
-n_train = [load_split("airfoil", 0, val_fraction=1 - test - s, test_fraction=test).X_train.shape[0]
-           for s in shares]
+n_train = [
+    load_split("airfoil", 0, val_fraction=1 - test - s, test_fraction=test).X_train.shape[0]
+    for s in shares
+]
 for c, k in enumerate(steps):
     mean, std = mse[:, :, c].mean(1), mse[:, :, c].std(1, ddof=1)
-    ax.errorbar(np.array(n_train) * (1 + 0.03 * c), mean, std, marker="os^"[c], capsize=3,
-                label="ridge" if k == 0 else f"{k}-step SD")
+    ax.errorbar(
+        np.array(n_train) * (1 + 0.03 * c),
+        mean,
+        std,
+        marker="os^"[c],
+        capsize=3,
+        label="ridge" if k == 0 else f"{k}-step SD",
+    )
 ax.set_xscale("log")
 ax.set_xlabel("training samples (log scale)")
 ax.set_ylabel(f"test MSE, mean ± std over {len(seeds)} splits")

@@ -50,6 +50,7 @@ _DTYPES: list[type[np.floating[Any]]] = [np.float64, np.float32]
 # parameter checks (at fit time, naming the parameter)
 # ----------------------------------------------------------------------------
 
+
 def _check_lam(lam: object, name: str = "lam") -> float:
     if isinstance(lam, (bool, np.bool_)) or not isinstance(lam, numbers.Real):
         raise TypeError(f"{name} must be a real number >= 0, got {type(lam).__name__} {lam!r}")
@@ -78,6 +79,7 @@ def _check_bool(value: object, name: str) -> bool:
 # data preparation shared by the estimators
 # ----------------------------------------------------------------------------
 
+
 class _Prepared:
     """Centered, sqrt(weight)-scaled training data.
 
@@ -102,8 +104,9 @@ class _Prepared:
     one_d: bool
     fit_intercept: bool
 
-    def __init__(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None,
-                 fit_intercept: bool) -> None:
+    def __init__(
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None, fit_intercept: bool
+    ) -> None:
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         self.one_d = y.ndim == 1
@@ -143,15 +146,17 @@ class _Prepared:
         return dec, Z
 
 
-def _filter_coef(dec: Decomposition, Z: NDArray[np.float64], lam: float,
-                 xi: ArrayLike) -> NDArray[np.float64]:
+def _filter_coef(
+    dec: Decomposition, Z: NDArray[np.float64], lam: float, xi: ArrayLike
+) -> NDArray[np.float64]:
     """theta_k for every target: (T, d)."""
     theta = self_distill_spectral(dec.V, dec.s2, Z.T, np.array([lam]), np.asarray(xi, float))
     return theta[:, 0, :]
 
 
-def _set_linear_attributes(est: Any, prep: _Prepared, coef: NDArray[np.float64],
-                           dtype: np.dtype[Any]) -> None:
+def _set_linear_attributes(
+    est: Any, prep: _Prepared, coef: NDArray[np.float64], dtype: np.dtype[Any]
+) -> None:
     """coef_ (d,) or (T, d) and intercept_ in sklearn's convention."""
     intercept = prep.y_mean - coef @ prep.x_mean if prep.fit_intercept else np.zeros(coef.shape[0])
     if prep.one_d:
@@ -180,8 +185,9 @@ class _LinearPredictMixin:
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         check_is_fitted(self, "coef_")
-        X = cast("NDArray[np.floating[Any]]",
-                 _sk_validate_data(self, X, reset=False, dtype=_DTYPES))
+        X = cast(
+            "NDArray[np.floating[Any]]", _sk_validate_data(self, X, reset=False, dtype=_DTYPES)
+        )
         # intercept_ is Any (a float or an array)
         return X @ self.coef_.T + self.intercept_  # type: ignore[no-any-return]
 
@@ -193,8 +199,9 @@ class _LinearPredictMixin:
             _sk_validate_data(self, X, y, dtype=_DTYPES, multi_output=True, y_numeric=True),
         )
         if sample_weight is not None:
-            sample_weight = cast("NDArray[np.float64]",
-                                 _check_sample_weight(sample_weight, X, dtype=np.float64))
+            sample_weight = cast(
+                "NDArray[np.float64]", _check_sample_weight(sample_weight, X, dtype=np.float64)
+            )
         return X, y, sample_weight
 
     def __sklearn_tags__(self) -> Any:
@@ -210,7 +217,9 @@ class _LinearPredictMixin:
 
 # scikit-learn ships no type stubs, so its base classes are Any to mypy.
 class SelfDistilledRidge(
-    _LinearPredictMixin, RegressorMixin, BaseEstimator  # type: ignore[misc]
+    _LinearPredictMixin,
+    RegressorMixin,
+    BaseEstimator,  # type: ignore[misc]
 ):
     r"""k-step self-distilled ridge regression (Pareek, Du & Oh, NeurIPS 2024).
 

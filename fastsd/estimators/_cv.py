@@ -71,8 +71,9 @@ def _check_fraction(value: object, name: str) -> float:
     return float(value)
 
 
-def tuning_rule_table(tuning: str, prep: _Prepared, dec: Decomposition, lams: NDArray[np.float64],
-                      max_steps: int) -> TuningTable:
+def tuning_rule_table(
+    tuning: str, prep: _Prepared, dec: Decomposition, lams: NDArray[np.float64], max_steps: int
+) -> TuningTable:
     """TuningTable of a one-shot rule ('gcv' or 'loo') on prepared data."""
     args = (dec.U, dec.s2, prep.Y)
     if tuning == "gcv":
@@ -91,8 +92,17 @@ def select_rule(
     :func:`gcv_guard` (``extra`` = the guard's message or None).
     """
     if tuning == "safe":
-        table, (nested, losses) = loo_table(dec.U, dec.s2, prep.Y, prep.sqrt_w, prep.w_sum,
-                                            prep.fit_intercept, lams, max_steps, nested=True)
+        table, (nested, losses) = loo_table(
+            dec.U,
+            dec.s2,
+            prep.Y,
+            prep.sqrt_w,
+            prep.w_sum,
+            prep.fit_intercept,
+            lams,
+            max_steps,
+            nested=True,
+        )
         points = np.ones(prep.Y.shape[0], bool) if prep.sqrt_w is None else prep.sqrt_w > 0
         table.valid &= admissible(dec.s2, table.lams, table.xi)
         best, z = select_safe(table, nested, losses, points)
@@ -106,8 +116,9 @@ def select_rule(
     return table, best, None
 
 
-def gcv_guard(table: TuningTable, best: tuple[int, int], prep: _Prepared,
-              dec: Decomposition) -> str | None:
+def gcv_guard(
+    table: TuningTable, best: tuple[int, int], prep: _Prepared, dec: Decomposition
+) -> str | None:
     """None if the GCV-chosen SD entry is trustworthy, else the reason (str).
 
     GCV approximates leave-one-out by one trace correction per smoother; a
@@ -119,8 +130,9 @@ def gcv_guard(table: TuningTable, best: tuple[int, int], prep: _Prepared,
     """
     l, k = best
     lam = table.lams[l : l + 1]
-    e0, P, defined = loo_columns(dec.U, dec.s2, prep.Y, prep.sqrt_w, prep.w_sum,
-                                 prep.fit_intercept, lam, k)
+    e0, P, defined = loo_columns(
+        dec.U, dec.s2, prep.Y, prep.sqrt_w, prep.w_sum, prep.fit_intercept, lam, k
+    )
     xibar = xi_to_xibar(table.xi[l, k, :k])
     e = e0[0] + np.tensordot(xibar, P[0], axes=(0, 0))
     loo_sd = float(np.sum(e * e)) / (prep.w_sum * prep.Y.shape[1])
@@ -129,16 +141,20 @@ def gcv_guard(table: TuningTable, best: tuple[int, int], prep: _Prepared,
     ratio_0 = loo_0 / table.risk[l, 0]
     if defined[0] and np.isfinite(ratio_sd) and ratio_sd <= GCV_GUARD * max(ratio_0, 1.0):
         return None
-    return (f"GCV's risk estimate for {k}-step SD at lam={float(lam[0]):g} "
-            f"(xi={np.array2string(table.xi[l, k, :k], precision=3)}) is "
-            f"{table.risk[l, k]:.4g}, but its exact leave-one-out risk is {loo_sd:.4g} "
-            f"(ridge at the same lam: GCV {table.risk[l, 0]:.4g}, LOO {loo_0:.4g}): the "
-            "schedule exploits GCV's approximation; falling back to GCV-tuned ridge")
+    return (
+        f"GCV's risk estimate for {k}-step SD at lam={float(lam[0]):g} "
+        f"(xi={np.array2string(table.xi[l, k, :k], precision=3)}) is "
+        f"{table.risk[l, k]:.4g}, but its exact leave-one-out risk is {loo_sd:.4g} "
+        f"(ridge at the same lam: GCV {table.risk[l, 0]:.4g}, LOO {loo_0:.4g}): the "
+        "schedule exploits GCV's approximation; falling back to GCV-tuned ridge"
+    )
 
 
 # scikit-learn ships no type stubs, so its base classes are Any to mypy.
 class SelfDistilledRidgeCV(
-    _LinearPredictMixin, RegressorMixin, BaseEstimator  # type: ignore[misc]
+    _LinearPredictMixin,
+    RegressorMixin,
+    BaseEstimator,  # type: ignore[misc]
 ):
     r"""Self-distilled ridge with lambda, the number of steps k <= K and xi tuned.
 
@@ -236,9 +252,16 @@ class SelfDistilledRidgeCV(
     +0.5% of RidgeCV on average on every set and share (user guide, "Tuning benchmark").
     """
 
-    def __init__(self, *, lams: ArrayLike = DEFAULT_LAMS, max_steps: int = 2, tuning: str = "safe",
-                 fit_intercept: bool = True, val_fraction: float = 0.2,
-                 random_state: int | np.random.RandomState | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        lams: ArrayLike = DEFAULT_LAMS,
+        max_steps: int = 2,
+        tuning: str = "safe",
+        fit_intercept: bool = True,
+        val_fraction: float = 0.2,
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
         self.lams = lams
         self.max_steps = max_steps
         self.tuning = tuning
@@ -291,8 +314,7 @@ class SelfDistilledRidgeCV(
             table, train_s2 = self._holdout(X, y, sample_weight, lams, K, fit_intercept)
             reproducible = table.valid.copy()
             # the schedule is refit on all samples: keep it admissible on both spectra
-            table.valid &= admissible(train_s2, lams, table.xi) & admissible(dec.s2, lams,
-                                                                            table.xi)
+            table.valid &= admissible(train_s2, lams, table.xi) & admissible(dec.s2, lams, table.xi)
             best = select(table)
         else:
             table, best, extra = select_rule(self.tuning, prep, dec, lams, K)
@@ -305,11 +327,15 @@ class SelfDistilledRidgeCV(
             )
         if isinstance(extra, str):
             warnings.warn(extra, TuningWarning, stacklevel=2)
-        raw = np.unravel_index(np.argmin(np.where(np.isnan(table.risk), np.inf, table.risk)),
-                               table.risk.shape)
+        raw = np.unravel_index(
+            np.argmin(np.where(np.isnan(table.risk), np.inf, table.risk)), table.risk.shape
+        )
         best_reproducible = np.min(np.where(reproducible, table.risk, np.inf))
-        if (self.tuning != "safe" and not reproducible[raw]
-                and table.risk[raw] * (1.0 + WARN_RTOL) < best_reproducible):
+        if (
+            self.tuning != "safe"
+            and not reproducible[raw]
+            and table.risk[raw] * (1.0 + WARN_RTOL) < best_reproducible
+        ):
             warnings.warn(
                 f"the best {self.tuning!r} entry (lam={lams[raw[0]]:g}, k={raw[1]}) has an "
                 "optimal xi too ill-conditioned to recover; the best recoverable one was used",
@@ -338,9 +364,15 @@ class SelfDistilledRidgeCV(
             self.best_score_ = -float(table.risk[l_best, k_best])
         return self
 
-    def _holdout(self, X: NDArray[np.floating[Any]], y: NDArray[np.floating[Any]],
-                 sample_weight: NDArray[np.float64] | None, lams: NDArray[np.float64], K: int,
-                 fit_intercept: bool) -> tuple[TuningTable, NDArray[np.float64]]:
+    def _holdout(
+        self,
+        X: NDArray[np.floating[Any]],
+        y: NDArray[np.floating[Any]],
+        sample_weight: NDArray[np.float64] | None,
+        lams: NDArray[np.float64],
+        K: int,
+        fit_intercept: bool,
+    ) -> tuple[TuningTable, NDArray[np.float64]]:
         n = X.shape[0]
         rng = check_random_state(self.random_state)
         n_val = min(n - 1, max(1, int(round(self.val_fraction * n))))
@@ -350,9 +382,20 @@ class SelfDistilledRidgeCV(
         if sample_weight is not None:
             sw_tr, sw_val = sample_weight[tr], sample_weight[val]
             if not sw_tr.sum() > 0 or not sw_val.sum() > 0:
-                raise ValueError("sample_weight is zero on the whole training or validation "
-                                 "part of the holdout split; change random_state")
-        table = holdout_table(X[tr], y[tr], X[val], y[val], lams, K, fit_intercept=fit_intercept,
-                              sample_weight=sw_tr, sample_weight_val=sw_val)
+                raise ValueError(
+                    "sample_weight is zero on the whole training or validation "
+                    "part of the holdout split; change random_state"
+                )
+        table = holdout_table(
+            X[tr],
+            y[tr],
+            X[val],
+            y[val],
+            lams,
+            K,
+            fit_intercept=fit_intercept,
+            sample_weight=sw_tr,
+            sample_weight_val=sw_val,
+        )
         train_s2 = _Prepared(X[tr], y[tr], sw_tr, fit_intercept).decompose()[0].s2
         return table, train_s2

@@ -69,10 +69,15 @@ RHO_TOL = 1e-12
 GCV_RCOND = float(np.sqrt(np.finfo(np.float64).eps))
 
 
-def gcv_basis_residuals(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
-                        w_sum: float, fit_intercept: bool, lams: NDArray[np.float64],
-                        max_steps: int,
-                        ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+def gcv_basis_residuals(
+    U: NDArray[np.float64],
+    s2: NDArray[np.float64],
+    Y: NDArray[np.float64],
+    w_sum: float,
+    fit_intercept: bool,
+    lams: NDArray[np.float64],
+    max_steps: int,
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """The GCV-scaled residual vectors E_m of the basis smoothers H^{m+1}.
 
     Parameters
@@ -106,8 +111,11 @@ def gcv_basis_residuals(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDAr
     trace = float(fit_intercept) + np.sum(rpow * r[:, None, :], axis=-1)  # (L, K+1)
     rho = 1.0 - trace / w_sum
     defined = rho[:, 0] > RHO_TOL
-    scale = np.where(defined[:, None], 1.0 / (np.where(defined[:, None], rho, 1.0)
-                                              * np.sqrt(w_sum * Y.shape[1])), 0.0)
+    scale = np.where(
+        defined[:, None],
+        1.0 / (np.where(defined[:, None], rho, 1.0) * np.sqrt(w_sum * Y.shape[1])),
+        0.0,
+    )
     inside = one_minus[:, :, :, None] * A[None, None, :, :]  # (L, K+1, p, T)
     outside = np.broadcast_to(perp, (r.shape[0], K + 1, 1, Y.shape[1]))
     E = np.concatenate([inside, outside], axis=2) * scale[:, :, None, None]
@@ -123,8 +131,15 @@ def _risk_of_beta(E: NDArray[np.float64], beta: NDArray[np.float64]) -> NDArray[
     return cast("NDArray[np.float64]", np.sum(res * res, axis=-1))
 
 
-def gcv_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64], w_sum: float,
-              fit_intercept: bool, lams: ArrayLike, max_steps: int) -> TuningTable:
+def gcv_table(
+    U: NDArray[np.float64],
+    s2: NDArray[np.float64],
+    Y: NDArray[np.float64],
+    w_sum: float,
+    fit_intercept: bool,
+    lams: ArrayLike,
+    max_steps: int,
+) -> TuningTable:
     """GCV-estimated risks and optimal schedules for every lambda and k <= K.
 
     Parameters are those of :func:`gcv_basis_residuals`.
@@ -139,8 +154,9 @@ def gcv_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.flo
     L = lams.size
     risk0 = np.where(defined, np.sum(E[:, :, 0] ** 2, axis=-1), np.inf)
     if K == 0:
-        return TuningTable(lams, risk0[:, None], np.full((L, 1, 0), np.nan),
-                           np.isfinite(risk0)[:, None])
+        return TuningTable(
+            lams, risk0[:, None], np.full((L, 1, 0), np.nan), np.isfinite(risk0)[:, None]
+        )
     E0 = E[:, :, 0]
     D = E[:, :, 1:] - E0[:, :, None]
     beta = nested_lstsq(D, -E0, GCV_RCOND)  # (L, K, K): row k-1 = c_1..c_k

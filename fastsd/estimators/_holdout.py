@@ -24,10 +24,18 @@ from ._tuning import TuningTable
 __all__ = ["holdout_table"]
 
 
-def holdout_table(X_train: ArrayLike, y_train: ArrayLike, X_val: ArrayLike, y_val: ArrayLike,
-                  lams: ArrayLike, max_steps: int, *, fit_intercept: bool = True,
-                  sample_weight: ArrayLike | None = None,
-                  sample_weight_val: ArrayLike | None = None) -> TuningTable:
+def holdout_table(
+    X_train: ArrayLike,
+    y_train: ArrayLike,
+    X_val: ArrayLike,
+    y_val: ArrayLike,
+    lams: ArrayLike,
+    max_steps: int,
+    *,
+    fit_intercept: bool = True,
+    sample_weight: ArrayLike | None = None,
+    sample_weight_val: ArrayLike | None = None,
+) -> TuningTable:
     """Validation-MSE-optimal schedules for every lambda and k <= K.
 
     Parameters

@@ -82,18 +82,25 @@ class _KernelMixin:
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         check_is_fitted(self, "dual_coef_")
-        X = cast("NDArray[np.floating[Any]]",
-                 _sk_validate_data(self, X, reset=False, dtype=_DTYPES))
+        X = cast(
+            "NDArray[np.floating[Any]]", _sk_validate_data(self, X, reset=False, dtype=_DTYPES)
+        )
         return self._gram(X, self.X_fit_) @ self.dual_coef_
 
-    def _fit_data(self, X: ArrayLike, y: ArrayLike, multi_output: bool,
-                  ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]:
-        X, y = cast("tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]",
-                    _sk_validate_data(self, X, y, dtype=_DTYPES, multi_output=multi_output,
-                                      y_numeric=True))
+    def _fit_data(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        multi_output: bool,
+    ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]:
+        X, y = cast(
+            "tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]",
+            _sk_validate_data(self, X, y, dtype=_DTYPES, multi_output=multi_output, y_numeric=True),
+        )
         if self.kernel == "precomputed" and X.shape[0] != X.shape[1]:
-            raise ValueError(f"X must be a square kernel matrix for kernel='precomputed', "
-                             f"got shape {X.shape}")
+            raise ValueError(
+                f"X must be a square kernel matrix for kernel='precomputed', got shape {X.shape}"
+            )
         return X, y
 
     def __sklearn_tags__(self) -> Any:
@@ -106,8 +113,12 @@ class _KernelMixin:
         return {"pairwise": self.kernel == "precomputed"}
 
 
-def _dual(dec: Decomposition, Y: NDArray[np.float64], lam: float, xi: ArrayLike,
-          ) -> NDArray[np.float64]:
+def _dual(
+    dec: Decomposition,
+    Y: NDArray[np.float64],
+    lam: float,
+    xi: ArrayLike,
+) -> NDArray[np.float64]:
     """alpha_k for every target column of Y (n, T): shape (n, T)."""
     Z = np.sqrt(dec.s2)[:, None] * (dec.U.T @ Y)
     alpha = self_distill_spectral(dec.V, dec.s2, Z.T, np.array([lam]), np.asarray(xi, float))
@@ -146,10 +157,17 @@ class SelfDistilledKernelRidge(_KernelMixin, RegressorMixin, BaseEstimator):  # 
     (3,)
     """
 
-    def __init__(self, *, lam: float = 1.0, xi: ArrayLike = (),
-                 kernel: str | Callable[..., Any] = "rbf", gamma: float | None = None,
-                 degree: float = 3, coef0: float = 1,
-                 kernel_params: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        lam: float = 1.0,
+        xi: ArrayLike = (),
+        kernel: str | Callable[..., Any] = "rbf",
+        gamma: float | None = None,
+        degree: float = 3,
+        coef0: float = 1,
+        kernel_params: dict[str, Any] | None = None,
+    ) -> None:
         self.lam = lam
         self.xi = xi
         self.kernel = kernel
@@ -192,8 +210,7 @@ class SelfDistilledKernelRidge(_KernelMixin, RegressorMixin, BaseEstimator):  # 
 
 def _check_fraction(value: object, name: str) -> float:
     # numbers.Real declares no comparison with int in typeshed
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not 0 < value < 1):  # type: ignore[operator]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:  # type: ignore[operator]
         raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
     return float(value)
 
@@ -227,11 +244,19 @@ class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):  
         ``lams``, ``k``, ``risk`` (L, K + 1) validation MSE, ``xi`` (L, K + 1, K), ``valid``.
     """
 
-    def __init__(self, *, lams: ArrayLike = DEFAULT_LAMS, max_steps: int = 2,
-                 kernel: str | Callable[..., Any] = "rbf", gamma: float | None = None,
-                 degree: float = 3, coef0: float = 1,
-                 kernel_params: dict[str, Any] | None = None, val_fraction: float = 0.2,
-                 random_state: int | np.random.RandomState | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        lams: ArrayLike = DEFAULT_LAMS,
+        max_steps: int = 2,
+        kernel: str | Callable[..., Any] = "rbf",
+        gamma: float | None = None,
+        degree: float = 3,
+        coef0: float = 1,
+        kernel_params: dict[str, Any] | None = None,
+        val_fraction: float = 0.2,
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
         self.lams = lams
         self.max_steps = max_steps
         self.kernel = kernel
@@ -254,8 +279,10 @@ class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):  
         -------
         self
         """
-        lams = np.array([_check_lam(v, "lams") for v in np.atleast_1d(
-            np.asarray(self.lams, dtype=object))], dtype=np.float64)
+        lams = np.array(
+            [_check_lam(v, "lams") for v in np.atleast_1d(np.asarray(self.lams, dtype=object))],
+            dtype=np.float64,
+        )
         if lams.size == 0:
             raise ValueError("lams is empty; pass at least one penalty")
         K = check_steps(self.max_steps, "max_steps")
@@ -265,8 +292,9 @@ class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):  
         y = np.asarray(y, dtype=np.float64)
         n = X.shape[0]
         if n < 2:
-            raise ValueError(f"{type(self).__name__} needs at least 2 samples to hold one out, "
-                             f"got n_samples={n}")
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 samples to hold one out, got n_samples={n}"
+            )
         rng = check_random_state(self.random_state)
         n_val = min(n - 1, max(1, int(round(self.val_fraction * n))))
         perm = rng.permutation(n)
@@ -284,8 +312,10 @@ class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):  
         table = TuningTable(lams, mse, table_xi, valid)
         best = select(table)
         if best is None:
-            raise ValueError("no value in lams gives a finite validation error; "
-                             "use positive lams or more samples")
+            raise ValueError(
+                "no value in lams gives a finite validation error; "
+                "use positive lams or more samples"
+            )
         l_best, k_best = best
         self.lam_ = float(lams[l_best])
         self.k_ = int(k_best)
@@ -294,6 +324,11 @@ class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):  
         self.dual_coef_ = _dual(full, y[:, None], self.lam_, self.xi_)[:, 0]
         self.X_fit_ = X
         self.best_score_ = -float(mse[l_best, k_best])
-        self.cv_results_ = {"lams": lams, "k": np.arange(K + 1), "risk": mse,
-                            "xi": table_xi, "valid": valid}
+        self.cv_results_ = {
+            "lams": lams,
+            "k": np.arange(K + 1),
+            "risk": mse,
+            "xi": table_xi,
+            "valid": valid,
+        }
         return self

@@ -65,10 +65,16 @@ LEVERAGE_TOL = 1e-10
 NESTED_RCOND = float(np.sqrt(np.finfo(np.float64).eps))
 
 
-def loo_columns(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
-                sqrt_w: NDArray[np.float64] | None, w_sum: float, fit_intercept: bool,
-                lams: NDArray[np.float64], max_steps: int,
-                ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+def loo_columns(
+    U: NDArray[np.float64],
+    s2: NDArray[np.float64],
+    Y: NDArray[np.float64],
+    sqrt_w: NDArray[np.float64] | None,
+    w_sum: float,
+    fit_intercept: bool,
+    lams: NDArray[np.float64],
+    max_steps: int,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
     """LOO ridge residuals and the columns P_m of the k-step LOO predictions.
 
     Parameters
@@ -140,8 +146,9 @@ def _loo_risk(Rm: NDArray[np.float64], xibar: NDArray[np.float64]) -> NDArray[np
     return cast("NDArray[np.float64]", np.sum(res * res, axis=-1))
 
 
-def nested_loo(e0: NDArray[np.float64], P: NDArray[np.float64], defined: NDArray[np.bool_],
-               w_sum: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def nested_loo(
+    e0: NDArray[np.float64], P: NDArray[np.float64], defined: NDArray[np.bool_], w_sum: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Honest risk of the LOO-fitted schedules: leave-one-out of the xi fit itself.
 
     The LOO-optimal xibar minimizes ||e0 + P xibar||^2 over k free coefficients
@@ -222,20 +229,43 @@ _Nested = tuple[NDArray[np.float64], NDArray[np.float64]]
 
 
 @overload
-def loo_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
-              sqrt_w: NDArray[np.float64] | None, w_sum: float, fit_intercept: bool,
-              lams: ArrayLike, max_steps: int, *, nested: Literal[False] = ...,
-              ) -> TuningTable: ...
+def loo_table(
+    U: NDArray[np.float64],
+    s2: NDArray[np.float64],
+    Y: NDArray[np.float64],
+    sqrt_w: NDArray[np.float64] | None,
+    w_sum: float,
+    fit_intercept: bool,
+    lams: ArrayLike,
+    max_steps: int,
+    *,
+    nested: Literal[False] = ...,
+) -> TuningTable: ...
 @overload
-def loo_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
-              sqrt_w: NDArray[np.float64] | None, w_sum: float, fit_intercept: bool,
-              lams: ArrayLike, max_steps: int, *, nested: Literal[True],
-              ) -> tuple[TuningTable, _Nested]:
-    ...
-def loo_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.float64],
-              sqrt_w: NDArray[np.float64] | None, w_sum: float, fit_intercept: bool,
-              lams: ArrayLike, max_steps: int, *, nested: bool = False,
-              ) -> TuningTable | tuple[TuningTable, _Nested | None]:
+def loo_table(
+    U: NDArray[np.float64],
+    s2: NDArray[np.float64],
+    Y: NDArray[np.float64],
+    sqrt_w: NDArray[np.float64] | None,
+    w_sum: float,
+    fit_intercept: bool,
+    lams: ArrayLike,
+    max_steps: int,
+    *,
+    nested: Literal[True],
+) -> tuple[TuningTable, _Nested]: ...
+def loo_table(
+    U: NDArray[np.float64],
+    s2: NDArray[np.float64],
+    Y: NDArray[np.float64],
+    sqrt_w: NDArray[np.float64] | None,
+    w_sum: float,
+    fit_intercept: bool,
+    lams: ArrayLike,
+    max_steps: int,
+    *,
+    nested: bool = False,
+) -> TuningTable | tuple[TuningTable, _Nested | None]:
     """Exact-LOO risks and LOO-optimal schedules for every lambda and k <= K.
 
     Parameters are those of :func:`loo_columns`; with ``nested=True`` the
@@ -259,8 +289,9 @@ def loo_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.flo
     e0 = e0.reshape(L, -1)
     risk0 = np.where(defined, np.sum(e0 * e0, axis=-1) / norm, np.inf)
     if K == 0:
-        table = TuningTable(lams, risk0[:, None], np.full((L, 1, 0), np.nan),
-                            np.isfinite(risk0)[:, None])
+        table = TuningTable(
+            lams, risk0[:, None], np.full((L, 1, 0), np.nan), np.isfinite(risk0)[:, None]
+        )
         return (table, honest) if nested else table
     # compress the n T rows once: one thin QR of [P_1..P_K, e0] per lambda
     M = np.concatenate([P.reshape(L, K, -1), e0[:, None, :]], axis=1)
@@ -279,9 +310,15 @@ def loo_table(U: NDArray[np.float64], s2: NDArray[np.float64], Y: NDArray[np.flo
     return (table, honest) if nested else table
 
 
-def loo_predictions(X: ArrayLike, y: ArrayLike, lam: float, xi: ArrayLike, *,
-                    fit_intercept: bool = True,
-                    sample_weight: ArrayLike | None = None) -> NDArray[np.float64]:
+def loo_predictions(
+    X: ArrayLike,
+    y: ArrayLike,
+    lam: float,
+    xi: ArrayLike,
+    *,
+    fit_intercept: bool = True,
+    sample_weight: ArrayLike | None = None,
+) -> NDArray[np.float64]:
     """Exact leave-one-out predictions of k-step self-distillation.
 
     ``out[i]`` is the prediction at X[i] of
@@ -313,8 +350,9 @@ def loo_predictions(X: ArrayLike, y: ArrayLike, lam: float, xi: ArrayLike, *,
     y = np.asarray(y, dtype=np.float64)
     prep = _Prepared(X, y, sample_weight, fit_intercept)
     dec, _ = prep.decompose()
-    e0, P, defined = loo_columns(dec.U, dec.s2, prep.Y, prep.sqrt_w, prep.w_sum,
-                                 fit_intercept, np.array([lam]), xibar.size)
+    e0, P, defined = loo_columns(
+        dec.U, dec.s2, prep.Y, prep.sqrt_w, prep.w_sum, fit_intercept, np.array([lam]), xibar.size
+    )
     res = (e0[0] + np.tensordot(xibar, P[0], axes=(0, 0))).T  # (n, T) scaled residuals
     if not defined[0]:
         res = np.full_like(res, np.nan)

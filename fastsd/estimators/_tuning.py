@@ -21,9 +21,18 @@ from numpy.typing import NDArray
 from ..reference.optimal import accept_schedules, nested_least_squares, refit_amplification
 from ..reparam import xi_from_h_coefficients
 
-__all__ = ["TuningTable", "TuningWarning", "admissible", "nested_lstsq", "select",
-           "select_safe", "shrinkage_factors",
-           "reject_unreproducible", "xi_from_rows", "h_from_xi"]
+__all__ = [
+    "TuningTable",
+    "TuningWarning",
+    "admissible",
+    "nested_lstsq",
+    "select",
+    "select_safe",
+    "shrinkage_factors",
+    "reject_unreproducible",
+    "xi_from_rows",
+    "h_from_xi",
+]
 
 #: A larger k must beat the best smaller-k risk by more than this (relative)
 #: to be selected: differences at rounding level are ties, resolved towards
@@ -58,12 +67,15 @@ class TuningTable:
         return int(self.risk.shape[1]) - 1
 
     def __repr__(self) -> str:
-        return (f"TuningTable(L={self.lams.size}, K={self.max_steps}, "
-                f"valid={int(self.valid.sum())}/{self.valid.size})")
+        return (
+            f"TuningTable(L={self.lams.size}, K={self.max_steps}, "
+            f"valid={int(self.valid.sum())}/{self.valid.size})"
+        )
 
 
-def nested_lstsq(design: NDArray[np.float64], target: NDArray[np.float64],
-                 rcond: float | None = None) -> NDArray[np.float64]:
+def nested_lstsq(
+    design: NDArray[np.float64], target: NDArray[np.float64], rcond: float | None = None
+) -> NDArray[np.float64]:
     """min ||design[..., :k] beta - target|| for every k = 1..K (column-scaled QR).
 
     Parameters
@@ -124,10 +136,14 @@ def xi_from_rows(h_rows: NDArray[np.float64]) -> NDArray[np.float64]:
     return xi
 
 
-def reject_unreproducible(xi: NDArray[np.float64], achieved: NDArray[np.float64],
-                          optimum: NDArray[np.float64], risk0: NDArray[np.float64],
-                          s2: NDArray[np.float64], lams: NDArray[np.float64],
-                          ) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+def reject_unreproducible(
+    xi: NDArray[np.float64],
+    achieved: NDArray[np.float64],
+    optimum: NDArray[np.float64],
+    risk0: NDArray[np.float64],
+    s2: NDArray[np.float64],
+    lams: NDArray[np.float64],
+) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
     """Validity of each row of xi (..., K + 1, K) and xi with NaN where invalid.
 
     ``achieved`` (..., K + 1) is the criterion recomputed from xi through the
@@ -140,8 +156,9 @@ def reject_unreproducible(xi: NDArray[np.float64], achieved: NDArray[np.float64]
     valid where its risk is finite.
     """
     amplification = refit_amplification(s2, lams)  # (L,)
-    kept = accept_schedules(xi[..., 1:, :], achieved[..., 1:], optimum[..., 1:], risk0,
-                            amplification)
+    kept = accept_schedules(
+        xi[..., 1:, :], achieved[..., 1:], optimum[..., 1:], risk0, amplification
+    )
     steps = np.arange(xi.shape[-1])
     lower = steps[None, :] < np.arange(1, xi.shape[-2])[:, None]  # (K, K)
     good = np.all(np.isfinite(np.where(lower, kept, 0.0)), axis=-1) & np.isfinite(optimum[..., 1:])
@@ -181,8 +198,11 @@ SAFE_Z = 0.5
 ADMISSIBLE_TOL = 1e-6
 
 
-def shrinkage_factors(s2: NDArray[np.float64], lams: NDArray[np.float64], xi: NDArray[np.float64],
-                      ) -> NDArray[np.float64]:
+def shrinkage_factors(
+    s2: NDArray[np.float64],
+    lams: NDArray[np.float64],
+    xi: NDArray[np.float64],
+) -> NDArray[np.float64]:
     """Per-direction shrinkage f_j = phi_j r_j of every schedule in a table.
 
     The k-step estimator is theta_k = V diag(f / s^2) V^T X^T y on the live
@@ -214,8 +234,12 @@ def shrinkage_factors(s2: NDArray[np.float64], lams: NDArray[np.float64], xi: ND
     return f
 
 
-def admissible(s2: NDArray[np.float64], lams: NDArray[np.float64], xi: NDArray[np.float64],
-               tol: float = ADMISSIBLE_TOL) -> NDArray[np.bool_]:
+def admissible(
+    s2: NDArray[np.float64],
+    lams: NDArray[np.float64],
+    xi: NDArray[np.float64],
+    tol: float = ADMISSIBLE_TOL,
+) -> NDArray[np.bool_]:
     """Entries whose shrinkage factors all lie in [0, 1] (up to ``tol``): (L, K + 1) bool.
 
     Direction by direction the fixed-design risk of f_j z_j (z_j unbiased for
@@ -232,8 +256,12 @@ def admissible(s2: NDArray[np.float64], lams: NDArray[np.float64], xi: NDArray[n
         return cast("NDArray[np.bool_]", np.all((f >= -tol) & (f <= 1.0 + tol), axis=-1))
 
 
-def select_safe(table: TuningTable, nested_risk: NDArray[np.float64], losses: NDArray[np.float64],
-                n_points: NDArray[np.bool_]) -> tuple[tuple[int, int] | None, float]:
+def select_safe(
+    table: TuningTable,
+    nested_risk: NDArray[np.float64],
+    losses: NDArray[np.float64],
+    n_points: NDArray[np.bool_],
+) -> tuple[tuple[int, int] | None, float]:
     """The safe rule: least nested-LOO risk among admissible entries.
 
     1. Ridge: the lambda of least LOO risk (what ``RidgeCV`` picks); for

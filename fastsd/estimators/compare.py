@@ -42,9 +42,15 @@ if TYPE_CHECKING:
 __all__ = ["tuning_table", "format_tuning_table"]
 
 
-def _test_mse(prep: _Prepared, dec: Decomposition, Z: NDArray[np.float64], lam: float,
-              xi: NDArray[np.float64], X_test: NDArray[np.float64], y_test: NDArray[np.float64],
-              ) -> float:
+def _test_mse(
+    prep: _Prepared,
+    dec: Decomposition,
+    Z: NDArray[np.float64],
+    lam: float,
+    xi: NDArray[np.float64],
+    X_test: NDArray[np.float64],
+    y_test: NDArray[np.float64],
+) -> float:
     coef = _filter_coef(dec, Z, lam, xi)  # (T, d)
     intercept = prep.y_mean - coef @ prep.x_mean
     Y = y_test[:, None] if y_test.ndim == 1 else y_test
@@ -52,10 +58,16 @@ def _test_mse(prep: _Prepared, dec: Decomposition, Z: NDArray[np.float64], lam: 
     return float(np.mean(err * err))
 
 
-def tuning_table(splits: Iterable[Sequence[ArrayLike]], *, lams: ArrayLike = DEFAULT_LAMS,
-                 max_steps: int = 5, steps: Sequence[int] = (0, 1, 2),
-                 methods: Sequence[str] = ("holdout", "gcv", "loo"), fit_intercept: bool = True,
-                 pool: bool = True) -> dict[str, Any]:
+def tuning_table(
+    splits: Iterable[Sequence[ArrayLike]],
+    *,
+    lams: ArrayLike = DEFAULT_LAMS,
+    max_steps: int = 5,
+    steps: Sequence[int] = (0, 1, 2),
+    methods: Sequence[str] = ("holdout", "gcv", "loo"),
+    fit_intercept: bool = True,
+    pool: bool = True,
+) -> dict[str, Any]:
     """Test MSE of each tuning rule and model column over a list of splits.
 
     Parameters
@@ -103,8 +115,9 @@ def tuning_table(splits: Iterable[Sequence[ArrayLike]], *, lams: ArrayLike = DEF
         rows_k: list[list[int]] = []
         for method in methods:
             if method == "holdout":
-                table = holdout_table(X_tr, y_tr, X_val, y_val, lams, K,
-                                      fit_intercept=fit_intercept)
+                table = holdout_table(
+                    X_tr, y_tr, X_val, y_val, lams, K, fit_intercept=fit_intercept
+                )
                 X_fit, y_fit = X_tr, y_tr
             else:
                 X_fit = np.concatenate([X_tr, X_val]) if pool else X_tr
@@ -154,8 +167,9 @@ def tuning_table(splits: Iterable[Sequence[ArrayLike]], *, lams: ArrayLike = DEF
     }
 
 
-def format_tuning_table(result: dict[str, Any], *, title: str | None = None,
-                        digits: int = 4) -> str:
+def format_tuning_table(
+    result: dict[str, Any], *, title: str | None = None, digits: int = 4
+) -> str:
     """Markdown table of ``mean ± std`` test MSE, one row per tuning rule.
 
     Parameters
@@ -173,7 +187,8 @@ def format_tuning_table(result: dict[str, Any], *, title: str | None = None,
     head = [title or "tuning"] + list(result["columns"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, method in enumerate(result["methods"]):
-        cells = [f"{m:.{digits}g} ± {s:.{digits}g}"
-                 for m, s in zip(result["mean"][i], result["std"][i])]
+        cells = [
+            f"{m:.{digits}g} ± {s:.{digits}g}" for m, s in zip(result["mean"][i], result["std"][i])
+        ]
         lines.append("| " + " | ".join([method] + cells) + " |")
     return "\n".join(lines)

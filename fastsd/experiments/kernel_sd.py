@@ -44,8 +44,9 @@ from ..sweep import sweep_optimal
 __all__ = ["sine_problem", "constrained_rounds", "write_kernel_studies"]
 
 
-def sine_problem(n: int = 64, noise: float = 0.3, gamma: float = 1000.0, n_grid: int = 400,
-                 seed: int = 0) -> dict[str, Any]:
+def sine_problem(
+    n: int = 64, noise: float = 0.3, gamma: float = 1000.0, n_grid: int = 400, seed: int = 0
+) -> dict[str, Any]:
     """1-D regression y = sin(2 pi x) + N(0, noise^2), x ~ U[0, 1], RBF kernel.
 
     The kernel is exp(-gamma (x - x')^2).
@@ -62,19 +63,31 @@ def sine_problem(n: int = 64, noise: float = 0.3, gamma: float = 1000.0, n_grid:
     y = f_star + noise * rng.normal(size=n)
     grid = np.linspace(0.0, 1.0, n_grid)[:, None]
     dec = decompose(x, y, kernel="rbf", kernel_params={"gamma": gamma})
-    return dict(x=x, y=y, f_star=f_star, grid=grid, f_grid=np.sin(2 * np.pi * grid[:, 0]),
-                noise_var=noise ** 2, dec=dec, gamma=gamma)
+    return dict(
+        x=x,
+        y=y,
+        f_star=f_star,
+        grid=grid,
+        f_grid=np.sin(2 * np.pi * grid[:, 0]),
+        noise_var=noise**2,
+        dec=dec,
+        gamma=gamma,
+    )
 
 
-def _fit_error(lam: float, d: NDArray[np.float64], g: NDArray[np.float64], rest2: float, n: int,
-               ) -> float:
+def _fit_error(
+    lam: float,
+    d: NDArray[np.float64],
+    g: NDArray[np.float64],
+    rest2: float,
+    n: int,
+) -> float:
     """(1/n) ||f - y||^2 of kernel ridge at lam on targets with U^T y = g."""
     shrink = lam / (d + lam)
     return (np.sum((shrink * g) ** 2) + rest2) / n
 
 
-def constrained_rounds(problem: dict[str, Any], eps: float,
-                       max_rounds: int = 50) -> dict[str, Any]:
+def constrained_rounds(problem: dict[str, Any], eps: float, max_rounds: int = 50) -> dict[str, Any]:
     """Mobahi et al.'s pure self-distillation rounds, (1/n)||f - y_{t-1}||^2 = eps each round.
 
     Parameters
@@ -117,19 +130,29 @@ def constrained_rounds(problem: dict[str, Any], eps: float,
         if _fit_error(0.0, d[live], g[live], rest2 + np.sum(g[~live] ** 2), n) >= eps:
             raise ValueError(f"eps = {eps} is below the interpolation error of round {t}")
         lo, hi = 1e-14 * d.max(), 1e14 * d.max()
-        lam = brentq(lambda v: np.log(_fit_error(v, d, g, rest2, n) / eps), lo, hi,  # noqa: B023
-                     xtol=1e-300, rtol=1e-13)
+        lam = brentq(
+            lambda v: np.log(_fit_error(v, d, g, rest2, n) / eps),
+            lo,
+            hi,  # noqa: B023
+            xtol=1e-300,
+            rtol=1e-13,
+        )
         lams.append(lam)
         filt = filt * np.where(live, d / (d + lam), 0.0)
-        n_eff.append(float(filt.sum() ** 2 / np.sum(filt ** 2)))
+        n_eff.append(float(filt.sum() ** 2 / np.sum(filt**2)))
         # round t = teacher (t = 1) or student t - 1 with xi = 1: fastsd's per-step lam
         alpha = self_distill(dec, None, lams[0], np.ones(t - 1), step_lams=lams[1:])
         test_mse.append(float(np.mean((cross @ alpha - problem["f_grid"]) ** 2)))
         targets = dec.U @ (d * (dec.U.T @ alpha)) + 0.0  # fitted values K alpha
         norms.append(float(np.linalg.norm(targets)))
-    return dict(lams=np.array(lams), collapse_round=collapse, n_eff=np.array(n_eff),
-                test_mse=np.array(test_mse), train_norm=np.array(norms),
-                bound=float(np.linalg.norm(y) / np.sqrt(n * eps)))
+    return dict(
+        lams=np.array(lams),
+        collapse_round=collapse,
+        n_eff=np.array(n_eff),
+        test_mse=np.array(test_mse),
+        train_norm=np.array(norms),
+        bound=float(np.linalg.norm(y) / np.sqrt(n * eps)),
+    )
 
 
 def ground_truth_weighting(
@@ -138,8 +161,9 @@ def ground_truth_weighting(
     """In-sample risk at one penalty: pure SD (xi = 1) for k = 0..pure_steps and the
     optimal xi for k = 0..max_steps (with the schedules)."""
     dec, f_star, var = problem["dec"], problem["f_star"], problem["noise_var"]
-    pure = np.array([float(excess_risk(dec, f_star, var, lam, np.ones(k)))
-                     for k in range(pure_steps + 1)])
+    pure = np.array(
+        [float(excess_risk(dec, f_star, var, lam, np.ones(k))) for k in range(pure_steps + 1)]
+    )
     best: list[float] = []
     schedules: list[NDArray[np.float64]] = []
     for k in range(max_steps + 1):
@@ -149,12 +173,12 @@ def ground_truth_weighting(
     return pure, np.array(best), schedules
 
 
-def teacher_student_map(problem: dict[str, Any], lams: ArrayLike,
-                        max_steps: int = 1) -> NDArray[np.float64]:
+def teacher_student_map(
+    problem: dict[str, Any], lams: ArrayLike, max_steps: int = 1
+) -> NDArray[np.float64]:
     """Optimal k-step risk over teacher x student penalties, shape (L, L, K + 1)."""
     dec, f_star, var = problem["dec"], problem["f_star"], problem["noise_var"]
-    risk, _ = sweep_optimal(dec, f_star, var, lams, max_steps, student_lams=lams,
-                            backend="numpy")
+    risk, _ = sweep_optimal(dec, f_star, var, lams, max_steps, student_lams=lams, backend="numpy")
     return risk
 
 
@@ -172,11 +196,13 @@ def write_kernel_studies(out: str, quick: bool = False) -> dict[str, Any]:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     t = np.arange(1, rounds["lams"].size + 1)
     axes[0].semilogy(t, rounds["lams"], "o-")
-    axes[0].set(xlabel="round t", ylabel="penalty λ_t meeting the bound",
-                title="constrained rounds")
+    axes[0].set(
+        xlabel="round t", ylabel="penalty λ_t meeting the bound", title="constrained rounds"
+    )
     axes[1].plot(t, rounds["n_eff"], "o-")
-    axes[1].set(xlabel="round t", ylabel="(Σ b)² / Σ b²", title="effective number of basis "
-                "functions")
+    axes[1].set(
+        xlabel="round t", ylabel="(Σ b)² / Σ b²", title="effective number of basis functions"
+    )
     axes[2].semilogy(np.arange(1, rounds["test_mse"].size + 1), rounds["test_mse"], "o-")
     if rounds["collapse_round"] is not None:
         axes[2].axvline(rounds["collapse_round"], color="k", ls=":", label="collapse (f = 0)")
@@ -194,8 +220,13 @@ def write_kernel_studies(out: str, quick: bool = False) -> dict[str, Any]:
     one = risk[:, :, 1]
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     im = ax.pcolormesh(grid, grid, np.log10(one).T, shading="nearest")
-    ax.set(xscale="log", yscale="log", xlabel="teacher λ₀", ylabel="student λ₁",
-           title="log10 risk, optimal one-step SD")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="teacher λ₀",
+        ylabel="student λ₁",
+        title="log10 risk, optimal one-step SD",
+    )
     ax.plot(grid, grid, "w--", lw=0.8)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
@@ -213,15 +244,19 @@ def write_kernel_studies(out: str, quick: bool = False) -> dict[str, Any]:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].semilogy(range(pure.size), pure, ".-", label="pure SD (ξ = 1)")
     axes[0].semilogy(range(K + 1), best, "s-", label="optimal ξ per step")
-    axes[0].set(xlabel="steps k", ylabel="in-sample risk ‖f_k − f*‖²/n",
-                title=f"ground-truth weighting (λ = {lam:.3g})")
+    axes[0].set(
+        xlabel="steps k",
+        ylabel="in-sample risk ‖f_k − f*‖²/n",
+        title=f"ground-truth weighting (λ = {lam:.3g})",
+    )
     axes[0].legend()
     for k in (2, 4, K):
         if np.all(np.isfinite(schedules[k])):
             axes[1].plot(range(1, k + 1), 1.0 - schedules[k], "o-", label=f"k = {k}")
     axes[1].axhline(0.0, color="k", lw=0.5)
-    axes[1].set(xlabel="step i", ylabel="ground-truth weight 1 − ξ_i",
-                title="optimal weights per step")
+    axes[1].set(
+        xlabel="step i", ylabel="ground-truth weight 1 − ξ_i", title="optimal weights per step"
+    )
     if axes[1].get_legend_handles_labels()[0]:
         axes[1].legend()
     fig.tight_layout()
@@ -234,8 +269,11 @@ def write_kernel_studies(out: str, quick: bool = False) -> dict[str, Any]:
     diag = np.argmin(np.diagonal(one))
     ridge = risk[:, 0, 0].min()
     finite_pure = int(np.argmin(pure))
-    ground = [f"k = {k}: " + ", ".join(f"{1 - v:.3g}" for v in schedules[k])
-              for k in (1, 2, 4) if np.all(np.isfinite(schedules[k]))]
+    ground = [
+        f"k = {k}: " + ", ".join(f"{1 - v:.3g}" for v in schedules[k])
+        for k in (1, 2, 4)
+        if np.all(np.isfinite(schedules[k]))
+    ]
     lines = [
         f"Mobahi et al. (constrained pure SD, n = {problem['y'].size}, ε = σ²/10): "
         f"{rounds['lams'].size} non-collapsed rounds, collapse at round "
@@ -250,10 +288,12 @@ def write_kernel_studies(out: str, quick: bool = False) -> dict[str, Any]:
         "with the optimal "
         f"ground-truth weight per step it is non-increasing: {best[1]:.4g} (k = 1) → "
         f"{best[-1]:.4g} (k = {K}); optimal ground-truth weights 1 − ξ_i: "
-        + "; ".join(ground) + ".",
+        + "; ".join(ground)
+        + ".",
         f"Teacher × student (optimal one-step SD): best {one[it, js]:.4g} at λ₀ = {grid[it]:.3g}, "
         f"λ₁ = {grid[js]:.3g}; best with λ₀ = λ₁: {one[diag, diag]:.4g} (λ = {grid[diag]:.3g}); "
         f"best ridge {ridge:.4g}.",
     ]
-    return dict(lines=lines, figures=figures, rounds=rounds, pure=pure, best=best, map=risk,
-                grid=grid)
+    return dict(
+        lines=lines, figures=figures, rounds=rounds, pure=pure, best=best, map=risk, grid=grid
+    )

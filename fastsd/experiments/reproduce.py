@@ -44,15 +44,17 @@ def _steps(progress: bool, total: int) -> Any:
 
 #: Size of the tuning benchmark and the learning curves per mode.
 _TUNING_PLAN: dict[str, dict[str, Any]] = {
-    "quick": dict(sets=("diabetes", "theorem1_1"), seeds=2, curve_seeds=1,
-                  curve_shares=(0.01, 0.1)),
+    "quick": dict(
+        sets=("diabetes", "theorem1_1"), seeds=2, curve_seeds=1, curve_shares=(0.01, 0.1)
+    ),
     "default": dict(sets=None, seeds=5, curve_seeds=3, curve_shares=None),
     "full": dict(sets=None, seeds=20, curve_seeds=10, curve_shares=None),
 }
 
 
-def _tuning_sections(out: str, mode: str,
-                     datasets: Sequence[str]) -> tuple[str, str, dict[str, Any]]:
+def _tuning_sections(
+    out: str, mode: str, datasets: Sequence[str]
+) -> tuple[str, str, dict[str, Any]]:
     """Tuning benchmark (all rules vs RidgeCV) and UCI learning curves; Markdown text."""
     from ..plotting import plot_learning_curves
     from .tuning import write_benchmark
@@ -77,9 +79,16 @@ def _synthetic(out: str, quick: bool, progress: Any) -> dict[str, Any]:
     return write_synthetic(os.path.join(out, "synthetic"), quick=quick, progress=progress)
 
 
-def reproduce(out: str, *, quick: bool = False, seeds: int | None = None, backend: str = "numba",
-              progress: bool = True, datasets: Sequence[str] = DEFAULT_DATASETS,
-              full: bool = False) -> str:
+def reproduce(
+    out: str,
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    backend: str = "numba",
+    progress: bool = True,
+    datasets: Sequence[str] = DEFAULT_DATASETS,
+    full: bool = False,
+) -> str:
     """Run the synthetic studies and the UCI protocol; write the report.
 
     Parameters
@@ -120,17 +129,24 @@ def reproduce(out: str, *, quick: bool = False, seeds: int | None = None, backen
     from .kernel_sd import write_kernel_studies
 
     kernel = write_kernel_studies(os.path.join(out, "kernel"), quick=quick)
-    synthetic.setdefault("sections", []).append(("Kernel self-distillation (Mobahi et al.; "
-                                                 "Borup & Andersen; teacher × student λ)",
-                                                 kernel["lines"], kernel["figures"]))
+    synthetic.setdefault("sections", []).append(
+        (
+            "Kernel self-distillation (Mobahi et al.; Borup & Andersen; teacher × student λ)",
+            kernel["lines"],
+            kernel["figures"],
+        )
+    )
     if bar is not None:
         bar.update(1)
 
     runs: list[dict[str, NDArray[Any]]] = []
     align: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
     for name in datasets:
-        runs.append(run_protocol(name, list(range(seeds)), max_steps=5,
-                                 num_lams=21 if quick else 41, backend=backend))
+        runs.append(
+            run_protocol(
+                name, list(range(seeds)), max_steps=5, num_lams=21 if quick else 41, backend=backend
+            )
+        )
         align[name] = alignment(name, seed=0)
         if bar is not None:
             bar.update(1)
@@ -138,18 +154,21 @@ def reproduce(out: str, *, quick: bool = False, seeds: int | None = None, backen
     table = summarize(rows)
     write_csv(os.path.join(out, "uci_runs.csv"), rows)
     write_csv(os.path.join(out, "uci_table.csv"), table)
-    write_csv(os.path.join(out, "uci_alignment.csv"), {
-        "dataset": np.concatenate([[n] * e.size for n, (e, _) in align.items()]),
-        "eigen_index": np.concatenate([np.arange(e.size) for e, _ in align.values()]),
-        "eigenvalue": np.concatenate([e for e, _ in align.values()]),
-        "cos2": np.concatenate([c for _, c in align.values()]),
-    })
+    write_csv(
+        os.path.join(out, "uci_alignment.csv"),
+        {
+            "dataset": np.concatenate([[n] * e.size for n, (e, _) in align.items()]),
+            "eigen_index": np.concatenate([np.arange(e.size) for e, _ in align.values()]),
+            "eigenvalue": np.concatenate([e for e, _ in align.values()]),
+            "cos2": np.concatenate([c for _, c in align.values()]),
+        },
+    )
     shown = dict(table, dataset=np.array([display_name(n) for n in table["dataset"]]))
     plot_uci_test_mse(shown, os.path.join(out, "uci_test_mse.png"))
-    plot_alignment({display_name(n): v for n, v in align.items()},
-                   os.path.join(out, "uci_alignment.png"))
-    tuning = _tuning_sections(out, "full" if full else "quick" if quick else "default",
-                              datasets)
+    plot_alignment(
+        {display_name(n): v for n, v in align.items()}, os.path.join(out, "uci_alignment.png")
+    )
+    tuning = _tuning_sections(out, "full" if full else "quick" if quick else "default", datasets)
     with open(os.path.join(out, "tuning_rules.md"), "w") as f:
         f.write(tuning[0] + "\n\n" + tuning[1] + "\n")
     if bar is not None:
@@ -162,8 +181,11 @@ def reproduce(out: str, *, quick: bool = False, seeds: int | None = None, backen
 
 def _table1(table: Mapping[str, NDArray[Any]]) -> str:
     """Table-1 layout: one row per dataset, ridge / 1-step / 2-step (+ best k <= 5)."""
-    lines = ["| dataset | ridge | 1-step SD | 2-step SD | best k <= 5 | 2-step vs ridge "
-             "(paired, mean ± std) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | ridge | 1-step SD | 2-step SD | best k <= 5 | 2-step vs ridge "
+        "(paired, mean ± std) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in dict.fromkeys(table["dataset"]):
         here = table["dataset"] == name
         mean, std, k = table["test_mse_mean"][here], table["test_mse_std"][here], table["k"][here]
@@ -171,16 +193,25 @@ def _table1(table: Mapping[str, NDArray[Any]]) -> str:
         best = int(np.nanargmin(mean))
         change = table["paired_change_mean"][here][2]
         spread = table["paired_change_std"][here][2]
-        lines.append(f"| {display_name(name)} | {cell[0]} | {cell[1]} | {cell[2]} | "
-                     f"k = {k[best]}: {mean[best]:.4g} | {100 * change:+.2f}% ± "
-                     f"{100 * spread:.2f}% |")
+        lines.append(
+            f"| {display_name(name)} | {cell[0]} | {cell[1]} | {cell[2]} | "
+            f"k = {k[best]}: {mean[best]:.4g} | {100 * change:+.2f}% ± "
+            f"{100 * spread:.2f}% |"
+        )
     return "\n".join(lines)
 
 
-def _write_summary(out: str, table: Mapping[str, NDArray[Any]],
-                   align: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
-                   synthetic: dict[str, Any], seeds: int, quick: bool, elapsed: float,
-                   n_train: Mapping[str, int], tuning: tuple[str, str, dict[str, Any]]) -> str:
+def _write_summary(
+    out: str,
+    table: Mapping[str, NDArray[Any]],
+    align: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
+    synthetic: dict[str, Any],
+    seeds: int,
+    quick: bool,
+    elapsed: float,
+    n_train: Mapping[str, int],
+    tuning: tuple[str, str, dict[str, Any]],
+) -> str:
     lines = [
         "# fastsd reproduction report",
         "",
@@ -206,10 +237,16 @@ def _write_summary(out: str, table: Mapping[str, NDArray[Any]],
         "",
         "Negative change = SD better than ridge. Per-k details:",
         "",
-        to_markdown(dict(table, dataset=np.array([display_name(n) for n in table["dataset"]])),
-                    {"test_mse_mean": "{:.5g}", "test_mse_std": "{:.3g}",
-                            "change_vs_ridge": "{:+.2%}", "paired_change_mean": "{:+.2%}",
-                            "paired_change_std": "{:.2%}"}),
+        to_markdown(
+            dict(table, dataset=np.array([display_name(n) for n in table["dataset"]])),
+            {
+                "test_mse_mean": "{:.5g}",
+                "test_mse_std": "{:.3g}",
+                "change_vs_ridge": "{:+.2%}",
+                "paired_change_mean": "{:+.2%}",
+                "paired_change_std": "{:.2%}",
+            },
+        ),
         "",
         "![test MSE vs k](uci_test_mse.png)",
         "",
@@ -221,28 +258,42 @@ def _write_summary(out: str, table: Mapping[str, NDArray[Any]],
     ]
     for name, (eig, cos2) in align.items():
         top = np.sort(cos2)[::-1]
-        lines.append(f"- {display_name(name)}: largest {top[0]:.2f}, top-3 {top[:3].sum():.2f} "
-                     f"(d = {eig.size}; d / n_train = {eig.size / n_train[name]:.2%}, the "
-                     "scale of the estimation error any ridge or SD filter can remove "
-                     "relative to the noise in the test MSE)")
+        lines.append(
+            f"- {display_name(name)}: largest {top[0]:.2f}, top-3 {top[:3].sum():.2f} "
+            f"(d = {eig.size}; d / n_train = {eig.size / n_train[name]:.2%}, the "
+            "scale of the estimation error any ridge or SD filter can remove "
+            "relative to the noise in the test MSE)"
+        )
     bench, curves, plan = tuning
-    lines += ["", "![alignment](uci_alignment.png)", "",
-              "## Tuning rules against scikit-learn's RidgeCV",
-              "",
-              f"`SelfDistilledRidgeCV` (K = 2; gcv K = 1) with each rule against `RidgeCV`, "
-              f"same 41-value λ grid (1e-4…1e4), same preprocessing, {plan['seeds']} paired "
-              "random splits per set and training share (`--full`: 20). Cell: mean ± s.e. "
-              "of the paired change in test MSE (Theorem 1 family: population excess risk), "
-              "95th percentile over splits in brackets; negative = better than RidgeCV. "
-              "Details in `tuning_summary.csv`.",
-              "", bench, "", "![tuning rules vs RidgeCV](tuning_change.png)", "",
-              "## Where SD helps: learning curves on the UCI data",
-              "",
-              "Validation-tuned k-step SD (λ and ξ chosen on the validation rows, fit on the "
-              "training rows) against ridge on train (the paper's comparison) and against "
-              f"RidgeCV on train + validation (the fair one); {plan['curve_seeds']} seeds "
-              "(`--full`: 10). Numbers in `learning_curves.csv`.",
-              "", curves, "", "![learning curves](learning_curves.png)", ""]
+    lines += [
+        "",
+        "![alignment](uci_alignment.png)",
+        "",
+        "## Tuning rules against scikit-learn's RidgeCV",
+        "",
+        f"`SelfDistilledRidgeCV` (K = 2; gcv K = 1) with each rule against `RidgeCV`, "
+        f"same 41-value λ grid (1e-4…1e4), same preprocessing, {plan['seeds']} paired "
+        "random splits per set and training share (`--full`: 20). Cell: mean ± s.e. "
+        "of the paired change in test MSE (Theorem 1 family: population excess risk), "
+        "95th percentile over splits in brackets; negative = better than RidgeCV. "
+        "Details in `tuning_summary.csv`.",
+        "",
+        bench,
+        "",
+        "![tuning rules vs RidgeCV](tuning_change.png)",
+        "",
+        "## Where SD helps: learning curves on the UCI data",
+        "",
+        "Validation-tuned k-step SD (λ and ξ chosen on the validation rows, fit on the "
+        "training rows) against ridge on train (the paper's comparison) and against "
+        f"RidgeCV on train + validation (the fair one); {plan['curve_seeds']} seeds "
+        "(`--full`: 10). Numbers in `learning_curves.csv`.",
+        "",
+        curves,
+        "",
+        "![learning curves](learning_curves.png)",
+        "",
+    ]
     path = os.path.join(out, "summary.md")
     with open(path, "w") as f:
         f.write("\n".join(lines))

@@ -86,10 +86,19 @@ def _pick(curve: NDArray[np.float64], lams: NDArray[np.float64]) -> tuple[float,
 # --------------------------------------------------------------------------- Theorem 1
 
 
-def gain_vs_rank(ranks: ArrayLike | None = None, lams: ArrayLike | None = None, *,
-                 quick: bool = False, backend: str = "numba", noise_var: float = 0.1,
-                 spread: float = 0.5, align: str = "top", n: int | None = None,
-                 seed: int = 0, threads: int | None = None) -> dict[str, NDArray[Any]]:
+def gain_vs_rank(
+    ranks: ArrayLike | None = None,
+    lams: ArrayLike | None = None,
+    *,
+    quick: bool = False,
+    backend: str = "numba",
+    noise_var: float = 0.1,
+    spread: float = 0.5,
+    align: str = "top",
+    n: int | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+) -> dict[str, NDArray[Any]]:
     r"""Gain of optimal r-step SD over optimal ridge and optimal 1-step SD vs rank r.
 
     Parameters
@@ -131,18 +140,22 @@ def gain_vs_rank(ranks: ArrayLike | None = None, lams: ArrayLike | None = None, 
     """
     if ranks is None:
         ranks = QUICK_RANKS if quick else FULL_RANKS
-    batch = problems.theorem1_family(ranks, n=n, noise_var=noise_var, spread=spread,
-                                     align=align, seed=seed)
+    batch = problems.theorem1_family(
+        ranks, n=n, noise_var=noise_var, spread=spread, align=align, seed=seed
+    )
     lams = lambda_grid(batch.n_samples, quick) if lams is None else np.asarray(lams, float)
     ranks = batch.labels["rank"]
     dec = batch.decompose()
     K = int(ranks.max())
-    risk, _ = sweep_optimal(dec, batch.theta_star, batch.noise_var, lams, K,
-                            backend=backend, threads=threads)
+    risk, _ = sweep_optimal(
+        dec, batch.theta_star, batch.noise_var, lams, K, backend=backend, threads=threads
+    )
     oracle = oracle_risk(dec, batch.theta_star, batch.noise_var, float(np.median(lams)))
     B = ranks.size
-    out = {key: np.empty(B) for key in ("risk_ridge", "risk_1step", "risk_rstep",
-                                         "lam_ridge", "lam_1step", "lam_rstep")}
+    out = {
+        key: np.empty(B)
+        for key in ("risk_ridge", "risk_1step", "risk_rstep", "lam_ridge", "lam_1step", "lam_rstep")
+    }
     edge = np.zeros(B, dtype=bool)
     for b, r in enumerate(ranks.tolist()):
         for name, k in (("ridge", 0), ("1step", 1), ("rstep", r)):
@@ -150,12 +163,27 @@ def gain_vs_rank(ranks: ArrayLike | None = None, lams: ArrayLike | None = None, 
             out[f"risk_{name}"][b], out[f"lam_{name}"][b] = value, lam
             if name != "rstep":
                 edge[b] |= at_edge
-    table = {"rank": ranks.astype(np.int64), **out, "risk_oracle": np.asarray(oracle, float),
-             "gain_ridge": out["risk_ridge"] / out["risk_rstep"],
-             "gain_1step": out["risk_1step"] / out["risk_rstep"],
-             "lam_at_edge": edge}
-    order = ["rank", "risk_ridge", "risk_1step", "risk_rstep", "risk_oracle", "gain_ridge",
-             "gain_1step", "lam_ridge", "lam_1step", "lam_rstep", "lam_at_edge"]
+    table = {
+        "rank": ranks.astype(np.int64),
+        **out,
+        "risk_oracle": np.asarray(oracle, float),
+        "gain_ridge": out["risk_ridge"] / out["risk_rstep"],
+        "gain_1step": out["risk_1step"] / out["risk_rstep"],
+        "lam_at_edge": edge,
+    }
+    order = [
+        "rank",
+        "risk_ridge",
+        "risk_1step",
+        "risk_rstep",
+        "risk_oracle",
+        "gain_ridge",
+        "gain_1step",
+        "lam_ridge",
+        "lam_1step",
+        "lam_rstep",
+        "lam_at_edge",
+    ]
     return {key: table[key] for key in order}
 
 
@@ -169,9 +197,14 @@ def _with_case(batch: problems.ProblemBatch, case: str) -> problems.ProblemBatch
     return dataclasses.replace(batch, labels={"case": np.array([case] * batch.batch_size)})
 
 
-def violation_problems(*, d: int = 4, n: int | None = None, noise_var: float = 0.1,
-                       spread: float = 0.5,
-                       seed: int | np.random.Generator | None = 0) -> problems.ProblemBatch:
+def violation_problems(
+    *,
+    d: int = 4,
+    n: int | None = None,
+    noise_var: float = 0.1,
+    spread: float = 0.5,
+    seed: int | np.random.Generator | None = 0,
+) -> problems.ProblemBatch:
     """The three problems of the necessity study, as one batch (label ``case``).
 
     * "assumptions hold": :func:`~fastsd.problems.theorem1_family` with r = d;
@@ -190,10 +223,19 @@ def violation_problems(*, d: int = 4, n: int | None = None, noise_var: float = 0
     return problems.concat_batches(*parts)
 
 
-def assumption_violations(lams: ArrayLike | None = None, max_steps: int = 4, *, d: int = 4,
-                          n: int | None = None, noise_var: float = 0.1, spread: float = 0.5,
-                          quick: bool = False, backend: str = "numba", seed: int = 0,
-                          threads: int | None = None) -> dict[str, NDArray[Any]]:
+def assumption_violations(
+    lams: ArrayLike | None = None,
+    max_steps: int = 4,
+    *,
+    d: int = 4,
+    n: int | None = None,
+    noise_var: float = 0.1,
+    spread: float = 0.5,
+    quick: bool = False,
+    backend: str = "numba",
+    seed: int = 0,
+    threads: int | None = None,
+) -> dict[str, NDArray[Any]]:
     r"""Excess risk vs lambda for ridge and 1..K-step SD, with and without the assumptions.
 
     Parameters
@@ -243,8 +285,14 @@ def optimum_over_lambda(curves: Mapping[str, NDArray[Any]]) -> dict[str, NDArray
         ``case``, ``k``, ``risk_opt``, ``lam_opt``, ``gain_vs_ridge``
         (optimal ridge risk / risk_opt) and ``gain_vs_1step``.
     """
-    rows: dict[str, list[Any]] = {"case": [], "k": [], "risk_opt": [], "lam_opt": [],
-                                  "gain_vs_ridge": [], "gain_vs_1step": []}
+    rows: dict[str, list[Any]] = {
+        "case": [],
+        "k": [],
+        "risk_opt": [],
+        "lam_opt": [],
+        "gain_vs_ridge": [],
+        "gain_vs_1step": [],
+    }
     for case in dict.fromkeys(curves["case"].tolist()):
         here = curves["case"] == case
         ks = np.unique(curves["k"][here])
@@ -265,9 +313,18 @@ def optimum_over_lambda(curves: Mapping[str, NDArray[Any]]) -> dict[str, NDArray
 # --------------------------------------------------------------------------- xi vs gap
 
 
-def xi_vs_gap(gaps: ArrayLike | None = None, *, p: int = 3, lam: float | None = None, n: int = 64,
-              noise_var: float = 0.1, quick: bool = False, backend: str = "numba", seed: int = 0,
-              threads: int | None = None) -> dict[str, NDArray[Any]]:
+def xi_vs_gap(
+    gaps: ArrayLike | None = None,
+    *,
+    p: int = 3,
+    lam: float | None = None,
+    n: int = 64,
+    noise_var: float = 0.1,
+    quick: bool = False,
+    backend: str = "numba",
+    seed: int = 0,
+    threads: int | None = None,
+) -> dict[str, NDArray[Any]]:
     r"""Magnitude of the optimal xi for k = 1..p steps as the singular-value gap shrinks.
 
     Parameters
@@ -308,12 +365,13 @@ def xi_vs_gap(gaps: ArrayLike | None = None, *, p: int = 3, lam: float | None = 
     batch = problems.singular_gap_family(gaps, p=p, n=n, noise_var=noise_var, seed=seed)
     lam = float(batch.n_samples) if lam is None else float(lam)
     dec = batch.decompose(method="svd")
-    risk, xi = sweep_optimal(dec, batch.theta_star, batch.noise_var, [lam], p,
-                             backend=backend, threads=threads)
+    risk, xi = sweep_optimal(
+        dec, batch.theta_star, batch.noise_var, [lam], p, backend=backend, threads=threads
+    )
     gaps = batch.labels["gap"]
     B = gaps.size
     ks = np.arange(1, p + 1)
-    sched = xi[:, 0]                       # (B, p, p): row k-1 = k-step schedule
+    sched = xi[:, 0]  # (B, p, p): row k-1 = k-step schedule
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
         xmax = np.nanmax(np.abs(sched), axis=-1)
@@ -356,9 +414,15 @@ def _fmt(x: float, digits: int = 3) -> str:
     return "nan" if not np.isfinite(x) else f"{x:.{digits}g}"
 
 
-def write_synthetic(outdir: str, quick: bool = False, progress: Any = None, *,
-                    backend: str = "numba", figures: bool = True,
-                    threads: int | None = None) -> dict[str, Any]:
+def write_synthetic(
+    outdir: str,
+    quick: bool = False,
+    progress: Any = None,
+    *,
+    backend: str = "numba",
+    figures: bool = True,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Run the three synthetic studies; write CSV tables, PNG figures and a JSON summary.
 
     Parameters
@@ -396,15 +460,16 @@ def write_synthetic(outdir: str, quick: bool = False, progress: Any = None, *,
     tick = (lambda: bar.update(1)) if bar is not None else (lambda: None)
 
     n, noise_var, spread, n_gap = 128, 0.1, 0.5, 64
-    gain = gain_vs_rank(quick=quick, backend=backend, threads=threads, n=n,
-                        noise_var=noise_var, spread=spread)
+    gain = gain_vs_rank(
+        quick=quick, backend=backend, threads=threads, n=n, noise_var=noise_var, spread=spread
+    )
     tick()
-    curves = assumption_violations(quick=quick, backend=backend, threads=threads, n=n,
-                                   noise_var=noise_var, spread=spread)
+    curves = assumption_violations(
+        quick=quick, backend=backend, threads=threads, n=n, noise_var=noise_var, spread=spread
+    )
     optimum = optimum_over_lambda(curves)
     tick()
-    xi = xi_vs_gap(quick=quick, backend=backend, threads=threads, n=n_gap,
-                   noise_var=noise_var)
+    xi = xi_vs_gap(quick=quick, backend=backend, threads=threads, n=n_gap, noise_var=noise_var)
     tick()
 
     tables = {
@@ -416,8 +481,10 @@ def write_synthetic(outdir: str, quick: bool = False, progress: Any = None, *,
 
     fit_ridge = linear_fit(gain["rank"], gain["gain_ridge"])
     fit_1step = linear_fit(gain["rank"], gain["gain_1step"])
-    at = {int(r): (float(g0), float(g1)) for r, g0, g1 in
-          zip(gain["rank"], gain["gain_ridge"], gain["gain_1step"])}
+    at = {
+        int(r): (float(g0), float(g1))
+        for r, g0, g1 in zip(gain["rank"], gain["gain_ridge"], gain["gain_1step"])
+    }
     shown = [r for r in (2, 4, 8, 16, 32) if r in at]
     kmax = int(optimum["k"].max())
     top = optimum["k"] == kmax
@@ -429,24 +496,34 @@ def write_synthetic(outdir: str, quick: bool = False, progress: Any = None, *,
         from .. import plotting
 
         if importlib.util.find_spec("matplotlib") is None:
-            warnings.warn("matplotlib is not installed: synthetic figures skipped "
-                          "(pip install matplotlib)", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "matplotlib is not installed: synthetic figures skipped (pip install matplotlib)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         else:
             spec = f"$s_j^2 = n\\,(1 - {spread:g}\\,(j-1)/r)$"
             figs = [
                 plotting.plot_gain_vs_rank(
-                    gain, os.path.join(outdir, "gain_vs_rank.png"),
+                    gain,
+                    os.path.join(outdir, "gain_vs_rank.png"),
                     fits={"ridge": fit_ridge, "1step": fit_1step},
-                    note=f"{spec}, j = 1..r;  θ* = v₁;  n = {n}, σ² = {noise_var:g}"),
+                    note=f"{spec}, j = 1..r;  θ* = v₁;  n = {n}, σ² = {noise_var:g}",
+                ),
                 plotting.plot_risk_curves(
-                    curves, os.path.join(outdir, "violations.png"),
+                    curves,
+                    os.path.join(outdir, "violations.png"),
                     note=f"d = {kmax}, n = {n}, σ² = {noise_var:g}, ‖θ*‖ = 1; distinct values "
-                         f"{spec}, r = d; repeated: XᵀX = n I; spread: cos²(θ*, v_j) = 1/d"),
+                    f"{spec}, r = d; repeated: XᵀX = n I; spread: cos²(θ*, v_j) = 1/d",
+                ),
                 plotting.plot_xi_vs_gap(
-                    xi, os.path.join(outdir, "xi_vs_gap.png"), slopes=slopes,
+                    xi,
+                    os.path.join(outdir, "xi_vs_gap.png"),
+                    slopes=slopes,
                     note=f"$s_j = \\sqrt{{n}}\\,(1 - (j-1)\\,\\mathrm{{gap}})$, "
-                         f"j = 1..{int(xi['k'].max())};  θ* = v₁;  n = {n_gap}, "
-                         f"σ² = {noise_var:g}"),
+                    f"j = 1..{int(xi['k'].max())};  θ* = v₁;  n = {n_gap}, "
+                    f"σ² = {noise_var:g}",
+                ),
             ]
     tick()
     if bar is not None and bar is not progress:
@@ -454,28 +531,37 @@ def write_synthetic(outdir: str, quick: bool = False, progress: Any = None, *,
 
     headline = {
         "Theorem 1 gain of optimal r-step SD over optimal ridge (r = "
-        + ", ".join(map(str, shown)) + ")": ", ".join(_fmt(at[r][0]) for r in shown),
+        + ", ".join(map(str, shown))
+        + ")": ", ".join(_fmt(at[r][0]) for r in shown),
         "Theorem 1 gain of optimal r-step SD over optimal 1-step SD (r = "
-        + ", ".join(map(str, shown)) + ")": ", ".join(_fmt(at[r][1]) for r in shown),
+        + ", ".join(map(str, shown))
+        + ")": ", ".join(_fmt(at[r][1]) for r in shown),
         "Linear fit of the gain in r": (
             f"vs ridge: slope {_fmt(fit_ridge['slope'])}, intercept "
             f"{_fmt(fit_ridge['intercept'])}, R² {fit_ridge['r2']:.4f}; vs 1-step: slope "
             f"{_fmt(fit_1step['slope'])}, intercept {_fmt(fit_1step['intercept'])}, "
-            f"R² {fit_1step['r2']:.4f}"),
-        f"Necessity: gain of optimal {kmax}-step SD over optimal ridge (d = {kmax})":
-            "; ".join(f"{c}: {_fmt(g)}" for c, g in viol.items()),
-        "Optimal |ξ| vs singular-value gap at fixed λ (log-log slope per k)":
-            ", ".join(f"k = {k}: {_fmt(s, 2)}" for k, s in slopes.items()),
+            f"R² {fit_1step['r2']:.4f}"
+        ),
+        f"Necessity: gain of optimal {kmax}-step SD over optimal ridge (d = {kmax})": "; ".join(
+            f"{c}: {_fmt(g)}" for c, g in viol.items()
+        ),
+        "Optimal |ξ| vs singular-value gap at fixed λ (log-log slope per k)": ", ".join(
+            f"k = {k}: {_fmt(s, 2)}" for k, s in slopes.items()
+        ),
     }
     summary: dict[str, Any] = {
         "quick": bool(quick),
         "headline": headline,
-        "gain_vs_rank": {"gain_ridge": {str(r): at[r][0] for r in at},
-                         "gain_1step": {str(r): at[r][1] for r in at},
-                         "fit_ridge": fit_ridge, "fit_1step": fit_1step,
-                         "rstep_equals_oracle": bool(np.allclose(
-                             gain["risk_rstep"], gain["risk_oracle"], rtol=1e-6)),
-                         "lam_at_edge": bool(np.any(gain["lam_at_edge"]))},
+        "gain_vs_rank": {
+            "gain_ridge": {str(r): at[r][0] for r in at},
+            "gain_1step": {str(r): at[r][1] for r in at},
+            "fit_ridge": fit_ridge,
+            "fit_1step": fit_1step,
+            "rstep_equals_oracle": bool(
+                np.allclose(gain["risk_rstep"], gain["risk_oracle"], rtol=1e-6)
+            ),
+            "lam_at_edge": bool(np.any(gain["lam_at_edge"])),
+        },
         "violations": {"max_steps": kmax, "gain_vs_ridge": viol},
         "xi_vs_gap": {"loglog_slope": {str(k): s for k, s in slopes.items()}},
         "tables": tables,

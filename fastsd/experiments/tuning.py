@@ -45,8 +45,19 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["BENCH_SETS", "SHARES", "LAMS", "RULES", "run_benchmark", "summarize_benchmark",
-           "format_benchmark", "gap_closure", "time_fits", "display_name", "gcv_evidence"]
+__all__ = [
+    "BENCH_SETS",
+    "SHARES",
+    "LAMS",
+    "RULES",
+    "run_benchmark",
+    "summarize_benchmark",
+    "format_benchmark",
+    "gap_closure",
+    "time_fits",
+    "display_name",
+    "gcv_evidence",
+]
 
 #: The lambda grid shared by every rule and RidgeCV.
 LAMS = tuple(np.logspace(-4, 4, 41).tolist())
@@ -78,8 +89,10 @@ def display_name(name: str) -> str:
     return cast(str, dataset_info(name)["title"])
 
 
-def _theorem1_population(noise_var: float, d: int = 8,
-                         ) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+def _theorem1_population(
+    noise_var: float,
+    d: int = 8,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
     """(Sigma^{1/2} rows factor C with Sigma = C C^T, theta*, sigma^2)."""
     from ..problems import theorem1_family
 
@@ -93,21 +106,29 @@ def _real_data(name: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     if name == "diabetes":
         from sklearn.datasets import load_diabetes
 
-        return cast("tuple[NDArray[np.float64], NDArray[np.float64]]",
-                    load_diabetes(return_X_y=True))
+        return cast(
+            "tuple[NDArray[np.float64], NDArray[np.float64]]", load_diabetes(return_X_y=True)
+        )
     if name == "friedman1":
         from sklearn.datasets import make_friedman1
 
-        return cast("tuple[NDArray[np.float64], NDArray[np.float64]]",
-                    make_friedman1(n_samples=2000, noise=1.0, random_state=0))
+        return cast(
+            "tuple[NDArray[np.float64], NDArray[np.float64]]",
+            make_friedman1(n_samples=2000, noise=1.0, random_state=0),
+        )
     from ..datasets import load_dataset
 
     X, y, _ = load_dataset(name)
     return X, y
 
 
-def _oracle_coef(X: NDArray[np.float64], y: NDArray[np.float64], Sigma: NDArray[np.float64],
-                 theta: NDArray[np.float64], noise_var: float) -> NDArray[np.float64]:
+def _oracle_coef(
+    X: NDArray[np.float64],
+    y: NDArray[np.float64],
+    Sigma: NDArray[np.float64],
+    theta: NDArray[np.float64],
+    noise_var: float,
+) -> NDArray[np.float64]:
     """Population-risk-optimal filter on the (centered) training eigenbasis.
 
     theta_hat = V diag(c) z, z = V^T X_c^T y_c; E z = s^2 t, Cov z = sigma^2 diag(s^2),
@@ -127,8 +148,9 @@ def _oracle_coef(X: NDArray[np.float64], y: NDArray[np.float64], Sigma: NDArray[
     return cast("NDArray[np.float64]", V @ (c * z))
 
 
-def _fit_rule(rule: str, X: NDArray[np.float64], y: NDArray[np.float64], seed: int,
-              max_steps: int) -> tuple[NDArray[np.floating[Any]], float, int, float, bool]:
+def _fit_rule(
+    rule: str, X: NDArray[np.float64], y: NDArray[np.float64], seed: int, max_steps: int
+) -> tuple[NDArray[np.floating[Any]], float, int, float, bool]:
     """(coef, intercept, k, lam, guard_fired) of one rule on (X, y); NaN coef on failure."""
     from sklearn.linear_model import RidgeCV
 
@@ -171,9 +193,12 @@ def _splits(
             X = rng.standard_normal((n, theta.size)) @ cov_root.T
             y = X @ theta + np.sqrt(noise_var) * rng.standard_normal(n)
 
-            def evaluate(coef: NDArray[np.floating[Any]], intercept: float,
-                         Sigma: NDArray[np.float64] = Sigma, theta: NDArray[np.float64] = theta,
-                         ) -> float:
+            def evaluate(
+                coef: NDArray[np.floating[Any]],
+                intercept: float,
+                Sigma: NDArray[np.float64] = Sigma,
+                theta: NDArray[np.float64] = theta,
+            ) -> float:
                 delta = coef - theta
                 return float(delta @ Sigma @ delta)
 
@@ -188,17 +213,26 @@ def _splits(
         train, test = perm[:n], perm[n:]
         (tr, te), _ = standardize((X_all[train], y_all[train]), (X_all[test], y_all[test]))
 
-        def test_error(coef: NDArray[np.floating[Any]], intercept: float,
-                       te: tuple[NDArray[np.float64], NDArray[np.float64]] = te) -> float:
+        def test_error(
+            coef: NDArray[np.floating[Any]],
+            intercept: float,
+            te: tuple[NDArray[np.float64], NDArray[np.float64]] = te,
+        ) -> float:
             err = te[1] - (te[0] @ coef + intercept)
             return float(np.mean(err * err))
 
         yield seed, tr[0], tr[1], test_error, None
 
 
-def run_benchmark(sets: Iterable[str] = tuple(BENCH_SETS), shares: Iterable[float] = SHARES,
-                  seeds: int = 20, *, rules: Sequence[str] = RULES, max_steps: int = 2,
-                  progress: Callable[[], object] | None = None) -> dict[str, NDArray[Any]]:
+def run_benchmark(
+    sets: Iterable[str] = tuple(BENCH_SETS),
+    shares: Iterable[float] = SHARES,
+    seeds: int = 20,
+    *,
+    rules: Sequence[str] = RULES,
+    max_steps: int = 2,
+    progress: Callable[[], object] | None = None,
+) -> dict[str, NDArray[Any]]:
     """Every rule against RidgeCV on every set, share and seed.
 
     Parameters
@@ -225,8 +259,19 @@ def run_benchmark(sets: Iterable[str] = tuple(BENCH_SETS), shares: Iterable[floa
         rule's choice; k = -1 when it failed), ``guard`` (the GCV guard fired),
         ``fit_seconds``.
     """
-    cols = ("set", "share", "n_train", "seed", "rule", "error", "change", "k", "lam", "guard",
-            "fit_seconds")
+    cols = (
+        "set",
+        "share",
+        "n_train",
+        "seed",
+        "rule",
+        "error",
+        "change",
+        "k",
+        "lam",
+        "guard",
+        "fit_seconds",
+    )
     rows: dict[str, list[Any]] = {c: [] for c in cols}
     for name in sets:
         if name not in BENCH_SETS:
@@ -237,15 +282,38 @@ def run_benchmark(sets: Iterable[str] = tuple(BENCH_SETS), shares: Iterable[floa
                 for rule in ("ridgecv",) + tuple(rules):
                     start = time.perf_counter()
                     coef, intercept, k, lam, fired = _fit_rule(rule, X, y, seed, max_steps)
-                    results.append((rule, evaluate(coef, intercept), k, lam, fired,
-                                    time.perf_counter() - start))
+                    results.append(
+                        (
+                            rule,
+                            evaluate(coef, intercept),
+                            k,
+                            lam,
+                            fired,
+                            time.perf_counter() - start,
+                        )
+                    )
                 if oracle is not None:
-                    results.append(("oracle", evaluate(oracle, 0.0), X.shape[1], np.nan, False,
-                                    0.0))
+                    results.append(
+                        ("oracle", evaluate(oracle, 0.0), X.shape[1], np.nan, False, 0.0)
+                    )
                 base = results[0][1]
                 for rule, err, k, lam, fired, secs in results:
-                    for c, v in zip(cols, (name, share, X.shape[0], seed, rule, err,
-                                           err / base - 1.0, k, lam, fired, secs)):
+                    for c, v in zip(
+                        cols,
+                        (
+                            name,
+                            share,
+                            X.shape[0],
+                            seed,
+                            rule,
+                            err,
+                            err / base - 1.0,
+                            k,
+                            lam,
+                            fired,
+                            secs,
+                        ),
+                    ):
                         rows[c].append(v)
             if progress is not None:
                 progress()
@@ -262,8 +330,20 @@ def summarize_benchmark(rows: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[A
         change_p95, sd_share`` (fraction of splits where the rule chose k >= 1),
         ``failed`` (splits where it raised), ``guard`` (GCV guard firings).
     """
-    keys = ("set", "share", "n_train", "rule", "n_splits", "error_mean", "change_mean",
-            "change_se", "change_p95", "sd_share", "failed", "guard")
+    keys = (
+        "set",
+        "share",
+        "n_train",
+        "rule",
+        "n_splits",
+        "error_mean",
+        "change_mean",
+        "change_se",
+        "change_p95",
+        "sd_share",
+        "failed",
+        "guard",
+    )
     out: dict[str, list[Any]] = {k: [] for k in keys}
     for name in dict.fromkeys(rows["set"].tolist()):
         for share in dict.fromkeys(rows["share"][rows["set"] == name].tolist()):
@@ -273,21 +353,29 @@ def summarize_benchmark(rows: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[A
                 ch = rows["change"][sel]
                 ok = np.isfinite(ch)
                 m = int(ok.sum())
-                vals = (name, share, int(rows["n_train"][sel][0]), rule, m,
-                        float(np.mean(rows["error"][sel][ok])) if m else np.nan,
-                        float(np.mean(ch[ok])) if m else np.nan,
-                        float(np.std(ch[ok], ddof=1) / np.sqrt(m)) if m > 1 else np.nan,
-                        float(np.percentile(ch[ok], 95)) if m else np.nan,
-                        float(np.mean(rows["k"][sel] > 0)),
-                        int(np.sum(rows["k"][sel] < 0)),
-                        int(np.sum(rows["guard"][sel])))
+                vals = (
+                    name,
+                    share,
+                    int(rows["n_train"][sel][0]),
+                    rule,
+                    m,
+                    float(np.mean(rows["error"][sel][ok])) if m else np.nan,
+                    float(np.mean(ch[ok])) if m else np.nan,
+                    float(np.std(ch[ok], ddof=1) / np.sqrt(m)) if m > 1 else np.nan,
+                    float(np.percentile(ch[ok], 95)) if m else np.nan,
+                    float(np.mean(rows["k"][sel] > 0)),
+                    int(np.sum(rows["k"][sel] < 0)),
+                    int(np.sum(rows["guard"][sel])),
+                )
                 for k, v in zip(keys, vals):
                     out[k].append(v)
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def gap_closure(summary: Mapping[str, NDArray[Any]], rule: str = "safe",
-                ) -> dict[tuple[str, float], tuple[float, float, float, float]]:
+def gap_closure(
+    summary: Mapping[str, NDArray[Any]],
+    rule: str = "safe",
+) -> dict[tuple[str, float], tuple[float, float, float, float]]:
     """Share of the RidgeCV -> oracle gap in mean error that ``rule`` closes, per (set, share).
 
     Returns
@@ -303,13 +391,19 @@ def gap_closure(summary: Mapping[str, NDArray[Any]], rule: str = "safe",
         if "oracle" not in err or rule not in err:
             continue
         gap = err["ridgecv"] - err["oracle"]
-        out[(name, share)] = (err["ridgecv"], err[rule], err["oracle"],
-                              (err["ridgecv"] - err[rule]) / gap if gap > 0 else np.nan)
+        out[(name, share)] = (
+            err["ridgecv"],
+            err[rule],
+            err["oracle"],
+            (err["ridgecv"] - err[rule]) / gap if gap > 0 else np.nan,
+        )
     return out
 
 
-def format_benchmark(summary: Mapping[str, NDArray[Any]],
-                     rules: Sequence[str] = ("safe", "loo", "gcv", "holdout", "oracle")) -> str:
+def format_benchmark(
+    summary: Mapping[str, NDArray[Any]],
+    rules: Sequence[str] = ("safe", "loo", "gcv", "holdout", "oracle"),
+) -> str:
     """Markdown table: one row per (set, share), one cell per rule.
 
     Cell: ``mean ± se (p95)`` of the paired change in % against RidgeCV.
@@ -327,15 +421,23 @@ def format_benchmark(summary: Mapping[str, NDArray[Any]],
                 cells.append("")
                 continue
             i = int(np.flatnonzero(sel)[0])
-            cells.append(f"{100 * summary['change_mean'][i]:+.2f}% ± "
-                         f"{100 * summary['change_se'][i]:.2f} "
-                         f"({100 * summary['change_p95'][i]:+.1f}%)")
+            cells.append(
+                f"{100 * summary['change_mean'][i]:+.2f}% ± "
+                f"{100 * summary['change_se'][i]:.2f} "
+                f"({100 * summary['change_p95'][i]:+.1f}%)"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def time_fits(n: int = 2000, d: int = 50, repeats: int = 15, max_steps: int = 2, seed: int = 0,
-              blas_threads: int | None = 1) -> dict[str, Any]:
+def time_fits(
+    n: int = 2000,
+    d: int = 50,
+    repeats: int = 15,
+    max_steps: int = 2,
+    seed: int = 0,
+    blas_threads: int | None = 1,
+) -> dict[str, Any]:
     """Median fit time of SelfDistilledRidgeCV(tuning="safe") and RidgeCV, side by side.
 
     Both on the same data and the 41-value grid, alternating, in one process
@@ -369,15 +471,22 @@ def time_fits(n: int = 2000, d: int = 50, repeats: int = 15, max_steps: int = 2,
                 start = time.perf_counter()
                 make().fit(X, y)
                 times[k].append(time.perf_counter() - start)
-    out: dict[str, Any] = {k: (float(np.median(v)), float(np.min(v)), float(np.max(v)))
-                           for k, v in times.items()}
+    out: dict[str, Any] = {
+        k: (float(np.median(v)), float(np.min(v)), float(np.max(v))) for k, v in times.items()
+    }
     out["ratio"] = out["safe"][0] / out["ridgecv"][0]
     return out
 
 
-def write_benchmark(out: str, *, full: bool = False, seeds: int | None = None,
-                    sets: Iterable[str] | None = None, shares: Iterable[float] | None = None,
-                    progress: Callable[[], object] | None = None) -> str:
+def write_benchmark(
+    out: str,
+    *,
+    full: bool = False,
+    seeds: int | None = None,
+    sets: Iterable[str] | None = None,
+    shares: Iterable[float] | None = None,
+    progress: Callable[[], object] | None = None,
+) -> str:
     """Run the benchmark and write ``tuning_runs.csv``, ``tuning_summary.csv``,
     ``tuning_change.png`` and ``tuning.md`` into ``out``; return the Markdown text."""
     from ..plotting import plot_tuning_benchmark
@@ -391,17 +500,22 @@ def write_benchmark(out: str, *, full: bool = False, seeds: int | None = None,
     summary = summarize_benchmark(rows)
     write_csv(os.path.join(out, "tuning_runs.csv"), rows)
     write_csv(os.path.join(out, "tuning_summary.csv"), summary)
-    plot_tuning_benchmark(summary, os.path.join(out, "tuning_change.png"),
-                          names={k: display_name(k) for k in sets})
+    plot_tuning_benchmark(
+        summary, os.path.join(out, "tuning_change.png"), names={k: display_name(k) for k in sets}
+    )
     lines = [format_benchmark(summary), ""]
     closure = gap_closure(summary)
     if closure:
-        lines.append("Theorem 1 family, population excess risk (mean over splits): "
-                     "RidgeCV → safe rule → oracle-ξ SD, share of the gap closed:")
+        lines.append(
+            "Theorem 1 family, population excess risk (mean over splits): "
+            "RidgeCV → safe rule → oracle-ξ SD, share of the gap closed:"
+        )
         lines.append("")
         for (name, share), (r0, r1, r2, c) in closure.items():
-            lines.append(f"- {display_name(name)}, {100 * share:g}%: {r0:.4g} → {r1:.4g} → "
-                         f"{r2:.4g} ({100 * c:.0f}% closed)")
+            lines.append(
+                f"- {display_name(name)}, {100 * share:g}%: {r0:.4g} → {r1:.4g} → "
+                f"{r2:.4g} ({100 * c:.0f}% closed)"
+            )
     text = "\n".join(lines)
     with open(os.path.join(out, "tuning.md"), "w") as f:
         f.write(text + "\n")
@@ -409,14 +523,16 @@ def write_benchmark(out: str, *, full: bool = False, seeds: int | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fastsd.experiments.tuning",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m fastsd.experiments.tuning", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--out", default="fastsd-tuning")
     parser.add_argument("--full", action="store_true", help="20 splits (default: 3)")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--sets", default=None, help="comma-separated keys of BENCH_SETS")
-    parser.add_argument("--time", action="store_true",
-                        help="also time safe vs RidgeCV at n = 2000, d = 50")
+    parser.add_argument(
+        "--time", action="store_true", help="also time safe vs RidgeCV at n = 2000, d = 50"
+    )
     args = parser.parse_args(argv)
     sets = args.sets.split(",") if args.sets else None
     print(write_benchmark(args.out, full=args.full, seeds=args.seeds, sets=sets))
@@ -429,9 +545,12 @@ if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
 
 
-def gcv_evidence(sets: Iterable[str] = tuple(BENCH_SETS), shares: Iterable[float] = SHARES,
-                 seeds: int = 20, steps: Sequence[int] = (2, 5),
-                 ) -> list[tuple[str, float, int, bool, float, float]]:
+def gcv_evidence(
+    sets: Iterable[str] = tuple(BENCH_SETS),
+    shares: Iterable[float] = SHARES,
+    seeds: int = 20,
+    steps: Sequence[int] = (2, 5),
+) -> list[tuple[str, float, int, bool, float, float]]:
     """Why GCV is refused for k >= 2: its mean / 95th-percentile change vs RidgeCV.
 
     Fits ``SelfDistilledRidgeCV(tuning="gcv")`` with ``max_steps`` in ``steps``
@@ -458,15 +577,19 @@ def gcv_evidence(sets: Iterable[str] = tuple(BENCH_SETS), shares: Iterable[float
                         with contextlib.ExitStack() as stack:
                             stack.enter_context(mock.patch.object(_cv, "GCV_MAX_STEPS", K))
                             if not guarded:
-                                stack.enter_context(mock.patch.object(
-                                    _cv, "gcv_guard", lambda *args: None))
+                                stack.enter_context(
+                                    mock.patch.object(_cv, "gcv_guard", lambda *args: None)
+                                )
                             stack.enter_context(warnings.catch_warnings())
                             warnings.simplefilter("ignore")
-                            est = SelfDistilledRidgeCV(lams=LAMS, max_steps=K,
-                                                       tuning="gcv").fit(X, y)
+                            est = SelfDistilledRidgeCV(lams=LAMS, max_steps=K, tuning="gcv").fit(
+                                X, y
+                            )
                         changes.setdefault((K, guarded), []).append(
-                            evaluate(est.coef_, est.intercept_) / base - 1.0)
+                            evaluate(est.coef_, est.intercept_) / base - 1.0
+                        )
             for (K, guarded), v in changes.items():
-                out.append((name, share, K, guarded, float(np.mean(v)),
-                            float(np.percentile(v, 95))))
+                out.append(
+                    (name, share, K, guarded, float(np.mean(v)), float(np.percentile(v, 95)))
+                )
     return out

@@ -23,8 +23,17 @@ from ..datasets import load_split
 from ..decomposition import decompose
 from ..sweep import sweep_optimal_validation
 
-__all__ = ["DEFAULT_DATASETS", "lambda_grid", "run_protocol", "summarize", "alignment",
-           "CURVE_SHARES", "learning_curve", "summarize_curves", "curve_paragraph"]
+__all__ = [
+    "DEFAULT_DATASETS",
+    "lambda_grid",
+    "run_protocol",
+    "summarize",
+    "alignment",
+    "CURVE_SHARES",
+    "learning_curve",
+    "summarize_curves",
+    "curve_paragraph",
+]
 
 DEFAULT_DATASETS = ("air_quality", "airfoil", "appliances_energy")
 
@@ -34,17 +43,29 @@ def lambda_grid(n_train: int, num: int = 41) -> NDArray[np.float64]:
     return n_train * np.logspace(-6, 2, num)
 
 
-def _stack_splits(name: str, seeds: Iterable[int], val_fraction: float,
-                  test_fraction: float) -> dict[str, NDArray[np.float64]]:
-    splits = [load_split(name, seed=s, val_fraction=val_fraction, test_fraction=test_fraction)
-              for s in seeds]
-    return {key: np.stack([getattr(sp, key) for sp in splits])
-            for key in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")}
+def _stack_splits(
+    name: str, seeds: Iterable[int], val_fraction: float, test_fraction: float
+) -> dict[str, NDArray[np.float64]]:
+    splits = [
+        load_split(name, seed=s, val_fraction=val_fraction, test_fraction=test_fraction)
+        for s in seeds
+    ]
+    return {
+        key: np.stack([getattr(sp, key) for sp in splits])
+        for key in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+    }
 
 
-def run_protocol(name: str, seeds: Sequence[int], *, max_steps: int = 5,
-                 val_fraction: float = 0.2, test_fraction: float = 0.2,
-                 num_lams: int = 41, backend: str = "numba") -> dict[str, NDArray[Any]]:
+def run_protocol(
+    name: str,
+    seeds: Sequence[int],
+    *,
+    max_steps: int = 5,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    num_lams: int = 41,
+    backend: str = "numba",
+) -> dict[str, NDArray[Any]]:
     """Validation-tuned ridge and k-step SD on one dataset, every seed.
 
     Parameters
@@ -69,14 +90,19 @@ def run_protocol(name: str, seeds: Sequence[int], *, max_steps: int = 5,
     n_train = data["X_train"].shape[1]
     lams = lambda_grid(n_train, num_lams)
     dec = decompose(data["X_train"], data["y_train"])
-    val_mse, xi = sweep_optimal_validation(dec, None, data["X_val"], data["y_val"], lams,
-                                           max_steps, backend=backend)
+    val_mse, xi = sweep_optimal_validation(
+        dec, None, data["X_val"], data["y_val"], lams, max_steps, backend=backend
+    )
     rows: dict[str, list[Any]] = {
-        key: [] for key in ("dataset", "seed", "k", "lam", "xi", "val_mse", "test_mse")}
+        key: [] for key in ("dataset", "seed", "k", "lam", "xi", "val_mse", "test_mse")
+    }
     for b, seed in enumerate(seeds):
         for k in range(max_steps + 1):
-            usable = np.ones(lams.size, bool) if k == 0 else np.all(
-                np.isfinite(xi[b, :, k - 1, :k]), axis=-1)
+            usable = (
+                np.ones(lams.size, bool)
+                if k == 0
+                else np.all(np.isfinite(xi[b, :, k - 1, :k]), axis=-1)
+            )
             score = np.where(usable, val_mse[b, :, k], np.inf)
             if not np.isfinite(score).any():
                 lam, schedule, best_val, test = np.nan, np.full(k, np.nan), np.nan, np.nan
@@ -109,8 +135,16 @@ def summarize(rows: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         removes the split-to-split variance shared by all estimators);
         ``n_seeds``.
     """
-    keys = ("dataset", "k", "test_mse_mean", "test_mse_std", "change_vs_ridge",
-            "paired_change_mean", "paired_change_std", "n_seeds")
+    keys = (
+        "dataset",
+        "k",
+        "test_mse_mean",
+        "test_mse_std",
+        "change_vs_ridge",
+        "paired_change_mean",
+        "paired_change_std",
+        "n_seeds",
+    )
     out: dict[str, list[Any]] = {key: [] for key in keys}
 
     def mean_std(vals: NDArray[np.float64]) -> tuple[float, float]:
@@ -125,15 +159,31 @@ def summarize(rows: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
             vals = rows["test_mse"][here & (rows["k"] == k)]
             mean, std = mean_std(vals)
             paired_mean, paired_std = mean_std(vals / ridge_runs - 1.0)
-            for key, value in zip(keys, (name, int(k), mean, std, (mean - ridge) / ridge,
-                                         paired_mean, paired_std,
-                                         int(np.isfinite(vals).sum()))):
+            for key, value in zip(
+                keys,
+                (
+                    name,
+                    int(k),
+                    mean,
+                    std,
+                    (mean - ridge) / ridge,
+                    paired_mean,
+                    paired_std,
+                    int(np.isfinite(vals).sum()),
+                ),
+            ):
                 out[key].append(value)
     return {key: np.asarray(col) for key, col in out.items()}
 
 
-def alignment(name: str, seed: int = 0, *, val_fraction: float = 0.2, test_fraction: float = 0.2,
-              num_lams: int = 41) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def alignment(
+    name: str,
+    seed: int = 0,
+    *,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    num_lams: int = 41,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """The paper's alignment diagnostic on one training split.
 
     Squared cosine between the validation-tuned ridge solution and each
@@ -165,9 +215,14 @@ CURVE_SHARES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6)
 CURVE_MODELS = ("ridge_train", "sd_k1", "sd_k2", "sd_k5", "ridgecv_trainval")
 
 
-def learning_curve(name: str, shares: Iterable[float] = CURVE_SHARES,
-                   seeds: Iterable[int] = range(10), *, steps: Sequence[int] = (1, 2, 5),
-                   num_lams: int = 41) -> dict[str, NDArray[Any]]:
+def learning_curve(
+    name: str,
+    shares: Iterable[float] = CURVE_SHARES,
+    seeds: Iterable[int] = range(10),
+    *,
+    steps: Sequence[int] = (1, 2, 5),
+    num_lams: int = 41,
+) -> dict[str, NDArray[Any]]:
     """Test MSE of validation-tuned SD and both ridge baselines vs the training share.
 
     For each seed the rows are permuted once: the first 20% are the test set,
@@ -203,7 +258,8 @@ def learning_curve(name: str, shares: Iterable[float] = CURVE_SHARES,
     n_test = n_val = int(round(0.2 * N))
     K = max(steps)
     rows: dict[str, list[Any]] = {
-        c: [] for c in ("dataset", "share", "n_train", "seed", "model", "lam", "test_mse")}
+        c: [] for c in ("dataset", "share", "n_train", "seed", "model", "lam", "test_mse")
+    }
 
     def add(share: float, n: int, seed: int, model: str, lam: float, mse: float) -> None:
         for c, v in zip(rows, (name, share, n, seed, model, lam, mse)):
@@ -211,12 +267,13 @@ def learning_curve(name: str, shares: Iterable[float] = CURVE_SHARES,
 
     for seed in seeds:
         perm = np.random.default_rng([47, seed]).permutation(N)
-        test, val, rest = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
+        test, val, rest = perm[:n_test], perm[n_test : n_test + n_val], perm[n_test + n_val :]
         for share in shares:
             n = min(max(int(round(share * N)), 3), rest.size)
             train = rest[:n]
-            (tr, va, te), _ = standardize((X_all[train], y_all[train]), (X_all[val], y_all[val]),
-                                          (X_all[test], y_all[test]))
+            (tr, va, te), _ = standardize(
+                (X_all[train], y_all[train]), (X_all[val], y_all[val]), (X_all[test], y_all[test])
+            )
             lams = lambda_grid(n, num_lams)
             table = holdout_table(tr[0], tr[1], va[0], va[1], lams, K)
             for k in (0,) + tuple(steps):
@@ -231,8 +288,14 @@ def learning_curve(name: str, shares: Iterable[float] = CURVE_SHARES,
             both = np.concatenate([train, val])
             (tv, te2), _ = standardize((X_all[both], y_all[both]), (X_all[test], y_all[test]))
             rcv = RidgeCV(alphas=LAMS).fit(tv[0], tv[1])
-            add(share, n, seed, "ridgecv_trainval", float(rcv.alpha_),
-                float(np.mean((te2[1] - rcv.predict(te2[0])) ** 2)))
+            add(
+                share,
+                n,
+                seed,
+                "ridgecv_trainval",
+                float(rcv.alpha_),
+                float(np.mean((te2[1] - rcv.predict(te2[0])) ** 2)),
+            )
     return {c: np.asarray(v) for c, v in rows.items()}
 
 
@@ -246,8 +309,16 @@ def summarize_curves(rows: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]
         ``ridgecv_trainval``), ``change_mean, change_se`` (mean and standard
         error over seeds of test_mse / baseline test_mse - 1), ``n_seeds``.
     """
-    keys = ("dataset", "share", "n_train", "model", "baseline", "change_mean", "change_se",
-            "n_seeds")
+    keys = (
+        "dataset",
+        "share",
+        "n_train",
+        "model",
+        "baseline",
+        "change_mean",
+        "change_se",
+        "n_seeds",
+    )
     out: dict[str, list[Any]] = {k: [] for k in keys}
     for name in dict.fromkeys(rows["dataset"].tolist()):
         for share in dict.fromkeys(rows["share"][rows["dataset"] == name].tolist()):
@@ -261,21 +332,32 @@ def summarize_curves(rows: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]
             n = int(rows["n_train"][here][0])
             for base in ("ridge_train", "ridgecv_trainval"):
                 for model in dict.fromkeys(rows["model"][here].tolist()):
-                    if not model.startswith("sd_") and not (base == "ridgecv_trainval"
-                                                            and model == "ridge_train"):
+                    if not model.startswith("sd_") and not (
+                        base == "ridgecv_trainval" and model == "ridge_train"
+                    ):
                         continue
                     ch = mse(model) / mse(base) - 1.0
                     ch = ch[np.isfinite(ch)]
                     m = ch.size
-                    vals = (name, share, n, model, base, ch.mean() if m else np.nan,
-                            ch.std(ddof=1) / np.sqrt(m) if m > 1 else np.nan, m)
+                    vals = (
+                        name,
+                        share,
+                        n,
+                        model,
+                        base,
+                        ch.mean() if m else np.nan,
+                        ch.std(ddof=1) / np.sqrt(m) if m > 1 else np.nan,
+                        m,
+                    )
                     for k, v in zip(keys, vals):
                         out[k].append(v)
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def curve_paragraph(summary: Mapping[str, NDArray[Any]], names: Mapping[str, str] | None = None,
-                    ) -> str:
+def curve_paragraph(
+    summary: Mapping[str, NDArray[Any]],
+    names: Mapping[str, str] | None = None,
+) -> str:
     """One paragraph with the measured numbers: where validation-tuned SD beats each baseline.
 
     A gain is counted where the mean change is below -2 standard errors.
@@ -286,45 +368,61 @@ def curve_paragraph(summary: Mapping[str, NDArray[Any]], names: Mapping[str, str
     for name in dict.fromkeys(summary["dataset"].tolist()):
         here = summary["dataset"] == name
         text = []
-        for base, label in (("ridge_train", "ridge on train"),
-                            ("ridgecv_trainval", "RidgeCV on train + validation")):
-            sel = here & (summary["baseline"] == base) & np.char.startswith(
-                summary["model"].astype(str), "sd_")
+        for base, label in (
+            ("ridge_train", "ridge on train"),
+            ("ridgecv_trainval", "RidgeCV on train + validation"),
+        ):
+            sel = (
+                here
+                & (summary["baseline"] == base)
+                & np.char.startswith(summary["model"].astype(str), "sd_")
+            )
             i = int(np.nanargmin(np.where(sel, summary["change_mean"], np.inf)))
             wins = sel & (summary["change_mean"] + 2 * summary["change_se"] < 0)
-            shares = sorted({f"{100 * s:g}%" for s in summary["share"][wins]},
-                            key=lambda x: float(x[:-1]))
+            shares = sorted(
+                {f"{100 * s:g}%" for s in summary["share"][wins]}, key=lambda x: float(x[:-1])
+            )
             se = summary["change_se"][i]
-            text.append(f"vs {label} the best is {100 * summary['change_mean'][i]:+.1f}%"
-                        + (f" ± {100 * se:.1f}%" if np.isfinite(se) else "") + " "
-                        f"({summary['model'][i][3:].replace('k', 'k = ')}, "
-                        f"{100 * summary['share'][i]:g}% share, n = {summary['n_train'][i]}), "
-                        f"significant gains (mean + 2 s.e. < 0) at "
-                        f"{', '.join(shares) if shares else 'no share'}")
+            text.append(
+                f"vs {label} the best is {100 * summary['change_mean'][i]:+.1f}%"
+                + (f" ± {100 * se:.1f}%" if np.isfinite(se) else "")
+                + " "
+                f"({summary['model'][i][3:].replace('k', 'k = ')}, "
+                f"{100 * summary['share'][i]:g}% share, n = {summary['n_train'][i]}), "
+                f"significant gains (mean + 2 s.e. < 0) at "
+                f"{', '.join(shares) if shares else 'no share'}"
+            )
             if base == "ridge_train" and summary["change_mean"][i] < best_train[0]:
                 best_train = (summary["change_mean"][i], name)
-        fair = here & (summary["baseline"] == "ridgecv_trainval") & (
-            summary["model"] == "ridge_train")
+        fair = (
+            here & (summary["baseline"] == "ridgecv_trainval") & (summary["model"] == "ridge_train")
+        )
         fair_txt = ""
         if np.any(fair):
             j = np.flatnonzero(fair)
             k = j[int(np.argmax(summary["change_mean"][j]))]
-            fair_txt = (f"; ridge on train alone is up to {100 * summary['change_mean'][k]:+.1f}% "
-                        f"worse than RidgeCV on train + validation "
-                        f"({100 * summary['share'][k]:g}% share)")
+            fair_txt = (
+                f"; ridge on train alone is up to {100 * summary['change_mean'][k]:+.1f}% "
+                f"worse than RidgeCV on train + validation "
+                f"({100 * summary['share'][k]:g}% share)"
+            )
         parts.append(f"**{names.get(name, name)}**: " + "; ".join(text) + fair_txt + ".")
     sd = np.char.startswith(summary["model"].astype(str), "sd_")
     fair = sd & (summary["baseline"] == "ridgecv_trainval")
     fair_best = float(np.nanmin(np.where(fair, summary["change_mean"], np.inf)))
     fair_wins = int(np.sum(fair & (summary["change_mean"] + 2 * summary["change_se"] < 0)))
-    where = (f" ({names.get(best_train[1], best_train[1])})" if best_train[1] else "")
-    closing = (f"The paper's \"up to 47%\" is of the size of the gain over ridge on train at "
-               f"small training shares (here up to {100 * best_train[0]:+.1f}%{where}). Against "
-               f"RidgeCV on train + validation the best mean change of any SD model at any "
-               f"share is {100 * fair_best:+.1f}%, with {fair_wins} significant gains out of "
-               f"{int(fair.sum())} (set, share, k) cells: "
-               + ("the gain over ridge-on-train comes from the validation rows, which the "
-                  "paper's ridge never fits on, not from distillation."
-                  if fair_wins == 0 else
-                  "part of the gain survives the fair comparison (see the table)."))
+    where = f" ({names.get(best_train[1], best_train[1])})" if best_train[1] else ""
+    closing = (
+        f'The paper\'s "up to 47%" is of the size of the gain over ridge on train at '
+        f"small training shares (here up to {100 * best_train[0]:+.1f}%{where}). Against "
+        f"RidgeCV on train + validation the best mean change of any SD model at any "
+        f"share is {100 * fair_best:+.1f}%, with {fair_wins} significant gains out of "
+        f"{int(fair.sum())} (set, share, k) cells: "
+        + (
+            "the gain over ridge-on-train comes from the validation rows, which the "
+            "paper's ridge never fits on, not from distillation."
+            if fair_wins == 0
+            else "part of the gain survives the fair comparison (see the table)."
+        )
+    )
     return " ".join(parts) + " " + closing

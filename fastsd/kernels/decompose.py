@@ -25,8 +25,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["blas_threads", "fortran_operand", "syrk", "gram", "syevd_descending",
-           "gram_eigh_batch"]
+__all__ = ["blas_threads", "fortran_operand", "syrk", "gram", "syevd_descending", "gram_eigh_batch"]
 
 _P = ctypes.c_void_p
 _INT = ctypes.c_int  # SciPy ships LP64 BLAS/LAPACK: 32-bit Fortran integers
@@ -47,8 +46,10 @@ def _function(module, name, nargs):
 @functools.cache
 def _routines():
     """(dsyrk, dsyevd), resolved on first use (importing scipy.linalg costs ~0.2 s)."""
-    return (_function("scipy.linalg.cython_blas", "dsyrk", 10),
-            _function("scipy.linalg.cython_lapack", "dsyevd", 11))
+    return (
+        _function("scipy.linalg.cython_blas", "dsyrk", 10),
+        _function("scipy.linalg.cython_lapack", "dsyevd", 11),
+    )
 
 
 def _ref(value, ctype):
@@ -124,10 +125,18 @@ def syrk(A, trans, out=None, accumulate=False):
         if not accumulate:
             out[...] = 0.0
         return out
-    _routines()[0](b"U", b"T" if trans else b"N", _ref(m, _INT), _ref(k, _INT),
-           _ref(1.0, ctypes.c_double), _P(A.ctypes.data), _ref(_lda(A), _INT),
-           _ref(1.0 if accumulate else 0.0, ctypes.c_double), _P(out.ctypes.data),
-           _ref(max(1, m), _INT))
+    _routines()[0](
+        b"U",
+        b"T" if trans else b"N",
+        _ref(m, _INT),
+        _ref(k, _INT),
+        _ref(1.0, ctypes.c_double),
+        _P(A.ctypes.data),
+        _ref(_lda(A), _INT),
+        _ref(1.0 if accumulate else 0.0, ctypes.c_double),
+        _P(out.ctypes.data),
+        _ref(max(1, m), _INT),
+    )
     return out
 
 
@@ -145,8 +154,9 @@ def partial_count(k, m):
     Depends on the shape only -- never on the thread count -- so results are
     bitwise the same whatever the number of threads.
     """
-    return int(max(1, min(MAX_PARTIALS, k // max(CHUNK_MIN, 4 * m),
-                          PARTIAL_BYTES // (8 * m * m + 1))))
+    return int(
+        max(1, min(MAX_PARTIALS, k // max(CHUNK_MIN, 4 * m), PARTIAL_BYTES // (8 * m * m + 1)))
+    )
 
 
 def gram(X, feature_side, pool=None):
@@ -172,7 +182,7 @@ def gram(X, feature_side, pool=None):
     cuts = [k * i // parts_count for i in range(parts_count + 1)]
 
     def piece(i):
-        part = A[cuts[i]:cuts[i + 1]] if trans else A[:, cuts[i]:cuts[i + 1]]
+        part = A[cuts[i] : cuts[i + 1]] if trans else A[:, cuts[i] : cuts[i + 1]]
         return syrk(part, trans, out=np.zeros((m, m), order="F"))
 
     if pool is None or parts_count == 1:
@@ -191,9 +201,19 @@ class _EighWork:
     def __init__(self, m):
         work, iwork, info = np.empty(1), np.empty(1, dtype=np.int32), _INT(0)
         a, w = np.empty((1, 1)), np.empty(1)
-        _routines()[1](b"V", b"U", _ref(m, _INT), _P(a.ctypes.data), _ref(max(1, m), _INT),
-                _P(w.ctypes.data), _P(work.ctypes.data), _ref(-1, _INT),
-                _P(iwork.ctypes.data), _ref(-1, _INT), ctypes.byref(info))
+        _routines()[1](
+            b"V",
+            b"U",
+            _ref(m, _INT),
+            _P(a.ctypes.data),
+            _ref(max(1, m), _INT),
+            _P(w.ctypes.data),
+            _P(work.ctypes.data),
+            _ref(-1, _INT),
+            _P(iwork.ctypes.data),
+            _ref(-1, _INT),
+            ctypes.byref(info),
+        )
         self.m = m
         self.work = np.empty(max(1, int(work[0])))
         self.iwork = np.empty(max(1, int(iwork[0])), dtype=np.int32)
@@ -228,9 +248,19 @@ def syevd_descending(G, s2_out, vecs_out, work=None):
         return
     work = _EighWork(m) if work is None else work
     info = _INT(0)
-    _routines()[1](b"V", b"U", _ref(m, _INT), _P(G.ctypes.data), _ref(max(1, m), _INT),
-            _P(work.w.ctypes.data), _P(work.work.ctypes.data), _ref(work.work.size, _INT),
-            _P(work.iwork.ctypes.data), _ref(work.iwork.size, _INT), ctypes.byref(info))
+    _routines()[1](
+        b"V",
+        b"U",
+        _ref(m, _INT),
+        _P(G.ctypes.data),
+        _ref(max(1, m), _INT),
+        _P(work.w.ctypes.data),
+        _P(work.work.ctypes.data),
+        _ref(work.work.size, _INT),
+        _P(work.iwork.ctypes.data),
+        _ref(work.iwork.size, _INT),
+        ctypes.byref(info),
+    )
     if info.value != 0:
         raise np.linalg.LinAlgError(
             f"LAPACK dsyevd did not converge (info={info.value}) on the Gram matrix"
@@ -268,8 +298,8 @@ def gram_eigh_batch(X, feature_side, threads):
     m = d if feature_side else n
     s2 = np.empty((B, m))
     vecs = np.empty((B, m, m))
-    if B * (n * d * m + 4 * m ** 3) < SERIAL_FLOPS:  # tiny: NumPy's stacked calls,
-        with blas_threads(1):                        # no per-problem Python overhead
+    if B * (n * d * m + 4 * m**3) < SERIAL_FLOPS:  # tiny: NumPy's stacked calls,
+        with blas_threads(1):  # no per-problem Python overhead
             G = np.swapaxes(X, -1, -2) @ X if feature_side else X @ np.swapaxes(X, -1, -2)
             bad = ~np.isfinite(np.trace(G, axis1=-2, axis2=-1))
             G[bad] = 0.0

@@ -17,11 +17,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._typing import FloatArray
+
 __all__ = ["self_distill_refit"]
 
 
-def self_distill_refit(X: ArrayLike, y: ArrayLike, lam: float, xi: ArrayLike,
-                       step_lams: ArrayLike | None = None) -> FloatArray:
+def self_distill_refit(
+    X: ArrayLike, y: ArrayLike, lam: float, xi: ArrayLike, step_lams: ArrayLike | None = None
+) -> FloatArray:
     """theta_k by refitting k + 1 ridge regressions on the mixed targets.
 
     Parameters

@@ -57,8 +57,14 @@ from .spectral import (
     spectral_factors,
 )
 
-__all__ = ["XI_RTOL", "accept_schedules", "polynomial_basis", "nested_least_squares",
-           "sweep_optimal", "optimal_validation"]
+__all__ = [
+    "XI_RTOL",
+    "accept_schedules",
+    "polynomial_basis",
+    "nested_least_squares",
+    "sweep_optimal",
+    "optimal_validation",
+]
 
 #: Relative accuracy promised for reported xi: refitting with them (the literal
 #: procedure) reproduces the optimal objective to this relative tolerance.
@@ -84,8 +90,7 @@ def _quiet(func: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
-def nested_least_squares(design: FloatArray, target: FloatArray, alive: BoolArray
-                         ) -> FloatArray:
+def nested_least_squares(design: FloatArray, target: FloatArray, alive: BoolArray) -> FloatArray:
     """min ||design[..., :, :k] beta - target|| for every k = 1..K at once.
 
     Parameters
@@ -167,8 +172,13 @@ def refit_amplification(s2: FloatArray, lams: FloatArray) -> FloatArray:
     return cast(FloatArray, s2.shape[-1] * (top + lams) / (low + lams))
 
 
-def accept_schedules(xi: FloatArray, achieved: FloatArray, optimum: FloatArray, k0: FloatArray,
-                     amplification: FloatArray) -> FloatArray:
+def accept_schedules(
+    xi: FloatArray,
+    achieved: FloatArray,
+    optimum: FloatArray,
+    k0: FloatArray,
+    amplification: FloatArray,
+) -> FloatArray:
     """NaN rows of xi that a literal refit could not be trusted to reproduce.
 
     The one xi acceptance test of fastsd (the oracle and validation sweeps
@@ -193,8 +203,9 @@ def accept_schedules(xi: FloatArray, achieved: FloatArray, optimum: FloatArray, 
 
 
 @_quiet
-def sweep_optimal(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int, lams: FloatArray,
-                  max_steps: int) -> tuple[FloatArray, FloatArray]:
+def sweep_optimal(
+    s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int, lams: FloatArray, max_steps: int
+) -> tuple[FloatArray, FloatArray]:
     """Oracle-optimal excess risk and xi for every lambda and k = 0..K.
 
     Parameters
@@ -247,15 +258,22 @@ def sweep_optimal(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int, l
     xi = _schedules(beta, h)
     # per_k holds exactly the four weight arrays risk_from_u takes before u
     achieved = risk_from_u(  # type: ignore[call-arg]
-        *per_k, _u_of_schedules(r, np.nan_to_num(xi, nan=0.0)))
-    return risk, accept_schedules(xi, achieved, risk_k, ridge,
-                                  refit_amplification(s2, lams))
+        *per_k, _u_of_schedules(r, np.nan_to_num(xi, nan=0.0))
+    )
+    return risk, accept_schedules(xi, achieved, risk_k, ridge, refit_amplification(s2, lams))
 
 
 @_quiet
-def optimal_validation(s2: FloatArray, z: FloatArray, R: FloatArray, c: FloatArray,
-                       resid2: FloatArray, n_eval: int, lams: FloatArray, max_steps: int
-                       ) -> tuple[FloatArray, FloatArray]:
+def optimal_validation(
+    s2: FloatArray,
+    z: FloatArray,
+    R: FloatArray,
+    c: FloatArray,
+    resid2: FloatArray,
+    n_eval: int,
+    lams: FloatArray,
+    max_steps: int,
+) -> tuple[FloatArray, FloatArray]:
     """Validation-MSE-optimal xi for every lambda and k = 0..K.
 
     Parameters
@@ -313,8 +331,15 @@ def optimal_validation(s2: FloatArray, z: FloatArray, R: FloatArray, c: FloatArr
 # ------------------------------------------------------------ per-step penalties
 
 
-def step_basis(s2: FloatArray, rs: FloatArray, qs: FloatArray, a_s: FloatArray,
-               lams: FloatArray, k: int, weights: FloatArray) -> tuple[FloatArray, BoolArray]:
+def step_basis(
+    s2: FloatArray,
+    rs: FloatArray,
+    qs: FloatArray,
+    a_s: FloatArray,
+    lams: FloatArray,
+    k: int,
+    weights: FloatArray,
+) -> tuple[FloatArray, BoolArray]:
     """Weighted orthonormal basis of the k-step filters for per-step penalties.
 
     See :func:`fastsd.filters.step_space`: S_k = E_k P_{k_eff - 1}(x), built by
@@ -332,9 +357,16 @@ def step_basis(s2: FloatArray, rs: FloatArray, qs: FloatArray, a_s: FloatArray,
     return np.where(alive[..., None], basis, 0.0), alive
 
 
-def _products_fit(basis: FloatArray, alive: BoolArray, design: FloatArray, target: FloatArray,
-                  rs: FloatArray, qs: FloatArray, k: int, s2: FloatArray
-                  ) -> tuple[FloatArray, FloatArray]:
+def _products_fit(
+    basis: FloatArray,
+    alive: BoolArray,
+    design: FloatArray,
+    target: FloatArray,
+    rs: FloatArray,
+    qs: FloatArray,
+    k: int,
+    s2: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
     """Least-squares fit over the k-step filters: u_k = beta basis; xi from the products."""
     beta = nested_least_squares(design, target, alive)[..., k - 1, :]
     u = np.einsum("...m,...mp->...p", beta, basis)
@@ -343,8 +375,9 @@ def _products_fit(basis: FloatArray, alive: BoolArray, design: FloatArray, targe
 
 
 @_quiet
-def sweep_optimal_steps(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int,
-                        lams: FloatArray, max_steps: int) -> tuple[FloatArray, FloatArray]:
+def sweep_optimal_steps(
+    s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int, lams: FloatArray, max_steps: int
+) -> tuple[FloatArray, FloatArray]:
     """:func:`sweep_optimal` for per-step penalties, ``lams`` of shape (L, K + 1).
 
     With a_i = 1/(s^2 + lam_i), u_k = sum_j pi_j g_j (see :mod:`fastsd.filters`)
@@ -372,22 +405,37 @@ def sweep_optimal_steps(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: 
         root = np.sqrt(A[..., k, :])
         basis, alive = step_basis(s2, rs, qs, a_s, lams, k, A[..., k, :])
         u, xi[..., k - 1, :k] = _products_fit(
-            basis, alive, root[..., :, None] * np.swapaxes(basis, -1, -2),
-            root * u_star[..., k, :], rs, qs, k, s2)
-        risk[..., k] = risk_from_u(bias_w[..., k, :], noise_w[..., k, :], rs[..., k, :],
-                                   qs[..., k, :], u)
+            basis,
+            alive,
+            root[..., :, None] * np.swapaxes(basis, -1, -2),
+            root * u_star[..., k, :],
+            rs,
+            qs,
+            k,
+            s2,
+        )
+        risk[..., k] = risk_from_u(
+            bias_w[..., k, :], noise_w[..., k, :], rs[..., k, :], qs[..., k, :], u
+        )
     per_k = [x[..., 1:, :] for x in (bias_w, noise_w, rs, qs)]
     # per_k holds exactly the four weight arrays risk_from_u takes before u
     achieved = risk_from_u(  # type: ignore[call-arg]
-        *per_k, _u_of_schedules(rs[..., :K, :], np.nan_to_num(xi, nan=0.0)))
-    return risk, accept_schedules(xi, achieved, risk[..., 1:], ridge,
-                                  refit_amplification(s2, lams))
+        *per_k, _u_of_schedules(rs[..., :K, :], np.nan_to_num(xi, nan=0.0))
+    )
+    return risk, accept_schedules(xi, achieved, risk[..., 1:], ridge, refit_amplification(s2, lams))
 
 
 @_quiet
-def optimal_validation_steps(s2: FloatArray, z: FloatArray, R: FloatArray, c: FloatArray,
-                             resid2: FloatArray, n_eval: int, lams: FloatArray,
-                             max_steps: int) -> tuple[FloatArray, FloatArray]:
+def optimal_validation_steps(
+    s2: FloatArray,
+    z: FloatArray,
+    R: FloatArray,
+    c: FloatArray,
+    resid2: FloatArray,
+    n_eval: int,
+    lams: FloatArray,
+    max_steps: int,
+) -> tuple[FloatArray, FloatArray]:
     """:func:`optimal_validation` for per-step penalties, ``lams`` of shape (L, K + 1).
 
     Predictions W (a_k (1 - u_k) z) are affine in u_k: fit R diag(a_k z) u_k to
@@ -408,12 +456,18 @@ def optimal_validation_steps(s2: FloatArray, z: FloatArray, R: FloatArray, c: Fl
         g = gs[..., k, :]
         basis, alive = step_basis(s2, rs, qs, a_s, lams, k, g * g * col2)
         u, xi[..., k - 1, :k] = _products_fit(
-            basis, alive, Rl @ np.swapaxes(g[..., None, :] * basis, -1, -2),
-            np.einsum("...mp,...p->...m", Rl, g) - c[..., None, :], rs, qs, k, s2)
+            basis,
+            alive,
+            Rl @ np.swapaxes(g[..., None, :] * basis, -1, -2),
+            np.einsum("...mp,...p->...m", Rl, g) - c[..., None, :],
+            rs,
+            qs,
+            k,
+            s2,
+        )
         mse[..., k] = eval_mse(R, c, resid2, n_eval, (1.0 - u) * g)
     u_fwd = _u_of_schedules(rs[..., :K, :], np.nan_to_num(xi, nan=0.0))  # (..., L, K, p)
     coef = (1.0 - u_fwd) * gs[..., 1:, :]
     flat = coef.reshape(coef.shape[:-3] + (-1, coef.shape[-1]))
     achieved = eval_mse(R, c, resid2, n_eval, flat).reshape(coef.shape[:-1])
-    return mse, accept_schedules(xi, achieved, mse[..., 1:], ridge,
-                                 refit_amplification(s2, lams))
+    return mse, accept_schedules(xi, achieved, mse[..., 1:], ridge, refit_amplification(s2, lams))

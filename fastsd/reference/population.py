@@ -40,12 +40,12 @@ from .optimal import (
 )
 from .spectral import filter_state, iterate_filters, step_arrays
 
-__all__ = ["cov_projection", "population_risk", "sweep_risk_population",
-           "sweep_optimal_population"]
+__all__ = ["cov_projection", "population_risk", "sweep_risk_population", "sweep_optimal_population"]
 
 
-def cov_projection(V: FloatArray, theta_star: FloatArray, cov: FloatArray
-                   ) -> tuple[FloatArray, FloatArray, FloatArray]:
+def cov_projection(
+    V: FloatArray, theta_star: FloatArray, cov: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
     """S = V^T Sigma V, m = V^T Sigma theta_perp, kappa = theta_perp^T Sigma theta_perp.
 
     Parameters
@@ -71,9 +71,17 @@ def cov_projection(V: FloatArray, theta_star: FloatArray, cov: FloatArray
     return S, m, kappa
 
 
-def _risk_of_u(S: FloatArray, m: FloatArray, kappa: FloatArray, noise_diag: FloatArray,
-               r: FloatArray, q: FloatArray, a: FloatArray, t: FloatArray,
-               u: FloatArray | float) -> FloatArray:
+def _risk_of_u(
+    S: FloatArray,
+    m: FloatArray,
+    kappa: FloatArray,
+    noise_diag: FloatArray,
+    r: FloatArray,
+    q: FloatArray,
+    a: FloatArray,
+    t: FloatArray,
+    u: FloatArray | float,
+) -> FloatArray:
     """Population risk of u (B, ..., p) with factors r, q, a, t broadcast against it.
 
     ``S`` (B, p, p), ``m`` (B, p), ``kappa`` (B,) and ``noise_diag`` (B, p)
@@ -87,12 +95,20 @@ def _risk_of_u(S: FloatArray, m: FloatArray, kappa: FloatArray, noise_diag: Floa
     lin: FloatArray = np.einsum("bni,bi->bn", flat, m)
     noise: FloatArray = np.einsum("bnp,bp->bn", (c * c).reshape(flat.shape), noise_diag)
     return (quad + 2.0 * lin + noise).reshape(shape[:-1]) + kappa.reshape(
-        (-1,) + (1,) * (len(shape) - 2))
+        (-1,) + (1,) * (len(shape) - 2)
+    )
 
 
-def population_risk(s2: FloatArray, t: FloatArray, S: FloatArray, m: FloatArray,
-                    kappa: FloatArray, noise_var: ArrayLike, lams: FloatArray,
-                    xi: FloatArray) -> FloatArray:
+def population_risk(
+    s2: FloatArray,
+    t: FloatArray,
+    S: FloatArray,
+    m: FloatArray,
+    kappa: FloatArray,
+    noise_var: ArrayLike,
+    lams: FloatArray,
+    xi: FloatArray,
+) -> FloatArray:
     """E_eps ||theta_k - theta*||^2_Sigma for one schedule.
 
     Parameters
@@ -117,9 +133,16 @@ def _noise_diag(s2: FloatArray, S: FloatArray, noise_var: ArrayLike) -> FloatArr
     return var * s2 * np.diagonal(S, axis1=-2, axis2=-1)
 
 
-def sweep_risk_population(s2: FloatArray, t: FloatArray, S: FloatArray, m: FloatArray,
-                          kappa: FloatArray, noise_var: ArrayLike, lams: FloatArray,
-                          schedules: FloatArray) -> FloatArray:
+def sweep_risk_population(
+    s2: FloatArray,
+    t: FloatArray,
+    S: FloatArray,
+    m: FloatArray,
+    kappa: FloatArray,
+    noise_var: ArrayLike,
+    lams: FloatArray,
+    schedules: FloatArray,
+) -> FloatArray:
     """Population risk of every schedule after every k = 0..K steps.
 
     Parameters
@@ -140,8 +163,17 @@ def sweep_risk_population(s2: FloatArray, t: FloatArray, S: FloatArray, m: Float
     out = np.empty(rs.shape[:2] + (G, K + 1))
     tt = t[:, None, None, :]
     for k, i, u in iterate_filters(rs, qs, schedules):
-        out[..., k] = _risk_of_u(S, m, kappa, noise_diag, rs[..., i, None, :],
-                                 qs[..., i, None, :], a_s[..., i, None, :], tt, u)
+        out[..., k] = _risk_of_u(
+            S,
+            m,
+            kappa,
+            noise_diag,
+            rs[..., i, None, :],
+            qs[..., i, None, :],
+            a_s[..., i, None, :],
+            tt,
+            u,
+        )
     return out
 
 
@@ -162,9 +194,16 @@ def _sqrt_form(S: FloatArray, m: FloatArray) -> tuple[FloatArray, FloatArray]:
 
 
 @_quiet
-def sweep_optimal_population(s2: FloatArray, t: FloatArray, S: FloatArray, m: FloatArray,
-                             kappa: FloatArray, noise_var: ArrayLike, lams: FloatArray,
-                             max_steps: int) -> tuple[FloatArray, FloatArray]:
+def sweep_optimal_population(
+    s2: FloatArray,
+    t: FloatArray,
+    S: FloatArray,
+    m: FloatArray,
+    kappa: FloatArray,
+    noise_var: ArrayLike,
+    lams: FloatArray,
+    max_steps: int,
+) -> tuple[FloatArray, FloatArray]:
     """Population-risk-optimal xi and risk for every lambda and k = 0..K.
 
     Parameters
@@ -188,8 +227,17 @@ def sweep_optimal_population(s2: FloatArray, t: FloatArray, S: FloatArray, m: Fl
     rs, qs, a_s = step_factors(s2, lams)  # (B, L, K + 1, p)
     noise_diag = _noise_diag(s2, S, noise_var)  # (B, p)
     tl = t[:, None, :]
-    ridge = _risk_of_u(S, m, kappa, noise_diag, rs[..., 0, :], qs[..., 0, :], a_s[..., 0, :], tl,
-                       np.zeros(rs.shape[:2] + s2.shape[-1:]))
+    ridge = _risk_of_u(
+        S,
+        m,
+        kappa,
+        noise_diag,
+        rs[..., 0, :],
+        qs[..., 0, :],
+        a_s[..., 0, :],
+        tl,
+        np.zeros(rs.shape[:2] + s2.shape[-1:]),
+    )
     xi = np.full(ridge.shape + (K, K), np.nan)
     if K == 0:
         return ridge[..., None], xi
@@ -203,16 +251,24 @@ def sweep_optimal_population(s2: FloatArray, t: FloatArray, S: FloatArray, m: Fl
         D = r * tl  # (B, L, p)
         root_nu = np.sqrt(a * a * nd)
         # basis orthonormal in the diagonal of the quadratic form
-        basis, alive = step_basis(s2, rs, qs, a_s, lams, k, D * D * diag_S + root_nu ** 2)
+        basis, alive = step_basis(s2, rs, qs, a_s, lams, k, D * D * diag_S + root_nu**2)
         top = np.einsum("bij,blkj->blik", E, D[..., None, :] * basis)
-        design = np.concatenate([top, root_nu[..., :, None] * np.swapaxes(basis, -1, -2)],
-                                axis=-2)
-        target = np.concatenate([-(np.einsum("bij,blj->bli", E, q * tl) + mu[:, None, :]),
-                                 root_nu], axis=-1)
+        design = np.concatenate([top, root_nu[..., :, None] * np.swapaxes(basis, -1, -2)], axis=-2)
+        target = np.concatenate(
+            [-(np.einsum("bij,blj->bli", E, q * tl) + mu[:, None, :]), root_nu], axis=-1
+        )
         u, xi[..., k - 1, :k] = _products_fit(basis, alive, design, target, rs, qs, k, s2)
         risk[..., k] = _risk_of_u(S, m, kappa, noise_diag, r, q, a, tl, u)
     u_fwd = _u_of_schedules(rs[..., :K, :], np.nan_to_num(xi, nan=0.0))  # (B, L, K, p)
-    achieved = _risk_of_u(S, m, kappa, noise_diag, rs[..., 1:, :], qs[..., 1:, :],
-                          a_s[..., 1:, :], t[:, None, None, :], u_fwd)
-    return risk, accept_schedules(xi, achieved, risk[..., 1:], ridge,
-                                  refit_amplification(s2, lams))
+    achieved = _risk_of_u(
+        S,
+        m,
+        kappa,
+        noise_diag,
+        rs[..., 1:, :],
+        qs[..., 1:, :],
+        a_s[..., 1:, :],
+        t[:, None, None, :],
+        u_fwd,
+    )
+    return risk, accept_schedules(xi, achieved, risk[..., 1:], ridge, refit_amplification(s2, lams))

@@ -80,8 +80,9 @@ def last_lams(lams: FloatArray) -> FloatArray:
     return lams if lams.ndim == 1 else lams[:, -1]
 
 
-def filter_state(s2: FloatArray, lams: FloatArray, xi: FloatArray
-                 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+def filter_state(
+    s2: FloatArray, lams: FloatArray, xi: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Factors of the last penalty and u_k, for one penalty or per-step penalties.
 
     Parameters
@@ -113,8 +114,9 @@ def inverse_shift(s2: FloatArray, lams: FloatArray) -> FloatArray:
     return np.where(live, 1.0 / np.where(live, s2 + lams[:, None], 1.0), 0.0)
 
 
-def self_distill_spectral(V: FloatArray, s2: FloatArray, z: FloatArray, lams: FloatArray,
-                          xi: FloatArray) -> FloatArray:
+def self_distill_spectral(
+    V: FloatArray, s2: FloatArray, z: FloatArray, lams: FloatArray, xi: FloatArray
+) -> FloatArray:
     """theta_k = V diag((1 - u_k) / (s^2 + lam)) z.
 
     Parameters
@@ -133,8 +135,9 @@ def self_distill_spectral(V: FloatArray, s2: FloatArray, z: FloatArray, lams: Fl
     return cast(FloatArray, np.einsum("...dp,...lp->...ld", V, coef))
 
 
-def risk_weights(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int,
-                 lams: FloatArray) -> tuple[FloatArray, FloatArray]:
+def risk_weights(
+    s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int, lams: FloatArray
+) -> tuple[FloatArray, FloatArray]:
     """Per-direction weights of the excess risk.
 
     Returns
@@ -151,15 +154,17 @@ def risk_weights(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int,
     return bias_w, w * var * s2[..., None, :] * inv * inv
 
 
-def risk_from_u(bias_w: FloatArray, noise_w: FloatArray, r: FloatArray, q: FloatArray,
-                u: FloatArray | float) -> FloatArray:
+def risk_from_u(
+    bias_w: FloatArray, noise_w: FloatArray, r: FloatArray, q: FloatArray, u: FloatArray | float
+) -> FloatArray:
     """Excess risk of the filter phi = 1 - u: sum over the last axis of
     bias_w (q + r u)^2 + noise_w (1 - u)^2 (all arguments broadcast)."""
     return cast(FloatArray, np.sum(risk_term(bias_w, noise_w, r, q, u), axis=-1))
 
 
-def excess_risk_spectral(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int,
-                         lams: FloatArray, xi: FloatArray) -> FloatArray:
+def excess_risk_spectral(
+    s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int, lams: FloatArray, xi: FloatArray
+) -> FloatArray:
     """Excess risk E||theta_k - theta*||^2_{X^T X / n} for one schedule.
 
     Parameters
@@ -179,8 +184,9 @@ def excess_risk_spectral(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n:
     return risk_from_u(bias_w, noise_w, r, q, u)
 
 
-def step_arrays(s2: FloatArray, lams: FloatArray, n_steps: int
-                ) -> tuple[FloatArray, FloatArray, FloatArray]:
+def step_arrays(
+    s2: FloatArray, lams: FloatArray, n_steps: int
+) -> tuple[FloatArray, FloatArray, FloatArray]:
     """r, q, a = 1/(s^2 + lam) per step, shape (..., L, S, p).
 
     S = 1 for one penalty per lambda (lams (L,)), else S = K + 1 (lams of
@@ -190,13 +196,15 @@ def step_arrays(s2: FloatArray, lams: FloatArray, n_steps: int
         r, q, a = step_factors(s2, lams)
         return r[..., None, :], q[..., None, :], a[..., None, :]
     if lams.shape[1] != n_steps + 1:
-        raise ValueError(f"per-step penalties must have K + 1 = {n_steps + 1} columns, "
-                         f"got {lams.shape}")
+        raise ValueError(
+            f"per-step penalties must have K + 1 = {n_steps + 1} columns, got {lams.shape}"
+        )
     return cast("tuple[FloatArray, FloatArray, FloatArray]", step_factors(s2, lams))
 
 
-def iterate_filters(rs: FloatArray, qs: FloatArray, schedules: FloatArray
-                    ) -> Iterator[tuple[int, int, FloatArray]]:
+def iterate_filters(
+    rs: FloatArray, qs: FloatArray, schedules: FloatArray
+) -> Iterator[tuple[int, int, FloatArray]]:
     """u_k of every schedule for k = 0..K, one step at a time (a generator).
 
     Parameters
@@ -222,8 +230,14 @@ def iterate_filters(rs: FloatArray, qs: FloatArray, schedules: FloatArray
         yield k, min(k, S - 1), u
 
 
-def sweep_risk(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int, lams: FloatArray,
-               schedules: FloatArray) -> FloatArray:
+def sweep_risk(
+    s2: FloatArray,
+    t: FloatArray,
+    noise_var: ArrayLike,
+    n: int,
+    lams: FloatArray,
+    schedules: FloatArray,
+) -> FloatArray:
     """Excess risk of every schedule after every k = 0..K steps.
 
     Parameters
@@ -267,8 +281,7 @@ def sweep_risk(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int, lams
     return out
 
 
-def eval_projection(W: FloatArray, y_eval: FloatArray
-                    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+def eval_projection(W: FloatArray, y_eval: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Compress an evaluation set: W = X_eval V = Q R (thin QR).
 
     Parameters
@@ -290,8 +303,9 @@ def eval_projection(W: FloatArray, y_eval: FloatArray
     return R, c, np.sum(resid * resid, axis=-1)
 
 
-def eval_mse(R: FloatArray, c: FloatArray, resid2: FloatArray, n_eval: int,
-             coef: FloatArray) -> FloatArray:
+def eval_mse(
+    R: FloatArray, c: FloatArray, resid2: FloatArray, n_eval: int, coef: FloatArray
+) -> FloatArray:
     """Mean squared error of the predictions W coef on the evaluation set.
 
     (resid2 + ||c - R coef||^2) / n_eval: a sum of squares, no cancellation.
@@ -310,8 +324,16 @@ def eval_mse(R: FloatArray, c: FloatArray, resid2: FloatArray, n_eval: int,
     return cast(FloatArray, (resid2[..., None] + np.sum(err * err, axis=-1)) / n_eval)
 
 
-def sweep_mse(s2: FloatArray, z: FloatArray, R: FloatArray, c: FloatArray, resid2: FloatArray,
-              n_eval: int, lams: FloatArray, schedules: FloatArray) -> FloatArray:
+def sweep_mse(
+    s2: FloatArray,
+    z: FloatArray,
+    R: FloatArray,
+    c: FloatArray,
+    resid2: FloatArray,
+    n_eval: int,
+    lams: FloatArray,
+    schedules: FloatArray,
+) -> FloatArray:
     """Evaluation-set MSE of every schedule after every k = 0..K steps.
 
     Parameters
@@ -337,8 +359,15 @@ def sweep_mse(s2: FloatArray, z: FloatArray, R: FloatArray, c: FloatArray, resid
     return out
 
 
-def oracle_risk(s2: FloatArray, t: FloatArray, noise_var: ArrayLike, n: int, lams: FloatArray,
-                *, rtol: float = 0.0) -> FloatArray:
+def oracle_risk(
+    s2: FloatArray,
+    t: FloatArray,
+    noise_var: ArrayLike,
+    n: int,
+    lams: FloatArray,
+    *,
+    rtol: float = 0.0,
+) -> FloatArray:
     """Risk of the best filter that is a function of the eigenvalue (k -> infinity).
 
     Per direction the best phi is b/a with
