@@ -119,8 +119,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
             f"{numba.get_num_threads()} (NUMBA_NUM_THREADS="
             # set by numba.config at import time; numba exports threading_layer
             # without declaring it
-            f"{numba.config.NUMBA_NUM_THREADS})",
-        ),  # type: ignore[attr-defined]
+            f"{numba.config.NUMBA_NUM_THREADS})",  # type: ignore[attr-defined]
+        ),
         ("threading layer", numba.threading_layer()),  # type: ignore[attr-defined]
         ("kernel cache", cache_dir()),
         ("cpu count", str(os.cpu_count())),

@@ -4,7 +4,7 @@ W1: B = 256 problems, n = 256, d = 64, 128 log-spaced lambdas, 16 constant xi,
 k = 0..8 -- excess risk of every (problem, lambda, xi, k).
 W2: the same problems and lambdas, the oracle-optimal xi for every k <= 8.
 W1-TS: W1's cells as a teacher x student grid of per-step penalties (16 x 8).
-W3: batched kernel SD, B = 64 RBF problems with n = 512, a teacher x student grid of
+WK: batched kernel SD, B = 64 RBF problems with n = 512, a teacher x student grid of
 8 x 8 per-step penalty schedules, 16 constant xi, k = 0..8 (in-sample risk for f*).
 
 Both backends run on the same decomposed inputs; each timing is the best of
@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import time
+from functools import partial
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -59,7 +60,7 @@ def kernel_workload(
     K: int = 8,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """W3 inputs: B RBF kernel problems (n points in 3-D), their batched kernel
+    """WK inputs: B RBF kernel problems (n points in 3-D), their batched kernel
     decomposition, f* at the points, and a teacher x student grid of per-step
     penalties (teachers * students = L = 64 schedules lam_0, lam_s, ..., lam_s)."""
     from .kernel_ridge import decompose_kernel
@@ -132,8 +133,8 @@ def measure(repeat: int = 3, quick: bool = False) -> dict[str, Any]:
     )
     for count in sorted({1, 2, all_threads} & set(range(1, all_threads + 1))):
         res[f"w1_numba_{count}t_s"] = _best_time(
-            lambda: sweep_risk(dec, theta, var, lams, xis, K, threads=count), repeat
-        )  # noqa: B023
+            partial(sweep_risk, dec, theta, var, lams, xis, K, threads=count), repeat
+        )
     res["w1_numba_s"] = res[f"w1_numba_{all_threads}t_s"]
     # W1-TS: the same cells as a teacher x student grid of per-step penalties
     # (L/8 teachers x 8 students), timed alternately with W1 (shared machine)
@@ -157,26 +158,24 @@ def measure(repeat: int = 3, quick: bool = False) -> dict[str, Any]:
     )
     for count in sorted({1, all_threads}):
         res[f"w2_numba_{count}t_s"] = _best_time(
-            lambda: sweep_optimal(dec, theta, var, lams, K, threads=count), repeat
-        )  # noqa: B023
+            partial(sweep_optimal, dec, theta, var, lams, K, threads=count), repeat
+        )
     res["w2_numba_s"] = res[f"w2_numba_{all_threads}t_s"]
 
-    # W3: batched kernel-SD sweep with per-step penalties (teacher x student)
+    # WK: batched kernel-SD sweep with per-step penalties (teacher x student)
     kw = kernel_workload(B=8 if quick else 64)
     kdec, f_star, kvar, tl, sl, kxis = (
         kw[k] for k in ("dec", "f_star", "noise_var", "teachers", "students", "xis")
     )
-    res["w3_cells"] = kdec.s2.shape[0] * tl.size * sl.size * kxis.size * (K + 1) * kdec.s2.shape[-1]
+    res["wk_cells"] = kdec.s2.shape[0] * tl.size * sl.size * kxis.size * (K + 1) * kdec.s2.shape[-1]
     for backend in ("numpy", "numba"):
-        res[f"w3_{backend}_s"] = _best_time(
-            lambda: sweep_risk(kdec, f_star, kvar, tl, kxis, K, student_lams=sl, backend=backend),
-            max(1, repeat // 3)
-            if backend == "numpy"  # noqa: B023
-            else repeat,
+        res[f"wk_{backend}_s"] = _best_time(
+            partial(sweep_risk, kdec, f_star, kvar, tl, kxis, K, student_lams=sl, backend=backend),
+            max(1, repeat // 3) if backend == "numpy" else repeat,
         )
-    res["w3_speedup"] = res["w3_numpy_s"] / res["w3_numba_s"]
-    res["w3_cells_per_s"] = res["w3_cells"] / res["w3_numba_s"]
-    res["w3_B"], res["w3_n"] = kdec.s2.shape
+    res["wk_speedup"] = res["wk_numpy_s"] / res["wk_numba_s"]
+    res["wk_cells_per_s"] = res["wk_cells"] / res["wk_numba_s"]
+    res["wk_B"], res["wk_n"] = kdec.s2.shape
 
     res["w1_speedup"] = res["w1_numpy_s"] / res["w1_numba_s"]
     res["w1_speedup_vs_blocked"] = res["w1_numpy_blocked_s"] / res["w1_numba_s"]
@@ -248,13 +247,13 @@ def format_table(res: dict[str, Any]) -> str:
         rows.append(("W1 numba 1 -> 2 threads", f"{res['w1_scaling_1_to_2']:.2f}x", ""))
     rows += [
         (
-            f"W3 kernel-SD sweep (B={res['w3_B']}, n={res['w3_n']}, 8 x 8 per-step lambdas, "
+            f"WK kernel-SD sweep (B={res['wk_B']}, n={res['wk_n']}, 8 x 8 per-step lambdas, "
             "G=16, K=8), NumPy reference",
-            f"{res['w3_numpy_s']:.3f} s",
+            f"{res['wk_numpy_s']:.3f} s",
             "",
         ),
-        ("W3, numba", f"{res['w3_numba_s']:.4f} s", f"{res['w3_cells_per_s']:.2e} cells/s"),
-        ("W3 speed-up numba / NumPy reference", f"{res['w3_speedup']:.0f}x", ""),
+        ("WK, numba", f"{res['wk_numba_s']:.4f} s", f"{res['wk_cells_per_s']:.2e} cells/s"),
+        ("WK speed-up numba / NumPy reference", f"{res['wk_speedup']:.0f}x", ""),
         ("W2 optimal-xi sweep, NumPy reference", f"{res['w2_numpy_s']:.3f} s", ""),
         ("W2, numba", f"{res['w2_numba_s']:.4f} s", ""),
         ("W2 speed-up", f"{res['w2_speedup']:.0f}x", ""),

@@ -218,7 +218,7 @@ class _LinearPredictMixin:
 # scikit-learn ships no type stubs, so its base classes are Any to mypy.
 class SelfDistilledRidge(
     _LinearPredictMixin,
-    RegressorMixin,
+    RegressorMixin,  # type: ignore[misc]
     BaseEstimator,  # type: ignore[misc]
 ):
     r"""k-step self-distilled ridge regression (Pareek, Du & Oh, NeurIPS 2024).

@@ -153,7 +153,7 @@ def gcv_guard(
 # scikit-learn ships no type stubs, so its base classes are Any to mypy.
 class SelfDistilledRidgeCV(
     _LinearPredictMixin,
-    RegressorMixin,
+    RegressorMixin,  # type: ignore[misc]
     BaseEstimator,  # type: ignore[misc]
 ):
     r"""Self-distilled ridge with lambda, the number of steps k <= K and xi tuned.

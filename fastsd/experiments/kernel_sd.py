@@ -131,9 +131,9 @@ def constrained_rounds(problem: dict[str, Any], eps: float, max_rounds: int = 50
             raise ValueError(f"eps = {eps} is below the interpolation error of round {t}")
         lo, hi = 1e-14 * d.max(), 1e14 * d.max()
         lam = brentq(
-            lambda v: np.log(_fit_error(v, d, g, rest2, n) / eps),
+            lambda v, g=g, rest2=rest2: np.log(_fit_error(v, d, g, rest2, n) / eps),
             lo,
-            hi,  # noqa: B023
+            hi,
             xtol=1e-300,
             rtol=1e-13,
         )
