@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 #: A path to write, returned as given.
 _PathT = TypeVar("_PathT", bound="str | os.PathLike[str]")
 
-__all = [
+__all__ = [
     "pyplot",
     "plot_gain_vs_rank",
     "plot_risk_curves",
