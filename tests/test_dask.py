@@ -140,9 +140,9 @@ def test_dask_workers_sigkill_mid_run(cluster, tmp_path, capsys):
 
     for name, want in (("w1", 1), ("w2", min(2, numba.config.NUMBA_NUM_THREADS))):
         fut = client.submit(
-            _run_on_worker, probe, numba, pure=False, workers=[_worker_address(client, name)]
+            _run_on_worker, probe, [numba], pure=False, workers=[_worker_address(client, name)]
         )
-        assert fut.result(timeout=60) == want
+        assert fut.result(timeout=60) == [want]
 
     (tmp_path / "sweep.toml").write_text(CONFIG.format(output="in-process"))
     assert main(["sweep", str(tmp_path / "sweep.toml"), "--no-progress"]) == 0
@@ -240,3 +240,11 @@ def test_scheduler_local_2_from_the_cli(tmp_path):
         == 0
     )
     assert fastsd.load_sweep(tmp_path / "local").to_xarray().load().identical(reference)
+
+
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_tasks_per_thread_is_validated(bad, error):
+    from fastsd.executors import DaskExecutor
+
+    with pytest.raises(error, match="tasks_per_thread"):
+        DaskExecutor(client=None, tasks_per_thread=bad)
