@@ -279,7 +279,9 @@ def gram_eigh_batch(X, feature_side, threads):
       on the calling thread;
     * several problems: ``threads`` workers, each taking whole problems;
     * one problem: its partial Gram matrices on ``threads`` workers, then one
-      ``dsyevd`` (with ``threads`` BLAS threads when m >= ``THREADED_EIGH``).
+      ``dsyevd`` (with ``threads`` BLAS threads when m >= ``THREADED_EIGH``);
+      with fewer than ``FEW_PARTIALS`` partial matrices, one ``dsyrk`` on
+      ``threads`` BLAS threads instead.
 
     Parameters
     ----------
@@ -306,6 +308,15 @@ def gram_eigh_batch(X, feature_side, threads):
             w, v = np.linalg.eigh(G)
         s2[:], vecs[:] = w[..., ::-1], v[..., ::-1]
         s2[bad] = np.nan
+        return s2, vecs
+    if B == 1 and threads > 1 and partial_count(n if feature_side else d, m) < FEW_PARTIALS:
+        # one wide problem: too few chunks to share out, so OpenBLAS's own threads run
+        # the dsyrk (they split its output, not its sums: the same bits for any count);
+        # a threaded dsyevd would round differently with the thread count
+        with blas_threads(threads):
+            G = gram(X[0], feature_side)
+        with blas_threads(1):
+            syevd_descending(G, s2[0], vecs[0])
         return s2, vecs
     workers = max(1, min(threads, B))
 
@@ -337,6 +348,8 @@ def gram_eigh_batch(X, feature_side, threads):
 
 #: Matrix size from which one problem's dsyevd uses threaded BLAS.
 THREADED_EIGH = 1024
+#: One problem with fewer partial Gram matrices than this runs on threaded BLAS.
+FEW_PARTIALS = 4
 #: Below this many flops a call runs on the calling thread alone, through
 #: NumPy's stacked calls (threads and per-problem calls would cost more than
 #: the work).
