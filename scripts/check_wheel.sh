@@ -62,6 +62,7 @@ rm -rf "$run"
 mkdir -p "$run"
 cp -r "$ROOT/tests" "$ROOT/benchmarks" "$ROOT/scripts" "$ROOT/asv.conf.json" \
     "$ROOT/pyproject.toml" "$run/"
+mkdir -p "$run/docs" && cp -r "$ROOT/docs/user_guide" "$run/docs/"  # a test runs its config
 find "$run" -name __pycache__ -prune -exec rm -rf {} +
 cd "$run"
 export PYTHONPATH=
