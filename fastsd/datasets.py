@@ -54,16 +54,17 @@ import hashlib
 import math
 import numbers
 import types
+from collections.abc import Callable, Sequence
 from importlib import resources
 from os import PathLike
 from pathlib import Path
-from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._validation import as_float_array
+from .exceptions import ChecksumError
 
 __all__ = [
     "DATASETS",
@@ -76,10 +77,6 @@ __all__ = [
     "split_dataset",
     "standardize",
 ]
-
-
-class ChecksumError(OSError):
-    """A dataset file does not have the SHA-256 digest it was published with."""
 
 
 # --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastsd
-from fastsd.chunked import plan_blocks
+from fastsd.blocks.plan import plan_blocks
 
 BACKENDS = ("numba", "numpy")
 # Chunked and unchunked runs evaluate every (problem, lambda) cell with the

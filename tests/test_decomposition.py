@@ -5,7 +5,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import fastsd
-from fastsd.kernels import decompose as decompose_kernels
+from fastsd.decomposition import lapack as decompose_kernels
 
 KINDS = ("tall", "wide", "dup", "zero", "wide_dup")
 EPS = np.finfo(np.float64).eps

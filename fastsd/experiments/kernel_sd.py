@@ -37,9 +37,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
 
-from ..core import IllConditionedXiWarning, excess_risk, optimal_xi, self_distill
 from ..decomposition import decompose
-from ..sweep import sweep_optimal
+from ..engine.single import excess_risk, optimal_xi, self_distill
+from ..engine.sweeps import sweep_optimal
+from ..exceptions import IllConditionedXiWarning
+from ..plotting import pyplot
 
 __all__ = ["sine_problem", "constrained_rounds", "write_kernel_studies"]
 
@@ -184,8 +186,6 @@ def teacher_student_map(
 
 def write_kernel_studies(out: str, quick: bool = False) -> dict[str, Any]:
     """Run the three studies, write figures into ``out``; return summary lines and figures."""
-    from ..plotting import pyplot
-
     plt = pyplot()
     os.makedirs(out, exist_ok=True)
     problem = sine_problem(n=48 if quick else 96)

@@ -12,7 +12,6 @@ gives the minimum-norm least-squares fit).
 
 from __future__ import annotations
 
-
 import numpy as np
 from numpy.typing import ArrayLike
 

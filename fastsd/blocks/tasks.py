@@ -2,7 +2,7 @@ r"""Block tasks: one sweep function applied to one block of problems x lambdas.
 
 A :class:`SweepTask` is the unit the runner hands to an executor. It is a plain
 picklable object (arrays and settings, no closures) so that Dask can ship it to
-workers once; calling it on a :class:`~fastsd.runner.Block` decomposes that
+workers once; calling it on a :class:`~fastsd.blocks.plan.Block` decomposes that
 block's problems (cached across the lambda blocks of the same problems) and
 calls the public sweep function on the block's lambdas.
 
@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._typing import FloatArray
-from . import sweep
-from .core import IllConditionedXiWarning, self_distill
-from .decomposition import Decomposition, decompose
+from .._typing import FloatArray
+from ..decomposition import Decomposition, decompose
+from ..engine import sweeps as sweep
+from ..engine.single import self_distill
+from ..exceptions import IllConditionedXiWarning
 
 if TYPE_CHECKING:
-    from .runner import Block
+    from .plan import Block
 
 #: A finished block: named arrays with leading axes (b, l).
 BlockResult = dict[str, FloatArray]

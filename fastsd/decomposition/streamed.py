@@ -28,19 +28,19 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import os
-from concurrent.futures import ThreadPoolExecutor
-
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from io import FileIO
 from typing import TYPE_CHECKING, Any, NoReturn, TypedDict, cast
 
 import numpy as np
 
-from ._typing import FloatArray
+from .._typing import FloatArray
 
 if TYPE_CHECKING:
-    from .decomposition import Decomposition
-from .kernels.decompose import blas_threads, gram, syevd_descending
+    from .base import Decomposition
+from .base import Decomposition, finish_gram, raise_nonfinite
+from .lapack import blas_threads, gram, syevd_descending
 
 __all__ = ["is_streamed", "decompose_streamed", "eval_projection", "BLOCK_BYTES"]
 
@@ -442,8 +442,6 @@ def decompose_streamed(
     X: Any, y: Any = None, *, threads: int = 1, block_rows: int | None = None
 ) -> Decomposition:
     """The Gram route of :func:`fastsd.decompose` over row blocks of X (see module docstring)."""
-    from .decomposition import Decomposition, finish_gram, raise_nonfinite
-
     stats = _accumulate(X, y, block_rows, threads)
     n, d, G = stats["n"], stats["d"], stats["G"]
     s2, vecs = np.empty(d), np.empty((d, d))

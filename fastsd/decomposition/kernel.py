@@ -4,7 +4,7 @@ With the Gram matrix K = U diag(s^2) U^T (n x n), kernel ridge with penalty
 lam (scikit-learn KernelRidge's ``alpha``) has dual coefficients
 alpha_0 = (K + lam I)^{-1} y and k-step self-distillation
 
-    alpha_k = U (c_k * U^T y),    c_k = a_k (1 - u_k)    (see :mod:`fastsd.filters`),
+    alpha_k = U (c_k * U^T y),    c_k = a_k (1 - u_k)    (see :mod:`fastsd.math.filters`),
 
 fitted values f_k = K alpha_k and predictions f_k(x) = K(x, X) alpha_k. This is
 linear ridge on the features Phi = U diag(s) (Phi Phi^T = K) written in dual
@@ -23,16 +23,15 @@ it unchanged:
 
 from __future__ import annotations
 
-
 from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._typing import FloatArray
-from ._validation import as_float_array
-from .decomposition import Decomposition, _merge_repeated, _rank_cutoff
+from .._typing import FloatArray
+from .._validation import as_float_array
+from .base import Decomposition, merge_repeated, rank_cutoff
 
 __all__ = ["KernelDecomposition", "decompose_kernel", "kernel_matrix", "unseen_target_risk"]
 
@@ -198,14 +197,14 @@ def decompose_kernel(
     n = K.shape[-1]
     s2, U = np.linalg.eigh(K)
     s2, U = s2[..., ::-1], U[..., ::-1]
-    cutoff = _rank_cutoff(np.abs(s2), n, n)
+    cutoff = rank_cutoff(np.abs(s2), n, n)
     if np.any(s2 < -cutoff[..., :1] * 1e3):
         raise ValueError(
             f"{name} must be positive semidefinite (a kernel matrix), got an "
             f"eigenvalue {float(np.min(s2))!r}"
         )
     zero = s2 <= cutoff
-    s2 = _merge_repeated(np.where(zero, 0.0, s2), cutoff)
+    s2 = merge_repeated(np.where(zero, 0.0, s2), cutoff)
     U = np.where(zero[..., None, :], 0.0, U)
     with np.errstate(divide="ignore"):
         inv_s = np.where(zero, 0.0, 1.0 / np.sqrt(np.where(zero, 1.0, s2)))

@@ -18,25 +18,31 @@ import numba
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._typing import FloatArray
-from . import reference
-from ._limits import check_result_size
-from ._jit import call, check_threads, single_threaded_blas, threads as thread_count
-from ._validation import as_float_array, check_lams, check_noise_var, check_steps
-from .decomposition import Decomposition, as_decomposition, targets_projection
-from .kernels import optimal as optimal_kernels
-from .kernels import sweep as sweep_kernels
-from .streaming import eval_projection, is_streamed
+from .. import reference
+from .._config import BACKENDS
+from .._jit import call, check_threads, single_threaded_blas
+from .._jit import threads as thread_count
+from .._typing import FloatArray
+from .._validation import (
+    as_float_array,
+    check_lams,
+    check_noise_var,
+    check_result_size,
+    check_steps,
+)
+from ..decomposition import Decomposition, as_decomposition, targets_projection
+from ..decomposition.streamed import eval_projection, is_streamed
+from ..exceptions import IllConditionedXiWarning
+from ..kernels import optimal as optimal_kernels
+from ..kernels import sweep as sweep_kernels
+from .single import _population_inputs
 
 __all__ = [
-    "BACKENDS",
     "sweep_risk",
     "sweep_optimal",
     "sweep_mse",
     "sweep_optimal_validation",
 ]
-
-BACKENDS = ("numba", "numpy")
 
 
 def _check_backend(backend: str, threads: int | None = None) -> None:
@@ -80,8 +86,6 @@ def warn_unrecoverable(xi: FloatArray, stacklevel: int = 3) -> int:
 
 def report_unrecoverable(count: int, total: int, stacklevel: int = 3) -> int:
     """Warn once (IllConditionedXiWarning) that ``count`` of ``total`` schedules are NaN."""
-    from .core import IllConditionedXiWarning
-
     if count:
         warnings.warn(
             f"{count} of {total} optimal xi schedules are too ill-conditioned to recover "
@@ -156,7 +160,6 @@ def _population(
             f"{what} (population risk) runs on the NumPy reference only "
             "(no Numba kernel yet); pass backend='numpy'"
         )
-    from .core import _population_inputs
 
     return _population_inputs(as_decomposition(X), theta_star, noise_var, cov)
 
@@ -429,7 +432,7 @@ def sweep_mse(
     X_eval : array_like of shape (B, n_eval, d) or (n_eval, d)
         For one problem also streamed (a .npy path, memmap, Zarr or Dask
         array, iterator of row blocks; y_eval in any form): read once, in
-        O(p^2 + block) memory (:func:`fastsd.streaming.eval_projection`).
+        O(p^2 + block) memory (:func:`fastsd.decomposition.streamed.eval_projection`).
     y_eval : array_like of shape (B, n_eval) or (n_eval,)
     lams, xis, max_steps, student_lams, backend, threads
         As in :func:`sweep_risk`.

@@ -1,9 +1,9 @@
 r"""Run a sweep config: ``fastsd sweep CONFIG.toml``.
 
-The config is read and checked by :mod:`fastsd.config_schema`, its problems
-built by :mod:`fastsd.problem_sources`; this module estimates the sizes, plans
-the blocks, and runs them with the block runner (:mod:`fastsd.runner`) on an
-executor (in-process or Dask, :mod:`fastsd.executors`) into the store
+The config is read and checked by :mod:`fastsd.config.schema`, its problems
+built by :mod:`fastsd.config.sources`; this module estimates the sizes, plans
+the blocks, and runs them with the block runner (:mod:`fastsd.blocks.runner`) on an
+executor (in-process or Dask, :mod:`fastsd.blocks.executors`) into the store
 (:mod:`fastsd.store`). Everything that can fail on the config or the data fails
 before the output directory is touched, and a run that fails before its first
 block is stored leaves nothing behind.
@@ -20,17 +20,21 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from .config_schema import ConfigError, SweepConfig, load_config
-from .executors import DaskExecutor, get_executor
-from .problem_sources import load_problems
-from .results import KIND_OF, coordinates, layout, store_values
-from .runner import block_grid, plan_blocks, run_blocks
-from .store import BLOCKS, MANIFEST, ZARR, SweepStore, prepare_output, read_manifest
-from .tasks import SweepTask
+from ..blocks.executors import DaskExecutor, get_executor
+from ..blocks.plan import block_grid, plan_blocks
+from ..blocks.runner import run_blocks
+from ..blocks.tasks import SweepTask
+from ..engine.sweeps import report_unrecoverable
+from ..exceptions import ConfigError
+from ..store.layout import KIND_OF, coordinates, layout, store_values
+from ..store.manifest import BLOCKS, MANIFEST, ZARR, prepare_output, read_manifest
+from ..store.writer import SweepStore
+from .schema import SweepConfig, diff_configs, load_config
+from .sources import load_problems
 
 if TYPE_CHECKING:
-    from .problem_sources import ProblemSet
-    from .runner import Block
+    from ..blocks.plan import Block
+    from .sources import ProblemSet
 
 __all__ = ["ConfigError", "SweepConfig", "load_config", "plan_sweep", "run_sweep"]
 
@@ -175,7 +179,7 @@ def run_sweep(
     progress : bool or callable
         A tqdm bar, or ``progress(blocks_done, blocks_total)``.
     scheduler, client
-        Where to compute the blocks (see :func:`fastsd.executors.get_executor`).
+        Where to compute the blocks (see :func:`fastsd.blocks.executors.get_executor`).
 
     Returns
     -------
@@ -194,8 +198,8 @@ def run_sweep(
             resume=resume,
             overwrite=overwrite,
             config_hash=cfg.hash,
-            resolved=cfg.resolved,
             config_path=cfg.path,
+            diff=lambda old: diff_configs(old, cfg.resolved),
         )
         B, L = problems.n_problems, cfg.lams.size
         existing = read_manifest(out) if mode == "resume" else None
@@ -261,8 +265,6 @@ def run_sweep(
 def _warn_nan_xi(out: str) -> None:
     """One IllConditionedXiWarning for the whole stored sweep."""
     import zarr
-
-    from .sweep import report_unrecoverable
 
     group = zarr.open_group(os.path.join(out, ZARR), mode="r")
     if "xi_reproducible" in group:

@@ -21,12 +21,19 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._typing import FloatArray
-from . import reference
-from ._limits import check_result_size
-from ._validation import as_float_array, check_lams, check_noise_var, check_steps, check_xi
-from .decomposition import Decomposition, as_decomposition, targets_projection
-from .kernel_ridge import KernelDecomposition, unseen_target_risk
+from .. import reference
+from .._typing import FloatArray
+from .._validation import (
+    as_float_array,
+    check_lams,
+    check_noise_var,
+    check_result_size,
+    check_steps,
+    check_xi,
+)
+from ..decomposition import Decomposition, as_decomposition, targets_projection
+from ..decomposition.kernel import KernelDecomposition, unseen_target_risk
+from ..exceptions import IllConditionedXiWarning
 
 __all__ = [
     "IllConditionedXiWarning",
@@ -36,16 +43,6 @@ __all__ = [
     "oracle_risk",
     "self_distill",
 ]
-
-
-class IllConditionedXiWarning(RuntimeWarning):
-    """An optimal xi could not be recovered to working accuracy and is reported as NaN.
-
-    The optimal risk (or validation MSE) is still exact; only its
-    representation as imitation parameters is ill-conditioned (this happens
-    when the optimal xi are astronomically large, e.g. for nearly equal
-    singular values or very large k).
-    """
 
 
 def _lead_shape(dec: Decomposition, lam_is_scalar: bool, n_lams: int) -> tuple[int, ...]:
@@ -164,7 +161,7 @@ def self_distill(
     theta_k = V diag(phi_k / (s^2 + lam)) V^T X^T y with phi_0 = 1,
     phi_i = xi_i r phi_{i-1} + 1 - xi_i, r = s^2/(s^2 + lam). With per-step
     penalties the spectral coefficient follows
-    c_i = xi_i r_i c_{i-1} + (1 - xi_i)/(s^2 + lam_i) (see :mod:`fastsd.filters`).
+    c_i = xi_i r_i c_{i-1} + (1 - xi_i)/(s^2 + lam_i) (see :mod:`fastsd.math.filters`).
 
     Examples
     --------

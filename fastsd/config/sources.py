@@ -2,7 +2,7 @@ r"""Problem sources of a sweep config: synthetic families, bundled datasets, npz
 
 :func:`load_problems` turns the ``[problems]``, ``[split]`` and ``[preprocess]``
 sections of a resolved config into a :class:`ProblemSet`: the arrays a
-:class:`~fastsd.tasks.SweepTask` needs, plus per-problem metadata that become
+:class:`~fastsd.blocks.tasks.SweepTask` needs, plus per-problem metadata that become
 coordinates along ``problem`` in the results (family parameters, rank, noise
 variance, seed, split sizes).
 
@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .config_schema import ConfigError
+from .. import problems as families
+from ..datasets import load_dataset, split_dataset
+from ..exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from .datasets import Split
+    from ..datasets import Split
 
 __all__ = ["ProblemSet", "load_problems"]
 
@@ -71,8 +73,6 @@ def _numeric(value: object) -> bool:
 
 
 def _synthetic(problems: dict[str, Any]) -> ProblemSet:
-    from . import problems as families
-
     family, params = problems["family"], problems["params"]
     try:
         batch = getattr(families, family)(**params)
@@ -120,8 +120,6 @@ def _split(
     split: dict[str, Any],
     seed: int,
 ) -> Split:
-    from .datasets import split_dataset
-
     try:
         sp = split_dataset(
             X,
@@ -239,8 +237,6 @@ def _csv(problems: dict[str, Any], split: dict[str, Any], preprocess: dict[str, 
 def _dataset(
     problems: dict[str, Any], split: dict[str, Any], preprocess: dict[str, Any]
 ) -> ProblemSet:
-    from .datasets import load_dataset
-
     X, y, names = load_dataset(problems["name"])
     seeds = problems["seeds"]
     arrays, coords = _data_problems([(X, y)] * len(seeds), split, preprocess, seeds)
@@ -248,7 +244,7 @@ def _dataset(
 
 
 def load_problems(resolved: dict[str, Any]) -> ProblemSet:
-    """The :class:`ProblemSet` of a resolved config (see :mod:`fastsd.config_schema`)."""
+    """The :class:`ProblemSet` of a resolved config (see :mod:`fastsd.config.schema`)."""
     problems = resolved["problems"]
     source = problems["source"]
     if source == "synthetic":

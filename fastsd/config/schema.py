@@ -41,7 +41,10 @@ from typing import Any, TypeGuard, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from .sweep import BACKENDS
+from .. import problems as families
+from .._config import BACKENDS
+from ..datasets import dataset_info
+from ..exceptions import ConfigError
 
 __all__ = [
     "ConfigError",
@@ -72,10 +75,6 @@ GRID_KEYS = ("lams", "xis", "max_steps")
 RUN_KEYS = ("selection", "backend", "threads", "output", "block", "memory_limit", "max_output_gb")
 #: run keys that do not change the results (not hashed).
 UNHASHED_RUN_KEYS = ("output", "threads")
-
-
-class ConfigError(ValueError):
-    """A configuration problem, reported as one line by the CLI."""
 
 
 def _check_keys(table: object, allowed: Sequence[str], where: str) -> None:
@@ -174,8 +173,6 @@ def _lams(spec: object) -> NDArray[np.float64]:
 
 
 def _family_params(family: object, params: dict[str, Any]) -> dict[str, Any]:
-    from . import problems as families
-
     if family not in FAMILIES:
         close = difflib.get_close_matches(str(family), FAMILIES, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -208,8 +205,6 @@ def _problems(raw: dict[str, Any], base: str) -> dict[str, Any]:
         out["family"] = raw.get("family")
         out["params"] = _family_params(out["family"], raw.get("params", {}))
     elif source == "dataset":
-        from .datasets import dataset_info
-
         name: Any = raw.get("name")  # checked by dataset_info
         try:
             dataset_info(name)

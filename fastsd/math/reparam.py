@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._typing import FloatArray
-from ._validation import as_float_array
+from .._typing import FloatArray
+from .._validation import as_float_array
 
 __all__ = ["xi_to_xibar", "xibar_to_xi"]
 

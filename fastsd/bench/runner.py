@@ -1,14 +1,14 @@
 r"""Cost of the block runner and of the Dask executor on a W1-sized sweep.
 
 The sweep: W1 (B = 256 problems, n = 256, d = 64, L = 128 lambdas, G = 16
-constant xi, k = 0..8; see :mod:`fastsd.perf`), cut into 8 x 26 = 208 blocks
+constant xi, k = 0..8; see :mod:`fastsd.bench.kernels`), cut into 8 x 26 = 208 blocks
 of 32 problems x 5 lambdas. Each block decomposes its problems and runs the
 fixed-xi kernel, as ``fastsd sweep`` does. Timed side by side in one process,
 median of ``repeat`` runs after a warm-up:
 
 * ``loop``: a bare Python loop over the 208 blocks (decompose + kernel + copy
   into the result) -- the kernel time;
-* ``runner``: the same blocks through :func:`fastsd.runner.run_blocks` with the
+* ``runner``: the same blocks through :func:`fastsd.blocks.runner.run_blocks` with the
   in-process executor -- ``runner_overhead = runner / loop - 1`` (target <= 5%);
 
 The measurements run interleaved (loop, runner, single, loop, ...) and each
@@ -40,17 +40,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._jit import single_threaded_blas, threads as thread_count
-from .decomposition import decompose
-from .executors import get_executor
-from .perf import machine_description, workload
-from .runner import block_grid, run_blocks
-from .sweep import sweep_risk
-from .tasks import SweepTask
+from .._jit import single_threaded_blas
+from .._jit import threads as thread_count
+from ..blocks.executors import get_executor
+from ..blocks.plan import block_grid
+from ..blocks.runner import run_blocks
+from ..blocks.tasks import SweepTask
+from ..decomposition import decompose
+from ..engine.sweeps import sweep_risk
+from .kernels import machine_description, workload
 
 if TYPE_CHECKING:
-    from .executors import DaskExecutor, InProcessExecutor
-    from .runner import Block
+    from ..blocks.executors import DaskExecutor, InProcessExecutor
+    from ..blocks.plan import Block
 
 __all__ = ["RunnerSweep", "measure_runner", "main"]
 
@@ -143,7 +145,7 @@ class RunnerSweep:
         self.out[block.b0 : block.b1, block.l0 : block.l1] = result["risk"]
 
     def runner(self, executor: InProcessExecutor | DaskExecutor | None = None) -> None:
-        """The same blocks through :func:`fastsd.runner.run_blocks`."""
+        """The same blocks through :func:`fastsd.blocks.runner.run_blocks`."""
         task = SweepTask(
             "risk",
             self.X,

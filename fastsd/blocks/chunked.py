@@ -12,7 +12,7 @@ and either
 
 Peak memory stays under ``memory_limit`` bytes (default 1 GiB) whatever the
 grid size (beyond the inputs themselves and ``out``). The blocks go through the
-block runner (:mod:`fastsd.runner`): in this process by default, or as Dask
+block runner (:mod:`fastsd.blocks.runner`): in this process by default, or as Dask
 tasks with ``client=``.
 """
 
@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._typing import FloatArray, IntArray
-from ._validation import as_float_array, check_noise_var, check_steps
-from .decomposition import Decomposition
+from .._typing import FloatArray, IntArray
+from .._validation import as_float_array, check_noise_var, check_steps
+from ..decomposition import Decomposition
+from ..engine.sweeps import _check_backend, _check_grid, check_schedules, warn_unrecoverable
+from ..store.reading import label_sweep
 from .executors import get_executor
-from .runner import Block, block_grid, plan_blocks, run_blocks
-from .sweep import _check_backend, _check_grid, check_schedules, warn_unrecoverable
+from .plan import Block, block_grid, plan_blocks
+from .runner import run_blocks
 from .tasks import BlockResult, SweepTask
 
 if TYPE_CHECKING:
@@ -209,7 +211,7 @@ def sweep_risk_chunked(
         many Numba threads as the worker has); default in this process.
     labels : bool, default=False
         True: return the full result as a labelled ``xarray.Dataset`` (see
-        :func:`fastsd.results.label_sweep`) instead of the bare array.
+        :func:`fastsd.label_sweep`) instead of the bare array.
 
     Returns
     -------
@@ -244,8 +246,6 @@ def sweep_risk_chunked(
         result = _output(out, (B, lams.size, G, K + 1), memory_limit)
         _write_all(task, B, lams.size, plan, {"risk": result}, progress, "sweep_risk", client)
         if labels:
-            from .results import label_sweep
-
             return label_sweep(risk=result, lams=lams, schedules=schedules)
         return result
 
@@ -346,8 +346,6 @@ def sweep_optimal_chunked(
         )
         warn_unrecoverable(xi_out)
         if labels:
-            from .results import label_sweep
-
             return label_sweep(risk=risk_out, xi=xi_out, lams=lams)
         return risk_out, xi_out
 

@@ -12,7 +12,7 @@ the same way in the same run, best of:
   Fortran-ordered view + ``scipy.linalg.eigh(driver="evd")``, threaded BLAS;
 * ``parallel``: the same two routines with one BLAS thread per problem and
   problems on parallel threads (called through ``ctypes``, the way
-  :mod:`fastsd.kernels.decompose` does: SciPy's Python wrappers hold the GIL,
+  :mod:`fastsd.decomposition.lapack` does: SciPy's Python wrappers hold the GIL,
   so threads calling them would not run in parallel).
 
 For S the limit is ``np.load`` of the whole file + the same two routines (the
@@ -35,13 +35,13 @@ from typing import Any
 
 import numba
 import numpy as np
-from numpy.typing import NDArray
 import scipy.linalg
+from numpy.typing import NDArray
 from scipy.linalg.blas import dsyrk
 
-from .decomposition import Decomposition, decompose
-from .kernels.decompose import blas_threads, fortran_operand, syevd_descending, syrk
-from .sweep import sweep_optimal, sweep_risk
+from ..decomposition import Decomposition, decompose
+from ..decomposition.lapack import blas_threads, fortran_operand, syevd_descending, syrk
+from ..engine.sweeps import sweep_optimal, sweep_risk
 
 __all__ = ["WORKLOADS", "QUICK", "measure_workload", "measure_e2e", "format_e2e"]
 

@@ -10,7 +10,7 @@ WK: batched kernel SD, B = 64 RBF problems with n = 512, a teacher x student gri
 Both backends run on the same decomposed inputs; each timing is the best of
 ``repeat`` runs after a warm-up call (JIT excluded). A *cell* is one
 (problem, lambda, xi, k, eigen-direction) update. Run it with
-``fastsd bench`` or ``python -m fastsd.perf``.
+``fastsd bench`` or ``python -m fastsd.bench.kernels``.
 """
 
 from __future__ import annotations
@@ -20,16 +20,18 @@ import json
 import os
 import platform
 import time
-from functools import partial
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numba
 import numpy as np
 
-from . import reference
-from .decomposition import decompose
-from .sweep import sweep_optimal, sweep_risk
+from .. import reference
+from ..decomposition import decompose
+from ..decomposition.kernel import decompose_kernel
+from ..engine.sweeps import sweep_optimal, sweep_risk
+from .e2e import WORKLOADS, format_e2e, measure_e2e
 
 __all__ = ["workload", "measure", "main"]
 
@@ -63,8 +65,6 @@ def kernel_workload(
     """WK inputs: B RBF kernel problems (n points in 3-D), their batched kernel
     decomposition, f* at the points, and a teacher x student grid of per-step
     penalties (teachers * students = L = 64 schedules lam_0, lam_s, ..., lam_s)."""
-    from .kernel_ridge import decompose_kernel
-
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((B, n, 3))
     sq = np.sum((x[:, :, None, :] - x[:, None, :, :]) ** 2, axis=-1)
@@ -299,8 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
     if args.e2e:
-        from .perf_e2e import WORKLOADS, format_e2e, measure_e2e
-
         names = [w.strip() for w in args.workloads.split(",") if w.strip()]
         unknown = sorted(set(names) - set(WORKLOADS))
         if unknown or not names:

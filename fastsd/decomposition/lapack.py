@@ -19,9 +19,8 @@ functions are validated float64 arrays; nothing here checks them again.
 from __future__ import annotations
 
 import ctypes
-from concurrent.futures import ThreadPoolExecutor
-
 import functools
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 

@@ -34,10 +34,11 @@ from __future__ import annotations
 import numpy as np
 from numba.extending import register_jitable
 
-from ._jit import jit
+from .._config import BREAKDOWN_TOL
+from .._jit import jit
+from .reparam import xi_from_h_coefficients
 
 __all__ = [
-    "BREAKDOWN_TOL",
     "polynomial_basis",
     "arnoldi",
     "sd_step",
@@ -52,10 +53,6 @@ __all__ = [
     "step_columns",
     "products_of_filter",
 ]
-
-
-#: Arnoldi breakdown: new direction below this fraction of the vector it came from.
-BREAKDOWN_TOL = 1e-12
 
 
 @register_jitable
@@ -122,9 +119,7 @@ def xi_from_products(pi):
     all later ones vanish too the step is a harmless reset (xi = 0); other
     zero divisions give NaN (no schedule realizes that filter).
     """
-    from .reparam import xi_from_h_coefficients  # same rule, kept public there
-
-    return xi_from_h_coefficients(pi)
+    return xi_from_h_coefficients(pi)  # the same rule, kept public there
 
 
 @register_jitable

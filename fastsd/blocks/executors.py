@@ -26,10 +26,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from .runner import Block
+from .._jit import threads
+from .plan import Block
 
 _R = TypeVar("_R")
 
@@ -72,8 +72,6 @@ def _run_on_worker(task: Callable[[Block], _R], blocks: Sequence[Block]) -> list
     """Blocks on a Dask worker, one after another, with as many Numba threads as it has."""
     import numba
     from distributed import get_worker
-
-    from ._jit import threads
 
     # NUMBA_NUM_THREADS is set at import from the environment; numba's stubs omit it
     limit: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
