@@ -38,17 +38,9 @@ from numpy.typing import ArrayLike
 
 from .._jit import check_threads
 from .._typing import FloatArray
-from .._validation import as_float_array
-from .base import (
-    Decomposition,
-    as_float64,
-    finish_gram,
-    merge_repeated,
-    raise_nonfinite,
-    rank_cutoff,
-)
+from .base import Decomposition, as_float64
+from .dense import METHODS, decompose_dense
 from .kernel import KernelDecomposition, decompose_features, decompose_kernel
-from .lapack import gram_eigh_batch
 from .streamed import decompose_streamed, is_streamed
 
 __all__ = [
@@ -137,7 +129,7 @@ def decompose(
         raise TypeError("X is already a Decomposition; pass it directly to other functions")
     if kernel is not None:
         return decompose_features(X, y, kernel, kernel_params)
-    if method not in ("auto", "gram", "svd", "qr_svd"):
+    if method != "auto" and method not in METHODS:
         raise ValueError(f"method must be 'auto', 'gram', 'svd' or 'qr_svd', got {method!r}")
     if backend not in ("numpy", "numba"):
         raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
@@ -156,65 +148,10 @@ def decompose(
             "or Dask array, or an iterator of row blocks), not to an array in memory"
         )
     X = as_float64(X, "X", ndim=(2, 3))
-    n, d = X.shape[-2:]
-    if n == 0 or d == 0:
+    if X.shape[-2] == 0 or X.shape[-1] == 0:
         raise ValueError(f"X must have at least one sample and one feature, got shape {X.shape}")
-
-    if method in ("svd", "qr_svd"):
-        U: FloatArray | None
-        V: FloatArray | None
-        if not np.all(np.isfinite(X)):
-            raise_nonfinite(X)
-        if method == "svd":
-            U, s, Vt = np.linalg.svd(X, full_matrices=False)
-            V = np.swapaxes(Vt, -1, -2)
-        else:
-            # thin QR of X (n >= d) or of X^T (d > n), then the SVD of the
-            # min(n, d)-square triangle: the SVD's accuracy without an n x p U;
-            # the other side is formed on first use, as on the Gram route
-            tall = n >= d
-            R = np.linalg.qr(X if tall else np.swapaxes(X, -1, -2), mode="r")
-            _, s, Vrt = np.linalg.svd(R, full_matrices=False)
-            U, V = (None, np.swapaxes(Vrt, -1, -2)) if tall else (np.swapaxes(Vrt, -1, -2), None)
-        # the SVD knows s to ~eps s_max: cutoff and merging on s
-        cutoff = rank_cutoff(s, n, d)
-        zero = s <= cutoff
-        s = merge_repeated(np.where(zero, 0.0, s), cutoff)
-        keep = ~zero[..., None, :]
-        dec = Decomposition(
-            s2=s * s,
-            V=None if V is None else np.where(keep, V, 0.0),
-            U=None if U is None else np.where(keep, U, 0.0),
-            method=method,
-            X=X if U is None or V is None else None,
-            shape=(n, d),
-        )
-    else:
-        feature_side = n >= d
-        s2, vecs = gram_eigh_batch(X.reshape((-1, n, d)), feature_side, count)
-        if not np.all(np.isfinite(s2[:, 0])):
-            raise_nonfinite(X)
-        s2, vecs = finish_gram(s2, vecs, n, d)
-        s2, vecs = (
-            s2.reshape(X.shape[:-2] + s2.shape[-1:]),
-            vecs.reshape(X.shape[:-2] + vecs.shape[-2:]),
-        )
-        sides = dict(V=vecs) if feature_side else dict(U=vecs)
-        dec = Decomposition(s2=s2, X=X, method="gram", shape=(n, d), **sides)
-    if y is None:
-        return dec
-    z = dec.project_y(y)
-    y_arr = as_float_array(y, "y", ndim=(1, 2))
-    return Decomposition(
-        s2=dec.s2,
-        V=dec._V,
-        U=dec._U,
-        z=z,
-        y_norm2=np.sum(y_arr * y_arr, axis=-1),
-        method=dec.method,
-        X=dec._X,
-        shape=dec._shape,
-    )
+    dec = decompose_dense(X, "gram" if method == "auto" else method, count)
+    return dec if y is None else dec.with_targets(y)
 
 
 def as_decomposition(X: Any, name: str = "X") -> Decomposition:

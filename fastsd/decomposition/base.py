@@ -9,13 +9,14 @@ kernel routes alike).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._typing import FloatArray, IntArray
+from .._typing import BoolArray, FloatArray, IntArray
 from .._validation import as_float_array
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "merge_repeated",
     "raise_nonfinite",
     "rank_cutoff",
+    "rank_rule",
+    "zero_columns",
 ]
 
 
@@ -190,6 +193,15 @@ class Decomposition:
         Xty: FloatArray = (y[..., None, :] @ self._X)[..., 0, :]  # BLAS, one pass over X
         return (Xty[..., None, :] @ self._V)[..., 0, :]
 
+    def with_targets(self, y: ArrayLike) -> Decomposition:
+        """A copy that stores z = V^T X^T y and ||y||^2 for targets ``y`` ([B,] n)."""
+        z = self.project_y(y)
+        y_arr = as_float_array(y, "y", ndim=(1, 2))
+        out = copy.copy(self)
+        object.__setattr__(out, "z", z)
+        object.__setattr__(out, "y_norm2", np.sum(y_arr * y_arr, axis=-1))
+        return out
+
     @property
     def eval_width(self) -> int:
         """Columns an evaluation input must have (d; see :meth:`eval_basis`)."""
@@ -262,13 +274,18 @@ def as_float64(X: ArrayLike, name: str, ndim: tuple[int, ...]) -> FloatArray:
     return arr
 
 
-def raise_nonfinite(X: FloatArray, name: str = "X", where: str = "") -> NoReturn:
-    """Say where X holds NaN/inf (seen on the Gram diagonal), or that X^T X overflows."""
+def raise_nonfinite(X: FloatArray, name: str = "X", where: str = "", offset: int = 0) -> NoReturn:
+    """Say where X holds NaN/inf (seen on the Gram diagonal), or that X^T X overflows.
+
+    ``offset`` is the global index of X's first problem when X is a block of a batch.
+    """
     bad = np.argwhere(~np.isfinite(X))
     if bad.size:
+        first = [int(i) for i in bad[0]]
+        if X.ndim == 3:
+            first[0] += offset
         at = ", ".join(
-            f"{axis} {int(i)}"
-            for axis, i in zip(("problem", "row", "column")[3 - X.ndim :], bad[0])
+            f"{axis} {i}" for axis, i in zip(("problem", "row", "column")[3 - X.ndim :], first)
         )
         raise ValueError(
             f"{name}{where} contains NaN or infinite values (first at {at}); "
@@ -279,8 +296,42 @@ def raise_nonfinite(X: FloatArray, name: str = "X", where: str = "") -> NoReturn
     )
 
 
+def rank_rule(
+    values: FloatArray, n: int, d: int, cutoff: FloatArray | None = None
+) -> tuple[FloatArray, BoolArray]:
+    """The rank rule: numerically zero values become 0, near-repeats one value.
+
+    Parameters
+    ----------
+    values : ndarray of shape (..., p)
+        Descending eigenvalues of a Gram or kernel matrix, or singular values.
+    n, d : int
+        Shape of the design (the cutoff is ``max(n, d) eps max(values)``).
+    cutoff : ndarray of shape (..., 1), optional
+        A cutoff computed by the caller with :func:`rank_cutoff`.
+
+    Returns
+    -------
+    values : ndarray of shape (..., p)
+        Values ``<= cutoff`` set to exactly 0 and runs closer than the cutoff
+        merged (:func:`merge_repeated`).
+    zero : ndarray of bool, shape (..., p)
+        The directions set to 0 (their vectors must be zeroed by the caller).
+    """
+    cutoff = rank_cutoff(values, n, d) if cutoff is None else cutoff
+    zero = values <= cutoff
+    return merge_repeated(np.where(zero, 0.0, values), cutoff), zero
+
+
+def zero_columns(vecs: FloatArray, zero: BoolArray) -> FloatArray:
+    """``vecs`` (..., m, p) with the columns marked by ``zero`` (..., p) set to 0, in place."""
+    if zero.any():  # usually none: no pass over the vectors
+        vecs[np.broadcast_to(zero[..., None, :], vecs.shape)] = 0.0
+    return vecs
+
+
 def finish_gram(s2: FloatArray, vecs: FloatArray, n: int, d: int) -> tuple[FloatArray, FloatArray]:
-    """Rank cutoff and repeat merging of a Gram route's eigenpairs, in place.
+    """The rank rule on a Gram route's eigenpairs, in place.
 
     ``s2`` (..., m) descending, ``vecs`` (..., m, m); returns the first
     p = min(n, d) of them: (s2 (..., p), vecs (..., m, p)).
@@ -288,9 +339,5 @@ def finish_gram(s2: FloatArray, vecs: FloatArray, n: int, d: int) -> tuple[Float
     p = min(n, d)
     s2, vecs = s2[..., :p], vecs[..., :p]
     np.maximum(s2, 0.0, out=s2)
-    cutoff = rank_cutoff(s2, n, d)
-    zero = s2 <= cutoff
-    s2 = merge_repeated(np.where(zero, 0.0, s2), cutoff)
-    if zero.any():  # usually none: no pass over the vectors
-        vecs[np.broadcast_to(zero[..., None, :], vecs.shape)] = 0.0
-    return s2, vecs
+    s2, zero = rank_rule(s2, n, d)
+    return s2, zero_columns(vecs, zero)

@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike
 
 from .._typing import FloatArray
 from .._validation import as_float_array
-from .base import Decomposition, merge_repeated, rank_cutoff
+from .base import Decomposition, rank_cutoff, rank_rule
 
 __all__ = ["KernelDecomposition", "decompose_kernel", "kernel_matrix", "unseen_target_risk"]
 
@@ -203,8 +203,7 @@ def decompose_kernel(
             f"{name} must be positive semidefinite (a kernel matrix), got an "
             f"eigenvalue {float(np.min(s2))!r}"
         )
-    zero = s2 <= cutoff
-    s2 = merge_repeated(np.where(zero, 0.0, s2), cutoff)
+    s2, zero = rank_rule(s2, n, n, cutoff)
     U = np.where(zero[..., None, :], 0.0, U)
     with np.errstate(divide="ignore"):
         inv_s = np.where(zero, 0.0, 1.0 / np.sqrt(np.where(zero, 1.0, s2)))
@@ -217,21 +216,7 @@ def decompose_kernel(
         kernel=kernel,
         kernel_params=kernel_params,
     )
-    if y is None:
-        return dec
-    z = dec.project_y(y)
-    y_arr = as_float_array(y, "y", ndim=(1, 2))
-    return KernelDecomposition(
-        s2=dec.s2,
-        V=dec.V,
-        U=dec.U,
-        z=z,
-        y_norm2=np.sum(y_arr * y_arr, axis=-1),
-        method="kernel",
-        X_fit=X_fit,
-        kernel=kernel,
-        kernel_params=kernel_params,
-    )
+    return dec if y is None else dec.with_targets(y)
 
 
 def decompose_features(

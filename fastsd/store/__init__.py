@@ -21,21 +21,15 @@ Integrity rules:
   directory, or one holding anything else.
 """
 
-from .layout import KIND_OF, coordinates, layout, store_values
-from .manifest import prepare_output, read_manifest
+from .manifest import prepare_output
 from .reading import SweepResult, label_sweep, load_sweep, to_dataframe
 from .writer import SweepStore
 
 __all__ = [
-    "KIND_OF",
     "SweepResult",
     "SweepStore",
-    "coordinates",
     "label_sweep",
-    "layout",
     "load_sweep",
     "prepare_output",
-    "read_manifest",
-    "store_values",
     "to_dataframe",
 ]
