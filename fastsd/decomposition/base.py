@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn, Self, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -193,7 +193,7 @@ class Decomposition:
         Xty: FloatArray = (y[..., None, :] @ self._X)[..., 0, :]  # BLAS, one pass over X
         return (Xty[..., None, :] @ self._V)[..., 0, :]
 
-    def with_targets(self, y: ArrayLike) -> Decomposition:
+    def with_targets(self, y: ArrayLike) -> Self:
         """A copy that stores z = V^T X^T y and ||y||^2 for targets ``y`` ([B,] n)."""
         z = self.project_y(y)
         y_arr = as_float_array(y, "y", ndim=(1, 2))
