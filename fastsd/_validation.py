@@ -63,15 +63,15 @@ def as_float_array(
     return arr
 
 
-def check_lams(lam: Any, name: str = "lam") -> tuple[FloatArray, bool]:
-    """Regularization strength(s): finite, >= 0, scalar or 1-D.
+def check_lams(lam: Any, name: str = "lam", allow_empty: bool = False) -> tuple[FloatArray, bool]:
+    """Regularization strength(s): finite, >= 0, scalar or 1-D (the one home of "lam >= 0").
 
     Returns
     -------
     lams : ndarray of shape (L,)
     is_scalar : bool
     """
-    arr = as_float_array(lam, name, ndim=(0, 1))
+    arr = as_float_array(lam, name, ndim=(0, 1), allow_empty=allow_empty)
     if np.any(arr < 0):
         raise ValueError(f"{name} must be >= 0 (ridge penalty), got min {arr.min()!r}")
     return np.atleast_1d(arr), arr.ndim == 0

@@ -24,7 +24,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastsd
-import fastsd.engine.sweeps
+import fastsd.engine.grids
 from fastsd.reference import XI_RTOL
 
 BACKENDS = ("numba", "numpy")
@@ -698,7 +698,7 @@ def test_threads_restored_when_the_kernel_raises(name, monkeypatch, restore_thre
         seen.append(numba.get_num_threads())
         raise RuntimeError("kernel failed")
 
-    monkeypatch.setattr(fastsd.engine.sweeps, "call", failing)
+    monkeypatch.setattr(fastsd.engine.grids, "call", failing)
     with pytest.raises(RuntimeError, match="kernel failed"):
         call_sweep(name, prob, threads=1)
     assert seen == [1]

@@ -26,9 +26,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._typing import FloatArray, IntArray
-from .._validation import as_float_array, check_noise_var, check_steps
+from .._validation import as_float_array, check_lams, check_noise_var, check_steps
 from ..decomposition import Decomposition
-from ..engine.sweeps import _check_backend, _check_grid, check_schedules, warn_unrecoverable
+from ..engine.inputs import check_backend, check_schedules
+from ..exceptions import warn_unrecoverable
 from ..store.reading import label_sweep
 from .executors import get_executor
 from .plan import Block, block_grid, plan_blocks
@@ -217,12 +218,12 @@ def sweep_risk_chunked(
     -------
     ndarray of shape (B, L, G, K + 1), BestRisk, or xarray.Dataset
     """
-    _check_backend(backend, threads)
+    check_backend(backend, threads)
     if reduce not in (None, "min"):
         raise ValueError(f"reduce must be None or 'min', got {reduce!r}")
     if labels and reduce is not None:
         raise ValueError("labels=True needs the full result (reduce=None)")
-    lams = _check_grid(lams)
+    lams, _ = check_lams(lams, "lams")
     schedules = check_schedules(xis, max_steps)
     B, n, d, theta, var = _problem_source(X, theta_star, noise_var)
     G, K = schedules.shape
@@ -304,12 +305,12 @@ def sweep_optimal_chunked(
     -------
     (risk, xi) as in :func:`fastsd.sweep_optimal`, BestRisk, or xarray.Dataset
     """
-    _check_backend(backend, threads)
+    check_backend(backend, threads)
     if reduce not in (None, "min"):
         raise ValueError(f"reduce must be None or 'min', got {reduce!r}")
     if labels and reduce is not None:
         raise ValueError("labels=True needs the full result (reduce=None)")
-    lams = _check_grid(lams)
+    lams, _ = check_lams(lams, "lams")
     K = check_steps(max_steps, "max_steps")
     B, n, d, theta, var = _problem_source(X, theta_star, noise_var)
     p = min(n, d)

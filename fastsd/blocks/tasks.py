@@ -4,7 +4,10 @@ A :class:`SweepTask` is the unit the runner hands to an executor. It is a plain
 picklable object (arrays and settings, no closures) so that Dask can ship it to
 workers once; calling it on a :class:`~fastsd.blocks.plan.Block` decomposes that
 block's problems (cached across the lambda blocks of the same problems) and
-calls the public sweep function on the block's lambdas.
+calls the sweep core (:mod:`fastsd.engine.grids`) on the block's lambdas. Its
+inputs were checked when the sweep started (by the chunked sweeps or the
+config layer); blocks check nothing again except what only reading X can tell
+(non-finite values in a memory-mapped X, reported by global problem index).
 
 Kinds and what a call returns (arrays with leading axes (b, l) of the block):
 
@@ -22,30 +25,31 @@ Kinds and what a call returns (arrays with leading axes (b, l) of the block):
 
 from __future__ import annotations
 
-import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
+import numba
 import numpy as np
 
-from .._typing import FloatArray
-from ..decomposition import Decomposition, decompose
-from ..engine import sweeps as sweep
-from ..engine.single import self_distill
-from ..exceptions import IllConditionedXiWarning
-
-if TYPE_CHECKING:
-    from .plan import Block
+from .. import reference
+from .._typing import BoolArray, FloatArray
+from ..decomposition import Decomposition
+from ..decomposition.base import as_float64
+from ..decomposition.dense import decompose_dense
+from ..engine.grids import lam_rows, mse_grid, optimal_grid, optimal_validation_grid, risk_grid
+from ..reference.spectral import filter_state
+from .plan import Block
 
 #: A finished block: named arrays with leading axes (b, l).
 BlockResult = dict[str, FloatArray]
 
-__all__ = ["KINDS", "SweepTask"]
+__all__ = ["KINDS", "SweepTask", "mse_at_schedules"]
 
 KINDS = ("risk", "optimal", "mse", "optimal_validation")
 
 
 def _rows(arr: Any, b0: int, b1: int) -> Any:
-    return None if arr is None else np.asarray(arr[b0:b1])
+    """Problems b0:b1 of an input (a memmap is read here) as float64."""
+    return None if arr is None else np.asarray(arr[b0:b1], dtype=np.float64)
 
 
 class SweepTask:
@@ -114,93 +118,93 @@ class SweepTask:
         if isinstance(self.X, Decomposition):
             dec = self.X.subset(slice(b0, b1))
         else:
-            dec = decompose(np.asarray(self.X[b0:b1]))
+            X = as_float64(self.X[b0:b1], "X", ndim=(3,))
+            count = numba.get_num_threads() if self.threads is None else self.threads
+            dec = decompose_dense(X, "gram", count, offset=b0)
         self._cache = ((b0, b1), dec)
         return dec
 
     def __call__(self, block: Block) -> BlockResult:
-        """The block's arrays; NaN-xi warnings are left to the caller (one per run)."""
-        if self.kind in ("risk", "mse"):  # never warn
-            return self._compute(block)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", IllConditionedXiWarning)
-            return self._compute(block)
-
-    def _compute(self, block: Block) -> BlockResult:
+        """The block's arrays (no warnings: the caller counts NaN xi once per run)."""
         b0, b1 = block.b0, block.b1
         dec = self._decomposition(b0, b1)
-        lams = self.lams[block.l0 : block.l1]
-        K = self.max_steps
-        kw: dict[str, Any] = dict(backend=self.backend, threads=self.threads)
-        if self.kind == "risk":
-            assert self.theta_star is not None and self.noise_var is not None  # oracle kind
-            assert self.schedules is not None  # fixed-xi kind
-            return {
-                "risk": sweep.sweep_risk(
-                    dec,
-                    self.theta_star[b0:b1],
-                    self.noise_var[b0:b1],
-                    lams,
-                    self.schedules,
-                    K,
-                    **kw,
-                )
-            }
-        if self.kind == "optimal":
-            assert self.theta_star is not None and self.noise_var is not None  # oracle kind
-            risk, xi = sweep.sweep_optimal(
-                dec, self.theta_star[b0:b1], self.noise_var[b0:b1], lams, K, **kw
-            )
+        rows = lam_rows(self.lams[block.l0 : block.l1], None, self.max_steps)
+        K, backend, threads = self.max_steps, self.backend, self.threads
+        s2 = dec.s2
+        if self.kind in ("risk", "optimal"):
+            assert self.theta_star is not None and self.noise_var is not None  # oracle kinds
+            t = dec.project_theta(_rows(self.theta_star, b0, b1), check=False)
+            var = self.noise_var[b0:b1]
+            if self.kind == "risk":
+                assert self.schedules is not None  # fixed-xi kind
+                return {
+                    "risk": risk_grid(
+                        s2, t, var, dec.n_samples, rows, self.schedules, backend, threads
+                    )
+                }
+            risk, xi = optimal_grid(s2, t, var, dec.n_samples, rows, K, backend, threads)
             return {"risk": risk, "xi": xi}
-        y, X_val, y_val = (_rows(a, b0, b1) for a in (self.y, self.X_val, self.y_val))
-        X_test, y_test = _rows(self.X_test, b0, b1), _rows(self.y_test, b0, b1)
+        y = _rows(self.y, b0, b1)
+        z = dec.project_y(y, check=False)
+        val = self._eval_set(dec, self.X_val, self.y_val, b0, b1)
+        test = (
+            None if self.X_test is None else self._eval_set(dec, self.X_test, self.y_test, b0, b1)
+        )
         if self.kind == "mse":
             assert self.schedules is not None  # fixed-xi kind
-            out = {"val_mse": sweep.sweep_mse(dec, y, X_val, y_val, lams, self.schedules, K, **kw)}
-            if X_test is not None:
-                out["test_mse"] = sweep.sweep_mse(
-                    dec, y, X_test, y_test, lams, self.schedules, K, **kw
-                )
+            out = {"val_mse": mse_grid(s2, z, *val, rows, self.schedules, backend, threads)}
+            if test is not None:
+                out["test_mse"] = mse_grid(s2, z, *test, rows, self.schedules, backend, threads)
             return out
-        val_mse, xi = sweep.sweep_optimal_validation(dec, y, X_val, y_val, lams, K, **kw)
+        val_mse, xi = optimal_validation_grid(s2, z, *val, rows, K, backend, threads)
         out = {"val_mse": val_mse, "xi": xi}
-        if X_test is not None:
-            out["test_mse"] = holdout_mse_at(dec, y, X_test, y_test, lams, xi)
+        if test is not None:
+            out["test_mse"] = mse_at_schedules(s2, z, *test, rows, xi)
         return out
 
+    @staticmethod
+    def _eval_set(
+        dec: Decomposition, X_eval: Any, y_eval: Any, b0: int, b1: int
+    ) -> tuple[FloatArray, FloatArray, FloatArray, int]:
+        """(R, c, resid2, n_eval) of the block's evaluation rows (see ``eval_projection``)."""
+        y = _rows(y_eval, b0, b1)
+        R, c, resid2 = reference.eval_projection(dec.eval_basis(_rows(X_eval, b0, b1)), y)
+        return R, c, resid2, y.shape[-1]
 
-def holdout_mse_at(
-    dec: Decomposition,
-    y: FloatArray | None,
-    X_test: FloatArray,
-    y_test: FloatArray,
-    lams: FloatArray,
+
+def mse_at_schedules(
+    s2: FloatArray,
+    z: FloatArray,
+    R: FloatArray,
+    c: FloatArray,
+    resid2: FloatArray,
+    n_eval: int,
+    rows: FloatArray,
     xi: FloatArray,
 ) -> FloatArray:
-    r"""Test MSE of the k-step estimator at given schedules, every k = 0..K.
+    r"""Evaluation MSE of the k-step estimator at given schedules, every k = 0..K.
 
     Parameters
     ----------
-    dec : Decomposition of a batch X (b, n, d)
-    y : ndarray of shape (b, n)
-    X_test : ndarray of shape (b, m, d)
-    y_test : ndarray of shape (b, m)
-    lams : ndarray of shape (l,)
+    s2, z : ndarray of shape (b, p)
+    R, c, resid2, n_eval
+        The evaluation set, compressed by :func:`fastsd.reference.eval_projection`.
+    rows : ndarray of shape (l, 1)
+        One penalty per lambda.
     xi : ndarray of shape (b, l, K, K)
         Row k - 1 holds the k-step schedule (layout of the optimal sweeps).
 
     Returns
     -------
     mse : ndarray of shape (b, l, K + 1)
-        mean((y_test - X_test theta_k)^2); NaN where the schedule is NaN
-        (an unrecoverable xi has no estimator to test).
+        NaN where the schedule is NaN (an unrecoverable xi has no estimator to test).
     """
-    b, l, K = xi.shape[0], lams.size, xi.shape[2]
+    b, l, K = xi.shape[0], rows.shape[0], xi.shape[2]
     out = np.empty((b, l, K + 1))
     for k in range(K + 1):
         sched = xi[:, :, k - 1, :k] if k else np.zeros((b, l, 0))
-        bad = np.isnan(sched).any(axis=-1)
-        theta = self_distill(dec, y, lams, np.where(np.isnan(sched), 0.0, sched))  # (b, l, d)
-        resid = y_test[:, None, :] - np.einsum("bmd,bld->blm", X_test, theta)
-        out[:, :, k] = np.where(bad, np.nan, np.mean(resid * resid, axis=-1))
+        bad = cast(BoolArray, np.isnan(sched).any(axis=-1))
+        _, _, a, u = filter_state(s2, rows[:, 0], np.where(np.isnan(sched), 0.0, sched))
+        mse = reference.eval_mse(R, c, resid2, n_eval, (1.0 - u) * a * z[:, None, :])
+        out[:, :, k] = np.where(bad, np.nan, mse)
     return out

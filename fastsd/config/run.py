@@ -24,8 +24,7 @@ from ..blocks.executors import DaskExecutor, get_executor
 from ..blocks.plan import block_grid, plan_blocks
 from ..blocks.runner import run_blocks
 from ..blocks.tasks import SweepTask
-from ..engine.sweeps import report_unrecoverable
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, report_unrecoverable
 from ..store.layout import KIND_OF, coordinates, layout, store_values
 from ..store.manifest import BLOCKS, MANIFEST, ZARR, prepare_output, read_manifest
 from ..store.writer import SweepStore

@@ -178,15 +178,20 @@ class Decomposition:
             shape=self._shape,
         )
 
-    def project_y(self, y: ArrayLike, name: str = "y") -> FloatArray:
-        """z = V^T X^T y = s * (U^T y) for new targets, shape (p,) or (B, p)."""
+    def project_y(self, y: ArrayLike, name: str = "y", *, check: bool = True) -> FloatArray:
+        """z = V^T X^T y = s * (U^T y) for new targets, shape (p,) or (B, p).
+
+        ``check=False``: y is already a float64 array of shape ([B,] n).
+        """
         if hasattr(self._X, "matmul"):
             z: FloatArray = self._X.project_y(y, self.V, name)
             return z
-        y = as_float_array(y, name, ndim=(1, 2))
-        expected = self.batch_shape + (self.n_samples,)
-        if y.shape != expected:
-            raise ValueError(f"{name} must have shape {expected} to match X, got {y.shape}")
+        if check:
+            y = as_float_array(y, name, ndim=(1, 2))
+            expected = self.batch_shape + (self.n_samples,)
+            if y.shape != expected:
+                raise ValueError(f"{name} must have shape {expected} to match X, got {y.shape}")
+        y = cast(FloatArray, y)
         if self._U is not None:
             return cast(FloatArray, np.sqrt(self.s2) * np.einsum("...np,...n->...p", self._U, y))
         assert self._V is not None  # one side is always there
@@ -215,12 +220,19 @@ class Decomposition:
         """
         return X_eval @ self.V
 
-    def project_theta(self, theta: ArrayLike, name: str = "theta_star") -> FloatArray:
-        """t = V^T theta, shape (p,) or (B, p)."""
-        theta = as_float_array(theta, name, ndim=(1, 2))
-        expected = self.batch_shape + (self.n_features,)
-        if theta.shape != expected:
-            raise ValueError(f"{name} must have shape {expected} to match X, got {theta.shape}")
+    def project_theta(
+        self, theta: ArrayLike, name: str = "theta_star", *, check: bool = True
+    ) -> FloatArray:
+        """t = V^T theta, shape (p,) or (B, p).
+
+        ``check=False``: theta is already a float64 array of shape ([B,] d).
+        """
+        if check:
+            theta = as_float_array(theta, name, ndim=(1, 2))
+            expected = self.batch_shape + (self.n_features,)
+            if theta.shape != expected:
+                raise ValueError(f"{name} must have shape {expected} to match X, got {theta.shape}")
+        theta = cast(FloatArray, theta)
         if self._V is not None:
             return cast(FloatArray, np.einsum("...dp,...d->...p", self._V, theta))
         # V^T theta = U^T X theta / s: no d x p matrix formed

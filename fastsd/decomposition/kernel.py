@@ -236,13 +236,13 @@ def decompose_features(
     return decompose_kernel(K, y, X_fit=X, kernel=kernel, kernel_params=kernel_params)
 
 
-def unseen_target_risk(dec: Decomposition, f_star: ArrayLike) -> FloatArray:
+def unseen_target_risk(dec: Decomposition, f: FloatArray) -> FloatArray:
     """||f* - U U^T f*||^2 / n: the part of the target outside range(K), shape () or (B,).
 
-    It is the same for every filter, so it is added to the risks of
-    ``excess_risk`` / ``optimal_xi`` / ``oracle_risk`` for kernel decompositions.
+    ``f`` is f* at the training points, a checked float64 array ([B,] n). It is
+    the same for every filter, so it is added to the risks of ``excess_risk`` /
+    ``optimal_xi`` / ``oracle_risk`` for kernel decompositions.
     """
-    f = as_float_array(f_star, "theta_star", ndim=(1, 2))
     g = np.einsum("...np,...n->...p", dec.U, f)
     rest = f - np.einsum("...np,...p->...n", dec.U, g)
     return cast(FloatArray, np.sum(rest * rest, axis=-1) / dec.n_samples)

@@ -16,7 +16,6 @@ cross-kernel matrices K(X_eval, X_train) for a precomputed K).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -24,7 +23,6 @@ from numpy.typing import ArrayLike
 from .. import reference
 from .._typing import FloatArray
 from .._validation import (
-    as_float_array,
     check_lams,
     check_noise_var,
     check_result_size,
@@ -33,7 +31,8 @@ from .._validation import (
 )
 from ..decomposition import Decomposition, as_decomposition, targets_projection
 from ..decomposition.kernel import KernelDecomposition, unseen_target_risk
-from ..exceptions import IllConditionedXiWarning
+from ..exceptions import IllConditionedXiWarning, report_unrecoverable
+from .inputs import batched, check_theta, eval_inputs, population_inputs, unbatch
 
 __all__ = [
     "IllConditionedXiWarning",
@@ -62,64 +61,35 @@ def _schedule(xi: ArrayLike, out_lead: tuple[int, ...], lam_is_scalar: bool) -> 
     return xi[..., None, :] if lam_is_scalar else xi
 
 
-def _with_steps(
-    lams: FloatArray, step_lams: ArrayLike | None, k: int, name: str = "step_lams"
-) -> FloatArray:
-    """lams (L,) unchanged when step_lams is None, else schedules (L, k + 1)
-    [lam_0 = lams, lam_1..lam_k = step_lams]."""
-    if step_lams is None:
+def _with_students(lams: FloatArray, student_lams: ArrayLike | None, k: int) -> FloatArray:
+    """lams (L,) unchanged when student_lams is None, else the penalty schedules
+    (L, k + 1): lam_0 = lams, lam_1..lam_k = student_lams (a scalar: every student)."""
+    if student_lams is None:
         return lams
-    steps = as_float_array(step_lams, name, ndim=1, allow_empty=True)
-    if steps.shape != (k,):
+    students, scalar = check_lams(student_lams, "student_lams", allow_empty=True)
+    if not scalar and students.shape != (k,):
         raise ValueError(
-            f"{name} must have shape ({k},) (one penalty per student, lam_1..lam_k), "
-            f"got {steps.shape}; pass None to use lam for every step"
+            f"student_lams must be a scalar or have shape ({k},) (one penalty per student, "
+            f"lam_1..lam_k), got {students.shape}; pass None to use lam for every step"
         )
-    if np.any(steps < 0):
-        raise ValueError(f"{name} must be >= 0 (ridge penalties), got min {steps.min()!r}")
-    return np.concatenate([lams[:, None], np.broadcast_to(steps, (lams.size, k))], axis=1)
+    return np.concatenate([lams[:, None], np.broadcast_to(students, (lams.size, k))], axis=1)
 
 
-def check_cov(cov: ArrayLike, dec: Decomposition, name: str = "cov") -> FloatArray:
-    """Sigma of shape (d, d) or (B, d, d): finite, symmetric, positive semidefinite."""
-    want = dec.batch_shape + (dec.n_features, dec.n_features)
-    cov = as_float_array(cov, name, ndim=(2, 3))
-    if cov.shape != want and cov.shape != want[-2:]:
-        raise ValueError(
-            f"{name} must have shape {want[-2:]} or {want} (the feature "
-            f"covariance Sigma), got {cov.shape}"
-        )
-    scale = np.max(np.abs(cov), axis=(-2, -1), keepdims=True)
-    tol = 1e3 * np.finfo(np.float64).eps * np.maximum(scale, np.finfo(np.float64).tiny)
-    if np.any(np.abs(cov - np.swapaxes(cov, -1, -2)) > tol):
-        raise ValueError(f"{name} must be symmetric; pass (cov + cov.T) / 2")
-    low = np.linalg.eigvalsh(cov)[..., 0]
-    if np.any(low < -cov.shape[-1] * 1e3 * np.finfo(np.float64).eps * scale[..., 0, 0]):
-        raise ValueError(
-            f"{name} must be positive semidefinite (a covariance), "
-            f"got an eigenvalue {float(np.min(low))!r}"
-        )
-    return np.broadcast_to(cov, want)
-
-
-def _population_inputs(
-    dec: Decomposition, theta_star: ArrayLike, noise_var: ArrayLike, cov: ArrayLike
-) -> tuple[bool, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-    """(single, s2, t, S, m, kappa, sigma^2) with a batch axis, for the population risk."""
-    if isinstance(dec, KernelDecomposition):
-        raise ValueError(
-            "cov applies to feature-space decompositions; with a kernel "
-            "decomposition the risk is the in-sample ||f_k - f*||^2/n (cov=None)"
-        )
-    cov = check_cov(cov, dec)
-    theta = as_float_array(theta_star, "theta_star", ndim=(1, 2))
-    dec.project_theta(theta)  # shape check with the usual message
-    single = not dec.batched
-    promote: Callable[[FloatArray], FloatArray] = (lambda a: a[None]) if single else (lambda a: a)
-    S, m, kappa = reference.population.cov_projection(promote(dec.V), promote(theta), promote(cov))
-    t = promote(dec.project_theta(theta))
-    var = np.broadcast_to(check_noise_var(noise_var, dec.batch_shape), t.shape[:1])
-    return single, promote(dec.s2), t, S, m, kappa, var
+def _renamed_step_lams(
+    student_lams: ArrayLike | None, step_lams: ArrayLike | None
+) -> ArrayLike | None:
+    """The deprecated name ``step_lams`` of ``student_lams`` (a FutureWarning)."""
+    if step_lams is None:
+        return student_lams
+    if student_lams is not None:
+        raise TypeError("pass student_lams only (step_lams is its deprecated name)")
+    warnings.warn(
+        "step_lams is renamed student_lams (the same penalties lam_1..lam_k); "
+        "step_lams will be removed in fastsd 0.3",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return step_lams
 
 
 def _squeeze_lam(arr: FloatArray, lam_is_scalar: bool, axis: int) -> FloatArray:
@@ -132,6 +102,7 @@ def self_distill(
     lam: ArrayLike,
     xi: ArrayLike,
     *,
+    student_lams: ArrayLike | None = None,
     step_lams: ArrayLike | None = None,
 ) -> FloatArray:
     r"""k-step self-distilled ridge estimator theta_k.
@@ -146,9 +117,10 @@ def self_distill(
     xi : array_like of shape (k,)
         Imitation parameter of each step (any real value); ``[]`` is ridge.
         A leading shape broadcastable to (B, L) gives each output its own schedule.
-    step_lams : array_like of shape (k,), optional
+    student_lams : float or array_like of shape (k,), optional
         Penalties lam_1..lam_k of the students (``lam`` is the teacher's
-        lam_0); None: every step uses ``lam``.
+        lam_0; a scalar is every student's); None: every step uses ``lam``.
+        (``step_lams`` is its deprecated name.)
 
     Returns
     -------
@@ -172,27 +144,35 @@ def self_distill(
     >>> fastsd.self_distill(X, y, [0.1, 1.0, 10.0], []).shape
     (3, 3)
     """
+    student_lams = _renamed_step_lams(student_lams, step_lams)
     dec = as_decomposition(X)
     z = targets_projection(dec, y)
     lams, scalar = check_lams(lam)
     xi = _schedule(xi, _lead_shape(dec, scalar, lams.size), scalar)
-    lams = _with_steps(lams, step_lams, xi.shape[-1])
+    lams = _with_students(lams, student_lams, xi.shape[-1])
     theta = reference.self_distill_spectral(dec.V, dec.s2, z, lams, xi)
     return _squeeze_lam(theta, scalar, axis=-2)
 
 
 def _risk_inputs(
-    X: ArrayLike | Decomposition, theta_star: ArrayLike, noise_var: ArrayLike
-) -> tuple[Decomposition, FloatArray, FloatArray, float | FloatArray]:
-    """(dec, t, sigma^2, unseen): ``unseen`` (0 or (B,) with a trailing axis for
-    L) is the filter-independent risk of a kernel target outside range(K)."""
-    dec = as_decomposition(X)
-    t = dec.project_theta(theta_star)
+    dec: Decomposition, theta_star: ArrayLike, noise_var: ArrayLike
+) -> tuple[FloatArray, FloatArray, float | FloatArray]:
+    """(t, sigma^2, unseen): ``unseen`` (0 or (B,) with a trailing axis for L) is the
+    filter-independent risk of a kernel target outside range(K)."""
+    theta = check_theta(dec, theta_star)
+    t = dec.project_theta(theta, check=False)
     var = check_noise_var(noise_var, dec.batch_shape)
     unseen: float | FloatArray = 0.0
     if isinstance(dec, KernelDecomposition):
-        unseen = unseen_target_risk(dec, theta_star)[..., None]
-    return dec, t, var, unseen
+        unseen = unseen_target_risk(dec, theta)[..., None]
+    return t, var, unseen
+
+
+def _report_nan_xi(xi_k: FloatArray) -> None:
+    """One IllConditionedXiWarning with the count of NaN schedules in xi_k (..., k)."""
+    if xi_k.shape[-1]:
+        first = xi_k[..., 0]
+        report_unrecoverable(int(np.count_nonzero(np.isnan(first))), first.size, stacklevel=4)
 
 
 def excess_risk(
@@ -202,6 +182,7 @@ def excess_risk(
     lam: ArrayLike,
     xi: ArrayLike,
     *,
+    student_lams: ArrayLike | None = None,
     step_lams: ArrayLike | None = None,
     cov: ArrayLike | None = None,
 ) -> FloatArray:
@@ -218,8 +199,9 @@ def excess_risk(
         sigma^2 >= 0.
     lam : float or array_like of shape (L,)
     xi : array_like of shape (k,) (or broadcastable to (B, L, k))
-    step_lams : array_like of shape (k,), optional
-        Students' penalties lam_1..lam_k (None: all ``lam``).
+    student_lams : float or array_like of shape (k,), optional
+        Students' penalties lam_1..lam_k (a scalar: every student's; None: all
+        ``lam``; ``step_lams`` is its deprecated name).
     cov : array_like of shape (d, d) or (B, d, d), optional
         Feature covariance Sigma: return the population (random-design) risk
         E_eps ||theta_k - theta*||^2_Sigma given X instead, O(p^2) per entry
@@ -242,32 +224,24 @@ def excess_risk(
     >>> float(fastsd.excess_risk(X, theta, 1.0, 0.0, [])) > 0
     True
     """
+    student_lams = _renamed_step_lams(student_lams, step_lams)
+    dec, single = batched(X)
     if cov is not None:
-        dec = as_decomposition(X)
-        single, s2, t, S, m, kappa, var = _population_inputs(dec, theta_star, noise_var, cov)
+        t, S, m, kappa, var = population_inputs(dec, theta_star, noise_var, cov)
         lams, scalar = check_lams(lam)
         xi = _schedule(xi, _lead_shape(dec, scalar, lams.size), scalar)
-        lams = _with_steps(lams, step_lams, xi.shape[-1])
+        lams = _with_students(lams, student_lams, xi.shape[-1])
+        s2 = dec.s2.reshape(t.shape)
         risk = reference.population.population_risk(
             s2, t, S, m, kappa, var, lams, xi[None] if single else xi
         )
-        return _squeeze_lam(risk[0] if single else risk, scalar, axis=-1)
-    dec, t, var, unseen = _risk_inputs(X, theta_star, noise_var)
+        return _squeeze_lam(unbatch(risk, single), scalar, axis=-1)
+    t, var, unseen = _risk_inputs(dec, theta_star, noise_var)
     lams, scalar = check_lams(lam)
     xi = _schedule(xi, _lead_shape(dec, scalar, lams.size), scalar)
-    lams = _with_steps(lams, step_lams, xi.shape[-1])
+    lams = _with_students(lams, student_lams, xi.shape[-1])
     risk = reference.excess_risk_spectral(dec.s2, t, var, dec.n_samples, lams, xi) + unseen
     return _squeeze_lam(risk, scalar, axis=-1)
-
-
-def _report_nan_xi(xi: FloatArray) -> None:
-    if np.any(np.isnan(xi)):
-        warnings.warn(
-            "some optimal xi are too ill-conditioned to recover and are NaN; "
-            "their risks are still exact",
-            IllConditionedXiWarning,
-            stacklevel=3,
-        )
 
 
 def optimal_xi(
@@ -277,6 +251,7 @@ def optimal_xi(
     lam: ArrayLike,
     k: int,
     *,
+    student_lams: ArrayLike | None = None,
     step_lams: ArrayLike | None = None,
     cov: ArrayLike | None = None,
 ) -> tuple[FloatArray, FloatArray]:
@@ -294,8 +269,9 @@ def optimal_xi(
     lam : float or array_like of shape (L,)
     k : int
         Number of steps, >= 0.
-    step_lams : array_like of shape (k,), optional
-        Students' penalties lam_1..lam_k (None: all ``lam``). The risk is then
+    student_lams : float or array_like of shape (k,), optional
+        Students' penalties lam_1..lam_k (a scalar: every student's; None: all
+        ``lam``; ``step_lams`` is its deprecated name). The risk is then
         a quadratic in the products pi_j = xi_k ... xi_{k-j+1}, minimized in an
         orthonormal basis of the k-step filters.
     cov : array_like of shape (d, d) or (B, d, d), optional
@@ -322,17 +298,19 @@ def optimal_xi(
     >>> xi.shape, bool(risk <= fastsd.excess_risk(X, theta, 1.0, 0.5, []))
     ((2,), True)
     """
+    student_lams = _renamed_step_lams(student_lams, step_lams)
     lams, scalar = check_lams(lam)
     k = check_steps(k)
-    lams = _with_steps(lams, step_lams, k)
+    lams = _with_students(lams, student_lams, k)
+    dec, single = batched(X)
     if cov is not None:
-        dec = as_decomposition(X)
         check_result_size("optimal_xi", [dec.batch_shape + (lams.shape[0], k, k)])
-        single, s2, t, S, m, kappa, var = _population_inputs(dec, theta_star, noise_var, cov)
+        t, S, m, kappa, var = population_inputs(dec, theta_star, noise_var, cov)
+        s2 = dec.s2.reshape(t.shape)
         risk, xi = reference.population.sweep_optimal_population(s2, t, S, m, kappa, var, lams, k)
-        risk, xi = (risk[0], xi[0]) if single else (risk, xi)
+        risk, xi = unbatch(risk, single), unbatch(xi, single)
     else:
-        dec, t, var, unseen = _risk_inputs(X, theta_star, noise_var)
+        t, var, unseen = _risk_inputs(dec, theta_star, noise_var)
         check_result_size("optimal_xi", [dec.batch_shape + (lams.shape[0], k, k)])
         risk, xi = reference.sweep_optimal(dec.s2, t, var, dec.n_samples, lams, k)
         risk = risk + np.asarray(unseen)[..., None]
@@ -361,7 +339,8 @@ def oracle_risk(
     a = w (r^2 t^2 + e), b = w r t^2, e = sigma^2 s^2/(s^2 + lam)^2; directions
     sharing an eigenvalue share one filter value.
     """
-    dec, t, var, unseen = _risk_inputs(X, theta_star, noise_var)
+    dec = as_decomposition(X)
+    t, var, unseen = _risk_inputs(dec, theta_star, noise_var)
     lams, scalar = check_lams(lam)
     risk = reference.oracle_risk(dec.s2, t, var, dec.n_samples, lams) + unseen
     return _squeeze_lam(risk, scalar, axis=-1)
@@ -375,6 +354,7 @@ def optimal_xi_validation(
     lam: ArrayLike,
     k: int,
     *,
+    student_lams: ArrayLike | None = None,
     step_lams: ArrayLike | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     r"""Imitation parameters minimizing the validation MSE, in closed form.
@@ -387,8 +367,9 @@ def optimal_xi_validation(
     y_val : array_like of shape (n_val,) or (B, n_val)
     lam : float or array_like of shape (L,)
     k : int
-    step_lams : array_like of shape (k,), optional
-        Students' penalties lam_1..lam_k (None: all ``lam``).
+    student_lams : float or array_like of shape (k,), optional
+        Students' penalties lam_1..lam_k (a scalar: every student's; None: all
+        ``lam``; ``step_lams`` is its deprecated name).
 
     Returns
     -------
@@ -411,26 +392,19 @@ def optimal_xi_validation(
     >>> xi.shape
     (1,)
     """
-    dec = as_decomposition(X)
+    student_lams = _renamed_step_lams(student_lams, step_lams)
+    dec, single = batched(X)
     z = targets_projection(dec, y)
-    X_val = as_float_array(X_val, "X_val", ndim=(2, 3))
-    want = dec.batch_shape + (dec.eval_width,)
-    if X_val.shape[:-2] + X_val.shape[-1:] != want:
-        raise ValueError(
-            f"X_val must have shape {dec.batch_shape + ('n_val', dec.eval_width)} "
-            f"(same batch and features as X), got {X_val.shape}"
-        )
-    y_val = as_float_array(y_val, "y_val", ndim=(1, 2))
-    if y_val.shape != X_val.shape[:-1]:
-        raise ValueError(
-            f"y_val must have shape {X_val.shape[:-1]} to match X_val, got {y_val.shape}"
-        )
+    R, c, resid2, n_val = eval_inputs(dec, X_val, y_val, ("X_val", "y_val"))
     lams, scalar = check_lams(lam)
     k = check_steps(k)
     check_result_size("optimal_xi_validation", [dec.batch_shape + (lams.size, k, k)])
-    lams = _with_steps(lams, step_lams, k)
-    R, c, resid2 = reference.eval_projection(dec.eval_basis(X_val), y_val)
-    mse, xi = reference.optimal_validation(dec.s2, z, R, c, resid2, y_val.shape[-1], lams, k)
+    lams = _with_students(lams, student_lams, k)
+    B = R.shape[0]
+    mse, xi = reference.optimal_validation(
+        dec.s2.reshape(B, -1), z.reshape(B, -1), R, c, resid2, n_val, lams, k
+    )
+    mse, xi = unbatch(mse, single), unbatch(xi, single)
     xi_k = xi[..., k - 1, :] if k else np.zeros(mse.shape[:-1] + (0,))
     _report_nan_xi(xi_k)
     return _squeeze_lam(xi_k, scalar, axis=-2), _squeeze_lam(mse[..., k], scalar, axis=-1)

@@ -143,7 +143,7 @@ def constrained_rounds(problem: dict[str, Any], eps: float, max_rounds: int = 50
         filt = filt * np.where(live, d / (d + lam), 0.0)
         n_eff.append(float(filt.sum() ** 2 / np.sum(filt**2)))
         # round t = teacher (t = 1) or student t - 1 with xi = 1: fastsd's per-step lam
-        alpha = self_distill(dec, None, lams[0], np.ones(t - 1), step_lams=lams[1:])
+        alpha = self_distill(dec, None, lams[0], np.ones(t - 1), student_lams=lams[1:])
         test_mse.append(float(np.mean((cross @ alpha - problem["f_grid"]) ** 2)))
         targets = dec.U @ (d * (dec.U.T @ alpha)) + 0.0  # fitted values K alpha
         norms.append(float(np.linalg.norm(targets)))

@@ -44,7 +44,7 @@ def test_self_distill_matches_refit(design, kind, case):
     lam, steps, xi = CASES[case]
     X, _ = design(kind, case)
     y = np.random.default_rng(case).normal(size=X.shape[0])
-    got = fastsd.self_distill(X, y, lam, xi, step_lams=steps)
+    got = fastsd.self_distill(X, y, lam, xi, student_lams=steps)
     want = self_distill_refit(X, y, lam, xi, steps)
     assert _relerr(got, want) < RTOL
 
@@ -57,16 +57,16 @@ def test_equal_penalties_give_the_one_lambda_path(design):
     for lam in lams:
         same = [lam] * 3
         assert_allclose(
-            fastsd.self_distill(X, y, lam, xi, step_lams=same),
+            fastsd.self_distill(X, y, lam, xi, student_lams=same),
             fastsd.self_distill(X, y, lam, xi),
             rtol=1e-12,
         )
         assert_allclose(
-            fastsd.excess_risk(X, theta, 0.3, lam, xi, step_lams=same),
+            fastsd.excess_risk(X, theta, 0.3, lam, xi, student_lams=same),
             fastsd.excess_risk(X, theta, 0.3, lam, xi),
             rtol=1e-12,
         )
-        a_xi, a_risk = fastsd.optimal_xi(X, theta, 0.3, lam, 3, step_lams=same)
+        a_xi, a_risk = fastsd.optimal_xi(X, theta, 0.3, lam, 3, student_lams=same)
         b_xi, b_risk = fastsd.optimal_xi(X, theta, 0.3, lam, 3)
         assert_allclose(a_risk, b_risk, rtol=1e-10)
         assert_allclose(a_xi, b_xi, rtol=1e-7)
@@ -77,7 +77,7 @@ def test_batched_and_lambda_grid(design):
     X = rng.normal(size=(3, 20, 5))
     y = rng.normal(size=(3, 20))
     lams, steps, xi = np.array([0.1, 10.0]), [3.0, 0.02], [0.8, 1.6]
-    got = fastsd.self_distill(X, y, lams, xi, step_lams=steps)
+    got = fastsd.self_distill(X, y, lams, xi, student_lams=steps)
     assert got.shape == (3, 2, 5)
     for b in range(3):
         for l_idx, lam in enumerate(lams):
@@ -91,7 +91,7 @@ def test_excess_risk_matches_refit(design, kind, case):
     lam, steps, xi = CASES[case]
     X, _ = design(kind, case)
     theta = np.random.default_rng(case).normal(size=X.shape[1])
-    got = fastsd.excess_risk(X, theta, 0.4, lam, xi, step_lams=steps)
+    got = fastsd.excess_risk(X, theta, 0.4, lam, xi, student_lams=steps)
     assert abs(got - _refit_risk(X, theta, 0.4, lam, xi, steps)) <= RTOL * got
 
 
@@ -100,7 +100,7 @@ def test_excess_risk_matches_refit(design, kind, case):
 def test_optimal_xi_is_optimal(design, grid_search, kind, lam, steps):
     X, _ = design(kind, 7)
     theta = np.random.default_rng(7).normal(size=X.shape[1])
-    xi, risk = fastsd.optimal_xi(X, theta, 0.5, lam, 2, step_lams=steps)
+    xi, risk = fastsd.optimal_xi(X, theta, 0.5, lam, 2, student_lams=steps)
     # the literal refit with the reported schedule attains the reported risk
     # (NaN: reported as too ill-conditioned to reproduce, the risk is still exact)
     if np.all(np.isfinite(xi)):
@@ -109,14 +109,14 @@ def test_optimal_xi_is_optimal(design, grid_search, kind, lam, steps):
     dec = fastsd.decompose(X)
 
     def f(nodes):
-        return fastsd.excess_risk(dec, theta, 0.5, np.full(len(nodes), lam), nodes, step_lams=steps)
+        return fastsd.excess_risk(dec, theta, 0.5, np.full(len(nodes), lam), nodes, student_lams=steps)
 
     _, best = grid_search(f, 2, box=max(10.0, 2 * np.max(np.abs(xi))))
     assert risk <= best * (1 + 1e-9)
     # one step: same check against the k = 1 grid
-    xi1, risk1 = fastsd.optimal_xi(X, theta, 0.5, lam, 1, step_lams=steps[:1])
+    xi1, risk1 = fastsd.optimal_xi(X, theta, 0.5, lam, 1, student_lams=steps[:1])
     _, best1 = grid_search(
-        lambda c: fastsd.excess_risk(dec, theta, 0.5, np.full(len(c), lam), c, step_lams=steps[:1]),
+        lambda c: fastsd.excess_risk(dec, theta, 0.5, np.full(len(c), lam), c, student_lams=steps[:1]),
         1,
         box=max(10.0, 2 * abs(float(xi1[0]))),
     )
@@ -132,7 +132,7 @@ def test_optimal_xi_large_k_stays_exact():
     steps = np.tile([0.2, 2.0], 5)
     risks = []
     for k in range(0, 11):
-        xi, risk = fastsd.optimal_xi(X, theta, 1.0, 1.0, k, step_lams=steps[:k])
+        xi, risk = fastsd.optimal_xi(X, theta, 1.0, 1.0, k, student_lams=steps[:k])
         risks.append(risk)
         if k and np.all(np.isfinite(xi)):
             assert abs(_refit_risk(X, theta, 1.0, 1.0, xi, steps[:k]) - risk) <= XI_RTOL * risk
@@ -146,7 +146,7 @@ def test_optimal_xi_validation_matches_refit(steps):
     X, Xv = rng.normal(size=(30, 6)), rng.normal(size=(25, 6))
     theta = rng.normal(size=6)
     y, yv = X @ theta + rng.normal(size=30), Xv @ theta + rng.normal(size=25)
-    xi, mse = fastsd.optimal_xi_validation(X, y, Xv, yv, 0.7, 2, step_lams=steps)
+    xi, mse = fastsd.optimal_xi_validation(X, y, Xv, yv, 0.7, 2, student_lams=steps)
     th = self_distill_refit(X, y, 0.7, xi, steps)
     assert abs(np.mean((yv - Xv @ th) ** 2) - mse) <= 1e-9 * mse
     for _ in range(20):  # no nearby schedule does better
@@ -179,7 +179,7 @@ def test_teacher_student_sweeps_match_core_and_reference():
         sched, steps = np.full(k, xis[g]), np.full(k, students[m])
         assert_allclose(
             risk[:, l_idx, m, g, k],
-            fastsd.excess_risk(X, theta, 0.3, lams[l_idx], sched, step_lams=steps),
+            fastsd.excess_risk(X, theta, 0.3, lams[l_idx], sched, student_lams=steps),
             rtol=1e-12,
         )
         for b in range(3):
@@ -194,7 +194,7 @@ def test_teacher_student_sweeps_match_core_and_reference():
     both = np.isfinite(xi) & np.isfinite(xi_nb)
     assert both.sum() >= 0.8 * np.isfinite(xi).sum()
     assert_allclose(xi_nb[both], xi[both], rtol=1e-6)
-    want_xi, want = fastsd.optimal_xi(X, theta, 0.3, lams[2], 2, step_lams=[students[1]] * 2)
+    want_xi, want = fastsd.optimal_xi(X, theta, 0.3, lams[2], 2, student_lams=[students[1]] * 2)
     assert_allclose(opt[:, 2, 1, 2], want, rtol=1e-12)
     vmse, vxi = fastsd.sweep_optimal_validation(
         X, y, Xe, ye, lams, K, student_lams=students, backend="numpy"
@@ -204,20 +204,38 @@ def test_teacher_student_sweeps_match_core_and_reference():
     both = np.isfinite(vxi) & np.isfinite(vxi_nb)
     assert both.sum() >= 0.8 * np.isfinite(vxi).sum()
     assert_allclose(vxi_nb[both], vxi[both], rtol=1e-6)
-    _, want = fastsd.optimal_xi_validation(X, y, Xe, ye, lams[0], 3, step_lams=[students[2]] * 3)
+    _, want = fastsd.optimal_xi_validation(X, y, Xe, ye, lams[0], 3, student_lams=[students[2]] * 3)
     assert_allclose(vmse[:, 0, 2, 3], want, rtol=1e-12)
 
 
-def test_bad_step_lams_are_named():
+def test_bad_student_lams_are_named():
     X, y = np.eye(4), np.ones(4)
-    with pytest.raises(ValueError, match="step_lams must have shape \\(2,\\)"):
-        fastsd.self_distill(X, y, 1.0, [0.5, 0.5], step_lams=[1.0])
-    with pytest.raises(ValueError, match="step_lams must be >= 0"):
-        fastsd.excess_risk(X, np.ones(4), 1.0, 1.0, [0.5], step_lams=[-1.0])
-    with pytest.raises(ValueError, match="step_lams contains NaN"):
-        fastsd.optimal_xi(X, np.ones(4), 1.0, 1.0, 1, step_lams=[np.nan])
+    with pytest.raises(ValueError, match="student_lams must be a scalar or have shape \\(2,\\)"):
+        fastsd.self_distill(X, y, 1.0, [0.5, 0.5], student_lams=[1.0])
+    with pytest.raises(ValueError, match="student_lams must be >= 0"):
+        fastsd.excess_risk(X, np.ones(4), 1.0, 1.0, [0.5], student_lams=[-1.0])
+    with pytest.raises(ValueError, match="student_lams contains NaN"):
+        fastsd.optimal_xi(X, np.ones(4), 1.0, 1.0, 1, student_lams=[np.nan])
     with pytest.raises(ValueError, match="student_lams must be >= 0"):
         fastsd.sweep_risk(X[None], np.ones((1, 4)), 1.0, [1.0], [0.5], 2, student_lams=[-1.0])
+
+
+def test_scalar_student_lams_is_every_student():
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(30, 5)), rng.normal(size=30)
+    got = fastsd.self_distill(X, y, 0.5, [0.3, 0.7, 1.2], student_lams=2.0)
+    assert_allclose(got, fastsd.self_distill(X, y, 0.5, [0.3, 0.7, 1.2], student_lams=[2.0] * 3))
+
+
+def test_step_lams_is_the_deprecated_name_of_student_lams():
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(30, 5)), rng.normal(size=30)
+    with pytest.warns(FutureWarning, match="step_lams is renamed student_lams"):
+        old = fastsd.self_distill(X, y, 0.5, [0.3, 0.7], step_lams=[1.0, 2.0])
+    new = fastsd.self_distill(X, y, 0.5, [0.3, 0.7], student_lams=[1.0, 2.0])
+    assert np.array_equal(old, new)
+    with pytest.raises(TypeError, match="pass student_lams only"):
+        fastsd.self_distill(X, y, 0.5, [0.3], student_lams=[1.0], step_lams=[1.0])
 
 
 def _mp_optimum(s2, t, var, n, lam_sched, k):
@@ -279,12 +297,12 @@ def test_zero_penalties(design, grid_search, lam, steps):
     still matches the grid, and its schedule is recovered and reproduced by the refit."""
     X, _ = design("tall", 3)
     theta = np.random.default_rng(3).normal(size=X.shape[1])
-    xi, risk = fastsd.optimal_xi(X, theta, 0.5, lam, 2, step_lams=steps)
+    xi, risk = fastsd.optimal_xi(X, theta, 0.5, lam, 2, student_lams=steps)
     assert np.all(np.isfinite(xi))
     assert abs(_refit_risk(X, theta, 0.5, lam, xi, steps) - risk) <= XI_RTOL * risk
     dec = fastsd.decompose(X)
     _, best = grid_search(
-        lambda c: fastsd.excess_risk(dec, theta, 0.5, np.full(len(c), lam), c, step_lams=steps),
+        lambda c: fastsd.excess_risk(dec, theta, 0.5, np.full(len(c), lam), c, student_lams=steps),
         2,
         box=max(10.0, 2 * np.max(np.abs(xi))),
     )
