@@ -56,7 +56,7 @@ ALLOWED = {
     "kernels": _LOW | {"math"},
     "decomposition": _LOW | {"math"},
     "engine": _LOW | {"math", "reference", "kernels", "decomposition"},
-    "store": _LOW,
+    "store": _LOW | {"math"},
     "blocks": _NUMERIC | {"store"},
     "data": _NUMERIC,
     "config": _NUMERIC | {"store", "blocks", "data"},

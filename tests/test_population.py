@@ -133,7 +133,13 @@ def test_sweeps_match_core(problems):
     assert_allclose(
         ts[:, 1, 0, 2, 2],
         fastsd.excess_risk(
-            p.X, p.theta_star, p.noise_var, lams[1], [xis[2]] * 2, student_lams=[5.0, 5.0], cov=p.cov
+            p.X,
+            p.theta_star,
+            p.noise_var,
+            lams[1],
+            [xis[2]] * 2,
+            student_lams=[5.0, 5.0],
+            cov=p.cov,
         ),
         rtol=1e-12,
     )

@@ -109,14 +109,18 @@ def test_optimal_xi_is_optimal(design, grid_search, kind, lam, steps):
     dec = fastsd.decompose(X)
 
     def f(nodes):
-        return fastsd.excess_risk(dec, theta, 0.5, np.full(len(nodes), lam), nodes, student_lams=steps)
+        return fastsd.excess_risk(
+            dec, theta, 0.5, np.full(len(nodes), lam), nodes, student_lams=steps
+        )
 
     _, best = grid_search(f, 2, box=max(10.0, 2 * np.max(np.abs(xi))))
     assert risk <= best * (1 + 1e-9)
     # one step: same check against the k = 1 grid
     xi1, risk1 = fastsd.optimal_xi(X, theta, 0.5, lam, 1, student_lams=steps[:1])
     _, best1 = grid_search(
-        lambda c: fastsd.excess_risk(dec, theta, 0.5, np.full(len(c), lam), c, student_lams=steps[:1]),
+        lambda c: fastsd.excess_risk(
+            dec, theta, 0.5, np.full(len(c), lam), c, student_lams=steps[:1]
+        ),
         1,
         box=max(10.0, 2 * abs(float(xi1[0]))),
     )

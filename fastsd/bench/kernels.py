@@ -30,6 +30,7 @@ import numpy as np
 from .. import reference
 from ..decomposition import decompose
 from ..decomposition.kernel import decompose_kernel
+from ..engine.grids import constant_schedules
 from ..engine.sweeps import sweep_optimal, sweep_risk
 from .e2e import WORKLOADS, format_e2e, measure_e2e
 
@@ -121,7 +122,7 @@ def measure(repeat: int = 3, quick: bool = False) -> dict[str, Any]:
         lambda: sweep_risk(dec, theta, var, lams, xis, K, backend="numpy"), max(1, repeat // 3)
     )
     t2 = dec.project_theta(theta)
-    schedules = np.repeat(xis[:, None], K, axis=1)
+    schedules = constant_schedules(xis, K)
     res["w1_numpy_blocked_s"] = _best_time(
         lambda: [
             reference.sweep_risk(

@@ -47,6 +47,7 @@ from ..blocks.plan import block_grid
 from ..blocks.runner import run_blocks
 from ..blocks.tasks import SweepTask
 from ..decomposition import decompose
+from ..engine.grids import constant_schedules
 from ..engine.sweeps import sweep_risk
 from .kernels import machine_description, workload
 
@@ -123,7 +124,7 @@ class RunnerSweep:
         self.X, self.theta, self.var = w["X"], w["theta"], w["noise_var"]
         self.lams, self.xis, self.K = w["lams"], w["xis"], w["K"]
         self.blocks = block_grid(B, self.lams.size, B // 8 if B >= 64 else 8, 5)
-        self.schedules = np.repeat(self.xis[:, None], self.K, axis=1)
+        self.schedules = constant_schedules(self.xis, self.K)
         self.out = np.empty((B, self.lams.size, self.xis.size, self.K + 1))
 
     def loop(self) -> None:

@@ -32,7 +32,7 @@ from ..engine.inputs import check_backend, check_schedules
 from ..exceptions import warn_unrecoverable
 from ..store.reading import label_sweep
 from .executors import get_executor
-from .plan import Block, block_grid, plan_blocks
+from .plan import Block, block_grid, block_memory, plan_blocks
 from .runner import run_blocks
 from .tasks import BlockResult, SweepTask
 
@@ -227,10 +227,7 @@ def sweep_risk_chunked(
     schedules = check_schedules(xis, max_steps)
     B, n, d, theta, var = _problem_source(X, theta_star, noise_var)
     G, K = schedules.shape
-    p = min(n, d)
-    per_problem = 8 * (n * d + 2 * (n + d) * p + d * d)
-    per_pair = 8 * G * (K + 1) + (8 * 6 * G * p if backend == "numpy" else 0)
-    plan = plan_blocks(B, lams.size, per_problem, per_pair, memory_limit)
+    plan = plan_blocks(B, lams.size, *block_memory(n, d, K, G, backend=backend), memory_limit)
     task = SweepTask(
         "risk",
         X,
@@ -313,10 +310,7 @@ def sweep_optimal_chunked(
     lams, _ = check_lams(lams, "lams")
     K = check_steps(max_steps, "max_steps")
     B, n, d, theta, var = _problem_source(X, theta_star, noise_var)
-    p = min(n, d)
-    per_problem = 8 * (n * d + 2 * (n + d) * p + d * d)
-    per_pair = 8 * (K + 1 + K * K) + (8 * 8 * K * (p + K) if backend == "numpy" else 0)
-    plan = plan_blocks(B, lams.size, per_problem, per_pair, memory_limit)
+    plan = plan_blocks(B, lams.size, *block_memory(n, d, K, None, backend=backend), memory_limit)
     task = SweepTask(
         "optimal",
         X,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Block", "plan_blocks", "block_grid"]
+__all__ = ["Block", "block_grid", "block_memory", "plan_blocks"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,58 @@ class Block:
     b1: int
     l0: int
     l1: int
+
+
+def block_memory(
+    n: int,
+    d: int,
+    max_steps: int,
+    schedules: int | None,
+    *,
+    n_eval: int = 0,
+    metrics: int = 1,
+    stored: int = 0,
+    backend: str = "numba",
+) -> tuple[int, int]:
+    """The memory model of a block: (bytes per problem, bytes per (problem, lambda) pair).
+
+    Parameters
+    ----------
+    n, d : int
+        Shape of one design.
+    max_steps : int
+        K.
+    schedules : int or None
+        G for a fixed-xi sweep, None for an optimal-xi one.
+    n_eval : int, default=0
+        Evaluation rows per problem (validation + test).
+    metrics : int, default=1
+        Result arrays of the kind per pair (risk, or val_mse [+ test_mse]).
+    stored : int, default=0
+        Bytes per pair of the stored layout (the consumer's copy of the block).
+    backend : {"numba", "numpy"}
+
+    Returns
+    -------
+    per_problem : int
+        X (n d), the decomposition and the side formed on first use (2 (n + d) p),
+        the Gram matrix (d^2) and the projected evaluation rows (n_eval (d + p)),
+        float64, p = min(n, d).
+    per_pair : int
+        The task's result (G (K + 1) per metric for fixed xi, K + 1 per metric and
+        K^2 for the optimal xi), the stored copy, and the NumPy reference's
+        temporaries (8 G p or 8 K (p + K) per pair).
+    """
+    K, p = max_steps, min(n, d)
+    per_problem = 8 * (n * d + 2 * (n + d) * p + d * d + n_eval * (d + p))
+    if schedules is not None:
+        result = metrics * schedules * (K + 1)
+        temporaries = 8 * schedules * p
+    else:
+        result = metrics * (K + 1) + K * K
+        temporaries = 8 * K * (p + K)
+    per_pair = 8 * result + stored + (8 * temporaries if backend == "numpy" else 0)
+    return per_problem, per_pair
 
 
 def plan_blocks(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,12 +20,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..blocks.executors import DaskExecutor, get_executor
-from ..blocks.plan import block_grid, plan_blocks
+from ..blocks.plan import block_grid, block_memory, plan_blocks
 from ..blocks.runner import run_blocks
 from ..blocks.tasks import SweepTask
+from ..engine.grids import constant_schedules
 from ..exceptions import ConfigError, report_unrecoverable
 from ..store.layout import KIND_OF, coordinates, layout, store_values
-from ..store.manifest import BLOCKS, MANIFEST, ZARR, prepare_output, read_manifest
+from ..store.manifest import (
+    BLOCKS,
+    MANIFEST,
+    ZARR,
+    prepare_output,
+    read_manifest,
+    remove_entries,
+)
 from ..store.writer import SweepStore
 from .schema import SweepConfig, diff_configs, load_config
 from .sources import load_problems
@@ -75,13 +82,17 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
             f"{per_pair:,} bytes), over run.max_output_gb = {run['max_output_gb']:g}; "
             "shrink the grid (lams, xis, max_steps) or raise run.max_output_gb"
         )
-    p = min(n, d)
-    per_problem = 8 * (n * d + 2 * (n + d) * p + d * d)
     n_eval = sum(a.shape[1] for name, a in problems.arrays.items() if name in ("X_val", "X_test"))
-    per_problem += 8 * n_eval * (d + p)  # evaluation sets, projected per block
-    work = per_pair + 8 * (K + 1) * (G or K)  # the kernel's own output per pair
-    if run["backend"] == "numpy":
-        work += 8 * 8 * (G or K) * p * (K + 1)
+    per_problem, work = block_memory(
+        n,
+        d,
+        K,
+        G,
+        n_eval=n_eval,
+        metrics=sum(name.endswith(("risk", "mse")) for name in variables),
+        stored=per_pair,
+        backend=run["backend"],
+    )
     try:
         pb, lb = plan_blocks(B, L, per_problem, work, run["memory_limit"])
     except ValueError:
@@ -106,8 +117,7 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
 
 def _task(cfg: SweepConfig, problems: ProblemSet, kind: str, threads: int | None) -> SweepTask:
     a = problems.arrays
-    xis = cfg.xis
-    schedules = None if xis is None else np.repeat(xis[:, None], cfg.max_steps, axis=1)
+    schedules = None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps)
     return SweepTask(
         kind,
         a["X"],
@@ -146,12 +156,7 @@ def _attrs(
 
 def _remove_new_output(out: str, created_dir: bool) -> None:
     """Undo a fresh run that stored no block: remove what it created, nothing else."""
-    for name in (MANIFEST, ZARR, BLOCKS):
-        path = os.path.join(out, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.exists(path):
-            os.remove(path)
+    remove_entries(out, (MANIFEST, ZARR, BLOCKS))
     if created_dir and os.path.isdir(out) and not os.listdir(out):
         os.rmdir(out)
 
@@ -208,9 +213,7 @@ def run_sweep(
             chunks = tuple(store.manifest["plan"]["chunks"])
         else:
             chunks = plan["chunks"]
-            schedules = (
-                None if cfg.xis is None else np.repeat(cfg.xis[:, None], cfg.max_steps, axis=1)
-            )
+            schedules = None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps)
             coords = coordinates(B, cfg.lams, cfg.max_steps, schedules, cfg.xis, problems.coords)
             manifest = {
                 "config": cfg.resolved,

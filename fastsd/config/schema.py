@@ -43,6 +43,7 @@ from numpy.typing import NDArray
 
 from .. import problems as families
 from .._config import BACKENDS
+from .._validation import check_lams
 from ..datasets import dataset_info
 from ..exceptions import ConfigError
 
@@ -163,12 +164,12 @@ def _lams(spec: object) -> NDArray[np.float64]:
             raise ConfigError("grid.lams needs finite numbers 0 < start <= stop")
         _int(num, "grid.lams.num", 1, 10**7)
         return np.logspace(np.log10(start), np.log10(stop), num)
+    if not isinstance(spec, list):
+        raise ConfigError("grid.lams must be a list of numbers or {start, stop, num}")
     try:
-        lams = np.asarray(spec, dtype=float)
-    except (TypeError, ValueError):
-        raise ConfigError("grid.lams must be a list of numbers or {start, stop, num}") from None
-    if lams.ndim != 1 or lams.size == 0 or not np.all(np.isfinite(lams)) or np.any(lams < 0):
-        raise ConfigError("grid.lams must be a non-empty list of finite numbers >= 0")
+        lams, _ = check_lams(spec, "grid.lams")
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
     return lams
 
 

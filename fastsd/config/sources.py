@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import problems as families
-from ..datasets import load_dataset, split_dataset
+from ..datasets import Standardization, load_dataset, split_dataset
 from ..exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -103,15 +103,10 @@ def _preprocess(
     preprocess: dict[str, Any],
 ) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
     """Centre (intercept) and scale (standardize) every part with the train part's stats."""
-    (X, y), rest = parts[0], parts[1:]
-    centre = preprocess["intercept"] or preprocess["standardize"]
-    x_mean = X.mean(axis=0) if centre else np.zeros(X.shape[1])
-    y_mean = y.mean() if centre else 0.0
-    scale = np.ones(X.shape[1])
-    if preprocess["standardize"]:
-        std = X.std(axis=0)
-        scale = np.where(std <= 1e-12 * np.maximum(1.0, np.abs(x_mean)), 1.0, std)
-    return [((Xp - x_mean) / scale, yp - y_mean) for Xp, yp in [(X, y), *rest]]
+    if not (preprocess["intercept"] or preprocess["standardize"]):
+        return list(parts)
+    stats = Standardization.fit(*parts[0], scale=preprocess["standardize"])
+    return [((Xp - stats.x_mean) / stats.x_scale, yp - stats.y_mean) for Xp, yp in parts]
 
 
 def _split(

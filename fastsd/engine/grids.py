@@ -42,6 +42,7 @@ from ..kernels import optimal as optimal_kernels
 from ..kernels import sweep as sweep_kernels
 
 __all__ = [
+    "constant_schedules",
     "lam_rows",
     "mse_grid",
     "optimal_grid",
@@ -61,6 +62,11 @@ def lam_rows(lams: FloatArray, students: FloatArray | None, max_steps: int) -> F
     rows[..., 0] = lams[:, None]
     rows[..., 1:] = students[None, :, None]
     return rows.reshape(-1, max_steps + 1)
+
+
+def constant_schedules(xis: FloatArray, max_steps: int) -> FloatArray:
+    """Schedules (G, K) that repeat each constant xi (G,) at every step."""
+    return np.repeat(xis[:, None], max_steps, axis=1)
 
 
 def _reference_lams(rows: FloatArray) -> FloatArray:

@@ -28,7 +28,7 @@ from .._validation import (
 from ..decomposition import Decomposition, KernelDecomposition, as_decomposition
 from ..decomposition.streamed import eval_projection as streamed_eval_projection
 from ..decomposition.streamed import is_streamed
-from .grids import lam_rows
+from .grids import constant_schedules, lam_rows
 
 __all__ = [
     "batched",
@@ -86,7 +86,7 @@ def check_schedules(xis: ArrayLike, max_steps: int) -> FloatArray:
         raise ValueError(f"xis is empty (shape {xis.shape}); pass at least one schedule")
     if xis.ndim == 1:
         check_result_size("the xi schedules", [(xis.shape[0], K)])
-        return np.repeat(xis[:, None], K, axis=1)
+        return constant_schedules(xis, K)
     if xis.shape[1] != K:
         raise ValueError(
             f"xis of shape (G, K) must have K = max_steps = {K} columns, got {xis.shape}"

@@ -139,3 +139,12 @@ def xi_from_h_coefficients(h: FloatArray) -> FloatArray:
     ratio = np.where(tail_zero, 0.0, ratio)
     ratio = np.where((denom == 0) & ~tail_zero, np.nan, ratio)
     return np.flip(ratio, axis=-1) if k else ratio
+
+
+def steps_table(xi: FloatArray) -> FloatArray:
+    """Optimal-xi results (..., K, K), row k - 1 the k-step schedule, as a table by
+    step count (..., K + 1, K): row k the k-step schedule, row 0 (ridge) all NaN."""
+    K = xi.shape[-1]
+    table = np.full(xi.shape[:-2] + (K + 1, K), np.nan)
+    table[..., 1:, :] = xi
+    return table

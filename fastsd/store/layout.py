@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._typing import FloatArray
+from ..math.reparam import steps_table
 
 __all__ = [
     "KIND_OF",
@@ -107,9 +108,7 @@ def store_values(kind: str, result: Mapping[str, FloatArray]) -> dict[str, NDArr
     if "xi" in result:
         xi = result["xi"]  # (b, l, K, K), row k - 1 = k-step schedule
         b, l, K = xi.shape[:3]
-        padded = np.full((b, l, K + 1, K), np.nan)
-        padded[:, :, 1:] = xi
-        out["xi"] = padded
+        out["xi"] = steps_table(xi)
         ok = np.ones((b, l, K + 1), dtype=bool)
         if K:
             ok[:, :, 1:] = ~np.isnan(xi[..., 0])

@@ -24,8 +24,10 @@ __all__ = [
     "MANIFEST",
     "OWNED",
     "ZARR",
+    "load_manifest",
     "prepare_output",
     "read_manifest",
+    "remove_entries",
     "versions",
     "write_json",
 ]
@@ -59,14 +61,44 @@ def write_json(path: str, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def load_manifest(out: str) -> dict[str, Any]:
+    """The manifest of the sweep output ``out``.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, when ``out`` has no manifest, or one that is not valid
+        JSON or not a fastsd sweep manifest.
+    """
+    path = os.path.join(out, MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{out} is not a fastsd sweep output (no {MANIFEST})") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable JSON manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("fastsd_sweep") != 1:
+        raise ValueError(f"{path} is not a fastsd sweep manifest")
+    return manifest
+
+
 def read_manifest(out: str) -> dict[str, Any] | None:
     """The manifest of ``out`` if it is a fastsd sweep output, else None."""
     try:
-        with open(os.path.join(out, MANIFEST)) as f:
-            manifest = json.load(f)
-    except (OSError, ValueError):
+        return load_manifest(out)
+    except ValueError:
         return None
-    return manifest if isinstance(manifest, dict) and manifest.get("fastsd_sweep") == 1 else None
+
+
+def remove_entries(out: str, names: Sequence[str] = OWNED) -> None:
+    """Remove the entries ``names`` (files or folders) of ``out`` that exist, nothing else."""
+    for name in names:
+        path = os.path.join(out, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
 
 
 def _inside(child: str, parent: str) -> bool:
@@ -131,12 +163,7 @@ def prepare_output(
     manifest = read_manifest(out)
     if overwrite:
         _check_deletable(out, config_path)
-        for name in OWNED:
-            path = os.path.join(out, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
+        remove_entries(out)
         return "new"
     if manifest is None:
         raise ConfigError(

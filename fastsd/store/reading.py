@@ -26,7 +26,6 @@ layout and the same tidy DataFrame.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from numpy.typing import ArrayLike
 
 from .._typing import FloatArray
 from .layout import constant_xi, coordinates, layout, store_values
+from .manifest import load_manifest
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -203,14 +203,4 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepResult:
     SweepResult
     """
     path = os.fspath(path)
-    manifest_path = os.path.join(path, "manifest.json")
-    try:
-        with open(manifest_path) as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"{path} is not a fastsd sweep output (no manifest.json)") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{manifest_path} is not valid JSON ({exc})") from None
-    if manifest.get("fastsd_sweep") != 1:
-        raise ValueError(f"{manifest_path} is not a fastsd sweep manifest")
-    return SweepResult(path, manifest)
+    return SweepResult(path, load_manifest(path))
