@@ -341,3 +341,13 @@ def test_unaligned_input_gives_the_same_decomposition():
     want, got = fastsd.decompose(X), fastsd.decompose(unaligned)
     assert np.array_equal(got.s2, want.s2)
     assert np.array_equal(got.V, want.V)
+
+
+def test_backend_argument_is_deprecated_and_changes_nothing():
+    X = np.random.default_rng(0).normal(size=(3, 20, 5))
+    with pytest.warns(FutureWarning, match="decompose\\(backend=...\\) has no effect"):
+        old = fastsd.decompose(X, backend="numba")
+    new = fastsd.decompose(X)
+    assert np.array_equal(old.s2, new.s2) and np.array_equal(old.V, new.V)
+    with pytest.raises(ValueError, match="backend must be"):
+        fastsd.decompose(X, backend="gpu")

@@ -6,8 +6,8 @@ r"""Executors of the block runner: where the blocks of a sweep are computed.
 * :class:`DaskExecutor`: consecutive blocks are grouped into Dask tasks that
   run the same task object on a worker (the pattern of STUMPY's ``stumped``:
   one driver, submitted per chunk), about ``tasks_per_thread`` tasks per worker
-  thread: a Dask task costs ~2.5 ms of scheduling here, as much as a small
-  block's compute. The task object is scattered to the workers once; the blocks
+  thread: a Dask task costs milliseconds of scheduling, as much as a small
+  block's compute (measurements: the user guide's performance page). The task object is scattered to the workers once; the blocks
   of one problem range are preferably sent to one worker (which then decomposes
   those problems once); results come back to this process, block by block,
   which alone writes the store. The Numba thread count of a block follows the

@@ -29,6 +29,7 @@ Values that agree to within the same rounding level are made exactly equal
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -62,7 +63,7 @@ def decompose(
     y: ArrayLike | None = None,
     *,
     method: str = "auto",
-    backend: str = "numpy",
+    backend: str | None = None,
     threads: int | None = None,
     block_rows: int | None = None,
     kernel: str | Callable[..., float] | None = None,
@@ -89,11 +90,10 @@ def decompose(
         ``"svd"`` uses a thin SVD of X; ``"qr_svd"`` a thin QR of X (of X^T if
         d > n) and the SVD of its triangle -- the SVD's accuracy without
         forming U (in memory only; both copy X once).
-    backend : {"numpy", "numba"}, default="numpy"
-        Both run BLAS ``dsyrk`` + LAPACK ``dsyevd`` per problem; several
-        problems run in parallel (one BLAS thread each), one problem splits
-        its Gram product over the threads. ``"numba"`` is kept for earlier
-        callers and gives the same result.
+    backend : None
+        Deprecated, without effect: every route runs BLAS/LAPACK directly
+        (several problems in parallel, one BLAS thread each; one problem splits
+        its Gram product over the threads). Passing it warns; it will be removed.
     threads : int, optional
         Worker threads (default: Numba's thread count,
         ``numba.get_num_threads()``). Results do not depend on it.
@@ -131,8 +131,15 @@ def decompose(
         return decompose_features(X, y, kernel, kernel_params)
     if method != "auto" and method not in METHODS:
         raise ValueError(f"method must be 'auto', 'gram', 'svd' or 'qr_svd', got {method!r}")
-    if backend not in ("numpy", "numba"):
-        raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
+    if backend is not None:
+        if backend not in ("numpy", "numba"):
+            raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
+        warnings.warn(
+            "decompose(backend=...) has no effect (every route runs the same LAPACK "
+            "routines) and will be removed in fastsd 0.3; drop the argument",
+            FutureWarning,
+            stacklevel=2,
+        )
     check_threads(threads)
     count = numba.get_num_threads() if threads is None else threads
     if _is_streamed(X):

@@ -44,7 +44,7 @@ def _function(module, name, nargs):
 
 @functools.cache
 def _routines():
-    """(dsyrk, dsyevd), resolved on first use (importing scipy.linalg costs ~0.2 s)."""
+    """(dsyrk, dsyevd), resolved on first use (importing scipy.linalg is slow)."""
     return (
         _function("scipy.linalg.cython_blas", "dsyrk", 10),
         _function("scipy.linalg.cython_lapack", "dsyevd", 11),

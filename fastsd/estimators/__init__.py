@@ -36,7 +36,7 @@ __all__ = [
     "tuning_table",
 ]
 
-# Kernel ridge (issue 11): SelfDistilledKernelRidge(CV), see ._kernel.
+# Kernel ridge: SelfDistilledKernelRidge(CV), see ._kernel.
 from ._kernel import SelfDistilledKernelRidge, SelfDistilledKernelRidgeCV  # noqa: E402
 
 __all__ += ["SelfDistilledKernelRidge", "SelfDistilledKernelRidgeCV"]
