@@ -41,7 +41,7 @@ max_steps = 4
 selection = "oracle"
 output = "{output}"
 block = 1
-memory_limit = "54KiB"
+memory_limit = "108KiB"
 """
 
 
@@ -200,7 +200,7 @@ def test_chunked_sweeps_with_a_client_equal_in_process():
     ):
         warnings.simplefilter("ignore", fastsd.IllConditionedXiWarning)
         for reduce in (None, "min"):
-            kw = dict(reduce=reduce, memory_limit=12_000)
+            kw = dict(reduce=reduce, memory_limit=24_000)
             want = fastsd.sweep_optimal_chunked(X, theta, 0.5, lams, 3, **kw)
             got = fastsd.sweep_optimal_chunked(X, theta, 0.5, lams, 3, client=client, **kw)
             want_r = fastsd.sweep_risk_chunked(X, theta, 0.5, lams, [0.0, 0.7], 3, **kw)

@@ -530,7 +530,7 @@ max_steps = 4
 selection = "oracle"
 output = "out"
 block = 1
-memory_limit = "54KiB"
+memory_limit = "108KiB"
 """
 
 

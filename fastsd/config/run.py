@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from ..blocks.executors import DaskExecutor, get_executor
-from ..blocks.plan import block_grid, block_memory, plan_blocks
+from ..blocks.plan import IN_FLIGHT, block_grid, block_memory, memory_needed, plan_blocks
 from ..blocks.runner import run_blocks
-from ..blocks.tasks import SweepTask
+from ..blocks.tasks import StoreTask, SweepTask
 from ..engine.grids import constant_schedules
 from ..exceptions import ConfigError, report_unrecoverable
-from ..store.layout import KIND_OF, coordinates, layout, store_values
+from ..store.layout import KIND_OF, coordinates, layout
 from ..store.manifest import (
     BLOCKS,
     MANIFEST,
@@ -94,14 +94,15 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
         backend=run["backend"],
     )
     try:
-        pb, lb = plan_blocks(B, L, per_problem, work, run["memory_limit"])
+        pb, lb = plan_blocks(B, L, per_problem, work, run["memory_limit"], per_pair)
     except ValueError:
         raise ConfigError(
-            f"one block (1 problem x 1 lambda) needs about {_gb(2 * (per_problem + work))}, "
-            f"over run.memory_limit = {_gb(run['memory_limit'])}; raise run.memory_limit "
-            "or shrink max_steps / xis"
+            f"one block (1 problem x 1 lambda) needs about "
+            f"{_gb(memory_needed(per_problem, work))} of run.memory_limit, over "
+            f"{_gb(run['memory_limit'])}; raise run.memory_limit or shrink max_steps / xis"
         ) from None
-    pb = min(pb, run["block"])
+    if run["block"] is not None:
+        pb = min(pb, run["block"])
     block_bytes = pb * (per_problem + lb * work)
     inputs = sum(a.nbytes for a in problems.arrays.values())
     return {
@@ -111,7 +112,7 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
         "blocks": len(block_grid(B, L, pb, lb)),
         "output_bytes": int(output_bytes),
         "block_bytes": int(block_bytes),
-        "peak_bytes": int(inputs + 2 * block_bytes),
+        "peak_bytes": int(inputs + 2 * IN_FLIGHT * block_bytes),
     }
 
 
@@ -184,19 +185,27 @@ def run_sweep(
         A tqdm bar, or ``progress(blocks_done, blocks_total)``.
     scheduler, client
         Where to compute the blocks (see :func:`fastsd.blocks.executors.get_executor`).
+        Under Dask the workers write their blocks into ``cfg.output`` themselves:
+        it must be a path they all see (a shared filesystem).
 
     Returns
     -------
     str
-        The output directory; open it with :func:`fastsd.load_sweep`.
+        The output directory; open it with :func:`fastsd.load_sweep`. Its
+        manifest's ``last_run`` holds this run's timestamps (``started``,
+        ``problems_loaded``, ``executor_ready``, ``store_closed``; seconds since
+        the epoch), the executor and the number of blocks computed.
     """
+    started = time.time()
     if not isinstance(cfg, SweepConfig):
         cfg = load_config(cfg)
     out = cfg.output
     problems = load_problems(cfg.resolved)
     plan = plan_sweep(cfg, problems)
+    loaded = time.time()
     executor = get_executor(scheduler=scheduler, client=client)  # before touching the output
     with executor:
+        ready = time.time()
         mode = prepare_output(
             out,
             resume=resume,
@@ -205,72 +214,89 @@ def run_sweep(
             config_path=cfg.path,
             diff=lambda old: diff_configs(old, cfg.resolved),
         )
+        store, created_dir = _open_store(cfg, problems, plan, mode)
         B, L = problems.n_problems, cfg.lams.size
-        existing = read_manifest(out) if mode == "resume" else None
-        created_dir = not os.path.isdir(out)
-        if existing is not None and existing.get("state") == "ready":
-            store = SweepStore.open(out)
-            chunks = tuple(store.manifest["plan"]["chunks"])
-        else:
-            chunks = plan["chunks"]
-            schedules = None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps)
-            coords = coordinates(B, cfg.lams, cfg.max_steps, schedules, cfg.xis, problems.coords)
-            manifest = {
-                "config": cfg.resolved,
-                "config_hash": cfg.hash,
-                "plan": {
-                    k: plan[k]
-                    for k in (
-                        "kind",
-                        "chunks",
-                        "blocks",
-                        "output_bytes",
-                        "block_bytes",
-                        "peak_bytes",
-                    )
-                },
-            }
-            try:
-                store = SweepStore.create(
-                    out, manifest, plan["variables"], coords, chunks, _attrs(cfg, problems, plan)
-                )
-            except BaseException:
-                _remove_new_output(out, created_dir)
-                raise
-        blocks = block_grid(B, L, *chunks)
+        blocks = block_grid(B, L, *store.manifest["plan"]["chunks"])
         threads = None if isinstance(executor, DaskExecutor) else cfg.run["threads"]
-        task = _task(cfg, problems, plan["kind"], threads)
-        kind = plan["kind"]
-
-        def consume(block: Block, result: dict[str, Any]) -> None:
-            store.write(block, store_values(kind, result))
-
+        task = StoreTask(_task(cfg, problems, plan["kind"], threads), store.writer)
         try:
-            run_blocks(
+            computed = run_blocks(
                 blocks,
                 task,
-                consume,
+                lambda block, record: None,  # the task stored the block
                 executor=executor,
                 skip=store.done(),
                 progress=progress,
                 desc="sweep",
             )
-        except BaseException:
-            if mode == "new" and not store.done():
+        except BaseException as exc:
+            kept = bool(store.done())
+            if mode == "new" and not kept:
                 _remove_new_output(out, created_dir)
+            if isinstance(exc, ConnectionError):
+                hint = f"finished blocks are kept in {out}; rerun with --resume" if kept else ""
+                raise ConnectionError("; ".join(filter(None, [str(exc), hint]))) from None
             raise
-    store.finish()
-    _warn_nan_xi(out)
+    store.finish(
+        {
+            "executor": executor.name,
+            "blocks_computed": computed,
+            "started": started,
+            "problems_loaded": loaded,
+            "executor_ready": ready,
+            "store_closed": time.time(),
+        }
+    )
+    _warn_nan_xi(store, blocks)
     return out
 
 
-def _warn_nan_xi(out: str) -> None:
-    """One IllConditionedXiWarning for the whole stored sweep."""
+def _open_store(
+    cfg: SweepConfig, problems: ProblemSet, plan: dict[str, Any], mode: str
+) -> tuple[SweepStore, bool]:
+    """The store to resume (mode "resume", ready) or a new one; and whether its directory is new."""
+    out = cfg.output
+    existing = read_manifest(out) if mode == "resume" else None
+    created_dir = not os.path.isdir(out)
+    if existing is not None and existing.get("state") == "ready":
+        return SweepStore.open(out), created_dir
+    schedules = None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps)
+    coords = coordinates(
+        problems.n_problems, cfg.lams, cfg.max_steps, schedules, cfg.xis, problems.coords
+    )
+    keys = ("kind", "chunks", "blocks", "output_bytes", "block_bytes", "peak_bytes")
+    manifest = {
+        "config": cfg.resolved,
+        "config_hash": cfg.hash,
+        "plan": {k: plan[k] for k in keys},
+    }
+    try:
+        store = SweepStore.create(
+            out, manifest, plan["variables"], coords, plan["chunks"], _attrs(cfg, problems, plan)
+        )
+    except BaseException:
+        _remove_new_output(out, created_dir)
+        raise
+    return store, created_dir
+
+
+def _warn_nan_xi(store: SweepStore, blocks: list[Block]) -> None:
+    """One IllConditionedXiWarning for the whole stored sweep (from the blocks' records)."""
+    if "xi_reproducible" not in store.manifest["variables"]:
+        return
+    count = total = 0
+    for record in store.records():
+        if "nan_xi" not in record:  # an empty marker, written before markers held records
+            record = _count_nan_xi(store, blocks[record["block"]])
+        count += record["nan_xi"]
+        total += record["xi_total"]
+    report_unrecoverable(count, total, 4)
+
+
+def _count_nan_xi(store: SweepStore, block: Block) -> dict[str, int]:
+    """The unrecoverable-xi count of one stored block, read from the store."""
     import zarr
 
-    group = zarr.open_group(os.path.join(out, ZARR), mode="r")
-    if "xi_reproducible" in group:
-        stored = group["xi_reproducible"]
-        assert isinstance(stored, zarr.Array)  # the array fastsd wrote, not a subgroup
-        ok = cast("NDArray[np.bool_]", stored[...])  # zarr types [...] as any array-like
-        report_unrecoverable(int(ok.size - np.count_nonzero(ok)), ok[..., 1:].size, 4)
+    stored = zarr.open_array(os.path.join(store.out, ZARR), path="xi_reproducible", mode="r")
+    ok = np.asarray(stored[block.b0 : block.b1, block.l0 : block.l1, 1:])
+    return {"nan_xi": int(ok.size - np.count_nonzero(ok)), "xi_total": int(ok.size)}
