@@ -77,12 +77,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
             "fastsd sweep CONFIG --resume first"
         )
     path = args.to or os.path.join(args.output, f"results.{args.format}")
-    frame = result.to_dataframe()
-    if args.format == "csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
-    print(f"{len(frame)} rows written to {path}")
+    rows = result.export(path, args.format)  # block by block, in bounded memory
+    print(f"{rows} rows written to {path}")
     return 0
 
 
@@ -93,7 +89,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     result = load_sweep(args.output)
     directory = args.to or os.path.join(args.output, "figures")
     os.makedirs(directory, exist_ok=True)
-    for path in plot_sweep(result.to_xarray().load(), directory):
+    for path in plot_sweep(result.to_xarray(), directory):  # reduced chunk by chunk
         print(f"figure written to {path}")
     return 0
 
