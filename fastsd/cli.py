@@ -147,6 +147,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from .bench.runner import main as runner_main
 
         return runner_main([a for a in args.rest if a != "--runner"])
+    if "--sweep" in args.rest:  # a sweep as users pay: API, CLI, local:2 (fastsd.bench.sweep)
+        from .bench.sweep import main as sweep_main
+
+        return sweep_main([a for a in args.rest if a != "--sweep"])
     from .bench.kernels import main as bench_main
 
     return bench_main(args.rest)
@@ -241,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         help="measure workloads W1/W2 (numba vs NumPy reference); "
-        "--e2e: W3-W5 and streaming vs the BLAS limit",
+        "--e2e: W3-W5 and streaming vs the BLAS limit; --sweep: API vs fastsd sweep vs local:2",
         description="Measure W1/W2 (or --e2e); options are passed on (fastsd bench --help-bench).",
         add_help=False,
     )
