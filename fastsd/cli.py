@@ -147,6 +147,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from .bench.runner import main as runner_main
 
         return runner_main([a for a in args.rest if a != "--runner"])
+    if "--scale" in args.rest:  # many Dask workers on loopback, sleeps for compute
+        from .bench.scale import main as scale_main
+
+        return scale_main([a for a in args.rest if a != "--scale"])
     if "--sweep" in args.rest:  # a sweep as users pay: API, CLI, local:2 (fastsd.bench.sweep)
         from .bench.sweep import main as sweep_main
 
@@ -245,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         help="measure workloads W1/W2 (numba vs NumPy reference); "
-        "--e2e: W3-W5 and streaming vs the BLAS limit; --sweep: API vs fastsd sweep vs local:2",
+        "--e2e: W3-W5 and streaming vs the BLAS limit; --sweep: API vs fastsd sweep vs "
+        "local:2; --scale: many Dask workers (sleeps for compute)",
         description="Measure W1/W2 (or --e2e); options are passed on (fastsd bench --help-bench).",
         add_help=False,
     )

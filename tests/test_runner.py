@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from fastsd.blocks.plan import block_grid, block_memory, plan_blocks
+from fastsd.blocks.plan import (
+    IN_FLIGHT,
+    MAX_BLOCK_RESULT,
+    block_grid,
+    block_memory,
+    memory_needed,
+    plan_blocks,
+)
 from fastsd.blocks.runner import run_blocks
 
 
@@ -24,17 +31,29 @@ def test_plan_respects_the_budget_and_splits_lambdas_only_when_needed():
     per_problem, per_pair = block_memory(64, 16, 4, 8)
     pb, lb = plan_blocks(100, 50, per_problem, per_pair, 1 << 30)
     assert lb == 50 and pb == 100  # everything fits: one block
-    limit = 2 * (per_problem + 50 * per_pair) * 3
+    limit = memory_needed(per_problem, per_pair, 3, 50)
     pb, lb = plan_blocks(100, 50, per_problem, per_pair, limit)
     assert lb == 50 and pb == 3
-    assert pb * (per_problem + lb * per_pair) <= limit // 2
-    limit = 2 * (per_problem + 10 * per_pair)
+    # half of the limit is headroom, the other half holds IN_FLIGHT blocks
+    assert IN_FLIGHT * pb * (per_problem + lb * per_pair) <= limit // 2
+    limit = memory_needed(per_problem, per_pair, 1, 10)
     pb, lb = plan_blocks(100, 50, per_problem, per_pair, limit)
     assert (pb, lb) == (1, 10)
     with pytest.raises(ValueError, match="too small for one problem"):
         plan_blocks(100, 50, per_problem, per_pair, per_problem)
     with pytest.raises(ValueError, match="positive number of bytes"):
         plan_blocks(100, 50, per_problem, per_pair, 0)
+
+
+def test_plan_caps_the_stored_result_of_a_block():
+    per_problem, per_pair = block_memory(64, 16, 4, 8)
+    stored = 8 * 8 * 5  # G (K + 1) float64 per pair
+    pb, lb = plan_blocks(10**6, 50, per_problem, per_pair, 1 << 40, stored)
+    assert lb == 50
+    assert pb * lb * stored <= MAX_BLOCK_RESULT < (pb + 1) * lb * stored
+    # a tighter memory limit still wins
+    limit = memory_needed(per_problem, per_pair, 7, 50)
+    assert plan_blocks(10**6, 50, per_problem, per_pair, limit, stored) == (7, 50)
 
 
 def test_block_memory_grows_with_every_size():

@@ -54,6 +54,7 @@ __all__ = [
     "WORKERLESS_TIMEOUT",
     "get_executor",
     "pipeline",
+    "warm_worker",
 ]
 
 #: Seconds a Dask run waits with no worker at all before it stops.
@@ -158,6 +159,18 @@ def _run_on_worker(task: Callable[[Block], _R], blocks: Sequence[Block]) -> list
         return [task(block) for block in blocks]
 
 
+def warm_worker() -> None:
+    """Ready this process for block tasks: import fastsd and the store's zarr, and compile or
+    load every kernel (``fastsd.warmup``)."""
+    import zarr  # noqa: F401  (the workers write the store)
+
+    import fastsd  # the public entry point, above this layer (see tests/test_layers.py)
+
+    warmup = getattr(fastsd, "warmup", None)
+    if warmup is not None:
+        warmup()
+
+
 def _warmup_plugin(warmup: Callable[[], object]) -> Any:
     """A Dask worker plugin that calls ``warmup()`` on each worker, before its first task."""
     base: Any = _require_distributed().WorkerPlugin
@@ -193,8 +206,10 @@ class DaskExecutor:
         tasks per worker thread, one block per task at most: fewer tasks cost
         less scheduling, more balance the load and lose less work when a worker
         dies.
-    warmup : callable, optional
-        Called on each worker (a Dask worker plugin) before its first task.
+    warmup : callable or None, default=warm_worker
+        Called on each worker before its first task (a Dask worker plugin,
+        registered here: the executor is ready when the workers are warm, and
+        workers that join later run it as they start).
     """
 
     def __init__(
@@ -202,7 +217,7 @@ class DaskExecutor:
         client: Any,
         owned: Iterable[Any] = (),
         tasks_per_thread: int = 4,
-        warmup: Callable[[], object] | None = None,
+        warmup: Callable[[], object] | None = warm_worker,
     ) -> None:
         if isinstance(tasks_per_thread, bool) or not isinstance(tasks_per_thread, int):
             raise TypeError(f"tasks_per_thread must be an int, got {tasks_per_thread!r}")
@@ -212,7 +227,8 @@ class DaskExecutor:
         self._owned = tuple(owned)
         self.tasks_per_thread = tasks_per_thread
         self.name = f"dask ({client.scheduler.address})"
-        self._warmup = warmup
+        if warmup is not None:
+            client.register_plugin(_warmup_plugin(warmup))
 
     def _threads(self) -> int:
         """Worker threads in the cluster now (0 when none, or the scheduler does not answer)."""
@@ -227,9 +243,6 @@ class DaskExecutor:
         """Yield ``(block, result)`` as the tasks finish (any order)."""
         if not blocks:
             return
-        if self._warmup is not None:
-            self.client.register_plugin(_warmup_plugin(self._warmup))
-            self._warmup = None
         n_tasks = min(len(blocks), self.tasks_per_thread * max(1, self._threads()))
         bounds = [len(blocks) * i // n_tasks for i in range(n_tasks + 1)]
         token = uuid.uuid4().hex[:12]
@@ -323,9 +336,7 @@ Executor = InProcessExecutor | DaskExecutor
 _LOCAL = re.compile(r"^local:(\d+)$")
 
 
-def get_executor(
-    scheduler: str | None = None, client: Any = None, warmup: Callable[[], object] | None = None
-) -> Executor:
+def get_executor(scheduler: str | None = None, client: Any = None) -> Executor:
     """The executor for a ``--scheduler`` string or a ``client=`` argument.
 
     Parameters
@@ -336,8 +347,6 @@ def get_executor(
         of a running ``dask scheduler``). None: in-process.
     client : distributed.Client, optional
         Use this client (not closed by the executor).
-    warmup : callable, optional
-        Dask: called on each worker before its first task (compile or load the kernels).
 
     Returns
     -------
@@ -348,7 +357,7 @@ def get_executor(
     if client is not None:
         if not hasattr(client, "submit") or not hasattr(client, "scatter"):
             raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
-        return DaskExecutor(client, warmup=warmup)
+        return DaskExecutor(client)
     if scheduler is None:
         return InProcessExecutor()
     if not isinstance(scheduler, str):
@@ -370,9 +379,9 @@ def get_executor(
             silence_logs=logging.CRITICAL,
         )
         client = distributed.Client(cluster)
-        return DaskExecutor(client, owned=(client, cluster), warmup=warmup)
+        return DaskExecutor(client, owned=(client, cluster))
     try:
         client = distributed.Client(scheduler, timeout="20s")
     except OSError as exc:
         raise OSError(f"could not connect to the Dask scheduler at {scheduler}: {exc}") from None
-    return DaskExecutor(client, owned=(client,), warmup=warmup)
+    return DaskExecutor(client, owned=(client,))

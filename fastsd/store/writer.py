@@ -240,6 +240,12 @@ class SweepStore:
             os.remove(path)
         return cls(out, manifest)
 
+    def write(
+        self, block: Block, values: Mapping[str, ArrayLike], record: Mapping[str, Any] | None = None
+    ) -> BlockRecord:
+        """Store one block in this process (see :meth:`BlockWriter.write`)."""
+        return self.writer.write(block, values, record or {})
+
     def done(self) -> set[int]:
         """Indices of the blocks fully stored."""
         names = os.listdir(os.path.join(self.out, BLOCKS))
