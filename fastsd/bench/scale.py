@@ -42,7 +42,14 @@ from ..store.manifest import BLOCKS
 from ..store.writer import BlockRecord, BlockWriter, SweepStore
 from .kernels import machine_description
 
-__all__ = ["LoopbackCluster", "SleepTask", "measure_scale", "format_scale", "main"]
+__all__ = [
+    "LoopbackCluster",
+    "SleepTask",
+    "format_scale",
+    "main",
+    "measure_scale",
+    "scale_run",
+]
 
 
 def free_port() -> int:
@@ -187,6 +194,58 @@ def _store(directory: str, n_blocks: int, chunk_bytes: int) -> tuple[SweepStore,
     return store, block_grid(n_blocks, L, 1, L)
 
 
+def scale_run(
+    client: Any,
+    directory: str,
+    blocks_per_worker: int = 16,
+    sleep: float = 0.2,
+    chunk_bytes: int = 1 << 20,
+    repeat: int = 3,
+) -> dict[str, Any]:
+    """The sleep sweep on the workers of ``client``: ``repeat`` timed runs after a warm-up
+    run (the workers' first tasks import and open what they need).
+
+    Returns
+    -------
+    dict
+        ``workers``, ``blocks``, ``tasks``, ``ideal_s``, ``wall_s`` (median;
+        ``wall_min_s``, ``wall_max_s``), ``efficiency``, ``write_s`` (median
+        seconds per block write), ``hosts`` (distinct worker processes that
+        wrote blocks) and ``overhead_per_task_s`` ((wall - ideal) / tasks per worker).
+    """
+    n = len(client.nthreads(callback_timeout=60))
+    store, blocks = _store(directory, n * blocks_per_worker, chunk_bytes)
+    task = SleepTask(store.writer, layout("risk", 1, 1, 3, 4), sleep)
+    executor = DaskExecutor(client)  # workers warmed: imports, kernels
+    client.run(importlib.import_module, __name__)  # where SleepTask lives
+    walls = []
+    for _ in range(repeat + 1):  # the first run is a warm-up, not counted
+        shutil.rmtree(os.path.join(directory, BLOCKS))
+        os.makedirs(os.path.join(directory, BLOCKS))
+        start = time.perf_counter()
+        run_blocks(blocks, task, lambda block, record: None, executor=executor)
+        walls.append(time.perf_counter() - start)
+    walls = walls[1:]
+    records = store.records()
+    assert len(records) == len(blocks)
+    tasks = min(len(blocks), executor.tasks_per_thread * n)
+    ideal = blocks_per_worker * sleep
+    wall = statistics.median(walls)
+    return {
+        "workers": n,
+        "blocks": len(blocks),
+        "tasks": tasks,
+        "ideal_s": ideal,
+        "wall_s": wall,
+        "wall_min_s": min(walls),
+        "wall_max_s": max(walls),
+        "efficiency": ideal / wall,
+        "write_s": statistics.median(r["write_s"] for r in records),
+        "hosts": len({r["pid"] for r in records}),
+        "overhead_per_task_s": (wall - ideal) / (tasks / n),
+    }
+
+
 def measure_scale(
     workers: Iterable[int] = (8, 16, 32),
     blocks_per_worker: int = 16,
@@ -195,19 +254,13 @@ def measure_scale(
     directory: str | None = None,
     repeat: int = 3,
 ) -> dict[str, Any]:
-    """Efficiency of N workers on a sweep whose blocks sleep instead of computing.
-
-    Each cluster runs the sweep ``repeat`` times after a warm-up run (the
-    workers' first tasks import and open what they need).
+    """:func:`scale_run` on a :class:`LoopbackCluster` of each size in ``workers``.
 
     Returns
     -------
     dict
-        Per worker count: ``ideal_s``, ``wall_s`` (median; ``wall_min_s``,
-        ``wall_max_s``), ``efficiency``, ``tasks``,
-        ``blocks``, ``write_s`` (median seconds per block write), ``hosts``
-        (distinct worker processes that wrote blocks), ``overhead_per_task_s``
-        ((wall - ideal) / tasks per worker); and ``machine``, ``load_average``.
+        ``runs`` (worker count -> :func:`scale_run`'s result) and the settings,
+        ``machine`` and ``load_average_before`` / ``_after``.
     """
     import distributed
 
@@ -223,41 +276,14 @@ def measure_scale(
     try:
         for n in workers:
             out = os.path.join(work, f"store-{n}")
-            store, blocks = _store(out, n * blocks_per_worker, chunk_bytes)
-            task = SleepTask(store.writer, layout("risk", 1, 1, 3, 4), sleep)
             with (
                 LoopbackCluster(n) as cluster,
                 distributed.Client(cluster.address, timeout=f"{int(cluster.timeout)}s") as client,
             ):
                 cluster.wait_for_workers(client, n)
-                executor = DaskExecutor(client)  # workers warmed: imports, kernels
-                client.run(importlib.import_module, __name__)  # where SleepTask lives
-                walls = []
-                for _ in range(repeat + 1):  # the first run is a warm-up, not counted
-                    shutil.rmtree(os.path.join(out, BLOCKS))
-                    os.makedirs(os.path.join(out, BLOCKS))
-                    start = time.perf_counter()
-                    run_blocks(blocks, task, lambda block, record: None, executor=executor)
-                    walls.append(time.perf_counter() - start)
-                walls = walls[1:]
-            records = store.records()
-            assert len(records) == len(blocks)
-            tasks = min(len(blocks), executor.tasks_per_thread * n)
-            ideal = blocks_per_worker * sleep
-            wall = statistics.median(walls)
-            res["runs"][str(n)] = {
-                "workers": n,
-                "blocks": len(blocks),
-                "tasks": tasks,
-                "ideal_s": ideal,
-                "wall_s": wall,
-                "wall_min_s": min(walls),
-                "wall_max_s": max(walls),
-                "efficiency": ideal / wall,
-                "write_s": statistics.median(r["write_s"] for r in records),
-                "hosts": len({r["pid"] for r in records}),
-                "overhead_per_task_s": (wall - ideal) / (tasks / n),
-            }
+                res["runs"][str(n)] = scale_run(
+                    client, out, blocks_per_worker, sleep, chunk_bytes, repeat
+                )
             shutil.rmtree(out, ignore_errors=True)
     finally:
         if directory is None:

@@ -228,7 +228,10 @@ class DaskExecutor:
         self.tasks_per_thread = tasks_per_thread
         self.name = f"dask ({client.scheduler.address})"
         if warmup is not None:
-            client.register_plugin(_warmup_plugin(warmup))
+            try:
+                client.register_plugin(_warmup_plugin(warmup))
+            except OSError:  # a worker lost while warming up: workers that join warm up then
+                pass
 
     def _threads(self) -> int:
         """Worker threads in the cluster now (0 when none, or the scheduler does not answer)."""
