@@ -91,21 +91,24 @@ def pipeline(
     next block is computed; the writes already started finish first (each
     block is stored whole, or not marked done).
     """
-    pending: deque[tuple[Block, Future[Any]]] = deque()
+    pending: deque[tuple[Block, Future[Any], bool]] = deque()  # (block, record, a write?)
+    writes = 0  # writes submitted and not yet handed on
     with ThreadPoolExecutor(1, thread_name_prefix="fastsd-writer") as writer:
         for block in blocks:
             record = task.stored(block)
             if record is not None:
-                pending.append((block, _finished(record)))
+                pending.append((block, _finished(record), False))
             else:
                 computed = task.compute(block)
-                pending.append((block, writer.submit(task.write, block, computed)))
+                pending.append((block, writer.submit(task.write, block, computed), True))
+                writes += 1
                 del computed
-            while pending and (len(pending) > depth or pending[0][1].done()):
-                done, fut = pending.popleft()
+            while pending and (writes > depth or pending[0][1].done()):
+                done, fut, write = pending.popleft()
+                writes -= write
                 yield done, fut.result()
         while pending:
-            done, fut = pending.popleft()
+            done, fut, _ = pending.popleft()
             yield done, fut.result()
 
 
