@@ -89,7 +89,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     result = load_sweep(args.output)
     directory = args.to or os.path.join(args.output, "figures")
     os.makedirs(directory, exist_ok=True)
-    for path in plot_sweep(result.to_xarray(), directory):  # reduced chunk by chunk
+    for path in plot_sweep(result.to_xarray(dask=False), directory):  # chunk by chunk
         print(f"figure written to {path}")
     return 0
 

@@ -509,10 +509,13 @@ def _evenly(B: int, m: int) -> NDArray[np.int64]:
 
 
 def _problem_ranges(ds: Any, metric: str) -> list[tuple[int, int]]:
-    """Consecutive problem ranges to read one at a time: the store's chunks when the
-    Dataset is Dask-backed, else ranges of about ``_READ_BYTES`` of the metric."""
+    """Consecutive problem ranges to read one at a time: the store's chunks (Dask's, or
+    the Zarr encoding's), else ranges of about ``_READ_BYTES`` of the metric."""
     B = ds.sizes["problem"]
     sizes = ds[metric].variable.chunksizes.get("problem")
+    stored = ds[metric].encoding.get("chunks")  # a store's chunks, opened without Dask
+    if not sizes and stored:
+        sizes = [min(stored[0], B - a) for a in range(0, B, stored[0])]
     if not sizes:
         per_problem = 8 * ds[metric].size // max(B, 1)
         step = max(1, _READ_BYTES // max(per_problem, 1))

@@ -150,7 +150,7 @@ def to_dataframe(ds: xr.Dataset) -> pd.DataFrame:
 
 
 #: Rows of one tidy frame (a Parquet row group, a CSV append) when exporting.
-EXPORT_ROWS = 1 << 18
+EXPORT_ROWS = 1 << 16
 
 
 class SweepResult:
@@ -173,21 +173,28 @@ class SweepResult:
         """True when every block is stored."""
         return bool(self.manifest.get("complete"))
 
-    def to_xarray(self) -> xr.Dataset:
+    def to_xarray(self, dask: bool = True) -> xr.Dataset:
         """The results as an ``xarray.Dataset``, read lazily from ``results.zarr``.
 
-        Variables are Dask arrays chunked as the store (one chunk per block) when
-        Dask is installed, else lazily indexed arrays; nothing is read until
-        used. ``.load()`` reads everything into NumPy arrays.
+        Parameters
+        ----------
+        dask : bool, default=True
+            True: variables are Dask arrays chunked as the store (one chunk per
+            block; when Dask is installed). False: lazily indexed arrays, read
+            when sliced, without Dask (what the block-by-block readers use).
+
+        Nothing is read until used; ``.load()`` reads everything into NumPy arrays.
         """
         import xarray as xr
 
-        try:
-            import dask.array  # noqa: F401  (the chunked route needs it)
+        chunks: dict[str, int] | None = None
+        if dask:
+            try:
+                import dask.array  # noqa: F401  (the chunked route needs it)
 
-            chunks: dict[str, int] | None = {}
-        except ImportError:  # pragma: no cover - depends on the environment
-            chunks = None
+                chunks = {}
+            except ImportError:  # pragma: no cover - depends on the environment
+                pass
         ds: xr.Dataset = xr.open_zarr(os.path.join(self.path, ZARR), chunks=chunks)
         return ds
 
@@ -202,7 +209,7 @@ class SweepResult:
 
         Concatenated, the pieces are :meth:`to_dataframe` (same rows, order, columns).
         """
-        ds = self.to_xarray()
+        ds = self.to_xarray(dask=False)
         B, L = ds.sizes["problem"], ds.sizes["lam"]
         pb, lb = self.manifest["plan"]["chunks"]
         per_pair = rows_per_pair(ds)
