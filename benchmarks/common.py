@@ -181,4 +181,5 @@ SMOKE_BENCH = [
     r"runner\..*\(8\)$",
     r"KernelSweepRisk.*\(4, 64\)\)$",
     r"EndToEnd.*\('small'\)$",
+    r"SweepAsUsersPay.*\('quick', 'fixed'\)$",
 ]

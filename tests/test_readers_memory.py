@@ -5,8 +5,8 @@ Two oracle stores with the layout and block plan of a sweep of d = 32, n = 64,
 written block by block with the store's own writer (the values are synthetic:
 the readers' memory does not depend on them, and computing 1.3 M optimal-xi
 pairs would cost the suite minutes). Each command runs in a fresh process that
-reports its peak resident memory (``ru_maxrss``): it must not grow with the
-store (<= 20% apart) and must stay under 500 MB.
+reports its peak resident memory (``VmHWM``): it must not grow with the store
+(<= 20% apart) and must stay under 500 MB.
 """
 
 from __future__ import annotations
@@ -29,12 +29,19 @@ from fastsd.store.writer import SweepStore  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-#: Runs the CLI, then prints its peak resident memory in KiB on stderr.
+#: Runs the CLI, then prints its peak resident memory in KiB on stderr: VmHWM, the high-water
+#: mark of this process's own memory (ru_maxrss would also count the parent's, inherited
+#: through exec after a vfork).
 PEAK = """
 import resource, sys
 from fastsd.cli import main
 code = main(sys.argv[1:])
-print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+try:
+    with open("/proc/self/status") as f:
+        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+except OSError:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("PEAK", peak, file=sys.stderr)
 sys.exit(code)
 """
 

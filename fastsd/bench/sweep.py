@@ -255,8 +255,12 @@ def measure_sweep(
     ways: Sequence[str] = WAYS,
     sweeps: Sequence[str] = tuple(SWEEPS),
     log: Callable[[str], object] = lambda line: None,
+    warmup: bool = True,
 ) -> dict[str, Any]:
-    """Run the benchmark; returns the phases of every run, their medians and the ratios."""
+    """Run the benchmark; returns the phases of every run, their medians and the ratios.
+
+    ``warmup``: a first round, not counted, fills the page cache and the kernel cache.
+    """
     work = directory or tempfile.mkdtemp(prefix="fastsd-bench-sweep-")
     try:
         bench = SweepBench(work, QUICK_B if quick else FULL_B)
@@ -265,7 +269,8 @@ def measure_sweep(
             s: {w: [] for w in ways} for s in sweeps
         }
         order = [(s, w) for s in sweeps for w in ways]
-        for r in range(repeat + 1):  # round 0 warms the caches and is not counted
+        first = 0 if warmup else 1  # round 0 warms the caches and is not counted
+        for r in range(first, repeat + 1):
             for s, w in order[r % len(order) :] + order[: r % len(order)]:
                 t = bench.run(s, w)
                 log(f"round {r} {s:6s} {w:6s} " + " ".join(f"{k} {v:.2f}" for k, v in t.items()))
@@ -275,6 +280,7 @@ def measure_sweep(
             "B": bench.B,
             "K": bench.K,
             "repeat": repeat,
+            "warmup": warmup,
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),
             "machine": machine_description(),

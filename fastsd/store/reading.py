@@ -190,7 +190,7 @@ class SweepResult:
         chunks: dict[str, int] | None = None
         if dask:
             try:
-                import dask.array  # noqa: F401  (the chunked route needs it)
+                from dask import array as _  # noqa: F401  (the chunked route needs it)
 
                 chunks = {}
             except ImportError:  # pragma: no cover - depends on the environment
