@@ -137,6 +137,8 @@ class SweepBench:
 
     def _run(self, name: str, way: str) -> dict[str, float]:
         env = dict(os.environ, PYTHONWARNINGS="ignore")
+        if way != "api":  # a new sweep, as a user's first run (not timed: removing the last)
+            shutil.rmtree(self.output(name), ignore_errors=True)
         spawn = time.time()
         if way == "api":
             grid = os.path.join(self.directory, f"{name}-grid.json")
@@ -155,7 +157,7 @@ class SweepBench:
                 "phase": t["done"] - t["loaded"],
             }
         cmd = [sys.executable, "-m", "fastsd", "sweep", self.configs[name], "--no-progress"]
-        cmd += ["--overwrite"] + (["--scheduler", "local:2"] if way == "local2" else [])
+        cmd += ["--scheduler", "local:2"] if way == "local2" else []
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, cwd=self.directory)
         end = time.time()
         t = load_manifest(self.output(name))["last_run"]
