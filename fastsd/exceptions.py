@@ -14,8 +14,11 @@ __all__ = [
     "ChecksumError",
     "ConfigError",
     "IllConditionedXiWarning",
+    "NonFiniteResultWarning",
     "TuningWarning",
+    "report_nonfinite",
     "report_unrecoverable",
+    "warn_nonfinite",
     "warn_unrecoverable",
 ]
 
@@ -27,6 +30,14 @@ class IllConditionedXiWarning(RuntimeWarning):
     representation as imitation parameters is ill-conditioned (this happens
     when the optimal xi are astronomically large, e.g. for nearly equal
     singular values or very large k).
+    """
+
+
+class NonFiniteResultWarning(RuntimeWarning):
+    """A sweep returned inf or NaN risks / MSEs (float64 overflow, e.g. from a huge xi).
+
+    Every backend warns once per call with the count; the numbers themselves
+    are returned unchanged (``np.isfinite`` says which).
     """
 
 
@@ -62,3 +73,22 @@ def warn_unrecoverable(xi: NDArray[np.float64], stacklevel: int = 3) -> int:
         return 0
     first = xi[..., 0]  # NaN iff that k-step schedule is unrecoverable
     return report_unrecoverable(int(np.count_nonzero(np.isnan(first))), first.size, stacklevel + 1)
+
+
+def report_nonfinite(count: int, total: int, what: str = "risks", stacklevel: int = 3) -> int:
+    """Warn once (:class:`NonFiniteResultWarning`) that ``count`` of ``total`` values
+    ``what`` are inf or NaN; returns ``count``."""
+    if count:
+        warnings.warn(
+            f"{count} of {total} {what} are inf or NaN (float64 overflow, e.g. from a very "
+            "large |xi| or lambda); shrink the grid or rescale the problem",
+            NonFiniteResultWarning,
+            stacklevel=stacklevel,
+        )
+    return count
+
+
+def warn_nonfinite(values: NDArray[np.float64], what: str = "risks", stacklevel: int = 3) -> int:
+    """:func:`report_nonfinite` for a sweep result ``values`` (any shape)."""
+    bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+    return report_nonfinite(bad, values.size, what, stacklevel + 1)

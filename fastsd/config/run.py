@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -24,7 +24,7 @@ from ..blocks.plan import block_grid, block_memory, plan_blocks
 from ..blocks.runner import run_blocks
 from ..blocks.tasks import SweepTask
 from ..engine.grids import constant_schedules
-from ..exceptions import ConfigError, report_unrecoverable
+from ..exceptions import ConfigError, report_nonfinite, report_unrecoverable
 from ..store.layout import KIND_OF, coordinates, layout, store_values
 from ..store.manifest import (
     BLOCKS,
@@ -242,8 +242,13 @@ def run_sweep(
         task = _task(cfg, problems, plan["kind"], threads)
         kind = plan["kind"]
 
+        counts = _Counts()
+        skip = store.done()
+
         def consume(block: Block, result: dict[str, Any]) -> None:
-            store.write(block, store_values(kind, result))
+            values = store_values(kind, result)
+            store.write(block, values)
+            counts.add(values)
 
         try:
             run_blocks(
@@ -251,7 +256,7 @@ def run_sweep(
                 task,
                 consume,
                 executor=executor,
-                skip=store.done(),
+                skip=skip,
                 progress=progress,
                 desc="sweep",
             )
@@ -260,17 +265,50 @@ def run_sweep(
                 _remove_new_output(out, created_dir)
             raise
     store.finish()
-    _warn_nan_xi(out)
+    counts.add_stored(out, [b for b in blocks if b.index in skip])
+    counts.warn()
     return out
 
 
-def _warn_nan_xi(out: str) -> None:
-    """One IllConditionedXiWarning for the whole stored sweep."""
-    import zarr
+class _Counts:
+    """Non-finite metrics and unrecoverable xi of a sweep, counted block by block,
+    for one warning of each kind per run (blocks stored by an earlier run are read back)."""
 
-    group = zarr.open_group(os.path.join(out, ZARR), mode="r")
-    if "xi_reproducible" in group:
-        stored = group["xi_reproducible"]
-        assert isinstance(stored, zarr.Array)  # the array fastsd wrote, not a subgroup
-        ok = cast("NDArray[np.bool_]", stored[...])  # zarr types [...] as any array-like
-        report_unrecoverable(int(ok.size - np.count_nonzero(ok)), ok[..., 1:].size, 4)
+    METRICS = ("risk", "val_mse", "test_mse")
+
+    def __init__(self) -> None:
+        self.nonfinite = self.values = self.nan_xi = self.schedules = 0
+        self.what = "risks"
+
+    def add(self, values: Mapping[str, NDArray[Any]]) -> None:
+        ok = values.get("xi_reproducible")
+        for name in self.METRICS:
+            if name not in values:
+                continue
+            if name != "risk":
+                self.what = "MSEs"
+            bad = ~np.isfinite(values[name])
+            if name == "test_mse" and ok is not None:
+                bad &= ok  # NaN where xi is: counted as unrecoverable xi
+            self.nonfinite += int(np.count_nonzero(bad))
+            self.values += bad.size
+        if ok is not None:
+            self.nan_xi += int(ok.size - np.count_nonzero(ok))
+            self.schedules += ok[..., 1:].size
+
+    def add_stored(self, out: str, blocks: Sequence[Block]) -> None:
+        """Count the blocks ``blocks`` as stored in ``out`` (one block in memory at a time)."""
+        if not blocks:
+            return
+        import zarr
+
+        group = zarr.open_group(os.path.join(out, ZARR), mode="r")
+        names = [n for n in (*self.METRICS, "xi_reproducible") if n in group]
+        for block in blocks:
+            where = (slice(block.b0, block.b1), slice(block.l0, block.l1))
+            # zarr types a selection as any array-like: these are the arrays fastsd wrote
+            self.add({n: cast("NDArray[Any]", cast(Any, group[n])[where]) for n in names})
+
+    def warn(self) -> None:
+        report_nonfinite(self.nonfinite, self.values, self.what, 4)
+        report_unrecoverable(self.nan_xi, self.schedules, 4)

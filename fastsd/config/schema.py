@@ -33,7 +33,6 @@ import hashlib
 import inspect
 import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard, cast
@@ -43,7 +42,7 @@ from numpy.typing import NDArray
 
 from .. import problems as families
 from .._config import BACKENDS
-from .._validation import check_lams
+from .._validation import check_bytes, check_lams
 from ..datasets import dataset_info
 from ..exceptions import ConfigError
 
@@ -121,33 +120,12 @@ def _bool(value: object, name: str) -> bool:
     return value
 
 
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 1 << 10,
-    "mib": 1 << 20,
-    "gib": 1 << 30,
-    "tib": 1 << 40,
-}
-
-
 def parse_bytes(value: object, name: str = "run.memory_limit") -> int:
     """Bytes from an integer or a string with a unit ("512MiB", "2GB", "1.5GiB")."""
-    if _is_int(value) and value > 0:
-        return value
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", value)
-        if match and match.group(2).lower() in _UNITS:
-            number = float(match.group(1)) * _UNITS[match.group(2).lower()]
-            if number >= 1:
-                return int(number)
-    raise ConfigError(
-        f"{name} must be a positive number of bytes or a size like '2GiB', got {value!r}"
-    )
+    try:
+        return check_bytes(value, name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _lams(spec: object) -> NDArray[np.float64]:
