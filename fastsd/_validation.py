@@ -174,7 +174,7 @@ _UNITS = {
 def check_bytes(value: object, name: str = "memory_limit") -> int:
     """A size in bytes: a positive integer, or a string with a unit ("512MiB", "2GB", "1.5GiB")."""
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
-        if value > 0:
+        if int(value) > 0:
             return int(value)
     elif isinstance(value, str):
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", value)

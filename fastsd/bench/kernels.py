@@ -15,7 +15,6 @@ Both backends run on the same decomposed inputs; each timing is the best of
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -28,10 +27,12 @@ import numba
 import numpy as np
 
 from .. import reference
+from .._argparse import OneLineParser
 from ..decomposition import decompose
 from ..decomposition.kernel import decompose_kernel
 from ..engine.grids import constant_schedules
 from ..engine.sweeps import sweep_optimal, sweep_risk
+from ..store.manifest import check_output_file
 from .e2e import WORKLOADS, format_e2e, measure_e2e
 
 __all__ = ["workload", "measure", "main"]
@@ -274,7 +275,7 @@ def format_table(res: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fastsd bench", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="fastsd bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement")
     parser.add_argument(
         "--quick", action="store_true", help="smaller sizes (W1/W2: B = 32 instead of 256)"
@@ -299,6 +300,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
+    if args.json:  # before the measurements, not after them
+        try:
+            args.json = check_output_file(args.json, "--json")
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.e2e:
         names = [w.strip() for w in args.workloads.split(",") if w.strip()]
         unknown = sorted(set(names) - set(WORKLOADS))

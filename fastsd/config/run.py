@@ -16,16 +16,16 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
 from numpy.typing import NDArray
 
-from ..blocks.executors import DaskExecutor, get_executor
+from ..blocks.executors import CONNECT_TIMEOUT, DaskExecutor, get_executor
 from ..blocks.plan import block_grid, block_memory, plan_blocks
+from ..blocks.population import PopulationTask
 from ..blocks.runner import run_blocks
 from ..blocks.tasks import SweepTask
 from ..engine.grids import constant_schedules
 from ..exceptions import ConfigError, report_nonfinite, report_unrecoverable
-from ..store.layout import KIND_OF, coordinates, layout, store_values
+from ..store.layout import KIND_OF, METRICS, coordinates, layout, store_values, value_counts
 from ..store.manifest import (
     BLOCKS,
     MANIFEST,
@@ -93,6 +93,8 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
         stored=per_pair,
         backend=run["backend"],
     )
+    if "cov" in problems.arrays:  # Sigma and V^T Sigma V of each problem in a block
+        per_problem += 2 * 8 * d * d
     try:
         pb, lb = plan_blocks(B, L, per_problem, work, run["memory_limit"])
     except ValueError:
@@ -118,6 +120,19 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
 def _task(cfg: SweepConfig, problems: ProblemSet, kind: str, threads: int | None) -> SweepTask:
     a = problems.arrays
     schedules = None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps)
+    if "cov" in a:  # random design: the population risk
+        return PopulationTask(
+            kind,
+            a["X"],
+            cfg.lams,
+            cfg.max_steps,
+            schedules=schedules,
+            theta_star=a["theta_star"],
+            noise_var=a["noise_var"],
+            backend=cfg.run["backend"],
+            threads=threads,
+            cov=a["cov"],
+        )
     return SweepTask(
         kind,
         a["X"],
@@ -169,6 +184,7 @@ def run_sweep(
     progress: bool | Callable[[int, int], object] = True,
     scheduler: str | None = None,
     client: Any = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> str:
     """Run a config block by block into its output directory.
 
@@ -182,7 +198,7 @@ def run_sweep(
         Replace a previous fastsd sweep in ``cfg.output``.
     progress : bool or callable
         A tqdm bar, or ``progress(blocks_done, blocks_total)``.
-    scheduler, client
+    scheduler, client, connect_timeout
         Where to compute the blocks (see :func:`fastsd.blocks.executors.get_executor`).
 
     Returns
@@ -195,7 +211,8 @@ def run_sweep(
     out = cfg.output
     problems = load_problems(cfg.resolved)
     plan = plan_sweep(cfg, problems)
-    executor = get_executor(scheduler=scheduler, client=client)  # before touching the output
+    # before touching the output
+    executor = get_executor(scheduler=scheduler, client=client, connect_timeout=connect_timeout)
     with executor:
         mode = prepare_output(
             out,
@@ -242,7 +259,7 @@ def run_sweep(
         task = _task(cfg, problems, plan["kind"], threads)
         kind = plan["kind"]
 
-        counts = _Counts()
+        counts = _Counts(kind)
         skip = store.done()
 
         def consume(block: Block, result: dict[str, Any]) -> None:
@@ -271,30 +288,17 @@ def run_sweep(
 
 
 class _Counts:
-    """Non-finite metrics and unrecoverable xi of a sweep, counted block by block,
-    for one warning of each kind per run (blocks stored by an earlier run are read back)."""
+    """Non-finite metrics and unrecoverable xi of a sweep (:func:`value_counts` of each
+    block), for one warning of each kind per run; blocks stored by an earlier run are
+    read back."""
 
-    METRICS = ("risk", "val_mse", "test_mse")
-
-    def __init__(self) -> None:
-        self.nonfinite = self.values = self.nan_xi = self.schedules = 0
-        self.what = "risks"
+    def __init__(self, kind: str) -> None:
+        self.what = "risks" if kind in ("risk", "optimal") else "MSEs"
+        self.total = {"nonfinite": 0, "metrics": 0, "nan_xi": 0, "schedules": 0}
 
     def add(self, values: Mapping[str, NDArray[Any]]) -> None:
-        ok = values.get("xi_reproducible")
-        for name in self.METRICS:
-            if name not in values:
-                continue
-            if name != "risk":
-                self.what = "MSEs"
-            bad = ~np.isfinite(values[name])
-            if name == "test_mse" and ok is not None:
-                bad &= ok  # NaN where xi is: counted as unrecoverable xi
-            self.nonfinite += int(np.count_nonzero(bad))
-            self.values += bad.size
-        if ok is not None:
-            self.nan_xi += int(ok.size - np.count_nonzero(ok))
-            self.schedules += ok[..., 1:].size
+        for key, count in value_counts(values).items():
+            self.total[key] += count
 
     def add_stored(self, out: str, blocks: Sequence[Block]) -> None:
         """Count the blocks ``blocks`` as stored in ``out`` (one block in memory at a time)."""
@@ -303,12 +307,13 @@ class _Counts:
         import zarr
 
         group = zarr.open_group(os.path.join(out, ZARR), mode="r")
-        names = [n for n in (*self.METRICS, "xi_reproducible") if n in group]
+        names = [n for n in (*METRICS, "xi_reproducible") if n in group]
         for block in blocks:
             where = (slice(block.b0, block.b1), slice(block.l0, block.l1))
             # zarr types a selection as any array-like: these are the arrays fastsd wrote
             self.add({n: cast("NDArray[Any]", cast(Any, group[n])[where]) for n in names})
 
     def warn(self) -> None:
-        report_nonfinite(self.nonfinite, self.values, self.what, 4)
-        report_unrecoverable(self.nan_xi, self.schedules, 4)
+        total = self.total
+        report_nonfinite(total["nonfinite"], total["metrics"], self.what, 4)
+        report_unrecoverable(total["nan_xi"], total["schedules"], 4)
