@@ -86,12 +86,20 @@ _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 def _export_target(out: str, to: str | None, fmt: str | None) -> tuple[str, str]:
     """(path, format) of ``export``: the format from the extension of ``--to``
     (``--format`` must agree), the file outside the store, its directory writable."""
-    from .store.manifest import OWNED, check_output_file
+    from .store.manifest import check_output_file
 
     if to is None:
         fmt = fmt or "csv"
         return os.path.join(out, f"results.{fmt}"), fmt
     path = check_output_file(to, "--to")
+    store = os.path.realpath(out)
+    real = os.path.realpath(path)
+    inside = real.startswith(store.rstrip(os.sep) + os.sep)
+    if inside and os.path.relpath(real, store) not in ("results.csv", "results.parquet"):
+        raise ValueError(
+            f"--to {path} is inside the sweep output {out}, where it could replace the "
+            "store's files; write the table outside it, or omit --to (OUTPUT/results.FORMAT)"
+        )
     ext = os.path.splitext(path)[1].lower()
     implied = _FORMATS.get(ext)
     if implied is None and fmt is None:
@@ -106,15 +114,6 @@ def _export_target(out: str, to: str | None, fmt: str | None) -> tuple[str, str]
         )
     fmt = fmt or implied
     assert fmt is not None  # from the extension or --format
-    store = os.path.realpath(out)
-    real = os.path.realpath(path)
-    inside = real.startswith(store.rstrip(os.sep) + os.sep)
-    if inside and os.path.relpath(real, store) not in ("results.csv", "results.parquet"):
-        kept = sorted(set(OWNED) - {"results.csv", "results.parquet"})
-        raise ValueError(
-            f"--to {path} is inside the sweep output {out} (fastsd's {', '.join(kept)}); "
-            "write the table outside it, or omit --to for OUTPUT/results.FORMAT"
-        )
     return path, fmt
 
 
