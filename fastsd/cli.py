@@ -8,11 +8,12 @@ an interrupted run exits with 130 after saying where its finished work is.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Iterator, Sequence
+from typing import cast
 
 from .blocks.executors import CONNECT_TIMEOUT
 
@@ -117,15 +118,13 @@ def _export_target(out: str, to: str | None, fmt: str | None) -> tuple[str, str]
     return path, fmt
 
 
-def _open_sweep(out: str) -> tuple[Any, Any]:
-    """(SweepResult, its data loaded) of a sweep output; a store that cannot be read
-    is reported naming its damaged metadata file."""
+@contextlib.contextmanager
+def _reading(out: str) -> Iterator[None]:
+    """Errors reading the store of ``out`` name its damaged metadata file, if one is."""
     from .store.manifest import damaged_metadata
-    from .store.reading import load_sweep
 
-    result = load_sweep(out)
     try:
-        return result, result.to_xarray().load()
+        yield
     except Exception as exc:
         damaged = damaged_metadata(out)
         if damaged is None:
@@ -137,14 +136,17 @@ def _open_sweep(out: str) -> tuple[Any, Any]:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from .store.reading import load_sweep
+
     out = _path(args.output, "OUTPUT")
     path, fmt = _export_target(out, args.to, args.format)
-    result, _ = _open_sweep(out)
-    if not result.complete:
-        raise ValueError(
-            f"{out} is an unfinished sweep; finish it with fastsd sweep CONFIG --resume first"
-        )
-    frame = result.to_dataframe()
+    with _reading(out):
+        result = load_sweep(out)
+        if not result.complete:
+            raise ValueError(
+                f"{out} is an unfinished sweep; finish it with fastsd sweep CONFIG --resume first"
+            )
+        frame = result.to_dataframe()
     if fmt == "csv":
         frame.to_csv(path, index=False)
     else:
@@ -155,10 +157,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .plotting import plot_sweep
+    from .store.reading import load_sweep
 
     out = _path(args.output, "OUTPUT")
     directory = _path(args.to, "--to") if args.to else os.path.join(out, "figures")
-    _, data = _open_sweep(out)  # before anything is created
+    with _reading(out):  # the data first: nothing is created for a store that cannot be read
+        data = load_sweep(out).to_xarray().load()
     created = not os.path.isdir(directory)
     os.makedirs(directory, exist_ok=True)
     try:
