@@ -30,7 +30,6 @@ n points of [0, 1], with an RBF kernel, through fastsd's kernel decompositions
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import numpy as np
@@ -40,7 +39,7 @@ from scipy.optimize import brentq
 from ..decomposition import decompose
 from ..engine.single import excess_risk, optimal_xi, self_distill
 from ..engine.sweeps import sweep_optimal
-from ..exceptions import IllConditionedXiWarning
+from ..exceptions import ignore_unrecoverable
 from ..plotting import pyplot
 
 __all__ = ["sine_problem", "constrained_rounds", "write_kernel_studies"]
@@ -180,7 +179,10 @@ def teacher_student_map(
 ) -> NDArray[np.float64]:
     """Optimal k-step risk over teacher x student penalties, shape (L, L, K + 1)."""
     dec, f_star, var = problem["dec"], problem["f_star"], problem["noise_var"]
-    risk, _ = sweep_optimal(dec, f_star, var, lams, max_steps, student_lams=lams, backend="numpy")
+    with ignore_unrecoverable():  # only the risks are used
+        risk, _ = sweep_optimal(
+            dec, f_star, var, lams, max_steps, student_lams=lams, backend="numpy"
+        )
     return risk
 
 
@@ -238,8 +240,7 @@ def write_kernel_studies(out: str, quick: bool = False) -> dict[str, Any]:
     # an under-regularized teacher (1/30 of the best ridge penalty): SD has work to do
     K = 8
     lam = float(grid[np.argmin(risk[:, 0, 0])] / 30.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IllConditionedXiWarning)  # NaN xi: not plotted
+    with ignore_unrecoverable():  # NaN xi: not plotted
         pure, best, schedules = ground_truth_weighting(problem, lam, K, 60)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].semilogy(range(pure.size), pure, ".-", label="pure SD (ξ = 1)")

@@ -42,6 +42,7 @@ from .. import plotting, problems
 from .._fit import linear_fit
 from ..engine.single import oracle_risk
 from ..engine.sweeps import sweep_optimal
+from ..exceptions import ignore_unrecoverable
 from ..tables import write_csv
 
 __all__ = [
@@ -147,9 +148,10 @@ def gain_vs_rank(
     ranks = batch.labels["rank"]
     dec = batch.decompose()
     K = int(ranks.max())
-    risk, _ = sweep_optimal(
-        dec, batch.theta_star, batch.noise_var, lams, K, backend=backend, threads=threads
-    )
+    with ignore_unrecoverable():  # only the risks are used
+        risk, _ = sweep_optimal(
+            dec, batch.theta_star, batch.noise_var, lams, K, backend=backend, threads=threads
+        )
     oracle = oracle_risk(dec, batch.theta_star, batch.noise_var, float(np.median(lams)))
     B = ranks.size
     out = {
@@ -260,7 +262,8 @@ def assumption_violations(
     """
     batch = violation_problems(d=d, n=n, noise_var=noise_var, spread=spread, seed=seed)
     lams = lambda_grid(batch.n_samples, quick) if lams is None else np.asarray(lams, float)
-    risk, _ = batch.sweep_optimal(lams, max_steps, backend=backend, threads=threads)
+    with ignore_unrecoverable():  # only the risks are used
+        risk, _ = batch.sweep_optimal(lams, max_steps, backend=backend, threads=threads)
     B, L, K1 = risk.shape
     case = np.repeat(batch.labels["case"], L * K1)
     return {
@@ -365,9 +368,10 @@ def xi_vs_gap(
     batch = problems.singular_gap_family(gaps, p=p, n=n, noise_var=noise_var, seed=seed)
     lam = float(batch.n_samples) if lam is None else float(lam)
     dec = batch.decompose(method="svd")
-    risk, xi = sweep_optimal(
-        dec, batch.theta_star, batch.noise_var, [lam], p, backend=backend, threads=threads
-    )
+    with ignore_unrecoverable():  # NaN xi are the point: xi_max_abs is NaN there
+        risk, xi = sweep_optimal(
+            dec, batch.theta_star, batch.noise_var, [lam], p, backend=backend, threads=threads
+        )
     gaps = batch.labels["gap"]
     B = gaps.size
     ks = np.arange(1, p + 1)

@@ -22,6 +22,7 @@ from ..datasets import load_dataset, load_split, standardize
 from ..decomposition import decompose
 from ..engine.single import self_distill
 from ..engine.sweeps import sweep_optimal_validation
+from ..exceptions import ignore_unrecoverable
 from .tuning import LAMS
 
 __all__ = [
@@ -91,9 +92,10 @@ def run_protocol(
     n_train = data["X_train"].shape[1]
     lams = lambda_grid(n_train, num_lams)
     dec = decompose(data["X_train"], data["y_train"])
-    val_mse, xi = sweep_optimal_validation(
-        dec, None, data["X_val"], data["y_val"], lams, max_steps, backend=backend
-    )
+    with ignore_unrecoverable():  # masked below: a lambda with NaN xi is not usable
+        val_mse, xi = sweep_optimal_validation(
+            dec, None, data["X_val"], data["y_val"], lams, max_steps, backend=backend
+        )
     rows: dict[str, list[Any]] = {
         key: [] for key in ("dataset", "seed", "k", "lam", "xi", "val_mse", "test_mse")
     }
