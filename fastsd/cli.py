@@ -147,11 +147,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    if "--runner" in args.rest:  # the block runner and Dask executor (fastsd.bench.runner)
-        from .bench.runner import main as runner_main
-
-        return runner_main([a for a in args.rest if a != "--runner"])
-    from .bench.kernels import main as bench_main
+    from .bench.kernels import main as bench_main  # W1/W2, --e2e, or --runner
 
     return bench_main(args.rest)
 
@@ -245,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         help="measure workloads W1/W2 (numba vs NumPy reference); "
-        "--e2e: W3-W5 and streaming vs the BLAS limit",
+        "--e2e: W3-W5 and streaming vs the BLAS limit; --runner [--dask]: the block runner",
         description="Measure W1/W2 (or --e2e); options are passed on (fastsd bench --help-bench).",
         add_help=False,
     )

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -274,7 +275,18 @@ def format_table(res: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--runner" in argv:  # the block runner and the Dask executor: their own options
+        from .runner import main as runner_main
+
+        return runner_main([a for a in argv if a != "--runner"])
     parser = argparse.ArgumentParser(prog="fastsd bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--runner",
+        action="store_true",
+        help="measure the block runner and the Dask executor instead of W1/W2 "
+        "(their options, e.g. --dask: fastsd bench --runner --help)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement")
     parser.add_argument(
         "--quick", action="store_true", help="smaller sizes (W1/W2: B = 32 instead of 256)"

@@ -452,11 +452,11 @@ def write_synthetic(
         ``tables`` (name -> CSV path), ``figures`` (list of PNG paths),
         ``elapsed_s``. Also written to ``outdir/synthetic_summary.json``.
 
-    Files
+    Notes
     -----
-    gain_vs_rank.csv, violations_curves.csv, violations_optimum.csv,
-    xi_vs_gap.csv, gain_vs_rank.png, violations.png, xi_vs_gap.png,
-    synthetic_summary.json.
+    Files written to ``outdir``: gain_vs_rank.csv, violations_curves.csv,
+    violations_optimum.csv, xi_vs_gap.csv, gain_vs_rank.png, violations.png,
+    xi_vs_gap.png, synthetic_summary.json.
     """
     os.makedirs(outdir, exist_ok=True)
     started = time.perf_counter()
