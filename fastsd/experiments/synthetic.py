@@ -43,7 +43,7 @@ from .._fit import linear_fit
 from ..engine.single import oracle_risk
 from ..engine.sweeps import sweep_optimal
 from ..exceptions import ignore_unrecoverable
-from ..tables import write_csv
+from ..tables import format_value, write_csv
 
 __all__ = [
     "QUICK_RANKS",
@@ -510,21 +510,23 @@ def write_synthetic(
                     gain,
                     os.path.join(outdir, "gain_vs_rank.png"),
                     fits={"ridge": fit_ridge, "1step": fit_1step},
-                    note=f"{spec}, j = 1..r;  θ* = v₁;  n = {n}, σ² = {noise_var:g}",
+                    note=f"{spec}, $j = 1..r$;  $\\theta^* = v_1$;  $n$ = {n}, "
+                    f"$\\sigma^2$ = {noise_var:g}",
                 ),
                 plotting.plot_risk_curves(
                     curves,
                     os.path.join(outdir, "violations.png"),
-                    note=f"d = {kmax}, n = {n}, σ² = {noise_var:g}, ‖θ*‖ = 1; distinct values "
-                    f"{spec}, r = d; repeated: XᵀX = n I; spread: cos²(θ*, v_j) = 1/d",
+                    note=f"$d$ = {kmax}, $n$ = {n}, $\\sigma^2$ = {noise_var:g}, "
+                    f"$\\|\\theta^*\\| = 1$; distinct values {spec}, $r = d$; "
+                    "repeated: $X^\\top X = nI$; spread: $\\cos^2(\\theta^*, v_j) = 1/d$",
                 ),
                 plotting.plot_xi_vs_gap(
                     xi,
                     os.path.join(outdir, "xi_vs_gap.png"),
                     slopes=slopes,
                     note=f"$s_j = \\sqrt{{n}}\\,(1 - (j-1)\\,\\mathrm{{gap}})$, "
-                    f"j = 1..{int(xi['k'].max())};  θ* = v₁;  n = {n_gap}, "
-                    f"σ² = {noise_var:g}",
+                    f"$j$ = 1..{int(xi['k'].max())};  $\\theta^* = v_1$;  $n$ = {n_gap}, "
+                    f"$\\sigma^2$ = {noise_var:g}",
                 ),
             ]
     tick()
@@ -548,7 +550,7 @@ def write_synthetic(
             f"{c}: {_fmt(g)}" for c, g in viol.items()
         ),
         "Optimal |ξ| vs singular-value gap at fixed λ (log-log slope per k)": ", ".join(
-            f"k = {k}: {_fmt(s, 2)}" for k, s in slopes.items()
+            f"k = {k}: {format_value(s, '{:.2f}')}" for k, s in slopes.items()
         ),
     }
     summary: dict[str, Any] = {
