@@ -147,7 +147,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench.kernels import main as bench_main  # W1/W2, --e2e, or --runner
+    if "--runner" in args.rest:  # the block runner and Dask executor (fastsd.bench.runner)
+        from .bench.runner import main as runner_main
+
+        return runner_main([a for a in args.rest if a != "--runner"])
+    from .bench.kernels import main as bench_main
 
     return bench_main(args.rest)
 
