@@ -276,6 +276,7 @@ def format_table(res: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``fastsd bench``: measure W1/W2 (or ``--e2e``) and print the table; returns 0."""
     parser = argparse.ArgumentParser(
         prog="fastsd bench",
         description=__doc__.split("\n\n")[0],
