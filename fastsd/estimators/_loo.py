@@ -56,7 +56,7 @@ from ..reference.spectral import inverse_shift, spectral_factors
 from ..reparam import xi_to_xibar
 from ._tuning import TuningTable, nested_lstsq, reject_unreproducible, xi_from_rows
 
-__all__ = ["loo_columns", "loo_table", "loo_predictions", "nested_loo"]
+__all__ = ["loo_columns", "loo_table", "loo_predictions", "nested_loo", "nested_loo_exact"]
 
 #: 1 - leverage at or below this: leave-one-out undefined for that lambda.
 LEVERAGE_TOL = 1e-10
@@ -222,6 +222,115 @@ def nested_loo(
             losses[:, k + 1] = np.sum(nested * nested, axis=-1) / T
     risk[:, 1:] = np.where(ok, losses[:, 1:].sum(axis=-1) / w_sum, np.inf)
     return risk, losses
+
+
+#: Memory (bytes) of one block of point pairs in :func:`nested_loo_exact`.
+PAIR_BLOCK_BYTES = 32 << 20
+
+
+def nested_loo_exact(
+    U: NDArray[np.float64],
+    s2: NDArray[np.float64],
+    Y: NDArray[np.float64],
+    sqrt_w: NDArray[np.float64] | None,
+    w_sum: float,
+    fit_intercept: bool,
+    lam: float,
+    max_steps: int,
+) -> tuple[NDArray[np.float64], bool]:
+    r"""Exact nested leave-one-out losses of the LOO-fitted schedules at one lambda.
+
+    :func:`nested_loo` keeps the other points' LOO columns fixed when point i
+    leaves the fit of xibar. They are not: without point i, point j's
+    leave-one-out residual is a leave-*two*-out residual, and the difference
+    is of the order of the cross-leverage g_i^T D g_j / (1 - h), carrying
+    point i's own residual into the rows that fit xibar. At n close to d
+    (leverages near 1) this leak makes :func:`nested_loo` far too
+    optimistic. Here it is computed exactly: for every pair S = {i, j} the
+    predictions at S of the k-step procedure trained without S solve the
+    block form of the recursion of :func:`loo_columns`,
+
+        (I - Mg_0) P_m = Mb_m + sum_{l=1}^{m} Mg_l P_{m-l},
+
+    with the 2 x 2 moments Mg_l = G_S^T Q^l D G_S and Mb_l = G_S^T Q^l D
+    (X^T y - G_S y_S) (Woodbury on A - G_S G_S^T; the intercept is one more,
+    unpenalized coordinate). Point j's component is its residual column in
+    the problem without i; xibar^(-i) is fitted to those rows (j != i), and
+    the nested residual of i is e0_i + sum_m xibar_m^(-i) P_m,i. Equal to
+    refitting everything without point i (tested), at O(K n^2 p) flops and
+    O(n) memory per row of pairs, so it is run for one (lambda, k) only.
+
+    Parameters
+    ----------
+    U, s2, Y, sqrt_w, w_sum, fit_intercept
+        As in :func:`loo_columns`.
+    lam : float
+    max_steps : int
+        K >= 1: row k of the losses is the k-step fit.
+
+    Returns
+    -------
+    losses : ndarray of shape (K + 1, n)
+        Per-point w_i (nested residual)^2 averaged over targets; row 0 is the
+        ridge LOO loss.
+    defined : bool
+        False when some leave-one-out or leave-two-out fit is undefined
+        (leverage 1).
+    """
+    n, p = U.shape
+    T = Y.shape[1]
+    K = max_steps
+    lams = np.array([float(lam)])
+    e0_all, P_all, defined = loo_columns(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, K)
+    e0, P = e0_all[0], P_all[0]  # (T, n), (K, T, n)
+    d = inverse_shift(s2, lams)[0]
+    _, q = spectral_factors(s2, lams)
+    wl = (s2 * d)[None, :] * q[0][None, :] ** np.arange(K + 1)[:, None]  # (K + 1, p)
+    A = Y.T @ U  # (T, p)
+    F = np.einsum("tp,lp,np->lnt", A, wl, U)  # g_i^T Q^l D z, (K + 1, n, T)
+    Mg = wl @ (U * U).T  # g_i^T Q^l D g_i, (K + 1, n)
+    c = np.ones(n) if sqrt_w is None else sqrt_w
+    if fit_intercept:
+        Mg[0] += c * c / w_sum
+    losses = np.empty((K + 1, n))
+    losses[0] = np.sum(e0 * e0, axis=0) / T
+    ok = bool(defined[0])
+    block = max(1, PAIR_BLOCK_BYTES // (8 * n * (T * (3 * K + 3) + K + 1)))
+    cols = np.arange(n)
+    for start in range(0, n, block):
+        I = cols[start : start + block]
+        b = I.size
+        C = np.einsum("ip,lp,jp->lij", U[I], wl, U)  # cross moments, (K + 1, b, n)
+        if fit_intercept:
+            C[0] += np.outer(c[I], c) / w_sum
+        self_pair = I[:, None] == cols[None, :]
+        hi, hj = Mg[0][I][:, None], Mg[0][None, :]
+        det = (1.0 - hi) * (1.0 - hj) - C[0] * C[0]
+        bad = (det <= LEVERAGE_TOL) & ~self_pair
+        ok &= not np.any(bad)
+        det = np.where(self_pair | bad, 1.0, det)[:, :, None]
+        yi, yj = Y[I][:, None, :], Y[None, :, :]
+        pi: list[NDArray[np.float64]] = []
+        pj: list[NDArray[np.float64]] = []
+        for m in range(K + 1):
+            Cm = C[m][:, :, None]
+            gi, gj = Mg[m][I][:, None, None], Mg[m][None, :, None]
+            rhs_i = F[m][I][:, None, :] - gi * yi - Cm * yj
+            rhs_j = F[m][None, :, :] - Cm * yi - gj * yj
+            for l in range(1, m + 1):
+                Cl = C[l][:, :, None]
+                rhs_i = rhs_i + Mg[l][I][:, None, None] * pi[m - l] + Cl * pj[m - l]
+                rhs_j = rhs_j + Cl * pi[m - l] + Mg[l][None, :, None] * pj[m - l]
+            c0 = C[0][:, :, None]
+            pi.append(((1.0 - hj)[:, :, None] * rhs_i + c0 * rhs_j) / det)
+            pj.append((c0 * rhs_i + (1.0 - hi)[:, :, None] * rhs_j) / det)
+        keep = ~self_pair[:, :, None]
+        target = np.where(keep, pj[0] - yj, 0.0).reshape(b, n * T)  # -(f0_j without i)
+        design = np.stack([np.where(keep, pj[m], 0.0) for m in range(1, K + 1)], axis=-1)
+        xibar = nested_lstsq(design.reshape(b, n * T, K), target)  # (b, K, K)
+        res = e0[:, I].T[:, None, :] + np.einsum("bkm,mtb->bkt", xibar, P[:, :, I])
+        losses[1:, I] = (np.sum(res * res, axis=-1) / T).T
+    return losses, ok
 
 
 #: (risk, losses) of :func:`nested_loo`.

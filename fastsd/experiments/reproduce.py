@@ -44,11 +44,9 @@ def _steps(progress: bool, total: int) -> Any:
 
 #: Size of the tuning benchmark and the learning curves per mode.
 _TUNING_PLAN: dict[str, dict[str, Any]] = {
-    "quick": dict(
-        sets=("diabetes", "theorem1_1"), seeds=2, curve_seeds=1, curve_shares=(0.01, 0.1)
-    ),
-    "default": dict(sets=None, seeds=5, curve_seeds=3, curve_shares=None),
-    "full": dict(sets=None, seeds=20, curve_seeds=10, curve_shares=None),
+    "quick": dict(size="quick", curve_seeds=1, curve_shares=(0.01, 0.1)),
+    "default": dict(size="reduced", curve_seeds=3, curve_shares=None),
+    "full": dict(size="full", curve_seeds=10, curve_shares=None),
 }
 
 
@@ -61,7 +59,7 @@ def _tuning_sections(
     from .uci import CURVE_SHARES, curve_paragraph, learning_curve, summarize_curves
 
     plan = _TUNING_PLAN[mode]
-    bench = write_benchmark(out, seeds=plan["seeds"], sets=plan["sets"])
+    bench = write_benchmark(out, size=plan["size"])
     shares = plan["curve_shares"] or CURVE_SHARES
     parts = [learning_curve(name, shares, range(plan["curve_seeds"])) for name in datasets]
     rows = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
@@ -272,7 +270,7 @@ def _write_summary(
         "## Tuning rules against scikit-learn's RidgeCV",
         "",
         f"`SelfDistilledRidgeCV` (K = 2; gcv K = 1) with each rule against `RidgeCV`, "
-        f"same 41-value λ grid (1e-4…1e4), same preprocessing, {plan['seeds']} paired "
+        f"same 41-value λ grid (1e-4…1e4), same preprocessing, {plan['size']} benchmark "
         "random splits per set and training share (`--full`: 20). Cell: mean ± s.e. "
         "of the paired change in test MSE (Theorem 1 family: population excess risk), "
         "95th percentile over splits in brackets; negative = better than RidgeCV. "
