@@ -51,9 +51,11 @@ from typing import Literal, cast, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import comb
+from sklearn.utils.validation import _check_sample_weight, check_X_y
 
 from ..reference.spectral import inverse_shift, spectral_factors
 from ..reparam import xi_to_xibar
+from ._base import LAM, _Prepared, _validated, _xi_values
 from ._tuning import TuningTable, nested_lstsq, reject_unreproducible, xi_from_rows
 
 __all__ = ["loo_columns", "loo_table", "loo_predictions", "nested_loo", "nested_loo_exact"]
@@ -237,6 +239,7 @@ def nested_loo_exact(
     fit_intercept: bool,
     lam: float,
     max_steps: int,
+    rows: NDArray[np.intp] | None = None,
 ) -> tuple[NDArray[np.float64], bool]:
     r"""Exact nested leave-one-out losses of the LOO-fitted schedules at one lambda.
 
@@ -257,8 +260,9 @@ def nested_loo_exact(
     unpenalized coordinate). Point j's component is its residual column in
     the problem without i; xibar^(-i) is fitted to those rows (j != i), and
     the nested residual of i is e0_i + sum_m xibar_m^(-i) P_m,i. Equal to
-    refitting everything without point i (tested), at O(K n^2 p) flops and
-    O(n) memory per row of pairs, so it is run for one (lambda, k) only.
+    refitting everything without point i (tested), at O(K m n p) flops for
+    m = len(rows) points and O(n) memory per point, so it is run for one
+    lambda only.
 
     Parameters
     ----------
@@ -267,12 +271,14 @@ def nested_loo_exact(
     lam : float
     max_steps : int
         K >= 1: row k of the losses is the k-step fit.
+    rows : ndarray of int, optional
+        The points i to compute (default: all).
 
     Returns
     -------
-    losses : ndarray of shape (K + 1, n)
-        Per-point w_i (nested residual)^2 averaged over targets; row 0 is the
-        ridge LOO loss.
+    losses : ndarray of shape (K + 1, m)
+        Per-point w_i (nested residual)^2 averaged over targets at ``rows``;
+        row 0 is the ridge LOO loss.
     defined : bool
         False when some leave-one-out or leave-two-out fit is undefined
         (leverage 1).
@@ -287,20 +293,21 @@ def nested_loo_exact(
     _, q = spectral_factors(s2, lams)
     wl = (s2 * d)[None, :] * q[0][None, :] ** np.arange(K + 1)[:, None]  # (K + 1, p)
     A = Y.T @ U  # (T, p)
-    F = np.einsum("tp,lp,np->lnt", A, wl, U)  # g_i^T Q^l D z, (K + 1, n, T)
+    F = np.swapaxes((wl[:, None, :] * A[None]) @ U.T, 1, 2)  # g_i^T Q^l D z, (K + 1, n, T)
     Mg = wl @ (U * U).T  # g_i^T Q^l D g_i, (K + 1, n)
     c = np.ones(n) if sqrt_w is None else sqrt_w
     if fit_intercept:
         Mg[0] += c * c / w_sum
-    losses = np.empty((K + 1, n))
-    losses[0] = np.sum(e0 * e0, axis=0) / T
+    cols = np.arange(n)
+    rows = cols if rows is None else rows
+    losses = np.empty((K + 1, rows.size))
+    losses[0] = np.sum(e0[:, rows] ** 2, axis=0) / T
     ok = bool(defined[0])
     block = max(1, PAIR_BLOCK_BYTES // (8 * n * (T * (3 * K + 3) + K + 1)))
-    cols = np.arange(n)
-    for start in range(0, n, block):
-        I = cols[start : start + block]
+    for start in range(0, rows.size, block):
+        I = rows[start : start + block]
         b = I.size
-        C = np.einsum("ip,lp,jp->lij", U[I], wl, U)  # cross moments, (K + 1, b, n)
+        C = (U[I][None] * wl[:, None, :]) @ U.T  # cross moments, (K + 1, b, n)
         if fit_intercept:
             C[0] += np.outer(c[I], c) / w_sum
         self_pair = I[:, None] == cols[None, :]
@@ -329,7 +336,7 @@ def nested_loo_exact(
         design = np.stack([np.where(keep, pj[m], 0.0) for m in range(1, K + 1)], axis=-1)
         xibar = nested_lstsq(design.reshape(b, n * T, K), target)  # (b, K, K)
         res = e0[:, I].T[:, None, :] + np.einsum("bkm,mtb->bkt", xibar, P[:, :, I])
-        losses[1:, I] = (np.sum(res * res, axis=-1) / T).T
+        losses[1:, start : start + b] = (np.sum(res * res, axis=-1) / T).T
     return losses, ok
 
 
@@ -419,6 +426,16 @@ def loo_table(
     return (table, honest) if nested else table
 
 
+@_validated(
+    {
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "lam": [LAM],
+        "xi": ["array-like"],
+        "fit_intercept": ["boolean"],
+        "sample_weight": ["array-like", None],
+    }
+)
 def loo_predictions(
     X: ArrayLike,
     y: ArrayLike,
@@ -451,16 +468,24 @@ def loo_predictions(
     y_loo : ndarray of the shape of y
         NaN everywhere if some point has leverage 1 (LOO undefined).
     """
-    from ._base import _Prepared, _check_lam, _check_xi_param
-
-    lam = _check_lam(lam)
-    xibar = xi_to_xibar(_check_xi_param(xi))
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    prep = _Prepared(X, y, sample_weight, fit_intercept)
+    xibar = xi_to_xibar(_xi_values(xi))
+    X_, y_ = cast(
+        "tuple[NDArray[np.float64], NDArray[np.float64]]",
+        check_X_y(X, y, dtype=np.float64, multi_output=True, y_numeric=True),
+    )
+    if sample_weight is not None:
+        sample_weight = _check_sample_weight(sample_weight, X_, dtype=np.float64)
+    prep = _Prepared(X_, y_, sample_weight, fit_intercept)
     dec, _ = prep.decompose()
     e0, P, defined = loo_columns(
-        dec.U, dec.s2, prep.Y, prep.sqrt_w, prep.w_sum, fit_intercept, np.array([lam]), xibar.size
+        dec.U,
+        dec.s2,
+        prep.Y,
+        prep.sqrt_w,
+        prep.w_sum,
+        fit_intercept,
+        np.array([float(lam)]),
+        xibar.size,
     )
     res = (e0[0] + np.tensordot(xibar, P[0], axes=(0, 0))).T  # (n, T) scaled residuals
     if not defined[0]:
@@ -468,6 +493,6 @@ def loo_predictions(
     if prep.sqrt_w is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
             res = res / prep.sqrt_w[:, None]
-    Y = y[:, None] if y.ndim == 1 else y
+    Y = y_[:, None] if y_.ndim == 1 else y_
     out: NDArray[np.float64] = Y - res
-    return out[:, 0] if y.ndim == 1 else out
+    return out[:, 0] if y_.ndim == 1 else out
