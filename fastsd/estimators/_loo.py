@@ -226,8 +226,8 @@ def nested_loo(
     return risk, losses
 
 
-#: Memory (bytes) of one block of point pairs in :func:`nested_loo_exact`.
-PAIR_BLOCK_BYTES = 32 << 20
+#: Memory (bytes) of one block of point pairs in :func:`nested_loo_exact` (cache-sized).
+PAIR_BLOCK_BYTES = 4 << 20
 
 
 def nested_loo_exact(
@@ -292,8 +292,7 @@ def nested_loo_exact(
     d = inverse_shift(s2, lams)[0]
     _, q = spectral_factors(s2, lams)
     wl = (s2 * d)[None, :] * q[0][None, :] ** np.arange(K + 1)[:, None]  # (K + 1, p)
-    A = Y.T @ U  # (T, p)
-    F = np.swapaxes((wl[:, None, :] * A[None]) @ U.T, 1, 2)  # g_i^T Q^l D z, (K + 1, n, T)
+    F = (wl[:, None, :] * (Y.T @ U)[None]) @ U.T  # g_i^T Q^l D z, (K + 1, T, n)
     Mg = wl @ (U * U).T  # g_i^T Q^l D g_i, (K + 1, n)
     c = np.ones(n) if sqrt_w is None else sqrt_w
     if fit_intercept:
@@ -303,7 +302,8 @@ def nested_loo_exact(
     losses = np.empty((K + 1, rows.size))
     losses[0] = np.sum(e0[:, rows] ** 2, axis=0) / T
     ok = bool(defined[0])
-    block = max(1, PAIR_BLOCK_BYTES // (8 * n * (T * (3 * K + 3) + K + 1)))
+    yj = Y.T[:, None, :]  # (T, 1, n)
+    block = max(1, PAIR_BLOCK_BYTES // (8 * n * (T * (2 * K + 5) + K + 4)))
     for start in range(0, rows.size, block):
         I = rows[start : start + block]
         b = I.size
@@ -311,30 +311,32 @@ def nested_loo_exact(
         if fit_intercept:
             C[0] += np.outer(c[I], c) / w_sum
         self_pair = I[:, None] == cols[None, :]
-        hi, hj = Mg[0][I][:, None], Mg[0][None, :]
-        det = (1.0 - hi) * (1.0 - hj) - C[0] * C[0]
+        one_i, one_j = 1.0 - Mg[0][I][:, None], 1.0 - Mg[0][None, :]
+        det = one_i * one_j - C[0] * C[0]
         bad = (det <= LEVERAGE_TOL) & ~self_pair
         ok &= not np.any(bad)
-        det = np.where(self_pair | bad, 1.0, det)[:, :, None]
-        yi, yj = Y[I][:, None, :], Y[None, :, :]
-        pi: list[NDArray[np.float64]] = []
-        pj: list[NDArray[np.float64]] = []
+        det = np.where(self_pair | bad, 1.0, det)
+        # (I - Mg_0)^{-1} = [[a, c0], [c0, e]] / det
+        a, c0, e = one_j / det, C[0] / det, one_i / det
+        yi = Y.T[:, I][:, :, None]  # (T, b, 1)
+        pi: list[NDArray[np.float64]] = []  # predictions at i without {i, j}, (T, b, n)
+        pj: list[NDArray[np.float64]] = []  # ... at j
         for m in range(K + 1):
-            Cm = C[m][:, :, None]
-            gi, gj = Mg[m][I][:, None, None], Mg[m][None, :, None]
-            rhs_i = F[m][I][:, None, :] - gi * yi - Cm * yj
-            rhs_j = F[m][None, :, :] - Cm * yi - gj * yj
+            rhs_i = F[m][:, I][:, :, None] - Mg[m][I][:, None] * yi - C[m] * yj
+            rhs_j = F[m][:, None, :] - C[m] * yi - Mg[m][None, :] * yj
             for l in range(1, m + 1):
-                Cl = C[l][:, :, None]
-                rhs_i = rhs_i + Mg[l][I][:, None, None] * pi[m - l] + Cl * pj[m - l]
-                rhs_j = rhs_j + Cl * pi[m - l] + Mg[l][None, :, None] * pj[m - l]
-            c0 = C[0][:, :, None]
-            pi.append(((1.0 - hj)[:, :, None] * rhs_i + c0 * rhs_j) / det)
-            pj.append((c0 * rhs_i + (1.0 - hi)[:, :, None] * rhs_j) / det)
-        keep = ~self_pair[:, :, None]
-        target = np.where(keep, pj[0] - yj, 0.0).reshape(b, n * T)  # -(f0_j without i)
-        design = np.stack([np.where(keep, pj[m], 0.0) for m in range(1, K + 1)], axis=-1)
-        xibar = nested_lstsq(design.reshape(b, n * T, K), target)  # (b, K, K)
+                rhs_i += Mg[l][I][:, None] * pi[m - l] + C[l] * pj[m - l]
+                rhs_j += C[l] * pi[m - l] + Mg[l][None, :] * pj[m - l]
+            pi.append(a * rhs_i + c0 * rhs_j)
+            pj.append(c0 * rhs_i + e * rhs_j)
+        # rows j != i of the xibar fit: columns P_1..P_K and the target -f0, compressed by
+        # one R-only QR per point i (as in loo_table)
+        stacked = np.stack(pj[1:] + [pj[0] - yj], axis=-1)  # (T, b, n, K + 1)
+        stacked[:, self_pair] = 0.0
+        M = np.moveaxis(stacked, 0, 1).reshape(b, T * n, K + 1)
+        # NumPy's stubs type qr(mode="r") as a QRResult; it returns the R array
+        Rm = cast("NDArray[np.float64]", np.linalg.qr(M, mode="r"))
+        xibar = nested_lstsq(Rm[:, :, :K], Rm[:, :, K])  # (b, K, K)
         res = e0[:, I].T[:, None, :] + np.einsum("bkm,mtb->bkt", xibar, P[:, :, I])
         losses[1:, start : start + b] = (np.sum(res * res, axis=-1) / T).T
     return losses, ok
