@@ -9,7 +9,7 @@ writes one PNG and returns its path.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -428,7 +428,11 @@ def plot_tuning_benchmark(
 
 
 def plot_regime_map(
-    summary: Mapping[str, NDArray[Any]], path: _PathT, *, rule: str = "safe"
+    summary: Mapping[str, NDArray[Any]],
+    path: _PathT,
+    *,
+    rule: str = "safe",
+    rows: Sequence[tuple[str, str]] | None = None,
 ) -> _PathT:
     """Change vs RidgeCV over n_train / d x (rank, noise): mean and 95th percentile maps.
 
@@ -436,10 +440,12 @@ def plot_regime_map(
     ----------
     summary : dict
         From :func:`fastsd.experiments.tuning.summarize_benchmark`; its
-        regime cells (columns ``family == "regime"``, ``ratio``, ``rank``,
+        regime cells (``family == "regime"``, columns ``ratio``, ``rank``,
         ``noise``, ``half``, ``rule``, ``change_mean``, ``change_p95``).
     path : str
     rule : str, default="safe"
+    rows : sequence of (rank, noise), optional
+        Row order (default: as they appear in ``summary``).
 
     Returns
     -------
@@ -450,38 +456,49 @@ def plot_regime_map(
     plt = pyplot()
     sel = (summary["family"] == "regime") & (summary["rule"] == rule)
     ratios = sorted(set(summary["ratio"][sel].astype(float).tolist()))
-    rows = list(dict.fromkeys(zip(summary["rank"][sel].tolist(), summary["noise"][sel].tolist())))
-    fig, axes = plt.subplots(1, 2, figsize=(12.0, 1.2 + 0.55 * max(1, len(rows))), squeeze=False)
+    present = set(zip(summary["rank"][sel].tolist(), summary["noise"][sel].tolist()))
+    order = (
+        list(rows)
+        if rows is not None
+        else list(dict.fromkeys(zip(summary["rank"][sel].tolist(), summary["noise"][sel].tolist())))
+    )
+    order = [r for r in order if r in present]
+    fig, axes = plt.subplots(
+        1, 2, figsize=(12.5, 1.6 + 0.5 * max(1, len(order))), squeeze=False, layout="constrained"
+    )
     norm = SymLogNorm(linthresh=0.5, vmin=-100.0, vmax=100.0, base=10)
     image = None
     for ax, (column, label) in zip(
         axes[0], (("change_mean", "mean"), ("change_p95", "95th percentile"))
     ):
-        grid = np.full((len(rows), len(ratios)), np.nan)
+        grid = np.full((len(order), len(ratios)), np.nan)
         held = np.zeros_like(grid, dtype=bool)
         for i in np.flatnonzero(sel):
-            r = rows.index((summary["rank"][i], summary["noise"][i]))
+            r = order.index((summary["rank"][i], summary["noise"][i]))
             c = ratios.index(float(summary["ratio"][i]))
             grid[r, c] = 100 * summary[column][i]
             held[r, c] = summary["half"][i] == "held-out"
         image = ax.imshow(grid, cmap="RdBu_r", norm=norm, aspect="auto")
         for (r, c), value in np.ndenumerate(grid):
             if np.isfinite(value):
-                ax.text(c, r, f"{value:+.1f}", ha="center", va="center", fontsize=7)
+                text = "0" if abs(value) < 0.005 else f"{value:+.3g}"
+                color = "white" if abs(value) > 20 else "black"
+                ax.text(c, r, text, ha="center", va="center", fontsize=7, color=color)
             if held[r, c]:
                 ax.add_patch(
-                    plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=1.6, ec="black")
+                    plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=1.8, ec="black")
                 )
         ax.set_xticks(range(len(ratios)), [f"{v:g}" for v in ratios], fontsize=8)
-        ax.set_yticks(range(len(rows)), [f"rank {a}, noise {b}" for a, b in rows], fontsize=8)
+        ax.set_yticks(range(len(order)), [f"rank {a}, noise {b}" for a, b in order], fontsize=8)
         ax.set_xlabel("n_train / d", fontsize=8)
         ax.set_title(f"{label} change vs RidgeCV (%)", fontsize=9)
     if image is not None:
-        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9, label="% (symlog)")
+        bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9)
+        bar.set_label("% (symlog, linear within ±0.5%)", fontsize=8)
     fig.suptitle(
         f"{rule!r} rule against RidgeCV per regime cell (outlined: held-out half)", fontsize=10
     )
-    return _save(fig, path)
+    return _save_laid_out(fig, path)
 
 
 def plot_learning_curves(

@@ -392,6 +392,15 @@ def test_benchmark_tiny(tmp_path):
     assert r2 < r0 and closed == pytest.approx((r0 - r1) / (r0 - r2))
 
 
+def test_one_split_tables_make_no_error_bars():
+    from fastsd.experiments.tuning import benchmark_cells, format_benchmark, run_benchmark
+    from fastsd.experiments.tuning import summarize_benchmark
+
+    cells = [c for c in benchmark_cells("full") if c.key == "airfoil/0.1"]
+    text = format_benchmark(summarize_benchmark(run_benchmark(cells, {"sets": 1}, rules=("loo",))))
+    assert "1 split: no error bars" in text and "±" not in text
+
+
 def test_bound_failures_reads_both_bounds():
     from fastsd.experiments.tuning import BOUND_MEAN, BOUND_P95, bound_failures
 
@@ -467,6 +476,9 @@ def test_learning_curve_tiny(tmp_path):
     )
     text = curve_paragraph(summary, {"airfoil": "Airfoil Self-Noise"})
     assert text.startswith("**Airfoil Self-Noise**") and "47%" in text
+    assert "significant" in text and "no error bars" not in text
+    one = curve_paragraph(summarize_curves(learning_curve("airfoil", (0.1,), range(1), steps=(1,))))
+    assert "1 seed: no error bars" in one and "significant" not in one
     assert plot_learning_curves(summary, str(tmp_path / "c.png"))
     from fastsd.experiments.tuning import benchmark_cells, run_benchmark, summarize_benchmark
     from fastsd.plotting import plot_regime_map

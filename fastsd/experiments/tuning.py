@@ -39,11 +39,11 @@ training rows held out and refit on all), each with ``max_steps`` 2, and
 ``oracle`` where theta* is known.
 
 ``python -m fastsd.experiments.tuning --full --out DIR`` runs the full
-benchmark, without ``--full`` the reduced one (6 splits per regime cell on
-n_train / d <= 4, 5 per data-set cell, the safe rule only: about a minute
-on 2 cores); :func:`run_benchmark` and :func:`write_benchmark` are the
-library entry points; ``fastsd reproduce`` runs the reduced benchmark (the
-full one with ``--full``).
+benchmark, without ``--full`` the reduced one (6 splits per regime cell with
+n_train / d <= 4, 5 per data-set cell; about a minute on 2 cores);
+:func:`run_benchmark` and :func:`write_benchmark` are the library entry
+points; ``fastsd reproduce`` runs the reduced benchmark (the full one with
+``--full``, a 4-cell one with ``--quick``).
 """
 
 from __future__ import annotations
@@ -650,6 +650,9 @@ def format_benchmark(
                 cells.append("")
                 continue
             i = int(sel[0])
+            if summary["n_splits"][i] < 2:
+                cells.append(f"{_pct(summary['change_mean'][i])} (1 split: no error bars)")
+                continue
             cells.append(
                 f"{_pct(summary['change_mean'][i])} ± {100 * summary['change_se'][i]:.2f} "
                 f"({_pct(summary['change_p95'][i], 1)})"
@@ -746,14 +749,17 @@ def time_fits(
     max_steps: int = 2,
     seed: int = 0,
     blas_threads: int | None = 1,
+    noise: float = 1.0,
 ) -> dict[str, Any]:
     """Median fit time of SelfDistilledRidgeCV(tuning="safe") and RidgeCV, side by side.
 
-    Both on the same data and the 41-value grid, alternating, in one process
-    (first call excluded), with ``blas_threads`` BLAS threads (threadpoolctl;
-    None: leave the pool alone). Returns ``{"safe": (median, min, max),
-    "ridgecv": (...), "loo": (...), "ratio": median safe / median RidgeCV}``
-    in seconds.
+    Both on the same data (Gaussian X, y = X beta + noise * N(0, 1)) and the
+    41-value grid, alternating, in one process (first call excluded), with
+    ``blas_threads`` BLAS threads (threadpoolctl; None: leave the pool
+    alone). With ``noise=0`` SD passes the safe rule's screen and its exact
+    nested LOO check runs. Returns ``{"safe": (median, min, max),
+    "ridgecv": (...), "loo": (...), "ratio": median safe / median RidgeCV,
+    "selection": the safe rule's selection_}`` (times in seconds).
     """
     from sklearn.linear_model import RidgeCV
 
@@ -761,7 +767,7 @@ def time_fits(
 
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
-    y = X @ rng.standard_normal(d) + rng.standard_normal(n)
+    y = X @ rng.standard_normal(d) + noise * rng.standard_normal(n)
     makers: dict[str, Callable[[], Any]] = {
         "safe": lambda: SelfDistilledRidgeCV(lams=LAMS, max_steps=max_steps),
         "loo": lambda: SelfDistilledRidgeCV(lams=LAMS, max_steps=max_steps, tuning="loo"),
@@ -784,6 +790,7 @@ def time_fits(
         k: (float(np.median(v)), float(np.min(v)), float(np.max(v))) for k, v in times.items()
     }
     out["ratio"] = out["safe"][0] / out["ridgecv"][0]
+    out["selection"] = makers["safe"]().fit(X, y).selection_
     return out
 
 
@@ -793,6 +800,7 @@ def write_benchmark(
     size: str = "reduced",
     rules: Sequence[str] = RULES,
     progress: Callable[[], object] | None = None,
+    blas_threads: int | None = 1,
 ) -> str:
     """Run the benchmark and write its files into ``out``; return the Markdown text.
 
@@ -811,18 +819,31 @@ def write_benchmark(
     rules : sequence of str, default=RULES
     progress : callable, optional
         Called after each cell.
+    blas_threads : int or None, default=1
+        BLAS threads during the fits (threadpoolctl; the fits are small, and
+        more threads only contend on a loaded machine; None: leave the pool
+        alone). The results do not depend on it beyond rounding.
     """
     from ..plotting import plot_regime_map, plot_tuning_benchmark
     from ..tables import write_csv
 
     os.makedirs(out, exist_ok=True)
+    from threadpoolctl import threadpool_limits
+
     cells = benchmark_cells(size)
     splits = SIZES[size]
-    rows = run_benchmark(cells, splits, rules=rules, progress=progress)
+    with contextlib.ExitStack() as stack:
+        if blas_threads is not None:
+            stack.enter_context(threadpool_limits(blas_threads, user_api="blas"))
+        rows = run_benchmark(cells, splits, rules=rules, progress=progress)
     summary = summarize_benchmark(rows)
     write_csv(os.path.join(out, "tuning_runs.csv"), rows)
     write_csv(os.path.join(out, "tuning_summary.csv"), summary)
-    plot_regime_map(summary, os.path.join(out, "regime_map.png"))
+    plot_regime_map(
+        summary,
+        os.path.join(out, "regime_map.png"),
+        rows=[(r, v) for r in REGIME_RANKS for v in REGIME_NOISES],
+    )
     plot_tuning_benchmark(summary, os.path.join(out, "tuning_change.png"), names=dict(BENCH_SETS))
     lines = [
         f"Safe rule (the default) against RidgeCV, {size} benchmark "
@@ -844,7 +865,9 @@ def write_benchmark(
         ]
         for key, (r0, r1, r2, c) in closure.items():
             cell = next(c for c in _CELLS if c.key == key)
-            lines.append(f"- {cell.title}: {r0:.4g} → {r1:.4g} → {r2:.4g} ({100 * c:.0f}% closed)")
+            lines.append(
+                f"- {cell.title}: {r0:.4g} → {r1:.4g} → {r2:.4g} ({round(100 * c)}% closed)"
+            )
     text = "\n".join(lines)
     with open(os.path.join(out, "tuning.md"), "w") as f:
         f.write(text + "\n")
