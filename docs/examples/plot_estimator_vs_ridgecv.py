@@ -3,11 +3,10 @@ SelfDistilledRidgeCV against scikit-learn's RidgeCV
 ===================================================
 
 :class:`fastsd.SelfDistilledRidgeCV` tunes λ, the number of steps k ≤ ``max_steps`` and the
-schedule ξ from one decomposition. With the default rule (``tuning="safe"``) ridge keeps its
-exact leave-one-out λ, and SD replaces it only where a nested leave-one-out of the ξ fit says
-it is better. With ``max_steps=0`` it is ridge tuned by exact LOO — the same model as
-:class:`sklearn.linear_model.RidgeCV` with the same penalties, which this example checks
-before comparing test errors and fit times.
+schedule ξ from one decomposition (the default ``tuning="safe"`` rule is described in the
+user guide's Tuning page). With ``max_steps=0`` it is ridge tuned by exact LOO — the
+same model as :class:`sklearn.linear_model.RidgeCV` with the same penalties, which this
+example checks before comparing test errors and fit times.
 
 Data: the bundled Air Quality dataset, 20 random splits of 500 training rows (the rest
 split between an unused validation part and the test part).

@@ -366,7 +366,7 @@ def curve_paragraph(
     there are no standard errors, and the paragraph says so instead of counting gains.
     """
     names = names or {}
-    one_seed = not np.any(np.isfinite(summary["change_se"]))
+    one_seed = bool(np.all(summary["n_seeds"] < 2))
     parts = []
     best_train = (0.0, None)
     for name in dict.fromkeys(summary["dataset"].tolist()):
