@@ -428,8 +428,7 @@ def curve_paragraph(
     )
     if one_seed:
         closing += (
-            " (1 seed: no error bars, so no gain is called significant; "
-            "more seeds: `fastsd reproduce` without --quick, or --full)."
+            " (1 seed: no error bars; more seeds: `fastsd reproduce` without --quick, or --full)."
         )
     else:
         closing += f", with {fair_wins} significant gains out of {int(fair.sum())} " + (
