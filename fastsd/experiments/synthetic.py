@@ -510,7 +510,7 @@ def write_synthetic(
                     gain,
                     os.path.join(outdir, "gain_vs_rank.png"),
                     fits={"ridge": fit_ridge, "1step": fit_1step},
-                    note=f"{spec}, $j = 1..r$;  $\\theta^* = v_1$;  $n$ = {n}, "
+                    note=f"{spec}, $j = 1, \\ldots, r$;  $\\theta^* = v_1$;  $n$ = {n}, "
                     f"$\\sigma^2$ = {noise_var:g}",
                 ),
                 plotting.plot_risk_curves(
@@ -525,7 +525,7 @@ def write_synthetic(
                     os.path.join(outdir, "xi_vs_gap.png"),
                     slopes=slopes,
                     note=f"$s_j = \\sqrt{{n}}\\,(1 - (j-1)\\,\\mathrm{{gap}})$, "
-                    f"$j$ = 1..{int(xi['k'].max())};  $\\theta^* = v_1$;  $n$ = {n_gap}, "
+                    f"$j = 1, \\ldots, {int(xi['k'].max())}$;  $\\theta^* = v_1$;  $n$ = {n_gap}, "
                     f"$\\sigma^2$ = {noise_var:g}",
                 ),
             ]
