@@ -279,6 +279,7 @@ def format_runner_table(res: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``fastsd bench --runner``: measure the block runner (and Dask) and print the table."""
     parser = OneLineParser(prog="fastsd bench --runner", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
     parser.add_argument("--quick", action="store_true", help="B = 32 instead of 256")
