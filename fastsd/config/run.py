@@ -119,36 +119,18 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
 
 def _task(cfg: SweepConfig, problems: ProblemSet, kind: str, threads: int | None) -> SweepTask:
     a = problems.arrays
-    schedules = None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps)
-    if "cov" in a:  # random design: the population risk
-        return PopulationTask(
-            kind,
-            a["X"],
-            cfg.lams,
-            cfg.max_steps,
-            schedules=schedules,
-            theta_star=a["theta_star"],
-            noise_var=a["noise_var"],
-            backend=cfg.run["backend"],
-            threads=threads,
-            cov=a["cov"],
-        )
-    return SweepTask(
-        kind,
-        a["X"],
-        cfg.lams,
-        cfg.max_steps,
-        schedules=schedules,
-        theta_star=a.get("theta_star"),
-        noise_var=a.get("noise_var"),
-        y=a.get("y"),
-        X_val=a.get("X_val"),
-        y_val=a.get("y_val"),
-        X_test=a.get("X_test"),
-        y_test=a.get("y_test"),
+    options: dict[str, Any] = {
+        name: a.get(name)
+        for name in ("theta_star", "noise_var", "y", "X_val", "y_val", "X_test", "y_test")
+    }
+    options.update(
+        schedules=None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps),
         backend=cfg.run["backend"],
         threads=threads,
     )
+    if "cov" in a:  # random design: the population risk
+        return PopulationTask(kind, a["X"], cfg.lams, cfg.max_steps, cov=a["cov"], **options)
+    return SweepTask(kind, a["X"], cfg.lams, cfg.max_steps, **options)
 
 
 def _attrs(
