@@ -322,6 +322,16 @@ def test_corrupted_zarr_metadata_names_the_file(sweep_out, capsys):
         one_line_error(code, err, os.path.join("results.zarr", "zarr.json"), "is damaged")
 
 
+def test_manifest_that_is_a_json_list(sweep_out, tmp_path, capsys):
+    """A manifest that is a JSON list gave an AttributeError (fixed on main; kept here)."""
+    (sweep_out / "manifest.json").write_text("[1, 2]")
+    code, _, err = run(["export", sweep_out], capsys)
+    one_line_error(code, err, "manifest.json is not a fastsd sweep manifest")
+    for flag in ("--resume", "--overwrite"):
+        code, _, err = run(["sweep", str(tmp_path / "sweep.toml"), flag], capsys)
+        one_line_error(code, err, "not a fastsd sweep output")
+
+
 def test_negative_seed_names_the_key(tmp_path, capsys):
     """params.seed = -1 gave "expected non-negative integer", naming no key."""
     body = CONFIG.format(selection="oracle", grid="", output="out").replace(
