@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,10 +28,12 @@ _PathT = TypeVar("_PathT", bound="str | os.PathLike[str]")
 
 __all__ = [
     "pyplot",
+    "integer_ticks",
     "plot_gain_vs_rank",
     "plot_risk_curves",
     "plot_xi_vs_gap",
     "plot_tuning_benchmark",
+    "plot_regime_map",
     "plot_learning_curves",
     "plot_sweep",
 ]
@@ -60,6 +62,14 @@ def pyplot() -> ModuleType:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def integer_ticks(axis: Any) -> None:
+    """Put the ticks of ``axis`` (``ax.xaxis`` or ``ax.yaxis``) on integers only: for
+    axes that count steps, rounds or ranks."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _save(fig: Figure, path: _PathT, dpi: float = 130) -> _PathT:
@@ -118,20 +128,23 @@ def plot_gain_vs_rank(
     for key, col, color, marker, name in series:
         y = np.asarray(table[col], dtype=float)
         fit = fits.get(key) or linear_fit(r, y)
-        ax.plot(r, y, marker, color=color, ms=5, label=f"{name} / optimal r-step SD")
+        ax.plot(r, y, marker, color=color, ms=5, label=f"{name} / optimal $r$-step SD")
         ax.plot(
             grid,
             fit["slope"] * grid + fit["intercept"],
             "--",
             color=color,
             lw=1.2,
-            label=f"fit: {fit['slope']:.3g} r {fit['intercept']:+.3g} (R² {fit['r2']:.4f})",
+            label=f"fit: {fit['slope']:.3g} $r$ {fit['intercept']:+.3g} ($R^2$ = {fit['r2']:.4f})",
         )
-    ax.plot(grid, grid, ":", color="grey", lw=1, label="gain = r")
-    ax.set_xlabel("rank r of X (number of distinct nonzero singular values)")
-    ax.set_ylabel("excess-risk ratio (baseline / r-step SD)")
+    ax.plot(grid, grid, ":", color="grey", lw=1, label="gain = $r$")
+    ax.set_xlabel("rank $r$ of $X$ (number of distinct nonzero singular values)")
+    ax.set_ylabel("excess-risk ratio (baseline / $r$-step SD)")
+    integer_ticks(ax.xaxis)
     ax.set_title(
-        _title(title or "Theorem 1 family: gain of optimal r-step SD grows linearly in r", note),
+        _title(
+            title or "Theorem 1 family: gain of optimal $r$-step SD grows linearly in $r$", note
+        ),
         fontsize=10,
     )
     ax.set_ylim(bottom=0)
@@ -191,11 +204,11 @@ def plot_risk_curves(
         if best:  # the interesting band: the optima, not ridge's lambda -> inf plateau
             band = [min(band[0], min(best.values())), max(band[1], max(best.values()))]
         ax.set_title(f"{case}\noptimal ridge / optimal {kmax}-step SD = {gain:.3g}", fontsize=9)
-        ax.set_xlabel("λ")
+        ax.set_xlabel(r"$\lambda$")
         ax.grid(alpha=0.3, which="both", lw=0.4)
     if np.isfinite(band[0]) and band[1] > 0:
         axes[0, 0].set_ylim(0.6 * band[0], 30 * band[1])
-    axes[0, 0].set_ylabel("excess risk (optimal ξ for each λ)")
+    axes[0, 0].set_ylabel(r"excess risk (optimal $\xi$ for each $\lambda$)")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(
         _title(
@@ -252,9 +265,12 @@ def plot_xi_vs_gap(
         )
     lam = float(np.asarray(table["lam"])[0])
     ax.set_xlabel(r"relative gap between consecutive singular values, $(s_j - s_{j+1}) / s_1$")
-    ax.set_ylabel(r"$\max_i |\xi_i|$ of the optimal k-step schedule")
+    ax.set_ylabel(r"$\max_i\,|\xi_i|$ of the optimal $k$-step schedule")
     ax.set_title(
-        _title(title or f"Optimal ξ magnitude grows as the gap shrinks (λ = {lam:.3g})", note),
+        _title(
+            title or rf"Optimal $\xi$ magnitude grows as the gap shrinks ($\lambda$ = {lam:.3g})",
+            note,
+        ),
         fontsize=10,
     )
     ax.grid(alpha=0.3, which="both", lw=0.4)
@@ -278,6 +294,7 @@ def plot_uci_test_mse(table: Mapping[str, NDArray[Any]], path: _PathT) -> _PathT
     """
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    seeds = int(np.max(table["n_seeds"]))
     for name in dict.fromkeys(table["dataset"]):
         here = table["dataset"] == name
         ax.errorbar(
@@ -288,10 +305,12 @@ def plot_uci_test_mse(table: Mapping[str, NDArray[Any]], path: _PathT) -> _PathT
             capsize=3,
             label=name,
         )
-    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("number of self-distillation steps k (0 = ridge)")
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--", label="ridge")
+    ax.set_xlabel("number of self-distillation steps $k$ (0 = ridge)")
     ax.set_ylabel("test MSE / ridge test MSE (same split)")
-    ax.set_title("UCI: validation-tuned k-step SD")
+    integer_ticks(ax.xaxis)
+    spread = "1 split: no error bars" if seeds == 1 else f"mean ± std over {seeds} splits"
+    ax.set_title(f"UCI: validation-tuned $k$-step SD ({spread})")
     ax.legend()
     return _save(fig, path)
 
@@ -316,8 +335,10 @@ def plot_alignment(
     for ax, (name, (eig, cos2)) in zip(axes[0], align.items()):
         ax.bar(np.arange(1, eig.size + 1), cos2, color="tab:blue")
         ax.set_title(name)
-        ax.set_xlabel("eigenvector of XᵀX (by decreasing eigenvalue)")
-        ax.set_ylabel("cos² with ridge solution")
+        ax.set_xlabel(r"eigenvector $j$ of $X^\top X$ (by decreasing eigenvalue)")
+        ax.set_ylabel(r"$\cos^2(v_j, \hat\theta_\mathrm{ridge})$")
+        ax.set_xlim(0.4, eig.size + 0.6)
+        integer_ticks(ax.xaxis)
     fig.suptitle("Alignment of the ridge solution with the eigenbasis")
     return _save(fig, path)
 
@@ -374,10 +395,11 @@ def plot_tuning_benchmark(
     ----------
     summary : dict
         From :func:`fastsd.experiments.tuning.summarize_benchmark` (columns
-        ``set``, ``share``, ``rule``, ``change_mean``, ``change_se``).
+        ``family``, ``share``, ``rule``, ``change_mean``, ``change_se``); the
+        cells with a training share are drawn.
     path : str
     names : dict, optional
-        set -> display name (panel titles).
+        family -> display name (panel titles).
 
     Returns
     -------
@@ -385,22 +407,24 @@ def plot_tuning_benchmark(
     """
     plt = pyplot()
     names = names or {}
-    sets = list(dict.fromkeys(summary["set"].tolist()))
-    cols = min(4, len(sets))
-    rows = -(-len(sets) // cols)
+    shared = np.isfinite(np.asarray(summary["share"], dtype=float))
+    sets = list(dict.fromkeys(summary["family"][shared].tolist()))
+    cols = min(4, max(1, len(sets)))
+    rows = max(1, -(-len(sets) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
     for ax in axes.flat[len(sets) :]:
         ax.set_visible(False)
     for ax, name in zip(axes.flat, sets):
-        here = summary["set"] == name
+        here = shared & (summary["family"] == name)
         for rule, (color, marker, label) in _RULE_STYLE.items():
             sel = here & (summary["rule"] == rule)
             if not np.any(sel):
                 continue
+            order = np.argsort(summary["share"][sel].astype(float))
             ax.errorbar(
-                100 * summary["share"][sel],
-                100 * summary["change_mean"][sel],
-                yerr=100 * np.nan_to_num(summary["change_se"][sel]),
+                100 * summary["share"][sel][order].astype(float),
+                100 * summary["change_mean"][sel][order],
+                yerr=100 * np.nan_to_num(summary["change_se"][sel][order]),
                 color=color,
                 marker=marker,
                 ms=4,
@@ -409,7 +433,7 @@ def plot_tuning_benchmark(
                 label=label,
             )
         ax.axhline(0.0, color="black", lw=0.8)
-        _share_axis(ax, summary["share"][here])
+        _share_axis(ax, summary["share"][here].astype(float))
         ax.set_yscale("symlog", linthresh=1.0)
         ax.set_title(names.get(name, name), fontsize=9)
         ax.set_xlabel("training share (%)", fontsize=8)
@@ -421,6 +445,80 @@ def plot_tuning_benchmark(
         fontsize=10,
     )
     _figure_legend(fig, axes)
+    return _save_laid_out(fig, path)
+
+
+def plot_regime_map(
+    summary: Mapping[str, NDArray[Any]],
+    path: _PathT,
+    *,
+    rule: str = "safe",
+    rows: Sequence[tuple[str, str]] | None = None,
+) -> _PathT:
+    """Change vs RidgeCV over n_train / d x (rank, noise): mean and 95th percentile maps.
+
+    Parameters
+    ----------
+    summary : dict
+        From :func:`fastsd.experiments.tuning.summarize_benchmark`; its
+        regime cells (``family == "regime"``, columns ``ratio``, ``rank``,
+        ``noise``, ``half``, ``rule``, ``change_mean``, ``change_p95``).
+    path : str
+    rule : str, default="safe"
+    rows : sequence of (rank, noise), optional
+        Row order (default: as they appear in ``summary``).
+
+    Returns
+    -------
+    str
+    """
+    from matplotlib.colors import SymLogNorm
+
+    plt = pyplot()
+    sel = (summary["family"] == "regime") & (summary["rule"] == rule)
+    ratios = sorted(set(summary["ratio"][sel].astype(float).tolist()))
+    present = set(zip(summary["rank"][sel].tolist(), summary["noise"][sel].tolist()))
+    order = (
+        list(rows)
+        if rows is not None
+        else list(dict.fromkeys(zip(summary["rank"][sel].tolist(), summary["noise"][sel].tolist())))
+    )
+    order = [r for r in order if r in present]
+    fig, axes = plt.subplots(
+        1, 2, figsize=(12.5, 1.6 + 0.5 * max(1, len(order))), squeeze=False, layout="constrained"
+    )
+    norm = SymLogNorm(linthresh=0.5, vmin=-100.0, vmax=100.0, base=10)
+    image = None
+    for ax, (column, label) in zip(
+        axes[0], (("change_mean", "mean"), ("change_p95", "95th percentile"))
+    ):
+        grid = np.full((len(order), len(ratios)), np.nan)
+        held = np.zeros_like(grid, dtype=bool)
+        for i in np.flatnonzero(sel):
+            r = order.index((summary["rank"][i], summary["noise"][i]))
+            c = ratios.index(float(summary["ratio"][i]))
+            grid[r, c] = 100 * summary[column][i]
+            held[r, c] = summary["half"][i] == "held-out"
+        image = ax.imshow(grid, cmap="RdBu_r", norm=norm, aspect="auto")
+        for (r, c), value in np.ndenumerate(grid):
+            if np.isfinite(value):
+                text = "0" if abs(value) < 0.005 else f"{value:+.3g}"
+                color = "white" if abs(value) > 20 else "black"
+                ax.text(c, r, text, ha="center", va="center", fontsize=7, color=color)
+            if held[r, c]:
+                ax.add_patch(
+                    plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=1.8, ec="black")
+                )
+        ax.set_xticks(range(len(ratios)), [f"{v:g}" for v in ratios], fontsize=8)
+        ax.set_yticks(range(len(order)), [f"rank {a}, noise {b}" for a, b in order], fontsize=8)
+        ax.set_xlabel("n_train / d", fontsize=8)
+        ax.set_title(f"{label} change vs RidgeCV (%)", fontsize=9)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9)
+        bar.set_label("% (symlog, linear within ±0.5%)", fontsize=8)
+    fig.suptitle(
+        f"{rule!r} rule against RidgeCV per regime cell (outlined: held-out half)", fontsize=10
+    )
     return _save_laid_out(fig, path)
 
 
@@ -483,9 +581,11 @@ def plot_learning_curves(
         ax.set_xlabel("training share (%)")
         ax.set_ylabel("test-MSE change (%)")
         ax.grid(alpha=0.3, which="both", lw=0.4)
+    seeds = int(np.max(summary["n_seeds"]))
+    spread = "1 seed: no error bars" if seeds == 1 else f"mean ± s.e. over {seeds} seeds"
     fig.suptitle(
         "Where validation-tuned SD helps: paired change in test MSE "
-        "(mean ± s.e.; symlog, linear within ±1%)",
+        f"({spread}; symlog axis, linear within ±1%)",
         fontsize=10,
     )
     _figure_legend(fig, axes)

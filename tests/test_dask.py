@@ -150,7 +150,7 @@ def test_the_client_receives_records_not_arrays(two_workers, tmp_path, monkeypat
     assert max(size / n for n, size, _ in received) <= 4096
     for _, _, records in received:
         for record in records:
-            assert set(record) >= {"block", "nan_xi", "xi_total", "compute_s", "write_s", "host"}
+            assert set(record) >= {"block", "nonfinite", "nan_xi", "compute_s", "write_s", "host"}
             assert not any(isinstance(v, np.ndarray) for v in record.values())
 
 

@@ -3,8 +3,8 @@ SelfDistilledRidgeCV against scikit-learn's RidgeCV
 ===================================================
 
 :class:`fastsd.SelfDistilledRidgeCV` tunes λ, the number of steps k ≤ ``max_steps`` and the
-schedule ξ from one decomposition, by exact leave-one-out of the whole k-step procedure
-(``tuning="loo"``, the default). With ``max_steps=0`` it is ridge tuned by exact LOO — the
+schedule ξ from one decomposition (the default ``tuning="safe"`` rule is described in the
+user guide's Tuning page). With ``max_steps=0`` it is ridge tuned by exact LOO — the
 same model as :class:`sklearn.linear_model.RidgeCV` with the same penalties, which this
 example checks before comparing test errors and fit times.
 
@@ -59,7 +59,7 @@ lim = [base.min() * 0.97, base.max() * 1.03]
 ax0.plot(lim, lim, "k:", lw=1)
 ax0.set_xlabel("RidgeCV test MSE")
 ax0.set_ylabel("SelfDistilledRidgeCV test MSE")
-ax0.set_title(f"{n_splits} splits of Air Quality (n_train = 500)")
+ax0.set_title(f"{n_splits} splits of Air Quality, 500 training rows each")
 ax0.legend()
 names = list(models)
 ax1.barh(names, [1e3 * np.median(seconds[n]) for n in names])

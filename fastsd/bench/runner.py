@@ -34,7 +34,6 @@ Run it with ``fastsd bench --runner [--dask] [--quick] [--repeat N]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._argparse import OneLineParser
 from .._jit import single_threaded_blas
 from .._jit import threads as thread_count
 from ..blocks.executors import get_executor
@@ -52,7 +52,7 @@ from ..blocks.tasks import SweepTask
 from ..decomposition import decompose
 from ..engine.grids import constant_schedules
 from ..engine.sweeps import sweep_risk
-from .kernels import machine_description, workload
+from .kernels import check_json, machine_description, workload
 
 if TYPE_CHECKING:
     from ..blocks.executors import DaskExecutor, InProcessExecutor
@@ -287,9 +287,8 @@ def format_runner_table(res: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="fastsd bench --runner", description=__doc__.split("\n\n")[0]
-    )
+    """``fastsd bench --runner``: measure the block runner (and Dask) and print the table."""
+    parser = OneLineParser(prog="fastsd bench --runner", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
     parser.add_argument("--quick", action="store_true", help="B = 32 instead of 256")
     parser.add_argument(
@@ -300,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
+    check_json(parser, args)
     res = measure_runner(repeat=args.repeat, quick=args.quick, dask=args.dask, threads=args.threads)
     print(format_runner_table(res))
     if args.json:

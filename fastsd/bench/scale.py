@@ -34,13 +34,14 @@ from typing import Any
 
 import numpy as np
 
+from .._argparse import OneLineParser
 from ..blocks.executors import DaskExecutor
 from ..blocks.plan import Block, block_grid
 from ..blocks.runner import run_blocks
 from ..store.layout import coordinates, layout
 from ..store.manifest import BLOCKS
 from ..store.writer import BlockRecord, BlockWriter, SweepStore
-from .kernels import machine_description
+from .kernels import check_json, machine_description
 
 __all__ = [
     "LoopbackCluster",
@@ -327,7 +328,7 @@ def _counts(text: str) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="fastsd bench --scale", description=(__doc__ or "").split("\n\n")[0]
     )
     parser.add_argument("--workers", type=_counts, default=[8, 16, 32], help="e.g. 8,16,32")
@@ -340,6 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.blocks_per_worker < 1 or args.sleep < 0 or args.chunk_mib <= 0 or args.repeat < 1:
         parser.error("--blocks-per-worker, --repeat >= 1, --sleep >= 0 and --chunk-mib > 0 please")
+    check_json(parser, args)
     res = measure_scale(
         args.workers,
         args.blocks_per_worker,

@@ -34,7 +34,6 @@ run. Run it with ``fastsd bench --sweep [--quick] [--repeat N] [--dir DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -48,8 +47,9 @@ from typing import Any
 
 import numpy as np
 
+from .._argparse import OneLineParser
 from ..store.manifest import load_manifest
-from .kernels import machine_description, workload
+from .kernels import check_json, machine_description, workload
 
 __all__ = ["SWEEPS", "WAYS", "SweepBench", "measure_sweep", "format_sweep", "main"]
 
@@ -380,7 +380,7 @@ def format_sweep(res: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="fastsd bench --sweep", description=(__doc__ or "").split("\n\n")[0]
     )
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds (after a warm-up)")
@@ -394,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
+    check_json(parser, args)
     ways = tuple(w for w in WAYS if not (args.no_dask and w == "local2"))
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.verbose else None
     res = measure_sweep(args.dir, args.quick, args.repeat, ways, log=log or (lambda line: None))

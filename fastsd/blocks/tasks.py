@@ -40,7 +40,7 @@ from ..decomposition.base import as_float64
 from ..decomposition.dense import decompose_dense
 from ..engine.grids import lam_rows, mse_grid, optimal_grid, optimal_validation_grid, risk_grid
 from ..reference.spectral import filter_state
-from ..store.layout import store_values
+from ..store.layout import store_values, value_counts
 from ..store.writer import BlockRecord, BlockWriter
 from .plan import Block
 
@@ -50,9 +50,6 @@ BlockResult = dict[str, FloatArray]
 __all__ = ["KINDS", "StoreTask", "SweepTask", "mse_at_schedules"]
 
 KINDS = ("risk", "optimal", "mse", "optimal_validation")
-
-#: The per-problem inputs of a task (leading axis: problems).
-_INPUTS = ("X", "theta_star", "noise_var", "y", "X_val", "y_val", "X_test", "y_test")
 
 
 def _rows(arr: Any, b0: int, b1: int) -> Any:
@@ -154,16 +151,28 @@ class SweepTask:
         self.first = 0
         self._cache: tuple[tuple[int, int], Decomposition] | None = None
 
+    #: The per-problem inputs (leading axis: problems).
+    INPUTS: tuple[str, ...] = (
+        "X",
+        "theta_star",
+        "noise_var",
+        "y",
+        "X_val",
+        "y_val",
+        "X_test",
+        "y_test",
+    )
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_cache"] = None
-        for name in _INPUTS:  # memory-mapped inputs travel as file references
+        for name in self.INPUTS:  # memory-mapped inputs travel as file references
             if _mapped(state[name]):
                 state[name] = _FileRows(state[name])
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for name in _INPUTS:
+        for name in self.INPUTS:
             if isinstance(state[name], _FileRows):
                 state[name] = state[name].open()
         self.__dict__.update(state)
@@ -177,7 +186,7 @@ class SweepTask:
         out = copy.copy(self)
         out._cache = None
         lo, hi = b0 - self.first, b1 - self.first
-        for name in _INPUTS:
+        for name in self.INPUTS:
             setattr(out, name, _row_range(getattr(self, name), lo, hi))
         out.first = b0
         return out
@@ -280,16 +289,12 @@ class StoreTask:
         return result, time.perf_counter() - start
 
     def write(self, block: Block, computed: tuple[BlockResult, float]) -> BlockRecord:
-        """Store a computed block; returns its record (the unrecoverable-xi count, timings)."""
+        """Store a computed block; returns its record: the counts of
+        :func:`~fastsd.store.layout.value_counts` (non-finite metrics, unrecoverable xi)
+        and timings."""
         result, seconds = computed
         values = store_values(self.task.kind, result)
-        count, total = 0, 0
-        if "xi_reproducible" in values:
-            ok = values["xi_reproducible"][..., 1:]  # k >= 1: the schedules recovered
-            count, total = int(ok.size - np.count_nonzero(ok)), int(ok.size)
-        return self.writer.write(
-            block, values, {"nan_xi": count, "xi_total": total, "compute_s": seconds}
-        )
+        return self.writer.write(block, values, {**value_counts(values), "compute_s": seconds})
 
     def __call__(self, block: Block) -> BlockRecord:
         return self.write(block, self.compute(block))

@@ -15,17 +15,18 @@ import math
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
+from numpy.typing import NDArray
 
-from ..blocks.executors import DaskExecutor, get_executor
+from ..blocks.executors import CONNECT_TIMEOUT, DaskExecutor, get_executor
 from ..blocks.plan import IN_FLIGHT, block_grid, block_memory, memory_needed, plan_blocks
+from ..blocks.population import PopulationTask
 from ..blocks.runner import run_blocks
 from ..blocks.tasks import StoreTask, SweepTask
 from ..engine.grids import constant_schedules
-from ..exceptions import ConfigError, report_unrecoverable
-from ..store.layout import KIND_OF, coordinates, layout
+from ..exceptions import ConfigError, report_nonfinite, report_unrecoverable
+from ..store.layout import KIND_OF, METRICS, coordinates, layout, value_counts
 from ..store.manifest import (
     BLOCKS,
     MANIFEST,
@@ -93,6 +94,8 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
         stored=per_pair,
         backend=run["backend"],
     )
+    if "cov" in problems.arrays:  # Sigma and V^T Sigma V of each problem in a block
+        per_problem += 2 * 8 * d * d
     try:
         pb, lb = plan_blocks(B, L, per_problem, work, run["memory_limit"], per_pair)
     except ValueError:
@@ -118,23 +121,18 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
 
 def _task(cfg: SweepConfig, problems: ProblemSet, kind: str, threads: int | None) -> SweepTask:
     a = problems.arrays
-    schedules = None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps)
-    return SweepTask(
-        kind,
-        a["X"],
-        cfg.lams,
-        cfg.max_steps,
-        schedules=schedules,
-        theta_star=a.get("theta_star"),
-        noise_var=a.get("noise_var"),
-        y=a.get("y"),
-        X_val=a.get("X_val"),
-        y_val=a.get("y_val"),
-        X_test=a.get("X_test"),
-        y_test=a.get("y_test"),
+    options: dict[str, Any] = {
+        name: a.get(name)
+        for name in ("theta_star", "noise_var", "y", "X_val", "y_val", "X_test", "y_test")
+    }
+    options.update(
+        schedules=None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps),
         backend=cfg.run["backend"],
         threads=threads,
     )
+    if "cov" in a:  # random design: the population risk
+        return PopulationTask(kind, a["X"], cfg.lams, cfg.max_steps, cov=a["cov"], **options)
+    return SweepTask(kind, a["X"], cfg.lams, cfg.max_steps, **options)
 
 
 def _attrs(
@@ -170,6 +168,7 @@ def run_sweep(
     progress: bool | Callable[[int, int], object] = True,
     scheduler: str | None = None,
     client: Any = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> str:
     """Run a config block by block into its output directory.
 
@@ -183,7 +182,7 @@ def run_sweep(
         Replace a previous fastsd sweep in ``cfg.output``.
     progress : bool or callable
         A tqdm bar, or ``progress(blocks_done, blocks_total)``.
-    scheduler, client
+    scheduler, client, connect_timeout
         Where to compute the blocks (see :func:`fastsd.blocks.executors.get_executor`).
         Under Dask the workers write their blocks into ``cfg.output`` themselves:
         it must be a path they all see (a shared filesystem).
@@ -203,7 +202,8 @@ def run_sweep(
     problems = load_problems(cfg.resolved)
     plan = plan_sweep(cfg, problems)
     loaded = time.time()
-    executor = get_executor(scheduler=scheduler, client=client)  # before touching the output
+    # before touching the output
+    executor = get_executor(scheduler=scheduler, client=client, connect_timeout=connect_timeout)
     with executor:
         ready = time.time()
         mode = prepare_output(
@@ -247,7 +247,7 @@ def run_sweep(
             "store_closed": time.time(),
         }
     )
-    _warn_nan_xi(store, blocks)
+    _warn(store, blocks, plan["kind"])
     return out
 
 
@@ -280,23 +280,30 @@ def _open_store(
     return store, created_dir
 
 
-def _warn_nan_xi(store: SweepStore, blocks: list[Block]) -> None:
-    """One IllConditionedXiWarning for the whole stored sweep (from the blocks' records)."""
-    if "xi_reproducible" not in store.manifest["variables"]:
-        return
-    count = total = 0
+#: The counts of :func:`fastsd.store.layout.value_counts`, which every block's record holds.
+_COUNTS = ("nonfinite", "metrics", "nan_xi", "schedules")
+
+
+def _warn(store: SweepStore, blocks: list[Block], kind: str) -> None:
+    """One warning of each kind for the whole stored sweep (non-finite metrics, unrecoverable
+    xi), from the counts in the blocks' records."""
+    total = dict.fromkeys(_COUNTS, 0)
     for record in store.records():
-        if "nan_xi" not in record:  # an empty marker, written before markers held records
-            record = _count_nan_xi(store, blocks[record["block"]])
-        count += record["nan_xi"]
-        total += record["xi_total"]
-    report_unrecoverable(count, total, 4)
+        if not set(_COUNTS) <= set(record):  # a marker written before markers held records
+            record = _stored_counts(store, blocks[record["block"]])
+        for key in _COUNTS:
+            total[key] += record[key]
+    what = "risks" if kind in ("risk", "optimal") else "MSEs"
+    report_nonfinite(total["nonfinite"], total["metrics"], what, 4)
+    report_unrecoverable(total["nan_xi"], total["schedules"], 4)
 
 
-def _count_nan_xi(store: SweepStore, block: Block) -> dict[str, int]:
-    """The unrecoverable-xi count of one stored block, read from the store."""
+def _stored_counts(store: SweepStore, block: Block) -> dict[str, int]:
+    """The counts of one stored block, read back from the store."""
     import zarr
 
-    stored = zarr.open_array(os.path.join(store.out, ZARR), path="xi_reproducible", mode="r")
-    ok = np.asarray(stored[block.b0 : block.b1, block.l0 : block.l1, 1:])
-    return {"nan_xi": int(ok.size - np.count_nonzero(ok)), "xi_total": int(ok.size)}
+    group = zarr.open_group(os.path.join(store.out, ZARR), mode="r")
+    where = (slice(block.b0, block.b1), slice(block.l0, block.l1))
+    names = [n for n in (*METRICS, "xi_reproducible") if n in group]
+    # zarr types a selection as any array-like: these are the arrays fastsd wrote
+    return value_counts({n: cast("NDArray[Any]", cast(Any, group[n])[where]) for n in names})

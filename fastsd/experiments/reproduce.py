@@ -10,13 +10,24 @@ Layout of the report::
     OUT/uci_table.csv           mean +- std over seeds, change vs ridge
     OUT/uci_alignment.csv/.png  the alignment diagnostic
     OUT/uci_test_mse.png        test MSE relative to ridge vs k
-    OUT/tuning_rules.md         tuning rules vs RidgeCV (table) and the learning-curve summary
+    OUT/tuning_rules.md         measured tables: tuning rules vs RidgeCV per cell (both halves)
+                                and the learning-curve numbers; the prose is in the user guide
     OUT/tuning_*.csv/.png       the tuning benchmark (fastsd.experiments.tuning)
+    OUT/regime_map.png          the safe rule vs RidgeCV over n/d x rank x noise
     OUT/learning_curve*.csv/.png  validation-tuned SD vs both ridge baselines by training share
+    OUT/report.json             marks OUT as a fastsd report: version, complete, the entries written
+
+Like ``fastsd sweep``, ``reproduce`` writes only into an empty (or new)
+directory or over an earlier fastsd report with ``overwrite``, and then
+removes only the entries that report recorded in ``report.json``. With
+``overwrite``, a directory that is not a report may take the report beside
+its own files, as long as none of them has the name of a report entry:
+fastsd never deletes or replaces a file it did not write.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -25,9 +36,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._version import __version__
 from ..datasets import load_split
 from ..plotting import plot_alignment, plot_learning_curves, plot_uci_test_mse, pyplot
-from ..tables import to_markdown, write_csv
+from ..store.manifest import remove_entries, write_json
+from ..tables import format_value, to_markdown, write_csv
 from .kernel_sd import write_kernel_studies
 from .synthetic import write_synthetic
 from .tuning import display_name, write_benchmark
@@ -42,7 +55,88 @@ from .uci import (
     summarize_curves,
 )
 
-__all__ = ["reproduce"]
+__all__ = ["REPORT_ENTRIES", "prepare_report", "reproduce"]
+
+#: The marker of a report directory (JSON: fastsd_report, fastsd, complete, entries).
+MARKER = "report.json"
+#: The entries a report writes into its directory (all that ``overwrite`` may replace).
+REPORT_ENTRIES = (
+    "summary.md",
+    "synthetic",
+    "kernel",
+    "uci_runs.csv",
+    "uci_table.csv",
+    "uci_alignment.csv",
+    "uci_alignment.png",
+    "uci_test_mse.png",
+    "tuning_rules.md",
+    "tuning_runs.csv",
+    "tuning_summary.csv",
+    "tuning_change.png",
+    "regime_map.png",
+    "tuning.md",
+    "learning_curve_runs.csv",
+    "learning_curves.csv",
+    "learning_curves.png",
+)
+
+
+def _read_marker(out: str) -> dict[str, Any] | None:
+    """The marker of a fastsd report in ``out``, or None."""
+    try:
+        with open(os.path.join(out, MARKER), encoding="utf-8") as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("fastsd_report") != 1:
+        return None
+    entries = marker.get("entries")
+    if not isinstance(entries, list) or not all(
+        isinstance(e, str) and e and os.sep not in e and e not in (".", "..") for e in entries
+    ):
+        return None
+    return marker
+
+
+def prepare_report(out: str, *, overwrite: bool = False) -> list[str]:
+    """Check ``out`` before a report is written; returns the entries it already holds.
+
+    Nothing is written here except, with ``overwrite``, the removal of the
+    entries an earlier fastsd report recorded in its marker.
+
+    Raises
+    ------
+    ValueError
+        When ``out`` is a file, holds a report and ``overwrite`` is False, is a
+        non-empty directory that is not a report and ``overwrite`` is False, or
+        holds a file fastsd did not write under the name of a report entry.
+    """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--output {out} exists and is not a directory")
+    entries = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    if not entries:
+        return []
+    marker = _read_marker(out)
+    if marker is not None:
+        if not overwrite:
+            raise ValueError(
+                f"{out} holds a fastsd report; pass --overwrite to replace it, or choose "
+                "another --output"
+            )
+        remove_entries(out, [*marker["entries"], MARKER])
+        return sorted(os.listdir(out))
+    if not overwrite:
+        raise ValueError(
+            f"{out} is not empty and is not a fastsd report; choose another --output, "
+            "or pass --overwrite to write the report beside its files"
+        )
+    taken = sorted(set(entries) & {*REPORT_ENTRIES, MARKER})
+    if taken:
+        raise ValueError(
+            f"refusing to replace {', '.join(taken[:5])} in {out}: fastsd did not write "
+            "them (no fastsd report.json); move them away or choose another --output"
+        )
+    return entries
 
 
 def _steps(progress: bool, total: int) -> Any:
@@ -53,13 +147,14 @@ def _steps(progress: bool, total: int) -> Any:
     return tqdm(total=total, desc="fastsd reproduce", unit="step")
 
 
+#: Where the tuning rules, the benchmark's protocol and its reading are described.
+TUNING_DOCS = "the user guide's Tuning page (docs/user_guide/tuning.md)"
+
 #: Size of the tuning benchmark and the learning curves per mode.
 _TUNING_PLAN: dict[str, dict[str, Any]] = {
-    "quick": dict(
-        sets=("diabetes", "theorem1_1"), seeds=2, curve_seeds=1, curve_shares=(0.01, 0.1)
-    ),
-    "default": dict(sets=None, seeds=5, curve_seeds=3, curve_shares=None),
-    "full": dict(sets=None, seeds=20, curve_seeds=10, curve_shares=None),
+    "quick": dict(size="quick", curve_seeds=1, curve_shares=(0.01, 0.1)),
+    "default": dict(size="reduced", curve_seeds=3, curve_shares=None),
+    "full": dict(size="full", curve_seeds=10, curve_shares=None),
 }
 
 
@@ -68,7 +163,7 @@ def _tuning_sections(
 ) -> tuple[str, str, dict[str, Any]]:
     """Tuning benchmark (all rules vs RidgeCV) and UCI learning curves; Markdown text."""
     plan = _TUNING_PLAN[mode]
-    bench = write_benchmark(out, seeds=plan["seeds"], sets=plan["sets"])
+    bench = write_benchmark(out, size=plan["size"])
     shares = plan["curve_shares"] or CURVE_SHARES
     parts = [learning_curve(name, shares, range(plan["curve_seeds"])) for name in datasets]
     rows = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
@@ -93,13 +188,14 @@ def reproduce(
     progress: bool = True,
     datasets: Sequence[str] = DEFAULT_DATASETS,
     full: bool = False,
+    overwrite: bool = False,
 ) -> str:
     """Run the synthetic studies and the UCI protocol; write the report.
 
     Parameters
     ----------
     out : str
-        Report directory (created).
+        Report directory: new, empty, or (with ``overwrite``) see :func:`prepare_report`.
     quick : bool, default=False
         3 seeds and a coarser lambda grid (seconds on 2 cores).
     seeds : int, optional
@@ -111,6 +207,9 @@ def reproduce(
         The tuning benchmark at its full size (20 paired splits per set and
         share) and 10-seed learning curves (minutes); otherwise 5 splits and
         3 seeds (2 splits on two sets and 1 seed with ``quick``).
+    overwrite : bool, default=False
+        Replace an earlier report in ``out`` (only the entries it wrote), or
+        write beside the files of a directory that is not a report.
 
     Returns
     -------
@@ -126,7 +225,10 @@ def reproduce(
     from ..estimators import compare  # noqa: F401  (fail fast: needs scikit-learn)
 
     pyplot()  # fail fast: needs matplotlib
+    before = set(prepare_report(out, overwrite=overwrite))
     os.makedirs(out, exist_ok=True)
+    marker = {"fastsd_report": 1, "fastsd": __version__, "complete": False}
+    write_json(os.path.join(out, MARKER), dict(marker, entries=list(REPORT_ENTRIES)))
     started = time.perf_counter()
     bar = _steps(progress, 2 + len(datasets))
     synthetic = _synthetic(out, quick, progress=None)
@@ -173,13 +275,19 @@ def reproduce(
     )
     tuning = _tuning_sections(out, "full" if full else "quick" if quick else "default", datasets)
     with open(os.path.join(out, "tuning_rules.md"), "w") as f:
-        f.write(tuning[0] + "\n\n" + tuning[1] + "\n")
+        f.write(
+            f"Measured tables only; the rules, the protocol and their reading: {TUNING_DOCS}."
+            f"\n\n{tuning[0]}\n\nLearning curves: {tuning[1]}\n"
+        )
     if bar is not None:
         bar.update(1)
         bar.close()
     elapsed = time.perf_counter() - started
     n_train = {name: load_split(name, seed=0).X_train.shape[0] for name in datasets}
-    return _write_summary(out, table, align, synthetic, seeds, quick, elapsed, n_train, tuning)
+    summary = _write_summary(out, table, align, synthetic, seeds, quick, elapsed, n_train, tuning)
+    written = sorted(set(os.listdir(out)) - before - {MARKER})
+    write_json(os.path.join(out, MARKER), dict(marker, complete=True, entries=written))
+    return summary
 
 
 def _table1(table: Mapping[str, NDArray[Any]]) -> str:
@@ -192,16 +300,21 @@ def _table1(table: Mapping[str, NDArray[Any]]) -> str:
     for name in dict.fromkeys(table["dataset"]):
         here = table["dataset"] == name
         mean, std, k = table["test_mse_mean"][here], table["test_mse_std"][here], table["k"][here]
-        cell = [f"{mean[i]:.4g} ± {std[i]:.2g}" for i in range(3)]
+        cell = [f"{_sig(mean[i], 4)} ± {_sig(std[i], 2)}" for i in range(3)]
         best = int(np.nanargmin(mean))
         change = table["paired_change_mean"][here][2]
         spread = table["paired_change_std"][here][2]
         lines.append(
             f"| {display_name(name)} | {cell[0]} | {cell[1]} | {cell[2]} | "
-            f"k = {k[best]}: {mean[best]:.4g} | {100 * change:+.2f}% ± "
+            f"k = {k[best]}: {_sig(mean[best], 4)} | {format_value(100 * change, '{:+.2f}')}% ± "
             f"{100 * spread:.2f}% |"
         )
     return "\n".join(lines)
+
+
+def _sig(value: float, digits: int) -> str:
+    """``value`` to ``digits`` significant digits, without an exponent (9350, 300, 0.093)."""
+    return f"{float(f'{value:.{digits}g}'):g}" if abs(value) < 1e15 else f"{value:.{digits}g}"
 
 
 def _write_summary(
@@ -256,14 +369,16 @@ def _write_summary(
         "## Alignment diagnostic",
         "",
         "Squared cosine between the validation-tuned ridge solution and each eigenvector "
-        "of XᵀX (share of the top eigenvector / of the top 3):",
+        "of XᵀX, numbered by decreasing eigenvalue as in the figure: the largest cos² (and "
+        "at which eigenvector), and the sum of the three largest:",
         "",
     ]
     for name, (eig, cos2) in align.items():
         top = np.sort(cos2)[::-1]
         lines.append(
-            f"- {display_name(name)}: largest {top[0]:.2f}, top-3 {top[:3].sum():.2f} "
-            f"(d = {eig.size}; d / n_train = {eig.size / n_train[name]:.2%}, the "
+            f"- {display_name(name)}: largest {top[0]:.2f} (eigenvector "
+            f"{int(np.argmax(cos2)) + 1} of {eig.size}), three largest {top[:3].sum():.2f} "
+            f"(d / n_train = {eig.size / n_train[name]:.2%}, the "
             "scale of the estimation error any ridge or SD filter can remove "
             "relative to the noise in the test MSE)"
         )
@@ -274,23 +389,25 @@ def _write_summary(
         "",
         "## Tuning rules against scikit-learn's RidgeCV",
         "",
-        f"`SelfDistilledRidgeCV` (K = 2; gcv K = 1) with each rule against `RidgeCV`, "
-        f"same 41-value λ grid (1e-4…1e4), same preprocessing, {plan['seeds']} paired "
-        "random splits per set and training share (`--full`: 20). Cell: mean ± s.e. "
-        "of the paired change in test MSE (Theorem 1 family: population excess risk), "
-        "95th percentile over splits in brackets; negative = better than RidgeCV. "
-        "Details in `tuning_summary.csv`.",
+        f"The {plan['size']} tuning benchmark (`--full`: the full one); protocol, rules "
+        f"and reading: {TUNING_DOCS}. Numbers per split in `tuning_runs.csv`.",
         "",
         bench,
+        "",
+        "![safe rule vs RidgeCV over the regime grid](regime_map.png)",
         "",
         "![tuning rules vs RidgeCV](tuning_change.png)",
         "",
         "## Where SD helps: learning curves on the UCI data",
         "",
-        "Validation-tuned k-step SD (λ and ξ chosen on the validation rows, fit on the "
-        "training rows) against ridge on train (the paper's comparison) and against "
-        f"RidgeCV on train + validation (the fair one); {plan['curve_seeds']} seeds "
-        "(`--full`: 10). Numbers in `learning_curves.csv`.",
+        "Validation-tuned SD against ridge on train and RidgeCV on train + validation, "
+        + (
+            "1 seed: no error bars"
+            if plan["curve_seeds"] == 1
+            else f"{plan['curve_seeds']} seeds, mean ± s.e."
+        )
+        + " (`--full`: 10 seeds); protocol: the user guide's Reproduction page "
+        "(docs/user_guide/reproduction.md). Numbers in `learning_curves.csv`.",
         "",
         curves,
         "",

@@ -9,8 +9,8 @@ Writing one block:
 
 1. each variable's chunk (zarr writes a temporary file and renames it);
 2. then the block's marker ``OUT/blocks/NNNNNN``, a small JSON record (the
-   block's unrecoverable-xi count, timings, the host), written to a temporary
-   file and renamed.
+   block's counts of non-finite values and unrecoverable xi, timings, the host),
+   written to a temporary file and renamed.
 
 A block is done exactly when its marker exists, so an interrupted write leaves
 the block to be recomputed whole, and an error in any step stops the run
@@ -45,9 +45,9 @@ from .manifest import BLOCKS, MANIFEST, ZARR, read_manifest, versions, write_jso
 __all__ = ["BlockRecord", "BlockWriter", "SweepStore", "compressors"]
 
 #: What a block's marker holds (and what writing it returns): ``block`` (its
-#: index), ``nan_xi`` / ``xi_total`` (unrecoverable xi schedules among the
-#: block's k >= 1 entries), ``compute_s`` / ``write_s`` (seconds computing it and
-#: writing its chunks), ``host``, ``pid``.
+#: index), the counts of :func:`fastsd.store.layout.value_counts` (``nonfinite``
+#: of ``metrics`` values, ``nan_xi`` of ``schedules`` unrecoverable), ``compute_s``
+#: / ``write_s`` (seconds computing it and writing its chunks), ``host``, ``pid``.
 BlockRecord = dict[str, Any]
 
 #: Runtime settings of every array the writer opens: every block writes every
