@@ -254,8 +254,14 @@ def measure_scale(
     chunk_bytes: int = 1 << 20,
     directory: str | None = None,
     repeat: int = 3,
+    profile: bool = True,
 ) -> dict[str, Any]:
     """:func:`scale_run` on a :class:`LoopbackCluster` of each size in ``workers``.
+
+    ``profile=False`` turns off the workers' statistical profiler (Dask's
+    ``distributed.worker.profile.enabled``), which samples every worker's
+    threads every 10 ms: about half of an idle worker's CPU time, which adds up
+    when tens of workers share two cores.
 
     Returns
     -------
@@ -266,7 +272,11 @@ def measure_scale(
     import distributed
 
     work = directory or tempfile.mkdtemp(prefix="fastsd-bench-scale-")
+    env = dict(os.environ)
+    if not profile:
+        env["DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"] = "False"
     res: dict[str, Any] = {
+        "profile": profile,
         "sleep": sleep,
         "blocks_per_worker": blocks_per_worker,
         "chunk_bytes": chunk_bytes,
@@ -278,7 +288,7 @@ def measure_scale(
         for n in workers:
             out = os.path.join(work, f"store-{n}")
             with (
-                LoopbackCluster(n) as cluster,
+                LoopbackCluster(n, env=env) as cluster,
                 distributed.Client(cluster.address, timeout=f"{int(cluster.timeout)}s") as client,
             ):
                 cluster.wait_for_workers(client, n)
@@ -299,7 +309,8 @@ def format_scale(res: Mapping[str, Any]) -> str:
     lines = [
         f"{res['blocks_per_worker']} blocks per worker, each a {res['sleep']:g} s sleep and a "
         f"{res['chunk_bytes'] / 2**20:g} MiB chunk write; workers 1 thread, no nanny, on "
-        f"127.0.0.1; median (min-max) of {res['repeat']} runs after a warm-up run; load average {res['load_average_before'][0]:.1f} before, "
+        f"127.0.0.1{'' if res['profile'] else ', statistical profiler off'}; median (min-max) "
+        f"of {res['repeat']} runs after a warm-up run; load average {res['load_average_before'][0]:.1f} before, "
         f"{res['load_average_after'][0]:.1f} after; {res['machine']}",
         "",
         "| workers | blocks | tasks | ideal wall s | wall s | efficiency | write s / block "
@@ -336,6 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sleep", type=float, default=0.2, help="seconds per block")
     parser.add_argument("--chunk-mib", type=float, default=1.0, help="MiB written per block")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per worker count")
+    parser.add_argument(
+        "--no-profile", action="store_true", help="workers without Dask's statistical profiler"
+    )
     parser.add_argument("--dir", help="where the stores go (default: a temporary directory)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     args = parser.parse_args(argv)
@@ -349,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         int(args.chunk_mib * 2**20),
         args.dir,
         args.repeat,
+        profile=not args.no_profile,
     )
     print(format_scale(res))
     if args.json:
