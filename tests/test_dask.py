@@ -14,7 +14,10 @@ import functools
 import operator
 import os
 import pickle
+import signal
 import site
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -255,6 +258,36 @@ def test_all_workers_lost_stops_in_bounded_time_then_resume_completes(
     cluster.wait_for_workers(client, 1)
     got = run_dask(cfg, tmp_path / "out", client, resume=True, progress=False)
     assert got.identical(reference)
+
+
+@pytest.mark.slow
+def test_client_sigkilled_mid_run_then_resumed(two_workers, tmp_path):
+    """``fastsd sweep --scheduler tcp://...`` SIGKILLed once blocks are stored: --resume
+    on the same cluster completes the Dataset of an in-process run, nothing lost or doubled."""
+    cluster, client = two_workers
+    cfg = config(tmp_path, KILL)
+    reference = in_process(cfg, tmp_path / "ref")
+    n_blocks = fastsd.load_sweep(tmp_path / "ref").manifest["plan"]["blocks"]
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "fastsd", "sweep", str(cfg.path), "--no-progress"]
+    args += ["--output", str(out), "--scheduler", cluster.address]
+    proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            markers = os.listdir(out / "blocks") if (out / "blocks").is_dir() else []
+            if sum(m.isdigit() for m in markers) >= 3:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    done = sum(m.isdigit() for m in os.listdir(out / "blocks"))
+    assert 3 <= done < n_blocks and not fastsd.load_sweep(out).complete
+    got = run_dask(cfg, out, client, resume=True, progress=False)
+    assert got.identical(reference)
+    markers = sorted(m for m in os.listdir(out / "blocks") if m.isdigit())
+    assert markers == [f"{i:06d}" for i in range(n_blocks)]
 
 
 @pytest.mark.slow
