@@ -282,19 +282,19 @@ class StoreTask:
         """The record of ``block`` if it is already stored, else None."""
         return self.writer.record(block.index)
 
-    def compute(self, block: Block) -> tuple[BlockResult, float]:
-        """The block's arrays and the seconds they took."""
-        start = time.perf_counter()
+    def compute(self, block: Block) -> tuple[BlockResult, dict[str, float]]:
+        """The block's arrays, and when (seconds since the epoch) and how long they took."""
+        started, start = time.time(), time.perf_counter()
         result = self.task(block)
-        return result, time.perf_counter() - start
+        return result, {"started": started, "compute_s": time.perf_counter() - start}
 
-    def write(self, block: Block, computed: tuple[BlockResult, float]) -> BlockRecord:
+    def write(self, block: Block, computed: tuple[BlockResult, dict[str, float]]) -> BlockRecord:
         """Store a computed block; returns its record: the counts of
         :func:`~fastsd.store.layout.value_counts` (non-finite metrics, unrecoverable xi)
-        and timings."""
-        result, seconds = computed
+        and the timings."""
+        result, timings = computed
         values = store_values(self.task.kind, result)
-        return self.writer.write(block, values, {**value_counts(values), "compute_s": seconds})
+        return self.writer.write(block, values, {**value_counts(values), **timings})
 
     def __call__(self, block: Block) -> BlockRecord:
         return self.write(block, self.compute(block))

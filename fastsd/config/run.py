@@ -237,16 +237,16 @@ def run_sweep(
                 hint = f"finished blocks are kept in {out}; rerun with --resume" if kept else ""
                 raise ConnectionError("; ".join(filter(None, [str(exc), hint]))) from None
             raise
-    store.finish(
-        {
-            "executor": executor.name,
-            "blocks_computed": computed,
-            "started": started,
-            "problems_loaded": loaded,
-            "executor_ready": ready,
-            "store_closed": time.time(),
-        }
-    )
+        store.finish(  # complete before the executor (a local cluster) is shut down
+            {
+                "executor": executor.name,
+                "blocks_computed": computed,
+                "started": started,
+                "problems_loaded": loaded,
+                "executor_ready": ready,
+                "store_closed": time.time(),
+            }
+        )
     _warn(store, blocks, plan["kind"])
     return out
 

@@ -46,8 +46,10 @@ __all__ = ["BlockRecord", "BlockWriter", "SweepStore", "compressors"]
 
 #: What a block's marker holds (and what writing it returns): ``block`` (its
 #: index), the counts of :func:`fastsd.store.layout.value_counts` (``nonfinite``
-#: of ``metrics`` values, ``nan_xi`` of ``schedules`` unrecoverable), ``compute_s``
-#: / ``write_s`` (seconds computing it and writing its chunks), ``host``, ``pid``.
+#: of ``metrics`` values, ``nan_xi`` of ``schedules`` unrecoverable), ``started``
+#: and ``written`` (seconds since the epoch: compute began, chunks written),
+#: ``compute_s`` / ``write_s`` (seconds computing it and writing its chunks),
+#: ``host``, ``pid``.
 BlockRecord = dict[str, Any]
 
 #: Runtime settings of every array the writer opens: every block writes every
@@ -138,6 +140,7 @@ class BlockWriter:
             "block": block.index,
             **record,
             "write_s": time.perf_counter() - start,
+            "written": time.time(),
             "host": platform.node(),
             "pid": os.getpid(),
         }
