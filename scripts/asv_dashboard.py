@@ -382,6 +382,24 @@ def existing_env(args, out, src):
     return dict(os.environ, ASV_PYTHONPATH=path), where
 
 
+def keep_selected(path, selection):
+    """Drop the benchmarks that ``selection`` does not select from benchmarks.json.
+
+    The history's modules hold a few benchmarks that are not part of it: without
+    results, they would be empty graphs on the published dashboard.
+    """
+    with open(path) as f:
+        bench = json.load(f)
+    keep = set(benchmark_names(path.parent.parent, selection))
+    dropped = sorted(n for n in bench if n != "version" and n not in keep)
+    for name in dropped:
+        del bench[name]
+    with open(path, "w") as f:
+        json.dump(bench, f, indent=4, sort_keys=True)
+    if dropped:
+        log("not in the published history: " + ", ".join(dropped))
+
+
 def run_suite(args, conf_path, clone, shas, out):
     """asv run on ``shas`` (none with --publish-only: only discovery), then asv publish.
 
@@ -449,6 +467,8 @@ def run_suite(args, conf_path, clone, shas, out):
             if args.results:  # as it goes: a run stopped midway keeps what it measured
                 store_results(out / "results", args.results, [sha])
     normalize_env_names(out / "results", version)
+    if args.history:
+        keep_selected(out / "results" / "benchmarks.json", args.bench)
     run([*asv, "publish", "--config", conf_path], cwd=cwd)
     return rcs, shas
 
