@@ -10,7 +10,7 @@ Modules, one class per operation:
   risk at large k vs an mpmath reference;
 * ``memory`` -- peak memory of the chunked (memory-bounded) sweeps;
 * ``jit_compile`` -- cold compile time in a fresh process;
-* ``runner`` -- the block runner in-process and on Dask local:2 (fastsd.perf_runner).
+* ``runner`` -- the block runner in-process and on Dask local:2 (fastsd.bench.runner).
 
 Benchmarks of kernels that are not BLAS run with single-threaded BLAS so
 that numbers do not depend on the BLAS thread pool (override by exporting

@@ -17,7 +17,7 @@ import numpy as np
 
 import fastsd
 
-from .common import BACKENDS, SIZES, accepts, make_problem, lam_grid, max_rel_error, xi_grid
+from .common import BACKENDS, SIZES, accepts, lam_grid, make_problem, max_rel_error, xi_grid
 
 try:
     import mpmath

@@ -21,7 +21,6 @@ import time
 
 import numpy as np
 
-
 __all__ = [
     "BACKENDS",
     "SIZES",

@@ -50,7 +50,7 @@ class EndToEnd:
     ``track_fraction_of_limit`` is the limit's time over ``decompose``'s
     (median of 5 interleaved calls each; the limit is the better of a loop of
     scipy ``dsyrk`` + ``eigh(driver="evd")`` and one BLAS thread per problem
-    with problems in parallel, see ``fastsd.perf_e2e``); higher is better.
+    with problems in parallel, see ``fastsd.bench.e2e``); higher is better.
     """
 
     params = [E2E_WORKLOADS]
@@ -59,9 +59,9 @@ class EndToEnd:
 
     def setup(self, workload):
         try:
-            from fastsd.perf_e2e import WORKLOADS
+            from fastsd.bench.e2e import WORKLOADS
         except ImportError:
-            raise NotImplementedError("no fastsd.perf_e2e in this version") from None
+            raise NotImplementedError("no fastsd.bench.e2e in this version") from None
         B, n, d = (4, 2000, 64) if workload == "small" else WORKLOADS[workload]
         self.shape = (B, n, d) if B else (n, d)
         rng = np.random.default_rng(0)
@@ -89,7 +89,7 @@ class EndToEnd:
         fastsd.sweep_optimal(dec, self.theta, 0.5, self.lams, 8)
 
     def _measure(self, workload):
-        from fastsd.perf_e2e import measure_workload
+        from fastsd.bench.e2e import measure_workload
 
         return measure_workload("S" if workload == "S" else workload, self.shape, repeat=5)
 

@@ -22,7 +22,7 @@ class KernelSweepRisk:
     def setup(self, backend, size):
         if not hasattr(fastsd, "decompose_kernel"):
             raise NotImplementedError("fastsd.decompose_kernel is not in this version")
-        from fastsd.perf import kernel_workload
+        from fastsd.bench.kernels import kernel_workload
 
         B, n = size
         w = kernel_workload(B=B, n=n)

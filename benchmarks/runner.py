@@ -1,4 +1,4 @@
-"""The block runner and the Dask executor on a W1-sized sweep (fastsd.perf_runner).
+"""The block runner and the Dask executor on a W1-sized sweep (fastsd.bench.runner).
 
 ``BlockRunner``: the W1 sweep (L = 128, G = 16, K = 8) cut into blocks
 (B = 256: 208 blocks of 32 problems x 5 lambdas), through the in-process
@@ -10,7 +10,7 @@ runner with 2 Numba threads; ``track_throughput_vs_in_process`` is in-process
 """
 
 from fastsd._jit import threads
-from fastsd.perf_runner import RunnerSweep, _interleaved, _ratio
+from fastsd.bench.runner import RunnerSweep, _interleaved, _ratio
 
 #: problems: a smoke-test size (26 blocks) and W1 (208 blocks)
 RUNNER_SIZES = [8, 256]
@@ -49,7 +49,7 @@ class DaskLocal2:
 
     def setup(self, B):
         try:
-            from fastsd.executors import get_executor
+            from fastsd.blocks.executors import get_executor
 
             self.executor = get_executor(scheduler="local:2")
         except ImportError as exc:

@@ -8,21 +8,15 @@ decomposition of the design, computed once by :func:`decompose`.
 from typing import Any
 
 from . import datasets, reference
-from .chunked import BestRisk, sweep_optimal_chunked, sweep_risk_chunked
-from .core import (
-    IllConditionedXiWarning,
-    excess_risk,
-    optimal_xi,
-    optimal_xi_validation,
-    oracle_risk,
-    self_distill,
-)
-from .decomposition import Decomposition, decompose
-from .kernel_ridge import KernelDecomposition, decompose_kernel
-from .reparam import xi_to_xibar, xibar_to_xi
-from .results import SweepResult, label_sweep, load_sweep
-from .sweep import sweep_mse, sweep_optimal, sweep_optimal_validation, sweep_risk
 from ._jit import threads
+from .blocks.chunked import BestRisk, sweep_optimal_chunked, sweep_risk_chunked
+from .decomposition import Decomposition, decompose
+from .decomposition.kernel import KernelDecomposition, decompose_kernel
+from .engine.single import excess_risk, optimal_xi, optimal_xi_validation, oracle_risk, self_distill
+from .engine.sweeps import sweep_mse, sweep_optimal, sweep_optimal_validation, sweep_risk
+from .exceptions import IllConditionedXiWarning
+from .math.reparam import xi_to_xibar, xibar_to_xi
+from .store.reading import SweepResult, label_sweep, load_sweep
 
 __version__ = "0.1.0"
 
@@ -38,7 +32,7 @@ _ESTIMATORS = (
 
 # public submodules that `import fastsd` does not load itself: `fastsd.problems`
 # etc. work after a plain `import fastsd`, imported on first access.
-_SUBMODULES = ("problems", "experiments", "plotting", "estimators", "tables", "store")
+_SUBMODULES = ("problems", "experiments", "plotting", "estimators", "tables")
 
 
 def __getattr__(name: str) -> Any:

@@ -90,7 +90,7 @@ def single_threaded_blas() -> AbstractContextManager[Any]:
     """Context: one BLAS thread while Numba's threads each call LAPACK.
 
     Numba's ``prange`` runs one LAPACK call per thread; a multithreaded BLAS
-    underneath would oversubscribe the cores (2-3x slower on 2 cores). Uses
+    underneath would oversubscribe the cores. Uses
     threadpoolctl when it is installed (it comes with the ``sklearn`` and
     ``test`` extras); otherwise the BLAS keeps its own setting
     (``OPENBLAS_NUM_THREADS=1`` has the same effect).

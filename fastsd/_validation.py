@@ -7,14 +7,15 @@ for a wrong value, always naming the argument and saying how to fix it.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
-
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from ._config import MAX_RESULT_BYTES
 from ._typing import FloatArray
 
 
@@ -62,15 +63,15 @@ def as_float_array(
     return arr
 
 
-def check_lams(lam: Any, name: str = "lam") -> tuple[FloatArray, bool]:
-    """Regularization strength(s): finite, >= 0, scalar or 1-D.
+def check_lams(lam: Any, name: str = "lam", allow_empty: bool = False) -> tuple[FloatArray, bool]:
+    """Regularization strength(s): finite, >= 0, scalar or 1-D (the one home of "lam >= 0").
 
     Returns
     -------
     lams : ndarray of shape (L,)
     is_scalar : bool
     """
-    arr = as_float_array(lam, name, ndim=(0, 1))
+    arr = as_float_array(lam, name, ndim=(0, 1), allow_empty=allow_empty)
     if np.any(arr < 0):
         raise ValueError(f"{name} must be >= 0 (ridge penalty), got min {arr.min()!r}")
     return np.atleast_1d(arr), arr.ndim == 0
@@ -117,3 +118,27 @@ def check_xi(xi: Any, name: str = "xi") -> FloatArray:
             f"pass [{float(arr)!r}] for one step"
         )
     return arr
+
+
+def check_result_size(func: str, shapes: Sequence[Sequence[int]], limit: int | None = None) -> int:
+    """Raise ValueError when the float64 arrays of ``shapes`` exceed the limit.
+
+    Parameters
+    ----------
+    func : str
+        Name of the public function (for the message).
+    shapes : sequence of tuple of int
+        Shapes of the arrays the call would allocate.
+    limit : int, optional
+        Bytes; default :data:`MAX_RESULT_BYTES`.
+    """
+    limit = MAX_RESULT_BYTES if limit is None else limit
+    need = 8 * sum(math.prod(int(n) for n in shape) for shape in shapes)
+    if need > limit:
+        plural = " + ".join(str(tuple(int(n) for n in s)) for s in shapes)
+        raise ValueError(
+            f"{func}: the result {plural} would need {need / 2**30:,.1f} GiB, over the "
+            f"{limit / 2**30:,.1f} GiB limit (fastsd._config.MAX_RESULT_BYTES); use fewer "
+            "lambdas/schedules/steps, or the memory-bounded fastsd.sweep_*_chunked"
+        )
+    return need

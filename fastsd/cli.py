@@ -37,8 +37,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .config_sweep import load_config, run_sweep
-    from .core import IllConditionedXiWarning
+    from .config.run import load_config, run_sweep
+    from .exceptions import IllConditionedXiWarning
 
     cfg = load_config(args.config)
     if args.output:
@@ -68,7 +68,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .results import load_sweep
+    from .store.reading import load_sweep
 
     result = load_sweep(args.output)
     if not result.complete:
@@ -88,7 +88,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .plotting import plot_sweep
-    from .results import load_sweep
+    from .store.reading import load_sweep
 
     result = load_sweep(args.output)
     directory = args.to or os.path.join(args.output, "figures")
@@ -105,7 +105,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     from . import __version__
     from ._jit import cache_dir
-    from .sweep import sweep_risk
+    from .engine.sweeps import sweep_risk
 
     sweep_risk(np.eye(3)[None], np.ones((1, 3)), 1.0, [1.0], [0.5], 1)  # start the thread pool
     lines = [
@@ -147,11 +147,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    if "--runner" in args.rest:  # the block runner and Dask executor (fastsd.perf_runner)
-        from .perf_runner import main as runner_main
+    if "--runner" in args.rest:  # the block runner and Dask executor (fastsd.bench.runner)
+        from .bench.runner import main as runner_main
 
         return runner_main([a for a in args.rest if a != "--runner"])
-    from .perf import main as bench_main
+    from .bench.kernels import main as bench_main
 
     return bench_main(args.rest)
 

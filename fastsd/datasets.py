@@ -54,16 +54,17 @@ import hashlib
 import math
 import numbers
 import types
+from collections.abc import Callable, Sequence
 from importlib import resources
 from os import PathLike
 from pathlib import Path
-from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._validation import as_float_array
+from .exceptions import ChecksumError
 
 __all__ = [
     "DATASETS",
@@ -76,10 +77,6 @@ __all__ = [
     "split_dataset",
     "standardize",
 ]
-
-
-class ChecksumError(OSError):
-    """A dataset file does not have the SHA-256 digest it was published with."""
 
 
 # --------------------------------------------------------------------------
@@ -525,6 +522,23 @@ class Standardization(NamedTuple):
     x_scale: NDArray[np.float64]
     y_mean: float
 
+    @classmethod
+    def fit(
+        cls, X: NDArray[np.float64], y: NDArray[np.float64] | None = None, scale: bool = True
+    ) -> Standardization:
+        """The statistics of checked training data X (n, d), y (n,) (the one home of the rule).
+
+        ``scale=False`` only centres (``x_scale`` all 1): ridge on centred data is
+        ridge with an unpenalized intercept.
+        """
+        x_mean = X.mean(axis=0)
+        x_scale = np.ones(X.shape[1])
+        if scale:
+            x_std = X.std(axis=0)
+            constant = x_std <= 1e-12 * np.maximum(1.0, np.abs(x_mean))
+            x_scale = np.where(constant, 1.0, x_std)
+        return cls(x_mean, x_scale, 0.0 if y is None else float(y.mean()))
+
     def transform(
         self,
         X: ArrayLike,
@@ -727,20 +741,13 @@ def standardize(
     """
     X_tr, y_tr = _as_pair(train, "train")
     X_tr = as_float_array(X_tr, "train X", ndim=2)
-    x_mean = X_tr.mean(axis=0)
-    x_std = X_tr.std(axis=0)
-    constant = x_std <= 1e-12 * np.maximum(1.0, np.abs(x_mean))
-    x_scale = np.where(constant, 1.0, x_std)
-    if y_tr is None:
-        y_mean = 0.0
-    else:
+    if y_tr is not None:
         y_tr = as_float_array(y_tr, "train y", ndim=1)
         if y_tr.shape[0] != X_tr.shape[0]:
             raise ValueError(
                 f"train y has {y_tr.shape[0]} entries but train X has {X_tr.shape[0]} rows"
             )
-        y_mean = float(y_tr.mean())
-    stats = Standardization(x_mean, x_scale, y_mean)
+    stats = Standardization.fit(X_tr, y_tr)
     parts = [stats.transform(X_tr, y_tr)]
     for i, part in enumerate(others):
         X, y = _as_pair(part, f"others[{i}]")

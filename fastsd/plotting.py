@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._fit import linear_fit
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -103,8 +105,6 @@ def plot_gain_vs_rank(
     str
         ``path``.
     """
-    from ._fit import linear_fit
-
     plt = pyplot()
     r = np.asarray(table["rank"], dtype=float)
     fits = fits or {}
@@ -508,7 +508,7 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
     Parameters
     ----------
     ds : xarray.Dataset
-        The layout of :mod:`fastsd.results`.
+        The layout of :mod:`fastsd.store`.
     directory : str
 
     Returns

@@ -44,12 +44,15 @@ batch.noise_var`` to :func:`fastsd.sweep_optimal` (or call
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from .decomposition import decompose
+from .engine.sweeps import sweep_optimal
 
 if TYPE_CHECKING:
     from .decomposition import Decomposition
@@ -161,8 +164,6 @@ class ProblemBatch:
 
     def decompose(self, **kwargs: Any) -> Decomposition:
         """:func:`fastsd.decompose` of the batch (keyword arguments passed on)."""
-        from .decomposition import decompose
-
         return decompose(self.X, **kwargs)
 
     def sweep_optimal(
@@ -181,8 +182,6 @@ class ProblemBatch:
         risk : ndarray of shape (B, L, K + 1)
         xi : ndarray of shape (B, L, K, K)
         """
-        from .sweep import sweep_optimal
-
         return sweep_optimal(
             self.decompose(method=method),
             self.theta_star,

@@ -5,8 +5,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 from fastsd import decompose
+from fastsd.bench.e2e import format_e2e, limit_loop, limit_parallel, measure_workload
 from fastsd.cli import main
-from fastsd.perf_e2e import format_e2e, limit_loop, limit_parallel, measure_workload
 
 
 @pytest.mark.parametrize("name, shape", [("W3", (3, 400, 24)), ("S", (3000, 12))])

@@ -9,7 +9,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastsd
-from fastsd.chunked import plan_blocks
+from fastsd.blocks.plan import block_memory, plan_blocks
 
 BACKENDS = ("numba", "numpy")
 # Chunked and unchunked runs evaluate every (problem, lambda) cell with the
@@ -34,22 +34,19 @@ SCHED = np.random.default_rng(5).uniform(-1.0, 2.0, size=(3, K))
 
 
 def _per_problem(n, d):
-    """Mirror of the drivers' per-problem working-set estimate (bytes)."""
-    p = min(n, d)
-    return 8 * (n * d + 2 * (n + d) * p + d * d)
+    """The block memory model's per-problem working set (bytes)."""
+    return block_memory(n, d, K, None)[0]
 
 
 def risk_limit(n, d, G, lams_per_block, backend="numba"):
     """A memory_limit whose plan is one problem x ``lams_per_block`` lambdas."""
-    p = min(n, d)
-    per_pair = 8 * G * (K + 1) + (8 * 6 * G * p if backend == "numpy" else 0)
-    return 2 * (_per_problem(n, d) + lams_per_block * per_pair) + 2
+    per_problem, per_pair = block_memory(n, d, K, G, backend=backend)
+    return 2 * (per_problem + lams_per_block * per_pair) + 2
 
 
 def optimal_limit(n, d, lams_per_block, backend="numba"):
-    p = min(n, d)
-    per_pair = 8 * (K + 1 + K * K) + (8 * 8 * K * (p + K) if backend == "numpy" else 0)
-    return 2 * (_per_problem(n, d) + lams_per_block * per_pair) + 2
+    per_problem, per_pair = block_memory(n, d, K, None, backend=backend)
+    return 2 * (per_problem + lams_per_block * per_pair) + 2
 
 
 class Recorder:

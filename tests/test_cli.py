@@ -111,7 +111,7 @@ output = "out"
 
 
 def test_interrupted_sweep_resumes(tmp_path, npz_problems, monkeypatch):
-    from fastsd.tasks import SweepTask
+    from fastsd.blocks.tasks import SweepTask
 
     cfg_path = write_config(tmp_path, ORACLE.format(selection="oracle"))
     calls = []

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 import fastsd
-from fastsd import config_sweep
 from fastsd.cli import main
+from fastsd.config import run as config_sweep
 
 distributed = pytest.importorskip("distributed")
 pytest.importorskip("zarr")
@@ -132,7 +132,7 @@ def _worker_address(client, name):
 
 def test_dask_workers_sigkill_mid_run(cluster, tmp_path, capsys):
     address, client, workers = cluster
-    from fastsd.executors import _run_on_worker
+    from fastsd.blocks.executors import _run_on_worker
 
     # Numba threads of a block follow the worker's nthreads
     probe = operator.methodcaller("get_num_threads")
@@ -244,7 +244,7 @@ def test_scheduler_local_2_from_the_cli(tmp_path):
 
 @pytest.mark.parametrize("bad, error", [(0, ValueError), (1.5, TypeError), (True, TypeError)])
 def test_tasks_per_thread_is_validated(bad, error):
-    from fastsd.executors import DaskExecutor
+    from fastsd.blocks.executors import DaskExecutor
 
     with pytest.raises(error, match="tasks_per_thread"):
         DaskExecutor(client=None, tasks_per_thread=bad)

@@ -20,7 +20,8 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from fastsd import datasets as ds
-from fastsd.datasets import ChecksumError, _load
+from fastsd.datasets import _load
+from fastsd.exceptions import ChecksumError
 
 NAMES = ("airfoil", "air_quality", "appliances_energy")
 

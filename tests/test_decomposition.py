@@ -5,7 +5,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import fastsd
-from fastsd.kernels import decompose as decompose_kernels
+from fastsd.decomposition import lapack as decompose_kernels
 
 KINDS = ("tall", "wide", "dup", "zero", "wide_dup")
 EPS = np.finfo(np.float64).eps
@@ -341,3 +341,13 @@ def test_unaligned_input_gives_the_same_decomposition():
     want, got = fastsd.decompose(X), fastsd.decompose(unaligned)
     assert np.array_equal(got.s2, want.s2)
     assert np.array_equal(got.V, want.V)
+
+
+def test_backend_argument_is_deprecated_and_changes_nothing():
+    X = np.random.default_rng(0).normal(size=(3, 20, 5))
+    with pytest.warns(FutureWarning, match="decompose\\(backend=...\\) has no effect"):
+        old = fastsd.decompose(X, backend="numba")
+    new = fastsd.decompose(X)
+    assert np.array_equal(old.s2, new.s2) and np.array_equal(old.V, new.V)
+    with pytest.raises(ValueError, match="backend must be"):
+        fastsd.decompose(X, backend="gpu")

@@ -20,7 +20,6 @@ pytest.importorskip("sklearn")
 from sklearn.linear_model import RidgeCV  # noqa: E402
 
 import fastsd  # noqa: E402
-from fastsd.reference import XI_RTOL  # noqa: E402
 from fastsd.estimators import (  # noqa: E402
     SelfDistilledRidge,
     SelfDistilledRidgeCV,
@@ -30,6 +29,7 @@ from fastsd.estimators._base import _Prepared  # noqa: E402
 from fastsd.estimators._gcv import gcv_table  # noqa: E402
 from fastsd.estimators._holdout import holdout_table  # noqa: E402
 from fastsd.estimators._loo import loo_table  # noqa: E402
+from fastsd.reference import XI_RTOL  # noqa: E402
 
 SHAPES = [(25, 6), (8, 14)]  # n > d and n < d
 

@@ -64,7 +64,7 @@ def test_dual_coefficients_match_refit(kernel, params, lam, xi, steps):
     X, _, y = _data()
     dec = fastsd.decompose(X, y, kernel=kernel, kernel_params=params)
     K = pairwise_kernels(X, X, metric=kernel, **params)
-    got = fastsd.self_distill(dec, None, lam, xi, step_lams=steps)
+    got = fastsd.self_distill(dec, None, lam, xi, student_lams=steps)
     want = refit_dual(K, y, lam, xi, steps)
     # compare what the model predicts (alpha itself is ill-determined where K is singular)
     assert np.linalg.norm(K @ (got - want)) <= RTOL * np.linalg.norm(K @ want)
@@ -105,7 +105,7 @@ def test_in_sample_risk_matches_refit(kernel, params, lam, xi, steps):
     X, f, _ = _data(2)
     K = pairwise_kernels(X, X, metric=kernel, **params)
     dec = fastsd.decompose_kernel(K)
-    got = fastsd.excess_risk(dec, f, 0.09, lam, xi, step_lams=steps)
+    got = fastsd.excess_risk(dec, f, 0.09, lam, xi, student_lams=steps)
     want = exact_risk(K, f, 0.09, lam, xi, steps)
     assert abs(got - want) <= RTOL * want
 

@@ -45,7 +45,7 @@ def problems():
 )
 def test_matches_literal_refit(problems, kind, lam, xi, steps):
     p = problems[kind]
-    got = fastsd.excess_risk(p.X, p.theta_star, p.noise_var, lam, xi, step_lams=steps, cov=p.cov)
+    got = fastsd.excess_risk(p.X, p.theta_star, p.noise_var, lam, xi, student_lams=steps, cov=p.cov)
     for b in range(p.batch_size):
         want = _exact(p.X[b], p.theta_star[b], p.noise_var[b], p.cov[b], lam, xi, steps)
         assert abs(got[b] - want) <= 1e-10 * want
@@ -88,14 +88,14 @@ def test_sample_covariance_gives_fixed_design(design):
 def test_optimal_xi_is_optimal(problems, grid_search, kind, steps):
     p = problems[kind]
     X, theta, cov, var, lam = p.X[1], p.theta_star[1], p.cov[1], p.noise_var[1], 0.2
-    xi, risk = fastsd.optimal_xi(X, theta, var, lam, 2, step_lams=steps, cov=cov)
+    xi, risk = fastsd.optimal_xi(X, theta, var, lam, 2, student_lams=steps, cov=cov)
     if np.all(np.isfinite(xi)):
         assert abs(_exact(X, theta, var, cov, lam, xi, steps) - risk) <= XI_RTOL * risk
     dec = fastsd.decompose(X)
 
     def f(nodes):
         return fastsd.excess_risk(
-            dec, theta, var, np.full(len(nodes), lam), nodes, step_lams=steps, cov=cov
+            dec, theta, var, np.full(len(nodes), lam), nodes, student_lams=steps, cov=cov
         )
 
     box = max(10.0, 2 * float(np.nanmax(np.abs(xi)))) if np.all(np.isfinite(xi)) else 1e3
@@ -133,7 +133,13 @@ def test_sweeps_match_core(problems):
     assert_allclose(
         ts[:, 1, 0, 2, 2],
         fastsd.excess_risk(
-            p.X, p.theta_star, p.noise_var, lams[1], [xis[2]] * 2, step_lams=[5.0, 5.0], cov=p.cov
+            p.X,
+            p.theta_star,
+            p.noise_var,
+            lams[1],
+            [xis[2]] * 2,
+            student_lams=[5.0, 5.0],
+            cov=p.cov,
         ),
         rtol=1e-12,
     )

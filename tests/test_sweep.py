@@ -24,7 +24,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastsd
-import fastsd.sweep
+import fastsd.engine.grids
 from fastsd.reference import XI_RTOL
 
 BACKENDS = ("numba", "numpy")
@@ -549,17 +549,15 @@ def test_single_problem_drops_batch_axis(kind, backend):
             assert_xi_layout(one[key][1], K)
 
 
-@pytest.mark.parametrize("dec_backend", ["numpy", "numba"])
 @pytest.mark.parametrize("kind", ["tall", "wide", "rankdef"])
-def test_decomposition_input(kind, dec_backend):
-    """A Decomposition (made once, either backend) gives the results of raw X;
-    with y stored in it, y=None reuses it."""
+def test_decomposition_input(kind):
+    """A Decomposition (made once) gives the results of raw X, bitwise on the
+    fixed-design paths; with y stored in it, y=None reuses it."""
     prob = make_problem(kind, 1)
     K = prob.K
-    dec = fastsd.decompose(prob.X, prob.y, backend=dec_backend)
+    dec = fastsd.decompose(prob.X, prob.y)
     ref = results(kind, 1, "numba")
-    # numpy decomposition: bitwise the same route; numba's eigh: rounding of s^2
-    rtol = 0 if dec_backend == "numpy" else 1e-10
+    rtol = 0
     assert_allclose(
         fastsd.sweep_risk(dec, prob.theta, prob.noise_var, LAMS, XIS, K),
         ref["risk"],
@@ -648,8 +646,8 @@ def test_thread_count_independence(kind, restore_threads):
     assert numba.get_num_threads() == base
     _all_results_equal(one, two)
     _all_results_equal(one, run_all(prob, "numba"))
-    d1 = fastsd.decompose(prob.X, backend="numba", threads=1)
-    d2 = fastsd.decompose(prob.X, backend="numba", threads=2)
+    d1 = fastsd.decompose(prob.X, threads=1)
+    d2 = fastsd.decompose(prob.X, threads=2)
     assert numba.get_num_threads() == base
     for attr in ("s2", "U", "V"):
         assert_array_equal(getattr(d1, attr), getattr(d2, attr))
@@ -698,7 +696,7 @@ def test_threads_restored_when_the_kernel_raises(name, monkeypatch, restore_thre
         seen.append(numba.get_num_threads())
         raise RuntimeError("kernel failed")
 
-    monkeypatch.setattr(fastsd.sweep, "call", failing)
+    monkeypatch.setattr(fastsd.engine.grids, "call", failing)
     with pytest.raises(RuntimeError, match="kernel failed"):
         call_sweep(name, prob, threads=1)
     assert seen == [1]

@@ -214,7 +214,7 @@ def test_bad_values_fail_before_anything_is_written(tmp_path, capsys, old, new, 
 
 
 def test_failure_in_the_first_block_leaves_nothing(tmp_path, capsys, monkeypatch):
-    from fastsd.tasks import SweepTask
+    from fastsd.blocks.tasks import SweepTask
 
     def broken(self, block):
         raise RuntimeError("disk on fire")
@@ -539,7 +539,7 @@ memory_limit = "54KiB"
 #: is a real process without paying the interpreter start and imports ten times.
 FORK_SERVER = r"""
 import os, sys
-import fastsd.cli, fastsd.config_sweep, zarr, xarray
+import fastsd.cli, fastsd.config.run, zarr, xarray
 for line in sys.stdin:
     pid = os.fork()
     if pid == 0:

@@ -20,10 +20,10 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
         "`pip install scikit-learn` or `pip install fastsd[sklearn]`"
     ) from exc
 
+from ..exceptions import TuningWarning
 from ._base import SelfDistilledRidge
 from ._cv import DEFAULT_LAMS, SelfDistilledRidgeCV
 from ._loo import loo_predictions
-from ._tuning import TuningWarning
 from .compare import format_tuning_table, tuning_table
 
 __all__ = [
@@ -36,7 +36,7 @@ __all__ = [
     "tuning_table",
 ]
 
-# Kernel ridge (issue 11): SelfDistilledKernelRidge(CV), see ._kernel.
+# Kernel ridge: SelfDistilledKernelRidge(CV), see ._kernel.
 from ._kernel import SelfDistilledKernelRidge, SelfDistilledKernelRidgeCV  # noqa: E402
 
 __all__ += ["SelfDistilledKernelRidge", "SelfDistilledKernelRidgeCV"]

@@ -12,19 +12,13 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 
 from .._validation import as_float_array, check_steps
-from ..core import IllConditionedXiWarning
-from ..reparam import xi_to_xibar
-from ._base import (
-    _LinearPredictMixin,
-    _Prepared,
-    _check_bool,
-    _filter_coef,
-    _set_linear_attributes,
-)
+from ..exceptions import IllConditionedXiWarning, TuningWarning
+from ..math.reparam import xi_to_xibar
+from ._base import _check_bool, _filter_coef, _LinearPredictMixin, _Prepared, _set_linear_attributes
 from ._gcv import gcv_table
 from ._holdout import holdout_table
 from ._loo import loo_columns, loo_table
-from ._tuning import TuningTable, TuningWarning, admissible, select, select_safe
+from ._tuning import TuningTable, admissible, select, select_safe
 
 if TYPE_CHECKING:
     from typing import Self

@@ -33,7 +33,7 @@ sqrt(w)-scaled problem, n replaced by sum(w) (integer weights = repetitions).
 Several targets share one c: their matrices R are averaged.
 
 From c to xi: u_k = 1 - phi_k = sum_m c_m (1 - r^m) = q h(r) with
-h_j = sum_{m > j} c_m, then :func:`fastsd.reparam.xi_from_h_coefficients`.
+h_j = sum_{m > j} c_m, then :func:`fastsd.math.reparam.xi_from_h_coefficients`.
 
 Conditioning and a caveat. The monomial smoothers H, H^2, ... are nearly
 dependent when most r_j are close to 1 (lambda small against the spectrum):

@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import check_steps
-from ..kernel_ridge import decompose_kernel, kernel_matrix
+from ..decomposition.kernel import decompose_kernel, kernel_matrix
 from ..reference.optimal import optimal_validation
 from ..reference.spectral import eval_projection, self_distill_spectral
 from ._base import (  # type: ignore[attr-defined]  # _sk_validate_data: a private re-export

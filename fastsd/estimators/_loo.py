@@ -52,8 +52,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import comb
 
+from ..math.reparam import xi_to_xibar
 from ..reference.spectral import inverse_shift, spectral_factors
-from ..reparam import xi_to_xibar
+from ._base import _check_lam, _check_xi_param, _Prepared
 from ._tuning import TuningTable, nested_lstsq, reject_unreproducible, xi_from_rows
 
 __all__ = ["loo_columns", "loo_table", "loo_predictions", "nested_loo"]
@@ -342,8 +343,6 @@ def loo_predictions(
     y_loo : ndarray of the shape of y
         NaN everywhere if some point has leverage 1 (LOO undefined).
     """
-    from ._base import _Prepared, _check_lam, _check_xi_param
-
     lam = _check_lam(lam)
     xibar = xi_to_xibar(_check_xi_param(xi))
     X = np.asarray(X, dtype=np.float64)

@@ -18,8 +18,11 @@ from typing import cast
 import numpy as np
 from numpy.typing import NDArray
 
+from ..exceptions import TuningWarning
+from ..math.filters import products_from_xi
+from ..math.reparam import xi_from_h_coefficients
 from ..reference.optimal import accept_schedules, nested_least_squares, refit_amplification
-from ..reparam import xi_from_h_coefficients
+from ..reference.spectral import spectral_factors
 
 __all__ = [
     "TuningTable",
@@ -107,11 +110,9 @@ def nested_lstsq(
 def h_from_xi(xi: NDArray[np.float64]) -> NDArray[np.float64]:
     """r-coefficients of h with u_k = q h(r) for schedules xi of shape (..., k).
 
-    These are the products pi_j = xi_k ... xi_{k-j+1} of :mod:`fastsd.filters`
+    These are the products pi_j = xi_k ... xi_{k-j+1} of :mod:`fastsd.math.filters`
     (the one place of the filter recursion).
     """
-    from ..filters import products_from_xi
-
     return cast("NDArray[np.float64]", products_from_xi(xi))  # filters is jitted, unchecked
 
 
@@ -220,8 +221,6 @@ def shrinkage_factors(
     f : ndarray of shape (L, K + 1, p_live)
         NaN where the schedule is NaN; row 0 is ridge's r.
     """
-    from ..reference.spectral import spectral_factors
-
     live = s2 > 0
     r, q = spectral_factors(s2[live], lams)  # (L, p_live)
     K = xi.shape[-1]
@@ -312,7 +311,3 @@ def select_safe(
     if best_k < r0 - K_TIE_RTOL * abs(r0) and z < -SAFE_Z:
         return (l_sd, k_sd), z
     return ridge, z
-
-
-class TuningWarning(UserWarning):
-    """A tuning rule's choice was overridden by a safety guard (the message says why)."""

@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._validation import check_steps
-from ._base import _Prepared, _filter_coef
+from ._base import _filter_coef, _Prepared
 from ._cv import DEFAULT_LAMS, GCV_MAX_STEPS, _check_lams, tuning_rule_table
 from ._holdout import holdout_table
 from ._tuning import select

@@ -37,9 +37,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
 
-from ..core import IllConditionedXiWarning, excess_risk, optimal_xi, self_distill
 from ..decomposition import decompose
-from ..sweep import sweep_optimal
+from ..engine.single import excess_risk, optimal_xi, self_distill
+from ..engine.sweeps import sweep_optimal
+from ..exceptions import IllConditionedXiWarning
+from ..plotting import pyplot
 
 __all__ = ["sine_problem", "constrained_rounds", "write_kernel_studies"]
 
@@ -141,7 +143,7 @@ def constrained_rounds(problem: dict[str, Any], eps: float, max_rounds: int = 50
         filt = filt * np.where(live, d / (d + lam), 0.0)
         n_eff.append(float(filt.sum() ** 2 / np.sum(filt**2)))
         # round t = teacher (t = 1) or student t - 1 with xi = 1: fastsd's per-step lam
-        alpha = self_distill(dec, None, lams[0], np.ones(t - 1), step_lams=lams[1:])
+        alpha = self_distill(dec, None, lams[0], np.ones(t - 1), student_lams=lams[1:])
         test_mse.append(float(np.mean((cross @ alpha - problem["f_grid"]) ** 2)))
         targets = dec.U @ (d * (dec.U.T @ alpha)) + 0.0  # fitted values K alpha
         norms.append(float(np.linalg.norm(targets)))
@@ -184,8 +186,6 @@ def teacher_student_map(
 
 def write_kernel_studies(out: str, quick: bool = False) -> dict[str, Any]:
     """Run the three studies, write figures into ``out``; return summary lines and figures."""
-    from ..plotting import pyplot
-
     plt = pyplot()
     os.makedirs(out, exist_ok=True)
     problem = sine_problem(n=48 if quick else 96)

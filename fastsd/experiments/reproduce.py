@@ -26,10 +26,21 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..datasets import load_split
-from ..plotting import plot_alignment, plot_uci_test_mse
+from ..plotting import plot_alignment, plot_learning_curves, plot_uci_test_mse, pyplot
 from ..tables import to_markdown, write_csv
-from .tuning import display_name
-from .uci import DEFAULT_DATASETS, alignment, run_protocol, summarize
+from .kernel_sd import write_kernel_studies
+from .synthetic import write_synthetic
+from .tuning import display_name, write_benchmark
+from .uci import (
+    CURVE_SHARES,
+    DEFAULT_DATASETS,
+    alignment,
+    curve_paragraph,
+    learning_curve,
+    run_protocol,
+    summarize,
+    summarize_curves,
+)
 
 __all__ = ["reproduce"]
 
@@ -56,10 +67,6 @@ def _tuning_sections(
     out: str, mode: str, datasets: Sequence[str]
 ) -> tuple[str, str, dict[str, Any]]:
     """Tuning benchmark (all rules vs RidgeCV) and UCI learning curves; Markdown text."""
-    from ..plotting import plot_learning_curves
-    from .tuning import write_benchmark
-    from .uci import CURVE_SHARES, curve_paragraph, learning_curve, summarize_curves
-
     plan = _TUNING_PLAN[mode]
     bench = write_benchmark(out, seeds=plan["seeds"], sets=plan["sets"])
     shares = plan["curve_shares"] or CURVE_SHARES
@@ -74,8 +81,6 @@ def _tuning_sections(
 
 
 def _synthetic(out: str, quick: bool, progress: Any) -> dict[str, Any]:
-    from .synthetic import write_synthetic
-
     return write_synthetic(os.path.join(out, "synthetic"), quick=quick, progress=progress)
 
 
@@ -119,14 +124,12 @@ def reproduce(
     if quick and full:
         raise ValueError("quick and full exclude each other; choose one")
     from ..estimators import compare  # noqa: F401  (fail fast: needs scikit-learn)
-    from ..plotting import pyplot
 
     pyplot()  # fail fast: needs matplotlib
     os.makedirs(out, exist_ok=True)
     started = time.perf_counter()
     bar = _steps(progress, 2 + len(datasets))
     synthetic = _synthetic(out, quick, progress=None)
-    from .kernel_sd import write_kernel_studies
 
     kernel = write_kernel_studies(os.path.join(out, "kernel"), quick=quick)
     synthetic.setdefault("sections", []).append(

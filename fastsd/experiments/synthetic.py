@@ -38,11 +38,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .. import problems
-from ..core import oracle_risk
-from ..sweep import sweep_optimal
-from ..tables import write_csv
+from .. import plotting, problems
 from .._fit import linear_fit
+from ..engine.single import oracle_risk
+from ..engine.sweeps import sweep_optimal
+from ..tables import write_csv
 
 __all__ = [
     "QUICK_RANKS",
@@ -493,8 +493,6 @@ def write_synthetic(
 
     figs = []
     if figures:
-        from .. import plotting
-
         if importlib.util.find_spec("matplotlib") is None:
             warnings.warn(
                 "matplotlib is not installed: synthetic figures skipped (pip install matplotlib)",

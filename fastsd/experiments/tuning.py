@@ -45,6 +45,11 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from ..datasets import dataset_info, load_dataset, standardize
+from ..plotting import plot_tuning_benchmark
+from ..problems import theorem1_family
+from ..tables import write_csv
+
 __all__ = [
     "BENCH_SETS",
     "SHARES",
@@ -84,7 +89,6 @@ def display_name(name: str) -> str:
     """Human-readable name of a benchmark set or bundled dataset."""
     if name in BENCH_SETS:
         return BENCH_SETS[name]
-    from ..datasets import dataset_info
 
     return cast(str, dataset_info(name)["title"])
 
@@ -94,8 +98,6 @@ def _theorem1_population(
     d: int = 8,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
     """(Sigma^{1/2} rows factor C with Sigma = C C^T, theta*, sigma^2)."""
-    from ..problems import theorem1_family
-
     batch = theorem1_family([d], n=64, d=d, noise_var=noise_var)
     n = batch.X.shape[-2]
     cov_root = batch.eigvecs[0] * (batch.singular_values[0] / np.sqrt(n))
@@ -116,7 +118,6 @@ def _real_data(name: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
             "tuple[NDArray[np.float64], NDArray[np.float64]]",
             make_friedman1(n_samples=2000, noise=1.0, random_state=0),
         )
-    from ..datasets import load_dataset
 
     X, y, _ = load_dataset(name)
     return X, y
@@ -182,8 +183,6 @@ def _splits(
 ]:
     """Yield (seed, X_train, y_train, evaluate, oracle coef or None); evaluate(coef,
     intercept) -> error."""
-    from ..datasets import standardize
-
     if name.startswith("theorem1_"):
         cov_root, theta, noise_var = _theorem1_population(float(name.split("_", 1)[1]))
         Sigma = cov_root @ cov_root.T
@@ -489,9 +488,6 @@ def write_benchmark(
 ) -> str:
     """Run the benchmark and write ``tuning_runs.csv``, ``tuning_summary.csv``,
     ``tuning_change.png`` and ``tuning.md`` into ``out``; return the Markdown text."""
-    from ..plotting import plot_tuning_benchmark
-    from ..tables import write_csv
-
     sets = tuple(BENCH_SETS) if sets is None else tuple(sets)
     shares = SHARES if shares is None else tuple(shares)
     seeds = (20 if full else 3) if seeds is None else seeds
@@ -562,8 +558,7 @@ def gcv_evidence(
 
     from sklearn.linear_model import RidgeCV
 
-    from ..estimators import SelfDistilledRidgeCV
-    from ..estimators import _cv
+    from ..estimators import SelfDistilledRidgeCV, _cv
 
     out: list[tuple[str, float, int, bool, float, float]] = []
     for name in sets:

@@ -18,10 +18,11 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from ..core import self_distill
-from ..datasets import load_split
+from ..datasets import load_dataset, load_split, standardize
 from ..decomposition import decompose
-from ..sweep import sweep_optimal_validation
+from ..engine.single import self_distill
+from ..engine.sweeps import sweep_optimal_validation
+from .tuning import LAMS
 
 __all__ = [
     "DEFAULT_DATASETS",
@@ -248,10 +249,8 @@ def learning_curve(
     """
     from sklearn.linear_model import RidgeCV
 
-    from ..datasets import load_dataset, standardize
     from ..estimators._holdout import holdout_table
     from ..estimators._tuning import select
-    from .tuning import LAMS
 
     X_all, y_all, _ = load_dataset(name)
     N = y_all.shape[0]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from .._config import BREAKDOWN_TOL, EPS, XI_RTOL, XI_SAFETY
 from .._jit import jit
-from ..filters import BREAKDOWN_TOL, arnoldi, refit_step, xi_from_products_into
-from ..reference.optimal import EPS, XI_RTOL, XI_SAFETY
+from ..math.filters import arnoldi, refit_step, xi_from_products_into
 from .spectral import chunk_bounds, factors, risk_of_u, risk_weights
 
 
@@ -286,7 +286,7 @@ def sweep_optimal_validation(s2, z, R, c_proj, resid2, n_eval, lams, mse, xi, ch
 @jit()
 def step_space_into(s2, a, lam_row, k, E, x):
     """E_k = prod_{i < k, lam_i > 0} a_i scaled to max 1, and x = s^2 / max s^2
-    (reference :func:`fastsd.filters.step_space`); returns k_eff."""
+    (reference :func:`fastsd.math.filters.step_space`); returns k_eff."""
     p = s2.shape[0]
     k_eff = 0
     for i in range(k):
@@ -326,7 +326,7 @@ def step_basis_into(s2, inv, lam_row, k, weights, E, x, basis, h, alive):
 @jit()
 def products_of_filter_into(s2, r, q, k, u, G, pi):
     """pi with sum_j pi_j g_j = u in least squares on the live nodes (reference
-    :func:`fastsd.filters.products_of_filter`); G (p, >= k) is scratch."""
+    :func:`fastsd.math.filters.products_of_filter`); G (p, >= k) is scratch."""
     p = u.shape[0]
     for j in range(p):
         prod = 1.0 if s2[j] > 0.0 else 0.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._jit import jit
-from ..filters import risk_term
+from ..math.filters import risk_term
 
 
 @jit()

@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
-from ..filters import bias_factor, risk_term, sd_step
+from ..math.filters import bias_factor, risk_term, sd_step
 from .spectral import chunk_bounds, factors, risk_weights
 
 
@@ -41,7 +41,7 @@ def sweep_risk(s2, t2, noise_var, n, lams, schedules, out, chunks):
     lams : float64[L, S]
         S = 1: one penalty per lambda; S = K + 1: the penalty schedule
         lam_0..lam_K (step i uses the factors of lam_{i-1}, the risk after
-        k steps those of lam_k; see :mod:`fastsd.filters`).
+        k steps those of lam_k; see :mod:`fastsd.math.filters`).
     schedules : float64[G, K]
         Row g holds xi_1..xi_K of schedule g (its prefix of length k is used
         for k steps).

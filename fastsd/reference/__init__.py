@@ -13,9 +13,10 @@ benchmarked against these functions. They work on spectral quantities
 :func:`fastsd.decompose`, and assume their inputs are already validated.
 """
 
+from .._config import XI_RTOL
 from . import population
 from .literal import self_distill_refit
-from .optimal import XI_RTOL, optimal_validation, sweep_optimal
+from .optimal import optimal_validation, sweep_optimal
 from .spectral import (
     eval_mse,
     eval_projection,

@@ -12,7 +12,6 @@ gives the minimum-norm least-squares fit).
 
 from __future__ import annotations
 
-
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -22,7 +21,7 @@ __all__ = ["self_distill_refit"]
 
 
 def self_distill_refit(
-    X: ArrayLike, y: ArrayLike, lam: float, xi: ArrayLike, step_lams: ArrayLike | None = None
+    X: ArrayLike, y: ArrayLike, lam: float, xi: ArrayLike, student_lams: ArrayLike | None = None
 ) -> FloatArray:
     """theta_k by refitting k + 1 ridge regressions on the mixed targets.
 
@@ -34,7 +33,7 @@ def self_distill_refit(
         Ridge penalty, >= 0.
     xi : sequence of float, length k
         Imitation parameter of each step (k = 0 gives ridge).
-    step_lams : sequence of float, length k, optional
+    student_lams : sequence of float, length k, optional
         Penalty of each student (lam_1..lam_k; default: all ``lam``), so that
         theta_i = (X^T X + lam_i I)^+ X^T (xi_i X theta_{i-1} + (1 - xi_i) y).
 
@@ -45,7 +44,7 @@ def self_distill_refit(
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     xi = np.asarray(xi, dtype=np.float64)
-    lams = np.full(xi.shape[0], lam) if step_lams is None else np.asarray(step_lams, float)
+    lams = np.full(xi.shape[0], lam) if student_lams is None else np.asarray(student_lams, float)
     d = X.shape[-1]
     Xt = np.swapaxes(X, -1, -2)
 

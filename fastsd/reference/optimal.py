@@ -39,9 +39,9 @@ from typing import ParamSpec, TypeVar, cast
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._config import BREAKDOWN_TOL, EPS, XI_RTOL, XI_SAFETY
 from .._typing import BoolArray, FloatArray
-from ..filters import (
-    BREAKDOWN_TOL,
+from ..math.filters import (
     polynomial_basis,
     products_of_filter,
     refit_step,
@@ -49,13 +49,7 @@ from ..filters import (
     step_space,
     xi_from_products,
 )
-from .spectral import (
-    eval_mse,
-    inverse_shift,
-    risk_from_u,
-    risk_weights,
-    spectral_factors,
-)
+from .spectral import eval_mse, inverse_shift, risk_from_u, risk_weights, spectral_factors
 
 __all__ = [
     "XI_RTOL",
@@ -66,13 +60,6 @@ __all__ = [
     "optimal_validation",
 ]
 
-#: Relative accuracy promised for reported xi: refitting with them (the literal
-#: procedure) reproduces the optimal objective to this relative tolerance.
-XI_RTOL = 1e-6
-#: The phi-form replay must agree XI_SAFETY times more closely, leaving headroom
-#: for the literal refit's own rounding (its linear solves and accumulation).
-XI_SAFETY = 16.0
-EPS = np.finfo(np.float64).eps
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -342,7 +329,7 @@ def step_basis(
 ) -> tuple[FloatArray, BoolArray]:
     """Weighted orthonormal basis of the k-step filters for per-step penalties.
 
-    See :func:`fastsd.filters.step_space`: S_k = E_k P_{k_eff - 1}(x), built by
+    See :func:`fastsd.math.filters.step_space`: S_k = E_k P_{k_eff - 1}(x), built by
     Arnoldi in x from E_k.
 
     Returns
@@ -380,7 +367,7 @@ def sweep_optimal_steps(
 ) -> tuple[FloatArray, FloatArray]:
     """:func:`sweep_optimal` for per-step penalties, ``lams`` of shape (L, K + 1).
 
-    With a_i = 1/(s^2 + lam_i), u_k = sum_j pi_j g_j (see :mod:`fastsd.filters`)
+    With a_i = 1/(s^2 + lam_i), u_k = sum_j pi_j g_j (see :mod:`fastsd.math.filters`)
     and the risk sum_j A_j (u_j - u*_j)^2 + const, A = r_k^2 w t^2 + w sigma^2 s^2 a_k^2,
     u* = 1 - r_k w t^2 / A (all with lam_k): for each k a weighted least-squares
     fit in an A-orthonormal basis of the k-step filters (:func:`step_basis`),

@@ -1,6 +1,6 @@
 r"""Population (random-design) excess risk given X: E_eps ||theta_k - theta*||^2_Sigma (NumPy).
 
-With theta_k = V (c * z), c = a_k (1 - u_k) (see :mod:`fastsd.filters`),
+With theta_k = V (c * z), c = a_k (1 - u_k) (see :mod:`fastsd.math.filters`),
 t = V^T theta*, the part no estimator sees theta_perp = theta* - V t, and
 S = V^T Sigma V, m = V^T Sigma theta_perp, kappa = theta_perp^T Sigma theta_perp:
 
@@ -24,19 +24,18 @@ never the normal equations.
 
 from __future__ import annotations
 
-
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .._typing import FloatArray
-from ..filters import step_factors
+from ..math.filters import step_factors
 from .optimal import (
     _products_fit,
-    step_basis,
     _quiet,
     _u_of_schedules,
     accept_schedules,
     refit_amplification,
+    step_basis,
 )
 from .spectral import filter_state, iterate_filters, step_arrays
 

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._typing import FloatArray
-from ..filters import risk_term, sd_step, step_factors
+from ..math.filters import risk_term, sd_step, step_factors
 
 __all__ = [
     "spectral_factors",
@@ -95,7 +95,7 @@ def filter_state(
     -------
     r, q, a, u : ndarray of shape (..., L, p)
         r, q, a = 1/(s^2 + lam) of lam_k, and u_k (step i uses the factors of
-        lam_{i-1}, see :mod:`fastsd.filters`).
+        lam_{i-1}, see :mod:`fastsd.math.filters`).
     """
     if lams.ndim == 1:
         r, q = spectral_factors(s2, lams)

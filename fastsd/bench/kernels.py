@@ -1,0 +1,321 @@
+"""Measure the standard workloads W1 and W2 side by side in one process.
+
+W1: B = 256 problems, n = 256, d = 64, 128 log-spaced lambdas, 16 constant xi,
+k = 0..8 -- excess risk of every (problem, lambda, xi, k).
+W2: the same problems and lambdas, the oracle-optimal xi for every k <= 8.
+W1-TS: W1's cells as a teacher x student grid of per-step penalties (16 x 8).
+WK: batched kernel SD, B = 64 RBF problems with n = 512, a teacher x student grid of
+8 x 8 per-step penalty schedules, 16 constant xi, k = 0..8 (in-sample risk for f*).
+
+Both backends run on the same decomposed inputs; each timing is the best of
+``repeat`` runs after a warm-up call (JIT excluded). A *cell* is one
+(problem, lambda, xi, k, eigen-direction) update. Run it with
+``fastsd bench`` or ``python -m fastsd.bench.kernels``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import numba
+import numpy as np
+
+from .. import reference
+from ..decomposition import decompose
+from ..decomposition.kernel import decompose_kernel
+from ..engine.grids import constant_schedules
+from ..engine.sweeps import sweep_optimal, sweep_risk
+from .e2e import WORKLOADS, format_e2e, measure_e2e
+
+__all__ = ["workload", "measure", "main"]
+
+
+def workload(
+    B: int = 256, n: int = 256, d: int = 64, L: int = 128, G: int = 16, K: int = 8, seed: int = 0
+) -> dict[str, Any]:
+    """The W1/W2 inputs: decomposition, theta*, noise variance, grids."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((B, n, d))
+    theta = rng.standard_normal((B, d))
+    return dict(
+        X=X,
+        theta=theta,
+        noise_var=np.full(B, 0.5),
+        lams=np.logspace(-4, 4, L),
+        xis=np.linspace(-1.0, 2.0, G),
+        K=K,
+    )
+
+
+def kernel_workload(
+    B: int = 64,
+    n: int = 512,
+    teachers: int = 8,
+    students: int = 8,
+    G: int = 16,
+    K: int = 8,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """WK inputs: B RBF kernel problems (n points in 3-D), their batched kernel
+    decomposition, f* at the points, and a teacher x student grid of per-step
+    penalties (teachers * students = L = 64 schedules lam_0, lam_s, ..., lam_s)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((B, n, 3))
+    sq = np.sum((x[:, :, None, :] - x[:, None, :, :]) ** 2, axis=-1)
+    dec = decompose_kernel(np.exp(-0.5 * sq))
+    f_star = np.sin(2.0 * x[..., 0]) + x[..., 1] ** 2
+    return dict(
+        dec=dec,
+        f_star=f_star,
+        noise_var=np.full(B, 0.1),
+        teachers=np.logspace(-3, 1, teachers),
+        students=np.logspace(-3, 1, students),
+        xis=np.linspace(-1.0, 2.0, G),
+        K=K,
+    )
+
+
+def _best_time(func: Callable[[], object], repeat: int) -> float:
+    func()  # warm-up (JIT, caches)
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure(repeat: int = 3, quick: bool = False) -> dict[str, Any]:
+    """Time W1 and W2 on both backends, and the batched decomposition.
+
+    Returns
+    -------
+    dict
+        Timings in seconds, throughputs in cells per second, speed-up ratios.
+    """
+    w = workload(B=32 if quick else 256)
+    X, theta, var, lams, xis, K = (w[k] for k in ("X", "theta", "noise_var", "lams", "xis", "K"))
+    B, n, d = X.shape
+    cells = B * lams.size * xis.size * (K + 1) * d
+    dec = decompose(X)
+    res: dict[str, Any] = {
+        "B": B,
+        "n": n,
+        "d": d,
+        "L": lams.size,
+        "G": xis.size,
+        "K": K,
+        "cells": cells,
+    }
+    all_threads: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at import
+
+    res["decompose_s"] = _best_time(lambda: decompose(X), repeat)
+
+    res["w1_numpy_s"] = _best_time(
+        lambda: sweep_risk(dec, theta, var, lams, xis, K, backend="numpy"), max(1, repeat // 3)
+    )
+    t2 = dec.project_theta(theta)
+    schedules = constant_schedules(xis, K)
+    res["w1_numpy_blocked_s"] = _best_time(
+        lambda: [
+            reference.sweep_risk(
+                dec.s2[b : b + 1], t2[b : b + 1], var[b : b + 1], n, lams, schedules
+            )
+            for b in range(B)
+        ],
+        max(1, repeat // 3),
+    )
+    for count in sorted({1, 2, all_threads} & set(range(1, all_threads + 1))):
+        res[f"w1_numba_{count}t_s"] = _best_time(
+            partial(sweep_risk, dec, theta, var, lams, xis, K, threads=count), repeat
+        )
+    res["w1_numba_s"] = res[f"w1_numba_{all_threads}t_s"]
+    # W1-TS: the same cells as a teacher x student grid of per-step penalties
+    # (L/8 teachers x 8 students), timed alternately with W1 (shared machine)
+    teachers, students = lams[::8], lams[:: lams.size // 8]
+    w1_again, ts = np.inf, np.inf
+    sweep_risk(dec, theta, var, teachers, xis, K, student_lams=students)  # warm-up
+    for _ in range(repeat):
+        w1_again = min(w1_again, _best_time(lambda: sweep_risk(dec, theta, var, lams, xis, K), 1))
+        ts = min(
+            ts,
+            _best_time(
+                lambda: sweep_risk(dec, theta, var, teachers, xis, K, student_lams=students), 1
+            ),
+        )
+    res["w1ts_numba_s"] = ts
+    res["w1ts_cells_per_s"] = cells * (teachers.size * students.size / lams.size) / ts
+    res["w1ts_fraction_of_w1"] = res["w1ts_cells_per_s"] / (cells / w1_again)
+
+    res["w2_numpy_s"] = _best_time(
+        lambda: sweep_optimal(dec, theta, var, lams, K, backend="numpy"), max(1, repeat // 3)
+    )
+    for count in sorted({1, all_threads}):
+        res[f"w2_numba_{count}t_s"] = _best_time(
+            partial(sweep_optimal, dec, theta, var, lams, K, threads=count), repeat
+        )
+    res["w2_numba_s"] = res[f"w2_numba_{all_threads}t_s"]
+
+    # WK: batched kernel-SD sweep with per-step penalties (teacher x student)
+    kw = kernel_workload(B=8 if quick else 64)
+    kdec, f_star, kvar, tl, sl, kxis = (
+        kw[k] for k in ("dec", "f_star", "noise_var", "teachers", "students", "xis")
+    )
+    res["wk_cells"] = kdec.s2.shape[0] * tl.size * sl.size * kxis.size * (K + 1) * kdec.s2.shape[-1]
+    for backend in ("numpy", "numba"):
+        res[f"wk_{backend}_s"] = _best_time(
+            partial(sweep_risk, kdec, f_star, kvar, tl, kxis, K, student_lams=sl, backend=backend),
+            max(1, repeat // 3) if backend == "numpy" else repeat,
+        )
+    res["wk_speedup"] = res["wk_numpy_s"] / res["wk_numba_s"]
+    res["wk_cells_per_s"] = res["wk_cells"] / res["wk_numba_s"]
+    res["wk_B"], res["wk_n"] = kdec.s2.shape
+
+    res["w1_speedup"] = res["w1_numpy_s"] / res["w1_numba_s"]
+    res["w1_speedup_vs_blocked"] = res["w1_numpy_blocked_s"] / res["w1_numba_s"]
+    res["w1_cells_per_s"] = cells / res["w1_numba_s"]
+    res["w1_numpy_cells_per_s"] = cells / res["w1_numpy_s"]
+    if all_threads >= 2:
+        res["w1_scaling_1_to_2"] = res["w1_numba_1t_s"] / res["w1_numba_2t_s"]
+    res["w2_speedup"] = res["w2_numpy_s"] / res["w2_numba_s"]
+    res["machine"] = machine_description()
+    return res
+
+
+def machine_description() -> str:
+    """CPU model, core count and library versions, for the performance tables."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f"{cpu}; {os.cpu_count()} logical CPUs; numba threads "
+        # set by numba.config at import time; numba exports threading_layer undeclared
+        f"{numba.config.NUMBA_NUM_THREADS} ({numba.threading_layer() if _layer_ready() else 'n/a'}); "  # type: ignore[attr-defined]
+        f"numpy {np.__version__}, numba {numba.__version__}"
+    )
+
+
+def _layer_ready() -> bool:
+    try:
+        numba.threading_layer()  # type: ignore[attr-defined]  # exported, undeclared
+        return True
+    except ValueError:
+        return False
+
+
+def format_table(res: dict[str, Any]) -> str:
+    """Markdown table of a :func:`measure` result."""
+    rows = [
+        (
+            "W1 fixed-xi sweep, NumPy reference",
+            f"{res['w1_numpy_s']:.3f} s",
+            f"{res['w1_numpy_cells_per_s']:.2e} cells/s",
+        ),
+        (
+            "W1, NumPy looped over problems (cache-blocked)",
+            f"{res['w1_numpy_blocked_s']:.3f} s",
+            "",
+        ),
+        ("W1, numba", f"{res['w1_numba_s']:.4f} s", f"{res['w1_cells_per_s']:.2e} cells/s"),
+        (
+            "W1 speed-up numba / NumPy reference",
+            f"{res['w1_speedup']:.0f}x",
+            f"{res['w1_speedup_vs_blocked']:.0f}x vs cache-blocked NumPy",
+        ),
+    ]
+    rows.append(
+        (
+            "W1-TS teacher x student per-step lambda sweep, numba",
+            f"{res['w1ts_numba_s']:.4f} s",
+            f"{res['w1ts_cells_per_s']:.2e} cells/s = "
+            f"{100 * res['w1ts_fraction_of_w1']:.0f}% of W1 (alternated)",
+        )
+    )
+    if "w1_scaling_1_to_2" in res:
+        rows.append(("W1 numba 1 -> 2 threads", f"{res['w1_scaling_1_to_2']:.2f}x", ""))
+    rows += [
+        (
+            f"WK kernel-SD sweep (B={res['wk_B']}, n={res['wk_n']}, 8 x 8 per-step lambdas, "
+            "G=16, K=8), NumPy reference",
+            f"{res['wk_numpy_s']:.3f} s",
+            "",
+        ),
+        ("WK, numba", f"{res['wk_numba_s']:.4f} s", f"{res['wk_cells_per_s']:.2e} cells/s"),
+        ("WK speed-up numba / NumPy reference", f"{res['wk_speedup']:.0f}x", ""),
+        ("W2 optimal-xi sweep, NumPy reference", f"{res['w2_numpy_s']:.3f} s", ""),
+        ("W2, numba", f"{res['w2_numba_s']:.4f} s", ""),
+        ("W2 speed-up", f"{res['w2_speedup']:.0f}x", ""),
+        (
+            "batched decomposition (dsyrk + dsyevd per problem; see --e2e)",
+            f"{res['decompose_s']:.3f} s",
+            "",
+        ),
+    ]
+    head = (
+        f"B={res['B']}, n={res['n']}, d={res['d']}, L={res['L']}, G={res['G']}, "
+        f"K={res['K']} ({res['cells']:.2e} cells); {res['machine']}\n\n"
+    )
+    lines = ["| measurement | time | rate |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return head + "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fastsd bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes (W1/W2: B = 32 instead of 256)"
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument(
+        "--e2e",
+        action="store_true",
+        help="end-to-end workloads W3, W4, W5 and streaming S (decompose + "
+        "sweeps) against the BLAS/LAPACK limit, instead of W1/W2",
+    )
+    parser.add_argument(
+        "--workloads",
+        default="W3,W4,W5,S",
+        help="with --e2e: comma-separated subset (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tmpdir",
+        help="with --e2e: where S writes its .npy (1.6 GB; "
+        "default: the system's temporary directory)",
+    )
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+    if args.e2e:
+        names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+        unknown = sorted(set(names) - set(WORKLOADS))
+        if unknown or not names:
+            parser.error(f"--workloads: unknown {unknown}; choose from {sorted(WORKLOADS)}")
+        res = measure_e2e(names, repeat=args.repeat, quick=args.quick, tmpdir=args.tmpdir)
+        res["machine"] = machine_description()
+        print(res["machine"] + "\n")
+        print(format_e2e(res))
+    else:
+        res = measure(repeat=args.repeat, quick=args.quick)
+        print(format_table(res))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,276 @@
+r"""Run a sweep config: ``fastsd sweep CONFIG.toml``.
+
+The config is read and checked by :mod:`fastsd.config.schema`, its problems
+built by :mod:`fastsd.config.sources`; this module estimates the sizes, plans
+the blocks, and runs them with the block runner (:mod:`fastsd.blocks.runner`) on an
+executor (in-process or Dask, :mod:`fastsd.blocks.executors`) into the store
+(:mod:`fastsd.store`). Everything that can fail on the config or the data fails
+before the output directory is touched, and a run that fails before its first
+block is stored leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..blocks.executors import DaskExecutor, get_executor
+from ..blocks.plan import block_grid, block_memory, plan_blocks
+from ..blocks.runner import run_blocks
+from ..blocks.tasks import SweepTask
+from ..engine.grids import constant_schedules
+from ..exceptions import ConfigError, report_unrecoverable
+from ..store.layout import KIND_OF, coordinates, layout, store_values
+from ..store.manifest import (
+    BLOCKS,
+    MANIFEST,
+    ZARR,
+    prepare_output,
+    read_manifest,
+    remove_entries,
+)
+from ..store.writer import SweepStore
+from .schema import SweepConfig, diff_configs, load_config
+from .sources import load_problems
+
+if TYPE_CHECKING:
+    from ..blocks.plan import Block
+    from .sources import ProblemSet
+
+__all__ = ["ConfigError", "SweepConfig", "load_config", "plan_sweep", "run_sweep"]
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:,.3g} GB"
+
+
+def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
+    """Sizes, block plan and memory estimates of a config on its problems.
+
+    Returns
+    -------
+    dict
+        ``kind``, ``variables`` (name -> (dims, shape, dtype)), ``chunks``
+        (problems, lambdas per block), ``blocks``, ``output_bytes``,
+        ``block_bytes`` and ``peak_bytes``.
+
+    Raises
+    ------
+    ConfigError
+        When the output would exceed ``run.max_output_gb`` or one block
+        ``run.memory_limit`` -- before anything is allocated.
+    """
+    run = cfg.run
+    kind = KIND_OF[(run["selection"], problems.oracle)]
+    X = problems.arrays["X"]
+    B, n, d = X.shape
+    L, K = cfg.lams.size, cfg.max_steps
+    G = None if cfg.xis is None else cfg.xis.size
+    variables = layout(kind, B, L, K, G, test="X_test" in problems.arrays)
+    itemsize = {"float64": 8, "bool": 1}
+    per_pair = sum(math.prod(shape[2:]) * itemsize[dtype] for _, shape, dtype in variables.values())
+    output_bytes = B * L * per_pair
+    limit = run["max_output_gb"] * 1e9
+    if output_bytes > limit:
+        raise ConfigError(
+            f"the results would take {_gb(output_bytes)} ({B} problems x {L} lambdas x "
+            f"{per_pair:,} bytes), over run.max_output_gb = {run['max_output_gb']:g}; "
+            "shrink the grid (lams, xis, max_steps) or raise run.max_output_gb"
+        )
+    n_eval = sum(a.shape[1] for name, a in problems.arrays.items() if name in ("X_val", "X_test"))
+    per_problem, work = block_memory(
+        n,
+        d,
+        K,
+        G,
+        n_eval=n_eval,
+        metrics=sum(name.endswith(("risk", "mse")) for name in variables),
+        stored=per_pair,
+        backend=run["backend"],
+    )
+    try:
+        pb, lb = plan_blocks(B, L, per_problem, work, run["memory_limit"])
+    except ValueError:
+        raise ConfigError(
+            f"one block (1 problem x 1 lambda) needs about {_gb(2 * (per_problem + work))}, "
+            f"over run.memory_limit = {_gb(run['memory_limit'])}; raise run.memory_limit "
+            "or shrink max_steps / xis"
+        ) from None
+    pb = min(pb, run["block"])
+    block_bytes = pb * (per_problem + lb * work)
+    inputs = sum(a.nbytes for a in problems.arrays.values())
+    return {
+        "kind": kind,
+        "variables": variables,
+        "chunks": (pb, lb),
+        "blocks": len(block_grid(B, L, pb, lb)),
+        "output_bytes": int(output_bytes),
+        "block_bytes": int(block_bytes),
+        "peak_bytes": int(inputs + 2 * block_bytes),
+    }
+
+
+def _task(cfg: SweepConfig, problems: ProblemSet, kind: str, threads: int | None) -> SweepTask:
+    a = problems.arrays
+    schedules = None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps)
+    return SweepTask(
+        kind,
+        a["X"],
+        cfg.lams,
+        cfg.max_steps,
+        schedules=schedules,
+        theta_star=a.get("theta_star"),
+        noise_var=a.get("noise_var"),
+        y=a.get("y"),
+        X_val=a.get("X_val"),
+        y_val=a.get("y_val"),
+        X_test=a.get("X_test"),
+        y_test=a.get("y_test"),
+        backend=cfg.run["backend"],
+        threads=threads,
+    )
+
+
+def _attrs(
+    cfg: SweepConfig, problems: ProblemSet, plan: dict[str, Any]
+) -> dict[str, str | int | float]:
+    import json
+
+    attrs: dict[str, str | int | float] = {
+        "selection": cfg.run["selection"],
+        "kind": plan["kind"],
+        "backend": cfg.run["backend"],
+        "config_hash": cfg.hash,
+        "split": json.dumps(cfg.resolved["split"]),
+        "preprocess": json.dumps(cfg.resolved["preprocess"]),
+    }
+    for key, value in problems.attrs.items():
+        attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+    return attrs
+
+
+def _remove_new_output(out: str, created_dir: bool) -> None:
+    """Undo a fresh run that stored no block: remove what it created, nothing else."""
+    remove_entries(out, (MANIFEST, ZARR, BLOCKS))
+    if created_dir and os.path.isdir(out) and not os.listdir(out):
+        os.rmdir(out)
+
+
+def run_sweep(
+    cfg: SweepConfig | str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | Callable[[int, int], object] = True,
+    scheduler: str | None = None,
+    client: Any = None,
+) -> str:
+    """Run a config block by block into its output directory.
+
+    Parameters
+    ----------
+    cfg : SweepConfig or str
+        A config from :func:`load_config`, or the path of a TOML file.
+    resume : bool
+        Continue the sweep in ``cfg.output`` (same config hash required).
+    overwrite : bool
+        Replace a previous fastsd sweep in ``cfg.output``.
+    progress : bool or callable
+        A tqdm bar, or ``progress(blocks_done, blocks_total)``.
+    scheduler, client
+        Where to compute the blocks (see :func:`fastsd.blocks.executors.get_executor`).
+
+    Returns
+    -------
+    str
+        The output directory; open it with :func:`fastsd.load_sweep`.
+    """
+    if not isinstance(cfg, SweepConfig):
+        cfg = load_config(cfg)
+    out = cfg.output
+    problems = load_problems(cfg.resolved)
+    plan = plan_sweep(cfg, problems)
+    executor = get_executor(scheduler=scheduler, client=client)  # before touching the output
+    with executor:
+        mode = prepare_output(
+            out,
+            resume=resume,
+            overwrite=overwrite,
+            config_hash=cfg.hash,
+            config_path=cfg.path,
+            diff=lambda old: diff_configs(old, cfg.resolved),
+        )
+        B, L = problems.n_problems, cfg.lams.size
+        existing = read_manifest(out) if mode == "resume" else None
+        created_dir = not os.path.isdir(out)
+        if existing is not None and existing.get("state") == "ready":
+            store = SweepStore.open(out)
+            chunks = tuple(store.manifest["plan"]["chunks"])
+        else:
+            chunks = plan["chunks"]
+            schedules = None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps)
+            coords = coordinates(B, cfg.lams, cfg.max_steps, schedules, cfg.xis, problems.coords)
+            manifest = {
+                "config": cfg.resolved,
+                "config_hash": cfg.hash,
+                "plan": {
+                    k: plan[k]
+                    for k in (
+                        "kind",
+                        "chunks",
+                        "blocks",
+                        "output_bytes",
+                        "block_bytes",
+                        "peak_bytes",
+                    )
+                },
+            }
+            try:
+                store = SweepStore.create(
+                    out, manifest, plan["variables"], coords, chunks, _attrs(cfg, problems, plan)
+                )
+            except BaseException:
+                _remove_new_output(out, created_dir)
+                raise
+        blocks = block_grid(B, L, *chunks)
+        threads = None if isinstance(executor, DaskExecutor) else cfg.run["threads"]
+        task = _task(cfg, problems, plan["kind"], threads)
+        kind = plan["kind"]
+
+        def consume(block: Block, result: dict[str, Any]) -> None:
+            store.write(block, store_values(kind, result))
+
+        try:
+            run_blocks(
+                blocks,
+                task,
+                consume,
+                executor=executor,
+                skip=store.done(),
+                progress=progress,
+                desc="sweep",
+            )
+        except BaseException:
+            if mode == "new" and not store.done():
+                _remove_new_output(out, created_dir)
+            raise
+    store.finish()
+    _warn_nan_xi(out)
+    return out
+
+
+def _warn_nan_xi(out: str) -> None:
+    """One IllConditionedXiWarning for the whole stored sweep."""
+    import zarr
+
+    group = zarr.open_group(os.path.join(out, ZARR), mode="r")
+    if "xi_reproducible" in group:
+        stored = group["xi_reproducible"]
+        assert isinstance(stored, zarr.Array)  # the array fastsd wrote, not a subgroup
+        ok = cast("NDArray[np.bool_]", stored[...])  # zarr types [...] as any array-like
+        report_unrecoverable(int(ok.size - np.count_nonzero(ok)), ok[..., 1:].size, 4)

@@ -1,0 +1,265 @@
+r"""Problem sources of a sweep config: synthetic families, bundled datasets, npz, csv.
+
+:func:`load_problems` turns the ``[problems]``, ``[split]`` and ``[preprocess]``
+sections of a resolved config into a :class:`ProblemSet`: the arrays a
+:class:`~fastsd.blocks.tasks.SweepTask` needs, plus per-problem metadata that become
+coordinates along ``problem`` in the results (family parameters, rank, noise
+variance, seed, split sizes).
+
+Data (csv, dataset, npz with ``y``) is split into train / validation / test rows
+(``[split]``; datasets use each of ``problems.seeds`` as a split seed). Then
+``[preprocess]`` applies, with *training* statistics only: ``intercept``
+centres X and y (ridge on centred data = ridge with an unpenalized intercept)
+and ``standardize`` also scales each feature to unit variance. Validation rows
+choose xi (and are reported as ``val_mse``); test rows are used for nothing
+but ``test_mse``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .. import problems as families
+from ..datasets import Standardization, load_dataset, split_dataset
+from ..exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from ..datasets import Split
+
+__all__ = ["ProblemSet", "load_problems"]
+
+
+@dataclass
+class ProblemSet:
+    """Arrays and per-problem metadata of a sweep.
+
+    Attributes
+    ----------
+    arrays : dict
+        ``X`` (B, n, d) and either ``theta_star`` (B, d), ``noise_var`` (B,) or
+        ``y`` (B, n), ``X_val``, ``y_val``, ``X_test``, ``y_test``.
+    coords : dict of str -> ndarray of shape (B,)
+        Numeric per-problem metadata.
+    attrs : dict
+        Metadata shared by all problems (JSON-able).
+    """
+
+    arrays: dict[str, NDArray[Any]]
+    coords: dict[str, NDArray[Any]] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.arrays.items())
+        return f"ProblemSet({shapes}, coords={sorted(self.coords)})"
+
+    @property
+    def n_problems(self) -> int:
+        return int(self.arrays["X"].shape[0])
+
+    @property
+    def oracle(self) -> bool:
+        return "theta_star" in self.arrays
+
+
+def _numeric(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def _synthetic(problems: dict[str, Any]) -> ProblemSet:
+    family, params = problems["family"], problems["params"]
+    try:
+        batch = getattr(families, family)(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"problems.params for {family}: {exc}") from None
+    B = batch.batch_size
+    coords: dict[str, NDArray[Any]] = {"noise_var": np.asarray(batch.noise_var, dtype=float)}
+    tol = batch.singular_values.max(axis=-1, keepdims=True) * 1e-12
+    coords["rank"] = np.count_nonzero(batch.singular_values > tol, axis=-1).astype(np.int64)
+    for name, col in batch.labels.items():
+        col = np.asarray(col)
+        if col.dtype.kind in "iuf" and name not in coords:
+            coords[name] = col.astype(np.int64 if col.dtype.kind in "iu" else float)
+    for name, value in params.items():
+        if _numeric(value) and name not in coords:
+            coords[name] = np.full(B, value)
+    attrs = {"family": family, "params": {k: v for k, v in params.items() if not _numeric(v)}}
+    arrays = dict(
+        X=np.asarray(batch.X),
+        theta_star=np.asarray(batch.theta_star),
+        noise_var=np.asarray(batch.noise_var, dtype=float),
+    )
+    return ProblemSet(arrays, coords, attrs)
+
+
+def _preprocess(
+    parts: Sequence[tuple[NDArray[np.float64], NDArray[np.float64]]],
+    preprocess: dict[str, Any],
+) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
+    """Centre (intercept) and scale (standardize) every part with the train part's stats."""
+    if not (preprocess["intercept"] or preprocess["standardize"]):
+        return list(parts)
+    stats = Standardization.fit(*parts[0], scale=preprocess["standardize"])
+    return [((Xp - stats.x_mean) / stats.x_scale, yp - stats.y_mean) for Xp, yp in parts]
+
+
+def _split(
+    X: NDArray[np.float64],
+    y: NDArray[np.float64],
+    split: dict[str, Any],
+    seed: int,
+) -> Split:
+    try:
+        sp = split_dataset(
+            X,
+            y,
+            val_fraction=split["val_fraction"],
+            test_fraction=split["test_fraction"],
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"[split]: {exc}") from None
+    if sp.X_val.shape[0] == 0 or sp.X_test.shape[0] == 0:
+        raise ConfigError(
+            "[split]: val_fraction and test_fraction must both give at least "
+            "one row (validation chooses xi, test scores it)"
+        )
+    return sp
+
+
+def _data_problems(
+    pairs: Sequence[tuple[NDArray[np.float64], NDArray[np.float64]]],
+    split: dict[str, Any],
+    preprocess: dict[str, Any],
+    seeds: Sequence[int],
+) -> tuple[dict[str, NDArray[Any]], dict[str, NDArray[Any]]]:
+    """Split and preprocess B (X, y) designs of one shape into the validation arrays."""
+    parts: list[list[tuple[NDArray[np.float64], NDArray[np.float64]]]] = []
+    for (X, y), seed in zip(pairs, seeds):
+        sp = _split(X, y, split, seed)
+        parts.append(
+            _preprocess(
+                [(sp.X_train, sp.y_train), (sp.X_val, sp.y_val), (sp.X_test, sp.y_test)], preprocess
+            )
+        )
+    names = (("X", "y"), ("X_val", "y_val"), ("X_test", "y_test"))
+    arrays: dict[str, NDArray[Any]] = {}
+    for i, (xname, yname) in enumerate(names):
+        arrays[xname] = np.stack([p[i][0] for p in parts])
+        arrays[yname] = np.stack([p[i][1] for p in parts])
+    B = len(parts)
+    coords = {
+        "split_seed": np.asarray(seeds, dtype=np.int64),
+        "n_train": np.full(B, arrays["X"].shape[1], dtype=np.int64),
+        "n_val": np.full(B, arrays["X_val"].shape[1], dtype=np.int64),
+        "n_test": np.full(B, arrays["X_test"].shape[1], dtype=np.int64),
+    }
+    return arrays, coords
+
+
+def _npz(problems: dict[str, Any], split: dict[str, Any], preprocess: dict[str, Any]) -> ProblemSet:
+    path = problems["path"]
+    try:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable .npz file ({exc})") from None
+    known = ("X", "theta_star", "noise_var", "y", "X_val", "y_val", "X_test", "y_test")
+    unknown = sorted(set(arrays) - set(known))
+    if unknown:
+        raise ConfigError(f"{path}: unknown arrays {unknown}; expected some of {known}")
+    if "X" not in arrays:
+        raise ConfigError(f"{path}: needs an array named X")
+    if arrays["X"].ndim == 2:  # one problem: add the batch axis
+        arrays = {k: (v if k == "noise_var" else v[None]) for k, v in arrays.items()}
+    X = arrays["X"]
+    if X.ndim != 3 or min(X.shape) == 0:
+        raise ConfigError(f"{path}: X must have shape (B, n, d) or (n, d), got {X.shape}")
+    B = X.shape[0]
+    if "theta_star" in arrays:
+        if arrays["theta_star"].shape != (B, X.shape[2]):
+            raise ConfigError(
+                f"{path}: theta_star must have shape {(B, X.shape[2])}, "
+                f"got {arrays['theta_star'].shape}"
+            )
+        var = np.asarray(arrays.get("noise_var", 1.0), dtype=float)
+        try:
+            var = np.array(np.broadcast_to(var, (B,)))
+        except ValueError:
+            raise ConfigError(f"{path}: noise_var must be a scalar or have shape ({B},)") from None
+        out = dict(X=X, theta_star=arrays["theta_star"], noise_var=var)
+        return ProblemSet(out, {"noise_var": var}, {})
+    if "y" not in arrays:
+        raise ConfigError(f"{path}: needs theta_star (oracle) or y (validation)")
+    if "X_val" in arrays:
+        if "X_test" not in arrays or "y_test" not in arrays or "y_val" not in arrays:
+            raise ConfigError(
+                f"{path}: with X_val also give y_val, X_test and y_test (test "
+                "rows score the chosen xi honestly), or give only X and y and "
+                "let [split] split the rows"
+            )
+        return ProblemSet({k: arrays[k] for k in known[3:]} | {"X": X}, {}, {})
+    seed = split["seed"]
+    out, coords = _data_problems(list(zip(X, arrays["y"])), split, preprocess, [seed] * B)
+    return ProblemSet(out, coords, {})
+
+
+def _csv(problems: dict[str, Any], split: dict[str, Any], preprocess: dict[str, Any]) -> ProblemSet:
+    path = problems["path"]
+    try:
+        table = np.loadtxt(
+            path, delimiter=problems["delimiter"], ndmin=2, skiprows=problems["skiprows"]
+        )
+    except ValueError as exc:
+        raise ConfigError(
+            f"{path}: could not parse as numeric CSV ({exc}); "
+            "set problems.skiprows = 1 for a header"
+        ) from None
+    if table.shape[1] < 2 or not np.all(np.isfinite(table)):
+        raise ConfigError(f"{path}: needs >= 2 finite numeric columns (features, then target)")
+    arrays, coords = _data_problems(
+        [(table[:, :-1], table[:, -1])], split, preprocess, [split["seed"]]
+    )
+    return ProblemSet(arrays, coords, {})
+
+
+def _dataset(
+    problems: dict[str, Any], split: dict[str, Any], preprocess: dict[str, Any]
+) -> ProblemSet:
+    X, y, names = load_dataset(problems["name"])
+    seeds = problems["seeds"]
+    arrays, coords = _data_problems([(X, y)] * len(seeds), split, preprocess, seeds)
+    return ProblemSet(arrays, coords, {"dataset": problems["name"], "features": list(names)})
+
+
+def load_problems(resolved: dict[str, Any]) -> ProblemSet:
+    """The :class:`ProblemSet` of a resolved config (see :mod:`fastsd.config.schema`)."""
+    problems = resolved["problems"]
+    source = problems["source"]
+    if source == "synthetic":
+        out = _synthetic(problems)
+    elif source == "dataset":
+        out = _dataset(problems, resolved["split"], resolved["preprocess"])
+    elif source == "npz":
+        out = _npz(problems, resolved["split"], resolved["preprocess"])
+    else:
+        out = _csv(problems, resolved["split"], resolved["preprocess"])
+    selection = resolved["run"]["selection"]
+    if selection == "oracle" and not out.oracle:
+        raise ConfigError(
+            "run.selection = 'oracle' needs theta_star (synthetic or npz "
+            "problems); use selection = 'validation' for data"
+        )
+    if selection == "validation" and out.oracle:
+        raise ConfigError(
+            "run.selection = 'validation' needs data (y); these problems have "
+            "theta_star: use selection = 'oracle'"
+        )
+    out.attrs["source"] = source
+    return out

@@ -1,0 +1,35 @@
+r"""The sweep store: ``manifest.json`` + ``results.zarr``, one Zarr chunk per block.
+
+Layout of an output directory ``OUT``::
+
+    OUT/manifest.json     resolved config, its hash, versions, host, block plan,
+                          state ("creating" -> "ready") and "complete"
+    OUT/results.zarr/     Zarr v3 group, variables chunked exactly by block
+    OUT/blocks/NNNNNN     empty marker: block NNNNNN is fully stored
+
+Integrity rules:
+
+* Each Zarr chunk is written atomically (zarr's local store writes a temporary
+  file and renames it); a block's marker is created only after all its
+  chunks, so a block is either done or recomputed whole -- never lost,
+  duplicated or half-read. SIGKILL at any moment is safe to resume.
+* A run resumes only into a store whose config hash matches; otherwise the
+  refusal names the differing keys.
+* ``overwrite`` removes only what fastsd wrote (the entries above) in a
+  directory whose manifest says it is a fastsd sweep, and refuses ``/``, the
+  home directory, a directory containing the config file or the working
+  directory, or one holding anything else.
+"""
+
+from .manifest import prepare_output
+from .reading import SweepResult, label_sweep, load_sweep, to_dataframe
+from .writer import SweepStore
+
+__all__ = [
+    "SweepResult",
+    "SweepStore",
+    "label_sweep",
+    "load_sweep",
+    "prepare_output",
+    "to_dataframe",
+]

@@ -1,0 +1,206 @@
+r"""Labelled sweep results: one layout for the Zarr store and in-memory xarray.
+
+Dimensions: ``problem``, ``lam``, ``k`` (steps 0..K), ``schedule`` (fixed-xi
+sweeps) and ``step`` (1..K, the entries of a xi schedule). Coordinates hold
+real values: ``lam`` the penalties, ``k`` the step counts, ``xi_schedule``
+(schedule, step) the fixed schedules (and ``xi`` (schedule) when they are
+constant), plus numeric per-problem metadata along ``problem``.
+
+Data variables by kind (see :mod:`fastsd.blocks.tasks`):
+
+* ``risk`` (problem, lam, schedule, k) -- fixed xi, oracle;
+* ``val_mse``, ``test_mse`` (problem, lam, schedule, k) -- fixed xi, data;
+* ``risk`` (problem, lam, k), ``xi`` (problem, lam, k, step),
+  ``xi_reproducible`` (problem, lam, k) -- oracle-optimal xi;
+* ``val_mse``, ``test_mse``, ``xi``, ``xi_reproducible`` -- validation-chosen xi
+  (``test_mse`` on rows used neither for fitting nor for choosing).
+
+``xi[..., k, step]`` is the step-th entry of the k-step schedule (NaN for
+step > k, and NaN throughout where the schedule is unrecoverable, i.e.
+``xi_reproducible`` is False; its risk is still exact).
+
+:func:`label_sweep` labels in-memory arrays; :func:`load_sweep` opens a
+``fastsd sweep`` output; both give a :class:`SweepResult`-compatible xarray
+layout and the same tidy DataFrame.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .._typing import FloatArray
+from .layout import constant_xi, coordinates, layout, store_values
+from .manifest import load_manifest
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+
+__all__ = ["label_sweep", "load_sweep", "SweepResult", "to_dataframe"]
+
+
+def label_sweep(
+    *,
+    lams: ArrayLike,
+    risk: FloatArray | None = None,
+    xi: FloatArray | None = None,
+    val_mse: FloatArray | None = None,
+    test_mse: FloatArray | None = None,
+    schedules: ArrayLike | None = None,
+    problem_coords: Mapping[str, ArrayLike] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Label the arrays of an in-memory sweep as an ``xarray.Dataset``.
+
+    Parameters
+    ----------
+    lams : array_like of shape (L,)
+    risk, val_mse, test_mse : ndarray of shape (B, L, G, K + 1) (fixed xi) or
+        (B, L, K + 1) (optimal xi)
+    xi : ndarray of shape (B, L, K, K), optional
+        Optimal-xi sweeps: the layout of :func:`fastsd.sweep_optimal`.
+    schedules : ndarray of shape (G, K), optional
+        Fixed-xi sweeps: the schedules (constant schedules also give an ``xi``
+        coordinate).
+    problem_coords : dict of str -> array of shape (B,), optional
+    attrs : dict, optional
+
+    Returns
+    -------
+    xarray.Dataset
+        The layout described in :mod:`fastsd.store`.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X, theta = rng.normal(size=(2, 20, 3)), rng.normal(size=(2, 3))
+    >>> risk, xi = fastsd.sweep_optimal(X, theta, 1.0, [0.1, 1.0], 2)
+    >>> ds = fastsd.label_sweep(lams=[0.1, 1.0], risk=risk, xi=xi)
+    >>> dict(ds.sizes)
+    {'problem': 2, 'lam': 2, 'k': 3, 'step': 2}
+    """
+    import xarray as xr
+
+    main = risk if risk is not None else val_mse
+    if main is None:
+        raise ValueError("label_sweep needs risk or val_mse")
+    lams = np.asarray(lams, dtype=float)
+    B, K = main.shape[0], main.shape[-1] - 1
+    fixed = xi is None
+    if fixed and schedules is None:
+        raise ValueError("fixed-xi results need their schedules (shape (G, K))")
+    kind = (
+        ("risk" if risk is not None else "mse")
+        if fixed
+        else ("optimal" if risk is not None else "optimal_validation")
+    )
+    result = {
+        name: arr
+        for name, arr in (("risk", risk), ("val_mse", val_mse), ("test_mse", test_mse), ("xi", xi))
+        if arr is not None
+    }
+    values = store_values(kind, result)
+    G = main.shape[2] if fixed else None
+    variables = {
+        name: (dims, values[name])
+        for name, (dims, _, _) in layout(
+            kind, B, lams.size, K, G, test=test_mse is not None
+        ).items()
+    }
+    sched = np.asarray(schedules, dtype=float) if fixed else None
+    coords = coordinates(B, lams, K, sched, constant_xi(sched) if fixed else None, problem_coords)
+    ds = xr.Dataset(
+        variables, coords={n: (d, v) for n, (d, v) in coords.items()}, attrs=dict(attrs or {})
+    )
+    return ds
+
+
+def to_dataframe(ds: xr.Dataset) -> pd.DataFrame:
+    """Tidy table of a labelled sweep: one row per (problem, lam, [schedule,] k).
+
+    Columns: the index dims, the metrics, ``xi_reproducible`` (optimal xi),
+    ``xi_1..xi_K`` (the schedule used, NaN past k), and per-problem metadata;
+    all numeric (or bool).
+    """
+    import pandas as pd
+
+    fixed = "schedule" in ds.dims
+    order = ["problem", "lam", "schedule", "k"] if fixed else ["problem", "lam", "k"]
+    K = ds.sizes["step"] if "step" in ds.dims else 0
+    drop = [name for name in list(ds.variables) if "step" in ds[name].dims]
+    main = ds.drop_vars(drop)
+    if "step" in main.dims:
+        main = main.drop_dims("step")
+    df = main.to_dataframe(dim_order=order).reset_index()
+    if fixed:
+        steps = np.asarray(ds["xi_schedule"].values)[df["schedule"].to_numpy()]
+        steps = np.where(np.arange(1, K + 1)[None, :] <= df["k"].to_numpy()[:, None], steps, np.nan)
+    else:
+        steps = ds["xi"].transpose(*order, "step").values.reshape(len(df), K)
+    xi_cols = pd.DataFrame(steps, columns=[f"xi_{i}" for i in range(1, K + 1)], index=df.index)
+    lead = order + (["xi"] if fixed and "xi" in df else [])
+    metrics = [c for c in ("risk", "val_mse", "test_mse", "xi_reproducible") if c in df]
+    rest = [c for c in df.columns if c not in lead and c not in metrics]
+    return pd.concat([df[lead + metrics], xi_cols, df[rest]], axis=1)
+
+
+class SweepResult:
+    """A finished (or partial) ``fastsd sweep`` output, opened by :func:`load_sweep`.
+
+    Attributes
+    ----------
+    path : str
+        The output directory.
+    manifest : dict
+        ``manifest.json``: resolved config, its hash, versions, host, plan.
+    """
+
+    def __init__(self, path: str, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.manifest = manifest
+
+    @property
+    def complete(self) -> bool:
+        """True when every block is stored."""
+        return bool(self.manifest.get("complete"))
+
+    def to_xarray(self) -> xr.Dataset:
+        """The results as an ``xarray.Dataset`` (lazily read from ``results.zarr``)."""
+        import xarray as xr
+
+        ds: xr.Dataset = xr.open_zarr(os.path.join(self.path, "results.zarr"), chunks=None)
+        return ds
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Tidy pandas DataFrame (see :func:`to_dataframe`)."""
+        return to_dataframe(self.to_xarray().load())
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else "incomplete"
+        variables = self.manifest.get("variables")
+        return (
+            f"SweepResult({self.path!r}, {state}"
+            + (f", variables={variables}" if variables else "")
+            + ")"
+        )
+
+
+def load_sweep(path: str | os.PathLike[str]) -> SweepResult:
+    """Open the output directory of ``fastsd sweep``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The directory holding ``manifest.json`` and ``results.zarr``.
+
+    Returns
+    -------
+    SweepResult
+    """
+    path = os.fspath(path)
+    return SweepResult(path, load_manifest(path))
