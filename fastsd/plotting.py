@@ -9,7 +9,7 @@ writes one PNG and returns its path.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,6 +31,7 @@ __all__ = [
     "plot_risk_curves",
     "plot_xi_vs_gap",
     "plot_tuning_benchmark",
+    "plot_regime_map",
     "plot_learning_curves",
     "plot_sweep",
 ]
@@ -373,10 +374,11 @@ def plot_tuning_benchmark(
     ----------
     summary : dict
         From :func:`fastsd.experiments.tuning.summarize_benchmark` (columns
-        ``set``, ``share``, ``rule``, ``change_mean``, ``change_se``).
+        ``family``, ``share``, ``rule``, ``change_mean``, ``change_se``); the
+        cells with a training share are drawn.
     path : str
     names : dict, optional
-        set -> display name (panel titles).
+        family -> display name (panel titles).
 
     Returns
     -------
@@ -384,22 +386,24 @@ def plot_tuning_benchmark(
     """
     plt = pyplot()
     names = names or {}
-    sets = list(dict.fromkeys(summary["set"].tolist()))
-    cols = min(4, len(sets))
-    rows = -(-len(sets) // cols)
+    shared = np.isfinite(np.asarray(summary["share"], dtype=float))
+    sets = list(dict.fromkeys(summary["family"][shared].tolist()))
+    cols = min(4, max(1, len(sets)))
+    rows = max(1, -(-len(sets) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
     for ax in axes.flat[len(sets) :]:
         ax.set_visible(False)
     for ax, name in zip(axes.flat, sets):
-        here = summary["set"] == name
+        here = shared & (summary["family"] == name)
         for rule, (color, marker, label) in _RULE_STYLE.items():
             sel = here & (summary["rule"] == rule)
             if not np.any(sel):
                 continue
+            order = np.argsort(summary["share"][sel].astype(float))
             ax.errorbar(
-                100 * summary["share"][sel],
-                100 * summary["change_mean"][sel],
-                yerr=100 * np.nan_to_num(summary["change_se"][sel]),
+                100 * summary["share"][sel][order].astype(float),
+                100 * summary["change_mean"][sel][order],
+                yerr=100 * np.nan_to_num(summary["change_se"][sel][order]),
                 color=color,
                 marker=marker,
                 ms=4,
@@ -408,7 +412,7 @@ def plot_tuning_benchmark(
                 label=label,
             )
         ax.axhline(0.0, color="black", lw=0.8)
-        _share_axis(ax, summary["share"][here])
+        _share_axis(ax, summary["share"][here].astype(float))
         ax.set_yscale("symlog", linthresh=1.0)
         ax.set_title(names.get(name, name), fontsize=9)
         ax.set_xlabel("training share (%)", fontsize=8)
@@ -420,6 +424,80 @@ def plot_tuning_benchmark(
         fontsize=10,
     )
     _figure_legend(fig, axes)
+    return _save_laid_out(fig, path)
+
+
+def plot_regime_map(
+    summary: Mapping[str, NDArray[Any]],
+    path: _PathT,
+    *,
+    rule: str = "safe",
+    rows: Sequence[tuple[str, str]] | None = None,
+) -> _PathT:
+    """Change vs RidgeCV over n_train / d x (rank, noise): mean and 95th percentile maps.
+
+    Parameters
+    ----------
+    summary : dict
+        From :func:`fastsd.experiments.tuning.summarize_benchmark`; its
+        regime cells (``family == "regime"``, columns ``ratio``, ``rank``,
+        ``noise``, ``half``, ``rule``, ``change_mean``, ``change_p95``).
+    path : str
+    rule : str, default="safe"
+    rows : sequence of (rank, noise), optional
+        Row order (default: as they appear in ``summary``).
+
+    Returns
+    -------
+    str
+    """
+    from matplotlib.colors import SymLogNorm
+
+    plt = pyplot()
+    sel = (summary["family"] == "regime") & (summary["rule"] == rule)
+    ratios = sorted(set(summary["ratio"][sel].astype(float).tolist()))
+    present = set(zip(summary["rank"][sel].tolist(), summary["noise"][sel].tolist()))
+    order = (
+        list(rows)
+        if rows is not None
+        else list(dict.fromkeys(zip(summary["rank"][sel].tolist(), summary["noise"][sel].tolist())))
+    )
+    order = [r for r in order if r in present]
+    fig, axes = plt.subplots(
+        1, 2, figsize=(12.5, 1.6 + 0.5 * max(1, len(order))), squeeze=False, layout="constrained"
+    )
+    norm = SymLogNorm(linthresh=0.5, vmin=-100.0, vmax=100.0, base=10)
+    image = None
+    for ax, (column, label) in zip(
+        axes[0], (("change_mean", "mean"), ("change_p95", "95th percentile"))
+    ):
+        grid = np.full((len(order), len(ratios)), np.nan)
+        held = np.zeros_like(grid, dtype=bool)
+        for i in np.flatnonzero(sel):
+            r = order.index((summary["rank"][i], summary["noise"][i]))
+            c = ratios.index(float(summary["ratio"][i]))
+            grid[r, c] = 100 * summary[column][i]
+            held[r, c] = summary["half"][i] == "held-out"
+        image = ax.imshow(grid, cmap="RdBu_r", norm=norm, aspect="auto")
+        for (r, c), value in np.ndenumerate(grid):
+            if np.isfinite(value):
+                text = "0" if abs(value) < 0.005 else f"{value:+.3g}"
+                color = "white" if abs(value) > 20 else "black"
+                ax.text(c, r, text, ha="center", va="center", fontsize=7, color=color)
+            if held[r, c]:
+                ax.add_patch(
+                    plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=1.8, ec="black")
+                )
+        ax.set_xticks(range(len(ratios)), [f"{v:g}" for v in ratios], fontsize=8)
+        ax.set_yticks(range(len(order)), [f"rank {a}, noise {b}" for a, b in order], fontsize=8)
+        ax.set_xlabel("n_train / d", fontsize=8)
+        ax.set_title(f"{label} change vs RidgeCV (%)", fontsize=9)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9)
+        bar.set_label("% (symlog, linear within ±0.5%)", fontsize=8)
+    fig.suptitle(
+        f"{rule!r} rule against RidgeCV per regime cell (outlined: held-out half)", fontsize=10
+    )
     return _save_laid_out(fig, path)
 
 

@@ -32,7 +32,7 @@ ESTIMATORS = [
     SelfDistilledRidge(lam=2.0, xi=[-0.4], fit_intercept=False),
     SelfDistilledRidgeCV(),
     SelfDistilledRidgeCV(tuning="loo", max_steps=3),
-    SelfDistilledRidgeCV(tuning="gcv", max_steps=1),
+    SelfDistilledRidgeCV(tuning="gcv"),
     SelfDistilledRidgeCV(tuning="holdout", random_state=0),
 ]
 
@@ -306,6 +306,43 @@ def test_bad_parameters_raise_at_fit(cls, params, exc, name):
     est = cls(**params)  # construction never validates
     with pytest.raises(exc, match=name):
         est.fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "params, exc, match",
+    [
+        ({"lam": -1.0}, ValueError, "'lam' parameter of loo_predictions"),
+        ({"xi": 0.5}, TypeError, "'xi' parameter"),
+        ({"xi": [np.inf]}, ValueError, "xi contains NaN"),
+        ({"fit_intercept": 1}, TypeError, "'fit_intercept' parameter"),
+    ],
+)
+def test_loo_predictions_validates_its_arguments(params, exc, match):
+    X, y = _data(20, 3, seed=15)
+    kwargs = {"lam": 1.0, "xi": [0.5]} | params
+    with pytest.raises(exc, match=match):
+        fastsd.estimators.loo_predictions(X, y, **kwargs)
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fastsd.estimators.loo_predictions(X, y, lam=1.0, xi=[0.5])
+
+
+@pytest.mark.parametrize("tuning", ["safe", "loo", "holdout"])
+def test_huge_max_steps_is_refused_before_allocating(tuning):
+    """max_steps=10**9 used to try to allocate 7.45 GiB: now one line naming the parameter
+    and the limit, before anything of that size exists."""
+    import tracemalloc
+
+    X, y = _data(100, 8, seed=3)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"max_steps=1000000000.*GiB limit") as err:
+            SelfDistilledRidgeCV(max_steps=10**9, tuning=tuning).fit(X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in str(err.value) and peak < 50 << 20
+    SelfDistilledRidgeCV(max_steps=3, tuning=tuning, random_state=0).fit(X, y)  # normal sizes pass
 
 
 def test_negative_sample_weight():

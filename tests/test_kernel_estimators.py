@@ -80,11 +80,24 @@ def test_cv_picks_the_validation_optimum():
 
 def test_bad_parameters_are_named():
     X, y, _ = _data()
-    with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"'lam' parameter .* range \[0.0, inf\)"):
         SelfDistilledKernelRidge(lam=-1.0).fit(X, y)
-    with pytest.raises(TypeError, match="kernel must be a string or a callable"):
+    with pytest.raises(ValueError, match="'lam' parameter"):
+        SelfDistilledKernelRidge(lam=np.inf).fit(X, y)
+    with pytest.raises(TypeError, match="'kernel' parameter .* callable"):
         SelfDistilledKernelRidge(kernel=3).fit(X, y)
     with pytest.raises(ValueError, match="square kernel matrix"):
         SelfDistilledKernelRidge(kernel="precomputed").fit(X, y)
-    with pytest.raises(ValueError, match="val_fraction must be a number in \\(0, 1\\)"):
+    with pytest.raises(ValueError, match=r"'val_fraction' parameter .* range \(0.0, 1.0\)"):
         SelfDistilledKernelRidgeCV(val_fraction=1.5).fit(X, y)
+    with pytest.raises(ValueError, match="lams must all be >= 0"):
+        SelfDistilledKernelRidgeCV(lams=[1.0, -1.0]).fit(X, y)
+    with pytest.raises(TypeError, match="'max_steps' parameter"):
+        SelfDistilledKernelRidgeCV(max_steps=1.5).fit(X, y)
+
+
+def test_huge_max_steps_is_refused_before_allocating():
+    """SelfDistilledKernelRidgeCV(max_steps=10**9) used to try to allocate 1.5 TiB."""
+    X, y, _ = _data()
+    with pytest.raises(ValueError, match=r"max_steps=1000000000.*GiB limit"):
+        SelfDistilledKernelRidgeCV(max_steps=10**9).fit(X, y)

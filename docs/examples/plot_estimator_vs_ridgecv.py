@@ -3,8 +3,8 @@ SelfDistilledRidgeCV against scikit-learn's RidgeCV
 ===================================================
 
 :class:`fastsd.SelfDistilledRidgeCV` tunes λ, the number of steps k ≤ ``max_steps`` and the
-schedule ξ from one decomposition, by exact leave-one-out of the whole k-step procedure
-(``tuning="loo"``, the default). With ``max_steps=0`` it is ridge tuned by exact LOO — the
+schedule ξ from one decomposition (the default ``tuning="safe"`` rule is described in the
+user guide's Tuning page). With ``max_steps=0`` it is ridge tuned by exact LOO — the
 same model as :class:`sklearn.linear_model.RidgeCV` with the same penalties, which this
 example checks before comparing test errors and fit times.
 

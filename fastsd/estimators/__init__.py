@@ -4,9 +4,10 @@ Needs scikit-learn (``pip install fastsd[sklearn]``).
 
 * :class:`SelfDistilledRidge` -- fixed lambda and schedule xi;
 * :class:`SelfDistilledRidgeCV` -- lambda, k <= K and xi tuned from one
-  decomposition: the safe rule (nested leave-one-out and a significance test
-  against ridge; the default), exact leave-one-out, one-shot GCV (k <= 1),
-  or a holdout set;
+  decomposition: the safe rule (the default: SD only where its nested
+  leave-one-out risk, closed form and exact, beats ridge's by one standard
+  error; otherwise RidgeCV's model, and ``selection_`` says which), exact
+  leave-one-out, one-shot GCV (k <= 1), or a holdout set;
 * :func:`loo_predictions` -- exact leave-one-out predictions of the whole
   k-step procedure, without refits;
 * :func:`tuning_table` -- test-MSE comparison of the tuning rules over splits.

@@ -16,12 +16,15 @@ them).
 
 from __future__ import annotations
 
-import numbers
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from numbers import Real
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import _fit_context as _sk_fit_context
+from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from .._validation import as_float_array
@@ -47,32 +50,41 @@ _DTYPES: list[type[np.floating[Any]]] = [np.float64, np.float32]
 
 
 # ----------------------------------------------------------------------------
-# parameter checks (at fit time, naming the parameter)
+# parameter constraints (scikit-learn's validation, at fit time, naming the parameter)
 # ----------------------------------------------------------------------------
 
+#: A ridge penalty: finite and >= 0 (infinity would make the filters 0/0).
+LAM = Interval(Real, 0.0, np.inf, closed="left")
 
-def _check_lam(lam: object, name: str = "lam") -> float:
-    if isinstance(lam, (bool, np.bool_)) or not isinstance(lam, numbers.Real):
-        raise TypeError(f"{name} must be a real number >= 0, got {type(lam).__name__} {lam!r}")
-    lam = float(lam)
-    if not np.isfinite(lam) or lam < 0:
-        raise ValueError(f"{name} must be a finite number >= 0 (ridge penalty), got {lam!r}")
-    return lam
+_FitMethod = TypeVar("_FitMethod", bound=Callable[..., Any])
 
 
-def _check_xi_param(xi: object, name: str = "xi") -> NDArray[np.float64]:
-    if isinstance(xi, (str, bytes, numbers.Number)):
-        raise TypeError(
-            f"{name} must be a sequence of k real numbers (one per step; () for ridge), "
-            f"got {type(xi).__name__} {xi!r}"
-        )
+def _fit_context(fit: _FitMethod) -> _FitMethod:
+    """scikit-learn's ``_fit_context``: validate ``_parameter_constraints`` once per fit."""
+    return cast("_FitMethod", _sk_fit_context(prefer_skip_nested_validation=True)(fit))
+
+
+def _validated(constraints: dict[str, list[Any]]) -> Callable[[_FitMethod], _FitMethod]:
+    """scikit-learn's ``validate_params`` for a public function of the estimators."""
+    return cast(
+        "Callable[[_FitMethod], _FitMethod]",
+        validate_params(constraints, prefer_skip_nested_validation=True),
+    )
+
+
+def _lams_values(lams: ArrayLike, name: str = "lams") -> NDArray[np.float64]:
+    """The penalties as a fresh 1-D float64 array, finite and >= 0 (a scalar is one
+    penalty; the constraint ``["array-like", LAM]`` has been checked)."""
+    arr = np.atleast_1d(as_float_array(lams, name, ndim=(0, 1)))
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must all be >= 0 (ridge penalties), got min {arr.min()!r}")
+    return arr
+
+
+def _xi_values(xi: ArrayLike, name: str = "xi") -> NDArray[np.float64]:
+    """The schedule as a fresh 1-D float64 array of finite values (its constraint,
+    ``"array-like"``, has been checked)."""
     return as_float_array(xi, name, ndim=1, allow_empty=True)
-
-
-def _check_bool(value: object, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 # ----------------------------------------------------------------------------
@@ -257,11 +269,18 @@ class SelfDistilledRidge(
     (4,)
     """
 
+    _parameter_constraints: dict[str, list[Any]] = {
+        "lam": [LAM],
+        "xi": ["array-like"],
+        "fit_intercept": ["boolean"],
+    }
+
     def __init__(self, *, lam: float = 1.0, xi: ArrayLike = (), fit_intercept: bool = True) -> None:
         self.lam = lam
         self.xi = xi
         self.fit_intercept = fit_intercept
 
+    @_fit_context
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
         """Fit the k-step self-distilled estimator.
 
@@ -277,11 +296,9 @@ class SelfDistilledRidge(
         -------
         self
         """
-        lam = _check_lam(self.lam)
-        xi = _check_xi_param(self.xi)
-        fit_intercept = _check_bool(self.fit_intercept, "fit_intercept")
+        xi = _xi_values(self.xi)
         X, y, sample_weight = self._validate_fit_data(X, y, sample_weight)
-        prep = _Prepared(X, y, sample_weight, fit_intercept)
+        prep = _Prepared(X, y, sample_weight, bool(self.fit_intercept))
         dec, Z = prep.decompose()
-        _set_linear_attributes(self, prep, _filter_coef(dec, Z, lam, xi), X.dtype)
+        _set_linear_attributes(self, prep, _filter_coef(dec, Z, float(self.lam), xi), X.dtype)
         return self

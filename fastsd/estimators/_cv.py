@@ -2,32 +2,41 @@ r"""SelfDistilledRidgeCV: lambda, k and xi chosen from one decomposition."""
 
 from __future__ import annotations
 
-import numbers
 import warnings
+from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._validation import as_float_array, check_steps
+from .._validation import check_result_size
 from ..exceptions import IllConditionedXiWarning, TuningWarning
 from ..math.reparam import xi_to_xibar
-from ._base import _check_bool, _filter_coef, _LinearPredictMixin, _Prepared, _set_linear_attributes
+from ._base import (
+    LAM,
+    _filter_coef,
+    _fit_context,
+    _lams_values,
+    _LinearPredictMixin,
+    _Prepared,
+    _set_linear_attributes,
+)
 from ._gcv import gcv_table
 from ._holdout import holdout_table
-from ._loo import loo_columns, loo_table
-from ._tuning import TuningTable, admissible, select, select_safe
+from ._loo import loo_columns, loo_table, nested_loo_exact
+from ._tuning import SafeChoice, TuningTable, admissible, select, select_safe
 
 if TYPE_CHECKING:
     from typing import Self
 
     from ..decomposition import Decomposition
 
-#: ``extra`` of :func:`select_rule`: (nested risk, z) for "safe", the GCV
-#: guard's message or None otherwise.
-_RuleExtra = Union[tuple[NDArray[np.float64], float], str, None]
+#: ``extra`` of :func:`select_rule`: (nested risk, the safe rule's choice) for
+#: "safe", the GCV guard's message or None otherwise.
+_RuleExtra = Union[tuple[NDArray[np.float64], SafeChoice], str, None]
 
 __all__ = ["SelfDistilledRidgeCV", "DEFAULT_LAMS", "TUNING_RULES"]
 
@@ -39,6 +48,8 @@ TUNING_RULES = ("safe", "loo", "gcv", "holdout")
 
 #: GCV is refused for more steps than this (see the SelfDistilledRidgeCV notes).
 GCV_MAX_STEPS = 1
+#: ``max_steps=None``: this many steps (GCV_MAX_STEPS for ``tuning="gcv"``).
+DEFAULT_STEPS = 2
 #: GCV guard: the chosen SD entry's exact LOO risk may exceed its GCV estimate
 #: by at most this factor times ridge's own LOO/GCV ratio at the same lambda.
 GCV_GUARD = 1.5
@@ -47,28 +58,26 @@ GCV_GUARD = 1.5
 #: by more than this relative margin.
 WARN_RTOL = 1e-3
 
-
-def _check_lams(lams: object, name: str = "lams") -> NDArray[np.float64]:
-    if isinstance(lams, (str, bytes)):
-        raise TypeError(f"{name} must be a sequence of penalties >= 0, got {lams!r}")
-    arr = np.atleast_1d(as_float_array(lams, name, ndim=(0, 1)))
-    if np.any(arr < 0):
-        raise ValueError(f"{name} must all be >= 0 (ridge penalties), got min {arr.min()!r}")
-    return arr
+#: What each rule minimizes (for ``selection_reason_``).
+_CRITERION = {"loo": "leave-one-out risk", "gcv": "GCV risk", "holdout": "validation MSE"}
 
 
-def _check_fraction(value: object, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float in (0, 1), got {value!r}")
-    if not 0.0 < float(value) < 1.0:
-        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
-    return float(value)
+def tuning_shapes(L: int, K: int, n: int, p: int, T: int) -> list[tuple[int, ...]]:
+    """An upper bound on the float64 tables a tuning rule allocates.
+
+    The LOO columns (L, K + 1, T, n), GCV's residual basis (L, K + 1, T p)
+    and the schedules (L, K + 1, K), with the holdout rule's per-lambda
+    design of the same order: one array (L, K + 1, T (n + p) + K). The
+    estimators refuse sizes over :data:`fastsd._config.MAX_RESULT_BYTES`
+    before allocating any of it.
+    """
+    return [(L, K + 1, T * (n + p) + K)]
 
 
 def tuning_rule_table(
     tuning: str, prep: _Prepared, dec: Decomposition, lams: NDArray[np.float64], max_steps: int
 ) -> TuningTable:
-    """TuningTable of a one-shot rule ('gcv' or 'loo') on prepared data."""
+    """The risk table of the one-shot rule ``"gcv"`` or ``"loo"`` on prepared data."""
     args = (dec.U, dec.s2, prep.Y)
     if tuning == "gcv":
         return gcv_table(*args, prep.w_sum, prep.fit_intercept, lams, max_steps)
@@ -81,7 +90,8 @@ def select_rule(
     """(table, best, extra) of a one-shot rule on prepared data.
 
     ``"safe"``: :func:`~fastsd.estimators._tuning.select_safe` on the LOO
-    table and its nested risks (``extra`` = (nested risk, z statistic));
+    table, its nested risks and the exact nested LOO of the candidate
+    (``extra`` = (nested risk, the :class:`~fastsd.estimators._tuning.SafeChoice`));
     ``"loo"``: least LOO risk; ``"gcv"``: least GCV risk, then the guard
     :func:`gcv_guard` (``extra`` = the guard's message or None).
     """
@@ -99,8 +109,23 @@ def select_rule(
         )
         points = np.ones(prep.Y.shape[0], bool) if prep.sqrt_w is None else prep.sqrt_w > 0
         table.valid &= admissible(dec.s2, table.lams, table.xi)
-        best, z = select_safe(table, nested, losses, points)
-        return table, best, (nested, z)
+
+        def verify(l: int, k: int, rows: NDArray[np.intp]) -> tuple[NDArray[np.float64], bool]:
+            exact, defined = nested_loo_exact(
+                dec.U,
+                dec.s2,
+                prep.Y,
+                prep.sqrt_w,
+                prep.w_sum,
+                prep.fit_intercept,
+                float(lams[l]),
+                k,
+                rows,
+            )
+            return exact[k], defined
+
+        choice = select_safe(table, nested, losses, points, verify)
+        return table, choice.best, (nested, choice)
     table = tuning_rule_table(tuning, prep, dec, lams, max_steps)
     best = select(table)
     if tuning == "gcv" and best is not None and best[1] > 0:
@@ -163,29 +188,37 @@ class SelfDistilledRidgeCV(
     lams : sequence of float, default=tuple(np.logspace(-3, 3, 13))
         Ridge penalties to try (>= 0, unscaled: ``alpha`` of
         :class:`sklearn.linear_model.Ridge`).
-    max_steps : int, default=2
+    max_steps : int or None, default=None
         K: the largest number of self-distillation steps considered
-        (0: ridge only, i.e. ``RidgeCV``).
+        (0: ridge only, i.e. ``RidgeCV``). None: 2, and 1 for
+        ``tuning="gcv"`` (the most GCV accepts).
     tuning : {"safe", "loo", "gcv", "holdout"}, default="safe"
         * ``"safe"`` (default): built not to lose to ``RidgeCV``. Ridge
           keeps its exact-LOO lambda (``RidgeCV``'s choice). Every
           (lambda, k >= 1) gets its LOO-optimal xi and is scored by an
-          *honest* risk, the leave-one-out of the xi fit itself (nested LOO,
+          honest risk, the leave-one-out of the xi fit itself (nested LOO,
           closed form: :func:`fastsd.estimators._loo.nested_loo`); schedules
           whose per-direction shrinkage phi_j r_j leaves [0, 1] are excluded
           (inadmissible: beaten direction by direction by clipping, for every
-          theta*; :func:`fastsd.estimators._tuning.admissible`). SD replaces
-          ridge only if its nested risk is lower by more than half a standard
-          error of the paired per-sample difference. Cost: the LOO rule plus
-          one thin QR of n x K per lambda.
+          theta*; :func:`fastsd.estimators._tuning.admissible`). The best SD
+          entry replaces ridge only if its nested risk is lower by more than
+          one standard error of the paired per-sample difference, and again
+          in the *exact* nested LOO (:func:`fastsd.estimators._loo.nested_loo_exact`,
+          which also leaves point i out of the other points' LOO residuals;
+          at n close to d the closed form is far too optimistic without
+          it). Otherwise the model is ``RidgeCV``'s, and ``selection_``
+          says so. Cost: the LOO rule plus one thin QR of n x K per lambda,
+          and when SD passes the first test, O(K m n p) for the exact check
+          on m = min(n, 512) points.
         * ``"loo"``: least exact leave-one-out error of the whole k-step
           procedure (teacher and every student refit without the point),
           computed by rank-one downdates in the eigenbasis, no refits. The
           minimum over xi is optimistic: this rule often loses to ridge.
         * ``"gcv"``: one-shot generalized cross-validation (Dang, Patil &
-          Rinaldo), ``max_steps <= 1`` only; a guard compares the chosen
-          entry's GCV estimate with its exact LOO risk and falls back to
-          ridge with a :class:`TuningWarning` when GCV was exploited.
+          Rinaldo), k <= 1 only (``max_steps`` 2 or more is refused); a guard
+          compares the chosen entry's GCV estimate with its exact LOO risk
+          and falls back to ridge with a :class:`TuningWarning` when GCV was
+          exploited.
         * ``"holdout"``: the paper's rule: a random ``val_fraction`` of the
           samples is held out, lambda/k/xi minimize the validation MSE of the
           model fit on the rest; the final model is then refit on all samples
@@ -205,14 +238,22 @@ class SelfDistilledRidgeCV(
         the same coefficients.
     coef_ : ndarray of shape (n_features,) or (n_targets, n_features)
     intercept_ : float or ndarray of shape (n_targets,)
+    selection_ : {"ridge", "sd"}
+        The family of the fitted model (``"ridge"``: k = 0; with
+        ``tuning="safe"`` it is then ``RidgeCV``'s model).
+    selection_reason_ : str
+        One line with the numbers behind ``selection_``: for ``"safe"`` the
+        candidate SD entry and the test it passed or failed, for ``"gcv"``
+        the guard's message when it fell back to ridge.
     best_score_ : float
         Minus the estimated risk (mean squared error) of the chosen model
-        (for ``"safe"``: its nested LOO risk).
+        (for ``"safe"``: its closed-form nested LOO risk).
     z_score_ : float
         ``"safe"`` only, a diagnostic: mean / standard error of the
-        per-sample difference (best admissible SD entry's nested LOO loss
-        minus ridge's LOO loss); negative favours SD. NaN when there was no
-        SD candidate, and for the other rules.
+        per-sample difference (SD entry's nested LOO loss minus ridge's LOO
+        loss) in the last test made, the exact one if the candidate reached
+        it; negative favours SD. NaN when there was no SD candidate, and for
+        the other rules.
     cv_results_ : dict
         ``"lams"`` (L,), ``"k"`` (K + 1,), ``"risk"`` (L, K + 1): estimated
         risk (GCV estimate, mean squared LOO error or validation MSE, weighted
@@ -221,7 +262,8 @@ class SelfDistilledRidgeCV(
         entries, NaN after and where the optimal xi cannot be recovered to
         working accuracy); ``"valid"`` (L, K + 1): selectable entries (for
         ``"safe"`` also admissible);
-        ``"nested_risk"`` (L, K + 1), ``"safe"`` only: the honest risks.
+        ``"nested_risk"`` (L, K + 1), ``"safe"`` only: the closed-form
+        nested LOO risks.
     n_features_in_ : int
     feature_names_in_ : ndarray
 
@@ -236,21 +278,30 @@ class SelfDistilledRidgeCV(
     Each criterion is minimized over xi for each k, so the estimated risk is
     non-increasing in k: ``"loo"`` and ``"gcv"`` usually pick ``max_steps``,
     and the minimum is optimistic by about 2 k sigma^2 / n plus what huge
-    optimal xi add. On the 8 sets of :mod:`fastsd.experiments.tuning` (20
+    optimal xi add. On the data sets of :mod:`fastsd.experiments.tuning` (20
     paired splits at 1%, 10%, 60% training shares) ``"loo"`` lost up to
     +2949% test MSE against RidgeCV on average (Diabetes, n = 4), GCV with
     K = 5 up to +1.35e8 % and, even with the guard, +2150% (K = 5) and +98.6%
     (K = 2): GCV's per-smoother trace corrections are exploited by large-xi
     combinations (the cancellation sum_m c_m / rho_m ~ 0 hides the residual
-    outside range(X)), hence the refusal. ``"safe"`` stayed within
-    +0.5% of RidgeCV on average on every set and share (user guide, "Tuning benchmark").
+    outside range(X)), hence the refusal. The benchmark's regime grid and
+    its held-out half, for ``"safe"``, are in the user guide ("Tuning").
     """
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        "lams": ["array-like", LAM],
+        "max_steps": [Interval(Integral, 0, None, closed="left"), None],
+        "tuning": [StrOptions(set(TUNING_RULES))],
+        "fit_intercept": ["boolean"],
+        "val_fraction": [Interval(Real, 0.0, 1.0, closed="neither")],
+        "random_state": ["random_state"],
+    }
 
     def __init__(
         self,
         *,
         lams: ArrayLike = DEFAULT_LAMS,
-        max_steps: int = 2,
+        max_steps: int | None = None,
         tuning: str = "safe",
         fit_intercept: bool = True,
         val_fraction: float = 0.2,
@@ -263,11 +314,11 @@ class SelfDistilledRidgeCV(
         self.val_fraction = val_fraction
         self.random_state = random_state
 
-    def _check_params(self) -> tuple[NDArray[np.float64], int, bool]:
-        lams = _check_lams(self.lams)
-        K = check_steps(self.max_steps, "max_steps")
-        if not isinstance(self.tuning, str) or self.tuning not in TUNING_RULES:
-            raise ValueError(f"tuning must be one of {TUNING_RULES}, got {self.tuning!r}")
+    def _steps(self) -> int:
+        """K from ``max_steps`` (None: DEFAULT_STEPS, GCV_MAX_STEPS for "gcv")."""
+        if self.max_steps is None:
+            return GCV_MAX_STEPS if self.tuning == "gcv" else DEFAULT_STEPS
+        K = int(self.max_steps)
         if self.tuning == "gcv" and K > GCV_MAX_STEPS:
             raise ValueError(
                 f"tuning='gcv' supports max_steps <= {GCV_MAX_STEPS}, got max_steps={K}: "
@@ -275,11 +326,9 @@ class SelfDistilledRidgeCV(
                 "the chosen models can be arbitrarily bad; use tuning='safe' (or "
                 "'loo') for more steps"
             )
-        fit_intercept = _check_bool(self.fit_intercept, "fit_intercept")
-        if self.tuning == "holdout":
-            _check_fraction(self.val_fraction, "val_fraction")
-        return lams, K, fit_intercept
+        return K
 
+    @_fit_context
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
         """Tune lambda, k and xi, then fit on all of (X, y).
 
@@ -293,14 +342,20 @@ class SelfDistilledRidgeCV(
         -------
         self
         """
-        lams, K, fit_intercept = self._check_params()
+        lams = _lams_values(self.lams)
+        K = self._steps()
+        fit_intercept = bool(self.fit_intercept)
         X, y, sample_weight = self._validate_fit_data(X, y, sample_weight)
-        n = X.shape[0]
+        n, d = X.shape
         if n < 2:
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 samples to estimate a risk, "
                 f"got n_samples={n}"
             )
+        check_result_size(
+            f"{type(self).__name__}(max_steps={K}) with {lams.size} lams",
+            tuning_shapes(lams.size, K, n, min(n, d), 1 if y.ndim == 1 else y.shape[1]),
+        )
         prep = _Prepared(X, y, sample_weight, fit_intercept)
         dec, Z = prep.decompose()
         extra: _RuleExtra = None
@@ -316,7 +371,7 @@ class SelfDistilledRidgeCV(
         if best is None:
             raise ValueError(
                 f"no value in lams gives a defined {self.tuning!r} risk estimate with "
-                f"n_samples={n}, n_features={X.shape[1]} (e.g. leverage 1 at lam=0); "
+                f"n_samples={n}, n_features={d} (e.g. leverage 1 at lam=0); "
                 "use positive lams or more samples"
             )
         if isinstance(extra, str):
@@ -349,13 +404,21 @@ class SelfDistilledRidgeCV(
             "valid": table.valid,
         }
         self.z_score_ = np.nan
-        if self.tuning == "safe":
-            assert isinstance(extra, tuple)  # select_rule's "safe" extra
-            nested, self.z_score_ = extra
+        self.selection_ = "sd" if self.k_ else "ridge"
+        if isinstance(extra, tuple):  # select_rule's "safe" extra
+            nested, choice = extra
+            self.selection_, self.selection_reason_ = choice.selection, choice.reason
+            self.z_score_ = choice.z
             self.cv_results_["nested_risk"] = nested
             self.best_score_ = -float(nested[l_best, k_best])
-        else:
-            self.best_score_ = -float(table.risk[l_best, k_best])
+            return self
+        self.selection_reason_ = (
+            extra
+            if isinstance(extra, str)
+            else f"tuning={self.tuning!r}: least {_CRITERION[self.tuning]} at "
+            f"k={self.k_}, lam={self.lam_:.4g}"
+        )
+        self.best_score_ = -float(table.risk[l_best, k_best])
         return self
 
     def _holdout(

@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 
 from ..reference.optimal import optimal_validation
 from ._base import _Prepared
-from ._tuning import TuningTable
+from ._tuning import TuningTable, validation_table
 
 __all__ = ["holdout_table"]
 
@@ -77,9 +77,4 @@ def holdout_table(
         R_all = np.kron(np.eye(T), R)
         c = C.T.ravel()
     mse, xi_rows = optimal_validation(s2, z, R_all, c, resid2.sum(), n_eval * T, lams, K)
-    L = lams.size
-    xi = np.full((L, K + 1, K), np.nan)
-    xi[:, 1:, :] = xi_rows
-    lower = np.arange(K)[None, :] < np.arange(K + 1)[:, None]
-    valid = np.isfinite(mse) & np.all(np.isfinite(np.where(lower, xi, 0.0)), axis=-1)
-    return TuningTable(lams, mse, xi, valid)
+    return validation_table(lams, mse, xi_rows)

@@ -11,28 +11,32 @@ eigendecomposition of K (:func:`fastsd.decompose_kernel`). No intercept, as in
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
+from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.kernel_ridge import KernelRidge
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_steps
+from .._validation import check_result_size
 from ..decomposition.kernel import decompose_kernel, kernel_matrix
 from ..reference.optimal import optimal_validation
 from ..reference.spectral import eval_projection, self_distill_spectral
 from ._base import (  # type: ignore[attr-defined]  # _sk_validate_data: a private re-export
     _DTYPES,
-    _check_lam,
-    _check_xi_param,
+    LAM,
+    _fit_context,
+    _lams_values,
     _sk_validate_data,
+    _xi_values,
 )
-from ._cv import DEFAULT_LAMS
-from ._tuning import TuningTable, select
+from ._cv import DEFAULT_LAMS, tuning_shapes
+from ._tuning import select, validation_table
 
 if TYPE_CHECKING:
     from typing import Self
@@ -59,12 +63,6 @@ class _KernelMixin:
         if self.kernel_params is not None:
             return dict(self.kernel_params)
         return {"gamma": self.gamma, "degree": self.degree, "coef0": self.coef0}
-
-    def _check_kernel(self) -> None:
-        if not (callable(self.kernel) or isinstance(self.kernel, str)):
-            raise TypeError(f"kernel must be a string or a callable, got {self.kernel!r}")
-        if self.kernel_params is not None and not isinstance(self.kernel_params, dict):
-            raise TypeError(f"kernel_params must be a dict or None, got {self.kernel_params!r}")
 
     def _gram(self, A: ArrayLike, B: ArrayLike) -> NDArray[np.float64]:
         return kernel_matrix(A, B, self.kernel, self._kernel_params())
@@ -125,6 +123,10 @@ def _dual(
     return alpha[:, 0, :].T
 
 
+#: KernelRidge's constraints on the kernel parameters (its ``alpha`` is our ``lam``).
+_KERNEL_CONSTRAINTS = {k: v for k, v in KernelRidge._parameter_constraints.items() if k != "alpha"}
+
+
 # scikit-learn ships no type stubs, so its base classes are Any to mypy.
 class SelfDistilledKernelRidge(_KernelMixin, RegressorMixin, BaseEstimator):  # type: ignore[misc]
     r"""k-step self-distilled kernel ridge regression.
@@ -157,6 +159,12 @@ class SelfDistilledKernelRidge(_KernelMixin, RegressorMixin, BaseEstimator):  # 
     (3,)
     """
 
+    _parameter_constraints: dict[str, list[Any]] = {
+        "lam": [LAM],
+        "xi": ["array-like"],
+        **_KERNEL_CONSTRAINTS,
+    }
+
     def __init__(
         self,
         *,
@@ -176,6 +184,7 @@ class SelfDistilledKernelRidge(_KernelMixin, RegressorMixin, BaseEstimator):  # 
         self.coef0 = coef0
         self.kernel_params = kernel_params
 
+    @_fit_context
     def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
         """Fit the k-step self-distilled kernel ridge model.
 
@@ -189,14 +198,12 @@ class SelfDistilledKernelRidge(_KernelMixin, RegressorMixin, BaseEstimator):  # 
         -------
         self
         """
-        lam = _check_lam(self.lam)
-        xi = _check_xi_param(self.xi)
-        self._check_kernel()
+        xi = _xi_values(self.xi)
         X, y = self._fit_data(X, y, multi_output=True)
         Y = np.asarray(y, dtype=np.float64)
         Y2 = Y[:, None] if Y.ndim == 1 else Y
         dec = decompose_kernel(self._gram(X, X), name="the kernel matrix of X")
-        alpha = _dual(dec, Y2, lam, xi)
+        alpha = _dual(dec, Y2, float(self.lam), xi)
         self.dual_coef_ = alpha[:, 0] if Y.ndim == 1 else alpha
         self.X_fit_ = X
         return self
@@ -206,13 +213,6 @@ class SelfDistilledKernelRidge(_KernelMixin, RegressorMixin, BaseEstimator):  # 
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
-
-
-def _check_fraction(value: object, name: str) -> float:
-    # numbers.Real declares no comparison with int in typeshed
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:  # type: ignore[operator]
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
-    return float(value)
 
 
 class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):  # type: ignore[misc]
@@ -244,6 +244,14 @@ class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):  
         ``lams``, ``k``, ``risk`` (L, K + 1) validation MSE, ``xi`` (L, K + 1, K), ``valid``.
     """
 
+    _parameter_constraints: dict[str, list[Any]] = {
+        "lams": ["array-like", LAM],
+        "max_steps": [Interval(Integral, 0, None, closed="left")],
+        **_KERNEL_CONSTRAINTS,
+        "val_fraction": [Interval(Real, 0.0, 1.0, closed="neither")],
+        "random_state": ["random_state"],
+    }
+
     def __init__(
         self,
         *,
@@ -267,6 +275,7 @@ class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):  
         self.val_fraction = val_fraction
         self.random_state = random_state
 
+    @_fit_context
     def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
         """Tune lam, k and xi on a holdout split, then fit on all of (X, y).
 
@@ -279,15 +288,8 @@ class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):  
         -------
         self
         """
-        lams = np.array(
-            [_check_lam(v, "lams") for v in np.atleast_1d(np.asarray(self.lams, dtype=object))],
-            dtype=np.float64,
-        )
-        if lams.size == 0:
-            raise ValueError("lams is empty; pass at least one penalty")
-        K = check_steps(self.max_steps, "max_steps")
-        _check_fraction(self.val_fraction, "val_fraction")
-        self._check_kernel()
+        lams = _lams_values(self.lams)
+        steps = int(self.max_steps)  # K, the largest step count
         X, y = self._fit_data(X, y, multi_output=False)
         y = np.asarray(y, dtype=np.float64)
         n = X.shape[0]
@@ -295,21 +297,21 @@ class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):  
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 samples to hold one out, got n_samples={n}"
             )
+        check_result_size(
+            f"{type(self).__name__}(max_steps={steps}) with {lams.size} lams",
+            tuning_shapes(lams.size, steps, n, n, 1),
+        )
         rng = check_random_state(self.random_state)
         n_val = min(n - 1, max(1, int(round(self.val_fraction * n))))
         perm = rng.permutation(n)
         val, tr = perm[:n_val], perm[n_val:]
         gram = self._gram(X, X)  # X itself for kernel="precomputed"
-        K_tr, K_val = gram[np.ix_(tr, tr)], gram[np.ix_(val, tr)]
-        dec = decompose_kernel(K_tr, y[tr], name="the kernel matrix of X")
-        R, c, resid2 = eval_projection(dec.eval_basis(K_val), y[val])
+        gram_tr, gram_val = gram[np.ix_(tr, tr)], gram[np.ix_(val, tr)]
+        dec = decompose_kernel(gram_tr, y[tr], name="the kernel matrix of X")
+        R, c, resid2 = eval_projection(dec.eval_basis(gram_val), y[val])
         assert dec.z is not None  # y[tr] was passed
-        mse, xi_rows = optimal_validation(dec.s2, dec.z, R, c, resid2, n_val, lams, K)
-        table_xi = np.full((lams.size, K + 1, K), np.nan)
-        table_xi[:, 1:, :] = xi_rows
-        lower = np.arange(K)[None, :] < np.arange(K + 1)[:, None]
-        valid = np.isfinite(mse) & np.all(np.isfinite(np.where(lower, table_xi, 0.0)), axis=-1)
-        table = TuningTable(lams, mse, table_xi, valid)
+        mse, xi_rows = optimal_validation(dec.s2, dec.z, R, c, resid2, n_val, lams, steps)
+        table = validation_table(lams, mse, xi_rows)
         best = select(table)
         if best is None:
             raise ValueError(
@@ -319,16 +321,16 @@ class SelfDistilledKernelRidgeCV(_KernelMixin, RegressorMixin, BaseEstimator):  
         l_best, k_best = best
         self.lam_ = float(lams[l_best])
         self.k_ = int(k_best)
-        self.xi_ = table_xi[l_best, k_best, :k_best].copy()
+        self.xi_ = table.xi[l_best, k_best, :k_best].copy()
         full = decompose_kernel(gram, name="the kernel matrix of X")
         self.dual_coef_ = _dual(full, y[:, None], self.lam_, self.xi_)[:, 0]
         self.X_fit_ = X
         self.best_score_ = -float(mse[l_best, k_best])
         self.cv_results_ = {
             "lams": lams,
-            "k": np.arange(K + 1),
+            "k": np.arange(steps + 1),
             "risk": mse,
-            "xi": table_xi,
-            "valid": valid,
+            "xi": table.xi,
+            "valid": table.valid,
         }
         return self

@@ -51,13 +51,14 @@ from typing import Literal, cast, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import comb
+from sklearn.utils.validation import _check_sample_weight, check_X_y
 
 from ..math.reparam import xi_to_xibar
 from ..reference.spectral import inverse_shift, spectral_factors
-from ._base import _check_lam, _check_xi_param, _Prepared
+from ._base import LAM, _Prepared, _validated, _xi_values
 from ._tuning import TuningTable, nested_lstsq, reject_unreproducible, xi_from_rows
 
-__all__ = ["loo_columns", "loo_table", "loo_predictions", "nested_loo"]
+__all__ = ["loo_columns", "loo_table", "loo_predictions", "nested_loo", "nested_loo_exact"]
 
 #: 1 - leverage at or below this: leave-one-out undefined for that lambda.
 LEVERAGE_TOL = 1e-10
@@ -225,6 +226,122 @@ def nested_loo(
     return risk, losses
 
 
+#: Memory (bytes) of one block of point pairs in :func:`nested_loo_exact` (cache-sized).
+PAIR_BLOCK_BYTES = 4 << 20
+
+
+def nested_loo_exact(
+    U: NDArray[np.float64],
+    s2: NDArray[np.float64],
+    Y: NDArray[np.float64],
+    sqrt_w: NDArray[np.float64] | None,
+    w_sum: float,
+    fit_intercept: bool,
+    lam: float,
+    max_steps: int,
+    rows: NDArray[np.intp] | None = None,
+) -> tuple[NDArray[np.float64], bool]:
+    r"""Exact nested leave-one-out losses of the LOO-fitted schedules at one lambda.
+
+    :func:`nested_loo` keeps the other points' LOO columns fixed when point i
+    leaves the fit of xibar. They are not: without point i, point j's
+    leave-one-out residual is a leave-*two*-out residual, and the difference
+    is of the order of the cross-leverage g_i^T D g_j / (1 - h), carrying
+    point i's own residual into the rows that fit xibar. At n close to d
+    (leverages near 1) this leak makes :func:`nested_loo` far too
+    optimistic. Here it is computed exactly: for every pair S = {i, j} the
+    predictions at S of the k-step procedure trained without S solve the
+    block form of the recursion of :func:`loo_columns`,
+
+        (I - Mg_0) P_m = Mb_m + sum_{l=1}^{m} Mg_l P_{m-l},
+
+    with the 2 x 2 moments Mg_l = G_S^T Q^l D G_S and Mb_l = G_S^T Q^l D
+    (X^T y - G_S y_S) (Woodbury on A - G_S G_S^T; the intercept is one more,
+    unpenalized coordinate). Point j's component is its residual column in
+    the problem without i; xibar^(-i) is fitted to those rows (j != i), and
+    the nested residual of i is e0_i + sum_m xibar_m^(-i) P_m,i. Equal to
+    refitting everything without point i (tested), at O(K m n p) flops for
+    m = len(rows) points and O(n) memory per point, so it is run for one
+    lambda only.
+
+    Parameters
+    ----------
+    U, s2, Y, sqrt_w, w_sum, fit_intercept
+        As in :func:`loo_columns`.
+    lam : float
+    max_steps : int
+        K >= 1: row k of the losses is the k-step fit.
+    rows : ndarray of int, optional
+        The points i to compute (default: all).
+
+    Returns
+    -------
+    losses : ndarray of shape (K + 1, m)
+        Per-point w_i (nested residual)^2 averaged over targets at ``rows``;
+        row 0 is the ridge LOO loss.
+    defined : bool
+        False when some leave-one-out or leave-two-out fit is undefined
+        (leverage 1).
+    """
+    n, p = U.shape
+    T = Y.shape[1]
+    K = max_steps
+    lams = np.array([float(lam)])
+    e0_all, P_all, defined = loo_columns(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, K)
+    e0, P = e0_all[0], P_all[0]  # (T, n), (K, T, n)
+    d = inverse_shift(s2, lams)[0]
+    _, q = spectral_factors(s2, lams)
+    wl = (s2 * d)[None, :] * q[0][None, :] ** np.arange(K + 1)[:, None]  # (K + 1, p)
+    F = (wl[:, None, :] * (Y.T @ U)[None]) @ U.T  # g_i^T Q^l D z, (K + 1, T, n)
+    Mg = wl @ (U * U).T  # g_i^T Q^l D g_i, (K + 1, n)
+    c = np.ones(n) if sqrt_w is None else sqrt_w
+    if fit_intercept:
+        Mg[0] += c * c / w_sum
+    cols = np.arange(n)
+    rows = cols if rows is None else rows
+    losses = np.empty((K + 1, rows.size))
+    losses[0] = np.sum(e0[:, rows] ** 2, axis=0) / T
+    ok = bool(defined[0])
+    yj = Y.T[:, None, :]  # (T, 1, n)
+    block = max(1, PAIR_BLOCK_BYTES // (8 * n * (T * (2 * K + 5) + K + 4)))
+    for start in range(0, rows.size, block):
+        I = rows[start : start + block]
+        b = I.size
+        C = (U[I][None] * wl[:, None, :]) @ U.T  # cross moments, (K + 1, b, n)
+        if fit_intercept:
+            C[0] += np.outer(c[I], c) / w_sum
+        self_pair = I[:, None] == cols[None, :]
+        one_i, one_j = 1.0 - Mg[0][I][:, None], 1.0 - Mg[0][None, :]
+        det = one_i * one_j - C[0] * C[0]
+        bad = (det <= LEVERAGE_TOL) & ~self_pair
+        ok &= not np.any(bad)
+        det = np.where(self_pair | bad, 1.0, det)
+        # (I - Mg_0)^{-1} = [[a, c0], [c0, e]] / det
+        a, c0, e = one_j / det, C[0] / det, one_i / det
+        yi = Y.T[:, I][:, :, None]  # (T, b, 1)
+        pi: list[NDArray[np.float64]] = []  # predictions at i without {i, j}, (T, b, n)
+        pj: list[NDArray[np.float64]] = []  # ... at j
+        for m in range(K + 1):
+            rhs_i = F[m][:, I][:, :, None] - Mg[m][I][:, None] * yi - C[m] * yj
+            rhs_j = F[m][:, None, :] - C[m] * yi - Mg[m][None, :] * yj
+            for l in range(1, m + 1):
+                rhs_i += Mg[l][I][:, None] * pi[m - l] + C[l] * pj[m - l]
+                rhs_j += C[l] * pi[m - l] + Mg[l][None, :] * pj[m - l]
+            pi.append(a * rhs_i + c0 * rhs_j)
+            pj.append(c0 * rhs_i + e * rhs_j)
+        # rows j != i of the xibar fit: columns P_1..P_K and the target -f0, compressed by
+        # one R-only QR per point i (as in loo_table)
+        stacked = np.stack(pj[1:] + [pj[0] - yj], axis=-1)  # (T, b, n, K + 1)
+        stacked[:, self_pair] = 0.0
+        M = np.moveaxis(stacked, 0, 1).reshape(b, T * n, K + 1)
+        # NumPy's stubs type qr(mode="r") as a QRResult; it returns the R array
+        Rm = cast("NDArray[np.float64]", np.linalg.qr(M, mode="r"))
+        xibar = nested_lstsq(Rm[:, :, :K], Rm[:, :, K])  # (b, K, K)
+        res = e0[:, I].T[:, None, :] + np.einsum("bkm,mtb->bkt", xibar, P[:, :, I])
+        losses[1:, start : start + b] = (np.sum(res * res, axis=-1) / T).T
+    return losses, ok
+
+
 #: (risk, losses) of :func:`nested_loo`.
 _Nested = tuple[NDArray[np.float64], NDArray[np.float64]]
 
@@ -311,6 +428,16 @@ def loo_table(
     return (table, honest) if nested else table
 
 
+@_validated(
+    {
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "lam": [LAM],
+        "xi": ["array-like"],
+        "fit_intercept": ["boolean"],
+        "sample_weight": ["array-like", None],
+    }
+)
 def loo_predictions(
     X: ArrayLike,
     y: ArrayLike,
@@ -343,14 +470,24 @@ def loo_predictions(
     y_loo : ndarray of the shape of y
         NaN everywhere if some point has leverage 1 (LOO undefined).
     """
-    lam = _check_lam(lam)
-    xibar = xi_to_xibar(_check_xi_param(xi))
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    prep = _Prepared(X, y, sample_weight, fit_intercept)
+    xibar = xi_to_xibar(_xi_values(xi))
+    X_, y_ = cast(
+        "tuple[NDArray[np.float64], NDArray[np.float64]]",
+        check_X_y(X, y, dtype=np.float64, multi_output=True, y_numeric=True),
+    )
+    if sample_weight is not None:
+        sample_weight = _check_sample_weight(sample_weight, X_, dtype=np.float64)
+    prep = _Prepared(X_, y_, sample_weight, fit_intercept)
     dec, _ = prep.decompose()
     e0, P, defined = loo_columns(
-        dec.U, dec.s2, prep.Y, prep.sqrt_w, prep.w_sum, fit_intercept, np.array([lam]), xibar.size
+        dec.U,
+        dec.s2,
+        prep.Y,
+        prep.sqrt_w,
+        prep.w_sum,
+        fit_intercept,
+        np.array([float(lam)]),
+        xibar.size,
     )
     res = (e0[0] + np.tensordot(xibar, P[0], axes=(0, 0))).T  # (n, T) scaled residuals
     if not defined[0]:
@@ -358,6 +495,6 @@ def loo_predictions(
     if prep.sqrt_w is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
             res = res / prep.sqrt_w[:, None]
-    Y = y[:, None] if y.ndim == 1 else y
+    Y = y_[:, None] if y_.ndim == 1 else y_
     out: NDArray[np.float64] = Y - res
-    return out[:, 0] if y.ndim == 1 else out
+    return out[:, 0] if y_.ndim == 1 else out

@@ -12,23 +12,25 @@ the oracle and validation sweeps).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..exceptions import TuningWarning
 from ..math.filters import products_from_xi
-from ..math.reparam import xi_from_h_coefficients
+from ..math.reparam import steps_table, xi_from_h_coefficients
 from ..reference.optimal import accept_schedules, nested_least_squares, refit_amplification
 from ..reference.spectral import spectral_factors
 
 __all__ = [
+    "SafeChoice",
     "TuningTable",
-    "TuningWarning",
     "admissible",
+    "exact_rows",
     "nested_lstsq",
+    "paired_z",
     "select",
     "select_safe",
     "shrinkage_factors",
@@ -74,6 +76,19 @@ class TuningTable:
             f"TuningTable(L={self.lams.size}, K={self.max_steps}, "
             f"valid={int(self.valid.sum())}/{self.valid.size})"
         )
+
+
+def validation_table(
+    lams: NDArray[np.float64], mse: NDArray[np.float64], xi: NDArray[np.float64]
+) -> TuningTable:
+    """The table of a validation-set rule from the optimal sweep's ``mse`` (L, K + 1) and
+    ``xi`` (L, K, K) (row k - 1 the k-step schedule): valid where the MSE is finite and the
+    schedule recovered."""
+    table = steps_table(xi)
+    K = xi.shape[-1]
+    lower = np.arange(K)[None, :] < np.arange(K + 1)[:, None]
+    valid = np.isfinite(mse) & np.all(np.isfinite(np.where(lower, table, 0.0)), axis=-1)
+    return TuningTable(lams, mse, table, valid)
 
 
 def nested_lstsq(
@@ -190,11 +205,17 @@ def select(table: TuningTable, k: int | None = None) -> tuple[int, int] | None:
 
 
 #: The safe rule takes SD only if its paired per-sample improvement over ridge
-#: exceeds this many standard errors (z < -SAFE_Z). Calibrated on the tuning
-#: benchmark: 0 (nested-LOO minimum alone) lost +1.5% on average on one cell
-#: (Theorem 1 family, sigma^2 = 4, n = 64: one split of 20 at +50%); 1 (the
-#: one-standard-error rule) never chose SD at all.
-SAFE_Z = 0.5
+#: exceeds this many standard errors (z < -SAFE_Z), in the closed-form nested
+#: LOO and again in the exact one. Calibrated on the calibration half of the
+#: tuning benchmark (:mod:`fastsd.experiments.tuning`): the smallest of 0.5,
+#: 0.75, 1, 1.5, 2 that kept every calibration cell within the bounds (0.5 and
+#: 0.75 lost +1.4% on average at n_train / d = 1.25, full rank, high noise:
+#: one split of 30 at +43%).
+SAFE_Z = 1.0
+#: The exact nested LOO verifies the safe rule's SD candidate on at most this
+#: many points (all of them up to this n; a fixed systematic sample above),
+#: which bounds its O(n^2 p) cost by O(EXACT_POINTS n p).
+EXACT_POINTS = 512
 #: Rounding slack of the admissibility test of the shrinkage factors.
 ADMISSIBLE_TOL = 1e-6
 
@@ -255,25 +276,77 @@ def admissible(
         return cast("NDArray[np.bool_]", np.all((f >= -tol) & (f <= 1.0 + tol), axis=-1))
 
 
+def paired_z(d: NDArray[np.float64]) -> float:
+    """mean(d) / se(d) of paired per-point differences (NaN for fewer than 2 points)."""
+    if d.size < 2:
+        return np.nan
+    mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
+    if se > 0:
+        return mean / se
+    return float(np.sign(mean) * np.inf) if mean else 0.0
+
+
+def exact_rows(points: NDArray[np.bool_], limit: int = EXACT_POINTS) -> NDArray[np.intp]:
+    """The points the exact nested LOO is computed for: every counted point, or a
+    fixed systematic sample of ``limit`` of them (same data, same rows)."""
+    rows = np.flatnonzero(points)
+    if rows.size > limit:
+        rows = rows[(np.arange(limit) * rows.size) // limit]
+    return rows
+
+
+@dataclass
+class SafeChoice:
+    """What the safe rule chose and why.
+
+    Attributes
+    ----------
+    best : tuple (lambda index, k) or None
+        None when ridge's LOO risk is undefined at every lambda.
+    selection : {"ridge", "sd"}
+    reason : str
+        One line: the numbers behind the choice.
+    z : float
+        The paired z statistic of the last test made (the exact nested LOO's
+        when the candidate reached it); NaN without an SD candidate.
+    """
+
+    best: tuple[int, int] | None
+    selection: str
+    reason: str
+    z: float
+
+
+#: verify(lambda index, k, rows) -> (exact nested losses at rows, defined).
+Verify = Callable[[int, int, NDArray[np.intp]], tuple[NDArray[np.float64], bool]]
+
+
 def select_safe(
     table: TuningTable,
     nested_risk: NDArray[np.float64],
     losses: NDArray[np.float64],
-    n_points: NDArray[np.bool_],
-) -> tuple[tuple[int, int] | None, float]:
-    """The safe rule: least nested-LOO risk among admissible entries.
+    points: NDArray[np.bool_],
+    verify: Verify,
+) -> SafeChoice:
+    """The safe rule: SD only if it beats ridge in closed-form and exact nested LOO.
 
     1. Ridge: the lambda of least LOO risk (what ``RidgeCV`` picks); for
        ridge the nested risk is the LOO risk.
-    2. SD: the selectable k >= 1 entries (reproducible xi and
-       :func:`admissible` shrinkage), scored by their *nested* LOO risk
+    2. The SD candidate: among the selectable k >= 1 entries (reproducible xi
+       and :func:`admissible` shrinkage) the least *nested* LOO risk
        (:func:`fastsd.estimators._loo.nested_loo`: the fit of xi is itself
-       left out, so the k fitted coefficients pay for themselves).
-    3. SD wins if its nested risk is lower than ridge's and the paired
-       per-sample difference d_i = nested loss_i(SD) - LOO loss_i(ridge)
-       has mean(d) / se(d) < -``SAFE_Z`` (SD must be better by half a
-       standard error); otherwise ridge. Ties among SD entries (to
+       left out, so the k fitted coefficients pay for themselves). Ties (to
        ``K_TIE_RTOL``) go to fewer steps.
+    3. Screen: its nested risk is lower than ridge's and the paired
+       per-sample difference d_i = nested loss_i(SD) - LOO loss_i(ridge) has
+       mean(d) / se(d) < -``SAFE_Z``.
+    4. Verify: the same test with the *exact* nested LOO
+       (:func:`fastsd.estimators._loo.nested_loo_exact` through ``verify``,
+       on :func:`exact_rows`), which also removes point i from the other
+       points' LOO residuals; the closed form of step 2 neglects that, which
+       at n close to d (leverages near 1) made SD look better than it is.
+
+    SD is chosen only if steps 3 and 4 pass; otherwise ridge.
 
     Parameters
     ----------
@@ -281,33 +354,69 @@ def select_safe(
         The LOO table (its ``valid`` marks the selectable entries).
     nested_risk : ndarray of shape (L, K + 1)
     losses : ndarray of shape (L, K + 1, n)
-    n_points : ndarray of bool, shape (n,)
+    points : ndarray of bool, shape (n,)
         Points that count (positive weight).
+    verify : callable
+        ``verify(l, k, rows)`` -> (exact nested losses of entry (l, k) at
+        ``rows``, whether they are defined).
 
     Returns
     -------
-    best : tuple (lambda index, k) or None
-    z : float
-        mean(d) / se(d) for the best SD entry (negative favours SD; NaN
-        without a selectable SD entry or with fewer than 2 points).
+    SafeChoice
     """
     ridge = select(table, 0)
     if ridge is None:
-        return None, np.nan
+        return SafeChoice(None, "ridge", "no lambda gives a defined leave-one-out risk", np.nan)
     honest = np.where(table.valid, nested_risk, np.inf)
     honest[:, 0] = np.inf
-    if table.max_steps == 0 or not np.any(np.isfinite(honest)):
-        return ridge, np.nan
-    r0 = nested_risk[ridge[0], 0]
+    if table.max_steps == 0:
+        return SafeChoice(ridge, "ridge", "max_steps=0: ridge only", np.nan)
+    if not np.any(np.isfinite(honest)):
+        return SafeChoice(
+            ridge, "ridge", "no admissible SD schedule has a defined nested LOO risk", np.nan
+        )
+    l_r = ridge[0]
+    r0 = float(nested_risk[l_r, 0])
     per_k = honest.min(axis=0)
-    best_k = per_k.min()
+    best_k = float(per_k.min())
     k_sd = int(np.flatnonzero(per_k <= best_k + K_TIE_RTOL * abs(best_k))[0])
     l_sd = int(np.argmin(honest[:, k_sd]))
-    d = (losses[l_sd, k_sd] - losses[ridge[0], 0])[n_points]
-    z = np.nan
-    if d.size > 1:
-        mean, se = d.mean(), d.std(ddof=1) / np.sqrt(d.size)
-        z = float(mean / se) if se > 0 else float(np.sign(mean) * np.inf) if mean else 0.0
-    if best_k < r0 - K_TIE_RTOL * abs(r0) and z < -SAFE_Z:
-        return (l_sd, k_sd), z
-    return ridge, z
+    what = f"{k_sd}-step SD at lam={table.lams[l_sd]:.4g}"
+    z = paired_z((losses[l_sd, k_sd] - losses[l_r, 0])[points])
+    if not (best_k < r0 - K_TIE_RTOL * abs(r0) and z < -SAFE_Z):
+        return SafeChoice(
+            ridge,
+            "ridge",
+            f"the best candidate, {what}, has nested LOO risk {best_k:.4g} against "
+            f"ridge's {r0:.4g} (z = {z:.2f}, needs < -{SAFE_Z:g})",
+            z,
+        )
+    rows = exact_rows(points)
+    exact, defined = verify(l_sd, k_sd, rows)
+    if not defined:
+        return SafeChoice(
+            ridge,
+            "ridge",
+            f"{what} passed the closed-form nested LOO (z = {z:.2f}) but its exact nested "
+            "LOO is undefined (leverage 1 without two points)",
+            z,
+        )
+    base = losses[l_r, 0][rows]
+    z_exact = paired_z(exact - base)
+    risk_sd, risk_r = float(exact.mean()), float(base.mean())
+    if risk_sd < risk_r and z_exact < -SAFE_Z:
+        return SafeChoice(
+            (l_sd, k_sd),
+            "sd",
+            f"{what}: exact nested LOO risk {risk_sd:.4g} against ridge's {risk_r:.4g} on "
+            f"{rows.size} points (z = {z_exact:.2f})",
+            z_exact,
+        )
+    return SafeChoice(
+        ridge,
+        "ridge",
+        f"{what} passed the closed-form nested LOO (z = {z:.2f}) but not the exact one: "
+        f"{risk_sd:.4g} against ridge's {risk_r:.4g} on {rows.size} points "
+        f"(z = {z_exact:.2f}, needs < -{SAFE_Z:g})",
+        z_exact,
+    )

@@ -31,8 +31,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._validation import check_steps
-from ._base import _filter_coef, _Prepared
-from ._cv import DEFAULT_LAMS, GCV_MAX_STEPS, _check_lams, tuning_rule_table
+from ._base import _filter_coef, _lams_values, _Prepared
+from ._cv import DEFAULT_LAMS, GCV_MAX_STEPS, tuning_rule_table
 from ._holdout import holdout_table
 from ._tuning import select
 
@@ -93,7 +93,7 @@ def tuning_table(
         ``"mean"`` and ``"std"`` (M, C) over splits (std with ddof=1 when
         S > 1, else 0), ``"lam"`` and ``"k"`` (S, M, C) chosen values.
     """
-    lams = _check_lams(lams)
+    lams = _lams_values(lams)
     K = check_steps(max_steps, "max_steps")
     steps = [check_steps(k, "steps") for k in steps]
     if any(k > K for k in steps):

@@ -359,9 +359,11 @@ def curve_paragraph(
 ) -> str:
     """One paragraph with the measured numbers: where validation-tuned SD beats each baseline.
 
-    A gain is counted where the mean change is below -2 standard errors.
+    A gain is counted where the mean change is below -2 standard errors; with
+    one seed there are no standard errors and no such statement is made.
     """
     names = names or {}
+    single = bool(np.all(summary["n_seeds"] < 2))
     parts = []
     best_train = (0.0, None)
     for name in dict.fromkeys(summary["dataset"].tolist()):
@@ -388,8 +390,12 @@ def curve_paragraph(
                 + " "
                 f"({summary['model'][i][3:].replace('k', 'k = ')}, "
                 f"{100 * summary['share'][i]:g}% share, n = {summary['n_train'][i]}), "
-                f"significant gains (mean + 2 s.e. < 0) at "
-                f"{', '.join(shares) if shares else 'no share'}"
+                + (
+                    "1 seed: no error bars"
+                    if single
+                    else "significant gains (mean + 2 s.e. < 0) at "
+                    f"{', '.join(shares) if shares else 'no share'}"
+                )
             )
             if base == "ridge_train" and summary["change_mean"][i] < best_train[0]:
                 best_train = (summary["change_mean"][i], name)
@@ -415,7 +421,12 @@ def curve_paragraph(
         f'The paper\'s "up to 47%" is of the size of the gain over ridge on train at '
         f"small training shares (here up to {100 * best_train[0]:+.1f}%{where}). Against "
         f"RidgeCV on train + validation the best mean change of any SD model at any "
-        f"share is {100 * fair_best:+.1f}%, with {fair_wins} significant gains out of "
+        f"share is {100 * fair_best:+.1f}%"
+    )
+    if single:
+        return " ".join(parts) + " " + closing + " (1 seed: no error bars)."
+    closing += (
+        f", with {fair_wins} significant gains out of "
         f"{int(fair.sum())} (set, share, k) cells: "
         + (
             "the gain over ridge-on-train comes from the validation rows, which the "
