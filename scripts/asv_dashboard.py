@@ -248,7 +248,7 @@ def last_stored_commit(repo, rev, results):
             f"--since last: no first-parent commit of {rev} has results in {results} "
             "(start the history with --all --since COMMIT)"
         )
-    return next(sha for sha in shas if sha in set(stored))
+    return stored[0]
 
 
 def seed_results(stored, results):
@@ -689,7 +689,10 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repo", default=str(ROOT), help="git repository (default: this one)")
     p.add_argument(
-        "--rev", default=None, help="newest commit (default: HEAD; with --all: main, else HEAD)"
+        "--rev",
+        default=None,
+        help="newest commit (default: main with --all, --since or --publish-only, else HEAD; "
+        "the stored history is main's first-parent commits)",
     )
     which = p.add_mutually_exclusive_group()
     which.add_argument(
@@ -804,14 +807,10 @@ def parse_args(argv):
         args.commits = 2
     if args.rev is None:
         args.rev = "HEAD"
-        if (
-            args.all
-            and subprocess.run(
-                ["git", "-C", args.repo, "rev-parse", "--verify", "--quiet", "main^{commit}"],
-                capture_output=True,
-            ).returncode
-            == 0
-        ):
+        if (args.all or args.publish_only) and subprocess.run(
+            ["git", "-C", args.repo, "rev-parse", "--verify", "--quiet", "main^{commit}"],
+            capture_output=True,
+        ).returncode == 0:
             args.rev = "main"
     return args
 
@@ -844,7 +843,7 @@ def main(argv=None):
         if args.results:
             seed_results(args.results, out / "results")
         log(
-            ("publishing the stored results at " if args.publish_only else "commits: ")
+            ("stored results only; suite discovered at " if args.publish_only else "commits: ")
             + " ".join(s[:8] for s in shas)
         )
         rcs, ran = run_suite(args, conf, clone, shas, out)

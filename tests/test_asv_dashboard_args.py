@@ -110,7 +110,7 @@ def test_parse_args(dash, repo):
     args = dash.parse_args(["--repo", str(path), "--since", "last", "--results", "r"])
     assert args.all and Path(args.results).is_absolute()
     args = dash.parse_args(["--repo", str(path), "--publish-only", "--results", "r"])
-    assert args.publish_only and not args.all
+    assert args.publish_only and not args.all and args.rev == "main"
     for bad in (
         ["--all", "--commits", "3"],
         ["--since", "HEAD", "--commits", "3"],
