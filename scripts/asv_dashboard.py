@@ -400,6 +400,30 @@ def keep_selected(path, selection):
         log("not in the published history: " + ", ".join(dropped))
 
 
+#: The fields of asv's machine description that are graph parameters.
+MACHINE_FIELDS = ("os", "arch", "cpu", "num_cpu", "ram")
+
+
+def stored_machine(args):
+    """``asv machine`` options that repeat the stored description of ``--machine``.
+
+    Every field is a graph parameter: a field asv detects differently in a later
+    session (the kernel version in ``os``) would start a new series. The stored
+    description is kept unless the number of CPUs differs (another kind of machine).
+    """
+    path = Path(args.results or "") / (args.machine or "") / "machine.json"
+    if not (args.results and args.machine and path.is_file()):
+        return []
+    with open(path) as f:
+        desc = json.load(f)
+    if desc.get("num_cpu") != str(os.cpu_count()):
+        raise CheckFailed(
+            f"--machine {args.machine} has {desc.get('num_cpu')} CPUs in {path}, this one "
+            f"{os.cpu_count()}: give this kind of machine its own --machine name"
+        )
+    return [f"--{key}={desc[key]}" for key in MACHINE_FIELDS if key in desc]
+
+
 def run_suite(args, conf_path, clone, shas, out):
     """asv run on ``shas`` (none with --publish-only: only discovery), then asv publish.
 
@@ -408,7 +432,7 @@ def run_suite(args, conf_path, clone, shas, out):
     asv = asv_cmd(args.python)
     cwd = conf_path.parent
     machine = ["--machine", args.machine] if args.machine else []
-    run([*asv, "machine", "--yes", *machine, "--config", conf_path], cwd=cwd)
+    run([*asv, "machine", "--yes", *machine, *stored_machine(args), "--config", conf_path], cwd=cwd)
     bench = [b for regex in args.bench for b in ("--bench", regex)]
     extra = [a for attr in args.attribute for a in ("-a", attr)]
     if args.reduced:

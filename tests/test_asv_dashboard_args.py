@@ -168,3 +168,20 @@ def test_history_suite_copies_only_its_modules(dash, tmp_path):
     dash.copy_suite(ROOT, tmp_path, modules)
     copied = sorted(p.stem for p in (tmp_path / "benchmarks").glob("*.py"))
     assert copied == sorted(["__init__", "common", *modules])
+
+
+def test_stored_machine_description_is_reused(dash, tmp_path):
+    """A later session repeats the stored description (a new kernel would start a new series)."""
+    import os
+
+    stored = tmp_path / "stored" / "box"
+    stored.mkdir(parents=True)
+    desc = {"machine": "box", "os": "Linux 1", "arch": "x86_64", "cpu": "C", "ram": "9"}
+    (stored / "machine.json").write_text(json.dumps(dict(desc, num_cpu=str(os.cpu_count()))))
+    base = ["--results", str(tmp_path / "stored"), "--publish-only"]
+    got = dash.stored_machine(dash.parse_args([*base, "--machine", "box"]))
+    assert "--os=Linux 1" in got and f"--num_cpu={os.cpu_count()}" in got
+    assert dash.stored_machine(dash.parse_args([*base, "--machine", "new"])) == []
+    (stored / "machine.json").write_text(json.dumps(dict(desc, num_cpu="999")))
+    with pytest.raises(dash.CheckFailed, match="its own --machine name"):
+        dash.stored_machine(dash.parse_args([*base, "--machine", "box"]))
