@@ -1,10 +1,10 @@
 """Sphinx configuration for the fastsd documentation.
 
 Build with ``python -m sphinx -W -b html docs docs/_build/html`` (needs the
-``docs`` extra: ``pip install -e '.[docs]'``). The API reference is generated
-at build time from ``fastsd.__all__`` and the ``__all__`` of every public
-submodule (see :func:`write_api_pages`), so names added to the package appear
-without editing these files. The gallery (``docs/examples/``) is executed on
+``docs`` extra: ``pip install -e '.[docs]'``). The API reference
+(``docs/api/index.rst``) groups the public names by task; the build fails when a
+public name (``fastsd.__all__``, the estimators, the ``__all__`` of the public
+submodules) is missing there (:func:`check_api_reference`). The gallery (``docs/examples/``) is executed on
 every build by sphinx-gallery.
 """
 
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
-import pkgutil
 import sys
-import warnings
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
@@ -36,6 +34,8 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
+    # MathJax from the installed package, copied into _static/mathjax: no CDN
+    "sphinx-mathjax-offline",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
     "myst_parser",  # CHANGELOG.md and the Markdown pages of the user guide
@@ -53,6 +53,8 @@ default_role = "code"  # `x` is inline code, as in the README (no silent cross-r
 
 autosummary_generate = True
 autosummary_imported_members = True
+# a whole module's page lists its __all__, not every name it imports
+autosummary_ignore_module_all = False
 autodoc_default_options = {"members": False}
 autodoc_typehints = "none"  # numpydoc sections carry the types (annotations come in phase B)
 # numpydoc would otherwise list every method/attribute of every class (incl. the
@@ -117,122 +119,107 @@ sphinx_gallery_conf = {
 
 # ----------------------------------------------------------------- API pages
 
-#: Submodules that are not part of the public API: Numba kernels (private by
-#: design), the CLI entry points and the package's __main__.
-PRIVATE_MODULES = {"fastsd.kernels", "fastsd.cli", "fastsd.__main__"}
+#: The API reference (docs/api/index.rst) groups fastsd's public names by task in
+#: autosummary tables; :func:`check_api_reference` fails the build when a public name
+#: is missing there or a name there is not public. Modules listed as a whole (their
+#: page lists their ``__all__``, ``_templates/autosummary/module.rst``):
+WHOLE_MODULES = {
+    "bench.kernels",
+    "bench.e2e",
+    "bench.runner",
+    "experiments.reproduce",
+    "experiments.synthetic",
+    "experiments.uci",
+    "experiments.kernel_sd",
+    "experiments.tuning",
+    "plotting",
+    "tables",
+}
+#: Modules whose ``__all__`` names are listed one by one.
+ITEMIZED_MODULES = ("problems", "datasets", "estimators", "exceptions", "reference")
+#: Names in an ``__all__`` that are plumbing between fastsd's own layers.
+INTERNAL_NAMES = {"exceptions.report_unrecoverable", "exceptions.warn_unrecoverable"}
 
+API_INDEX = DOCS / "api" / "index.rst"
 API_DIR = DOCS / "api" / "generated"
 
 
-def public_modules():
-    """fastsd's submodules whose names do not start with "_" (kernels excluded)."""
-    names = []
-    for info in pkgutil.walk_packages(fastsd.__path__, prefix="fastsd."):
-        parts = info.name.split(".")
-        if any(p.startswith("_") for p in parts[1:]):
-            continue
-        if any(info.name == m or info.name.startswith(m + ".") for m in PRIVATE_MODULES):
-            continue
-        names.append(info.name)
-    return sorted(names)
+def _resolve(name):
+    """The object ``fastsd.<name>`` (importing submodules on the way)."""
+    obj = fastsd
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            obj = importlib.import_module("fastsd." + ".".join(parts[: i + 1]))
+    return obj
 
 
-def top_level_names():
-    """Public names of ``fastsd``: ``__all__`` plus lazily imported attributes in ``dir``."""
-    names = list(getattr(fastsd, "__all__", []))
-    names += [
-        n
-        for n in dir(fastsd)
-        if not n.startswith("_")
-        and n not in names
-        and n[0].isupper()
-        and not isinstance(getattr(fastsd, n), type(fastsd))
-    ]
+def public_names():
+    """Every public name, relative to ``fastsd``: the package's ``__all__`` (less its
+    submodules) and estimators, and the ``__all__`` of the itemized modules."""
+    names = [n for n in fastsd.__all__ if not isinstance(getattr(fastsd, n), type(fastsd))]
+    names += list(fastsd._ESTIMATORS)
+    for mod in ITEMIZED_MODULES:
+        names += [f"{mod}.{n}" for n in _resolve(mod).__all__]
+    return [n for n in names if n not in INTERNAL_NAMES]
+
+
+def listed_names(text=None):
+    """The entries of the autosummary tables of docs/api/index.rst, in order."""
+    text = API_INDEX.read_text() if text is None else text
+    names, inside = [], False
+    for line in text.splitlines():
+        if line.startswith(".. autosummary::"):
+            inside = True
+        elif inside and line.startswith("   ") and not line.strip().startswith(":"):
+            names.append(line.strip())
+        elif inside and line.strip() and not line.startswith("   "):
+            inside = False
     return names
 
 
-def _autosummary(title, module, names, underline="="):
-    lines = [
-        title,
-        underline * len(title),
-        "",
-        f".. currentmodule:: {module}",
-        "",
-        ".. autosummary::",
-        "   :toctree: .",
-        "   :nosignatures:",
-        "",
-    ]
-    lines += [f"   {n}" for n in names]
-    return "\n".join(lines) + "\n"
+def _is_value(obj):
+    """Constants compare by name, not identity (small ints and strings are shared)."""
+    return isinstance(obj, (int, float, str, bytes, tuple, frozenset))
 
 
-def write_api_pages(app=None):
-    """Write one page per public module into docs/api/generated (git-ignored).
+def check_api_reference(listed=None):
+    """Problems with the API reference (an empty list when it is complete and public).
 
-    ``fastsd``'s own names get one page; every other public module lists the
-    names of its ``__all__`` not documented already (under ``fastsd`` or an
-    enclosing package), so each object has one page. A public module without
-    ``__all__`` is listed with its docstring only, and a warning says so.
+    Every public name must be listed, under its own name or under another name of the
+    same object (``datasets.ChecksumError`` is ``exceptions.ChecksumError``); every listed
+    name must be public, or one of :data:`WHOLE_MODULES`; none twice.
     """
+    listed = listed_names() if listed is None else listed
+    problems = [f"{n} is listed twice" for n in sorted({n for n in listed if listed.count(n) > 1})]
+    public = public_names()
+    objects = {}
+    for n in listed:
+        try:
+            objects[n] = _resolve(n)
+        except (AttributeError, ImportError):
+            problems.append(f"{n} is listed but fastsd.{n} does not exist")
+    for n in listed:
+        if n not in public and n not in WHOLE_MODULES:
+            problems.append(f"{n} is listed but not public")
+    for n in public:
+        obj = _resolve(n)
+        if not any(m == n or (o is obj and not _is_value(obj)) for m, o in objects.items()):
+            problems.append(f"fastsd.{n} is public but not listed in docs/api/index.rst")
+    return problems
+
+
+def prepare_api_pages(app):
+    """Check the API reference, and remove the pages of an earlier build (autosummary
+    writes them anew into docs/api/generated, git-ignored)."""
+    problems = check_api_reference()
+    if problems:
+        raise RuntimeError("API reference: " + "; ".join(problems))
     API_DIR.mkdir(parents=True, exist_ok=True)
     for old in API_DIR.glob("*.rst"):
         old.unlink()
-    top = top_level_names()
-    documented = {id(getattr(fastsd, n)) for n in top}
-    modules = [n for n in top if isinstance(getattr(fastsd, n), type(fastsd))]
-    functions = [n for n in top if n not in modules]
-    pages = {
-        "00_fastsd": "\n".join(
-            [
-                "fastsd",
-                "======",
-                "",
-                ".. automodule:: fastsd",
-                "   :no-members:",
-                "",
-                _autosummary("Contents", "fastsd", functions, "-"),
-            ]
-        )
-    }
-    for i, modname in enumerate(public_modules(), start=1):
-        module = importlib.import_module(modname)
-        doc_first = (module.__doc__ or "").strip().splitlines()
-        names = getattr(module, "__all__", None)
-        if names is None:
-            warnings.warn(
-                f"{modname} has no __all__: only its docstring is documented", stacklevel=1
-            )
-            names = []
-        # each object once: under fastsd, else under the first (outermost) module
-        # (a package's __all__ may name submodules not imported yet: their own pages)
-        names = [n for n in names if hasattr(module, n)]
-        own = [
-            n
-            for n in names
-            if id(getattr(module, n)) not in documented
-            and not isinstance(getattr(module, n), type(fastsd))
-        ]
-        documented.update(id(getattr(module, n)) for n in own)
-        text = [
-            modname,
-            "=" * len(modname),
-            "",
-            f".. automodule:: {modname}",
-            "   :no-members:",
-            "",
-        ]
-        if own:
-            text.append(_autosummary("Contents", modname, own, underline="-"))
-        elif not doc_first:
-            continue
-        pages[f"{i:02d}_{modname}"] = "\n".join(text) + "\n"
-    for stem, text in pages.items():
-        path = API_DIR / f"{stem}.rst"
-        path.write_text(text)
-
-
-write_api_pages()
 
 
 # ----------------------------------------------------------------- asv dashboard
@@ -264,4 +251,6 @@ def copy_asv_dashboard(app, exception):
 
 
 def setup(app):
+    # before autosummary (priority 500) writes the pages
+    app.connect("builder-inited", prepare_api_pages, priority=400)
     app.connect("build-finished", copy_asv_dashboard)

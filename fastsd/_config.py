@@ -13,6 +13,8 @@ __all__ = [
     "BREAKDOWN_TOL",
     "EPS",
     "MAX_RESULT_BYTES",
+    "XI_REPLAY_RTOL",
+    "XI_ROUNDING_RTOL",
     "XI_RTOL",
     "XI_SAFETY",
 ]
@@ -28,8 +30,19 @@ MAX_RESULT_BYTES = 4 << 30
 #: Relative accuracy promised for reported xi: refitting with them (the literal
 #: procedure) reproduces the optimal objective to this relative tolerance.
 XI_RTOL = 1e-6
-#: The phi-form replay must agree XI_SAFETY times more closely, leaving headroom
-#: for the literal refit's own rounding (its linear solves and accumulation).
+#: How XI_RTOL is shared out by the one xi acceptance rule
+#: (:func:`fastsd.math.filters.schedule_reproducible`): half for the error of
+#: the recovered xi themselves, measured by replaying them (XI_REPLAY_RTOL), and
+#: a quarter each for the rounding of that replay and of a literal refit, both
+#: bounded a priori by eps * max|xi| * p * cond(X^T X + lam I) <= XI_ROUNDING_RTOL.
+#: The replay tolerance is twice the rounding the bound allows: a schedule whose
+#: only defect is rounding is decided by the bound, which both backends evaluate
+#: alike, not by the replay's last bits.
+XI_REPLAY_RTOL = XI_RTOL / 2
+XI_ROUNDING_RTOL = XI_RTOL / 4
+#: The earlier rule's replay tolerance divisor (XI_RTOL / 16), still read by the
+#: Numba kernels' ``keep_if_reproducible`` until they call
+#: ``schedule_reproducible`` too.
 XI_SAFETY = 16.0
 #: float64 machine epsilon.
 EPS = float(np.finfo(np.float64).eps)

@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         help="measure workloads W1/W2 (numba vs NumPy reference); "
-        "--e2e: W3-W5 and streaming vs the BLAS limit",
+        "--e2e: W3-W5 and streaming vs the BLAS limit; --runner [--dask]: the block runner",
         description="Measure W1/W2 (or --e2e); options are passed on (fastsd bench --help-bench).",
         add_help=False,
     )

@@ -5,7 +5,9 @@ Every public one is importable from here (and the most used from ``fastsd``).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,18 +17,21 @@ __all__ = [
     "ConfigError",
     "IllConditionedXiWarning",
     "TuningWarning",
+    "ignore_unrecoverable",
     "report_unrecoverable",
     "warn_unrecoverable",
 ]
 
 
 class IllConditionedXiWarning(RuntimeWarning):
-    """An optimal xi could not be recovered to working accuracy and is reported as NaN.
+    """Some optimal xi are NaN: they cannot be recovered in float64 (their risks are exact).
 
     The optimal risk (or validation MSE) is still exact; only its
-    representation as imitation parameters is ill-conditioned (this happens
-    when the optimal xi are astronomically large, e.g. for nearly equal
-    singular values or very large k).
+    representation as imitation parameters is ill-conditioned (the optimal xi
+    are astronomically large, e.g. for nearly equal singular values, very
+    large k or small lambda). Mask the NaN schedules with
+    ``~np.isnan(xi[..., 0])`` (``xi_reproducible`` in a labelled or stored
+    sweep); see "When xi is NaN" in the numerics guide. At most one per call.
     """
 
 
@@ -44,11 +49,12 @@ class ChecksumError(OSError):
 
 def report_unrecoverable(count: int, total: int, stacklevel: int = 3) -> int:
     """Warn once (:class:`IllConditionedXiWarning`) that ``count`` of ``total`` optimal
-    xi schedules are NaN; returns ``count``."""
+    xi schedules are NaN; returns ``count``. The one wording of that warning."""
     if count:
         warnings.warn(
-            f"{count} of {total} optimal xi schedules cannot be recovered in float64 and are "
-            "NaN; their risks/MSEs are exact (see the numerics guide, 'when xi is reported')",
+            f"risks are exact; the xi that attain them cannot be recovered in float64 for "
+            f"{count} of {total} schedules (NaN there; mask: xi_reproducible = "
+            "~np.isnan(xi[..., 0])); see 'When xi is NaN' in the fastsd numerics guide",
             IllConditionedXiWarning,
             stacklevel=stacklevel,
         )
@@ -62,3 +68,15 @@ def warn_unrecoverable(xi: NDArray[np.float64], stacklevel: int = 3) -> int:
         return 0
     first = xi[..., 0]  # NaN iff that k-step schedule is unrecoverable
     return report_unrecoverable(int(np.count_nonzero(np.isnan(first))), first.size, stacklevel + 1)
+
+
+@contextlib.contextmanager
+def ignore_unrecoverable() -> Iterator[None]:
+    """Silence :class:`IllConditionedXiWarning` in a block that handles NaN xi itself.
+
+    For code that masks the unrecoverable schedules (``~np.isnan(xi[..., 0])``)
+    or does not use xi at all; every other warning still shows.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IllConditionedXiWarning)
+        yield

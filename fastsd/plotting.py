@@ -27,6 +27,7 @@ _PathT = TypeVar("_PathT", bound="str | os.PathLike[str]")
 
 __all__ = [
     "pyplot",
+    "integer_ticks",
     "plot_gain_vs_rank",
     "plot_risk_curves",
     "plot_xi_vs_gap",
@@ -60,6 +61,14 @@ def pyplot() -> ModuleType:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def integer_ticks(axis: Any) -> None:
+    """Put the ticks of ``axis`` (``ax.xaxis`` or ``ax.yaxis``) on integers only: for
+    axes that count steps, rounds or ranks."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _save(fig: Figure, path: _PathT, dpi: float = 130) -> _PathT:
@@ -118,20 +127,23 @@ def plot_gain_vs_rank(
     for key, col, color, marker, name in series:
         y = np.asarray(table[col], dtype=float)
         fit = fits.get(key) or linear_fit(r, y)
-        ax.plot(r, y, marker, color=color, ms=5, label=f"{name} / optimal r-step SD")
+        ax.plot(r, y, marker, color=color, ms=5, label=f"{name} / optimal $r$-step SD")
         ax.plot(
             grid,
             fit["slope"] * grid + fit["intercept"],
             "--",
             color=color,
             lw=1.2,
-            label=f"fit: {fit['slope']:.3g} r {fit['intercept']:+.3g} (R² {fit['r2']:.4f})",
+            label=f"fit: {fit['slope']:.3g} $r$ {fit['intercept']:+.3g} ($R^2$ = {fit['r2']:.4f})",
         )
-    ax.plot(grid, grid, ":", color="grey", lw=1, label="gain = r")
-    ax.set_xlabel("rank r of X (number of distinct nonzero singular values)")
-    ax.set_ylabel("excess-risk ratio (baseline / r-step SD)")
+    ax.plot(grid, grid, ":", color="grey", lw=1, label="gain = $r$")
+    ax.set_xlabel("rank $r$ of $X$ (number of distinct nonzero singular values)")
+    ax.set_ylabel("excess-risk ratio (baseline / $r$-step SD)")
+    integer_ticks(ax.xaxis)
     ax.set_title(
-        _title(title or "Theorem 1 family: gain of optimal r-step SD grows linearly in r", note),
+        _title(
+            title or "Theorem 1 family: gain of optimal $r$-step SD grows linearly in $r$", note
+        ),
         fontsize=10,
     )
     ax.set_ylim(bottom=0)
@@ -191,11 +203,11 @@ def plot_risk_curves(
         if best:  # the interesting band: the optima, not ridge's lambda -> inf plateau
             band = [min(band[0], min(best.values())), max(band[1], max(best.values()))]
         ax.set_title(f"{case}\noptimal ridge / optimal {kmax}-step SD = {gain:.3g}", fontsize=9)
-        ax.set_xlabel("λ")
+        ax.set_xlabel(r"$\lambda$")
         ax.grid(alpha=0.3, which="both", lw=0.4)
     if np.isfinite(band[0]) and band[1] > 0:
         axes[0, 0].set_ylim(0.6 * band[0], 30 * band[1])
-    axes[0, 0].set_ylabel("excess risk (optimal ξ for each λ)")
+    axes[0, 0].set_ylabel(r"excess risk (optimal $\xi$ for each $\lambda$)")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(
         _title(
@@ -252,9 +264,12 @@ def plot_xi_vs_gap(
         )
     lam = float(np.asarray(table["lam"])[0])
     ax.set_xlabel(r"relative gap between consecutive singular values, $(s_j - s_{j+1}) / s_1$")
-    ax.set_ylabel(r"$\max_i |\xi_i|$ of the optimal k-step schedule")
+    ax.set_ylabel(r"$\max_i\,|\xi_i|$ of the optimal $k$-step schedule")
     ax.set_title(
-        _title(title or f"Optimal ξ magnitude grows as the gap shrinks (λ = {lam:.3g})", note),
+        _title(
+            title or rf"Optimal $\xi$ magnitude grows as the gap shrinks ($\lambda$ = {lam:.3g})",
+            note,
+        ),
         fontsize=10,
     )
     ax.grid(alpha=0.3, which="both", lw=0.4)
@@ -278,6 +293,7 @@ def plot_uci_test_mse(table: Mapping[str, NDArray[Any]], path: _PathT) -> _PathT
     """
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    seeds = int(np.max(table["n_seeds"]))
     for name in dict.fromkeys(table["dataset"]):
         here = table["dataset"] == name
         ax.errorbar(
@@ -288,10 +304,12 @@ def plot_uci_test_mse(table: Mapping[str, NDArray[Any]], path: _PathT) -> _PathT
             capsize=3,
             label=name,
         )
-    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("number of self-distillation steps k (0 = ridge)")
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--", label="ridge")
+    ax.set_xlabel("number of self-distillation steps $k$ (0 = ridge)")
     ax.set_ylabel("test MSE / ridge test MSE (same split)")
-    ax.set_title("UCI: validation-tuned k-step SD")
+    integer_ticks(ax.xaxis)
+    spread = "1 split: no error bars" if seeds == 1 else f"mean ± std over {seeds} splits"
+    ax.set_title(f"UCI: validation-tuned $k$-step SD ({spread})")
     ax.legend()
     return _save(fig, path)
 
@@ -316,8 +334,10 @@ def plot_alignment(
     for ax, (name, (eig, cos2)) in zip(axes[0], align.items()):
         ax.bar(np.arange(1, eig.size + 1), cos2, color="tab:blue")
         ax.set_title(name)
-        ax.set_xlabel("eigenvector of XᵀX (by decreasing eigenvalue)")
-        ax.set_ylabel("cos² with ridge solution")
+        ax.set_xlabel(r"eigenvector $j$ of $X^\top X$ (by decreasing eigenvalue)")
+        ax.set_ylabel(r"$\cos^2(v_j, \hat\theta_\mathrm{ridge})$")
+        ax.set_xlim(0.4, eig.size + 0.6)
+        integer_ticks(ax.xaxis)
     fig.suptitle("Alignment of the ridge solution with the eigenbasis")
     return _save(fig, path)
 
@@ -560,9 +580,11 @@ def plot_learning_curves(
         ax.set_xlabel("training share (%)")
         ax.set_ylabel("test-MSE change (%)")
         ax.grid(alpha=0.3, which="both", lw=0.4)
+    seeds = int(np.max(summary["n_seeds"]))
+    spread = "1 seed: no error bars" if seeds == 1 else f"mean ± s.e. over {seeds} seeds"
     fig.suptitle(
         "Where validation-tuned SD helps: paired change in test MSE "
-        "(mean ± s.e.; symlog, linear within ±1%)",
+        f"({spread}; symlog axis, linear within ±1%)",
         fontsize=10,
     )
     _figure_legend(fig, axes)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["write_csv", "read_csv", "to_markdown"]
+__all__ = ["write_csv", "read_csv", "to_markdown", "format_value"]
 
 
 def _rows(table: Mapping[str, ArrayLike]) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
@@ -47,12 +47,35 @@ def read_csv(path: str | os.PathLike[str]) -> dict[str, NDArray[np.str_]]:
     return {name: np.asarray(col) for name, col in zip(header, cols)}
 
 
+def format_value(value: Any, spec: str = "{}") -> str:
+    """``spec.format(value)``, without a sign on a value that rounds to zero.
+
+    ``format_value(-0.00004, "{:+.2%}")`` is ``"0.00%"``, not ``"-0.00%"``: a change
+    too small to show has no direction.
+
+    Examples
+    --------
+    >>> format_value(-0.004, "{:+.1f}"), format_value(0.25, "{:+.0%}")
+    ('0.0', '+25%')
+    """
+    text = spec.format(value)
+    if text[:1] in "+-":
+        digits = text[1:].rstrip("%")
+        try:
+            if float(digits) == 0.0:
+                return text[1:]
+        except ValueError:
+            pass
+    return text
+
+
 def to_markdown(table: Mapping[str, ArrayLike], formats: Mapping[str, str] | None = None) -> str:
-    """A Markdown table; ``formats`` maps column names to format strings."""
+    """A Markdown table; ``formats`` maps column names to format strings (applied by
+    :func:`format_value`: no sign on a value that rounds to zero)."""
     formats = formats or {}
     columns, rows = _rows(table)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [formats.get(c, "{}").format(v) for c, v in zip(columns, row)]
+        cells = [format_value(v, formats.get(c, "{}")) for c, v in zip(columns, row)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

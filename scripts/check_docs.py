@@ -3,12 +3,16 @@
 
 Serves the HTML build (default ``docs/_build/html``) on 127.0.0.1 and opens every
 page in one headless Chromium (Debian's ``chromium``), driven through the DevTools
-protocol over a pipe (``--remote-debugging-pipe``: no extra Python package). For each
-page it checks that
+protocol over a pipe (``--remote-debugging-pipe``: no extra Python package), with the
+network blocked: every request not for 127.0.0.1 goes to a proxy that does not exist
+(``--proxy-server``), so the pages must be self-contained. For each page it checks that
 
 * the page loads (HTTP 200, the load event fires, the theme's main content is there);
 * nothing is reported as an error on the console: ``console.error``, uncaught
   exceptions, and failed loads of any resource (a missing image, script or style sheet);
+* it requests nothing from outside 127.0.0.1 (a CDN script, font or image);
+* its mathematics is rendered: once MathJax (bundled, ``_static/mathjax``) has started,
+  every ``.math`` element holds typeset output (``mjx-container``) and none an error;
 * every ``<img>`` is loaded and has a nonzero size; the gallery pages
   (``auto_examples/plot_*.html``) must each show at least one figure, and the gallery
   index one thumbnail per example;
@@ -76,6 +80,7 @@ class DevTools:
         cmd = [
             browser,
             *flags,
+            *NO_NETWORK_FLAGS,
             "--remote-debugging-pipe",
             f"--user-data-dir={profile}",
             "--window-size=1280,900",
@@ -191,10 +196,8 @@ class DevTools:
     def load(self, url):
         """Navigate, wait for the load event and for images.
 
-        Returns (HTTP status of the page, errors, offline) where ``offline`` lists the
-        external (not 127.0.0.1) resources that could not be reached because this
-        machine has no network (MathJax from its CDN, for example): reported, but not
-        errors of the pages.
+        Returns (HTTP status of the page, errors, external) where ``external`` lists the
+        resources the page requested from outside 127.0.0.1 (all blocked).
         """
         self.events.clear()
         nav = self.send("Page.navigate", {"url": url})
@@ -207,12 +210,15 @@ class DevTools:
             ".catch(() => null))).then(() => new Promise(r => setTimeout(r, 200)))"
         )
         self.send("Runtime.evaluate", {"expression": "1"})  # flush pending events
-        status, errors, offline, urls = None, [], [], {}
+        status, errors, external, urls = None, [], [], {}
         local = url.split("/", 3)[:3]
         for ev in self.events:
             m, p = ev["method"], ev.get("params", {})
             if m == "Network.requestWillBeSent":
                 urls[p["requestId"]] = p["request"]["url"]
+                where = p["request"]["url"]
+                if where.startswith(("http:", "https:")) and where.split("/", 3)[:3] != local:
+                    external.append(where)
         for ev in self.events:
             m, p = ev["method"], ev.get("params", {})
             if m == "Network.responseReceived" and p.get("type") == "Document":
@@ -222,9 +228,7 @@ class DevTools:
                     errors.append(f"HTTP {p['response']['status']}: {p['response']['url']}")
             elif m == "Network.loadingFailed" and not p.get("canceled"):
                 where = urls.get(p["requestId"], "?")
-                if where.split("/", 3)[:3] != local and p.get("errorText") in OFFLINE_ERRORS:
-                    offline.append(where)
-                else:
+                if where not in external:  # those are reported as external requests
                     errors.append(f"failed to load {where}: {p.get('errorText')}")
             elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
                 args = " ".join(str(a.get("value", a.get("description", ""))) for a in p["args"])
@@ -240,7 +244,7 @@ class DevTools:
                 if entry.get("source") == "network":
                     continue  # the same failure, already reported from the Network domain
                 errors.append(f"console ({entry['source']}): {entry['text']}")
-        return status, errors, offline
+        return status, errors, external
 
     def screenshot(self, path, *, around=None, context=420):
         """PNG of the page top (1280 x 900), or of the ``around`` element with some context above."""
@@ -266,15 +270,20 @@ class DevTools:
         Path(path).write_bytes(base64.b64decode(shot["data"]))
 
 
-#: Chromium's errors for a host it cannot reach (no network or no DNS on this machine).
-OFFLINE_ERRORS = {
-    "net::ERR_NAME_NOT_RESOLVED",
-    "net::ERR_INTERNET_DISCONNECTED",
-    "net::ERR_ADDRESS_UNREACHABLE",
-    "net::ERR_NETWORK_ACCESS_DENIED",
-    "net::ERR_PROXY_CONNECTION_FAILED",
-    "net::ERR_CONNECTION_TIMED_OUT",
-}
+#: The network blocked: Chromium sends every request through a proxy on a closed port
+#: of 127.0.0.1 (so it fails), except those for 127.0.0.1 itself (the served pages),
+#: which Chromium never proxies.
+NO_NETWORK_FLAGS = ["--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1"]
+
+#: [math elements, typeset MathJax containers, MathJax errors] of the page (-1: no MathJax).
+MATH_JS = """(async () => {
+    const n = document.querySelectorAll('span.math, div.math').length;
+    if (!n) return [0, 0, 0];
+    if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) return [n, -1, 0];
+    await MathJax.startup.promise;
+    return [n, document.querySelectorAll('mjx-container').length,
+            document.querySelectorAll('mjx-merror').length];
+})()"""
 
 
 def _browser_own(url):
@@ -287,12 +296,18 @@ IMAGES_JS = """Array.from(document.images).map(i => ({
     cls: i.className}))"""
 
 
-def check_page(dt, base, rel, offline):
-    """Errors on one page (a list of strings); unreachable external URLs go to ``offline``."""
-    status, errors, unreachable = dt.load(base + rel)
-    offline.update(unreachable)
+def check_page(dt, base, rel, stats):
+    """Errors on one page (a list of strings); ``stats`` counts the math elements seen."""
+    status, errors, external = dt.load(base + rel)
+    errors += [f"requests {u} from outside (the docs must work offline)" for u in external]
     if status != 200:
         errors.append(f"HTTP status {status}")
+    n_math, typeset, failed = dt.evaluate(MATH_JS)
+    stats["math"] += n_math
+    if typeset == -1:
+        errors.append(f"{n_math} math elements but MathJax did not start")
+    elif typeset < n_math or failed:
+        errors.append(f"math not rendered: {typeset} of {n_math} typeset, {failed} errors")
     if rel not in NO_ARTICLE and not dt.evaluate(f"!!document.querySelector('.{MAIN_MARKER}')"):
         errors.append(f"no .{MAIN_MARKER} (the theme's content) on the page")
     images = dt.evaluate(IMAGES_JS)
@@ -413,12 +428,12 @@ def main(argv=None):
     server, base = serve(html)
     profile = tempfile.mkdtemp(prefix="chromium-docs-")
     start = time.time()
-    failures, offline = {}, set()
+    failures, stats = {}, {"math": 0}
     dt = DevTools(browser, profile)
     try:
         dt.open_tab()
         for rel in pages:
-            errors = check_page(dt, base, rel, offline)
+            errors = check_page(dt, base, rel, stats)
             if errors:
                 failures[rel] = errors
         for rel in ("asv/index.html",):
@@ -443,8 +458,6 @@ def main(argv=None):
         import shutil
 
         shutil.rmtree(profile, ignore_errors=True)
-    for url in sorted(offline):
-        log(f"note: external resource unreachable from this machine (offline), not checked: {url}")
     for rel, errors in failures.items():
         for err in errors:
             log(f"FAILED {rel}: {err}")
@@ -456,9 +469,9 @@ def main(argv=None):
         log(f"{len(failures)} of {len(pages)} pages failed")
         return 1
     log(
-        f"OK: {len(pages)} pages ({len(gallery)} gallery examples) load with no console "
-        f"errors and every image present, in {time.time() - start:.0f} s; screenshots in "
-        f"{shots}"
+        f"OK: {len(pages)} pages ({len(gallery)} gallery examples) load with the network "
+        f"blocked, no console errors, every image present and all {stats['math']} math "
+        f"elements rendered, in {time.time() - start:.0f} s; screenshots in {shots}"
     )
     return 0
 

@@ -95,6 +95,10 @@ def smallest(cls):
     return [values[0] for values in getattr(cls, "params", [])]
 
 
+# the asv suite times public sweeps on random problems: NaN xi are a side effect; and it
+# still passes decompose(backend=...) (deprecated, no effect) to keep its parameter axis
+@pytest.mark.filterwarnings("ignore:decompose\\(backend=:FutureWarning")
+@pytest.mark.filterwarnings("ignore::fastsd.exceptions.IllConditionedXiWarning")
 @pytest.mark.parametrize("modname", MODULES)
 def test_setup_and_one_call_on_smallest_params(suite, modname):
     """setup + one call of every benchmark method (skips: NotImplementedError)."""
@@ -127,6 +131,8 @@ def test_setup_and_one_call_on_smallest_params(suite, modname):
     assert ran
 
 
+@pytest.mark.filterwarnings("ignore::fastsd.exceptions.IllConditionedXiWarning")
+@pytest.mark.filterwarnings("ignore:decompose\\(backend=:FutureWarning")
 def test_accuracy_is_at_working_precision(suite):
     acc = suite["accuracy"]
     bench = acc.OptimalRiskHighPrecision()

@@ -60,6 +60,9 @@ def test_info(capsys):
         assert key in out
 
 
+@pytest.mark.filterwarnings(
+    "ignore::fastsd.exceptions.IllConditionedXiWarning"
+)  # compares risks and xi
 def test_sweep_oracle_matches_api(tmp_path, npz_problems, capsys):
     _, X, theta = npz_problems
     cfg = write_config(tmp_path, ORACLE.format(selection="oracle"))

@@ -80,6 +80,8 @@ def _explicit_cross_risk(X, y, lam, K, fit_intercept):
     return E @ E.T / n
 
 
+# the formula is checked on every shape; where GCV is exploited the guard warns
+@pytest.mark.filterwarnings("ignore::fastsd.exceptions.TuningWarning")
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("lam", [0.3, 4.0, 50.0])

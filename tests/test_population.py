@@ -64,6 +64,7 @@ def test_monte_carlo(problems):
     assert abs(draws.mean() - risk) <= 5 * draws.std() / np.sqrt(draws.size)
 
 
+@pytest.mark.filterwarnings("ignore::fastsd.exceptions.IllConditionedXiWarning")
 def test_sample_covariance_gives_fixed_design(design):
     X, _ = design("tall", 4)
     rng = np.random.default_rng(4)

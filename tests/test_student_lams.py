@@ -11,6 +11,11 @@ from numpy.testing import assert_allclose
 import fastsd
 from fastsd.reference import XI_RTOL, self_distill_refit
 
+# These tests compare sweeps across backends, paths, block plans and executors on random
+# problems, where some optimal xi are unrecoverable by construction: the warning is a side
+# effect here (it is tested in test_optimal.py, test_xi_acceptance.py and test_sweep_store.py).
+pytestmark = pytest.mark.filterwarnings("ignore::fastsd.exceptions.IllConditionedXiWarning")
+
 KINDS = ("tall", "wide", "dup", "zero", "wide_dup")
 RTOL = 1e-10
 

@@ -59,7 +59,7 @@ lim = [base.min() * 0.97, base.max() * 1.03]
 ax0.plot(lim, lim, "k:", lw=1)
 ax0.set_xlabel("RidgeCV test MSE")
 ax0.set_ylabel("SelfDistilledRidgeCV test MSE")
-ax0.set_title(f"{n_splits} splits of Air Quality (n_train = 500)")
+ax0.set_title(f"{n_splits} splits of Air Quality, 500 training rows each")
 ax0.legend()
 names = list(models)
 ax1.barh(names, [1e3 * np.median(seconds[n]) for n in names])

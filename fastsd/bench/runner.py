@@ -278,6 +278,7 @@ def format_runner_table(res: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``fastsd bench --runner``: measure the block runner (and Dask) and print the table."""
     parser = argparse.ArgumentParser(
         prog="fastsd bench --runner", description=__doc__.split("\n\n")[0]
     )

@@ -168,7 +168,7 @@ def reject_unreproducible(
     ``lams`` (L,) the penalties of the leading axis. Rows k >= 1 go through the
     one acceptance test of the package,
     :func:`fastsd.reference.optimal.accept_schedules` (replay to
-    XI_RTOL / XI_SAFETY and the refit amplification bound); row 0 (ridge) is
+    XI_RTOL / 2 and the refit rounding bound to XI_RTOL / 4); row 0 (ridge) is
     valid where its risk is finite.
     """
     amplification = refit_amplification(s2, lams)  # (L,)

@@ -30,7 +30,6 @@ n points of [0, 1], with an RBF kernel, through fastsd's kernel decompositions
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import numpy as np
@@ -40,8 +39,8 @@ from scipy.optimize import brentq
 from ..decomposition import decompose
 from ..engine.single import excess_risk, optimal_xi, self_distill
 from ..engine.sweeps import sweep_optimal
-from ..exceptions import IllConditionedXiWarning
-from ..plotting import pyplot
+from ..exceptions import ignore_unrecoverable
+from ..plotting import integer_ticks, pyplot
 
 __all__ = ["sine_problem", "constrained_rounds", "write_kernel_studies"]
 
@@ -180,7 +179,10 @@ def teacher_student_map(
 ) -> NDArray[np.float64]:
     """Optimal k-step risk over teacher x student penalties, shape (L, L, K + 1)."""
     dec, f_star, var = problem["dec"], problem["f_star"], problem["noise_var"]
-    risk, _ = sweep_optimal(dec, f_star, var, lams, max_steps, student_lams=lams, backend="numpy")
+    with ignore_unrecoverable():  # only the risks are used
+        risk, _ = sweep_optimal(
+            dec, f_star, var, lams, max_steps, student_lams=lams, backend="numpy"
+        )
     return risk
 
 
@@ -197,18 +199,24 @@ def write_kernel_studies(out: str, quick: bool = False) -> dict[str, Any]:
     t = np.arange(1, rounds["lams"].size + 1)
     axes[0].semilogy(t, rounds["lams"], "o-")
     axes[0].set(
-        xlabel="round t", ylabel="penalty λ_t meeting the bound", title="constrained rounds"
+        xlabel="round $t$",
+        ylabel=r"penalty $\lambda_t$ meeting the bound",
+        title="constrained rounds",
     )
     axes[1].plot(t, rounds["n_eff"], "o-")
     axes[1].set(
-        xlabel="round t", ylabel="(Σ b)² / Σ b²", title="effective number of basis functions"
+        xlabel="round $t$",
+        ylabel=r"$(\sum_j b_j)^2 / \sum_j b_j^2$",
+        title="effective number of basis functions",
     )
     axes[2].semilogy(np.arange(1, rounds["test_mse"].size + 1), rounds["test_mse"], "o-")
     if rounds["collapse_round"] is not None:
-        axes[2].axvline(rounds["collapse_round"], color="k", ls=":", label="collapse (f = 0)")
-    axes[2].axvline(rounds["bound"], color="tab:red", ls="--", label="lower bound")
-    axes[2].set(xlabel="round t", ylabel="test MSE vs f*", title="test error")
+        axes[2].axvline(rounds["collapse_round"], color="k", ls=":", label="collapse ($f = 0$)")
+    axes[2].axvline(rounds["bound"], color="tab:red", ls="--", label="lower bound on rounds")
+    axes[2].set(xlabel="round $t$", ylabel="test MSE against $f^*$", title="test error")
     axes[2].legend()
+    for ax in axes:
+        integer_ticks(ax.xaxis)
     fig.tight_layout()
     path = os.path.join(out, "mobahi_rounds.png")
     fig.savefig(path, dpi=120)
@@ -223,12 +231,13 @@ def write_kernel_studies(out: str, quick: bool = False) -> dict[str, Any]:
     ax.set(
         xscale="log",
         yscale="log",
-        xlabel="teacher λ₀",
-        ylabel="student λ₁",
-        title="log10 risk, optimal one-step SD",
+        xlabel=r"teacher $\lambda_0$",
+        ylabel=r"student $\lambda_1$",
+        title=r"$\log_{10}$ risk, optimal one-step SD",
     )
-    ax.plot(grid, grid, "w--", lw=0.8)
-    fig.colorbar(im, ax=ax)
+    ax.plot(grid, grid, "w--", lw=0.8, label=r"$\lambda_0 = \lambda_1$")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.colorbar(im, ax=ax, label=r"$\log_{10}$ excess risk")
     fig.tight_layout()
     path = os.path.join(out, "teacher_student_map.png")
     fig.savefig(path, dpi=120)
@@ -238,26 +247,30 @@ def write_kernel_studies(out: str, quick: bool = False) -> dict[str, Any]:
     # an under-regularized teacher (1/30 of the best ridge penalty): SD has work to do
     K = 8
     lam = float(grid[np.argmin(risk[:, 0, 0])] / 30.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IllConditionedXiWarning)  # NaN xi: not plotted
+    with ignore_unrecoverable():  # NaN xi: not plotted
         pure, best, schedules = ground_truth_weighting(problem, lam, K, 60)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    axes[0].semilogy(range(pure.size), pure, ".-", label="pure SD (ξ = 1)")
-    axes[0].semilogy(range(K + 1), best, "s-", label="optimal ξ per step")
+    axes[0].semilogy(range(pure.size), pure, ".-", label=r"pure SD ($\xi = 1$)")
+    axes[0].semilogy(range(K + 1), best, "s-", label=r"optimal $\xi$ per step")
     axes[0].set(
-        xlabel="steps k",
-        ylabel="in-sample risk ‖f_k − f*‖²/n",
-        title=f"ground-truth weighting (λ = {lam:.3g})",
+        xlabel="steps $k$",
+        ylabel=r"in-sample risk $\|f_k - f^*\|^2/n$",
+        title=rf"ground-truth weighting ($\lambda$ = {lam:.3g})",
     )
     axes[0].legend()
-    for k in (2, 4, K):
-        if np.all(np.isfinite(schedules[k])):
-            axes[1].plot(range(1, k + 1), 1.0 - schedules[k], "o-", label=f"k = {k}")
+    # the schedules shown in the figure are the ones the summary line quotes
+    shown = [k for k in (2, 4, K) if np.all(np.isfinite(schedules[k]))]
+    for k in shown:
+        axes[1].plot(range(1, k + 1), 1.0 - schedules[k], "o-", label=f"$k$ = {k}")
     axes[1].axhline(0.0, color="k", lw=0.5)
     axes[1].set(
-        xlabel="step i", ylabel="ground-truth weight 1 − ξ_i", title="optimal weights per step"
+        xlabel="step $i$",
+        ylabel=r"ground-truth weight $1 - \xi_i$",
+        title="optimal weights per step",
     )
-    if axes[1].get_legend_handles_labels()[0]:
+    integer_ticks(axes[0].xaxis)
+    integer_ticks(axes[1].xaxis)
+    if shown:
         axes[1].legend()
     fig.tight_layout()
     path = os.path.join(out, "borup_weighting.png")
@@ -269,16 +282,12 @@ def write_kernel_studies(out: str, quick: bool = False) -> dict[str, Any]:
     diag = np.argmin(np.diagonal(one))
     ridge = risk[:, 0, 0].min()
     finite_pure = int(np.argmin(pure))
-    ground = [
-        f"k = {k}: " + ", ".join(f"{1 - v:.3g}" for v in schedules[k])
-        for k in (1, 2, 4)
-        if np.all(np.isfinite(schedules[k]))
-    ]
+    ground = [f"k = {k}: " + ", ".join(f"{1 - v:.3g}" for v in schedules[k]) for k in shown]
     lines = [
         f"Mobahi et al. (constrained pure SD, n = {problem['y'].size}, ε = σ²/10): "
         f"{rounds['lams'].size} non-collapsed rounds, collapse at round "
         f"{rounds['collapse_round']} (lower bound ‖y₀‖/√(nε) = {rounds['bound']:.1f}); "
-        f"λ_t grows {rounds['lams'][0]:.3g} → {rounds['lams'][-1]:.3g}; effective number of "
+        f"λₜ grows {rounds['lams'][0]:.3g} → {rounds['lams'][-1]:.3g}; effective number of "
         f"basis functions {rounds['n_eff'][0]:.1f} → {rounds['n_eff'][-1]:.1f}; test MSE "
         f"{rounds['test_mse'][0]:.4f} (round 1) → min {rounds['test_mse'].min():.4f} "
         f"(round {int(np.argmin(rounds['test_mse'])) + 1}) → {rounds['test_mse'][-1]:.4f} "
@@ -287,9 +296,8 @@ def write_kernel_studies(out: str, quick: bool = False) -> dict[str, Any]:
         f"{pure.min():.4g} at k = {finite_pure} → {pure[-1]:.4g} at k = {pure.size - 1}; "
         "with the optimal "
         f"ground-truth weight per step it is non-increasing: {best[1]:.4g} (k = 1) → "
-        f"{best[-1]:.4g} (k = {K}); optimal ground-truth weights 1 − ξ_i: "
-        + "; ".join(ground)
-        + ".",
+        f"{best[-1]:.4g} (k = {K}); optimal ground-truth weights 1 − ξᵢ (i = 1..k, as in the "
+        "figure): " + ("; ".join(ground) if ground else "none recoverable in float64") + ".",
         f"Teacher × student (optimal one-step SD): best {one[it, js]:.4g} at λ₀ = {grid[it]:.3g}, "
         f"λ₁ = {grid[js]:.3g}; best with λ₀ = λ₁: {one[diag, diag]:.4g} (λ = {grid[diag]:.3g}); "
         f"best ridge {ridge:.4g}.",

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from ..datasets import load_split
 from ..plotting import plot_alignment, plot_learning_curves, plot_uci_test_mse, pyplot
-from ..tables import to_markdown, write_csv
+from ..tables import format_value, to_markdown, write_csv
 from .kernel_sd import write_kernel_studies
 from .synthetic import write_synthetic
 from .tuning import display_name, write_benchmark
@@ -198,16 +198,21 @@ def _table1(table: Mapping[str, NDArray[Any]]) -> str:
     for name in dict.fromkeys(table["dataset"]):
         here = table["dataset"] == name
         mean, std, k = table["test_mse_mean"][here], table["test_mse_std"][here], table["k"][here]
-        cell = [f"{mean[i]:.4g} ± {std[i]:.2g}" for i in range(3)]
+        cell = [f"{_sig(mean[i], 4)} ± {_sig(std[i], 2)}" for i in range(3)]
         best = int(np.nanargmin(mean))
         change = table["paired_change_mean"][here][2]
         spread = table["paired_change_std"][here][2]
         lines.append(
             f"| {display_name(name)} | {cell[0]} | {cell[1]} | {cell[2]} | "
-            f"k = {k[best]}: {mean[best]:.4g} | {100 * change:+.2f}% ± "
+            f"k = {k[best]}: {_sig(mean[best], 4)} | {format_value(100 * change, '{:+.2f}')}% ± "
             f"{100 * spread:.2f}% |"
         )
     return "\n".join(lines)
+
+
+def _sig(value: float, digits: int) -> str:
+    """``value`` to ``digits`` significant digits, without an exponent (9350, 300, 0.093)."""
+    return f"{float(f'{value:.{digits}g}'):g}" if abs(value) < 1e15 else f"{value:.{digits}g}"
 
 
 def _write_summary(
@@ -262,14 +267,16 @@ def _write_summary(
         "## Alignment diagnostic",
         "",
         "Squared cosine between the validation-tuned ridge solution and each eigenvector "
-        "of XᵀX (share of the top eigenvector / of the top 3):",
+        "of XᵀX, numbered by decreasing eigenvalue as in the figure: the largest cos² (and "
+        "at which eigenvector), and the sum of the three largest:",
         "",
     ]
     for name, (eig, cos2) in align.items():
         top = np.sort(cos2)[::-1]
         lines.append(
-            f"- {display_name(name)}: largest {top[0]:.2f}, top-3 {top[:3].sum():.2f} "
-            f"(d = {eig.size}; d / n_train = {eig.size / n_train[name]:.2%}, the "
+            f"- {display_name(name)}: largest {top[0]:.2f} (eigenvector "
+            f"{int(np.argmax(cos2)) + 1} of {eig.size}), three largest {top[:3].sum():.2f} "
+            f"(d / n_train = {eig.size / n_train[name]:.2%}, the "
             "scale of the estimation error any ridge or SD filter can remove "
             "relative to the noise in the test MSE)"
         )
@@ -291,9 +298,14 @@ def _write_summary(
         "",
         "## Where SD helps: learning curves on the UCI data",
         "",
-        f"Validation-tuned SD against ridge on train and RidgeCV on train + validation, "
-        f"{plan['curve_seeds']} seed(s) (`--full`: 10); protocol: the user guide's "
-        "Reproduction page (docs/user_guide/reproduction.md). Numbers in `learning_curves.csv`.",
+        "Validation-tuned SD against ridge on train and RidgeCV on train + validation, "
+        + (
+            "1 seed: no error bars"
+            if plan["curve_seeds"] == 1
+            else f"{plan['curve_seeds']} seeds, mean ± s.e."
+        )
+        + " (`--full`: 10 seeds); protocol: the user guide's Reproduction page "
+        "(docs/user_guide/reproduction.md). Numbers in `learning_curves.csv`.",
         "",
         curves,
         "",

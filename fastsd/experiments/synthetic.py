@@ -42,7 +42,8 @@ from .. import plotting, problems
 from .._fit import linear_fit
 from ..engine.single import oracle_risk
 from ..engine.sweeps import sweep_optimal
-from ..tables import write_csv
+from ..exceptions import ignore_unrecoverable
+from ..tables import format_value, write_csv
 
 __all__ = [
     "QUICK_RANKS",
@@ -147,9 +148,10 @@ def gain_vs_rank(
     ranks = batch.labels["rank"]
     dec = batch.decompose()
     K = int(ranks.max())
-    risk, _ = sweep_optimal(
-        dec, batch.theta_star, batch.noise_var, lams, K, backend=backend, threads=threads
-    )
+    with ignore_unrecoverable():  # only the risks are used
+        risk, _ = sweep_optimal(
+            dec, batch.theta_star, batch.noise_var, lams, K, backend=backend, threads=threads
+        )
     oracle = oracle_risk(dec, batch.theta_star, batch.noise_var, float(np.median(lams)))
     B = ranks.size
     out = {
@@ -260,7 +262,8 @@ def assumption_violations(
     """
     batch = violation_problems(d=d, n=n, noise_var=noise_var, spread=spread, seed=seed)
     lams = lambda_grid(batch.n_samples, quick) if lams is None else np.asarray(lams, float)
-    risk, _ = batch.sweep_optimal(lams, max_steps, backend=backend, threads=threads)
+    with ignore_unrecoverable():  # only the risks are used
+        risk, _ = batch.sweep_optimal(lams, max_steps, backend=backend, threads=threads)
     B, L, K1 = risk.shape
     case = np.repeat(batch.labels["case"], L * K1)
     return {
@@ -365,9 +368,10 @@ def xi_vs_gap(
     batch = problems.singular_gap_family(gaps, p=p, n=n, noise_var=noise_var, seed=seed)
     lam = float(batch.n_samples) if lam is None else float(lam)
     dec = batch.decompose(method="svd")
-    risk, xi = sweep_optimal(
-        dec, batch.theta_star, batch.noise_var, [lam], p, backend=backend, threads=threads
-    )
+    with ignore_unrecoverable():  # NaN xi are the point: xi_max_abs is NaN there
+        risk, xi = sweep_optimal(
+            dec, batch.theta_star, batch.noise_var, [lam], p, backend=backend, threads=threads
+        )
     gaps = batch.labels["gap"]
     B = gaps.size
     ks = np.arange(1, p + 1)
@@ -448,11 +452,11 @@ def write_synthetic(
         ``tables`` (name -> CSV path), ``figures`` (list of PNG paths),
         ``elapsed_s``. Also written to ``outdir/synthetic_summary.json``.
 
-    Files
+    Notes
     -----
-    gain_vs_rank.csv, violations_curves.csv, violations_optimum.csv,
-    xi_vs_gap.csv, gain_vs_rank.png, violations.png, xi_vs_gap.png,
-    synthetic_summary.json.
+    Files written to ``outdir``: gain_vs_rank.csv, violations_curves.csv,
+    violations_optimum.csv, xi_vs_gap.csv, gain_vs_rank.png, violations.png,
+    xi_vs_gap.png, synthetic_summary.json.
     """
     os.makedirs(outdir, exist_ok=True)
     started = time.perf_counter()
@@ -506,21 +510,23 @@ def write_synthetic(
                     gain,
                     os.path.join(outdir, "gain_vs_rank.png"),
                     fits={"ridge": fit_ridge, "1step": fit_1step},
-                    note=f"{spec}, j = 1..r;  θ* = v₁;  n = {n}, σ² = {noise_var:g}",
+                    note=f"{spec}, $j = 1, \\ldots, r$;  $\\theta^* = v_1$;  $n$ = {n}, "
+                    f"$\\sigma^2$ = {noise_var:g}",
                 ),
                 plotting.plot_risk_curves(
                     curves,
                     os.path.join(outdir, "violations.png"),
-                    note=f"d = {kmax}, n = {n}, σ² = {noise_var:g}, ‖θ*‖ = 1; distinct values "
-                    f"{spec}, r = d; repeated: XᵀX = n I; spread: cos²(θ*, v_j) = 1/d",
+                    note=f"$d$ = {kmax}, $n$ = {n}, $\\sigma^2$ = {noise_var:g}, "
+                    f"$\\|\\theta^*\\| = 1$; distinct values {spec}, $r = d$; "
+                    "repeated: $X^\\top X = nI$; spread: $\\cos^2(\\theta^*, v_j) = 1/d$",
                 ),
                 plotting.plot_xi_vs_gap(
                     xi,
                     os.path.join(outdir, "xi_vs_gap.png"),
                     slopes=slopes,
                     note=f"$s_j = \\sqrt{{n}}\\,(1 - (j-1)\\,\\mathrm{{gap}})$, "
-                    f"j = 1..{int(xi['k'].max())};  θ* = v₁;  n = {n_gap}, "
-                    f"σ² = {noise_var:g}",
+                    f"$j = 1, \\ldots, {int(xi['k'].max())}$;  $\\theta^* = v_1$;  $n$ = {n_gap}, "
+                    f"$\\sigma^2$ = {noise_var:g}",
                 ),
             ]
     tick()
@@ -544,7 +550,7 @@ def write_synthetic(
             f"{c}: {_fmt(g)}" for c, g in viol.items()
         ),
         "Optimal |ξ| vs singular-value gap at fixed λ (log-log slope per k)": ", ".join(
-            f"k = {k}: {_fmt(s, 2)}" for k, s in slopes.items()
+            f"k = {k}: {format_value(s, '{:.2f}')}" for k, s in slopes.items()
         ),
     }
     summary: dict[str, Any] = {

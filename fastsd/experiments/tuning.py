@@ -65,7 +65,7 @@ from numpy.typing import NDArray
 from ..datasets import dataset_info, load_dataset, standardize
 from ..plotting import plot_regime_map, plot_tuning_benchmark
 from ..problems import theorem1_family
-from ..tables import write_csv
+from ..tables import format_value, write_csv
 
 __all__ = [
     "BENCH_SETS",
@@ -625,7 +625,7 @@ def gap_closure(
 
 
 def _pct(value: float, digits: int = 2) -> str:
-    return f"{100 * value:+.{digits}f}%"
+    return format_value(100 * value, f"{{:+.{digits}f}}") + "%"
 
 
 def format_benchmark(
@@ -639,6 +639,7 @@ def format_benchmark(
     present = [r for r in rules if r in set(summary["rule"].tolist())]
     head = ["data set", "training size (n)"] + present
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    missing_oracle = False
     for key in dict.fromkeys(summary["cell"][summary["family"] != "regime"].tolist()):
         here = summary["cell"] == key
         i0 = int(np.flatnonzero(here)[0])
@@ -647,7 +648,8 @@ def format_benchmark(
         for rule in present:
             sel = np.flatnonzero(here & (summary["rule"] == rule))
             if sel.size == 0:
-                cells.append("")
+                missing_oracle |= rule == "oracle"
+                cells.append("n/a")
                 continue
             i = int(sel[0])
             if summary["n_splits"][i] < 2:
@@ -658,6 +660,8 @@ def format_benchmark(
                 f"({_pct(summary['change_p95'][i], 1)})"
             )
         lines.append("| " + " | ".join(cells) + " |")
+    if missing_oracle:
+        lines += ["", "n/a: the oracle needs theta*, known only for the synthetic sets."]
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from numba.extending import register_jitable
 
-from .._config import BREAKDOWN_TOL
+from .._config import BREAKDOWN_TOL, EPS, XI_REPLAY_RTOL, XI_ROUNDING_RTOL
 from .._jit import jit
 from .reparam import xi_from_h_coefficients
 
@@ -45,6 +45,7 @@ __all__ = [
     "refit_step",
     "bias_factor",
     "risk_term",
+    "schedule_reproducible",
     "step_factors",
     "products_from_xi",
     "xi_from_products",
@@ -67,6 +68,31 @@ def refit_step(phi, r, xi):
     phi_i = xi_i r phi_{i-1} + 1 - xi_i. It cancels (error ~ eps ``|xi|``) as
     refitting on mixed targets does; used to check reported schedules."""
     return xi * r * phi + (1.0 - xi)
+
+
+@register_jitable
+def schedule_reproducible(achieved, optimum, k0, size, amplification):
+    """The one xi acceptance rule: may a schedule be reported (True) or is it NaN?
+
+    ``achieved``: the objective replayed from the schedule through
+    :func:`refit_step` (which cancels like a literal refit); ``optimum``: its
+    minimum; ``k0``: the k = 0 objective (1e-14 |k0| is an absolute floor for
+    optima near 0); ``size``: max |xi| over the schedule (NaN or inf if an entry
+    is not finite); ``amplification``: p cond(X^T X + lam I) (the reference's
+    ``refit_amplification``). Scalars in the kernels, broadcasting arrays in
+    the reference.
+
+    Accepted iff the replay attains the optimum to ``XI_REPLAY_RTOL`` (XI_RTOL / 2)
+    and the a-priori rounding bound eps * size * amplification of a replay or a
+    refit is at most ``XI_ROUNDING_RTOL`` (XI_RTOL / 4): a literal refit then
+    reproduces the optimum to about XI_RTOL. The margin: the replay's own rounding
+    (at most the bound, XI_RTOL / 4) is half its tolerance, so it cannot reject
+    a schedule that is exact up to rounding; such a schedule is decided by the
+    bound alone, a smooth function of xi that both backends evaluate alike.
+    """
+    tol = XI_REPLAY_RTOL * np.abs(optimum) + 1e-14 * np.abs(k0)
+    replayed = np.isfinite(achieved) & (np.abs(achieved - optimum) <= tol)
+    return replayed & (EPS * size * amplification <= XI_ROUNDING_RTOL)
 
 
 @register_jitable

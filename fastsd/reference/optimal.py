@@ -22,7 +22,7 @@ condition number explodes with k. Instead:
    large), so each xi is checked by running the phi-form forward recursion
    (which loses ~eps ``|xi|`` to cancellation, like refitting on mixed targets)
    and recomputing the objective; where it does not reproduce the optimum to
-   ``XI_RTOL`` it is reported as NaN.
+   ``XI_RTOL`` it is reported as NaN (:func:`accept_schedules`).
 
 When the spectrum has fewer than K distinct live nodes (or the design loses
 rank) the Arnoldi process breaks down at k_eff; for k > k_eff the optimum is
@@ -39,12 +39,13 @@ from typing import ParamSpec, TypeVar, cast
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._config import BREAKDOWN_TOL, EPS, XI_RTOL, XI_SAFETY
+from .._config import BREAKDOWN_TOL, XI_RTOL
 from .._typing import BoolArray, FloatArray
 from ..math.filters import (
     polynomial_basis,
     products_of_filter,
     refit_step,
+    schedule_reproducible,
     step_factors,
     step_space,
     xi_from_products,
@@ -168,24 +169,20 @@ def accept_schedules(
 ) -> FloatArray:
     """NaN rows of xi that a literal refit could not be trusted to reproduce.
 
-    The one xi acceptance test of fastsd (the oracle and validation sweeps
-    here, the estimators' tuning rules, and its numba mirror
-    ``fastsd.kernels.optimal.keep_if_reproducible``). ``xi`` (..., K, K) has
-    the k-step schedule in row k - 1; ``achieved`` and ``optimum`` (..., K)
-    the objective replayed from xi and its minimum; ``k0`` (...) the k = 0
-    objective; ``amplification`` broadcastable to (...).
-
-    Two conditions: the phi-form replay attains the optimum to
-    XI_RTOL / XI_SAFETY (``k0``, the k = 0 objective, sets an absolute floor for
-    optima near 0), and the a-priori bound eps * max|xi| * amplification
-    (:func:`refit_amplification`) on the rounding of the literal refit stays
-    below XI_RTOL.
+    The oracle and validation sweeps here and the estimators' tuning rules
+    apply the one acceptance rule of fastsd,
+    :func:`fastsd.math.filters.schedule_reproducible` (the Numba kernels the
+    same rule, scalar by scalar), to every row. ``xi`` (..., K, K) has the
+    k-step schedule in row k - 1; ``achieved`` and ``optimum`` (..., K) the
+    objective replayed from xi and its minimum; ``k0`` (...) the k = 0
+    objective; ``amplification`` broadcastable to (...)
+    (:func:`refit_amplification`).
     """
     lower = np.tril(np.ones(xi.shape[-2:], dtype=bool))
-    tol = XI_RTOL / XI_SAFETY * np.abs(optimum) + 1e-14 * np.abs(k0)[..., None]
-    good = np.isfinite(achieved) & (np.abs(achieved - optimum) <= tol)
-    size = np.max(np.abs(np.where(lower, xi, 0.0)), axis=-1)
-    good &= np.isfinite(size) & (EPS * size * amplification[..., None] <= XI_RTOL)
+    size = np.max(np.abs(np.where(lower, xi, 0.0)), axis=-1)  # NaN if an entry is NaN
+    good = schedule_reproducible(
+        achieved, optimum, np.abs(k0)[..., None], size, amplification[..., None]
+    )
     return np.where(good[..., None] & lower, xi, np.nan)
 
 
