@@ -138,7 +138,12 @@ WHOLE_MODULES = {
 #: Modules whose ``__all__`` names are listed one by one.
 ITEMIZED_MODULES = ("problems", "datasets", "estimators", "exceptions", "reference")
 #: Names in an ``__all__`` that are plumbing between fastsd's own layers.
-INTERNAL_NAMES = {"exceptions.report_unrecoverable", "exceptions.warn_unrecoverable"}
+INTERNAL_NAMES = {
+    "exceptions.report_unrecoverable",
+    "exceptions.warn_unrecoverable",
+    "exceptions.report_nonfinite",
+    "exceptions.warn_nonfinite",
+}
 
 API_INDEX = DOCS / "api" / "index.rst"
 API_DIR = DOCS / "api" / "generated"

@@ -14,7 +14,7 @@ from .decomposition import Decomposition, decompose
 from .decomposition.kernel import KernelDecomposition, decompose_kernel
 from .engine.single import excess_risk, optimal_xi, optimal_xi_validation, oracle_risk, self_distill
 from .engine.sweeps import sweep_mse, sweep_optimal, sweep_optimal_validation, sweep_risk
-from .exceptions import IllConditionedXiWarning
+from .exceptions import IllConditionedXiWarning, NonFiniteResultWarning
 from .math.reparam import xi_to_xibar, xibar_to_xi
 from .store.reading import SweepResult, label_sweep, load_sweep
 
@@ -62,6 +62,7 @@ __all__ = [
     "excess_risk",
     "label_sweep",
     "load_sweep",
+    "NonFiniteResultWarning",
     "optimal_xi",
     "optimal_xi_validation",
     "oracle_risk",

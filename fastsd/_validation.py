@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -120,7 +121,18 @@ def check_xi(xi: Any, name: str = "xi") -> FloatArray:
     return arr
 
 
-def check_result_size(func: str, shapes: Sequence[Sequence[int]], limit: int | None = None) -> int:
+#: What to do about a sweep result over the limit (the default advice).
+SWEEP_FIX = "use fewer lambdas/schedules/steps, or the memory-bounded fastsd.sweep_*_chunked"
+
+
+def check_result_size(
+    func: str,
+    shapes: Sequence[Sequence[int]],
+    limit: int | None = None,
+    *,
+    what: str = "the result",
+    fix: str = SWEEP_FIX,
+) -> int:
     """Raise ValueError when the float64 arrays of ``shapes`` exceed the limit.
 
     Parameters
@@ -131,14 +143,45 @@ def check_result_size(func: str, shapes: Sequence[Sequence[int]], limit: int | N
         Shapes of the arrays the call would allocate.
     limit : int, optional
         Bytes; default :data:`MAX_RESULT_BYTES`.
+    what, fix : str
+        What the arrays are and how to shrink them (for the message).
     """
     limit = MAX_RESULT_BYTES if limit is None else limit
     need = 8 * sum(math.prod(int(n) for n in shape) for shape in shapes)
     if need > limit:
         plural = " + ".join(str(tuple(int(n) for n in s)) for s in shapes)
         raise ValueError(
-            f"{func}: the result {plural} would need {need / 2**30:,.1f} GiB, over the "
-            f"{limit / 2**30:,.1f} GiB limit (fastsd._config.MAX_RESULT_BYTES); use fewer "
-            "lambdas/schedules/steps, or the memory-bounded fastsd.sweep_*_chunked"
+            f"{func}: {what} {plural} would need {need / 2**30:,.1f} GiB, over the "
+            f"{limit / 2**30:,.1f} GiB limit (fastsd._config.MAX_RESULT_BYTES); {fix}"
         )
     return need
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
+}
+
+
+def check_bytes(value: object, name: str = "memory_limit") -> int:
+    """A size in bytes: a positive integer, or a string with a unit ("512MiB", "2GB", "1.5GiB")."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        if int(value) > 0:
+            return int(value)
+    elif isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", value)
+        if match and match.group(2).lower() in _UNITS:
+            number = float(match.group(1)) * _UNITS[match.group(2).lower()]
+            if number >= 1:
+                return int(number)
+    raise ValueError(
+        f"{name} must be a positive number of bytes or a size like '2GiB', got {value!r}"
+    )

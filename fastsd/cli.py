@@ -8,11 +8,14 @@ an interrupted run exits with 130 after saying where its finished work is.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import cast
+
+from .blocks.executors import CONNECT_TIMEOUT
 
 __all__ = ["main"]
 
@@ -21,16 +24,24 @@ class _Failure(Exception):
     """An error to report as one line."""
 
 
+def _path(value: str, name: str) -> str:
+    """A path argument with ``~`` and environment variables expanded."""
+    from .store.manifest import expand_path
+
+    return expand_path(value, name)
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments.reproduce import reproduce
 
     summary = reproduce(
-        args.output,
+        _path(args.output, "--output"),
         quick=args.quick,
         seeds=args.seeds,
         backend=args.backend,
         progress=not args.no_progress,
         full=args.full,
+        overwrite=args.overwrite,
     )
     print(f"report written to {summary}")
     return 0
@@ -38,20 +49,22 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .config.run import load_config, run_sweep
-    from .exceptions import IllConditionedXiWarning
+    from .exceptions import IllConditionedXiWarning, NonFiniteResultWarning
 
-    cfg = load_config(args.config)
+    cfg = load_config(_path(args.config, "config"))
     if args.output:
-        cfg = cfg.with_output(args.output)
+        cfg = cfg.with_output(_path(args.output, "--output"))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", IllConditionedXiWarning)
+            warnings.simplefilter("always", NonFiniteResultWarning)
             out = run_sweep(
                 cfg,
                 resume=args.resume,
                 overwrite=args.overwrite,
                 progress=not args.no_progress,
                 scheduler=args.scheduler,
+                connect_timeout=args.connect_timeout,
             )
         for warning in caught:
             print(f"fastsd sweep: warning: {warning.message}", file=sys.stderr)
@@ -67,18 +80,74 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Table formats of ``export`` by file extension.
+_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def _export_target(out: str, to: str | None, fmt: str | None) -> tuple[str, str]:
+    """(path, format) of ``export``: the format from the extension of ``--to``
+    (``--format`` must agree), the file outside the store, its directory writable."""
+    from .store.manifest import check_output_file
+
+    if to is None:
+        fmt = fmt or "csv"
+        return os.path.join(out, f"results.{fmt}"), fmt
+    path = check_output_file(to, "--to")
+    store = os.path.realpath(out)
+    real = os.path.realpath(path)
+    inside = real.startswith(store.rstrip(os.sep) + os.sep)
+    if inside and os.path.relpath(real, store) not in ("results.csv", "results.parquet"):
+        raise ValueError(
+            f"--to {path} is inside the sweep output {out}, where it could replace the "
+            "store's files; write the table outside it, or omit --to (OUTPUT/results.FORMAT)"
+        )
+    ext = os.path.splitext(path)[1].lower()
+    implied = _FORMATS.get(ext)
+    if implied is None and fmt is None:
+        raise ValueError(
+            f"--to {path}: cannot tell the format from {ext or 'no extension'!r}; end the "
+            "name in .csv or .parquet, or pass --format"
+        )
+    if implied is not None and fmt is not None and fmt != implied:
+        raise ValueError(
+            f"--to {path} names a {implied} file, but --format is {fmt}; drop --format "
+            f"or end the name in .{fmt}"
+        )
+    fmt = fmt or implied
+    assert fmt is not None  # from the extension or --format
+    return path, fmt
+
+
+@contextlib.contextmanager
+def _reading(out: str) -> Iterator[None]:
+    """Errors reading the store of ``out`` name its damaged metadata file, if one is."""
+    from .store.manifest import damaged_metadata
+
+    try:
+        yield
+    except Exception as exc:
+        damaged = damaged_metadata(out)
+        if damaged is None:
+            raise
+        raise ValueError(
+            f"{damaged} is damaged ({type(exc).__name__}); the sweep in {out} cannot be "
+            "read: run it again with --overwrite"
+        ) from None
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .store.reading import load_sweep
 
-    result = load_sweep(args.output)
-    if not result.complete:
-        raise ValueError(
-            f"{args.output} is an unfinished sweep; finish it with "
-            "fastsd sweep CONFIG --resume first"
-        )
-    path = args.to or os.path.join(args.output, f"results.{args.format}")
-    frame = result.to_dataframe()
-    if args.format == "csv":
+    out = _path(args.output, "OUTPUT")
+    path, fmt = _export_target(out, args.to, args.format)
+    with _reading(out):
+        result = load_sweep(out)
+        if not result.complete:
+            raise ValueError(
+                f"{out} is an unfinished sweep; finish it with fastsd sweep CONFIG --resume first"
+            )
+        frame = result.to_dataframe()
+    if fmt == "csv":
         frame.to_csv(path, index=False)
     else:
         frame.to_parquet(path, index=False)
@@ -90,10 +159,19 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from .plotting import plot_sweep
     from .store.reading import load_sweep
 
-    result = load_sweep(args.output)
-    directory = args.to or os.path.join(args.output, "figures")
+    out = _path(args.output, "OUTPUT")
+    directory = _path(args.to, "--to") if args.to else os.path.join(out, "figures")
+    with _reading(out):  # the data first: nothing is created for a store that cannot be read
+        data = load_sweep(out).to_xarray().load()
+    created = not os.path.isdir(directory)
     os.makedirs(directory, exist_ok=True)
-    for path in plot_sweep(result.to_xarray().load(), directory):
+    try:
+        paths = plot_sweep(data, directory)
+    except BaseException:
+        if created and not os.listdir(directory):
+            os.rmdir(directory)
+        raise
+    for path in paths:
         print(f"figure written to {path}")
     return 0
 
@@ -156,8 +234,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args.rest)
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds (an argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from ._argparse import OneLineParser
+
+    parser = OneLineParser(
         prog="fastsd",
         description="Fast, exact repeated self-distillation of ridge regression.",
     )
@@ -192,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="number of random splits per dataset (default: 3 with --quick, else 10)",
     )
+    rep.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier report in --output (only what it wrote), or write the "
+        "report beside the files of a directory that is not one",
+    )
     rep.add_argument("--backend", choices=("numba", "numpy"), default="numba")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep.set_defaults(func=_cmd_reproduce)
@@ -209,8 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument(
         "--scheduler",
         default=None,
-        help="compute blocks with Dask: 'local:N' (N worker processes here) or "
-        "'tcp://HOST:PORT' (a running dask scheduler); default in-process",
+        help="compute blocks with Dask: 'local:N' (N worker processes here, at most one "
+        "per CPU core) or 'tcp://HOST:PORT' (a running dask scheduler); default in-process",
+    )
+    swp.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help="how long to wait for a tcp:// scheduler (default: %(default)g)",
     )
     swp.set_defaults(func=_cmd_sweep)
 
@@ -221,8 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
         "columns (user guide: 'Sweep results').",
     )
     exp.add_argument("output", help="sweep output directory")
-    exp.add_argument("--format", choices=("csv", "parquet"), default="csv")
-    exp.add_argument("--to", help="file to write (default: OUTPUT/results.FORMAT)")
+    exp.add_argument(
+        "--format",
+        choices=("csv", "parquet"),
+        default=None,
+        help="table format (default: from the extension of --to, else csv)",
+    )
+    exp.add_argument(
+        "--to",
+        help="file to write, .csv or .parquet, outside OUTPUT (default: OUTPUT/results.FORMAT)",
+    )
     exp.set_defaults(func=_cmd_export)
 
     plo = sub.add_parser(

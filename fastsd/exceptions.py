@@ -16,9 +16,12 @@ __all__ = [
     "ChecksumError",
     "ConfigError",
     "IllConditionedXiWarning",
+    "NonFiniteResultWarning",
     "TuningWarning",
     "ignore_unrecoverable",
+    "report_nonfinite",
     "report_unrecoverable",
+    "warn_nonfinite",
     "warn_unrecoverable",
 ]
 
@@ -32,6 +35,14 @@ class IllConditionedXiWarning(RuntimeWarning):
     large k or small lambda). Mask the NaN schedules with
     ``~np.isnan(xi[..., 0])`` (``xi_reproducible`` in a labelled or stored
     sweep); see "When xi is NaN" in the numerics guide. At most one per call.
+    """
+
+
+class NonFiniteResultWarning(RuntimeWarning):
+    """A sweep returned inf or NaN risks / MSEs (float64 overflow, e.g. from a huge xi).
+
+    Every backend warns once per call with the count; the numbers themselves
+    are returned unchanged (``np.isfinite`` says which).
     """
 
 
@@ -80,3 +91,22 @@ def ignore_unrecoverable() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IllConditionedXiWarning)
         yield
+
+
+def report_nonfinite(count: int, total: int, what: str = "risks", stacklevel: int = 3) -> int:
+    """Warn once (:class:`NonFiniteResultWarning`) that ``count`` of ``total`` values
+    ``what`` are inf or NaN; returns ``count``."""
+    if count:
+        warnings.warn(
+            f"{count} of {total} {what} are inf or NaN (float64 overflow, e.g. from a very "
+            "large |xi| or lambda); shrink the grid or rescale the problem",
+            NonFiniteResultWarning,
+            stacklevel=stacklevel,
+        )
+    return count
+
+
+def warn_nonfinite(values: NDArray[np.float64], what: str = "risks", stacklevel: int = 3) -> int:
+    """:func:`report_nonfinite` for a sweep result ``values`` (any shape)."""
+    bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+    return report_nonfinite(bad, values.size, what, stacklevel + 1)

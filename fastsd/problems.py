@@ -43,14 +43,16 @@ batch.noise_var`` to :func:`fastsd.sweep_optimal` (or call
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._validation import check_result_size
 from .decomposition import decompose
 from .engine.sweeps import sweep_optimal
 
@@ -67,6 +69,8 @@ __all__ = [
     "evenly_spaced_levels",
     "random_design_family",
     "random_fourier_family",
+    "FAMILY_ARRAYS",
+    "family_grid",
 ]
 
 
@@ -243,8 +247,20 @@ def _rng(seed: object) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
+        if seed is not None and int(seed) < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed}")
         return np.random.default_rng(cast("int | None", seed))
     raise TypeError(f"seed must be an int, None or a numpy Generator, got {type(seed).__name__}")
+
+
+def _check_size(func: str, shapes: list[tuple[int, ...]]) -> None:
+    """The arrays of a batch under :data:`fastsd._config.MAX_RESULT_BYTES`, before they exist."""
+    check_result_size(
+        func,
+        shapes,
+        what="the problems' arrays",
+        fix="use fewer problems, or smaller n and d",
+    )
 
 
 def _int(value: object, name: str, minimum: int) -> int:
@@ -319,9 +335,11 @@ def _build(
     rng: np.random.Generator,
     labels: dict[str, NDArray[Any]],
     meta: dict[str, Any],
+    func: str,
 ) -> ProblemBatch:
     """X = U diag(s) V^T and theta* = V coords for each row of s (B, d)."""
     B, d = s.shape
+    _check_size(func, [(B, n, d), (B, d, d), (n, d)])
     X = np.empty((B, n, d))
     V = np.empty((B, d, d))
     for b in range(B):
@@ -455,6 +473,7 @@ def theorem1_family(
         rng,
         labels={"rank": ranks.astype(np.int64), "align_index": index},
         meta=meta,
+        func="theorem1_family",
     )
 
 
@@ -532,6 +551,7 @@ def repeated_singular_values(
             "n_distinct": np.array([n_distinct]),
         },
         meta=meta,
+        func="repeated_singular_values",
     )
 
 
@@ -609,6 +629,7 @@ def spread_theta(
             "max_cos2": np.array([weights.max()]),
         },
         meta=meta,
+        func="spread_theta",
     )
 
 
@@ -663,7 +684,9 @@ def singular_gap_family(
     coords = np.zeros((gaps.size, p))
     coords[:, 0] = theta_norm
     meta = dict(family="singular_gap", n=n, p=p, noise_var=noise_var, theta_norm=theta_norm)
-    return _build(s, coords, n, noise_var, _rng(seed), labels={"gap": gaps}, meta=meta)
+    return _build(
+        s, coords, n, noise_var, _rng(seed), {"gap": gaps}, meta, func="singular_gap_family"
+    )
 
 
 def random_design_family(
@@ -712,6 +735,7 @@ def random_design_family(
     noise_var = _positive(noise_var, "noise_var", allow_zero=True)
     theta_norm = _positive(theta_norm, "theta_norm", allow_zero=True)
     d = levels.size
+    _check_size("random_design_family", [(B, n, d), (B, d, d), (B, d, d)])
     X = np.empty((B, n, d))
     cov = np.empty((B, d, d))
     theta = np.empty((B, d))
@@ -795,6 +819,9 @@ def random_fourier_family(
     noise_var = _positive(noise_var, "noise_var", allow_zero=True)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an int (one seed for every D), got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed}")
+    _check_size("random_fourier_family", [(B, n, D), (B, D, D), (B, n, n)])
     data_rng = np.random.default_rng([int(seed), 0])
     feat_rng = np.random.default_rng([int(seed), 1, D])
     inputs = data_rng.normal(size=(B, n, d_in))
@@ -837,3 +864,114 @@ def random_fourier_family(
             "gram": rbf(inputs, inputs),
         },
     )
+
+
+# --------------------------------------------------------------------------- grids of a family
+
+#: The families :func:`family_grid` draws from, with the parameters each takes as an
+#: array (one value per problem or per direction); any other parameter given as a
+#: list is a grid axis.
+FAMILY_ARRAYS: dict[str, tuple[str, ...]] = {
+    "theorem1_family": ("ranks",),
+    "repeated_singular_values": (),
+    "spread_theta": ("weights",),
+    "singular_gap_family": ("gaps",),
+    "random_design_family": ("levels",),
+    "random_fourier_family": (),
+}
+
+
+def _axis(value: object) -> bool:
+    return isinstance(value, (list, tuple)) or isinstance(value, np.ndarray) and value.ndim == 1
+
+
+def _label(name: str, values: list[Any]) -> tuple[str, NDArray[Any]]:
+    """The label of a grid axis: its values if numeric, else ``NAME_choice``, the index
+    into them."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iuf":
+        return name, arr
+    return f"{name}_choice", np.arange(len(values), dtype=np.int64)
+
+
+def family_grid(family: str, *, count: int = 1, **params: Any) -> ProblemBatch:
+    r"""``count`` independent draws of a family at every combination of its listed parameters.
+
+    Parameters
+    ----------
+    family : str
+        A family of this module (a key of :data:`FAMILY_ARRAYS`).
+    count : int, default=1
+        Draws per combination; draw i uses the seed ``seed + i`` (``seed`` as
+        given, default 0), so draws are independent and reproducible, and draw i
+        of every combination shares its seed (paired comparisons).
+    **params
+        The family's keyword arguments. A list for a parameter the family takes
+        as a scalar (``noise_var = [0.01, 0.1]``) is a grid axis; the array
+        parameters of :data:`FAMILY_ARRAYS` (``ranks``, ``gaps``, ``weights``,
+        ``levels``) are passed as they are. Every problem must have one shape
+        (n, d): ``n``, ``d`` and what fixes them take one value.
+
+    Returns
+    -------
+    ProblemBatch
+        B = combinations x count x (problems per call), combination-major, then
+        draw; labels per problem: each grid axis (its values, or ``NAME_choice``,
+        the index into a list of strings), ``draw`` and ``seed``.
+
+    Notes
+    -----
+    The fixed-design families' risks do not depend on the seed (it only rotates
+    X): their draws differ in risk only through the grid axes. Random-design
+    draws (:func:`random_design_family`) differ.
+
+    Examples
+    --------
+    >>> batch = family_grid("theorem1_family", count=2, ranks=[2, 4], noise_var=[0.1, 1.0])
+    >>> batch.batch_size, batch.labels["noise_var"].tolist()
+    (8, [0.1, 0.1, 0.1, 0.1, 1.0, 1.0, 1.0, 1.0])
+    """
+    if family not in FAMILY_ARRAYS:
+        raise ValueError(f"family must be one of {sorted(FAMILY_ARRAYS)}, got {family!r}")
+    func: Callable[..., ProblemBatch] = globals()[family]
+    count = _int(count, "count", 1)
+    seed = params.pop("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0 (draw i uses seed + i), got {seed!r}")
+    axes = {k: list(v) for k, v in params.items() if _axis(v) and k not in FAMILY_ARRAYS[family]}
+    for name, values in axes.items():
+        if not values:
+            raise ValueError(f"{name} is an empty list; give at least one value")
+    fixed = {k: v for k, v in params.items() if k not in axes}
+    combos = list(itertools.product(*axes.values()))
+    calls = len(combos) * count
+    parts: list[ProblemBatch] = []
+    for combo in combos:
+        for draw in range(count):
+            batch = func(**fixed, **dict(zip(axes, combo)), seed=int(seed) + draw)
+            if parts and batch.X.shape[1:] != parts[0].X.shape[1:]:
+                varying = ", ".join(axes) or "the parameters"
+                raise ValueError(
+                    f"the problems must share one shape (n, d): {dict(zip(axes, combo))} "
+                    f"gives {batch.X.shape[1:]}, the first {parts[0].X.shape[1:]}; give "
+                    f"{varying} values of one shape"
+                )
+            if not parts and calls > 1:  # the whole grid under the limit before building it
+                _check_size(family, [(calls * a.shape[0],) + a.shape[1:] for a in _arrays(batch)])
+            B = batch.batch_size
+            labels = dict(batch.labels)
+            for (name, values), value in zip(axes.items(), combo):
+                key, column = _label(name, values)
+                labels[key] = np.full(B, column[values.index(value)])
+            labels["draw"] = np.full(B, draw, dtype=np.int64)
+            labels["seed"] = np.full(B, int(seed) + draw, dtype=np.int64)
+            parts.append(replace(batch, labels=labels))
+    out = parts[0] if len(parts) == 1 else concat_batches(*parts)
+    meta = {"family": family, "count": count, "seed": int(seed), "axes": axes}
+    return replace(out, meta=meta)
+
+
+def _arrays(batch: ProblemBatch) -> list[NDArray[Any]]:
+    """The float arrays of a batch (what its memory is)."""
+    arrays = [batch.X, batch.theta_star, batch.noise_var, batch.singular_values, batch.eigvecs]
+    return arrays + ([] if batch.cov is None else [batch.cov])

@@ -1,5 +1,6 @@
 """The ``fastsd`` command line: sweeps from configs, resume, errors, info."""
 
+import json
 import os
 import subprocess
 import sys
@@ -233,6 +234,12 @@ def test_reproduce_quick_end_to_end(tmp_path):
         "learning_curves.png",
     ):
         assert (out / name).stat().st_size > 0, name
+    from fastsd.experiments.reproduce import MARKER, REPORT_ENTRIES
+
+    marker = json.loads((out / MARKER).read_text())  # what --overwrite may remove, no more
+    written = sorted(name for name in os.listdir(out) if name != MARKER)
+    assert marker["complete"] and marker["entries"] == written
+    assert set(marker["entries"]) <= set(REPORT_ENTRIES)
     table = read_csv(out / "uci_table.csv")
     assert sorted(set(table["dataset"])) == ["air_quality", "airfoil", "appliances_energy"]
     assert np.all(np.isfinite(table["test_mse_mean"].astype(float)))

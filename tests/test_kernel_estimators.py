@@ -101,3 +101,13 @@ def test_huge_max_steps_is_refused_before_allocating():
     X, y, _ = _data()
     with pytest.raises(ValueError, match=r"max_steps=1000000000.*GiB limit"):
         SelfDistilledKernelRidgeCV(max_steps=10**9).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "cls", [fastsd.SelfDistilledKernelRidge, fastsd.SelfDistilledKernelRidgeCV]
+)
+def test_misspelled_kernel_parameter_is_an_error(cls):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    with pytest.raises(ValueError, match="gama.*gamma"):
+        cls(kernel="rbf", kernel_params={"gama": 5.0}).fit(X, y)

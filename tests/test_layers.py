@@ -25,6 +25,7 @@ LAYER_OF = {
     "fastsd._validation": "base",
     "fastsd._jit": "base",
     "fastsd._fit": "base",
+    "fastsd._argparse": "base",
     "fastsd.exceptions": "base",
     "fastsd.tables": "base",
     "fastsd.math": "math",

@@ -15,7 +15,6 @@ Both backends run on the same decomposed inputs; each timing is the best of
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -28,11 +27,13 @@ import numba
 import numpy as np
 
 from .. import reference
+from .._argparse import OneLineParser
 from ..decomposition import decompose
 from ..decomposition.kernel import decompose_kernel
 from ..engine.grids import constant_schedules
 from ..engine.sweeps import sweep_optimal, sweep_risk
 from ..exceptions import ignore_unrecoverable
+from ..store.manifest import check_output_file
 from .e2e import WORKLOADS, format_e2e, measure_e2e
 
 __all__ = ["workload", "measure", "main"]
@@ -277,7 +278,7 @@ def format_table(res: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``fastsd bench``: measure W1/W2 (or ``--e2e``) and print the table; returns 0."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="fastsd bench",
         description=__doc__.split("\n\n")[0],
         epilog="fastsd bench --runner [--dask]: the block runner and the Dask executor "
@@ -307,6 +308,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
+    if args.json:  # before the measurements, not after them
+        try:
+            args.json = check_output_file(args.json, "--json")
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.e2e:
         names = [w.strip() for w in args.workloads.split(",") if w.strip()]
         unknown = sorted(set(names) - set(WORKLOADS))

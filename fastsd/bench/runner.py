@@ -31,7 +31,6 @@ Run it with ``fastsd bench --runner [--dask] [--quick] [--repeat N]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._argparse import OneLineParser
 from .._jit import single_threaded_blas
 from .._jit import threads as thread_count
 from ..blocks.executors import get_executor
@@ -49,6 +49,7 @@ from ..blocks.tasks import SweepTask
 from ..decomposition import decompose
 from ..engine.grids import constant_schedules
 from ..engine.sweeps import sweep_risk
+from ..store.manifest import check_output_file
 from .kernels import machine_description, workload
 
 if TYPE_CHECKING:
@@ -279,9 +280,7 @@ def format_runner_table(res: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``fastsd bench --runner``: measure the block runner (and Dask) and print the table."""
-    parser = argparse.ArgumentParser(
-        prog="fastsd bench --runner", description=__doc__.split("\n\n")[0]
-    )
+    parser = OneLineParser(prog="fastsd bench --runner", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
     parser.add_argument("--quick", action="store_true", help="B = 32 instead of 256")
     parser.add_argument(
@@ -292,6 +291,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
+    if args.json:  # before the measurements, not after them
+        try:
+            args.json = check_output_file(args.json, "--json")
+        except ValueError as exc:
+            parser.error(str(exc))
     res = measure_runner(repeat=args.repeat, quick=args.quick, dask=args.dask, threads=args.threads)
     print(format_runner_table(res))
     if args.json:

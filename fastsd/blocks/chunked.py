@@ -26,10 +26,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._typing import FloatArray, IntArray
-from .._validation import as_float_array, check_lams, check_noise_var, check_steps
+from .._validation import as_float_array, check_bytes, check_lams, check_noise_var, check_steps
 from ..decomposition import Decomposition
 from ..engine.inputs import check_backend, check_schedules
-from ..exceptions import warn_unrecoverable
+from ..exceptions import report_nonfinite, warn_unrecoverable
 from ..store.reading import label_sweep
 from .executors import get_executor
 from .plan import Block, block_grid, block_memory, plan_blocks
@@ -116,13 +116,27 @@ def _run(
     progress: bool | Callable[[int, int], object],
     desc: str,
     client: Any,
-) -> None:
-    """The runner on the block grid, on the executor for ``client``."""
+) -> tuple[int, int]:
+    """The runner on the block grid, on the executor for ``client``.
+
+    Returns (non-finite risks, risks) over the blocks, for one
+    :func:`~fastsd.exceptions.report_nonfinite` by the caller.
+    """
+    counts = [0, 0]
+
+    def counted(block: Block, result: BlockResult) -> None:
+        risk = result["risk"]
+        counts[0] += risk.size - int(np.count_nonzero(np.isfinite(risk)))
+        counts[1] += risk.size
+        consume(block, result)
+
     executor = get_executor(client=client)
-    with executor:
+    # NumPy's own overflow warnings off: the count is reported once
+    with executor, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         run_blocks(
-            block_grid(B, L, *plan), task, consume, executor=executor, progress=progress, desc=desc
+            block_grid(B, L, *plan), task, counted, executor=executor, progress=progress, desc=desc
         )
+    return counts[0], counts[1]
 
 
 class _Writer:
@@ -141,7 +155,10 @@ class _Writer:
                 out.flush()
 
 
-def _output(out: FloatArray | None, shape: tuple[int, ...], memory_limit: int) -> FloatArray:
+def _output(
+    out: FloatArray | None, shape: tuple[int, ...], memory_limit: int, name: str = "out"
+) -> FloatArray:
+    """``out`` checked against the result's shape, or a new array if the result fits."""
     if out is None:
         need = int(np.prod(shape)) * 8
         if need > memory_limit:
@@ -151,8 +168,12 @@ def _output(out: FloatArray | None, shape: tuple[int, ...], memory_limit: int) -
                 "(numpy.lib.format.open_memmap)"
             )
         return np.empty(shape)
+    if not hasattr(out, "shape") or not hasattr(out, "dtype"):
+        raise TypeError(f"{name} must be an array of shape {shape}, got {type(out).__name__}")
     if tuple(out.shape) != shape:
-        raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(out.shape)}")
+    if out.dtype != np.float64:
+        raise TypeError(f"{name} must have dtype float64, got {out.dtype}")
     return out
 
 
@@ -165,10 +186,10 @@ def _write_all(
     progress: bool | Callable[[int, int], object],
     desc: str,
     client: Any,
-) -> None:
+) -> tuple[int, int]:
     writer = _Writer(outs)
     try:
-        _run(task, B, L, plan, writer, progress, desc, client)
+        return _run(task, B, L, plan, writer, progress, desc, client)
     finally:
         writer.flush()
 
@@ -183,7 +204,7 @@ def sweep_risk_chunked(
     *,
     reduce: str | None = None,
     out: FloatArray | None = None,
-    memory_limit: int = GiB,
+    memory_limit: int | str = GiB,
     backend: str = "numba",
     threads: int | None = None,
     progress: bool | Callable[[int, int], object] = False,
@@ -203,8 +224,8 @@ def sweep_risk_chunked(
         per problem and k) instead of the full array.
     out : ndarray of shape (B, L, G, K + 1), optional
         Where to write the full result (``reduce=None``); e.g. a memmap file.
-    memory_limit : int, default=1 GiB
-        Bound on the working memory, in bytes.
+    memory_limit : int or str, default=1 GiB
+        Bound on the working memory: bytes, or a size like ``"2GiB"``.
     progress : bool or callable, default=False
         True: a tqdm progress bar; a callable gets ``(blocks_done, blocks_total)``.
     client : distributed.Client, optional
@@ -223,6 +244,7 @@ def sweep_risk_chunked(
         raise ValueError(f"reduce must be None or 'min', got {reduce!r}")
     if labels and reduce is not None:
         raise ValueError("labels=True needs the full result (reduce=None)")
+    memory_limit = check_bytes(memory_limit, "memory_limit")
     lams, _ = check_lams(lams, "lams")
     schedules = check_schedules(xis, max_steps)
     B, n, d, theta, var = _problem_source(X, theta_star, noise_var)
@@ -242,7 +264,10 @@ def sweep_risk_chunked(
 
     if reduce is None:
         result = _output(out, (B, lams.size, G, K + 1), memory_limit)
-        _write_all(task, B, lams.size, plan, {"risk": result}, progress, "sweep_risk", client)
+        report_nonfinite(
+            *_write_all(task, B, lams.size, plan, {"risk": result}, progress, "sweep_risk", client),
+            stacklevel=3,
+        )
         if labels:
             return label_sweep(risk=result, lams=lams, schedules=schedules)
         return result
@@ -264,7 +289,9 @@ def sweep_risk_chunked(
         lam_index[b0:b1] = np.where(better, li + l0, lam_index[b0:b1])
         xi_index[b0:b1] = np.where(better, gi, xi_index[b0:b1])
 
-    _run(task, B, lams.size, plan, consume, progress, "sweep_risk", client)
+    report_nonfinite(
+        *_run(task, B, lams.size, plan, consume, progress, "sweep_risk", client), stacklevel=3
+    )
     return BestRisk(best, lam_index, xi_index, lams=lams)
 
 
@@ -277,7 +304,7 @@ def sweep_optimal_chunked(
     *,
     reduce: str | None = None,
     out: tuple[FloatArray, FloatArray] | None = None,
-    memory_limit: int = GiB,
+    memory_limit: int | str = GiB,
     backend: str = "numba",
     threads: int | None = None,
     progress: bool | Callable[[int, int], object] = False,
@@ -307,6 +334,7 @@ def sweep_optimal_chunked(
         raise ValueError(f"reduce must be None or 'min', got {reduce!r}")
     if labels and reduce is not None:
         raise ValueError("labels=True needs the full result (reduce=None)")
+    memory_limit = check_bytes(memory_limit, "memory_limit")
     lams, _ = check_lams(lams, "lams")
     K = check_steps(max_steps, "max_steps")
     B, n, d, theta, var = _problem_source(X, theta_star, noise_var)
@@ -323,13 +351,15 @@ def sweep_optimal_chunked(
     )
 
     if reduce is None:
-        full = 8 * B * lams.size * (K + 1 + K * K)
         if out is None:
-            if full > memory_limit:
+            if 8 * B * lams.size * (K + 1 + K * K) > memory_limit:
                 _output(None, (B, lams.size, K + 1 + K * K), memory_limit)  # raises
             out = (np.empty((B, lams.size, K + 1)), np.empty((B, lams.size, K, K)))
-        risk_out, xi_out = out
-        _write_all(
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise TypeError(f"out must be a tuple (risk_out, xi_out), got {type(out).__name__}")
+        risk_out = _output(out[0], (B, lams.size, K + 1), memory_limit, "out[0] (risk)")
+        xi_out = _output(out[1], (B, lams.size, K, K), memory_limit, "out[1] (xi)")
+        counts = _write_all(
             task,
             B,
             lams.size,
@@ -339,6 +369,7 @@ def sweep_optimal_chunked(
             "sweep_optimal",
             client,
         )
+        report_nonfinite(*counts, stacklevel=3)
         warn_unrecoverable(xi_out)
         if labels:
             return label_sweep(risk=risk_out, xi=xi_out, lams=lams)
@@ -360,6 +391,7 @@ def sweep_optimal_chunked(
             rows = np.take_along_axis(xi, arg[:, None, 1:, None], axis=1)[:, 0]
             best_xi[b0:b1] = np.where(better[:, 1:, None], rows, best_xi[b0:b1])
 
-    _run(task, B, lams.size, plan, consume, progress, "sweep_optimal", client)
+    counts = _run(task, B, lams.size, plan, consume, progress, "sweep_optimal", client)
+    report_nonfinite(*counts, stacklevel=3)
     warn_unrecoverable(best_xi)
     return BestRisk(best, lam_index, np.zeros_like(lam_index), best_xi, lams=lams)

@@ -23,8 +23,11 @@ with the executor), ``"tcp://HOST:PORT"`` (a running ``dask scheduler``), or a
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -33,7 +36,13 @@ from .plan import Block
 
 _R = TypeVar("_R")
 
-__all__ = ["InProcessExecutor", "DaskExecutor", "get_executor"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "InProcessExecutor",
+    "DaskExecutor",
+    "get_executor",
+    "max_local_workers",
+]
 
 
 class InProcessExecutor:
@@ -164,19 +173,72 @@ Executor = InProcessExecutor | DaskExecutor
 
 
 _LOCAL = re.compile(r"^local:(\d+)$")
+_REMOTE = re.compile(r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d+)/?$")
+
+#: Seconds to wait for a remote scheduler before giving up (``connect_timeout``).
+CONNECT_TIMEOUT = 5.0
 
 
-def get_executor(scheduler: str | None = None, client: Any = None) -> Executor:
+def max_local_workers() -> int:
+    """Most worker processes ``"local:N"`` may start: the CPU cores of this machine.
+
+    Each worker is a process with one thread running CPU-bound blocks; more
+    workers than cores only compete for them (and each costs a Python process's
+    memory). For more, start a cluster and pass its ``tcp://`` address.
+    """
+    return os.cpu_count() or 1
+
+
+def _local_workers(scheduler: str, text: str) -> int:
+    n, most = int(text), max_local_workers()
+    if not 1 <= n <= most:
+        raise ValueError(
+            f"scheduler 'local:N' takes N between 1 and the number of CPU cores ({most} "
+            f"here), got {scheduler!r}; for more workers start a Dask cluster and pass "
+            "'tcp://HOST:PORT'"
+        )
+    return n
+
+
+def _quiet_workers() -> Any:
+    """Worker processes started meanwhile ignore Ctrl-C (SIGINT reaches the whole
+    process group): this process alone handles it and closes them, so that an
+    interrupted run prints one line, not a traceback per worker."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def ignoring() -> Iterator[None]:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    return ignoring()
+
+
+def get_executor(
+    scheduler: str | None = None,
+    client: Any = None,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT,
+) -> Executor:
     """The executor for a ``--scheduler`` string or a ``client=`` argument.
 
     Parameters
     ----------
     scheduler : str, optional
-        ``"local:N"`` (N >= 1 worker processes with one thread each, started
-        here and closed with the executor) or ``"tcp://HOST:PORT"`` (the address
-        of a running ``dask scheduler``). None: in-process.
+        ``"local:N"`` (1 <= N <= :func:`max_local_workers` worker processes with
+        one thread each, started here and closed with the executor) or
+        ``"tcp://HOST:PORT"`` / ``"tls://HOST:PORT"`` (the address of a running
+        ``dask scheduler``). None: in-process.
     client : distributed.Client, optional
         Use this client (not closed by the executor).
+    connect_timeout : float, default=CONNECT_TIMEOUT (5 s)
+        Seconds to wait for a remote scheduler before failing.
 
     Returns
     -------
@@ -192,26 +254,41 @@ def get_executor(scheduler: str | None = None, client: Any = None) -> Executor:
         return InProcessExecutor()
     if not isinstance(scheduler, str):
         raise TypeError(f"scheduler must be a string, got {type(scheduler).__name__}")
-    match = _LOCAL.match(scheduler)
-    if match is None and not re.match(r"^(tcp|tls|inproc)://\S+$", scheduler):
-        raise ValueError(f"scheduler must be 'local:N' or 'tcp://HOST:PORT', got {scheduler!r}")
-    distributed = _require_distributed()
-    if match is not None:
-        n = int(match.group(1))
-        if n < 1:
-            raise ValueError(f"scheduler 'local:N' needs N >= 1 workers, got {scheduler!r}")
-        cluster = distributed.LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            host="127.0.0.1",
-            silence_logs=logging.CRITICAL,
+    if (
+        isinstance(connect_timeout, bool)
+        or not isinstance(connect_timeout, (int, float))
+        or not 0 < connect_timeout < float("inf")
+    ):
+        raise ValueError(
+            f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}"
         )
+    match, remote = _LOCAL.match(scheduler), _REMOTE.match(scheduler)
+    if match is None and (remote is None or not 1 <= int(remote.group(3)) <= 65535):
+        raise ValueError(
+            f"scheduler must be 'local:N' or 'tcp://HOST:PORT' (or 'tls://HOST:PORT'), "
+            f"got {scheduler!r}"
+        )
+    if match is not None:
+        n = _local_workers(scheduler, match.group(1))
+        distributed = _require_distributed()
+        with _quiet_workers():
+            cluster = distributed.LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                host="127.0.0.1",
+                silence_logs=logging.CRITICAL,
+            )
         client = distributed.Client(cluster)
         return DaskExecutor(client, owned=(client, cluster))
+    distributed = _require_distributed()
     try:
-        client = distributed.Client(scheduler, timeout="20s")
+        client = distributed.Client(scheduler, timeout=f"{connect_timeout}s")
     except OSError as exc:
-        raise OSError(f"could not connect to the Dask scheduler at {scheduler}: {exc}") from None
+        raise OSError(
+            f"could not connect to the Dask scheduler at {scheduler} within "
+            f"{connect_timeout:g} s ({type(exc).__name__}); is it running? (wait longer "
+            "with --connect-timeout / connect_timeout=)"
+        ) from None
     return DaskExecutor(client, owned=(client,))

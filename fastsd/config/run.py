@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
 from numpy.typing import NDArray
 
-from ..blocks.executors import DaskExecutor, get_executor
+from ..blocks.executors import CONNECT_TIMEOUT, DaskExecutor, get_executor
 from ..blocks.plan import block_grid, block_memory, plan_blocks
+from ..blocks.population import PopulationTask
 from ..blocks.runner import run_blocks
 from ..blocks.tasks import SweepTask
 from ..engine.grids import constant_schedules
-from ..exceptions import ConfigError, report_unrecoverable
-from ..store.layout import KIND_OF, coordinates, layout, store_values
+from ..exceptions import ConfigError, report_nonfinite, report_unrecoverable
+from ..store.layout import KIND_OF, METRICS, coordinates, layout, store_values, value_counts
 from ..store.manifest import (
     BLOCKS,
     MANIFEST,
@@ -93,6 +93,8 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
         stored=per_pair,
         backend=run["backend"],
     )
+    if "cov" in problems.arrays:  # Sigma and V^T Sigma V of each problem in a block
+        per_problem += 2 * 8 * d * d
     try:
         pb, lb = plan_blocks(B, L, per_problem, work, run["memory_limit"])
     except ValueError:
@@ -117,23 +119,18 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
 
 def _task(cfg: SweepConfig, problems: ProblemSet, kind: str, threads: int | None) -> SweepTask:
     a = problems.arrays
-    schedules = None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps)
-    return SweepTask(
-        kind,
-        a["X"],
-        cfg.lams,
-        cfg.max_steps,
-        schedules=schedules,
-        theta_star=a.get("theta_star"),
-        noise_var=a.get("noise_var"),
-        y=a.get("y"),
-        X_val=a.get("X_val"),
-        y_val=a.get("y_val"),
-        X_test=a.get("X_test"),
-        y_test=a.get("y_test"),
+    options: dict[str, Any] = {
+        name: a.get(name)
+        for name in ("theta_star", "noise_var", "y", "X_val", "y_val", "X_test", "y_test")
+    }
+    options.update(
+        schedules=None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps),
         backend=cfg.run["backend"],
         threads=threads,
     )
+    if "cov" in a:  # random design: the population risk
+        return PopulationTask(kind, a["X"], cfg.lams, cfg.max_steps, cov=a["cov"], **options)
+    return SweepTask(kind, a["X"], cfg.lams, cfg.max_steps, **options)
 
 
 def _attrs(
@@ -169,6 +166,7 @@ def run_sweep(
     progress: bool | Callable[[int, int], object] = True,
     scheduler: str | None = None,
     client: Any = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> str:
     """Run a config block by block into its output directory.
 
@@ -182,7 +180,7 @@ def run_sweep(
         Replace a previous fastsd sweep in ``cfg.output``.
     progress : bool or callable
         A tqdm bar, or ``progress(blocks_done, blocks_total)``.
-    scheduler, client
+    scheduler, client, connect_timeout
         Where to compute the blocks (see :func:`fastsd.blocks.executors.get_executor`).
 
     Returns
@@ -195,7 +193,8 @@ def run_sweep(
     out = cfg.output
     problems = load_problems(cfg.resolved)
     plan = plan_sweep(cfg, problems)
-    executor = get_executor(scheduler=scheduler, client=client)  # before touching the output
+    # before touching the output
+    executor = get_executor(scheduler=scheduler, client=client, connect_timeout=connect_timeout)
     with executor:
         mode = prepare_output(
             out,
@@ -242,8 +241,13 @@ def run_sweep(
         task = _task(cfg, problems, plan["kind"], threads)
         kind = plan["kind"]
 
+        counts = _Counts(kind)
+        skip = store.done()
+
         def consume(block: Block, result: dict[str, Any]) -> None:
-            store.write(block, store_values(kind, result))
+            values = store_values(kind, result)
+            store.write(block, values)
+            counts.add(values)
 
         try:
             run_blocks(
@@ -251,7 +255,7 @@ def run_sweep(
                 task,
                 consume,
                 executor=executor,
-                skip=store.done(),
+                skip=skip,
                 progress=progress,
                 desc="sweep",
             )
@@ -260,17 +264,38 @@ def run_sweep(
                 _remove_new_output(out, created_dir)
             raise
     store.finish()
-    _warn_nan_xi(out)
+    counts.add_stored(out, [b for b in blocks if b.index in skip])
+    counts.warn()
     return out
 
 
-def _warn_nan_xi(out: str) -> None:
-    """One IllConditionedXiWarning for the whole stored sweep."""
-    import zarr
+class _Counts:
+    """Non-finite metrics and unrecoverable xi of a sweep (:func:`value_counts` of each
+    block), for one warning of each kind per run; blocks stored by an earlier run are
+    read back."""
 
-    group = zarr.open_group(os.path.join(out, ZARR), mode="r")
-    if "xi_reproducible" in group:
-        stored = group["xi_reproducible"]
-        assert isinstance(stored, zarr.Array)  # the array fastsd wrote, not a subgroup
-        ok = cast("NDArray[np.bool_]", stored[...])  # zarr types [...] as any array-like
-        report_unrecoverable(int(ok.size - np.count_nonzero(ok)), ok[..., 1:].size, 4)
+    def __init__(self, kind: str) -> None:
+        self.what = "risks" if kind in ("risk", "optimal") else "MSEs"
+        self.total = {"nonfinite": 0, "metrics": 0, "nan_xi": 0, "schedules": 0}
+
+    def add(self, values: Mapping[str, NDArray[Any]]) -> None:
+        for key, count in value_counts(values).items():
+            self.total[key] += count
+
+    def add_stored(self, out: str, blocks: Sequence[Block]) -> None:
+        """Count the blocks ``blocks`` as stored in ``out`` (one block in memory at a time)."""
+        if not blocks:
+            return
+        import zarr
+
+        group = zarr.open_group(os.path.join(out, ZARR), mode="r")
+        names = [n for n in (*METRICS, "xi_reproducible") if n in group]
+        for block in blocks:
+            where = (slice(block.b0, block.b1), slice(block.l0, block.l1))
+            # zarr types a selection as any array-like: these are the arrays fastsd wrote
+            self.add({n: cast("NDArray[Any]", cast(Any, group[n])[where]) for n in names})
+
+    def warn(self) -> None:
+        total = self.total
+        report_nonfinite(total["nonfinite"], total["metrics"], self.what, 4)
+        report_unrecoverable(total["nan_xi"], total["schedules"], 4)

@@ -8,7 +8,11 @@ checked: an unknown key is an error naming it and the closest valid key.
 Sections and keys (defaults in brackets; examples in docs/user_guide/scale.md)::
 
     [problems]   source = "synthetic" | "dataset" | "npz" | "csv"
-                 synthetic: family (a name in FAMILIES), params = {...}
+                 synthetic: family (a name in FAMILIES), params = {...}, count [1]
+                            (params: a list for a scalar parameter is a grid axis;
+                            a list or an array parameter may be written as a range
+                            {start, stop, num[, log]} or {start, stop[, step]};
+                            count draws per grid point, draw i with seed + i)
                  dataset:   name, seeds [[0]]
                  npz:       path
                  csv:       path, delimiter [","], skiprows [0]
@@ -33,7 +37,6 @@ import hashlib
 import inspect
 import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard, cast
@@ -43,9 +46,10 @@ from numpy.typing import NDArray
 
 from .. import problems as families
 from .._config import BACKENDS
-from .._validation import check_lams
+from .._validation import check_bytes, check_lams
 from ..datasets import dataset_info
 from ..exceptions import ConfigError
+from ..store.manifest import expand_path
 
 __all__ = [
     "ConfigError",
@@ -60,12 +64,19 @@ __all__ = [
 
 SOURCES = ("synthetic", "dataset", "npz", "csv")
 SELECTIONS = ("oracle", "validation", "fixed")
-#: The fastsd.problems functions a synthetic source may name.
-FAMILIES = ("theorem1_family", "repeated_singular_values", "spread_theta", "singular_gap_family")
+#: The fastsd.problems functions a synthetic source may name (random_design_family:
+#: the risk is the population risk, with each problem's Sigma).
+FAMILIES = (
+    "theorem1_family",
+    "repeated_singular_values",
+    "spread_theta",
+    "singular_gap_family",
+    "random_design_family",
+)
 
 SECTIONS = ("problems", "split", "preprocess", "grid", "run")
 PROBLEM_KEYS = {
-    "synthetic": ("source", "family", "params"),
+    "synthetic": ("source", "family", "params", "count"),
     "dataset": ("source", "name", "seeds"),
     "npz": ("source", "path"),
     "csv": ("source", "path", "delimiter", "skiprows"),
@@ -102,6 +113,12 @@ def _toml_load(path: str) -> dict[str, Any]:
         raise ConfigError(f"config path is a directory, not a TOML file: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8"
+        ) from None
+    except PermissionError:
+        raise ConfigError(f"config file not readable (permission denied): {path}") from None
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -121,33 +138,12 @@ def _bool(value: object, name: str) -> bool:
     return value
 
 
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 1 << 10,
-    "mib": 1 << 20,
-    "gib": 1 << 30,
-    "tib": 1 << 40,
-}
-
-
 def parse_bytes(value: object, name: str = "run.memory_limit") -> int:
     """Bytes from an integer or a string with a unit ("512MiB", "2GB", "1.5GiB")."""
-    if _is_int(value) and value > 0:
-        return value
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", value)
-        if match and match.group(2).lower() in _UNITS:
-            number = float(match.group(1)) * _UNITS[match.group(2).lower()]
-            if number >= 1:
-                return int(number)
-    raise ConfigError(
-        f"{name} must be a positive number of bytes or a size like '2GiB', got {value!r}"
-    )
+    try:
+        return check_bytes(value, name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _lams(spec: object) -> NDArray[np.float64]:
@@ -173,6 +169,43 @@ def _lams(spec: object) -> NDArray[np.float64]:
     return lams
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _range(spec: dict[str, Any], name: str) -> list[Any]:
+    """The values of a range: {start, stop, num[, log]} (num points from start to stop,
+    log-spaced with log = true) or {start, stop[, step]} (start, start + step, ... <= stop,
+    step 1 by default; integers if all three are)."""
+    _check_keys(spec, ("start", "stop", "num", "log", "step"), name)
+    if not all(_number(spec.get(k)) and np.isfinite(spec[k]) for k in ("start", "stop")):
+        raise ConfigError(f"{name} needs finite numbers start and stop, got {spec!r}")
+    start, stop = cast(float, spec["start"]), cast(float, spec["stop"])
+    if "num" in spec and "step" in spec:
+        raise ConfigError(
+            f"{name} must be {{start, stop, num}} (num values, add log = true for log "
+            "spacing) or {start, stop, step}, not both"
+        )
+    if "num" in spec:
+        num = _int(spec["num"], f"{name}.num", 1, 10**7)
+        if _bool(spec.get("log", False), f"{name}.log"):
+            if not (start > 0 and stop > 0):
+                raise ConfigError(f"{name} with log = true needs start and stop > 0")
+            return [float(v) for v in np.geomspace(start, stop, num)]
+        return [float(v) for v in np.linspace(start, stop, num)]
+    if "log" in spec:
+        raise ConfigError(f"{name}: log goes with num, not with step")
+    step = spec.get("step", 1)
+    if not _number(step) or not step > 0 or not np.isfinite(step):
+        raise ConfigError(f"{name}.step must be a positive number, got {step!r}")
+    count = int(np.floor((stop - start) / step + 1e-9)) + 1
+    if count < 1 or count > 10**7:
+        raise ConfigError(f"{name} must give 1 to 10**7 values, got {max(count, 0)}")
+    if all(_is_int(v) for v in (start, stop, step)):
+        return [start + i * step for i in range(count)]
+    return [float(start + i * step) for i in range(count)]
+
+
 def _family_params(family: object, params: dict[str, Any]) -> dict[str, Any]:
     if family not in FAMILIES:
         close = difflib.get_close_matches(str(family), FAMILIES, n=1, cutoff=0.5)
@@ -180,6 +213,16 @@ def _family_params(family: object, params: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"problems.family must be one of {FAMILIES}, got {family!r}{hint}")
     signature = inspect.signature(getattr(families, family))
     _check_keys(params, tuple(signature.parameters), "problems.params")
+    params = {
+        k: _range(v, f"problems.params.{k}") if isinstance(v, dict) else v
+        for k, v in params.items()
+    }
+    seed = params.get("seed", 0)
+    if not _is_int(seed) or seed < 0:
+        raise ConfigError(
+            f"problems.params.seed must be an integer >= 0 (draw i of problems.count "
+            f"uses seed + i), got {seed!r}"
+        )
     try:
         bound = signature.bind(**params)
     except TypeError as exc:
@@ -205,6 +248,7 @@ def _problems(raw: dict[str, Any], base: str) -> dict[str, Any]:
     if source == "synthetic":
         out["family"] = raw.get("family")
         out["params"] = _family_params(out["family"], raw.get("params", {}))
+        out["count"] = _int(raw.get("count", 1), "problems.count", 1, 10**7)
     elif source == "dataset":
         name: Any = raw.get("name")  # checked by dataset_info
         try:
@@ -225,7 +269,7 @@ def _problems(raw: dict[str, Any], base: str) -> dict[str, Any]:
         path = raw.get("path")
         if not isinstance(path, str) or not path:
             raise ConfigError("problems.path is required (a file name)")
-        path = os.path.normpath(os.path.join(base, path))
+        path = os.path.normpath(os.path.join(base, _expand(path, "problems.path")))
         if not os.path.isfile(path):
             raise ConfigError(f"problems.path not found: {path}")
         out.update(path=path, sha256=_file_sha256(path))
@@ -237,6 +281,14 @@ def _problems(raw: dict[str, Any], base: str) -> dict[str, Any]:
                 delimiter=delimiter, skiprows=_int(raw.get("skiprows", 0), "problems.skiprows", 0)
             )
     return out
+
+
+def _expand(path: str, name: str) -> str:
+    """``~`` and environment variables expanded (see :func:`fastsd.store.manifest.expand_path`)."""
+    try:
+        return expand_path(path, name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _fraction(value: object, name: str) -> float:
@@ -384,6 +436,15 @@ def load_config(path: str | os.PathLike[str]) -> SweepConfig:
     backend = run.get("backend", "numba")
     if backend not in BACKENDS:
         raise ConfigError(f"run.backend must be one of {BACKENDS}, got {backend!r}")
+    if (
+        problems.get("family") == "random_design_family"
+        and selection == "oracle"
+        and backend != "numpy"
+    ):
+        raise ConfigError(
+            "random_design_family with run.selection = 'oracle' minimizes the population "
+            "risk, which runs on the NumPy reference only; set run.backend = 'numpy'"
+        )
     threads = run.get("threads")
     if threads is not None:
         _int(threads, "run.threads", 1)
@@ -410,7 +471,7 @@ def load_config(path: str | os.PathLike[str]) -> SweepConfig:
             "selection": selection,
             "backend": backend,
             "threads": threads,
-            "output": os.path.normpath(os.path.join(base, output)),
+            "output": os.path.normpath(os.path.join(base, _expand(output, "run.output"))),
             "block": _int(run.get("block", 16), "run.block", 1),
             "memory_limit": parse_bytes(run.get("memory_limit", "1GiB")),
             "max_output_gb": float(max_output_gb),

@@ -41,8 +41,9 @@ class ProblemSet:
     Attributes
     ----------
     arrays : dict
-        ``X`` (B, n, d) and either ``theta_star`` (B, d), ``noise_var`` (B,) or
-        ``y`` (B, n), ``X_val``, ``y_val``, ``X_test``, ``y_test``.
+        ``X`` (B, n, d) and either ``theta_star`` (B, d), ``noise_var`` (B,)
+        [, ``cov`` (B, d, d): random design, population risk] or ``y`` (B, n),
+        ``X_val``, ``y_val``, ``X_test``, ``y_test``.
     coords : dict of str -> ndarray of shape (B,)
         Numeric per-problem metadata.
     attrs : dict
@@ -75,9 +76,13 @@ def _numeric(value: object) -> bool:
 def _synthetic(problems: dict[str, Any]) -> ProblemSet:
     family, params = problems["family"], problems["params"]
     try:
-        batch = getattr(families, family)(**params)
+        batch = families.family_grid(family, count=problems.get("count", 1), **params)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"problems.params for {family}: {exc}") from None
+        message = str(exc)
+        key = message.split(" ", 1)[0]
+        if key in params:  # the family's message starts with the argument it names
+            raise ConfigError(f"problems.params.{message}") from None
+        raise ConfigError(f"problems.params for {family}: {message}") from None
     B = batch.batch_size
     coords: dict[str, NDArray[Any]] = {"noise_var": np.asarray(batch.noise_var, dtype=float)}
     tol = batch.singular_values.max(axis=-1, keepdims=True) * 1e-12
@@ -95,6 +100,9 @@ def _synthetic(problems: dict[str, Any]) -> ProblemSet:
         theta_star=np.asarray(batch.theta_star),
         noise_var=np.asarray(batch.noise_var, dtype=float),
     )
+    if batch.cov is not None:  # random design: the population risk
+        arrays["cov"] = np.asarray(batch.cov)
+        attrs["risk"] = "population"
     return ProblemSet(arrays, coords, attrs)
 
 
@@ -163,6 +171,73 @@ def _data_problems(
     return arrays, coords
 
 
+#: The arrays an npz source may hold, and their axes (after the batch axis is added).
+NPZ_AXES = {
+    "X": ("problem", "row", "column"),
+    "theta_star": ("problem", "column"),
+    "noise_var": ("problem",),
+    "y": ("problem", "row"),
+    "X_val": ("problem", "row", "column"),
+    "y_val": ("problem", "row"),
+    "X_test": ("problem", "row", "column"),
+    "y_test": ("problem", "row"),
+}
+
+
+def _check_finite(path: str, name: str, arr: NDArray[Any]) -> None:
+    """No NaN/inf in ``arr``; the error names the first one by global problem index.
+
+    Read a few problems at a time (``arr`` may be memory-mapped).
+    """
+    if arr.ndim == 0:
+        if not np.isfinite(arr):
+            raise ConfigError(f"{path}: {name} is {arr.item()!r}; it must be finite")
+        return
+    step = max(1, (64 << 20) // max(1, arr[:1].nbytes))
+    for b0 in range(0, arr.shape[0], step):
+        bad = np.argwhere(~np.isfinite(np.asarray(arr[b0 : b0 + step])))
+        if bad.size:
+            first = [int(i) for i in bad[0]]
+            first[0] += b0
+            at = ", ".join(f"{axis} {i}" for axis, i in zip(NPZ_AXES[name], first))
+            raise ConfigError(
+                f"{path}: {name} contains NaN or infinite values (first at {at}); "
+                "fix the data before the sweep"
+            )
+
+
+def _check_npz(path: str, arrays: dict[str, NDArray[Any]]) -> None:
+    """Dtypes, shapes and finiteness of an npz source (batch axis added), before any block."""
+    for name, arr in arrays.items():
+        if arr.dtype.kind not in "biuf":
+            raise ConfigError(f"{path}: {name} must hold real numbers, got dtype {arr.dtype}")
+    X = arrays["X"]
+    if X.ndim != 3 or min(X.shape) == 0:
+        raise ConfigError(f"{path}: X must have shape (B, n, d) or (n, d), got {X.shape}")
+    B, n, d = X.shape
+    want: dict[str, tuple[int | str, ...]] = {"theta_star": (B, d), "y": (B, n)}
+    for part in ("val", "test"):
+        if f"X_{part}" in arrays:
+            rows = arrays[f"X_{part}"].shape[1] if arrays[f"X_{part}"].ndim == 3 else "n"
+            want[f"X_{part}"] = (B, rows, d)
+            want[f"y_{part}"] = (B, rows)
+    for name, shape in want.items():
+        if name in arrays and (arrays[name].shape != shape or 0 in shape):
+            shown = "(" + ", ".join(f"n_{name[2:]}" if v == "n" else str(v) for v in shape) + ")"
+            raise ConfigError(
+                f"{path}: {name} must have shape {shown} to match X {X.shape}, "
+                f"got {arrays[name].shape}"
+            )
+    var = arrays.get("noise_var")
+    if var is not None:
+        if var.shape not in ((), (B,)):
+            raise ConfigError(f"{path}: noise_var must be a scalar or have shape ({B},)")
+        if np.any(var < 0):
+            raise ConfigError(f"{path}: noise_var must be >= 0 (a variance)")
+    for name, arr in arrays.items():
+        _check_finite(path, name, arr)
+
+
 def _npz(problems: dict[str, Any], split: dict[str, Any], preprocess: dict[str, Any]) -> ProblemSet:
     path = problems["path"]
     try:
@@ -170,7 +245,7 @@ def _npz(problems: dict[str, Any], split: dict[str, Any], preprocess: dict[str, 
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not a readable .npz file ({exc})") from None
-    known = ("X", "theta_star", "noise_var", "y", "X_val", "y_val", "X_test", "y_test")
+    known = tuple(NPZ_AXES)
     unknown = sorted(set(arrays) - set(known))
     if unknown:
         raise ConfigError(f"{path}: unknown arrays {unknown}; expected some of {known}")
@@ -178,21 +253,11 @@ def _npz(problems: dict[str, Any], split: dict[str, Any], preprocess: dict[str, 
         raise ConfigError(f"{path}: needs an array named X")
     if arrays["X"].ndim == 2:  # one problem: add the batch axis
         arrays = {k: (v if k == "noise_var" else v[None]) for k, v in arrays.items()}
+    _check_npz(path, arrays)
     X = arrays["X"]
-    if X.ndim != 3 or min(X.shape) == 0:
-        raise ConfigError(f"{path}: X must have shape (B, n, d) or (n, d), got {X.shape}")
     B = X.shape[0]
     if "theta_star" in arrays:
-        if arrays["theta_star"].shape != (B, X.shape[2]):
-            raise ConfigError(
-                f"{path}: theta_star must have shape {(B, X.shape[2])}, "
-                f"got {arrays['theta_star'].shape}"
-            )
-        var = np.asarray(arrays.get("noise_var", 1.0), dtype=float)
-        try:
-            var = np.array(np.broadcast_to(var, (B,)))
-        except ValueError:
-            raise ConfigError(f"{path}: noise_var must be a scalar or have shape ({B},)") from None
+        var = np.array(np.broadcast_to(np.asarray(arrays.get("noise_var", 1.0), float), (B,)))
         out = dict(X=X, theta_star=arrays["theta_star"], noise_var=var)
         return ProblemSet(out, {"noise_var": var}, {})
     if "y" not in arrays:

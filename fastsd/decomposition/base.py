@@ -280,6 +280,8 @@ def as_float64(X: ArrayLike, name: str, ndim: tuple[int, ...]) -> FloatArray:
     if arr.ndim not in ndim:
         want = " or ".join(str(a) for a in ndim)
         raise ValueError(f"{name} must have {want} dimension(s), got shape {arr.shape}")
+    if arr.size == 0:  # the message of as_float_array, which checks other dtypes
+        raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least one value")
     if not arr.flags.aligned:
         # e.g. unpickled out of band (Dask): NumPy would skip BLAS and round differently
         return np.array(arr)

@@ -23,17 +23,25 @@ it unchanged:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .._typing import FloatArray
-from .._validation import as_float_array
+from .._validation import as_float_array, check_result_size
 from .base import Decomposition, rank_cutoff, rank_rule
 
-__all__ = ["KernelDecomposition", "decompose_kernel", "kernel_matrix", "unseen_target_risk"]
+__all__ = [
+    "KernelDecomposition",
+    "check_kernel",
+    "decompose_kernel",
+    "kernel_matrix",
+    "unseen_target_risk",
+]
 
 
 def kernel_matrix(
@@ -219,6 +227,66 @@ def decompose_kernel(
     return dec if y is None else dec.with_targets(y)
 
 
+def check_kernel(
+    kernel: object, kernel_params: object
+) -> tuple[str | Callable[..., float], dict[str, Any]]:
+    """A kernel and its parameters, checked: ``(kernel, params)``.
+
+    ``kernel`` is a name of scikit-learn's pairwise kernels, "precomputed" or a
+    callable ``kernel(a, b, **params)``; ``kernel_params`` None or a dict of
+    parameters that kernel takes (an unknown key is an error naming it, with
+    the closest valid one).
+    """
+    if kernel_params is None:
+        params: dict[str, Any] = {}
+    elif isinstance(kernel_params, Mapping):
+        params = dict(kernel_params)
+    else:
+        raise TypeError(
+            f"kernel_params must be a dict such as {{'gamma': 0.5}}, got "
+            f"{type(kernel_params).__name__} {kernel_params!r}"
+        )
+    if callable(kernel):
+        try:
+            signature = inspect.signature(kernel)
+        except (TypeError, ValueError):  # a builtin without a signature: nothing to check
+            return kernel, params
+        kinds = {p.kind for p in signature.parameters.values()}
+        if inspect.Parameter.VAR_KEYWORD in kinds:
+            return kernel, params
+        names = list(signature.parameters)[2:]  # after the two samples
+        _check_params(params, names, f"the kernel {getattr(kernel, '__name__', kernel)!r}")
+        return kernel, params
+    if not isinstance(kernel, str):
+        raise TypeError(f"kernel must be a string or a callable, got {type(kernel).__name__}")
+    try:
+        from sklearn.metrics.pairwise import KERNEL_PARAMS
+    except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
+        raise ImportError(
+            "kernel= needs scikit-learn; install it with `pip install fastsd[sklearn]`"
+        ) from exc
+    known = {**{name: sorted(keys) for name, keys in KERNEL_PARAMS.items()}, "precomputed": []}
+    if kernel not in known:
+        close = difflib.get_close_matches(kernel, list(known), n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"kernel must be one of {sorted(known)} or a callable, got {kernel!r}{hint}"
+        )
+    _check_params(params, known[kernel], f"kernel {kernel!r}")
+    return kernel, params
+
+
+def _check_params(params: Mapping[str, Any], names: Sequence[str], what: str) -> None:
+    for key in params:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), list(names), n=1, cutoff=0.5)
+            if close:
+                hint = f"did you mean {close[0]!r}?"
+            else:
+                hint = f"it takes {', '.join(map(repr, names))}" if names else "it takes none"
+            raise ValueError(f"kernel_params: unknown parameter {key!r} for {what}; {hint}")
+
+
 def decompose_features(
     X: ArrayLike,
     y: ArrayLike | None,
@@ -226,9 +294,17 @@ def decompose_features(
     kernel_params: dict[str, Any] | None = None,
 ) -> KernelDecomposition:
     """:func:`decompose_kernel` of K(X, X) for X (n, d) or (B, n, d); keeps X and the kernel."""
+    kernel, kernel_params = check_kernel(kernel, kernel_params)
     X = as_float_array(X, "X", ndim=(2, 3))
     if X.shape[-2] == 0 or X.shape[-1] == 0:
         raise ValueError(f"X must have at least one sample and one feature, got shape {X.shape}")
+    n = X.shape[-2]
+    check_result_size(
+        "decompose",
+        [X.shape[:-1] + (n,)] * 3,
+        what="the kernel matrix K(X, X) and its eigenvectors U and V",
+        fix=f"the kernel route holds n x n matrices (n = {n} samples): use fewer samples",
+    )
     if X.ndim == 2:
         K = kernel_matrix(X, X, kernel, kernel_params)
     else:

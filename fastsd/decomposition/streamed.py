@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypedDict, cast
 import numpy as np
 
 from .._typing import FloatArray
+from .._validation import check_result_size
 
 if TYPE_CHECKING:
     from .base import Decomposition
@@ -175,6 +176,13 @@ class _NpyFile:
         ):
             raise TypeError(f"{name} = {self.path!r} must hold real numbers, got dtype {dtype}")
         self.shape, self.fortran, self.dtype = tuple(shape), fortran, dtype
+        need = self.offset + int(np.prod(self.shape, dtype=np.int64)) * dtype.itemsize
+        have = os.path.getsize(self.path)
+        if have < need:
+            raise ValueError(
+                f"{name} = {self.path!r} is truncated: its header promises shape "
+                f"{self.shape} ({need:,} bytes), the file has {have:,}; save it again"
+            )
 
     def blocks(self, rows: int) -> Iterator[Any]:
         """Blocks of ``rows`` rows; the next one is read (in a second buffer) meanwhile."""
@@ -258,8 +266,8 @@ class _Targets:
     it: Iterator[Any] | None  # y's blocks when not in memory
     shape: tuple[int, ...] | None
 
-    def __init__(self, y: Any, name: str, n: int | None) -> None:
-        self.name, self.pos, self.pending = name, 0, np.empty(0)
+    def __init__(self, y: Any, name: str, n: int | None, x_name: str = "X") -> None:
+        self.name, self.x_name, self.pos, self.pending = name, x_name, 0, np.empty(0)
         self.data = self.it = None
         self.per_block = isinstance(y, collections.abc.Iterator)
         if self.per_block:
@@ -270,12 +278,11 @@ class _Targets:
         else:
             self.data = y if isinstance(y, np.memmap) else np.asarray(y)
             self.shape = self.data.shape
-        if (
-            self.shape is not None
-            and n is not None
-            and (len(self.shape) != 1 or self.shape[0] != n)
+        if self.shape is not None and (
+            len(self.shape) != 1 or (n is not None and self.shape[0] != n)
         ):
-            raise ValueError(f"{name} must have shape ({n},) to match X, got {self.shape}")
+            want = f"({n},) to match X" if n is not None else "(n,), one value per row of X"
+            raise ValueError(f"{name} must have shape {want}, got {self.shape}")
 
     def _read(self, count: int) -> Any:
         if self.data is not None:
@@ -300,26 +307,38 @@ class _Targets:
             out = next(self.it, None)
             if out is None:
                 raise ValueError(
-                    f"{self.name} has fewer blocks than X: none for X block "
-                    f"{index} (rows {start}..)"
+                    f"{self.name} has fewer blocks than {self.x_name}: none for "
+                    f"{self.x_name} block {index} (rows {start}..)"
                 )
         else:
             out = self._read(count)
         out = _checked_block(out, self.name, index, start, None, 1)
         if out.shape[0] != count:
+            if not self.per_block:
+                raise ValueError(
+                    f"{self.name} has {start + out.shape[0]} rows, {self.x_name} at least "
+                    f"{start + count}; {self.name} must match {self.x_name} row for row"
+                )
             raise ValueError(
-                f"{self.name} block {index} has {out.shape[0]} rows, X block "
-                f"{index} has {count} (rows {start}..); y must match X row "
-                "for row"
+                f"{self.name} block {index} has {out.shape[0]} rows, {self.x_name} block "
+                f"{index} has {count} (rows {start}..); {self.name} must match "
+                f"{self.x_name} row for row"
             )
         return out
 
     def finish(self, n: int) -> None:
+        """After the pass over X's ``n`` rows: y must have had exactly as many."""
+        x_name = self.x_name
+        if self.shape is not None and self.shape[0] != n:  # X of unknown length (an iterator)
+            raise ValueError(
+                f"{self.name} has {self.shape[0]} rows, {x_name} has {n}; {self.name} "
+                f"must match {x_name} row for row"
+            )
         if self.data is not None:
             return
         assert self.it is not None  # y is read in blocks when not in memory
         if self.pending.size or next(self.it, None) is not None:
-            raise ValueError(f"{self.name} has more rows (or blocks) than X ({n} rows)")
+            raise ValueError(f"{self.name} has more rows (or blocks) than {x_name} ({n} rows)")
 
 
 class StreamedX:
@@ -356,6 +375,20 @@ class StreamedX:
         return V.T @ stats["Xty"]
 
 
+def _check_width(d: int, gram_too: bool = True) -> None:
+    """At least one feature, and a Gram matrix and eigenvectors (d x d) under the limit."""
+    if d == 0:
+        raise ValueError("X must have at least one feature, got 0 columns")
+    if gram_too:
+        check_result_size(
+            "decompose",
+            [(d, d), (d, d)],
+            what="X^T X and its eigenvectors",
+            fix=f"X has {d} columns: a streamed X is read by rows and must have few "
+            "columns (transpose it if it is stored as (features, samples))",
+        )
+
+
 def _accumulate(
     X: Any, y: Any, block_rows: int | None, threads: int, y_name: str = "y", gram_too: bool = True
 ) -> _Stats:
@@ -367,6 +400,8 @@ def _accumulate(
     if shape is not None and len(shape) != 2:
         raise ValueError(f"X must have 2 dimensions (n, d) to be streamed, got shape {shape}")
     d = shape[1] if shape is not None else None
+    if d is not None:
+        _check_width(d, gram_too)
     targets = None if y is None else _Targets(y, y_name, None if shape is None else shape[0])
     G: FloatArray | None = None
     Xty: FloatArray | None = None
@@ -377,8 +412,7 @@ def _accumulate(
             block = _checked_block(raw, "X", index, n, d, 2, finite=not gram_too)
             if G is None:
                 d = block.shape[1]
-                if d == 0:
-                    raise ValueError("X must have at least one feature, got 0 columns")
+                _check_width(d, gram_too)
                 G, Xty = np.zeros((d, d), order="F"), np.zeros(d)
             # the block's Gram on the worker threads (chunks fixed by shape: the
             # sums do not depend on the thread count), then added in order
@@ -401,6 +435,19 @@ def _accumulate(
     return dict(G=G, Xty=Xty if y is not None else None, yy=yy, n=n, d=d)
 
 
+def _dask_targets(y: Any, X: Any, name: str, x_name: str) -> Any:
+    """y as a Dask array of shape (n,) chunked like the rows of the Dask array X."""
+    import dask.array as da
+
+    if not _is_dask(y):
+        y = np.asarray(y, dtype=np.float64)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"{name} must have shape ({X.shape[0]},) to match {x_name}, got {tuple(y.shape)}"
+        )
+    return y if _is_dask(y) else da.from_array(y, chunks=(X.chunks[0],))
+
+
 def _accumulate_dask(X: Any, y: Any, y_name: str, gram_too: bool = True) -> _Stats:
     import dask.array as da
 
@@ -408,16 +455,11 @@ def _accumulate_dask(X: Any, y: Any, y_name: str, gram_too: bool = True) -> _Sta
         raise ValueError(f"X must have 2 dimensions (n, d) to be streamed, got shape {X.shape}")
     if any(np.isnan(c) for c in X.chunks[0] + X.chunks[1]):
         raise ValueError("X has unknown chunk sizes; call X.compute_chunk_sizes() first")
+    _check_width(int(X.shape[1]), gram_too)
     Xf = X.astype(np.float64)
     parts = dict(G=Xf.T @ Xf if gram_too else da.zeros((1, 1)), finite=da.isfinite(Xf).all())
     if y is not None:
-        yd = (
-            y
-            if _is_dask(y)
-            else da.from_array(np.asarray(y, dtype=np.float64), chunks=(Xf.chunks[0],))
-        )
-        if yd.ndim != 1 or yd.shape[0] != X.shape[0]:
-            raise ValueError(f"{y_name} must have shape ({X.shape[0]},) to match X, got {yd.shape}")
+        yd = _dask_targets(y, Xf, y_name, "X")
         yd = yd.astype(np.float64).rechunk((Xf.chunks[0],))
         parts.update(Xty=Xf.T @ yd, yy=(yd * yd).sum(), yfinite=da.isfinite(yd).all())
     keys = list(parts)
@@ -496,15 +538,7 @@ def eval_projection(
 
         if X_eval.ndim != 2 or X_eval.shape[1] != d:
             raise ValueError(f"{names[0]} must have shape (n_val, {d}), got {X_eval.shape}")
-        yd = (
-            y_eval
-            if _is_dask(y_eval)
-            else da.from_array(np.asarray(y_eval, dtype=np.float64), chunks=(X_eval.chunks[0],))
-        )
-        if yd.shape != X_eval.shape[:1]:
-            raise ValueError(
-                f"{names[1]} must have shape {X_eval.shape[:1]} to match {names[0]}, got {yd.shape}"
-            )
+        yd = _dask_targets(y_eval, X_eval, names[1], names[0])
         A = da.concatenate(
             [
                 X_eval.astype(np.float64) @ V,
@@ -523,7 +557,7 @@ def eval_projection(
         src = _source(X_eval, names[0])
         if src.shape is not None and (len(src.shape) != 2 or src.shape[1] != d):
             raise ValueError(f"{names[0]} must have shape (n_val, {d}), got {src.shape}")
-        targets = _Targets(y_eval, names[1], None if src.shape is None else src.shape[0])
+        targets = _Targets(y_eval, names[1], None if src.shape is None else src.shape[0], names[0])
         R, n = np.zeros((0, p + 1)), 0
         for index, raw in enumerate(src.blocks(_block_rows(block_rows, d))):
             block = _checked_block(raw, names[0], index, n, d, 2)

@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 from .._typing import FloatArray
 from .._validation import check_result_size, check_steps
 from ..decomposition import Decomposition, targets_projection
-from ..exceptions import warn_unrecoverable
+from ..exceptions import warn_nonfinite, warn_unrecoverable
 from .grids import (
     mse_grid,
     optimal_grid,
@@ -55,6 +55,12 @@ def _fixed_size(func: str, B: int, P: int, xis: ArrayLike, K: int) -> None:
 
 def _optimal_size(func: str, B: int, P: int, K: int) -> None:
     check_result_size(func, [(B, P, K + 1), (B, P, K, K)])
+
+
+def _quiet() -> np.errstate:
+    """NumPy's own overflow warnings off: the sweeps count non-finite results once
+    (:func:`fastsd.exceptions.warn_nonfinite`), whatever the backend."""
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
 def _labelled(arr: FloatArray, grid: tuple[int, ...], single: bool) -> FloatArray:
@@ -127,10 +133,12 @@ def sweep_risk(
     _fixed_size("sweep_risk", B, rows.shape[0], xis, K)
     schedules = check_schedules(xis, K)
     s2 = dec.s2.reshape(B, -1)
-    if cov is not None:
-        out = risk_population_grid(s2, t, S, m, kappa, var, rows, schedules, backend, threads)
-    else:
-        out = risk_grid(s2, t, var, dec.n_samples, rows, schedules, backend, threads)
+    with _quiet():
+        if cov is not None:
+            out = risk_population_grid(s2, t, S, m, kappa, var, rows, schedules, backend, threads)
+        else:
+            out = risk_grid(s2, t, var, dec.n_samples, rows, schedules, backend, threads)
+    warn_nonfinite(out, "risks")
     return _labelled(out, grid, single)
 
 
@@ -194,11 +202,14 @@ def sweep_optimal(
     if cov is not None:
         t, S, m, kappa, var = population_inputs(dec, theta_star, noise_var, cov)
         _optimal_size("sweep_optimal", B, rows.shape[0], K)
-        risk, xi = optimal_population_grid(s2, t, S, m, kappa, var, rows, K)
+        with _quiet():
+            risk, xi = optimal_population_grid(s2, t, S, m, kappa, var, rows, K)
     else:
         t, var = oracle_inputs(dec, theta_star, noise_var)
         _optimal_size("sweep_optimal", B, rows.shape[0], K)
-        risk, xi = optimal_grid(s2, t, var, dec.n_samples, rows, K, backend, threads)
+        with _quiet():
+            risk, xi = optimal_grid(s2, t, var, dec.n_samples, rows, K, backend, threads)
+    warn_nonfinite(risk, "risks")
     warn_unrecoverable(xi)
     return _labelled(risk, grid, single), _labelled(xi, grid, single)
 
@@ -250,18 +261,20 @@ def sweep_mse(
     B = 1 if single else dec.batch_shape[0]
     _fixed_size("sweep_mse", B, rows.shape[0], xis, K)
     schedules = check_schedules(xis, K)
-    out = mse_grid(
-        dec.s2.reshape(B, -1),
-        z.reshape(B, -1),
-        R,
-        c,
-        resid2,
-        n_eval,
-        rows,
-        schedules,
-        backend,
-        threads,
-    )
+    with _quiet():
+        out = mse_grid(
+            dec.s2.reshape(B, -1),
+            z.reshape(B, -1),
+            R,
+            c,
+            resid2,
+            n_eval,
+            rows,
+            schedules,
+            backend,
+            threads,
+        )
+    warn_nonfinite(out, "MSEs")
     return _labelled(out, grid, single)
 
 
@@ -303,8 +316,10 @@ def sweep_optimal_validation(
     rows, grid = penalty_rows(lams, student_lams, K)
     B = 1 if single else dec.batch_shape[0]
     _optimal_size("sweep_optimal_validation", B, rows.shape[0], K)
-    mse, xi = optimal_validation_grid(
-        dec.s2.reshape(B, -1), z.reshape(B, -1), R, c, resid2, n_val, rows, K, backend, threads
-    )
+    with _quiet():
+        mse, xi = optimal_validation_grid(
+            dec.s2.reshape(B, -1), z.reshape(B, -1), R, c, resid2, n_val, rows, K, backend, threads
+        )
+    warn_nonfinite(mse, "MSEs")
     warn_unrecoverable(xi)
     return _labelled(mse, grid, single), _labelled(xi, grid, single)

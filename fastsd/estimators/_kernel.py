@@ -24,7 +24,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import check_result_size
-from ..decomposition.kernel import decompose_kernel, kernel_matrix
+from ..decomposition.kernel import check_kernel, decompose_kernel, kernel_matrix
 from ..reference.optimal import optimal_validation
 from ..reference.spectral import eval_projection, self_distill_spectral
 from ._base import (  # type: ignore[attr-defined]  # _sk_validate_data: a private re-export
@@ -99,6 +99,8 @@ class _KernelMixin:
             raise ValueError(
                 f"X must be a square kernel matrix for kernel='precomputed', got shape {X.shape}"
             )
+        if self.kernel_params is not None:  # unknown keys are errors, as in decompose(kernel=)
+            check_kernel(self.kernel, self.kernel_params)
         return X, y
 
     def __sklearn_tags__(self) -> Any:

@@ -15,10 +15,19 @@ Layout of the report::
     OUT/tuning_*.csv/.png       the tuning benchmark (fastsd.experiments.tuning)
     OUT/regime_map.png          the safe rule vs RidgeCV over n/d x rank x noise
     OUT/learning_curve*.csv/.png  validation-tuned SD vs both ridge baselines by training share
+    OUT/report.json             marks OUT as a fastsd report: version, complete, the entries written
+
+Like ``fastsd sweep``, ``reproduce`` writes only into an empty (or new)
+directory or over an earlier fastsd report with ``overwrite``, and then
+removes only the entries that report recorded in ``report.json``. With
+``overwrite``, a directory that is not a report may take the report beside
+its own files, as long as none of them has the name of a report entry:
+fastsd never deletes or replaces a file it did not write.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -27,8 +36,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._version import __version__
 from ..datasets import load_split
 from ..plotting import plot_alignment, plot_learning_curves, plot_uci_test_mse, pyplot
+from ..store.manifest import remove_entries, write_json
 from ..tables import format_value, to_markdown, write_csv
 from .kernel_sd import write_kernel_studies
 from .synthetic import write_synthetic
@@ -44,7 +55,88 @@ from .uci import (
     summarize_curves,
 )
 
-__all__ = ["reproduce"]
+__all__ = ["REPORT_ENTRIES", "prepare_report", "reproduce"]
+
+#: The marker of a report directory (JSON: fastsd_report, fastsd, complete, entries).
+MARKER = "report.json"
+#: The entries a report writes into its directory (all that ``overwrite`` may replace).
+REPORT_ENTRIES = (
+    "summary.md",
+    "synthetic",
+    "kernel",
+    "uci_runs.csv",
+    "uci_table.csv",
+    "uci_alignment.csv",
+    "uci_alignment.png",
+    "uci_test_mse.png",
+    "tuning_rules.md",
+    "tuning_runs.csv",
+    "tuning_summary.csv",
+    "tuning_change.png",
+    "regime_map.png",
+    "tuning.md",
+    "learning_curve_runs.csv",
+    "learning_curves.csv",
+    "learning_curves.png",
+)
+
+
+def _read_marker(out: str) -> dict[str, Any] | None:
+    """The marker of a fastsd report in ``out``, or None."""
+    try:
+        with open(os.path.join(out, MARKER), encoding="utf-8") as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("fastsd_report") != 1:
+        return None
+    entries = marker.get("entries")
+    if not isinstance(entries, list) or not all(
+        isinstance(e, str) and e and os.sep not in e and e not in (".", "..") for e in entries
+    ):
+        return None
+    return marker
+
+
+def prepare_report(out: str, *, overwrite: bool = False) -> list[str]:
+    """Check ``out`` before a report is written; returns the entries it already holds.
+
+    Nothing is written here except, with ``overwrite``, the removal of the
+    entries an earlier fastsd report recorded in its marker.
+
+    Raises
+    ------
+    ValueError
+        When ``out`` is a file, holds a report and ``overwrite`` is False, is a
+        non-empty directory that is not a report and ``overwrite`` is False, or
+        holds a file fastsd did not write under the name of a report entry.
+    """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--output {out} exists and is not a directory")
+    entries = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    if not entries:
+        return []
+    marker = _read_marker(out)
+    if marker is not None:
+        if not overwrite:
+            raise ValueError(
+                f"{out} holds a fastsd report; pass --overwrite to replace it, or choose "
+                "another --output"
+            )
+        remove_entries(out, [*marker["entries"], MARKER])
+        return sorted(os.listdir(out))
+    if not overwrite:
+        raise ValueError(
+            f"{out} is not empty and is not a fastsd report; choose another --output, "
+            "or pass --overwrite to write the report beside its files"
+        )
+    taken = sorted(set(entries) & {*REPORT_ENTRIES, MARKER})
+    if taken:
+        raise ValueError(
+            f"refusing to replace {', '.join(taken[:5])} in {out}: fastsd did not write "
+            "them (no fastsd report.json); move them away or choose another --output"
+        )
+    return entries
 
 
 def _steps(progress: bool, total: int) -> Any:
@@ -96,13 +188,14 @@ def reproduce(
     progress: bool = True,
     datasets: Sequence[str] = DEFAULT_DATASETS,
     full: bool = False,
+    overwrite: bool = False,
 ) -> str:
     """Run the synthetic studies and the UCI protocol; write the report.
 
     Parameters
     ----------
     out : str
-        Report directory (created).
+        Report directory: new, empty, or (with ``overwrite``) see :func:`prepare_report`.
     quick : bool, default=False
         3 seeds and a coarser lambda grid (seconds on 2 cores).
     seeds : int, optional
@@ -114,6 +207,9 @@ def reproduce(
         The tuning benchmark at its full size (20 paired splits per set and
         share) and 10-seed learning curves (minutes); otherwise 5 splits and
         3 seeds (2 splits on two sets and 1 seed with ``quick``).
+    overwrite : bool, default=False
+        Replace an earlier report in ``out`` (only the entries it wrote), or
+        write beside the files of a directory that is not a report.
 
     Returns
     -------
@@ -129,7 +225,10 @@ def reproduce(
     from ..estimators import compare  # noqa: F401  (fail fast: needs scikit-learn)
 
     pyplot()  # fail fast: needs matplotlib
+    before = set(prepare_report(out, overwrite=overwrite))
     os.makedirs(out, exist_ok=True)
+    marker = {"fastsd_report": 1, "fastsd": __version__, "complete": False}
+    write_json(os.path.join(out, MARKER), dict(marker, entries=list(REPORT_ENTRIES)))
     started = time.perf_counter()
     bar = _steps(progress, 2 + len(datasets))
     synthetic = _synthetic(out, quick, progress=None)
@@ -185,7 +284,10 @@ def reproduce(
         bar.close()
     elapsed = time.perf_counter() - started
     n_train = {name: load_split(name, seed=0).X_train.shape[0] for name in datasets}
-    return _write_summary(out, table, align, synthetic, seeds, quick, elapsed, n_train, tuning)
+    summary = _write_summary(out, table, align, synthetic, seeds, quick, elapsed, n_train, tuning)
+    written = sorted(set(os.listdir(out)) - before - {MARKER})
+    write_json(os.path.join(out, MARKER), dict(marker, complete=True, entries=written))
+    return summary
 
 
 def _table1(table: Mapping[str, NDArray[Any]]) -> str:

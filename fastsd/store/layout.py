@@ -37,12 +37,14 @@ from ..math.reparam import steps_table
 
 __all__ = [
     "KIND_OF",
+    "METRICS",
     "Coordinate",
     "Variable",
     "constant_xi",
     "coordinates",
     "layout",
     "store_values",
+    "value_counts",
 ]
 
 #: A data variable of the layout: (dims, shape, dtype).
@@ -113,6 +115,36 @@ def store_values(kind: str, result: Mapping[str, FloatArray]) -> dict[str, NDArr
         if K:
             ok[:, :, 1:] = ~np.isnan(xi[..., 0])
         out["xi_reproducible"] = ok
+    return out
+
+
+#: The metric variables of the layout.
+METRICS = ("risk", "val_mse", "test_mse")
+
+
+def value_counts(values: Mapping[str, NDArray[Any]]) -> dict[str, int]:
+    """What the sweep warnings count in stored values (:func:`store_values`' output).
+
+    Returns
+    -------
+    dict
+        ``nonfinite`` of ``metrics`` metric values inf or NaN (a ``test_mse``
+        that is NaN because its xi is unrecoverable is not counted: ``nan_xi``
+        covers it), and ``nan_xi`` of ``schedules`` optimal schedules (k >= 1)
+        unrecoverable.
+    """
+    ok = values.get("xi_reproducible")
+    out = {"nonfinite": 0, "metrics": 0, "nan_xi": 0, "schedules": 0}
+    for name in METRICS:
+        if name in values:
+            bad = ~np.isfinite(values[name])
+            if name == "test_mse" and ok is not None:
+                bad &= ok
+            out["nonfinite"] += int(np.count_nonzero(bad))
+            out["metrics"] += bad.size
+    if ok is not None:
+        out["nan_xi"] = int(ok.size - np.count_nonzero(ok))
+        out["schedules"] = ok[..., 1:].size
     return out
 
 

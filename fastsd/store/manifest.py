@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,6 +25,9 @@ __all__ = [
     "MANIFEST",
     "OWNED",
     "ZARR",
+    "check_output_file",
+    "damaged_metadata",
+    "expand_path",
     "load_manifest",
     "prepare_output",
     "read_manifest",
@@ -37,6 +41,65 @@ ZARR = "results.zarr"
 BLOCKS = "blocks"
 #: What fastsd writes into an output directory (all that --overwrite may remove).
 OWNED = (MANIFEST, ZARR, BLOCKS, "results.csv", "results.parquet", "figures")
+
+
+_UNSET = re.compile(r"\$(\w+|\{[^}]*\})")
+
+
+def expand_path(path: str | os.PathLike[str], name: str = "path") -> str:
+    """``path`` with ``~`` and environment variables (``$VAR``, ``${VAR}``) expanded.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, when a variable is not set or ``~user`` is unknown (the
+        path would otherwise name a directory literally called ``$VAR`` or ``~``).
+    """
+    text = os.fspath(path)
+    expanded = os.path.expandvars(os.path.expanduser(text))
+    unset = _UNSET.search(expanded)
+    if unset:
+        raise ValueError(
+            f"{name} = {text!r}: the environment variable {unset.group(1).strip('{}')} is not set"
+        )
+    if expanded.startswith("~"):
+        raise ValueError(f"{name} = {text!r}: cannot expand {expanded.split(os.sep)[0]!r}")
+    return expanded
+
+
+def check_output_file(path: str | os.PathLike[str], name: str) -> str:
+    """A file about to be written, checked before the work that produces it.
+
+    Returns the expanded path; raises ValueError naming ``name`` when it is a
+    directory or its directory does not exist or is not writable.
+    """
+    path = expand_path(path, name)
+    if os.path.isdir(path):
+        raise ValueError(f"{name} {path} is a directory; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"{name} {path}: the directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{name} {path}: the directory {parent} is not writable")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ValueError(f"{name} {path} exists and is not writable")
+    return path
+
+
+def damaged_metadata(out: str) -> str | None:
+    """The first Zarr metadata file (``zarr.json``) of ``out``'s store that is not
+    valid UTF-8 JSON, or None: names the file when a store cannot be opened."""
+    root = os.path.join(out, ZARR)
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        if "zarr.json" in files:
+            path = os.path.join(folder, "zarr.json")
+            try:
+                with open(path, encoding="utf-8") as f:
+                    json.load(f)
+            except (OSError, ValueError):
+                return path
+    return None
 
 
 def versions() -> dict[str, str]:
