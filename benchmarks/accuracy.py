@@ -106,6 +106,9 @@ class SpectralVsRefit:
     over problems.
     """
 
+    version = "1"  # stored history: bump only when what is measured changes (common.HISTORY_BENCH)
+    processes = 1  # deterministic: a second process would repeat the same value
+
     params = [[(4, 100, 20), (4, 30, 60)], [1, 4, 16]]
     param_names = ["B_n_d", "K"]
 
@@ -219,6 +222,9 @@ class OptimalRiskHighPrecision:
     error over lambdas and k.
     """
 
+    version = "1"  # stored history: bump only when what is measured changes (common.HISTORY_BENCH)
+    processes = 1  # deterministic: a second process would repeat the same value
+
     params = [BACKENDS] + HIGH_PRECISION_PARAMS
     param_names = ["backend", "d", "cond"]
 
@@ -246,6 +252,9 @@ class OptimalRiskHighPrecision:
 
 class OptimalXiHighPrecision:
     """``fastsd.optimal_xi(..., k=d)`` risk vs the mpmath optimum (k = d steps)."""
+
+    version = "1"  # stored history: bump only when what is measured changes (common.HISTORY_BENCH)
+    processes = 1  # deterministic: a second process would repeat the same value
 
     params = HIGH_PRECISION_PARAMS
     param_names = ["d", "cond"]

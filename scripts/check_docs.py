@@ -16,7 +16,10 @@ network blocked: every request not for 127.0.0.1 goes to a proxy that does not e
 * every ``<img>`` is loaded and has a nonzero size; the gallery pages
   (``auto_examples/plot_*.html``) must each show at least one figure, and the gallery
   index one thumbnail per example;
-* the link to the asv dashboard (``asv/index.html``) resolves.
+* the link to the asv dashboard (``asv/index.html``) resolves; with
+  ``--asv-min-commits N``, the dashboard in the build draws each headline graph
+  (``asv_dashboard.GRAPHS``: W1, W2, decompose vs the limit, accuracy vs mpmath)
+  with points at N or more commits, every request going to the local server.
 
 Screenshots of the home page and of one gallery example are written to ``--shots``
 (default ``docs/``: ``screenshot_home.png``, ``screenshot_gallery.png``).
@@ -31,7 +34,7 @@ a usage error (no build found).
 Usage::
 
     python -m sphinx -W -b html docs docs/_build/html
-    python scripts/check_docs.py [--html docs/_build/html] [--shots docs]
+    python scripts/check_docs.py [--html docs/_build/html] [--shots docs] [--asv-min-commits 30]
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from asv_dashboard import CHROMIUM_FLAGS, CheckFailed, find_chromium, serve  # noqa: E402
+from asv_dashboard import CHROMIUM_FLAGS, GRAPHS, CheckFailed, find_chromium, serve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GALLERY_SHOT_PAGE = "auto_examples/plot_theorem1_gain.html"
@@ -325,6 +328,48 @@ def check_page(dt, base, rel, stats):
     return errors
 
 
+#: Points of each series of the graph on an asv dashboard page, once flot has drawn it.
+GRAPH_POINTS_JS = """new Promise(resolve => {
+    const t0 = Date.now();
+    (function poll() {
+        const plot = window.$ && $('#main-graph').data('plot');
+        if (plot && plot.getData().length) {
+            resolve(plot.getData().map(s => s.data.filter(
+                d => d && d[1] !== null && Number.isFinite(d[1])).length));
+        } else if (Date.now() - t0 > 20000) { resolve(null); }
+        else { setTimeout(poll, 100); }
+    })();
+})"""
+
+
+def check_dashboard(dt, html, base, min_commits):
+    """The asv dashboard inside the docs: each headline graph drawn with >= ``min_commits`` points.
+
+    Every request of its pages must go to this server (the JS libraries are local
+    copies): the dashboard works offline. Returns {graph: errors}; logs the counts.
+    """
+    failures = {}
+    with open(html / "asv" / "index.json") as f:
+        published = set(json.load(f)["benchmarks"])
+    shown = [name for name in GRAPHS if name in published]
+    if not shown:
+        return {"asv/index.html": ["none of the headline graphs is published"]}
+    for i, name in enumerate(shown):
+        url = f"{base}asv/index.html?check={i}#{name}"
+        _, errors, external = dt.load(url)
+        errors += [f"not local (the dashboard must work offline): {u}" for u in external]
+        points = dt.evaluate(GRAPH_POINTS_JS)
+        if not points:
+            errors.append("the graph was not drawn")
+        elif max(points) < min_commits:
+            errors.append(f"{max(points)} points, fewer than {min_commits} commits")
+        else:
+            log(f"asv graph {name}: {len(points)} series, up to {max(points)} points")
+        if errors:
+            failures[f"asv #{name}"] = errors
+    return failures
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -336,6 +381,14 @@ def main(argv=None):
         "--shots", default=str(ROOT / "docs"), help="where to save the screenshots (default: docs/)"
     )
     p.add_argument("--chromium", help="browser executable (default: chromium on PATH)")
+    p.add_argument(
+        "--asv-min-commits",
+        type=int,
+        default=0,
+        metavar="N",
+        help="check the asv dashboard in the build: each headline graph drawn offline "
+        "with points at >= N commits (default: 0, only that asv/index.html loads)",
+    )
     p.add_argument(
         "--require-browser",
         action="store_true",
@@ -382,6 +435,11 @@ def main(argv=None):
             status, _, _ = dt.load(base + rel)
             if status != 200:
                 failures[rel] = [f"HTTP status {status}"]
+        if args.asv_min_commits:
+            if not (html / "asv" / "index.json").is_file():
+                failures["asv/index.html"] = ["no dashboard (only the placeholder) in the build"]
+            else:
+                failures.update(check_dashboard(dt, html, base, args.asv_min_commits))
         dt.load(base + "index.html")
         dt.screenshot(shots / "screenshot_home.png")
         dt.load(base + GALLERY_SHOT_PAGE)

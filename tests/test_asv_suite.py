@@ -38,6 +38,7 @@ MODULES = [
     "runner",
     "kernel_sd",
     "sweep",
+    "history",
 ]
 PREFIXES = ("time_", "track_", "peakmem_", "mem_", "timeraw_")
 
@@ -250,3 +251,45 @@ def test_dashboard_reduced(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     assert "OK in" in proc.stdout
+
+
+def history_classes(suite):
+    """(module, name, class) of the benchmarks that HISTORY_BENCH selects (some of its methods)."""
+    common = importlib.import_module("benchmarks.common")
+    return [
+        (m, n, c)
+        for m, n, c in benchmark_classes(suite)
+        if any(re.search(r, f"{m}.{n}.{meth}") for r in common.HISTORY_BENCH for meth in methods(c))
+    ]
+
+
+def test_history_benchmarks_have_explicit_versions(suite):
+    """The stored history survives edits of the code: every class sets ``version`` itself."""
+    common = importlib.import_module("benchmarks.common")
+    classes = history_classes(suite)
+    assert {m for m, _, _ in classes} == set(common.HISTORY_MODULES) <= set(MODULES)
+    for regex in common.HISTORY_BENCH:
+        assert any(re.search(regex, f"{m}.{n}.") for m, n, _ in classes), regex
+    for modname, name, cls in classes:
+        assert isinstance(vars(cls).get("version"), str), f"{modname}.{name} has no own version"
+
+
+def test_history_benchmarks_use_only_the_public_api(suite):
+    """No module path inside the package: the history runs on old commits and new layouts."""
+    import fastsd
+
+    public = set(fastsd.__all__)
+    for modname in sorted({m for m, _, _ in history_classes(suite)}):
+        tree = ast.parse(inspect.getsource(suite[modname]))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                bad = [a.name for a in node.names if a.name.startswith("fastsd.")]
+                assert not bad, (modname, ast.unparse(node))
+            elif isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith("fastsd"), (modname, ast.unparse(node))
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "fastsd"
+            ):
+                assert node.attr in public, f"{modname}: fastsd.{node.attr} is not public"
