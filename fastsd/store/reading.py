@@ -222,7 +222,8 @@ class SweepResult:
                     yield to_dataframe(block.isel(problem=slice(p0, p0 + step)))
 
     def export(self, path: str, format: str = "csv", rows: int = EXPORT_ROWS) -> int:
-        """Write the tidy table to ``path`` block by block (Parquet row groups, CSV appends).
+        """Write the tidy table to ``path`` block by block (Parquet row groups, CSV appends),
+        into ``path + ".partial"``, renamed to ``path`` once complete.
 
         Parameters
         ----------
@@ -240,22 +241,30 @@ class SweepResult:
             raise ValueError(f"format must be 'csv' or 'parquet', got {format!r}")
         total = 0
         writer = None
+        partial = f"{path}.partial"  # renamed to path when complete
         try:
             for frame in self.iter_dataframes(rows):
                 if format == "csv":
-                    frame.to_csv(path, mode="a" if total else "w", header=not total, index=False)
+                    frame.to_csv(partial, mode="a" if total else "w", header=not total, index=False)
                 else:
                     import pyarrow as pa
                     import pyarrow.parquet as pq
 
                     table = pa.Table.from_pandas(frame, preserve_index=False)
                     if writer is None:
-                        writer = pq.ParquetWriter(path, table.schema)
+                        writer = pq.ParquetWriter(partial, table.schema)
                     writer.write_table(table)
                 total += len(frame)
-        finally:
             if writer is not None:
                 writer.close()
+                writer = None
+            os.replace(partial, path)
+        except BaseException:
+            if writer is not None:
+                writer.close()
+            if os.path.exists(partial):
+                os.remove(partial)
+            raise
         return total
 
     def __repr__(self) -> str:
