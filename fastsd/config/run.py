@@ -195,6 +195,8 @@ def run_sweep(
         ``problems_loaded``, ``executor_ready``, ``store_closed``; seconds since
         the epoch), the executor and the number of blocks computed.
     """
+    import zarr  # noqa: F401  (the store's library: imported with the start-up, not in the sweep)
+
     started = time.time()
     if not isinstance(cfg, SweepConfig):
         cfg = load_config(cfg)
