@@ -2,51 +2,37 @@
 
 from __future__ import annotations
 
+from numba.extending import register_jitable
+
 from .._jit import jit
-from ..filters import risk_term
 
 
-@jit()
+@register_jitable
+def factor(s2, lam):
+    """(r, q, inv) = (s^2/(s^2 + lam), lam/(s^2 + lam), 1/(s^2 + lam)) of one
+    direction; s = 0 gives (0, 1, 0) (it carries nothing)."""
+    if s2 > 0.0:
+        inv = 1.0 / (s2 + lam)
+        return s2 * inv, lam * inv, inv
+    return 0.0, 1.0, 0.0
+
+
+@register_jitable
+def risk_weight(s2, t2, noise_var, n, inv):
+    """(bias_w, noise_w) = ((s^2/n) t^2, (s^2/n) sigma^2 s^2 inv^2) of one direction."""
+    w = s2 / n
+    return w * t2, w * noise_var * s2 * inv * inv
+
+
+@jit
 def factors(s2, lam, r, q, inv):
-    """r = s^2/(s^2 + lam), q = lam/(s^2 + lam), inv = 1/(s^2 + lam).
-
-    Directions with s = 0 get r = 0, q = 1, inv = 0 (they carry nothing).
-    """
+    """:func:`factor` of every direction of s2 (p,) into r, q, inv (p,)."""
     for j in range(s2.shape[0]):
-        s = s2[j]
-        if s > 0.0:
-            i = 1.0 / (s + lam)
-            r[j] = s * i
-            q[j] = lam * i
-            inv[j] = i
-        else:
-            r[j] = 0.0
-            q[j] = 1.0
-            inv[j] = 0.0
+        r[j], q[j], inv[j] = factor(s2[j], lam)
 
 
-@jit()
+@jit
 def risk_weights(s2, t2, noise_var, n, inv, bias_w, noise_w):
-    """bias_w = (s^2/n) t^2 and noise_w = (s^2/n) sigma^2 s^2 inv^2."""
+    """:func:`risk_weight` of every direction into bias_w, noise_w (p,)."""
     for j in range(s2.shape[0]):
-        w = s2[j] / n
-        bias_w[j] = w * t2[j]
-        noise_w[j] = w * noise_var * s2[j] * inv[j] * inv[j]
-
-
-@jit()
-def risk_of_u(r, q, bias_w, noise_w, u):
-    """sum_j bias_w (q + r u)^2 + noise_w (1 - u)^2."""
-    acc = 0.0
-    for j in range(r.shape[0]):
-        acc += risk_term(bias_w[j], noise_w[j], r[j], q[j], u[j])
-    return acc
-
-
-@jit()
-def chunk_bounds(total, chunks, c):
-    """[start, stop) of chunk c when ``total`` items are split into ``chunks``."""
-    size = (total + chunks - 1) // chunks
-    start = c * size
-    stop = min(total, start + size)
-    return start, stop
+        bias_w[j], noise_w[j] = risk_weight(s2[j], t2[j], noise_var, n, inv[j])
