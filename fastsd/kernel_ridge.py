@@ -33,6 +33,7 @@ from numpy.typing import ArrayLike
 from ._typing import FloatArray
 from ._validation import as_float_array
 from .decomposition import Decomposition, _merge_repeated, _rank_cutoff
+from .kernels.decompose import blas_threads
 
 __all__ = ["KernelDecomposition", "decompose_kernel", "kernel_matrix", "unseen_target_risk"]
 
@@ -196,7 +197,8 @@ def decompose_kernel(
     """
     K = _check_gram(K, name)
     n = K.shape[-1]
-    s2, U = np.linalg.eigh(K)
+    with blas_threads(1):  # a threaded eigh sums in an order set by the thread count
+        s2, U = np.linalg.eigh(K)
     s2, U = s2[..., ::-1], U[..., ::-1]
     cutoff = _rank_cutoff(np.abs(s2), n, n)
     if np.any(s2 < -cutoff[..., :1] * 1e3):
