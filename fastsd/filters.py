@@ -40,9 +40,12 @@ from ._jit import jit
 __all__ = [
     "BREAKDOWN_TOL",
     "fma",
+    "dot",
+    "total",
     "lane_dot",
     "polynomial_basis",
     "arnoldi",
+    "arnoldi_lanes",
     "sd_step",
     "refit_step",
     "bias_factor",
@@ -326,6 +329,111 @@ def polynomial_basis(r, q, weights, max_steps, force_r=False):
 
 
 @register_jitable
+def dot(a, b):
+    """sum_j a_j b_j of two vectors (n,), in an order fixed by n alone.
+
+    Eight partial sums (sum t takes j = t, t + 8, ... below the last multiple
+    of 8, in increasing order, by fused multiply-adds; sum 0 then takes the
+    rest), added pairwise: ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)).
+    Eight chains keep the CPU busy where one would wait on each addition, and
+    the order is written out, so no compiler or CPU target can change it.
+    """
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    n = a.shape[0]
+    whole = n - n % 8
+    for j in range(0, whole, 8):
+        s0 = fma(a[j], b[j], s0)
+        s1 = fma(a[j + 1], b[j + 1], s1)
+        s2 = fma(a[j + 2], b[j + 2], s2)
+        s3 = fma(a[j + 3], b[j + 3], s3)
+        s4 = fma(a[j + 4], b[j + 4], s4)
+        s5 = fma(a[j + 5], b[j + 5], s5)
+        s6 = fma(a[j + 6], b[j + 6], s6)
+        s7 = fma(a[j + 7], b[j + 7], s7)
+    for j in range(whole, n):  # the last n % 8 terms go to the first sum
+        s0 = fma(a[j], b[j], s0)
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@register_jitable
+def total(x):
+    """sum_j x_j of a vector (n,) in the order of :func:`dot` (plain additions)."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    n = x.shape[0]
+    whole = n - n % 8
+    for j in range(0, whole, 8):
+        s0 += x[j]
+        s1 += x[j + 1]
+        s2 += x[j + 2]
+        s3 += x[j + 3]
+        s4 += x[j + 4]
+        s5 += x[j + 5]
+        s6 += x[j + 6]
+        s7 += x[j + 7]
+    for j in range(whole, n):
+        s0 += x[j]
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@jit
+def arnoldi(r, q, weights, basis, h, alive, force_r):
+    """Scalar-loop form of :func:`polynomial_basis` for one (problem, lambda), for the kernels.
+
+    r, q, weights (p,); fills basis (K, p), h (K, K) and alive (K,) in place.
+    Every weighted inner product is a :func:`dot` of ``weights * f`` with g.
+    """
+    K, p = basis.shape
+    if K == 0:
+        return
+    use_q = dot(weights, q) <= dot(weights, r) and not force_r
+    h[:, :] = 0.0
+    basis[:, :] = 0.0
+    alive[:] = False
+    ww = np.empty(p)
+    for j in range(p):
+        ww[j] = weights[j] * q[j]
+    norm = np.sqrt(dot(ww, q))
+    if not norm > 0.0:
+        return
+    alive[0] = True
+    scale = 1.0 / norm  # scaling by the reciprocal: one division per vector
+    for j in range(p):
+        basis[0, j] = q[j] * scale
+    h[0, 0] = scale
+    x = q if use_q else r
+    w = np.empty(p)
+    hw = np.empty(K)
+    c = np.empty(K)
+    for m in range(1, K):
+        for j in range(p):
+            w[j] = x[j] * basis[m - 1, j]
+            ww[j] = weights[j] * w[j]
+        for i in range(K):  # x * h_{m-1} in r-coefficients
+            shifted = h[m - 1, i - 1] if i > 0 else 0.0
+            hw[i] = h[m - 1, i] - shifted if use_q else shifted
+        before = np.sqrt(dot(ww, w))
+        for first in (max(0, m - 2), 0):  # Lanczos pass, then full re-orthogonalization
+            for i in range(first, m):
+                c[i] = dot(basis[i], ww)
+            for i in range(first, m):
+                for j in range(p):
+                    w[j] -= c[i] * basis[i, j]
+                for jj in range(K):
+                    hw[jj] -= c[i] * h[i, jj]
+            for j in range(p):
+                ww[j] = weights[j] * w[j]
+        after = np.sqrt(dot(ww, w))
+        if not after > BREAKDOWN_TOL * before:
+            return
+        alive[m] = True
+        scale = 1.0 / after
+        for j in range(p):
+            basis[m, j] = w[j] * scale
+        for jj in range(K):
+            h[m, jj] = hw[jj] * scale
+
+
+@register_jitable
 def lane_dot(a, b, out):
     """out[c] = sum_j a[j, c] b[j, c] for every lane c, j in increasing order.
 
@@ -345,7 +453,7 @@ def lane_dot(a, b, out):
 
 
 @jit
-def arnoldi(r, q, weights, basis, h, alive, force_r):
+def arnoldi_lanes(r, q, weights, basis, h, alive, force_r):
     """Lane form of :func:`polynomial_basis` for the kernels: one (problem,
     lambda) pair per lane.
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import jit, run_chunks
-from ..filters import BREAKDOWN_TOL, arnoldi, fma, lane_dot, refit_step, risk_term
+from ..filters import BREAKDOWN_TOL, arnoldi, arnoldi_lanes, dot, fma, refit_step, risk_term, total
 from ..filters import xi_from_products_into
 from ..reference.optimal import EPS, XI_RTOL, XI_SAFETY
-from .spectral import factor, risk_weight
+from .spectral import block_lams, eval_mse_lanes, factor, lane_count, lane_factors, risk_weight
 
 # ------------------------------------------------------------------ per-lane scalar rules
 
@@ -63,34 +63,6 @@ def keep_if_reproducible(xi_row, k, achieved, optimum, k0, amplification):
 
 
 # ------------------------------------------------------------------------- blocks of lanes
-
-
-@jit
-def lane_count(p, L):
-    """Lanes per block: about 32 KB per (p, lanes) work array, at most the L pairs
-    of a problem (results do not depend on it)."""
-    return max(1, min(L, max(8, min(64, 4096 // max(p, 1)))))
-
-
-@jit
-def block_lams(first, stop, L, ls):
-    """The block of pairs from ``first``: one problem b = first // L, its lambdas
-    ls[c] for the lanes c < nb (to the end of the problem, of ``stop`` or of the
-    lanes); later lanes repeat the last one (computed, never written).
-    Returns (b, nb)."""
-    b, l0 = divmod(first, L)
-    nb = min(ls.shape[0], L - l0, stop - first)
-    for c in range(ls.shape[0]):
-        ls[c] = l0 + min(c, nb - 1)
-    return b, nb
-
-
-@jit
-def lane_factors(s2, lam, r, q, inv):
-    """r, q, inv (p, lanes) of :func:`fastsd.kernels.spectral.factor` for s2 (p,), lam (lanes,)."""
-    for j in range(s2.shape[0]):
-        for c in range(lam.shape[0]):
-            r[j, c], q[j, c], inv[j, c] = factor(s2[j], lam[c])
 
 
 @jit
@@ -218,29 +190,6 @@ def nested_lsq_lanes(D, target, alive, beta):
 
 
 @jit
-def eval_mse_lanes(R, c_b, resid2, n_eval, g, u, out, v, e):
-    """out[c] = (resid2 + ||c - R ((1 - u) g)||^2) / n_eval for every lane c:
-    R (m, p) upper triangular, g = z inv and u (p, lanes); v (p, lanes) and
-    e (lanes,) are scratch. Each residual entry sums over j, then the squares
-    over i, in order."""
-    m, p = R.shape
-    for j in range(p):
-        for c in range(out.shape[0]):
-            v[j, c] = (1.0 - u[j, c]) * g[j, c]
-    out[:] = resid2
-    for i in range(m):
-        e[:] = c_b[i]
-        for j in range(i, p):
-            rij = R[i, j]
-            for c in range(out.shape[0]):
-                e[c] -= rij * v[j, c]
-        for c in range(out.shape[0]):
-            out[c] = fma(e[c], e[c], out[c])
-    for c in range(out.shape[0]):
-        out[c] /= n_eval
-
-
-@jit
 def validation_design_lanes(R, c_b, g, basis, k, D, target):
     """The validation least-squares problem over basis rows 0..k-1, per lane:
     D[:, :k] = R diag(g) basis^T and target = R g - c, g = z inv (p, lanes)
@@ -310,7 +259,7 @@ def step_basis_lanes(s2, logs, positive, k, weights, E, x, basis, h, alive):
     S_k = E_k P_{k_eff - 1}(x) for per-step penalties, per lane (reference
     ``step_basis``); k_eff = #{i < k: lam_i > 0}."""
     step_space_lanes(s2, logs, positive, k, E, x)
-    arnoldi(x, E, weights, basis[:k], h[:k, :k], alive[:k], True)
+    arnoldi_lanes(x, E, weights, basis[:k], h[:k, :k], alive[:k], True)
     p, lanes = E.shape
     for c in range(lanes):
         k_eff = 0
@@ -378,90 +327,62 @@ def step_products(s2, r, q, k, u, G, coef):
 
 @jit
 def _sweep_optimal_pairs(s2, t2, noise_var, n, lams, risk, xi, start, stop):
+    # one pair at a time (the lane form of the validation kernels compiles
+    # several times slower, and this kernel is the first most sessions call)
     B, p = s2.shape
     L = lams.shape[0]
     K = xi.shape[2]
-    lanes = lane_count(p, L)
-    ls = np.empty(lanes, dtype=np.int64)
-    lam = np.empty(lanes)
-    r = np.empty((1, p, lanes))
-    q = np.empty((p, lanes))
-    inv = np.empty((p, lanes))
-    bias_w = np.empty((p, lanes))
-    noise_w = np.empty((p, lanes))
-    a = np.empty((p, lanes))
-    au = np.empty((p, lanes))
-    u = np.empty((p, lanes))
-    phi = np.empty((p, lanes))
-    basis = np.empty((K, p, lanes))
-    h = np.empty((K, K, lanes))
-    alive = np.empty((K, lanes), dtype=np.bool_)
-    coef = np.empty((K, lanes))
-    steps = np.empty((K, lanes))
-    alpha = np.empty(lanes)
-    xs = np.empty(lanes)
-    ridge = np.empty(lanes)
-    optimum = np.empty(lanes)
-    achieved = np.empty(lanes)
-    amp = np.empty(lanes)
-    first = start
-    while first < stop:
-        b, nb = block_lams(first, stop, L, ls)
-        for c in range(lanes):
-            lam[c] = lams[ls[c]]
-            amp[c] = refit_amplification(s2[b], lam[c])
-        lane_factors(s2[b], lam, r[0], q, inv)
+    r = np.empty(p)
+    q = np.empty(p)
+    inv = np.empty(p)
+    bias_w = np.empty(p)
+    noise_w = np.empty(p)
+    a = np.empty(p)
+    au = np.empty(p)
+    u = np.empty(p)
+    phi = np.empty(p)
+    terms = np.empty(p)
+    basis = np.empty((K, p))
+    h = np.empty((K, K))
+    alive = np.empty(K, dtype=np.bool_)
+    coef = np.empty(K)
+    for bl in range(start, stop):
+        b, l = divmod(bl, L)
         for j in range(p):
-            for c in range(lanes):
-                bias_w[j, c], noise_w[j, c] = risk_weight(
-                    s2[b, j], t2[b, j], noise_var[b], n, inv[j, c]
-                )
-                # weights a of the least-squares fit of u*, and a u*
-                rr = r[0, j, c]
-                a[j, c] = rr * rr * bias_w[j, c] + noise_w[j, c]
-                target = 1.0 - rr * bias_w[j, c] / a[j, c] if a[j, c] > 0.0 else 0.0
-                au[j, c] = a[j, c] * target
-        u[:] = 0.0
-        risk_lanes(r[0], q, bias_w, noise_w, u, ridge)
-        arnoldi(r[0], q, a, basis, h, alive, False)
+            r[j], q[j], inv[j] = factor(s2[b, j], lams[l])
+            bias_w[j], noise_w[j] = risk_weight(s2[b, j], t2[b, j], noise_var[b], n, inv[j])
+            # weights a of the least-squares fit of u*, and a u*
+            a[j] = r[j] * r[j] * bias_w[j] + noise_w[j]
+            au[j] = a[j] * (1.0 - r[j] * bias_w[j] / a[j] if a[j] > 0.0 else 0.0)
+            u[j] = 0.0
+            terms[j] = risk_term(bias_w[j], noise_w[j], r[j], q[j], 0.0)
+        ridge = total(terms)
+        risk[b, l, 0] = ridge
+        amp = refit_amplification(s2[b], lams[l])
+        arnoldi(r, q, a, basis, h, alive, False)
         coef[:] = 0.0
         for m in range(K):
-            lane_dot(basis[m], au, alpha)
-            for c in range(lanes):
-                if not alive[m, c]:
-                    alpha[c] = 0.0
-            optimum[:] = 0.0
-            for j in range(p):  # u += alpha b_m and the risk of u, in one pass
-                for c in range(lanes):
-                    u[j, c] += alpha[c] * basis[m, j, c]
-                    term = risk_term(bias_w[j, c], noise_w[j, c], r[0, j, c], q[j, c], u[j, c])
-                    optimum[c] += term
+            alpha = dot(basis[m], au) if alive[m] else 0.0
+            for j in range(p):  # u += alpha b_m, and the risk terms of u
+                u[j] += alpha * basis[m, j]
+                terms[j] = risk_term(bias_w[j], noise_w[j], r[j], q[j], u[j])
+            optimum = total(terms)
+            risk[b, l, m + 1] = optimum
             for i in range(K):
-                for c in range(lanes):
-                    coef[i, c] = fma(alpha[c], h[m, i, c], coef[i, c])
-            replay = False  # skipped where no lane's schedule could be kept anyway
-            for c in range(lanes):
-                xi_from_products_into(coef[:, c], m + 1, steps[:, c])
-                replay = replay or refit_can_reproduce(steps[:, c], m + 1, amp[c])
-            achieved[:] = np.nan
-            if replay:  # phi of the first m steps; the last one and the risk in one pass
-                forward_lanes(r, steps, m, phi)
-                lane_steps(steps, m, xs)
-                achieved[:] = 0.0
+                coef[i] = fma(alpha, h[m, i], coef[i])
+            row = xi[b, l, m]
+            xi_from_products_into(coef, m + 1, row)
+            achieved = np.nan  # no replay where the schedule cannot be kept anyway
+            if refit_can_reproduce(row, m + 1, amp):
+                phi[:] = 1.0  # phi_0; the refit-form replay, the risk in its last pass
+                for i in range(m):
+                    for j in range(p):
+                        phi[j] = refit_step(phi[j], r[j], row[i])
                 for j in range(p):
-                    for c in range(lanes):
-                        rr = r[0, j, c]
-                        fwd = 1.0 - refit_step(phi[j, c], rr, xs[c])
-                        term = risk_term(bias_w[j, c], noise_w[j, c], rr, q[j, c], fwd)
-                        achieved[c] += term
-            for c in range(nb):
-                row = xi[b, ls[c], m]
-                row[: m + 1] = steps[: m + 1, c]
-                risk[b, ls[c], m + 1] = optimum[c]
-                keep_if_reproducible(row, m + 1, achieved[c], optimum[c], ridge[c], amp[c])
-        for c in range(nb):
-            risk[b, ls[c], 0] = ridge[c]
-        first += nb
+                    fwd = 1.0 - refit_step(phi[j], r[j], row[m])
+                    terms[j] = risk_term(bias_w[j], noise_w[j], r[j], q[j], fwd)
+                achieved = total(terms)
+            keep_if_reproducible(row, m + 1, achieved, optimum, ridge, amp)
 
 
 def sweep_optimal(s2, t2, noise_var, n, lams, risk, xi, chunks):
@@ -516,7 +437,7 @@ def _sweep_optimal_validation_pairs(s2, z, R, c_proj, resid2, n_eval, lams, mse,
         for c in range(nb):
             mse[b, ls[c], 0] = k0[c]
         if K > 0:
-            arnoldi(r[0], q, weights, basis, h, alive, False)
+            arnoldi_lanes(r[0], q, weights, basis, h, alive, False)
             validation_design_lanes(Rb, c_proj[b], g, basis, K, D, target)
             nested_lsq_lanes(D, target, alive, beta)
         for k in range(1, K + 1):

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._jit import jit, run_chunks
 from ..filters import bias_factor, risk_of_factors, sd_step
-from .spectral import factors, risk_weights
+from .spectral import block_lams, eval_mse_lanes, factors, lane_count, lane_factors, risk_weights
 
 
 @jit
@@ -140,52 +140,46 @@ def sweep_risk(s2, t2, noise_var, n, lams, schedules, out, chunks):
 
 @jit
 def _sweep_mse_pairs(s2, z, R, c_proj, resid2, n_eval, lams, schedules, out, start, stop):
+    # a block of lambdas of one problem at a time, one per lane (see
+    # :mod:`fastsd.kernels.spectral`): R's products vectorize across the lanes
     B, p = s2.shape
-    m = R.shape[1]
     L, S = lams.shape
     G, K = schedules.shape
-    r = np.empty((S, p))
-    q = np.empty((S, p))
-    inv = np.empty((S, p))
-    rows = np.empty(S, dtype=np.int64)
-    u = np.empty((p, G))
-    coef = np.empty((p, G))
-    pred = np.empty(G)
-    acc = np.empty(G)
-    xs = np.empty(G)
-    for bl in range(start, stop):
-        b = bl // L
-        l = bl - b * L
-        step_rows(s2[b], lams[l], r, q, inv, rows)
-        Rb = R[b]
-        u[:, :] = 0.0
-        for k in range(K + 1):
-            cur = rows[min(k, S - 1)]
+    lanes = lane_count(p, L)
+    ls = np.empty(lanes, dtype=np.int64)
+    lam = np.empty(lanes)
+    r = np.empty((S, p, lanes))
+    q = np.empty((S, p, lanes))
+    inv = np.empty((S, p, lanes))
+    gz = np.empty((S, p, lanes))
+    u = np.empty((p, lanes))
+    v = np.empty((p, lanes))
+    e = np.empty(lanes)
+    mse = np.empty(lanes)
+    first = start
+    while first < stop:
+        b, nb = block_lams(first, stop, L, ls)
+        for i in range(S):
+            for c in range(lanes):
+                lam[c] = lams[ls[c], i]
+            lane_factors(s2[b], lam, r[i], q[i], inv[i])
             for j in range(p):
-                scale = inv[cur, j] * z[b, j]
-                for g in range(G):
-                    coef[j, g] = (1.0 - u[j, g]) * scale
-            # ||c - R coef||^2, R upper triangular (thin QR), every sum in index order
-            for g in range(G):
-                acc[g] = resid2[b]
-            for i in range(m):
-                pred[:] = 0.0
-                for j in range(i, p):
-                    rij = Rb[i, j]
-                    for g in range(G):
-                        pred[g] += rij * coef[j, g]
-                ci = c_proj[b, i]
-                for g in range(G):
-                    e = ci - pred[g]
-                    acc[g] += e * e
-            for g in range(G):
-                out[b, l, g, k] = acc[g] / n_eval
-            if k < K:
-                step_xis(schedules, k, xs)
-                for j in range(p):
-                    rj, qj = r[cur, j], q[cur, j]
-                    for g in range(G):
-                        u[j, g] = sd_step(u[j, g], rj, qj, xs[g])
+                for c in range(lanes):
+                    gz[i, j, c] = z[b, j] * inv[i, j, c]
+        for g in range(G):
+            u[:] = 0.0
+            for k in range(K + 1):
+                # MSE of u_k (factors of lam_k); then u_{k+1} = xi_{k+1} (q_k + r_k u_k)
+                cur = min(k, S - 1)
+                eval_mse_lanes(R[b], c_proj[b], resid2[b], n_eval, gz[cur], u, mse, v, e)
+                for c in range(nb):
+                    out[b, ls[c], g, k] = mse[c]
+                if k < K:
+                    xi = schedules[g, k]
+                    for j in range(p):
+                        for c in range(lanes):
+                            u[j, c] = sd_step(u[j, c], r[cur, j, c], q[cur, j, c], xi)
+        first += nb
 
 
 def sweep_mse(s2, z, R, c_proj, resid2, n_eval, lams, schedules, out, chunks):
