@@ -97,33 +97,36 @@ os.register_at_fork(after_in_child=_forget_pool)
 def run_chunks(kernel: Callable[..., Any], chunks: int, total: int, *args: Any) -> None:
     """Run ``kernel(*args, start, stop)`` over ``chunks`` ranges covering ``range(total)``.
 
-    The ranges are fixed by ``chunks`` and ``total`` alone; the threads (as
-    many as ``numba.get_num_threads()``, at most one per range) take them in
-    turn. ``kernel`` must write each item's results from that item's inputs
-    alone, so the results are the same for any thread count.
+    The ranges are fixed by ``chunks`` and ``total`` alone; the calling thread
+    and up to ``numba.get_num_threads() - 1`` pool threads take them in turn
+    (the first on the calling thread alone, so that a kernel is compiled or
+    loaded from the cache once). ``kernel`` must write each item's results from
+    that item's inputs alone, so the results are the same for any thread count.
     """
     chunks = max(1, min(chunks, total))
     size = -(-total // chunks)
-    bounds = [(start, min(total, start + size)) for start in range(0, total, size)]
-    workers = min(numba.get_num_threads(), len(bounds))
-    if workers <= 1:
-        for start, stop in bounds:
-            kernel(*args, start, stop)
-        return
-    queue = iter(bounds)  # next() on it is atomic under the GIL
+    queue = iter([(start, min(total, start + size)) for start in range(0, total, size)])
     lock = threading.Lock()
 
     def work() -> None:
         while True:
-            with lock:
+            with lock:  # a range goes to exactly one thread
                 item = next(queue, None)
             if item is None:
                 return
             kernel(*args, *item)
 
-    futures = [_pool().submit(work) for _ in range(workers)]
-    for future in futures:
-        future.result()
+    first = next(queue, None)
+    if first is None:
+        return
+    kernel(*args, *first)
+    helpers = min(numba.get_num_threads(), chunks) - 1
+    futures = [_pool().submit(work) for _ in range(helpers)]
+    try:
+        work()
+    finally:  # every range is done (or has failed) before the results are used
+        for future in futures:
+            future.result()
 
 
 def _disable_cache() -> None:

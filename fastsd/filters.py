@@ -389,7 +389,8 @@ def arnoldi(r, q, weights, basis, h, alive, force_r):
     h[:, :] = 0.0
     basis[:, :] = 0.0
     alive[:] = False
-    ww = np.empty(p)
+    scratch = np.empty((2, p))  # one allocation, rows as vectors (less to compile)
+    w, ww = scratch[0], scratch[1]
     for j in range(p):
         ww[j] = weights[j] * q[j]
     norm = np.sqrt(dot(ww, q))
@@ -401,9 +402,8 @@ def arnoldi(r, q, weights, basis, h, alive, force_r):
         basis[0, j] = q[j] * scale
     h[0, 0] = scale
     x = q if use_q else r
-    w = np.empty(p)
-    hw = np.empty(K)
-    c = np.empty(K)
+    coefs = np.empty((2, K))
+    hw, c = coefs[0], coefs[1]
     for m in range(1, K):
         for j in range(p):
             w[j] = x[j] * basis[m - 1, j]

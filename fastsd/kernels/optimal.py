@@ -332,22 +332,16 @@ def _sweep_optimal_pairs(s2, t2, noise_var, n, lams, risk, xi, start, stop):
     B, p = s2.shape
     L = lams.shape[0]
     K = xi.shape[2]
-    r = np.empty(p)
-    q = np.empty(p)
-    inv = np.empty(p)
-    bias_w = np.empty(p)
-    noise_w = np.empty(p)
-    a = np.empty(p)
-    au = np.empty(p)
-    u = np.empty(p)
-    phi = np.empty(p)
-    terms = np.empty(p)
+    work = np.empty((10, p))  # one allocation, rows as vectors (less to compile)
+    r, q, inv, bias_w, noise_w = work[0], work[1], work[2], work[3], work[4]
+    a, au, u, phi, terms = work[5], work[6], work[7], work[8], work[9]
     basis = np.empty((K, p))
-    h = np.empty((K, K))
+    h = np.empty((K + 1, K))
+    coef = h[K]
     alive = np.empty(K, dtype=np.bool_)
-    coef = np.empty(K)
     for bl in range(start, stop):
-        b, l = divmod(bl, L)
+        b = bl // L
+        l = bl - b * L
         for j in range(p):
             r[j], q[j], inv[j] = factor(s2[b, j], lams[l])
             bias_w[j], noise_w[j] = risk_weight(s2[b, j], t2[b, j], noise_var[b], n, inv[j])
@@ -359,7 +353,7 @@ def _sweep_optimal_pairs(s2, t2, noise_var, n, lams, risk, xi, start, stop):
         ridge = total(terms)
         risk[b, l, 0] = ridge
         amp = refit_amplification(s2[b], lams[l])
-        arnoldi(r, q, a, basis, h, alive, False)
+        arnoldi(r, q, a, basis, h[:K], alive, False)
         coef[:] = 0.0
         for m in range(K):
             alpha = dot(basis[m], au) if alive[m] else 0.0

@@ -15,7 +15,15 @@ import numpy as np
 
 from .._jit import jit, run_chunks
 from ..filters import bias_factor, risk_of_factors, sd_step
-from .spectral import block_lams, eval_mse_lanes, factors, lane_count, lane_factors, risk_weights
+from .spectral import (
+    block_lams,
+    eval_mse_lanes,
+    factor,
+    factors,
+    lane_count,
+    lane_factors,
+    risk_weight,
+)
 
 
 @jit
@@ -31,40 +39,33 @@ def step_rows(s2, lam_row, r, q, inv, rows):
 
 
 @jit
-def step_xis(schedules, k, xs):
-    """xs[g] = xi_{k+1} of schedule g (0 after the last step, k = K)."""
-    G, K = schedules.shape
-    for g in range(G):
-        xs[g] = schedules[g, k] if k < K else 0.0
-
-
-@jit
 def _sweep_risk_pairs(s2, t2, noise_var, n, lams, schedules, out, start, stop):
     B, p = s2.shape
     L, S = lams.shape
     G, K = schedules.shape
-    r = np.empty((S, p))
-    q = np.empty((S, p))
-    inv = np.empty((S, p))
-    bias_w = np.empty((S, p))
-    noise_w = np.empty((S, p))
-    rows = np.empty(S, dtype=np.int64)
-    # u[j, g] of the even directions j (row j // 2) and of the odd ones, in two
-    # allocations so that the compiler knows they never overlap and vectorizes
-    # over the schedules g; each schedule's sum runs over j in order
+    # factors and weights (S rows each) of the pair's penalties; a repeated
+    # penalty reuses the row of its first occurrence
+    work = np.empty((5 * S, p))
+    r, q, inv = work[:S], work[S : 2 * S], work[2 * S : 3 * S]
+    bias_w, noise_w = work[3 * S : 4 * S], work[4 * S :]
+    # u[j, g] of the even directions j (row j // 2; then the sums and xi of
+    # the schedules) and of the odd ones: two allocations, so that the compiler
+    # knows they never overlap and vectorizes over the schedules g
     half = (p + 1) // 2
-    even = np.empty((half, G))
+    even = np.empty((half + 2, G))
     odd = np.empty((half, G))
-    acc = np.empty(G)
-    xs = np.empty(G)
+    acc, xs = even[half], even[half + 1]
     paired = p - p % 2
     for bl in range(start, stop):
         b = bl // L
         l = bl - b * L
-        step_rows(s2[b], lams[l], r, q, inv, rows)
         for i in range(S):
-            if rows[i] == i:
-                risk_weights(s2[b], t2[b], noise_var[b], n, inv[i], bias_w[i], noise_w[i])
+            if i == 0 or lams[l, i] != lams[l, i - 1]:
+                for j in range(p):
+                    r[i, j], q[i, j], inv[i, j] = factor(s2[b, j], lams[l, i])
+                    bias_w[i, j], noise_w[i, j] = risk_weight(
+                        s2[b, j], t2[b, j], noise_var[b], n, inv[i, j]
+                    )
         # k = 0: u_0 = 0 for every schedule, so one ridge risk serves them all,
         # and u_1 = xi_1 b with b = q_0 + r_0 0 (the same operations as below)
         ridge = 0.0
@@ -76,34 +77,32 @@ def _sweep_risk_pairs(s2, t2, noise_var, n, lams, schedules, out, start, stop):
             out[b, l, g, 0] = ridge
         if K == 0:
             continue
-        step_xis(schedules, 0, xs)
+        for g in range(G):
+            xs[g] = schedules[g, 0]
         for j in range(p):
             fit = bias_factor(0.0, r[0, j], q[0, j])
             row = odd[j // 2] if j % 2 else even[j // 2]
             for g in range(G):
                 row[g] = xs[g] * fit
+        i = 0
         for k in range(1, K + 1):
             # risk of u_k (factors of lam_k); then u_{k+1} = xi_{k+1} (q_k + r_k u_k)
-            i = rows[min(k, S - 1)]
-            step_xis(schedules, k, xs)
+            if k < S and lams[l, k] != lams[l, k - 1]:
+                i = k
+            for g in range(G):
+                xs[g] = schedules[g, k] if k < K else 0.0
             acc[:] = 0.0
-            last = k == K  # no u_{K+1}
             for j in range(0, paired, 2):  # directions j, j + 1; sd_step is xi * b
                 e, o = even[j // 2], odd[j // 2]
                 r0, q0, b0, n0 = r[i, j], q[i, j], bias_w[i, j], noise_w[i, j]
                 r1, q1, b1, n1 = r[i, j + 1], q[i, j + 1], bias_w[i, j + 1], noise_w[i, j + 1]
-                if last:
-                    for g in range(G):
-                        first = acc[g] + risk_of_factors(b0, n0, bias_factor(e[g], r0, q0), e[g])
-                        acc[g] = first + risk_of_factors(b1, n1, bias_factor(o[g], r1, q1), o[g])
-                else:
-                    for g in range(G):
-                        fit = bias_factor(e[g], r0, q0)
-                        first = acc[g] + risk_of_factors(b0, n0, fit, e[g])
-                        e[g] = xs[g] * fit
-                        fit = bias_factor(o[g], r1, q1)
-                        acc[g] = first + risk_of_factors(b1, n1, fit, o[g])
-                        o[g] = xs[g] * fit
+                for g in range(G):
+                    fit = bias_factor(e[g], r0, q0)
+                    first = acc[g] + risk_of_factors(b0, n0, fit, e[g])
+                    e[g] = xs[g] * fit
+                    fit = bias_factor(o[g], r1, q1)
+                    acc[g] = first + risk_of_factors(b1, n1, fit, o[g])
+                    o[g] = xs[g] * fit
             if paired < p:
                 e, j = even[half - 1], p - 1
                 for g in range(G):
@@ -255,7 +254,8 @@ def _sweep_risk_population_pairs(s2, t, S, m, kappa, noise_diag, lams, schedules
             for g in range(G):
                 out[b, l, g, k] = acc[g]
             if k < K:
-                step_xis(schedules, k, xs)
+                for g in range(G):
+                    xs[g] = schedules[g, k]
                 for j in range(p):
                     rj, qj = r[i, j], q[i, j]
                     for g in range(G):
