@@ -23,6 +23,7 @@ from .reparam import xi_to_xibar, xibar_to_xi
 from .results import SweepResult, label_sweep, load_sweep
 from .sweep import sweep_mse, sweep_optimal, sweep_optimal_validation, sweep_risk
 from ._jit import threads
+from ._warmup import warmup
 
 __version__ = "0.1.0"
 
@@ -81,6 +82,7 @@ __all__ = [
     "sweep_risk_chunked",
     "SweepResult",
     "threads",
+    "warmup",
     "xi_to_xibar",
     "xibar_to_xi",
 ]
