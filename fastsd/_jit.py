@@ -160,9 +160,9 @@ def call(kernel: Callable[..., Any], *args: Any) -> Any:
 
 
 def single_threaded_blas() -> AbstractContextManager[Any]:
-    """Context: one BLAS thread while Numba's threads each call LAPACK.
+    """Context: one BLAS thread while the kernel threads each call LAPACK.
 
-    Numba's ``prange`` runs one LAPACK call per thread; a multithreaded BLAS
+    :func:`run_chunks` runs one LAPACK call per thread; a multithreaded BLAS
     underneath would oversubscribe the cores (2-3x slower on 2 cores). Uses
     threadpoolctl when it is installed (it comes with the ``sklearn`` and
     ``test`` extras); otherwise the BLAS keeps its own setting

@@ -40,15 +40,8 @@ def factors(s2, lam, r, q, inv):
 
 
 @jit
-def risk_weights(s2, t2, noise_var, n, inv, bias_w, noise_w):
-    """:func:`risk_weight` of every direction into bias_w, noise_w (p,)."""
-    for j in range(s2.shape[0]):
-        bias_w[j], noise_w[j] = risk_weight(s2[j], t2[j], noise_var, n, inv[j])
-
-
-@jit
 def lane_count(p, L):
-    """Lanes per block: about 32 KB per (p, lanes) work array, at most the L pairs
+    """Lanes per block: about 16 KB per (p, lanes) work array, at most the L pairs
     of a problem (results do not depend on it)."""
     return max(1, min(L, max(8, min(64, 2048 // max(p, 1)))))
 
