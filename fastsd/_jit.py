@@ -2,11 +2,12 @@
 
 * Kernels are compiled with IEEE semantics: no fast-math flag, so no
   reassociation, no reciprocal approximation, no signed-zero liberties and no
-  fused multiply-add contraction. Every sum runs in the order the source
-  writes (see :mod:`fastsd.kernels.reduce` for the fixed-order, vectorizing
-  reductions), so a result does not depend on how LLVM optimised a compile:
-  fresh compile, on-disk cache and any CPU target give the same bytes (the
-  user guide, "Reproducibility"). NaN and inf propagate exactly as in NumPy.
+  implicit fused multiply-add contraction (the kernels write theirs out:
+  :func:`fastsd.filters.fma`). Every sum runs in the order the source writes
+  (:func:`fastsd.filters.dot`, lanes in :mod:`fastsd.kernels.spectral`), so a
+  result does not depend on how LLVM optimised a compile: fresh compile,
+  on-disk cache and any CPU target give the same bytes (user guide,
+  "Reproducibility"). NaN and inf propagate exactly as in NumPy.
 * Kernels are compiled with ``cache=True`` so a fresh process loads machine
   code from disk instead of compiling (see the user guide, "JIT cost"). Where no cache
   directory is writable (read-only install and home) they are compiled in
@@ -87,8 +88,8 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _forget_pool() -> None:  # a forked child has none of the parent's threads
-    global _POOL
-    _POOL = None
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_pool)

@@ -26,7 +26,10 @@ is a quadratic in pi. With one lam, g_j = q r^(j-1) and pi are the
 r-coefficients of h in u_k = q h(r). Back: xi_k = pi_1, xi_{k-j+1} = pi_j / pi_{j-1}.
 
 The ``@register_jitable`` helpers run as plain Python on NumPy arrays
-(broadcasting) and are compiled inline into the Numba kernels.
+(broadcasting) and are compiled inline into the Numba kernels, where their
+:func:`fma` is one exactly rounded fused multiply-add (two roundings in
+Python). The kernels' sums run in a written order (:func:`dot`, :func:`total`,
+:func:`lane_dot`): no compiler or CPU target can change their bytes.
 """
 
 from __future__ import annotations

@@ -4,13 +4,16 @@ Mirrors :mod:`fastsd.reference.optimal` step by step (weighted Arnoldi on the
 spectrum with two Gram-Schmidt passes, nested least squares, xi read off the
 r-coefficients and checked by the forward recursion).
 
-The pairs of one problem are taken a block at a time, one lambda (or penalty
-schedule) per *lane*: the lane is the innermost axis of every work array, so
-the loops over eigen-directions vectorize across lanes while every lane's sums
-run in the order of the directions. Lanes never mix, so the block size (and
-the chunking of :func:`fastsd._jit.run_chunks`) changes the schedule, never
-the arithmetic. Per-lane scalar code remains where a lane branches on its own
+The validation and per-step kernels take the pairs of one problem a block at
+a time, one lambda (or penalty schedule) per *lane* (see
+:mod:`fastsd.kernels.spectral`): R's products and the Arnoldi inner products
+vectorize across lanes while every lane's sums run in the order of the
+directions. Per-lane scalar code remains where a lane branches on its own
 (schedule recovery and acceptance, the back-substitution, LAPACK's lstsq).
+The oracle kernel takes one pair at a time (its inner products in the fixed
+order of :func:`fastsd.filters.dot`): the lane form compiles several times
+slower, and it is the kernel most sessions call first. Neither the block size
+nor the chunking of :func:`fastsd._jit.run_chunks` changes any arithmetic.
 """
 
 from __future__ import annotations
@@ -327,8 +330,6 @@ def step_products(s2, r, q, k, u, G, coef):
 
 @jit
 def _sweep_optimal_pairs(s2, t2, noise_var, n, lams, risk, xi, start, stop):
-    # one pair at a time (the lane form of the validation kernels compiles
-    # several times slower, and this kernel is the first most sessions call)
     B, p = s2.shape
     L = lams.shape[0]
     K = xi.shape[2]
