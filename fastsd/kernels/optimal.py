@@ -189,6 +189,30 @@ def nested_lsq_lanes(D, target, alive, beta):
                 beta[k - 1, mm, c] = (target[mm, c] - rest) / diag[mm, c]
 
 
+@jit
+def replay_lanes(coef, rs, k, steps, u):
+    """Each lane's k-step schedule from its products coef[:k, c] into steps[:k, c],
+    and u (p, lanes) = 1 - phi_k of that schedule replayed as a refit computes it
+    (:func:`forward_lanes` with the factors rs)."""
+    for c in range(coef.shape[1]):
+        xi_from_products_into(coef[:, c], k, steps[:, c])
+    forward_lanes(rs, steps, k, u)
+    for j in range(u.shape[0]):
+        for c in range(u.shape[1]):
+            u[j, c] = 1.0 - u[j, c]
+
+
+@jit
+def record_lanes(xi, objective, b, ls, nb, k, steps, optimum, achieved, k0, amp):
+    """Write the first nb lanes' optimum and k-step schedule (NaN unless a refit
+    reproduces it, see :func:`keep_if_reproducible`) for problem b."""
+    for c in range(nb):
+        row = xi[b, ls[c], k - 1]
+        row[:k] = steps[:k, c]
+        objective[b, ls[c], k] = optimum[c]
+        keep_if_reproducible(row, k, achieved[c], optimum[c], k0[c], amp[c])
+
+
 # ------------------------------------------------------------- the validation objective
 
 
@@ -439,18 +463,9 @@ def _sweep_optimal_validation_pairs(s2, z, R, c_proj, resid2, n_eval, lams, mse,
             combine_lanes(beta[k - 1], basis, k, u)
             eval_mse_lanes(Rb, c_proj[b], resid2[b], n_eval, g, u, optimum, v, e)
             products_from_basis(beta[k - 1], h, k, coef)
-            for c in range(lanes):
-                xi_from_products_into(coef[:, c], k, steps[:, c])
-            forward_lanes(r, steps, k, u)
-            for j in range(p):
-                for c in range(lanes):
-                    u[j, c] = 1.0 - u[j, c]
+            replay_lanes(coef, r, k, steps, u)
             eval_mse_lanes(Rb, c_proj[b], resid2[b], n_eval, g, u, achieved, v, e)
-            for c in range(nb):
-                row = xi[b, ls[c], k - 1]
-                row[:k] = steps[:k, c]
-                mse[b, ls[c], k] = optimum[c]
-                keep_if_reproducible(row, k, achieved[c], optimum[c], k0[c], amp[c])
+            record_lanes(xi, mse, b, ls, nb, k, steps, optimum, achieved, k0, amp)
         first += nb
 
 
@@ -549,18 +564,9 @@ def _sweep_optimal_steps_pairs(s2, t2, noise_var, n, lams, risk, xi, start, stop
             combine_lanes(beta[k - 1], basis, k, u)
             risk_lanes(r[k], q[k], bias_w[k], noise_w[k], u, optimum)
             step_products(s2[b], r, q, k, u, G, coef)
-            for c in range(lanes):
-                xi_from_products_into(coef[:, c], k, steps[:, c])
-            forward_lanes(r, steps, k, u)
-            for j in range(p):
-                for c in range(lanes):
-                    u[j, c] = 1.0 - u[j, c]
+            replay_lanes(coef, r, k, steps, u)
             risk_lanes(r[k], q[k], bias_w[k], noise_w[k], u, achieved)
-            for c in range(nb):
-                row = xi[b, ls[c], k - 1]
-                row[:k] = steps[:k, c]
-                risk[b, ls[c], k] = optimum[c]
-                keep_if_reproducible(row, k, achieved[c], optimum[c], ridge[c], amp[c])
+            record_lanes(xi, risk, b, ls, nb, k, steps, optimum, achieved, ridge, amp)
         first += nb
 
 
@@ -636,18 +642,9 @@ def _sweep_optimal_validation_steps_pairs(
             combine_lanes(beta[k - 1], basis, k, u)
             eval_mse_lanes(Rb, c_proj[b], resid2[b], n_eval, g, u, optimum, v, e)
             step_products(s2[b], r, q, k, u, G, coef)
-            for c in range(lanes):
-                xi_from_products_into(coef[:, c], k, steps[:, c])
-            forward_lanes(r, steps, k, u)
-            for j in range(p):
-                for c in range(lanes):
-                    u[j, c] = 1.0 - u[j, c]
+            replay_lanes(coef, r, k, steps, u)
             eval_mse_lanes(Rb, c_proj[b], resid2[b], n_eval, g, u, achieved, v, e)
-            for c in range(nb):
-                row = xi[b, ls[c], k - 1]
-                row[:k] = steps[:k, c]
-                mse[b, ls[c], k] = optimum[c]
-                keep_if_reproducible(row, k, achieved[c], optimum[c], k0[c], amp[c])
+            record_lanes(xi, mse, b, ls, nb, k, steps, optimum, achieved, k0, amp)
         first += nb
 
 
