@@ -28,11 +28,13 @@ r-coefficients of h in u_k = q h(r). Back: xi_k = pi_1, xi_{k-j+1} = pi_j / pi_{
 The ``@register_jitable`` helpers run as plain Python on NumPy arrays
 (broadcasting) and are compiled inline into the Numba kernels, where their
 :func:`fma` is one exactly rounded fused multiply-add (two roundings in
-Python). The kernels' sums run in a written order (:func:`dot`, :func:`total`,
+Python). The kernels' sums run in a written order (:func:`dot`,
 :func:`lane_dot`): no compiler or CPU target can change their bytes.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba.core import types
@@ -44,7 +46,6 @@ __all__ = [
     "BREAKDOWN_TOL",
     "fma",
     "dot",
-    "total",
     "lane_dot",
     "polynomial_basis",
     "arnoldi",
@@ -179,7 +180,7 @@ def xi_from_products_into(pi, k, xi_row):
         if tail_zero:
             value = 0.0
         elif denom == 0.0:
-            value = np.nan
+            value = math.nan
         else:
             value = pi[j] / denom
         xi_row[k - 1 - j] = value
@@ -358,26 +359,6 @@ def dot(a, b):
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
-@register_jitable
-def total(x):
-    """sum_j x_j of a vector (n,) in the order of :func:`dot` (plain additions)."""
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    n = x.shape[0]
-    whole = n - n % 8
-    for j in range(0, whole, 8):
-        s0 += x[j]
-        s1 += x[j + 1]
-        s2 += x[j + 2]
-        s3 += x[j + 3]
-        s4 += x[j + 4]
-        s5 += x[j + 5]
-        s6 += x[j + 6]
-        s7 += x[j + 7]
-    for j in range(whole, n):
-        s0 += x[j]
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-
-
 @jit
 def arnoldi(r, q, weights, basis, h, alive, force_r):
     """Scalar-loop form of :func:`polynomial_basis` for one (problem, lambda), for the kernels.
@@ -396,7 +377,7 @@ def arnoldi(r, q, weights, basis, h, alive, force_r):
     w, ww = scratch[0], scratch[1]
     for j in range(p):
         ww[j] = weights[j] * q[j]
-    norm = np.sqrt(dot(ww, q))
+    norm = math.sqrt(dot(ww, q))
     if not norm > 0.0:
         return
     alive[0] = True
@@ -414,8 +395,8 @@ def arnoldi(r, q, weights, basis, h, alive, force_r):
         for i in range(K):  # x * h_{m-1} in r-coefficients
             shifted = h[m - 1, i - 1] if i > 0 else 0.0
             hw[i] = h[m - 1, i] - shifted if use_q else shifted
-        before = np.sqrt(dot(ww, w))
-        for first in (max(0, m - 2), 0):  # Lanczos pass, then full re-orthogonalization
+        before = math.sqrt(dot(ww, w))
+        for first in (m - 2 if m > 2 else 0, 0):  # Lanczos pass, then full re-orthogonalization
             for i in range(first, m):
                 c[i] = dot(basis[i], ww)
             for i in range(first, m):
@@ -425,7 +406,7 @@ def arnoldi(r, q, weights, basis, h, alive, force_r):
                     hw[jj] -= c[i] * h[i, jj]
             for j in range(p):
                 ww[j] = weights[j] * w[j]
-        after = np.sqrt(dot(ww, w))
+        after = math.sqrt(dot(ww, w))
         if not after > BREAKDOWN_TOL * before:
             return
         alive[m] = True

@@ -18,10 +18,12 @@ nor the chunking of :func:`fastsd._jit.run_chunks` changes any arithmetic.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._jit import jit, run_chunks
-from ..filters import BREAKDOWN_TOL, arnoldi, arnoldi_lanes, dot, fma, refit_step, risk_term, total
+from ..filters import BREAKDOWN_TOL, arnoldi, arnoldi_lanes, dot, fma, refit_step, risk_term
 from ..filters import xi_from_products_into
 from ..reference.optimal import EPS, XI_RTOL, XI_SAFETY
 from .spectral import block_lams, eval_mse_lanes, factor, lane_count, lane_factors, risk_weight
@@ -33,12 +35,12 @@ from .spectral import block_lams, eval_mse_lanes, factor, lane_count, lane_facto
 def refit_amplification(s2, lam):
     """p * cond(X^T X + lam I) on live directions (reference ``refit_amplification``)."""
     top = 0.0
-    low = np.inf
+    low = math.inf
     for j in range(s2.shape[0]):
         if s2[j] > 0.0:
-            top = max(top, s2[j])
-            low = min(low, s2[j])
-    if low == np.inf:
+            top = s2[j] if s2[j] > top else top
+            low = s2[j] if s2[j] < low else low
+    if low == math.inf:
         low = top
     return s2.shape[0] * (top + lam) / (low + lam)
 
@@ -49,9 +51,9 @@ def refit_can_reproduce(xi_row, k, amplification):
     the refit's rounding bound eps max|xi| amplification within ``XI_RTOL``."""
     size = 0.0
     for i in range(k):
-        if not np.isfinite(xi_row[i]):
+        if not math.isfinite(xi_row[i]):
             return False
-        size = max(size, abs(xi_row[i]))
+        size = abs(xi_row[i]) if abs(xi_row[i]) > size else size
     return EPS * size * amplification <= XI_RTOL
 
 
@@ -59,10 +61,10 @@ def refit_can_reproduce(xi_row, k, amplification):
 def keep_if_reproducible(xi_row, k, achieved, optimum, k0, amplification):
     """NaN the schedule unless a refit reproduces it (reference ``accept_schedules``)."""
     tol = XI_RTOL / XI_SAFETY * abs(optimum) + 1e-14 * abs(k0)
-    good = np.isfinite(achieved) and abs(achieved - optimum) <= tol
+    good = math.isfinite(achieved) and abs(achieved - optimum) <= tol
     if not (good and refit_can_reproduce(xi_row, k, amplification)):
         for i in range(k):
-            xi_row[i] = np.nan
+            xi_row[i] = math.nan
 
 
 # ------------------------------------------------------------------------- blocks of lanes
@@ -72,7 +74,7 @@ def keep_if_reproducible(xi_row, k, achieved, optimum, k0, amplification):
 def lane_steps(steps, i, xs):
     """xs[c] = steps[i, c], NaN counted as 0 (a step that cannot be recovered)."""
     for c in range(xs.shape[0]):
-        xs[c] = 0.0 if np.isnan(steps[i, c]) else steps[i, c]
+        xs[c] = 0.0 if math.isnan(steps[i, c]) else steps[i, c]
 
 
 @jit
@@ -357,9 +359,10 @@ def _sweep_optimal_pairs(s2, t2, noise_var, n, lams, risk, xi, start, stop):
     B, p = s2.shape
     L = lams.shape[0]
     K = xi.shape[2]
-    work = np.empty((10, p))  # one allocation, rows as vectors (less to compile)
+    work = np.empty((11, p))  # one allocation, rows as vectors (less to compile)
     r, q, inv, bias_w, noise_w = work[0], work[1], work[2], work[3], work[4]
-    a, au, u, phi, terms = work[5], work[6], work[7], work[8], work[9]
+    a, au, u, phi, terms, ones = work[5], work[6], work[7], work[8], work[9], work[10]
+    ones[:] = 1.0  # sums of terms are dot(terms, ones): one fixed order for every sum
     basis = np.empty((K, p))
     h = np.empty((K + 1, K))
     coef = h[K]
@@ -375,7 +378,7 @@ def _sweep_optimal_pairs(s2, t2, noise_var, n, lams, risk, xi, start, stop):
             au[j] = a[j] * (1.0 - r[j] * bias_w[j] / a[j] if a[j] > 0.0 else 0.0)
             u[j] = 0.0
             terms[j] = risk_term(bias_w[j], noise_w[j], r[j], q[j], 0.0)
-        ridge = total(terms)
+        ridge = dot(terms, ones)
         risk[b, l, 0] = ridge
         amp = refit_amplification(s2[b], lams[l])
         arnoldi(r, q, a, basis, h[:K], alive, False)
@@ -385,13 +388,13 @@ def _sweep_optimal_pairs(s2, t2, noise_var, n, lams, risk, xi, start, stop):
             for j in range(p):  # u += alpha b_m, and the risk terms of u
                 u[j] += alpha * basis[m, j]
                 terms[j] = risk_term(bias_w[j], noise_w[j], r[j], q[j], u[j])
-            optimum = total(terms)
+            optimum = dot(terms, ones)
             risk[b, l, m + 1] = optimum
             for i in range(K):
                 coef[i] = fma(alpha, h[m, i], coef[i])
             row = xi[b, l, m]
             xi_from_products_into(coef, m + 1, row)
-            achieved = np.nan  # no replay where the schedule cannot be kept anyway
+            achieved = math.nan  # no replay where the schedule cannot be kept anyway
             if refit_can_reproduce(row, m + 1, amp):
                 phi[:] = 1.0  # phi_0; the refit-form replay, the risk in its last pass
                 for i in range(m):
@@ -400,7 +403,7 @@ def _sweep_optimal_pairs(s2, t2, noise_var, n, lams, risk, xi, start, stop):
                 for j in range(p):
                     fwd = 1.0 - refit_step(phi[j], r[j], row[m])
                     terms[j] = risk_term(bias_w[j], noise_w[j], r[j], q[j], fwd)
-                achieved = total(terms)
+                achieved = dot(terms, ones)
             keep_if_reproducible(row, m + 1, achieved, optimum, ridge, amp)
 
 
