@@ -66,28 +66,12 @@ def _sweep_risk_pairs(s2, t2, noise_var, n, lams, schedules, out, start, stop):
                     bias_w[i, j], noise_w[i, j] = risk_weight(
                         s2[b, j], t2[b, j], noise_var[b], n, inv[i, j]
                     )
-        # k = 0: u_0 = 0 for every schedule, so one ridge risk serves them all,
-        # and u_1 = xi_1 b with b = q_0 + r_0 0 (the same operations as below)
-        ridge = 0.0
-        for j in range(p):
-            ridge += risk_of_factors(
-                bias_w[0, j], noise_w[0, j], bias_factor(0.0, r[0, j], q[0, j]), 0.0
-            )
-        for g in range(G):
-            out[b, l, g, 0] = ridge
-        if K == 0:
-            continue
-        for g in range(G):
-            xs[g] = schedules[g, 0]
-        for j in range(p):
-            fit = bias_factor(0.0, r[0, j], q[0, j])
-            row = odd[j // 2] if j % 2 else even[j // 2]
-            for g in range(G):
-                row[g] = xs[g] * fit
+        even[:half] = 0.0  # u_0 = 0
+        odd[:] = 0.0
         i = 0
-        for k in range(1, K + 1):
+        for k in range(K + 1):
             # risk of u_k (factors of lam_k); then u_{k+1} = xi_{k+1} (q_k + r_k u_k)
-            if k < S and lams[l, k] != lams[l, k - 1]:
+            if 0 < k < S and lams[l, k] != lams[l, k - 1]:
                 i = k
             for g in range(G):
                 xs[g] = schedules[g, k] if k < K else 0.0
