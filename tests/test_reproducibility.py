@@ -192,3 +192,67 @@ def test_every_kernel_ran(runs):
         "_sweep_optimal_validation_steps_pairs",
     ):
         assert name in runs["log"], name
+
+
+STORE_CONFIG = """
+[problems]
+{problems}
+
+[grid]
+lams = {{ start = 1e-3, stop = 1e3, num = 6 }}
+max_steps = 3
+{xis}
+
+[run]
+selection = "{selection}"
+output = "{output}"
+block = {block}
+"""
+
+
+@pytest.mark.parametrize("selection", ["oracle", "fixed", "validation"])
+def test_store_block_plans_give_the_same_bytes(tmp_path, selection):
+    """``fastsd sweep`` with blocks of 1 and of 3 problems: the same stored bytes."""
+    pytest.importorskip("zarr")
+    pytest.importorskip("xarray")
+    import fastsd
+    from fastsd.cli import main
+
+    if selection == "validation":
+        problems = 'source = "dataset"\nname = "airfoil"\nseeds = [0, 1, 2, 3, 4]'
+    else:
+        problems = (
+            'source = "synthetic"\nfamily = "theorem1_family"\n'
+            "params = { ranks = [2, 3, 4, 5, 6], seed = 3 }"
+        )
+    xis = "xis = [-0.5, 0.5, 1.5]" if selection == "fixed" else ""
+    stores = []
+    for block in (1, 3):
+        output = tmp_path / f"out{block}"
+        config = tmp_path / f"sweep{block}.toml"
+        config.write_text(
+            STORE_CONFIG.format(
+                problems=problems, xis=xis, selection=selection, output=output, block=block
+            )
+        )
+        assert main(["sweep", str(config), "--no-progress"]) == 0
+        stores.append(fastsd.load_sweep(output).to_xarray().load())
+    one, three = stores
+    assert sorted(one.data_vars) == sorted(three.data_vars)
+    for name in one.data_vars:
+        assert one[name].values.tobytes() == three[name].values.tobytes(), name
+
+
+@pytest.mark.parametrize("shape", [(16, 300, 64), (16, 40, 8), (6, 64, 300)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_decomposition_of_a_problem_does_not_depend_on_its_batch(shape, threads):
+    """A problem decomposed alone, with two others, or in a block of many: the same
+    bytes (the route follows one problem's shape, never the batch size)."""
+    import fastsd
+
+    X = np.random.default_rng(11).normal(size=shape)
+    whole = fastsd.decompose(X, threads=threads)
+    for part in (X[:1], X[:3]):
+        alone = fastsd.decompose(part, threads=threads)
+        assert alone.s2[0].tobytes() == whole.s2[0].tobytes()
+        assert alone.V[0].tobytes() == whole.V[0].tobytes()
