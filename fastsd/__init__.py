@@ -14,6 +14,7 @@ from .decomposition import Decomposition, decompose
 from .decomposition.kernel import KernelDecomposition, decompose_kernel
 from .engine.single import excess_risk, optimal_xi, optimal_xi_validation, oracle_risk, self_distill
 from .engine.sweeps import sweep_mse, sweep_optimal, sweep_optimal_validation, sweep_risk
+from .engine.warmup import warmup
 from .exceptions import IllConditionedXiWarning, NonFiniteResultWarning
 from .math.reparam import xi_to_xibar, xibar_to_xi
 from .store.reading import SweepResult, label_sweep, load_sweep
@@ -76,6 +77,7 @@ __all__ = [
     "sweep_risk_chunked",
     "SweepResult",
     "threads",
+    "warmup",
     "xi_to_xibar",
     "xibar_to_xi",
 ]

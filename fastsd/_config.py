@@ -16,7 +16,6 @@ __all__ = [
     "XI_REPLAY_RTOL",
     "XI_ROUNDING_RTOL",
     "XI_RTOL",
-    "XI_SAFETY",
 ]
 
 #: The sweep backends: the Numba kernels and the plain-NumPy reference.
@@ -40,10 +39,6 @@ XI_RTOL = 1e-6
 #: alike, not by the replay's last bits.
 XI_REPLAY_RTOL = XI_RTOL / 2
 XI_ROUNDING_RTOL = XI_RTOL / 4
-#: The earlier rule's replay tolerance divisor (XI_RTOL / 16), still read by the
-#: Numba kernels' ``keep_if_reproducible`` until they call
-#: ``schedule_reproducible`` too.
-XI_SAFETY = 16.0
 #: float64 machine epsilon.
 EPS = float(np.finfo(np.float64).eps)
 

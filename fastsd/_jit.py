@@ -1,22 +1,34 @@
 """Numba configuration shared by every kernel: flags, on-disk cache, threads.
 
-* ``FASTMATH`` allows reassociation and contraction (so reductions vectorize)
-  but *not* ``nnan``/``ninf``: NaN and inf propagate exactly as in NumPy.
+* Kernels are compiled with IEEE semantics: no fast-math flag, so no
+  reassociation, no reciprocal approximation, no signed-zero liberties and no
+  implicit fused multiply-add contraction (the kernels write theirs out:
+  :func:`fastsd.filters.fma`). Every sum runs in the order the source writes
+  (:func:`fastsd.filters.dot`, lanes in :mod:`fastsd.kernels.spectral`), so a
+  result does not depend on how LLVM optimised a compile: fresh compile,
+  on-disk cache and any CPU target give the same bytes (user guide,
+  "Reproducibility"). NaN and inf propagate exactly as in NumPy.
 * Kernels are compiled with ``cache=True`` so a fresh process loads machine
   code from disk instead of compiling (see the user guide, "JIT cost"). Where no cache
   directory is writable (read-only install and home) they are compiled in
   memory instead; a cache that fails to load (corrupted, or written by an
   incompatible Numba) is abandoned with a warning and the call is retried
   without it. Set ``NUMBA_CACHE_DIR`` to move the cache.
-* :func:`threads` sets Numba's thread count for a block and restores it.
+* Kernels are serial and release the GIL; :func:`run_chunks` runs one over
+  fixed chunks of its work on a pool of Python threads, as many as
+  ``numba.get_num_threads()`` (what :func:`threads` sets). Each work item is
+  computed by one thread from start to end, so the thread count changes the
+  schedule, never the arithmetic.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
@@ -26,6 +38,7 @@ from numba.core.caching import NullCache
 __all__ = [
     "FASTMATH",
     "jit",
+    "run_chunks",
     "threads",
     "check_threads",
     "call",
@@ -33,27 +46,88 @@ __all__ = [
     "single_threaded_blas",
 ]
 
-FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+#: Private switch for side-by-side benchmarks only: ``FASTSD_LEGACY_FASTMATH=1``
+#: compiles the kernels with the fast-math flags of earlier versions (results
+#: then depend on the compile; the on-disk cache is not used, so the two kinds of
+#: machine code never mix).
+_LEGACY = os.environ.get("FASTSD_LEGACY_FASTMATH") == "1"
+
+#: Fast-math flags of every kernel: none (see the module docstring).
+FASTMATH: frozenset[str] = (
+    frozenset({"nsz", "arcp", "contract", "afn", "reassoc"}) if _LEGACY else frozenset()
+)
 
 _DISPATCHERS: list[Any] = []
+
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def jit(*, parallel: bool = False) -> Callable[[_F], _F]:
-    """``numba.njit`` with fastsd's flags, an on-disk cache where possible."""
+def jit(func: _F) -> _F:
+    """``numba.njit`` with fastsd's flags, GIL released, an on-disk cache where possible."""
+    options: dict[str, Any] = dict(fastmath=set(FASTMATH), error_model="numpy", nogil=True)
+    try:
+        dispatcher = numba.njit(cache=not _LEGACY, **options)(func)
+    except RuntimeError:  # no writable cache location
+        dispatcher = numba.njit(cache=False, **options)(func)
+    _DISPATCHERS.append(dispatcher)
+    return dispatcher  # type: ignore[no-any-return]  # a Numba dispatcher, called like func
 
-    def decorate(func: _F) -> _F:
-        options: dict[str, Any]
-        options = dict(parallel=parallel, fastmath=set(FASTMATH), error_model="numpy", nogil=True)
-        try:
-            dispatcher = numba.njit(cache=True, **options)(func)
-        except RuntimeError:  # no writable cache location
-            dispatcher = numba.njit(cache=False, **options)(func)
-        _DISPATCHERS.append(dispatcher)
-        return dispatcher  # type: ignore[no-any-return]  # a Numba dispatcher, called like func
 
-    return decorate
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            limit: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+            _POOL = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="fastsd")
+        return _POOL
+
+
+def _forget_pool() -> None:  # a forked child has none of the parent's threads
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def run_chunks(kernel: Callable[..., Any], chunks: int, total: int, *args: Any) -> None:
+    """Run ``kernel(*args, start, stop)`` over ``chunks`` ranges covering ``range(total)``.
+
+    The ranges are fixed by ``chunks`` and ``total`` alone; the calling thread
+    and up to ``numba.get_num_threads() - 1`` pool threads take them in turn
+    (the first on the calling thread alone, so that a kernel is compiled or
+    loaded from the cache once). ``kernel`` must write each item's results from
+    that item's inputs alone, so the results are the same for any thread count.
+    """
+    chunks = max(1, min(chunks, total))
+    size = -(-total // chunks)
+    queue = iter([(start, min(total, start + size)) for start in range(0, total, size)])
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:  # a range goes to exactly one thread
+                item = next(queue, None)
+            if item is None:
+                return
+            kernel(*args, *item)
+
+    first = next(queue, None)
+    if first is None:
+        return
+    kernel(*args, *first)
+    helpers = min(numba.get_num_threads(), chunks) - 1
+    futures = [_pool().submit(work) for _ in range(helpers)]
+    try:
+        work()
+    finally:  # every range is done (or has failed) before the results are used
+        for future in futures:
+            future.result()
 
 
 def _disable_cache() -> None:
@@ -87,9 +161,9 @@ def call(kernel: Callable[..., Any], *args: Any) -> Any:
 
 
 def single_threaded_blas() -> AbstractContextManager[Any]:
-    """Context: one BLAS thread while Numba's threads each call LAPACK.
+    """Context: one BLAS thread while the kernel threads each call LAPACK.
 
-    Numba's ``prange`` runs one LAPACK call per thread; a multithreaded BLAS
+    :func:`run_chunks` runs one LAPACK call per thread; a multithreaded BLAS
     underneath would oversubscribe the cores. Uses
     threadpoolctl when it is installed (it comes with the ``sklearn`` and
     ``test`` extras); otherwise the BLAS keeps its own setting

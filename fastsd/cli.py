@@ -1,4 +1,4 @@
-"""The ``fastsd`` command line: reproduce, sweep, export, plot, info, bench.
+"""The ``fastsd`` command line: reproduce, sweep, export, plot, info, warmup, bench.
 
 Errors in arguments or configs are reported as one line on stderr with a
 non-zero exit status (2), never a traceback (set FASTSD_DEBUG=1 to see one);
@@ -221,6 +221,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_warmup(args: argparse.Namespace) -> int:
+    from . import warmup
+    from ._jit import cache_dir
+
+    seconds = warmup()
+    width = max(map(len, seconds))
+    for name, value in seconds.items():
+        print(f"{name:<{width}}  {value:.2f} s")
+    print(f"{len(seconds)} kernels ready in {sum(seconds.values()):.2f} s (cache: {cache_dir()})")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if "--runner" in args.rest:  # the block runner and Dask executor (fastsd.bench.runner)
         from .bench.runner import main as runner_main
@@ -358,6 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the environment fastsd runs in.",
     )
     info.set_defaults(func=_cmd_info)
+
+    warm = sub.add_parser(
+        "warmup",
+        help="compile or load every kernel (fills the on-disk cache)",
+        description="Compile every Numba kernel, or load it from the on-disk cache, "
+        "so that later sessions and workers start at once.",
+    )
+    warm.set_defaults(func=_cmd_warmup)
 
     bench = sub.add_parser(
         "bench",

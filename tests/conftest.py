@@ -17,44 +17,10 @@ Independent references used across the suite:
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from fastsd.reference import self_distill_refit
-
-# Fill the Numba cache in a separate process before any test runs. With the
-# `reassoc` fastmath flag, a kernel compiled in this process and the same kernel
-# loaded from the on-disk cache by another process can differ in the last bit
-# (checked: without `reassoc` they agree bit for bit). The Dask and resume-after-
-# SIGKILL tests compare runs across processes with `identical()`, so every
-# process must run the same machine code: the cached one.
-_WARM_KERNELS = """
-import warnings
-import numpy as np
-import fastsd
-warnings.simplefilter("ignore")
-rng = np.random.default_rng(0)
-X, th = rng.normal(size=(3, 20, 4)), rng.normal(size=(3, 4))
-y, Xv, yv = rng.normal(size=(3, 20)), rng.normal(size=(3, 7, 4)), rng.normal(size=(3, 7))
-lams, cov = np.logspace(-2, 2, 3), np.eye(4)
-for kw in ({}, {"student_lams": [0.1, 1.0]}):
-    fastsd.sweep_risk(X, th, 1.0, lams, [0.0, 0.5], 2, **kw)
-    fastsd.sweep_optimal(X, th, 1.0, lams, 2, **kw)
-    fastsd.sweep_mse(X, y, Xv, yv, lams, [0.0, 0.5], 2, **kw)
-    fastsd.sweep_optimal_validation(X, y, Xv, yv, lams, 2, **kw)
-fastsd.sweep_risk(X, th, 1.0, lams, [0.0, 0.5], 2, cov=cov)
-"""
-
-
-def pytest_configure(config):
-    subprocess.run(
-        [sys.executable, "-c", _WARM_KERNELS], check=True, timeout=900, env=dict(os.environ)
-    )
-
 
 # Problem kinds used by the parametrized tests:
 #   tall   n > d, full column rank

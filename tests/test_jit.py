@@ -176,3 +176,34 @@ def test_threads_limit_matches_numba_config():
         with fastsd.threads(limit + 1):
             pass
     assert numba.get_num_threads() == before
+
+
+@pytest.mark.filterwarnings("ignore::fastsd.exceptions.IllConditionedXiWarning")  # tiny problems
+def test_warmup_prepares_every_kernel_real_calls_use():
+    """After fastsd.warmup(), sweeps of other shapes, kinds and thread counts
+    compile nothing more: warmup covered every kernel signature."""
+    import numpy as np
+
+    import fastsd
+    from fastsd import _jit
+
+    seconds = fastsd.warmup()
+    assert len(seconds) == 7 and all(t >= 0 for t in seconds.values())
+    before = {d: len(d.signatures) for d in _jit._DISPATCHERS}
+    assert sum(1 for d in before if before[d]) >= 7
+    rng = np.random.default_rng(1)
+    X, th = rng.normal(size=(3, 20, 5)), rng.normal(size=(3, 5))
+    y, Xv, yv = rng.normal(size=(3, 20)), rng.normal(size=(3, 6, 5)), rng.normal(size=(3, 6))
+    lams, students = np.logspace(-2, 2, 4), np.array([0.1, 1.0])
+    with fastsd.threads(1):
+        fastsd.sweep_risk(X[0], th[0], 0.5, lams, np.ones((2, 3)), 3, student_lams=students)
+    kdec = fastsd.decompose_kernel(np.eye(4) + 0.5)
+    fastsd.sweep_risk(kdec, np.ones(4), 0.1, lams, [0.5], 2)
+    fastsd.sweep_risk(X, th, 0.5, lams, [0.5], 2, cov=np.eye(5))
+    fastsd.sweep_mse(X, y, Xv, yv, lams, [0.5, 1.0], 3, student_lams=students)
+    fastsd.sweep_optimal(X, th, [0.1, 0.2, 0.3], lams, 5)
+    fastsd.sweep_optimal(X, th, 0.5, lams, 1, student_lams=students)
+    fastsd.sweep_optimal_validation(X, y, Xv, yv, lams, 4)
+    fastsd.sweep_optimal_validation(X, y, Xv, yv, lams, 3, student_lams=students)
+    after = {d: len(d.signatures) for d in _jit._DISPATCHERS}
+    assert after == before

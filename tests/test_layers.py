@@ -74,11 +74,7 @@ LAZY_OK = [
     ("fastsd", "fastsd.estimators"),  # lazy attributes of the package (scikit-learn)
     ("fastsd", "fastsd.problems"),
     ("fastsd.experiments", "fastsd.estimators"),  # scikit-learn, an optional dependency
-    ("fastsd.blocks.executors", "fastsd"),  # Dask workers' warm-up: the public fastsd.warmup()
 ]
-
-#: Imports allowed against the direction of the layers (in functions only, listed in LAZY_OK).
-UPWARD_OK = [("fastsd.blocks.executors", "fastsd")]
 
 
 def _module_name(path: Path) -> str:
@@ -135,10 +131,8 @@ GRAPH = {_module_name(p): _imports(p) for p in SOURCES}
 def test_imports_run_down_the_layers(path):
     module = _module_name(path)
     layer = _layer(module)
-    for target, inner, line in GRAPH[module]:
+    for target, _, line in GRAPH[module]:
         other = _layer(target)
-        if inner and (module, target) in UPWARD_OK:
-            continue
         assert other == layer or other in ALLOWED[layer], (
             f"{module}:{line} ({layer}) imports {target} ({other}); "
             f"{layer} may import {sorted(ALLOWED[layer])}"

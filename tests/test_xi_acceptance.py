@@ -129,11 +129,6 @@ def test_replay_rounding_does_not_decide(monkeypatch):
     assert np.array_equal(np.isnan(as_float64[..., 0]), nan)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Numba kernels' keep_if_reproducible still applies the earlier rule; "
-    "it is to call schedule_reproducible (after the kernel rewrite of issue 17)",
-)
 def test_backends_agree_on_recoverability():
     dec, theta, noise_var, lams, K = _getting_started()
     masks = []

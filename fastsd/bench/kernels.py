@@ -19,6 +19,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -37,7 +39,7 @@ from ..exceptions import ignore_unrecoverable
 from ..store.manifest import check_output_file
 from .e2e import WORKLOADS, format_e2e, measure_e2e
 
-__all__ = ["check_json", "workload", "measure", "main"]
+__all__ = ["check_json", "workload", "measure", "compare_legacy_fastmath", "main"]
 
 
 def workload(
@@ -193,6 +195,82 @@ def measure(repeat: int = 3, quick: bool = False) -> dict[str, Any]:
     return res
 
 
+def numba_workloads(repeat: int = 3, quick: bool = False) -> dict[str, float]:
+    """Seconds of W1, W2 and WK on the numba backend, all threads (best of ``repeat``)."""
+    w = workload(B=32 if quick else 256)
+    dec = decompose(w["X"])
+    args = (dec, w["theta"], w["noise_var"], w["lams"])
+    kw = kernel_workload(B=8 if quick else 64)
+    k_args = (kw["dec"], kw["f_star"], kw["noise_var"], kw["teachers"], kw["xis"], kw["K"])
+    calls: dict[str, Callable[[], object]] = {
+        "W1": partial(sweep_risk, *args, w["xis"], w["K"]),
+        "W2": partial(sweep_optimal, *args, w["K"]),
+        "WK": partial(sweep_risk, *k_args, student_lams=kw["students"]),
+    }
+    return {name: _best_time(call, repeat) for name, call in calls.items()}
+
+
+def compare_legacy_fastmath(runs: int = 5, repeat: int = 3, quick: bool = False) -> dict[str, Any]:
+    """W1, W2 and WK with the current kernels and with earlier versions' fast-math flags.
+
+    Each run is a fresh process; runs alternate between the two builds
+    (``FASTSD_LEGACY_FASTMATH=1`` compiles the same kernels with
+    ``{nsz, arcp, contract, afn, reassoc}``, in memory), so that a change in
+    the machine's load hits both alike. Each process times every workload as
+    the best of ``repeat`` calls after a warm-up call.
+
+    Returns
+    -------
+    dict
+        Per workload: ``"current"`` and ``"legacy"`` (lists of seconds, one per
+        run) and ``"ratio"``, the legacy median over the current median
+        (throughput of the current kernels relative to the legacy flags).
+    """
+    code = (
+        "import json, warnings; warnings.simplefilter('ignore'); "
+        "from fastsd.bench.kernels import numba_workloads; "
+        f"print(json.dumps(numba_workloads({repeat}, {quick})))"
+    )
+    times: dict[str, dict[str, list[float]]] = {}
+    for _ in range(runs):
+        for build, extra in (("current", {}), ("legacy", {"FASTSD_LEGACY_FASTMATH": "1"})):
+            env = {k: v for k, v in os.environ.items() if k != "FASTSD_LEGACY_FASTMATH"}
+            out = subprocess.run(
+                [sys.executable, "-c", code],
+                env={**env, **extra},
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            for name, seconds in json.loads(out.stdout.splitlines()[-1]).items():
+                times.setdefault(name, {}).setdefault(build, []).append(seconds)
+    result: dict[str, Any] = {"runs": runs, "repeat": repeat, "machine": machine_description()}
+    for name, builds in times.items():
+        ratio = float(np.median(builds["legacy"]) / np.median(builds["current"]))
+        result[name] = {**builds, "ratio": ratio}
+    return result
+
+
+def format_legacy(res: dict[str, Any]) -> str:
+    """Markdown table of a :func:`compare_legacy_fastmath` result."""
+    lines = [
+        f"{res['runs']} alternating runs per build, each the best of {res['repeat']} calls; "
+        f"{res['machine']}",
+        "",
+        "| workload | current: median (min-max) | legacy flags: median (min-max) | "
+        "current / legacy throughput |",
+        "|---|---|---|---|",
+    ]
+    for name in ("W1", "W2", "WK"):
+        cur, old = res[name]["current"], res[name]["legacy"]
+        lines.append(
+            f"| {name} | {np.median(cur):.4f} s ({min(cur):.4f}-{max(cur):.4f}) | "
+            f"{np.median(old):.4f} s ({min(old):.4f}-{max(old):.4f}) | "
+            f"{res[name]['ratio']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def machine_description() -> str:
     """CPU model, core count and library versions, for the performance tables."""
     cpu = platform.processor() or platform.machine()
@@ -309,6 +387,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sweeps) against the BLAS/LAPACK limit, instead of W1/W2",
     )
     parser.add_argument(
+        "--vs-legacy-fastmath",
+        action="store_true",
+        help="W1, W2, WK in alternating fresh processes: the current kernels against "
+        "the same kernels compiled with earlier versions' fast-math flags "
+        "(--repeat runs of each)",
+    )
+    parser.add_argument(
         "--workloads",
         default="W3,W4,W5,S",
         help="with --e2e: comma-separated subset (default: %(default)s)",
@@ -322,7 +407,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
     check_json(parser, args)
-    if args.e2e:
+    if args.vs_legacy_fastmath:
+        res = compare_legacy_fastmath(runs=args.repeat, quick=args.quick)
+        print(format_legacy(res))
+    elif args.e2e:
         names = [w.strip() for w in args.workloads.split(",") if w.strip()]
         unknown = sorted(set(names) - set(WORKLOADS))
         if unknown or not names:

@@ -46,6 +46,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .._jit import threads
+from ..engine.warmup import warmup
 from .plan import Block
 
 _R = TypeVar("_R")
@@ -168,29 +169,24 @@ def _run_on_worker(task: Callable[[Block], _R], blocks: Sequence[Block]) -> list
 
 
 def warm_worker() -> None:
-    """Ready this process for block tasks: import fastsd and the store's zarr, and compile or
-    load every kernel (``fastsd.warmup``)."""
-    import fastsd  # the public entry point, above this layer (see tests/test_layers.py)
-
+    """Ready this process for block tasks: compile or load every kernel
+    (:func:`fastsd.warmup`) and import the store's zarr."""
+    warmup()
     try:
         import zarr  # noqa: F401  (the workers write the store)
     except ImportError:  # pragma: no cover - the chunked sweeps do not need it
         pass
 
-    warmup = getattr(fastsd, "warmup", None)
-    if warmup is not None:
-        warmup()
 
-
-def _warmup_plugin(warmup: Callable[[], object]) -> Any:
-    """A Dask worker plugin that calls ``warmup()`` on each worker, before its first task."""
+def _warmup_plugin(call: Callable[[], object]) -> Any:
+    """A Dask worker plugin that calls ``call()`` on each worker, before its first task."""
     base: Any = _require_distributed().WorkerPlugin
 
     class WarmUp(base):  # type: ignore[misc]
         name = "fastsd-warmup"
 
         def setup(self, worker: Any) -> None:
-            warmup()
+            call()
 
     return WarmUp()
 

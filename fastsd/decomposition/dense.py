@@ -19,7 +19,7 @@ import numpy as np
 
 from .._typing import FloatArray
 from .base import Decomposition, finish_gram, raise_nonfinite, rank_rule
-from .lapack import gram_eigh_batch
+from .lapack import blas_threads, gram_eigh_batch
 
 __all__ = ["METHODS", "decompose_dense"]
 
@@ -60,16 +60,19 @@ def decompose_dense(X: FloatArray, method: str, threads: int, offset: int = 0) -
     V: FloatArray | None
     if not np.all(np.isfinite(X)):
         raise_nonfinite(X, offset=offset)
+    # one BLAS thread: threaded LAPACK sums in an order set by the thread count
     if method == "svd":
-        U, s, Vt = np.linalg.svd(X, full_matrices=False)
+        with blas_threads(1):
+            U, s, Vt = np.linalg.svd(X, full_matrices=False)
         V = np.swapaxes(Vt, -1, -2)
     else:
         # thin QR of X (n >= d) or of X^T (d > n), then the SVD of the
         # min(n, d)-square triangle: the SVD's accuracy without an n x p U;
         # the other side is formed on first use, as on the Gram route
         tall = n >= d
-        R = np.linalg.qr(X if tall else np.swapaxes(X, -1, -2), mode="r")
-        _, s, Vrt = np.linalg.svd(R, full_matrices=False)
+        with blas_threads(1):
+            R = np.linalg.qr(X if tall else np.swapaxes(X, -1, -2), mode="r")
+            _, s, Vrt = np.linalg.svd(R, full_matrices=False)
         U, V = (None, np.swapaxes(Vrt, -1, -2)) if tall else (np.swapaxes(Vrt, -1, -2), None)
     # the SVD knows s to ~eps s_max: the rank rule on s
     s, zero = rank_rule(s, n, d)

@@ -34,6 +34,7 @@ from numpy.typing import ArrayLike
 from .._typing import FloatArray
 from .._validation import as_float_array, check_result_size
 from .base import Decomposition, rank_cutoff, rank_rule
+from .lapack import blas_threads
 
 __all__ = [
     "KernelDecomposition",
@@ -203,7 +204,8 @@ def decompose_kernel(
     """
     K = _check_gram(K, name)
     n = K.shape[-1]
-    s2, U = np.linalg.eigh(K)
+    with blas_threads(1):  # a threaded eigh sums in an order set by the thread count
+        s2, U = np.linalg.eigh(K)
     s2, U = s2[..., ::-1], U[..., ::-1]
     cutoff = rank_cutoff(np.abs(s2), n, n)
     if np.any(s2 < -cutoff[..., :1] * 1e3):

@@ -271,16 +271,17 @@ def syevd_descending(G, s2_out, vecs_out, work=None):
 def gram_eigh_batch(X, feature_side, threads):
     """Eigenpairs of X_b^T X_b (``feature_side``) or X_b X_b^T for every b, descending.
 
-    The strategy follows the shape, with one BLAS thread per worker thread so
-    the cores are never oversubscribed:
+    The route follows the shape of one problem -- never the batch size or
+    the thread count -- so a problem gives the same bytes in a batch of any
+    size, on any number of threads. Every LAPACK call runs on one BLAS thread
+    (a threaded ``dsyevd`` sums in an order that depends on the thread count).
 
-    * tiny batches (under ``SERIAL_FLOPS``): NumPy's stacked product and eigh
-      on the calling thread;
+    * tiny problems (under ``SERIAL_FLOPS`` each): NumPy's stacked product and
+      eigh on the calling thread, no per-problem Python overhead;
     * several problems: ``threads`` workers, each taking whole problems;
-    * one problem: its partial Gram matrices on ``threads`` workers, then one
-      ``dsyevd`` (with ``threads`` BLAS threads when m >= ``THREADED_EIGH``);
-      with fewer than ``FEW_PARTIALS`` partial matrices, one ``dsyrk`` on
-      ``threads`` BLAS threads instead.
+    * one problem: its partial Gram matrices on ``threads`` workers (with
+      fewer than ``FEW_PARTIALS`` of them, one ``dsyrk`` on ``threads`` BLAS
+      threads, which split its output, not its sums), then one ``dsyevd``.
 
     Parameters
     ----------
@@ -299,8 +300,8 @@ def gram_eigh_batch(X, feature_side, threads):
     m = d if feature_side else n
     s2 = np.empty((B, m))
     vecs = np.empty((B, m, m))
-    if B * (n * d * m + 4 * m**3) < SERIAL_FLOPS:  # tiny: NumPy's stacked calls,
-        with blas_threads(1):  # no per-problem Python overhead
+    if n * d * m + 4 * m**3 < SERIAL_FLOPS:  # tiny: NumPy's stacked calls
+        with blas_threads(1):
             G = np.swapaxes(X, -1, -2) @ X if feature_side else X @ np.swapaxes(X, -1, -2)
             bad = ~np.isfinite(np.trace(G, axis1=-2, axis2=-1))
             G[bad] = 0.0
@@ -308,12 +309,16 @@ def gram_eigh_batch(X, feature_side, threads):
         s2[:], vecs[:] = w[..., ::-1], v[..., ::-1]
         s2[bad] = np.nan
         return s2, vecs
-    if B == 1 and threads > 1 and partial_count(n if feature_side else d, m) < FEW_PARTIALS:
-        # one wide problem: too few chunks to share out, so OpenBLAS's own threads run
-        # the dsyrk (they split its output, not its sums: the same bits for any count);
-        # a threaded dsyevd would round differently with the thread count
-        with blas_threads(threads):
-            G = gram(X[0], feature_side)
+    if B == 1:
+        if threads > 1 and partial_count(n if feature_side else d, m) < FEW_PARTIALS:
+            with blas_threads(threads):  # too few chunks to share out: threaded dsyrk
+                G = gram(X[0], feature_side)
+        elif threads > 1:
+            with blas_threads(1), ThreadPoolExecutor(max_workers=threads) as pool:
+                G = gram(X[0], feature_side, pool)
+        else:
+            with blas_threads(1):
+                G = gram(X[0], feature_side)
         with blas_threads(1):
             syevd_descending(G, s2[0], vecs[0])
         return s2, vecs
@@ -324,32 +329,19 @@ def gram_eigh_batch(X, feature_side, threads):
         for b in range(first, B, workers):
             syevd_descending(gram(X[b], feature_side), s2[b], vecs[b], work)
 
-    eigh_threads = threads if B == 1 and m >= THREADED_EIGH else 1
     with blas_threads(1):
-        if B == 1 and threads == 1:
-            G = gram(X[0], feature_side)
-        elif B == 1:
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                G = gram(X[0], feature_side, pool)
-        elif workers == 1:
+        if workers == 1:
             run(0)
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 for future in [pool.submit(run, first) for first in range(workers)]:
                     future.result()
-        if B == 1 and eigh_threads == 1:
-            syevd_descending(G, s2[0], vecs[0])
-    if eigh_threads > 1:
-        with blas_threads(eigh_threads):
-            syevd_descending(G, s2[0], vecs[0])
     return s2, vecs
 
 
-#: Matrix size from which one problem's dsyevd uses threaded BLAS.
-THREADED_EIGH = 1024
 #: One problem with fewer partial Gram matrices than this runs on threaded BLAS.
 FEW_PARTIALS = 4
-#: Below this many flops a call runs on the calling thread alone, through
-#: NumPy's stacked calls (threads and per-problem calls would cost more than
-#: the work).
-SERIAL_FLOPS = 2e7
+#: Problems below this many flops each (n d m + 4 m^3) are decomposed through
+#: NumPy's stacked calls on the calling thread (threads and per-problem calls
+#: would cost more than the work).
+SERIAL_FLOPS = 2e5

@@ -487,7 +487,7 @@ def decompose_streamed(
     stats = _accumulate(X, y, block_rows, threads)
     n, d, G = stats["n"], stats["d"], stats["G"]
     s2, vecs = np.empty(d), np.empty((d, d))
-    with blas_threads(threads):
+    with blas_threads(1):  # a threaded dsyevd sums in an order set by the thread count
         syevd_descending(G, s2, vecs)
     if not np.isfinite(s2[0]):
         raise_nonfinite(np.zeros((1, 1)), "X")  # blocks were finite: X^T X overflowed

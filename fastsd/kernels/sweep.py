@@ -1,22 +1,32 @@
 """Fixed-schedule sweeps: every (problem, lambda, schedule, k) in one pass.
 
 Mirrors :func:`fastsd.reference.sweep_risk` and
-:func:`fastsd.reference.sweep_mse`. The parallel loop runs over chunks of the
-flattened (problem, lambda) pairs, each chunk with its own scratch vectors;
-the innermost loop runs over eigen-directions and vectorizes.
+:func:`fastsd.reference.sweep_mse`. Each entry point runs a serial kernel
+over fixed chunks of the flattened (problem, lambda) pairs on the kernel
+threads (:func:`fastsd._jit.run_chunks`). Within a pair, every schedule's sum
+over eigen-directions runs in the order of the directions; the innermost
+loop runs over the schedules, whose sums are independent, and vectorizes
+without reassociating anything.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from .._jit import jit
-from ..math.filters import bias_factor, risk_term, sd_step
-from .spectral import chunk_bounds, factors, risk_weights
+from .._jit import jit, run_chunks
+from ..math.filters import bias_factor, risk_of_factors, sd_step
+from .spectral import (
+    block_lams,
+    eval_mse_lanes,
+    factor,
+    factors,
+    lane_count,
+    lane_factors,
+    risk_weight,
+)
 
 
-@jit()
+@jit
 def step_rows(s2, lam_row, r, q, inv, rows):
     """Factors (r, q, inv rows, see ``factors``) of each penalty lam_row[i];
     rows[i] is the row holding lam_i's factors (a repeated penalty reuses them)."""
@@ -28,7 +38,65 @@ def step_rows(s2, lam_row, r, q, inv, rows):
             rows[i] = i
 
 
-@jit(parallel=True)
+@jit
+def _sweep_risk_pairs(s2, t2, noise_var, n, lams, schedules, out, start, stop):
+    B, p = s2.shape
+    L, S = lams.shape
+    G, K = schedules.shape
+    # factors and weights (S rows each) of the pair's penalties; a repeated
+    # penalty reuses the row of its first occurrence
+    work = np.empty((5 * S, p))
+    r, q, inv = work[:S], work[S : 2 * S], work[2 * S : 3 * S]
+    bias_w, noise_w = work[3 * S : 4 * S], work[4 * S :]
+    # u[j, g] of the even directions j (row j // 2; then the sums and xi of
+    # the schedules) and of the odd ones: two allocations, so that the compiler
+    # knows they never overlap and vectorizes over the schedules g
+    half = (p + 1) // 2
+    even = np.empty((half + 2, G))
+    odd = np.empty((half, G))
+    acc, xs = even[half], even[half + 1]
+    paired = p - p % 2
+    for bl in range(start, stop):
+        b = bl // L
+        l = bl - b * L
+        for i in range(S):
+            if i == 0 or lams[l, i] != lams[l, i - 1]:
+                for j in range(p):
+                    r[i, j], q[i, j], inv[i, j] = factor(s2[b, j], lams[l, i])
+                    bias_w[i, j], noise_w[i, j] = risk_weight(
+                        s2[b, j], t2[b, j], noise_var[b], n, inv[i, j]
+                    )
+        even[:half] = 0.0  # u_0 = 0
+        odd[:] = 0.0
+        i = 0
+        for k in range(K + 1):
+            # risk of u_k (factors of lam_k); then u_{k+1} = xi_{k+1} (q_k + r_k u_k)
+            if 0 < k < S and lams[l, k] != lams[l, k - 1]:
+                i = k
+            for g in range(G):
+                xs[g] = schedules[g, k] if k < K else 0.0
+            acc[:] = 0.0
+            for j in range(0, paired, 2):  # directions j, j + 1; sd_step is xi * b
+                e, o = even[j // 2], odd[j // 2]
+                r0, q0, b0, n0 = r[i, j], q[i, j], bias_w[i, j], noise_w[i, j]
+                r1, q1, b1, n1 = r[i, j + 1], q[i, j + 1], bias_w[i, j + 1], noise_w[i, j + 1]
+                for g in range(G):
+                    fit = bias_factor(e[g], r0, q0)
+                    first = acc[g] + risk_of_factors(b0, n0, fit, e[g])
+                    e[g] = xs[g] * fit
+                    fit = bias_factor(o[g], r1, q1)
+                    acc[g] = first + risk_of_factors(b1, n1, fit, o[g])
+                    o[g] = xs[g] * fit
+            if paired < p:
+                e, j = even[half - 1], p - 1
+                for g in range(G):
+                    fit = bias_factor(e[g], r[i, j], q[i, j])
+                    acc[g] += risk_of_factors(bias_w[i, j], noise_w[i, j], fit, e[g])
+                    e[g] = xs[g] * fit
+            for g in range(G):
+                out[b, l, g, k] = acc[g]
+
+
 def sweep_risk(s2, t2, noise_var, n, lams, schedules, out, chunks):
     """Excess risk of every schedule after k = 0..K steps.
 
@@ -47,47 +115,56 @@ def sweep_risk(s2, t2, noise_var, n, lams, schedules, out, chunks):
         for k steps).
     out : float64[B, L, G, K + 1]
     chunks : int
-        Number of parallel work units.
+        Number of work units (any value gives the same results).
     """
+    args = (s2, t2, noise_var, n, lams, schedules, out)
+    run_chunks(_sweep_risk_pairs, chunks, s2.shape[0] * lams.shape[0], *args)
+
+
+@jit
+def _sweep_mse_pairs(s2, z, R, c_proj, resid2, n_eval, lams, schedules, out, start, stop):
+    # a block of lambdas of one problem at a time, one per lane (see
+    # :mod:`fastsd.kernels.spectral`): R's products vectorize across the lanes
     B, p = s2.shape
     L, S = lams.shape
     G, K = schedules.shape
-    for c in prange(chunks):
-        start, stop = chunk_bounds(B * L, chunks, c)
-        r = np.empty((S, p))
-        q = np.empty((S, p))
-        inv = np.empty((S, p))
-        bias_w = np.empty((S, p))
-        noise_w = np.empty((S, p))
-        rows = np.empty(S, dtype=np.int64)
-        u = np.empty(p)
-        for bl in range(start, stop):
-            b = bl // L
-            l = bl - b * L
-            step_rows(s2[b], lams[l], r, q, inv, rows)
-            for i in range(S):
-                if rows[i] == i:
-                    risk_weights(s2[b], t2[b], noise_var[b], n, inv[i], bias_w[i], noise_w[i])
-            for g in range(G):
-                for j in range(p):
-                    u[j] = 0.0
-                ri, qi, bwi, nwi = r[0], q[0], bias_w[0], noise_w[0]
-                cur = 0
-                for k in range(K + 1):
-                    # risk of u_k (factors of lam_k); then u_{k+1} = xi_{k+1} (q_k + r_k u_k)
-                    i = rows[min(k, S - 1)]
-                    if i != cur:  # new views only where the penalty changes
-                        ri, qi, bwi, nwi = r[i], q[i], bias_w[i], noise_w[i]
-                        cur = i
-                    xi = schedules[g, k] if k < K else 0.0
-                    acc = 0.0
+    lanes = lane_count(p, L)
+    ls = np.empty(lanes, dtype=np.int64)
+    lam = np.empty(lanes)
+    r = np.empty((S, p, lanes))
+    q = np.empty((S, p, lanes))
+    inv = np.empty((S, p, lanes))
+    gz = np.empty((S, p, lanes))
+    u = np.empty((p, lanes))
+    v = np.empty((p, lanes))
+    e = np.empty(lanes)
+    mse = np.empty(lanes)
+    first = start
+    while first < stop:
+        b, nb = block_lams(first, stop, L, ls)
+        for i in range(S):
+            for c in range(lanes):
+                lam[c] = lams[ls[c], i]
+            lane_factors(s2[b], lam, r[i], q[i], inv[i])
+            for j in range(p):
+                for c in range(lanes):
+                    gz[i, j, c] = z[b, j] * inv[i, j, c]
+        for g in range(G):
+            u[:] = 0.0
+            for k in range(K + 1):
+                # MSE of u_k (factors of lam_k); then u_{k+1} = xi_{k+1} (q_k + r_k u_k)
+                cur = min(k, S - 1)
+                eval_mse_lanes(R[b], c_proj[b], resid2[b], n_eval, gz[cur], u, mse, v, e)
+                for c in range(nb):
+                    out[b, ls[c], g, k] = mse[c]
+                if k < K:
+                    xi = schedules[g, k]
                     for j in range(p):
-                        acc += risk_term(bwi[j], nwi[j], ri[j], qi[j], u[j])
-                        u[j] = sd_step(u[j], ri[j], qi[j], xi)
-                    out[b, l, g, k] = acc
+                        for c in range(lanes):
+                            u[j, c] = sd_step(u[j, c], r[cur, j, c], q[cur, j, c], xi)
+        first += nb
 
 
-@jit(parallel=True)
 def sweep_mse(s2, z, R, c_proj, resid2, n_eval, lams, schedules, out, chunks):
     """Mean squared error on an evaluation set for every schedule and k.
 
@@ -100,6 +177,7 @@ def sweep_mse(s2, z, R, c_proj, resid2, n_eval, lams, schedules, out, chunks):
     ----------
     s2, z : float64[B, p]
     R : float64[B, m, p]
+        Upper triangular (entries below the diagonal are not read).
     c_proj : float64[B, m]
     resid2 : float64[B]
     n_eval : int
@@ -109,46 +187,65 @@ def sweep_mse(s2, z, R, c_proj, resid2, n_eval, lams, schedules, out, chunks):
     out : float64[B, L, G, K + 1]
     chunks : int
     """
+    args = (s2, z, R, c_proj, resid2, n_eval, lams, schedules, out)
+    run_chunks(_sweep_mse_pairs, chunks, s2.shape[0] * lams.shape[0], *args)
+
+
+@jit
+def _sweep_risk_population_pairs(s2, t, S, m, kappa, noise_diag, lams, schedules, out, start, stop):
     B, p = s2.shape
-    m = R.shape[1]
-    L, S = lams.shape
+    L, n_rows = lams.shape
     G, K = schedules.shape
-    for c in prange(chunks):
-        start, stop = chunk_bounds(B * L, chunks, c)
-        r = np.empty((S, p))
-        q = np.empty((S, p))
-        inv = np.empty((S, p))
-        rows = np.empty(S, dtype=np.int64)
-        u = np.empty((G, p))
-        coef = np.empty((G, p))
-        pred = np.empty((G, m))
-        for bl in range(start, stop):
-            b = bl // L
-            l = bl - b * L
-            step_rows(s2[b], lams[l], r, q, inv, rows)
-            Rt = R[b].T
-            u[:, :] = 0.0
-            for k in range(K + 1):
-                prev = rows[min(max(k - 1, 0), S - 1)]
-                cur = rows[min(k, S - 1)]
+    r = np.empty((n_rows, p))
+    q = np.empty((n_rows, p))
+    inv = np.empty((n_rows, p))
+    rows = np.empty(n_rows, dtype=np.int64)
+    u = np.empty((p, G))
+    beta = np.empty((p, G))
+    acc = np.empty(G)
+    row_acc = np.empty(G)
+    xs = np.empty(G)
+    for bl in range(start, stop):
+        b = bl // L
+        l = bl - b * L
+        step_rows(s2[b], lams[l], r, q, inv, rows)
+        Sb = S[b]
+        u[:, :] = 0.0
+        for k in range(K + 1):
+            i = rows[min(k, n_rows - 1)]
+            acc[:] = kappa[b]
+            for j in range(p):
+                rj, qj, tj, mj, nj, ij = (
+                    r[i, j],
+                    q[i, j],
+                    t[b, j],
+                    m[b, j],
+                    noise_diag[b, j],
+                    inv[i, j],
+                )
                 for g in range(G):
-                    if k > 0:
-                        xi = schedules[g, k - 1]
-                        for j in range(p):
-                            u[g, j] = sd_step(u[g, j], r[prev, j], q[prev, j], xi)
-                    for j in range(p):
-                        coef[g, j] = (1.0 - u[g, j]) * inv[cur, j] * z[b, j]
-                # all schedules at once: one small matrix product (BLAS)
-                np.dot(coef, Rt, pred)
+                    beta[j, g] = bias_factor(u[j, g], rj, qj) * tj
+                    cj = (1.0 - u[j, g]) * ij
+                    acc[g] += 2.0 * beta[j, g] * mj + cj * cj * nj
+            for a in range(p):
+                row_acc[:] = 0.0
+                for j in range(p):
+                    saj = Sb[a, j]
+                    for g in range(G):
+                        row_acc[g] += saj * beta[j, g]
                 for g in range(G):
-                    acc = resid2[b]
-                    for i in range(m):
-                        e = c_proj[b, i] - pred[g, i]
-                        acc += e * e
-                    out[b, l, g, k] = acc / n_eval
+                    acc[g] += beta[a, g] * row_acc[g]
+            for g in range(G):
+                out[b, l, g, k] = acc[g]
+            if k < K:
+                for g in range(G):
+                    xs[g] = schedules[g, k]
+                for j in range(p):
+                    rj, qj = r[i, j], q[i, j]
+                    for g in range(G):
+                        u[j, g] = sd_step(u[j, g], rj, qj, xs[g])
 
 
-@jit(parallel=True)
 def sweep_risk_population(s2, t, S, m, kappa, noise_diag, lams, schedules, out, chunks):
     """Population risk of every schedule after k = 0..K steps (reference
     ``sweep_risk_population``): with beta = (q_k + r_k u_k) t and c = a_k (1 - u_k),
@@ -167,39 +264,5 @@ def sweep_risk_population(s2, t, S, m, kappa, noise_diag, lams, schedules, out, 
     out : float64[B, L, G, K + 1]
     chunks : int
     """
-    B, p = s2.shape
-    L, n_rows = lams.shape
-    G, K = schedules.shape
-    for c in prange(chunks):
-        start, stop = chunk_bounds(B * L, chunks, c)
-        r = np.empty((n_rows, p))
-        q = np.empty((n_rows, p))
-        inv = np.empty((n_rows, p))
-        rows = np.empty(n_rows, dtype=np.int64)
-        u = np.empty(p)
-        beta = np.empty(p)
-        for bl in range(start, stop):
-            b = bl // L
-            l = bl - b * L
-            step_rows(s2[b], lams[l], r, q, inv, rows)
-            Sb = S[b]
-            for g in range(G):
-                for j in range(p):
-                    u[j] = 0.0
-                for k in range(K + 1):
-                    i = rows[min(k, n_rows - 1)]
-                    acc = kappa[b]
-                    for j in range(p):
-                        beta[j] = bias_factor(u[j], r[i, j], q[i, j]) * t[b, j]
-                        cj = (1.0 - u[j]) * inv[i, j]
-                        acc += 2.0 * beta[j] * m[b, j] + cj * cj * noise_diag[b, j]
-                    for a in range(p):
-                        row_acc = 0.0
-                        for j in range(p):
-                            row_acc += Sb[a, j] * beta[j]
-                        acc += beta[a] * row_acc
-                    out[b, l, g, k] = acc
-                    if k < K:
-                        xi = schedules[g, k]
-                        for j in range(p):
-                            u[j] = sd_step(u[j], r[i, j], q[i, j], xi)
+    args = (s2, t, S, m, kappa, noise_diag, lams, schedules, out)
+    run_chunks(_sweep_risk_population_pairs, chunks, s2.shape[0] * lams.shape[0], *args)

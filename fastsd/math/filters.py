@@ -26,25 +26,37 @@ is a quadratic in pi. With one lam, g_j = q r^(j-1) and pi are the
 r-coefficients of h in u_k = q h(r). Back: xi_k = pi_1, xi_{k-j+1} = pi_j / pi_{j-1}.
 
 The ``@register_jitable`` helpers run as plain Python on NumPy arrays
-(broadcasting) and are compiled inline into the Numba kernels.
+(broadcasting) and are compiled inline into the Numba kernels, where their
+:func:`fma` is one exactly rounded fused multiply-add (two roundings in
+Python). The kernels' sums run in a written order (:func:`dot`,
+:func:`lane_dot`): no compiler or CPU target can change their bytes.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numba.extending import register_jitable
+from numba.core import types
+from numba.extending import intrinsic, overload, register_jitable
 
 from .._config import BREAKDOWN_TOL, EPS, XI_REPLAY_RTOL, XI_ROUNDING_RTOL
 from .._jit import jit
 from .reparam import xi_from_h_coefficients
 
 __all__ = [
+    "fma",
+    "dot",
+    "lane_dot",
     "polynomial_basis",
     "arnoldi",
+    "arnoldi_lanes",
     "sd_step",
     "refit_step",
     "bias_factor",
+    "risk_of_factors",
     "risk_term",
+    "refit_rounding_ok",
     "schedule_reproducible",
     "step_factors",
     "products_from_xi",
@@ -56,10 +68,43 @@ __all__ = [
 ]
 
 
+def fma(a, b, c):
+    """a * b + c, rounded once in compiled kernels (a fused multiply-add).
+
+    Run as Python (on floats or NumPy arrays) it rounds twice, as NumPy does.
+    In a kernel it is LLVM's ``llvm.fma``: the FMA instruction where the CPU
+    has one, otherwise the C library's ``fma``, which is exactly rounded too --
+    so a kernel gives the same bytes on every CPU target (the fallback is
+    slower, not different).
+    """
+    return a * b + c
+
+
+@intrinsic
+def _fused(typingctx, a, b, c):
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return sig, codegen
+
+
+@overload(fma)
+def _fma_kernel(a, b, c):
+    return lambda a, b, c: _fused(a, b, c)
+
+
+@register_jitable
+def bias_factor(u, r, q):
+    """1 - s^2 c = q + r u: the fitted fraction of the signal that is missed."""
+    return fma(r, u, q)
+
+
 @register_jitable
 def sd_step(u, r, q, xi):
     """One step in filter space, u_i = xi_i (q + r u_{i-1}) (factors of lam_{i-1})."""
-    return xi * (q + r * u)
+    return xi * bias_factor(u, r, q)
 
 
 @register_jitable
@@ -92,21 +137,27 @@ def schedule_reproducible(achieved, optimum, k0, size, amplification):
     """
     tol = XI_REPLAY_RTOL * np.abs(optimum) + 1e-14 * np.abs(k0)
     replayed = np.isfinite(achieved) & (np.abs(achieved - optimum) <= tol)
-    return replayed & (EPS * size * amplification <= XI_ROUNDING_RTOL)
+    return replayed & refit_rounding_ok(size, amplification)
 
 
 @register_jitable
-def bias_factor(u, r, q):
-    """1 - s^2 c = q + r u: the fitted fraction of the signal that is missed."""
-    return q + r * u
+def refit_rounding_ok(size, amplification):
+    """The a-priori half of :func:`schedule_reproducible`: eps * size * amplification
+    <= ``XI_ROUNDING_RTOL`` (a kernel skips the replay of a schedule that fails it)."""
+    return EPS * size * amplification <= XI_ROUNDING_RTOL
+
+
+@register_jitable
+def risk_of_factors(bias_w, noise_w, b, u):
+    """bias_w b^2 + noise_w (1 - u)^2, with b = :func:`bias_factor` of u."""
+    v = 1.0 - u
+    return fma(noise_w * v, v, bias_w * b * b)
 
 
 @register_jitable
 def risk_term(bias_w, noise_w, r, q, u):
     """Per-direction excess risk bias_w (q + r u)^2 + noise_w (1 - u)^2."""
-    b = q + r * u
-    v = 1.0 - u
-    return bias_w * b * b + noise_w * v * v
+    return risk_of_factors(bias_w, noise_w, bias_factor(u, r, q), u)
 
 
 def step_factors(s2, lams):
@@ -151,16 +202,14 @@ def xi_from_products(pi):
 @register_jitable
 def xi_from_products_into(pi, k, xi_row):
     """Scalar-loop form of :func:`xi_from_products` for the Numba kernels."""
-    for j in range(k):
-        tail_zero = True
-        for i in range(j, k):
-            if pi[i] != 0.0:
-                tail_zero = False
+    tail_zero = True  # pi[j:k] all vanish, scanned from the end
+    for j in range(k - 1, -1, -1):
+        tail_zero = tail_zero and pi[j] == 0.0
         denom = pi[j - 1] if j > 0 else 1.0
         if tail_zero:
             value = 0.0
         elif denom == 0.0:
-            value = np.nan
+            value = math.nan
         else:
             value = pi[j] / denom
         xi_row[k - 1 - j] = value
@@ -312,70 +361,186 @@ def polynomial_basis(r, q, weights, max_steps, force_r=False):
     return basis, h, alive
 
 
-@jit()
+@register_jitable
+def dot(a, b):
+    """sum_j a_j b_j of two vectors (n,), in an order fixed by n alone.
+
+    Eight partial sums (sum t takes j = t, t + 8, ... below the last multiple
+    of 8, in increasing order, by fused multiply-adds; sum 0 then takes the
+    rest), added pairwise: ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)).
+    Eight chains keep the CPU busy where one would wait on each addition, and
+    the order is written out, so no compiler or CPU target can change it.
+    """
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    n = a.shape[0]
+    whole = n - n % 8
+    for j in range(0, whole, 8):
+        s0 = fma(a[j], b[j], s0)
+        s1 = fma(a[j + 1], b[j + 1], s1)
+        s2 = fma(a[j + 2], b[j + 2], s2)
+        s3 = fma(a[j + 3], b[j + 3], s3)
+        s4 = fma(a[j + 4], b[j + 4], s4)
+        s5 = fma(a[j + 5], b[j + 5], s5)
+        s6 = fma(a[j + 6], b[j + 6], s6)
+        s7 = fma(a[j + 7], b[j + 7], s7)
+    for j in range(whole, n):  # the last n % 8 terms go to the first sum
+        s0 = fma(a[j], b[j], s0)
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@jit
 def arnoldi(r, q, weights, basis, h, alive, force_r):
     """Scalar-loop form of :func:`polynomial_basis` for one (problem, lambda), for the kernels.
 
-    Fills basis (K, p), h (K, K) and alive (K,) in place.
+    r, q, weights (p,); fills basis (K, p), h (K, K) and alive (K,) in place.
+    Every weighted inner product is a :func:`dot` of ``weights * f`` with g.
     """
     K, p = basis.shape
     if K == 0:
         return
-    sq = 0.0
-    sr = 0.0
-    for j in range(p):
-        sq += weights[j] * q[j]
-        sr += weights[j] * r[j]
-    use_q = sq <= sr and not force_r
+    use_q = dot(weights, q) <= dot(weights, r) and not force_r
     h[:, :] = 0.0
     basis[:, :] = 0.0
     alive[:] = False
-    norm = 0.0
+    scratch = np.empty((2, p))  # one allocation, rows as vectors (less to compile)
+    w, ww = scratch[0], scratch[1]
     for j in range(p):
-        norm += weights[j] * q[j] * q[j]
-    norm = np.sqrt(norm)
+        ww[j] = weights[j] * q[j]
+    norm = math.sqrt(dot(ww, q))
     if not norm > 0.0:
         return
     alive[0] = True
+    scale = 1.0 / norm  # scaling by the reciprocal: one division per vector
     for j in range(p):
-        basis[0, j] = q[j] / norm
-    h[0, 0] = 1.0 / norm
-    x = q.copy() if use_q else r.copy()
-    w = np.empty(p)
-    ww = np.empty(p)
-    hw = np.empty(K)
-    c = np.empty(K)
+        basis[0, j] = q[j] * scale
+    h[0, 0] = scale
+    x = q if use_q else r
+    coefs = np.empty((2, K))
+    hw, c = coefs[0], coefs[1]
     for m in range(1, K):
         for j in range(p):
             w[j] = x[j] * basis[m - 1, j]
-        for i in range(K):
+            ww[j] = weights[j] * w[j]
+        for i in range(K):  # x * h_{m-1} in r-coefficients
             shifted = h[m - 1, i - 1] if i > 0 else 0.0
             hw[i] = h[m - 1, i] - shifted if use_q else shifted
-        before = 0.0
-        for j in range(p):
-            before += weights[j] * w[j] * w[j]
-        before = np.sqrt(before)
-        for first in (max(0, m - 2), 0):  # Lanczos pass, then full re-orthogonalization
-            for j in range(p):
-                ww[j] = weights[j] * w[j]
+        before = math.sqrt(dot(ww, w))
+        for first in (m - 2 if m > 2 else 0, 0):  # Lanczos pass, then full re-orthogonalization
             for i in range(first, m):
-                acc = 0.0
-                for j in range(p):
-                    acc += basis[i, j] * ww[j]
-                c[i] = acc
+                c[i] = dot(basis[i], ww)
             for i in range(first, m):
                 for j in range(p):
                     w[j] -= c[i] * basis[i, j]
                 for jj in range(K):
                     hw[jj] -= c[i] * h[i, jj]
-        after = 0.0
-        for j in range(p):
-            after += weights[j] * w[j] * w[j]
-        after = np.sqrt(after)
+            for j in range(p):
+                ww[j] = weights[j] * w[j]
+        after = math.sqrt(dot(ww, w))
         if not after > BREAKDOWN_TOL * before:
             return
         alive[m] = True
+        scale = 1.0 / after
         for j in range(p):
-            basis[m, j] = w[j] / after
+            basis[m, j] = w[j] * scale
         for jj in range(K):
-            h[m, jj] = hw[jj] / after
+            h[m, jj] = hw[jj] * scale
+
+
+@register_jitable
+def lane_dot(a, b, out):
+    """out[c] = sum_j a[j, c] b[j, c] for every lane c, j in increasing order.
+
+    a, b : (p, lanes). Each lane is one (problem, lambda) pair: the loop over
+    lanes vectorizes and every lane's sum runs in the order of j (fused
+    multiply-adds), so no compiler or CPU target can change it.
+    """
+    lanes = out.shape[0]
+    p = a.shape[0]
+    out[:] = 0.0
+    for j in range(0, p - p % 2, 2):  # two terms per pass, in order
+        for c in range(lanes):
+            out[c] = fma(a[j + 1, c], b[j + 1, c], fma(a[j, c], b[j, c], out[c]))
+    if p % 2:
+        for c in range(lanes):
+            out[c] = fma(a[p - 1, c], b[p - 1, c], out[c])
+
+
+@jit
+def arnoldi_lanes(r, q, weights, basis, h, alive, force_r):
+    """Lane form of :func:`polynomial_basis` for the kernels: one (problem,
+    lambda) pair per lane.
+
+    r, q, weights : (p, lanes); fills basis (K, p, lanes), h (K, K, lanes) and
+    alive (K, lanes) in place. Every weighted inner product <f, g> is the sum
+    over j, in increasing order, of fused multiply-adds of ``weights f`` and g
+    (as :func:`lane_dot`), each lane on its own; a lane whose basis breaks down
+    keeps zero rows (and ``alive`` False) from there on.
+    """
+    K, p, lanes = basis.shape
+    if K == 0:
+        return
+    sq = np.empty(lanes)
+    sr = np.empty(lanes)
+    lane_dot(weights, q, sq)
+    lane_dot(weights, r, sr)
+    use_q = np.empty(lanes, dtype=np.bool_)
+    for c in range(lanes):
+        use_q[c] = sq[c] <= sr[c] and not force_r
+    h[:] = 0.0
+    x = np.empty((p, lanes))
+    w = np.empty((p, lanes))
+    ww = np.empty((p, lanes))
+    norm = np.zeros(lanes)
+    for j in range(p):
+        for c in range(lanes):
+            x[j, c] = q[j, c] if use_q[c] else r[j, c]
+            norm[c] = fma(weights[j, c] * q[j, c], q[j, c], norm[c])
+    scale = np.empty(lanes)
+    for c in range(lanes):
+        norm[c] = np.sqrt(norm[c])
+        alive[0, c] = norm[c] > 0.0
+        scale[c] = 1.0 / norm[c] if alive[0, c] else 0.0
+        h[0, 0, c] = scale[c]
+    for j in range(p):
+        for c in range(lanes):
+            basis[0, j, c] = q[j, c] * scale[c] if alive[0, c] else 0.0
+    hw = np.empty((K, lanes))
+    coef = np.empty((K, lanes))
+    before = np.empty(lanes)
+    after = np.empty(lanes)
+    for m in range(1, K):
+        before[:] = 0.0
+        for j in range(p):  # w = x b_{m-1}, ww = weights w, before = <w, w>
+            for c in range(lanes):
+                w[j, c] = x[j, c] * basis[m - 1, j, c]
+                ww[j, c] = weights[j, c] * w[j, c]
+                before[c] = fma(ww[j, c], w[j, c], before[c])
+        for i in range(K):  # x h_{m-1} in r-coefficients
+            for c in range(lanes):
+                shifted = h[m - 1, i - 1, c] if i > 0 else 0.0
+                hw[i, c] = h[m - 1, i, c] - shifted if use_q[c] else shifted
+        for first in (max(0, m - 2), 0):  # Lanczos pass, then full re-orthogonalization
+            for i in range(first, m):  # coef_i = <b_i, w> for first <= i < m
+                lane_dot(basis[i], ww, coef[i])
+            after[:] = 0.0
+            for j in range(p):  # w -= sum_i coef_i b_i (i in order); ww, after = <w, w>
+                for i in range(first, m):
+                    for c in range(lanes):
+                        w[j, c] -= coef[i, c] * basis[i, j, c]
+                for c in range(lanes):
+                    ww[j, c] = weights[j, c] * w[j, c]
+                    after[c] = fma(ww[j, c], w[j, c], after[c])
+            for i in range(first, m):
+                for jj in range(K):
+                    for c in range(lanes):
+                        hw[jj, c] -= coef[i, c] * h[i, jj, c]
+        for c in range(lanes):
+            after[c] = np.sqrt(after[c])
+            alive[m, c] = alive[m - 1, c] and after[c] > BREAKDOWN_TOL * np.sqrt(before[c])
+            scale[c] = 1.0 / after[c] if alive[m, c] else 0.0
+        for j in range(p):
+            for c in range(lanes):
+                basis[m, j, c] = w[j, c] * scale[c] if alive[m, c] else 0.0
+        for jj in range(K):
+            for c in range(lanes):
+                h[m, jj, c] = hw[jj, c] * scale[c] if alive[m, c] else 0.0
