@@ -181,6 +181,7 @@ SMOKE_BENCH = [
     r"runner\..*\(8\)$",
     r"KernelSweepRisk.*\(4, 64\)\)$",
     r"EndToEnd.*\('small'\)$",
+    r"SweepAsUsersPay.*\('quick', 'fixed'\)$",
     r"history\.W[12].*\('numba'\)$",
     r"DecomposeLimit.*\('tall'\)$",
 ]

@@ -1,9 +1,10 @@
 """The block runner and the Dask executor on a W1-sized sweep (fastsd.bench.runner).
 
-``BlockRunner``: the W1 sweep (L = 128, G = 16, K = 8) cut into blocks
-(B = 256: 208 blocks of 32 problems x 5 lambdas), through the in-process
-runner against a bare loop over the same blocks; ``track_runner_ratio`` is
-runner / loop time (target <= 1.05). ``DaskLocal2``: the same blocks on a
+``BlockRunner``: the W1 sweep (L = 128, G = 16, K = 8) cut into blocks by the
+planner as ``fastsd sweep`` cuts it (B = 256: 3 blocks of up to 113 problems x
+all lambdas), through the in-process runner against a bare loop over the same
+blocks; ``track_runner_ratio`` is runner / loop time (target <= 1.05) and
+``track_blocking_cost`` runner / one call on the whole grid (target <= 1.1). ``DaskLocal2``: the same blocks on a
 ``distributed.LocalCluster`` of 2 workers x 1 thread against the in-process
 runner with 2 Numba threads; ``track_throughput_vs_in_process`` is in-process
 / Dask time (target >= 0.8). Both ratios are medians of interleaved pairs.
@@ -12,7 +13,7 @@ runner with 2 Numba threads; ``track_throughput_vs_in_process`` is in-process
 from fastsd._jit import threads
 from fastsd.bench.runner import RunnerSweep, _interleaved, _ratio
 
-#: problems: a smoke-test size (26 blocks) and W1 (208 blocks)
+#: problems: a smoke-test size and W1
 RUNNER_SIZES = [8, 256]
 
 
@@ -40,6 +41,13 @@ class BlockRunner:
         return _ratio(runner, loop)
 
     track_runner_ratio.unit = "runner / loop"
+
+    def track_blocking_cost(self, B):
+        with threads(2):
+            runner, single = _interleaved([self.sweep.runner, self.sweep.single], 3)
+        return _ratio(runner, single)
+
+    track_blocking_cost.unit = "runner / one call"
 
 
 class DaskLocal2:

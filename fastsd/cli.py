@@ -146,12 +146,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"{out} is an unfinished sweep; finish it with fastsd sweep CONFIG --resume first"
             )
-        frame = result.to_dataframe()
-    if fmt == "csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
-    print(f"{len(frame)} rows written to {path}")
+        rows = result.export(path, fmt)  # block by block, in bounded memory
+    print(f"{rows} rows written to {path}")
     return 0
 
 
@@ -161,12 +157,13 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     out = _path(args.output, "OUTPUT")
     directory = _path(args.to, "--to") if args.to else os.path.join(out, "figures")
-    with _reading(out):  # the data first: nothing is created for a store that cannot be read
-        data = load_sweep(out).to_xarray().load()
+    with _reading(out):  # the store first: nothing is created for one that cannot be opened
+        data = load_sweep(out).to_xarray(dask=False)  # lazy: plot_sweep reads block by block
     created = not os.path.isdir(directory)
     os.makedirs(directory, exist_ok=True)
     try:
-        paths = plot_sweep(data, directory)
+        with _reading(out):
+            paths = plot_sweep(data, directory)
     except BaseException:
         if created and not os.listdir(directory):
             os.rmdir(directory)
@@ -241,6 +238,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from .bench.runner import main as runner_main
 
         return runner_main([a for a in args.rest if a != "--runner"])
+    if "--scale" in args.rest:  # many Dask workers on loopback, sleeps for compute
+        from .bench.scale import main as scale_main
+
+        return scale_main([a for a in args.rest if a != "--scale"])
+    if "--sweep" in args.rest:  # a sweep as users pay: API, CLI, local:2 (fastsd.bench.sweep)
+        from .bench.sweep import main as sweep_main
+
+        return sweep_main([a for a in args.rest if a != "--sweep"])
     from .bench.kernels import main as bench_main
 
     return bench_main(args.rest)
@@ -377,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         help="measure workloads W1/W2 (numba vs NumPy reference); "
-        "--e2e: W3-W5 and streaming vs the BLAS limit; --runner [--dask]: the block runner",
+        "--e2e: W3-W5 and streaming vs the BLAS limit; --runner [--dask]: the block runner; "
+        "--sweep: API vs fastsd sweep vs local:2; --scale: many Dask workers",
         description="Measure W1/W2 (or --e2e); options are passed on (fastsd bench --help-bench).",
         add_help=False,
     )

@@ -9,6 +9,7 @@ writes one PNG and returns its path.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -591,6 +592,80 @@ def plot_learning_curves(
     return _save_laid_out(fig, path)
 
 
+#: Medians over problems along lambda (the lambda curves, the heat map) use at most
+#: this many problems, evenly spaced: the figures' memory does not grow with the sweep.
+MEDIAN_PROBLEMS = 2048
+#: Problems drawn as their own line against k (evenly spaced).
+LINE_PROBLEMS = 200
+#: Bytes of the metric read at once when the Dataset is not chunked.
+_READ_BYTES = 16 << 20
+
+
+def _evenly(B: int, m: int) -> NDArray[np.int64]:
+    """At most ``m`` of ``range(B)``, evenly spaced (all of them when B <= m)."""
+    if B <= m:
+        return np.arange(B)
+    return np.unique(np.linspace(0, B - 1, m).round().astype(np.int64))
+
+
+def _problem_ranges(ds: Any, metric: str) -> list[tuple[int, int]]:
+    """Consecutive problem ranges to read one at a time: the store's chunks (Dask's, or
+    the Zarr encoding's), else ranges of about ``_READ_BYTES`` of the metric."""
+    B = ds.sizes["problem"]
+    sizes = ds[metric].variable.chunksizes.get("problem")
+    stored = ds[metric].encoding.get("chunks")  # a store's chunks, opened without Dask
+    if not sizes and stored:
+        sizes = [min(stored[0], B - a) for a in range(0, B, stored[0])]
+    if not sizes:
+        per_problem = 8 * ds[metric].size // max(B, 1)
+        step = max(1, _READ_BYTES // max(per_problem, 1))
+        sizes = [min(step, B - a) for a in range(0, B, step)]
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+
+
+def _summaries(ds: Any, metric: str, fixed: bool) -> dict[str, NDArray[Any]]:
+    """What the figures need, reduced one problem range at a time.
+
+    Returns ``curve`` (s, L, K + 1): the metric (best schedule) of the sampled
+    problems; ``best`` (B, K + 1): its minimum over lambda, every problem;
+    ``test`` (B, K + 1): the test MSE at the validation choice (when the sweep
+    has it); ``heat``: the K-step metric (s, L, G) of the sampled problems, or
+    their K-step optimal xi (s, L, K).
+    """
+    B = ds.sizes["problem"]
+    sample = _evenly(B, MEDIAN_PROBLEMS)
+    dims = ("problem", "lam", "schedule", "k") if fixed else ("problem", "lam", "k")
+    with_test = "test_mse" in ds and not fixed
+    with_xi = not fixed and ds.sizes.get("step", 0) > 0
+    parts: dict[str, list[NDArray[Any]]] = {"curve": [], "best": [], "test": [], "heat": []}
+    for a, b in _problem_ranges(ds, metric):
+        part = ds.isel(problem=slice(a, b))
+        value = np.asarray(part[metric].transpose(*dims).values)
+        best_sched = np.fmin.reduce(value, axis=2) if fixed else value  # (b, L, K + 1)
+        rows = sample[(sample >= a) & (sample < b)] - a
+        parts["curve"].append(best_sched[rows])
+        parts["best"].append(np.fmin.reduce(best_sched, axis=1))
+        if with_test:
+            chosen = np.argmin(np.where(np.isnan(value), np.inf, value), axis=1)  # (b, K + 1)
+            test = np.asarray(part["test_mse"].transpose(*dims).values)
+            parts["test"].append(np.take_along_axis(test, chosen[:, None, :], axis=1)[:, 0])
+        if fixed:
+            parts["heat"].append(value[rows, :, :, -1])
+        elif with_xi:
+            xi = part["xi"].isel(problem=rows, k=-1).transpose("problem", "lam", "step")
+            parts["heat"].append(np.asarray(xi.values))
+    return {name: np.concatenate(arrs) for name, arrs in parts.items() if arrs}
+
+
+def _median(values: NDArray[Any]) -> NDArray[Any]:
+    """Median over the first axis, NaN skipped (NaN where every value is NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+        out: NDArray[Any] = np.nanmedian(values, axis=0)
+    return out
+
+
 def plot_sweep(ds: Any, directory: str) -> list[str]:
     """The standard figures of a labelled sweep (:func:`fastsd.load_sweep`).
 
@@ -605,10 +680,16 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
       step), median over problems; for fixed-xi sweeps the K-step metric over
       (lambda, xi).
 
+    The Dataset is read one problem range (one store chunk) at a time, so a
+    lazily opened store of any size is plotted in bounded memory: medians
+    along lambda are over at most :data:`MEDIAN_PROBLEMS` problems, evenly
+    spaced (the titles say so), and at most :data:`LINE_PROBLEMS` problems
+    are drawn as their own line; the median against k is over every problem.
+
     Parameters
     ----------
     ds : xarray.Dataset
-        The layout of :mod:`fastsd.store`.
+        The layout of :mod:`fastsd.store` (NumPy- or Dask-backed).
     directory : str
 
     Returns
@@ -616,24 +697,24 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
     list of str
         The paths written.
     """
-    import os
-
     from matplotlib.colors import SymLogNorm
 
     plt = pyplot()
     metric = "risk" if "risk" in ds else "val_mse"
     fixed = "schedule" in ds.dims
-    value = ds[metric]
-    best_sched = value.min("schedule") if fixed else value
-    lams = ds["lam"].values
-    ks = ds["k"].values
+    lams = np.asarray(ds["lam"].values)
+    ks = np.asarray(ds["k"].values)
     B = ds.sizes["problem"]
+    summary = _summaries(ds, metric, fixed)
+    sampled = summary["curve"].shape[0]
     note = f"median over {B} problems" if B > 1 else None
+    if sampled < B:
+        note = f"median over {sampled} of {B} problems, evenly spaced"
     label = {"risk": "excess risk", "val_mse": "validation MSE"}[metric]
     paths: list[str] = []
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    curve = best_sched.median("problem").transpose("lam", "k").values
+    curve = _median(summary["curve"])  # (L, K + 1)
     for i, k in enumerate(ks):
         ax.plot(
             lams, curve[:, i], color=_STEP_COLORS[i % len(_STEP_COLORS)], label=_step_label(int(k))
@@ -649,26 +730,28 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
     paths.append(_save(fig, os.path.join(directory, "metric_vs_lam.png")))
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    best = best_sched.min("lam").transpose("problem", "k").values
-    for b in range(B):
+    best = summary["best"]  # (B, K + 1)
+    for b in _evenly(B, LINE_PROBLEMS):
         ax.plot(ks, best[b], color="0.8", lw=0.8)
     ax.plot(ks, np.median(best, axis=0), "o-", color="tab:blue", label=f"best {label}")
-    if "test_mse" in ds and not fixed:
-        chosen = ds[metric].fillna(np.inf).argmin("lam")
-        test = ds["test_mse"].isel(lam=chosen).transpose("problem", "k").values
+    if "test" in summary:
         ax.plot(
             ks,
-            np.nanmedian(test, axis=0),
+            _median(summary["test"]),
             "s--",
             color="tab:red",
             label="test MSE at the validation choice",
         )
+    lines = "" if B <= LINE_PROBLEMS else f"; {LINE_PROBLEMS} of them drawn"
     ax.set(
         yscale="log",
         xlabel="k (steps)",
         xticks=ks,
-        ylabel="MSE" if "test_mse" in ds and not fixed else label,
-        title=_title(f"best {label} over lambda against k", note),
+        ylabel="MSE" if "test" in summary else label,
+        title=_title(
+            f"best {label} over lambda against k",
+            (f"median over {B} problems{lines}" if B > 1 else None),
+        ),
     )
     ax.legend(fontsize=8)
     paths.append(_save(fig, os.path.join(directory, "best_vs_k.png")))
@@ -676,7 +759,7 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
     fig, ax = plt.subplots(figsize=(6, 4))
     K = int(ks[-1])
     if fixed:
-        grid = value.isel(k=-1).median("problem").transpose("schedule", "lam").values
+        grid = _median(summary["heat"]).T  # (G, L)
         rows, ylabel = ds["xi_schedule"].values[:, -1] if K else ds["schedule"].values, "xi"
         mesh = ax.pcolormesh(
             lams, np.arange(grid.shape[0]), grid, shading="nearest", norm="log", cmap="viridis"
@@ -684,7 +767,7 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
         ax.set_yticks(np.arange(grid.shape[0]), [f"{r:.3g}" for r in rows])
         title = f"{label} with k = {K} over (lambda, xi)"
     elif K:
-        grid = ds["xi"].isel(k=-1).median("problem").transpose("step", "lam").values
+        grid = _median(summary["heat"]).T  # (K, L)
         finite = np.abs(grid[np.isfinite(grid)])
         scale = max(float(finite.max()) if finite.size else 1.0, 1e-12)
         mesh = ax.pcolormesh(

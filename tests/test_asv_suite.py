@@ -37,6 +37,7 @@ MODULES = [
     "estimators",
     "runner",
     "kernel_sd",
+    "sweep",
     "history",
 ]
 PREFIXES = ("time_", "track_", "peakmem_", "mem_", "timeraw_")

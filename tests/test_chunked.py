@@ -9,7 +9,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastsd
-from fastsd.blocks.plan import block_memory, plan_blocks
+from fastsd.blocks.plan import block_memory, memory_needed, plan_blocks
 
 # These tests compare sweeps across backends, paths, block plans and executors on random
 # problems, where some optimal xi are unrecoverable by construction: the warning is a side
@@ -46,12 +46,12 @@ def _per_problem(n, d):
 def risk_limit(n, d, G, lams_per_block, backend="numba"):
     """A memory_limit whose plan is one problem x ``lams_per_block`` lambdas."""
     per_problem, per_pair = block_memory(n, d, K, G, backend=backend)
-    return 2 * (per_problem + lams_per_block * per_pair) + 2
+    return memory_needed(per_problem, per_pair, 1, lams_per_block) + 4
 
 
 def optimal_limit(n, d, lams_per_block, backend="numba"):
     per_problem, per_pair = block_memory(n, d, K, None, backend=backend)
-    return 2 * (per_problem + lams_per_block * per_pair) + 2
+    return memory_needed(per_problem, per_pair, 1, lams_per_block) + 4
 
 
 class Recorder:

@@ -120,8 +120,9 @@ def test_documented_commands_and_options_exist(capsys):
     for command, options in sorted(documented.items()):
         assert re.search(rf"^\s+{command}\s", top, re.M), f"fastsd {command} is not a command"
         text = _help(command, capsys=capsys)
-        if command == "bench" and "--runner" in options:
-            text += _help("bench", "--runner", capsys=capsys)
+        for suite in ("--runner", "--sweep", "--scale"):  # fastsd bench --runner --help ...
+            if command == "bench" and suite in options:
+                text += _help("bench", suite, capsys=capsys)
         missing = sorted(o for o in options if o not in text and o != "--help")
         assert not missing, f"fastsd {command} --help does not show {missing}"
 

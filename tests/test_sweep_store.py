@@ -530,7 +530,7 @@ max_steps = 4
 selection = "oracle"
 output = "out"
 block = 1
-memory_limit = "54KiB"
+memory_limit = "108KiB"
 """
 
 
@@ -616,3 +616,90 @@ def test_resume_after_sigkill_at_random_points(tmp_path, capsys):
             server.wait(timeout=30)
     # the kills landed at different moments, mostly mid-run
     assert len(set(killed_at)) >= 5, killed_at
+
+
+# ----------------------------------------------------------------------------
+# writes, loading and readers at scale
+# ----------------------------------------------------------------------------
+
+
+def test_a_failed_write_stops_the_run_with_one_line_and_marks_nothing(tmp_path, capsys):
+    """A chunk that cannot be written (a file where its directory goes): exit 2 with one
+    line naming it, no marker for that block; --resume completes the same Dataset."""
+    cfg = synthetic(tmp_path, block=1)  # 4 blocks
+    assert run_cli(["sweep", cfg, "--output", tmp_path / "ref"], capsys)[0] == 0
+    reference = fastsd.load_sweep(tmp_path / "ref").to_xarray().load()
+
+    def stop(done, total):
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastsd.IllConditionedXiWarning)
+        fastsd.config.run.run_sweep(str(cfg), progress=stop)
+    obstacle = tmp_path / "out" / "results.zarr" / "risk" / "c" / "2"
+    obstacle.write_text("not a directory")
+    code, err = run_cli(["sweep", cfg, "--resume"], capsys)
+    assert_one_line_error(code, err, os.path.join("risk", "c", "2"))
+    assert "000002" not in os.listdir(tmp_path / "out" / "blocks")
+    assert not fastsd.load_sweep(tmp_path / "out").complete
+    obstacle.unlink()
+    assert run_cli(["sweep", cfg, "--resume"], capsys)[0] == 0
+    assert fastsd.load_sweep(tmp_path / "out").to_xarray().load().identical(reference)
+
+
+def test_npz_members_are_memory_mapped_and_travel_as_file_references(tmp_path, capsys):
+    import pickle
+
+    from fastsd.blocks.tasks import SweepTask
+    from fastsd.config.run import load_config
+    from fastsd.config.sources import load_problems
+
+    rng = np.random.default_rng(7)
+    X, theta = rng.normal(size=(6, 30, 4)), rng.normal(size=(6, 4))
+    body = SYNTHETIC.replace(
+        'source = "synthetic"\nfamily = "theorem1_family"\nparams = {{ ranks = [2, 3, 4, 5], '
+        "seed = {seed} }}",
+        'source = "npz"\npath = "{seed}.npz"',
+    )
+    datasets = {}
+    for name, save in (("plain", np.savez), ("packed", np.savez_compressed)):
+        save(tmp_path / f"{name}.npz", X=X, theta_star=theta, noise_var=0.5)
+        cfg = write(tmp_path, body.format(seed=name, output=name, block=2), f"{name}.toml")
+        arrays = load_problems(load_config(cfg).resolved).arrays
+        assert isinstance(arrays["X"], np.memmap) == (name == "plain")
+        np.testing.assert_array_equal(arrays["X"], X)
+        task = SweepTask(
+            "optimal", arrays["X"], np.ones(3), 2, theta_star=theta, noise_var=np.full(6, 0.5)
+        )
+        if name == "plain":  # the file and offset travel, not the data
+            assert len(pickle.dumps(task)) < 4096 < X.nbytes
+            sub = pickle.loads(pickle.dumps(task.subset(2, 5)))
+            assert isinstance(sub.X, np.memmap) and sub.first == 2
+            np.testing.assert_array_equal(sub.X, X[2:5])
+        assert run_cli(["sweep", cfg], capsys)[0] == 0
+        datasets[name] = fastsd.load_sweep(tmp_path / name).to_xarray().load()
+    xr.testing.assert_equal(datasets["plain"], datasets["packed"])
+
+
+def test_to_xarray_is_lazy_and_dataframes_come_block_by_block(tmp_path, capsys):
+    dask_array = pytest.importorskip("dask.array")
+    cfg = synthetic(tmp_path, block=2)
+    assert run_cli(["sweep", cfg], capsys)[0] == 0
+    result = fastsd.load_sweep(tmp_path / "out")
+    ds = result.to_xarray()
+    for name in ("risk", "xi", "xi_reproducible"):
+        assert isinstance(ds[name].data, dask_array.Array)
+        assert ds[name].data.chunks[:2] == ((2, 2), (5,))  # one chunk per block
+    loaded = ds.load()
+    assert isinstance(loaded["risk"].data, np.ndarray)
+    whole = result.to_dataframe()
+    # pieces of ~7 rows: a block (2 problems x 5 lambdas x 4 k) cut per problem (20 rows)
+    pieces = list(result.iter_dataframes(rows=7))
+    assert [len(p) for p in pieces] == [20] * 4
+    pd.testing.assert_frame_equal(pd.concat(pieces, ignore_index=True), whole)
+    for fmt in ("csv", "parquet"):
+        path = str(tmp_path / f"t.{fmt}")
+        assert result.export(path, fmt, rows=7) == len(whole)
+        back = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
+        pd.testing.assert_frame_equal(back, whole, check_exact=False, rtol=1e-15)

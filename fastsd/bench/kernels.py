@@ -15,6 +15,7 @@ Both backends run on the same decomposed inputs; each timing is the best of
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -38,7 +39,7 @@ from ..exceptions import ignore_unrecoverable
 from ..store.manifest import check_output_file
 from .e2e import WORKLOADS, format_e2e, measure_e2e
 
-__all__ = ["workload", "measure", "compare_legacy_fastmath", "main"]
+__all__ = ["check_json", "workload", "measure", "compare_legacy_fastmath", "main"]
 
 
 def workload(
@@ -354,13 +355,25 @@ def format_table(res: dict[str, Any]) -> str:
     return head + "\n".join(lines)
 
 
+def check_json(parser: OneLineParser, args: argparse.Namespace) -> None:
+    """``--json FILE`` of a ``fastsd bench`` command, checked before the measurements."""
+    if args.json:
+        try:
+            args.json = check_output_file(args.json, "--json")
+        except ValueError as exc:
+            parser.error(str(exc))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``fastsd bench``: measure W1/W2 (or ``--e2e``) and print the table; returns 0."""
     parser = OneLineParser(
         prog="fastsd bench",
         description=__doc__.split("\n\n")[0],
         epilog="fastsd bench --runner [--dask]: the block runner and the Dask executor "
-        "instead (fastsd.bench.runner; its options: fastsd bench --runner --help).",
+        "instead (fastsd.bench.runner; its options: fastsd bench --runner --help). "
+        "fastsd bench --sweep: a sweep as users pay it, the API, fastsd sweep and "
+        "--scheduler local:2 (fastsd bench --sweep --help). fastsd bench --scale: many Dask "
+        "workers on 127.0.0.1 (fastsd bench --scale --help).",
     )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement")
     parser.add_argument(
@@ -393,11 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
-    if args.json:  # before the measurements, not after them
-        try:
-            args.json = check_output_file(args.json, "--json")
-        except ValueError as exc:
-            parser.error(str(exc))
+    check_json(parser, args)
     if args.vs_legacy_fastmath:
         res = compare_legacy_fastmath(runs=args.repeat, quick=args.quick)
         print(format_legacy(res))

@@ -249,7 +249,8 @@ def sweep_risk_chunked(
     schedules = check_schedules(xis, max_steps)
     B, n, d, theta, var = _problem_source(X, theta_star, noise_var)
     G, K = schedules.shape
-    plan = plan_blocks(B, lams.size, *block_memory(n, d, K, G, backend=backend), memory_limit)
+    per_problem, per_pair = block_memory(n, d, K, G, backend=backend)
+    plan = plan_blocks(B, lams.size, per_problem, per_pair, memory_limit, 8 * G * (K + 1))
     task = SweepTask(
         "risk",
         X,
@@ -338,7 +339,8 @@ def sweep_optimal_chunked(
     lams, _ = check_lams(lams, "lams")
     K = check_steps(max_steps, "max_steps")
     B, n, d, theta, var = _problem_source(X, theta_star, noise_var)
-    plan = plan_blocks(B, lams.size, *block_memory(n, d, K, None, backend=backend), memory_limit)
+    per_problem, per_pair = block_memory(n, d, K, None, backend=backend)
+    plan = plan_blocks(B, lams.size, per_problem, per_pair, memory_limit, 8 * (K + 1) * (K + 1))
     task = SweepTask(
         "optimal",
         X,

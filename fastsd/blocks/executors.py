@@ -3,16 +3,26 @@ r"""Executors of the block runner: where the blocks of a sweep are computed.
 * :class:`InProcessExecutor` (the default): one block after another in this
   process, each block parallel over Numba threads -- exactly the cost of
   calling the sweep function on that block.
-* :class:`DaskExecutor`: consecutive blocks are grouped into Dask tasks that
-  run the same task object on a worker (the pattern of STUMPY's ``stumped``:
-  one driver, submitted per chunk), about ``tasks_per_thread`` tasks per worker
-  thread: a Dask task costs milliseconds of scheduling, as much as a small
-  block's compute (measurements: the user guide's performance page). The task object is scattered to the workers once; the blocks
-  of one problem range are preferably sent to one worker (which then decomposes
-  those problems once); results come back to this process, block by block,
-  which alone writes the store. The Numba thread count of a block follows the
-  worker's ``nthreads``. When a worker dies, the scheduler reschedules its lost
-  tasks on the others; blocks already handed back are never recomputed.
+* :class:`DaskExecutor`: consecutive blocks are grouped into Dask tasks, about
+  ``tasks_per_thread`` per worker thread (a Dask task costs milliseconds of
+  scheduling). Each task carries what it needs and nothing else: its own
+  problems' inputs (memory-mapped inputs travel as a file name and offset),
+  so the scheduler can run it again anywhere. The Numba thread count of a block
+  follows the worker's ``nthreads``.
+
+A *two-phase* task (:class:`TwoPhaseTask`, e.g. :class:`fastsd.blocks.tasks.StoreTask`)
+computes a block and then writes it into the store. Both executors run such
+tasks through :func:`pipeline`: blocks are computed on the calling thread and
+written on a helper thread, so a block's write overlaps the next block's
+compute, with at most ``depth`` computed blocks waiting. Under Dask the workers
+write their own blocks and hand back only each block's small record; the
+process that runs the sweep never receives result arrays.
+
+When a worker dies, the scheduler runs its lost tasks again on the others; a
+task run again skips the blocks already stored (their markers exist). If no
+worker is left for :data:`WORKERLESS_TIMEOUT` seconds, or the scheduler is
+lost, the run stops with a one-line :class:`ConnectionError` (finished blocks
+are kept).
 
 :func:`get_executor` turns the ``--scheduler`` option / ``client=`` argument
 into an executor: ``None`` (in-process), ``"local:N"`` (a
@@ -28,21 +38,84 @@ import logging
 import os
 import re
 import threading
+import time
+import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .._jit import threads
+from ..engine.warmup import warmup
 from .plan import Block
 
 _R = TypeVar("_R")
 
 __all__ = [
     "CONNECT_TIMEOUT",
-    "InProcessExecutor",
     "DaskExecutor",
+    "InProcessExecutor",
+    "TwoPhaseTask",
+    "WORKERLESS_TIMEOUT",
     "get_executor",
     "max_local_workers",
+    "pipeline",
+    "warm_worker",
 ]
+
+#: Seconds a Dask run waits with no worker at all before it stops.
+WORKERLESS_TIMEOUT = 60.0
+#: Seconds between two looks at the cluster while no task finishes.
+_POLL = 1.0
+
+
+@runtime_checkable
+class TwoPhaseTask(Protocol):
+    """A task that computes a block, then writes it (and knows the blocks already written)."""
+
+    def compute(self, block: Block) -> Any: ...
+
+    def write(self, block: Block, computed: Any) -> Any: ...
+
+    def stored(self, block: Block) -> Any: ...
+
+
+def _finished(value: Any) -> Future[Any]:
+    fut: Future[Any] = Future()
+    fut.set_result(value)
+    return fut
+
+
+def pipeline(
+    task: TwoPhaseTask, blocks: Sequence[Block], depth: int = 1
+) -> Iterator[tuple[Block, Any]]:
+    """Compute the blocks here and write them on a helper thread; yield ``(block, record)`` in order.
+
+    At most ``depth`` computed blocks wait for their write while the next block
+    is computed (so at most ``depth + 1`` blocks' results are alive). Blocks
+    already stored are not computed again. An error stops the run before the
+    next block is computed; the writes already started finish first (each
+    block is stored whole, or not marked done).
+    """
+    pending: deque[tuple[Block, Future[Any], bool]] = deque()  # (block, record, a write?)
+    writes = 0  # writes submitted and not yet handed on
+    with ThreadPoolExecutor(1, thread_name_prefix="fastsd-writer") as writer:
+        for block in blocks:
+            record = task.stored(block)
+            if record is not None:
+                pending.append((block, _finished(record), False))
+            else:
+                computed = task.compute(block)
+                pending.append((block, writer.submit(task.write, block, computed), True))
+                writes += 1
+                del computed
+            while pending and (writes > depth or pending[0][1].done()):
+                done, fut, write = pending.popleft()
+                writes -= write
+                yield done, fut.result()
+        while pending:
+            done, fut, _ = pending.popleft()
+            yield done, fut.result()
 
 
 class InProcessExecutor:
@@ -53,7 +126,10 @@ class InProcessExecutor:
     def map(
         self, task: Callable[[Block], _R], blocks: Sequence[Block]
     ) -> Iterator[tuple[Block, _R]]:
-        """Yield ``(block, task(block))`` in order."""
+        """Yield ``(block, task(block))`` in order (two-phase tasks: through :func:`pipeline`)."""
+        if isinstance(task, TwoPhaseTask):
+            yield from pipeline(task, blocks)
+            return
         for block in blocks:
             yield block, task(block)
 
@@ -77,8 +153,9 @@ def _require_distributed() -> Any:
     return distributed
 
 
-def _run_on_worker(task: Callable[[Block], _R], blocks: Sequence[Block]) -> list[_R]:
-    """Blocks on a Dask worker, one after another, with as many Numba threads as it has."""
+def _run_on_worker(task: Callable[[Block], _R], blocks: Sequence[Block]) -> list[Any]:
+    """Blocks on a Dask worker, with as many Numba threads as it has; returns their results
+    (a two-phase task's records: the worker has written the blocks)."""
     import numba
     from distributed import get_worker
 
@@ -86,7 +163,41 @@ def _run_on_worker(task: Callable[[Block], _R], blocks: Sequence[Block]) -> list
     limit: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
     count = max(1, min(get_worker().state.nthreads, limit))
     with threads(count):
+        if isinstance(task, TwoPhaseTask):
+            return [record for _, record in pipeline(task, blocks)]
         return [task(block) for block in blocks]
+
+
+def warm_worker() -> None:
+    """Ready this process for block tasks: compile or load every kernel
+    (:func:`fastsd.warmup`) and import the store's zarr."""
+    warmup()
+    try:
+        import zarr  # noqa: F401  (the workers write the store)
+    except ImportError:  # pragma: no cover - the chunked sweeps do not need it
+        pass
+
+
+def _warmup_plugin(call: Callable[[], object]) -> Any:
+    """A Dask worker plugin that calls ``call()`` on each worker, before its first task."""
+    base: Any = _require_distributed().WorkerPlugin
+
+    class WarmUp(base):  # type: ignore[misc]
+        name = "fastsd-warmup"
+
+        def setup(self, worker: Any) -> None:
+            call()
+
+    return WarmUp()
+
+
+def _problems(group: Sequence[Block]) -> tuple[int, int]:
+    return min(b.b0 for b in group), max(b.b1 for b in group)
+
+
+def _span(group: Sequence[Block]) -> str:
+    first, last = group[0].index, group[-1].index
+    return f"block {first}" if first == last else f"blocks {first}-{last}"
 
 
 class DaskExecutor:
@@ -97,14 +208,24 @@ class DaskExecutor:
     client : distributed.Client
     owned : tuple, optional
         Objects to close with the executor (a LocalCluster and its client).
-    tasks_per_thread : int, default=2
+    tasks_per_thread : int, default=4
         Blocks are grouped (consecutive ones together) into about this many Dask
         tasks per worker thread, one block per task at most: fewer tasks cost
         less scheduling, more balance the load and lose less work when a worker
         dies.
+    warmup : callable or None, default=warm_worker
+        Called on each worker before its first task (a Dask worker plugin,
+        registered here: the executor is ready when the workers are warm, and
+        workers that join later run it as they start).
     """
 
-    def __init__(self, client: Any, owned: Iterable[Any] = (), tasks_per_thread: int = 2) -> None:
+    def __init__(
+        self,
+        client: Any,
+        owned: Iterable[Any] = (),
+        tasks_per_thread: int = 4,
+        warmup: Callable[[], object] | None = warm_worker,
+    ) -> None:
         if isinstance(tasks_per_thread, bool) or not isinstance(tasks_per_thread, int):
             raise TypeError(f"tasks_per_thread must be an int, got {tasks_per_thread!r}")
         if tasks_per_thread < 1:
@@ -113,48 +234,98 @@ class DaskExecutor:
         self._owned = tuple(owned)
         self.tasks_per_thread = tasks_per_thread
         self.name = f"dask ({client.scheduler.address})"
+        if warmup is not None:
+            try:
+                client.register_plugin(_warmup_plugin(warmup))
+            except OSError:  # a worker lost while warming up: workers that join warm up then
+                pass
+
+    def _threads(self) -> int:
+        """Worker threads in the cluster now (0 when none, or the scheduler does not answer)."""
+        try:
+            return sum(self.client.nthreads(callback_timeout=10).values())
+        except (OSError, TimeoutError):
+            return 0
 
     def map(
         self, task: Callable[[Block], _R], blocks: Sequence[Block]
     ) -> Iterator[tuple[Block, _R]]:
         """Yield ``(block, result)`` as the tasks finish (any order)."""
-        distributed = _require_distributed()
         if not blocks:
             return
-        remote = self.client.scatter(task, broadcast=True, hash=False)
-        # blocks of the same problems go preferably to one worker, which decomposes them
-        # once (the task caches it); any worker may take them when that one is busy or dead
-        info = self.client.scheduler_info()["workers"]
-        workers = sorted(info)
-        n_threads = sum(int(w.get("nthreads", 1)) for w in info.values()) or 1
-        n_tasks = min(len(blocks), self.tasks_per_thread * n_threads)
+        n_tasks = min(len(blocks), self.tasks_per_thread * max(1, self._threads()))
         bounds = [len(blocks) * i // n_tasks for i in range(n_tasks + 1)]
-        home: dict[int, str] = {}
-        futures: dict[str, tuple[Any, Sequence[Block]]] = {}
+        token = uuid.uuid4().hex[:12]
+        pending: dict[Any, Sequence[Block]] = {}
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             group = blocks[lo:hi]
-            b0 = group[0].b0
-            where = home.setdefault(b0, workers[len(home) % len(workers)]) if workers else None
+            subset = getattr(task, "subset", None)
+            payload = task if subset is None else subset(*_problems(group))
             fut = self.client.submit(
                 _run_on_worker,
-                remote,
+                payload,
                 group,
                 pure=False,
-                key=f"fastsd-blocks-{group[0].index}-{group[-1].index}-{id(blocks):x}",
-                workers=where,
-                allow_other_workers=True,
+                key=f"fastsd-blocks-{group[0].index}-{group[-1].index}-{token}",
             )
-            futures[fut.key] = (fut, group)
+            pending[fut] = group
         try:
-            finished = distributed.as_completed([f for f, _ in futures.values()], with_results=True)
-            for fut, results in finished:
-                group = futures.pop(fut.key)[1]
+            yield from self._gather(pending)
+        finally:
+            if pending:
+                self.client.cancel(list(pending))
+
+    def _gather(self, pending: dict[Any, Sequence[Block]]) -> Iterator[tuple[Block, Any]]:
+        """Yield the blocks of the tasks as they finish; stop on an error, a cancelled task,
+        or no worker for WORKERLESS_TIMEOUT seconds."""
+        distributed = _require_distributed()
+        workerless_since: float | None = None
+        while pending:
+            try:
+                done, _ = distributed.wait(
+                    list(pending), timeout=_POLL, return_when="FIRST_COMPLETED"
+                )
+            except TimeoutError:
+                if self.client.status not in ("running", "connecting"):
+                    raise ConnectionError(
+                        "lost the Dask client's connection to the scheduler"
+                    ) from None
+                if self._threads():
+                    workerless_since = None
+                    continue
+                now = time.monotonic()
+                workerless_since = workerless_since or now
+                if now - workerless_since > WORKERLESS_TIMEOUT:
+                    raise ConnectionError(
+                        f"no Dask worker for {WORKERLESS_TIMEOUT:g} s; "
+                        f"{sum(map(len, pending.values()))} blocks not computed"
+                    ) from None
+                continue
+            for fut in done:
+                if fut.status in ("pending", "lost"):  # its worker died after it finished:
+                    continue  # the scheduler runs it again (it skips the stored blocks)
+                group = pending.pop(fut)
+                results = self._results(fut, group, distributed)
                 fut.release()
                 yield from zip(group, results)
-        finally:
-            if futures:
-                self.client.cancel([f for f, _ in futures.values()])
-            self.client.cancel([remote])
+
+    @staticmethod
+    def _results(fut: Any, group: Sequence[Block], distributed: Any) -> list[Any]:
+        """A finished task's results, or its error as one line."""
+        if fut.status == "finished":
+            results: list[Any] = fut.result()
+            return results
+        if fut.status == "error":
+            exc = fut.exception()
+            if isinstance(exc, distributed.KilledWorker):
+                raise ConnectionError(
+                    f"Dask stopped retrying {_span(group)}: the workers running them died "
+                    "each time (out of memory?)"
+                ) from None
+            raise exc
+        raise ConnectionError(
+            f"Dask cancelled the task of {_span(group)} ({fut.status}; the scheduler was lost?)"
+        )
 
     def close(self) -> None:
         """Close the cluster and client this executor started (not a caller's)."""

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Block", "block_grid", "block_memory", "plan_blocks"]
+__all__ = [
+    "IN_FLIGHT",
+    "MAX_BLOCK_RESULT",
+    "Block",
+    "block_grid",
+    "block_memory",
+    "memory_needed",
+    "plan_blocks",
+]
 
 
 @dataclass(frozen=True)
@@ -79,10 +87,35 @@ def block_memory(
     return per_problem, per_pair
 
 
+#: Blocks alive at once in a run: one being computed and one being written.
+IN_FLIGHT = 2
+#: Largest stored result of one block (one Zarr chunk per variable together), in
+#: bytes. Readers work chunk by chunk, so their memory is bounded by this whatever
+#: the size of the store; and a grid of this many bytes per block still has enough
+#: blocks to keep Dask workers busy and to overlap writes with compute.
+MAX_BLOCK_RESULT = 16 << 20
+
+
+def memory_needed(per_problem: int, per_pair: int, problems: int = 1, lams: int = 1) -> int:
+    """The ``memory_limit`` that fits blocks of ``problems`` x ``lams``: half of it is
+    headroom for temporaries, the other half holds IN_FLIGHT blocks."""
+    return 2 * IN_FLIGHT * problems * (per_problem + lams * per_pair)
+
+
 def plan_blocks(
-    n_problems: int, n_lams: int, bytes_per_problem: int, bytes_per_pair: int, memory_limit: int
+    n_problems: int,
+    n_lams: int,
+    bytes_per_problem: int,
+    bytes_per_pair: int,
+    memory_limit: int,
+    stored_per_pair: int = 0,
 ) -> tuple[int, int]:
     """Largest (problems, lambdas) block whose working set fits the bound.
+
+    A block takes every lambda (one decomposition per problem range) unless one
+    problem with all of them does not fit; then as many lambdas as fit. Its
+    problems are as many as fit in the budget, and no more than keep its stored
+    result under :data:`MAX_BLOCK_RESULT`.
 
     Parameters
     ----------
@@ -93,7 +126,10 @@ def plan_blocks(
     bytes_per_pair : int
         Working memory (result included) of one (problem, lambda) pair.
     memory_limit : int
-        Bound in bytes; half of it is left as headroom for temporaries.
+        Bound in bytes: half of it is headroom for temporaries, the other half
+        holds :data:`IN_FLIGHT` blocks (see :func:`memory_needed`).
+    stored_per_pair : int, default=0
+        Bytes of the stored result of one pair (0: no cap from the stored size).
 
     Returns
     -------
@@ -101,7 +137,7 @@ def plan_blocks(
     """
     if memory_limit <= 0:
         raise ValueError(f"memory_limit must be a positive number of bytes, got {memory_limit}")
-    budget = memory_limit // 2  # headroom for temporaries and the reduction
+    budget = memory_limit // 2 // IN_FLIGHT
     lams_per_block = n_lams
     per_problem = bytes_per_problem + lams_per_block * bytes_per_pair
     if per_problem > budget:
@@ -110,9 +146,13 @@ def plan_blocks(
         if per_problem > budget:
             raise ValueError(
                 f"memory_limit={memory_limit} bytes is too small for one problem "
-                f"(needs about {2 * per_problem} bytes); raise memory_limit"
+                f"(needs about {memory_needed(bytes_per_problem, bytes_per_pair)} bytes); "
+                "raise memory_limit"
             )
     problems_per_block = max(1, min(n_problems, budget // per_problem))
+    if stored_per_pair > 0:
+        cap = MAX_BLOCK_RESULT // (lams_per_block * stored_per_pair)
+        problems_per_block = max(1, min(problems_per_block, cap))
     return int(problems_per_block), int(lams_per_block)
 
 

@@ -42,9 +42,11 @@ class PopulationTask(SweepTask):
             raise ValueError(f"the population risk is an oracle kind, got {self.kind!r}")
         self.cov = cov
 
+    INPUTS = SweepTask.INPUTS + ("cov",)
+
     def __call__(self, block: Block) -> BlockResult:
-        b0, b1 = block.b0, block.b1
-        dec = self._decomposition(b0, b1)
+        dec = self._decomposition(block.b0, block.b1)
+        b0, b1 = block.b0 - self.first, block.b1 - self.first  # rows of this task's inputs
         assert self.theta_star is not None and self.noise_var is not None  # oracle kinds
         theta = self.theta_star[b0:b1]
         t = dec.project_theta(theta, check=False)

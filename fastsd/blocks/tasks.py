@@ -25,6 +25,9 @@ Kinds and what a call returns (arrays with leading axes (b, l) of the block):
 
 from __future__ import annotations
 
+import copy
+import mmap
+import time
 from typing import Any, cast
 
 import numba
@@ -37,12 +40,14 @@ from ..decomposition.base import as_float64
 from ..decomposition.dense import decompose_dense
 from ..engine.grids import lam_rows, mse_grid, optimal_grid, optimal_validation_grid, risk_grid
 from ..reference.spectral import filter_state
+from ..store.layout import store_values, value_counts
+from ..store.writer import BlockRecord, BlockWriter
 from .plan import Block
 
 #: A finished block: named arrays with leading axes (b, l).
 BlockResult = dict[str, FloatArray]
 
-__all__ = ["KINDS", "SweepTask", "mse_at_schedules"]
+__all__ = ["KINDS", "StoreTask", "SweepTask", "mse_at_schedules"]
 
 KINDS = ("risk", "optimal", "mse", "optimal_validation")
 
@@ -50,6 +55,45 @@ KINDS = ("risk", "optimal", "mse", "optimal_validation")
 def _rows(arr: Any, b0: int, b1: int) -> Any:
     """Problems b0:b1 of an input (a memmap is read here) as float64."""
     return None if arr is None else np.asarray(arr[b0:b1], dtype=np.float64)
+
+
+def _mapped(arr: Any) -> bool:
+    """True for a C-ordered memmap of a whole file region (not a view of one)."""
+    return (
+        isinstance(arr, np.memmap)
+        and isinstance(arr.base, mmap.mmap)
+        and arr.flags.c_contiguous
+        and arr.ndim >= 1
+    )
+
+
+def _map_file(filename: str, offset: int, dtype: str, shape: tuple[int, ...]) -> Any:
+    return np.memmap(filename, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape)
+
+
+class _FileRows:
+    """How a memory-mapped input travels to another process: its file and place, no data."""
+
+    def __init__(self, arr: Any) -> None:
+        self.args = (arr.filename, int(arr.offset), arr.dtype.str, tuple(arr.shape))
+
+    def open(self) -> Any:
+        return _map_file(*self.args)
+
+
+def _row_range(arr: Any, b0: int, b1: int) -> Any:
+    """Problems b0:b1 of an input, without reading it: a memmap of the same file for a
+    memory-mapped input (so that it still travels as a file reference), else a view."""
+    if arr is None or isinstance(arr, np.ndarray) and arr.ndim == 0:
+        return arr
+    if isinstance(arr, Decomposition):
+        return arr.subset(slice(b0, b1))
+    if _mapped(arr):
+        row = arr.strides[0]
+        return _map_file(
+            arr.filename, arr.offset + b0 * row, arr.dtype.str, (b1 - b0,) + arr.shape[1:]
+        )
+    return arr[b0:b1]
 
 
 class SweepTask:
@@ -103,22 +147,60 @@ class SweepTask:
         self.y, self.X_val, self.y_val = y, X_val, y_val
         self.X_test, self.y_test = X_test, y_test
         self.backend, self.threads = backend, threads
+        #: global index of the first problem of the inputs (see :meth:`subset`)
+        self.first = 0
         self._cache: tuple[tuple[int, int], Decomposition] | None = None
+
+    #: The per-problem inputs (leading axis: problems).
+    INPUTS: tuple[str, ...] = (
+        "X",
+        "theta_star",
+        "noise_var",
+        "y",
+        "X_val",
+        "y_val",
+        "X_test",
+        "y_test",
+    )
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_cache"] = None
+        for name in self.INPUTS:  # memory-mapped inputs travel as file references
+            if _mapped(state[name]):
+                state[name] = _FileRows(state[name])
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name in self.INPUTS:
+            if isinstance(state[name], _FileRows):
+                state[name] = state[name].open()
+        self.__dict__.update(state)
+
+    def subset(self, b0: int, b1: int) -> SweepTask:
+        """The task on problems ``b0:b1`` only (global indices; blocks keep theirs).
+
+        What an out-of-process task ships: its own problems' inputs, or for
+        memory-mapped inputs only their file and offset (the worker maps the file).
+        """
+        out = copy.copy(self)
+        out._cache = None
+        lo, hi = b0 - self.first, b1 - self.first
+        for name in self.INPUTS:
+            setattr(out, name, _row_range(getattr(self, name), lo, hi))
+        out.first = b0
+        return out
 
     def _decomposition(self, b0: int, b1: int) -> Decomposition:
         cache = self._cache
         if cache is not None and cache[0] == (b0, b1):
             return cache[1]
         self._cache = None  # never hold two blocks' decompositions at once
+        lo, hi = b0 - self.first, b1 - self.first
         if isinstance(self.X, Decomposition):
-            dec = self.X.subset(slice(b0, b1))
+            dec = self.X.subset(slice(lo, hi))
         else:
-            X = as_float64(self.X[b0:b1], "X", ndim=(3,))
+            X = as_float64(self.X[lo:hi], "X", ndim=(3,))
             count = numba.get_num_threads() if self.threads is None else self.threads
             dec = decompose_dense(X, "gram", count, offset=b0)
         self._cache = ((b0, b1), dec)
@@ -126,8 +208,8 @@ class SweepTask:
 
     def __call__(self, block: Block) -> BlockResult:
         """The block's arrays (no warnings: the caller counts NaN xi once per run)."""
-        b0, b1 = block.b0, block.b1
-        dec = self._decomposition(b0, b1)
+        dec = self._decomposition(block.b0, block.b1)
+        b0, b1 = block.b0 - self.first, block.b1 - self.first
         rows = lam_rows(self.lams[block.l0 : block.l1], None, self.max_steps)
         K, backend, threads = self.max_steps, self.backend, self.threads
         s2 = dec.s2
@@ -170,6 +252,52 @@ class SweepTask:
         y = _rows(y_eval, b0, b1)
         R, c, resid2 = reference.eval_projection(dec.eval_basis(_rows(X_eval, b0, b1)), y)
         return R, c, resid2, y.shape[-1]
+
+
+class StoreTask:
+    """A :class:`SweepTask` whose blocks are written into the sweep store where they run.
+
+    Two phases, so that an executor can overlap one block's write with the next
+    block's compute: :meth:`compute` (the block's arrays and its compute time)
+    and :meth:`write` (the block's chunks, then its marker; returns the
+    marker's small record). :meth:`stored` is the record of a block already
+    stored: a task run again (after a lost worker) skips those blocks.
+
+    Parameters
+    ----------
+    task : SweepTask
+    writer : fastsd.store.writer.BlockWriter
+        The store's writer (a path: it travels to the workers).
+    """
+
+    def __init__(self, task: SweepTask, writer: BlockWriter) -> None:
+        self.task = task
+        self.writer = writer
+
+    def subset(self, b0: int, b1: int) -> StoreTask:
+        """The task on problems ``b0:b1`` (see :meth:`SweepTask.subset`)."""
+        return StoreTask(self.task.subset(b0, b1), self.writer)
+
+    def stored(self, block: Block) -> BlockRecord | None:
+        """The record of ``block`` if it is already stored, else None."""
+        return self.writer.record(block.index)
+
+    def compute(self, block: Block) -> tuple[BlockResult, dict[str, float]]:
+        """The block's arrays, and when (seconds since the epoch) and how long they took."""
+        started, start = time.time(), time.perf_counter()
+        result = self.task(block)
+        return result, {"started": started, "compute_s": time.perf_counter() - start}
+
+    def write(self, block: Block, computed: tuple[BlockResult, dict[str, float]]) -> BlockRecord:
+        """Store a computed block; returns its record: the counts of
+        :func:`~fastsd.store.layout.value_counts` (non-finite metrics, unrecoverable xi)
+        and the timings."""
+        result, timings = computed
+        values = store_values(self.task.kind, result)
+        return self.writer.write(block, values, {**value_counts(values), **timings})
+
+    def __call__(self, block: Block) -> BlockRecord:
+        return self.write(block, self.compute(block))
 
 
 def mse_at_schedules(

@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from numpy.typing import NDArray
 
 from ..blocks.executors import CONNECT_TIMEOUT, DaskExecutor, get_executor
-from ..blocks.plan import block_grid, block_memory, plan_blocks
+from ..blocks.plan import IN_FLIGHT, block_grid, block_memory, memory_needed, plan_blocks
 from ..blocks.population import PopulationTask
 from ..blocks.runner import run_blocks
-from ..blocks.tasks import SweepTask
+from ..blocks.tasks import StoreTask, SweepTask
 from ..engine.grids import constant_schedules
 from ..exceptions import ConfigError, report_nonfinite, report_unrecoverable
-from ..store.layout import KIND_OF, METRICS, coordinates, layout, store_values, value_counts
+from ..store.layout import KIND_OF, METRICS, coordinates, layout, value_counts
 from ..store.manifest import (
     BLOCKS,
     MANIFEST,
@@ -96,14 +97,15 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
     if "cov" in problems.arrays:  # Sigma and V^T Sigma V of each problem in a block
         per_problem += 2 * 8 * d * d
     try:
-        pb, lb = plan_blocks(B, L, per_problem, work, run["memory_limit"])
+        pb, lb = plan_blocks(B, L, per_problem, work, run["memory_limit"], per_pair)
     except ValueError:
         raise ConfigError(
-            f"one block (1 problem x 1 lambda) needs about {_gb(2 * (per_problem + work))}, "
-            f"over run.memory_limit = {_gb(run['memory_limit'])}; raise run.memory_limit "
-            "or shrink max_steps / xis"
+            f"one block (1 problem x 1 lambda) needs about "
+            f"{_gb(memory_needed(per_problem, work))} of run.memory_limit, over "
+            f"{_gb(run['memory_limit'])}; raise run.memory_limit or shrink max_steps / xis"
         ) from None
-    pb = min(pb, run["block"])
+    if run["block"] is not None:
+        pb = min(pb, run["block"])
     block_bytes = pb * (per_problem + lb * work)
     inputs = sum(a.nbytes for a in problems.arrays.values())
     return {
@@ -113,7 +115,7 @@ def plan_sweep(cfg: SweepConfig, problems: ProblemSet) -> dict[str, Any]:
         "blocks": len(block_grid(B, L, pb, lb)),
         "output_bytes": int(output_bytes),
         "block_bytes": int(block_bytes),
-        "peak_bytes": int(inputs + 2 * block_bytes),
+        "peak_bytes": int(inputs + 2 * IN_FLIGHT * block_bytes),
     }
 
 
@@ -182,20 +184,30 @@ def run_sweep(
         A tqdm bar, or ``progress(blocks_done, blocks_total)``.
     scheduler, client, connect_timeout
         Where to compute the blocks (see :func:`fastsd.blocks.executors.get_executor`).
+        Under Dask the workers write their blocks into ``cfg.output`` themselves:
+        it must be a path they all see (a shared filesystem).
 
     Returns
     -------
     str
-        The output directory; open it with :func:`fastsd.load_sweep`.
+        The output directory; open it with :func:`fastsd.load_sweep`. Its
+        manifest's ``last_run`` holds this run's timestamps (``started``,
+        ``problems_loaded``, ``executor_ready``, ``store_closed``; seconds since
+        the epoch), the executor and the number of blocks computed.
     """
+    import zarr  # noqa: F401  (the store's library: imported with the start-up, not in the sweep)
+
+    started = time.time()
     if not isinstance(cfg, SweepConfig):
         cfg = load_config(cfg)
     out = cfg.output
     problems = load_problems(cfg.resolved)
     plan = plan_sweep(cfg, problems)
+    loaded = time.time()
     # before touching the output
     executor = get_executor(scheduler=scheduler, client=client, connect_timeout=connect_timeout)
     with executor:
+        ready = time.time()
         mode = prepare_output(
             out,
             resume=resume,
@@ -204,98 +216,96 @@ def run_sweep(
             config_path=cfg.path,
             diff=lambda old: diff_configs(old, cfg.resolved),
         )
+        store, created_dir = _open_store(cfg, problems, plan, mode)
         B, L = problems.n_problems, cfg.lams.size
-        existing = read_manifest(out) if mode == "resume" else None
-        created_dir = not os.path.isdir(out)
-        if existing is not None and existing.get("state") == "ready":
-            store = SweepStore.open(out)
-            chunks = tuple(store.manifest["plan"]["chunks"])
-        else:
-            chunks = plan["chunks"]
-            schedules = None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps)
-            coords = coordinates(B, cfg.lams, cfg.max_steps, schedules, cfg.xis, problems.coords)
-            manifest = {
-                "config": cfg.resolved,
-                "config_hash": cfg.hash,
-                "plan": {
-                    k: plan[k]
-                    for k in (
-                        "kind",
-                        "chunks",
-                        "blocks",
-                        "output_bytes",
-                        "block_bytes",
-                        "peak_bytes",
-                    )
-                },
-            }
-            try:
-                store = SweepStore.create(
-                    out, manifest, plan["variables"], coords, chunks, _attrs(cfg, problems, plan)
-                )
-            except BaseException:
-                _remove_new_output(out, created_dir)
-                raise
-        blocks = block_grid(B, L, *chunks)
+        blocks = block_grid(B, L, *store.manifest["plan"]["chunks"])
         threads = None if isinstance(executor, DaskExecutor) else cfg.run["threads"]
-        task = _task(cfg, problems, plan["kind"], threads)
-        kind = plan["kind"]
-
-        counts = _Counts(kind)
-        skip = store.done()
-
-        def consume(block: Block, result: dict[str, Any]) -> None:
-            values = store_values(kind, result)
-            store.write(block, values)
-            counts.add(values)
-
+        task = StoreTask(_task(cfg, problems, plan["kind"], threads), store.writer)
         try:
-            run_blocks(
+            computed = run_blocks(
                 blocks,
                 task,
-                consume,
+                lambda block, record: None,  # the task stored the block
                 executor=executor,
-                skip=skip,
+                skip=store.done(),
                 progress=progress,
                 desc="sweep",
             )
-        except BaseException:
-            if mode == "new" and not store.done():
+        except BaseException as exc:
+            kept = bool(store.done())
+            if mode == "new" and not kept:
                 _remove_new_output(out, created_dir)
+            if isinstance(exc, ConnectionError):
+                hint = f"finished blocks are kept in {out}; rerun with --resume" if kept else ""
+                raise ConnectionError("; ".join(filter(None, [str(exc), hint]))) from None
             raise
-    store.finish()
-    counts.add_stored(out, [b for b in blocks if b.index in skip])
-    counts.warn()
+        store.finish(  # complete before the executor (a local cluster) is shut down
+            {
+                "executor": executor.name,
+                "blocks_computed": computed,
+                "started": started,
+                "problems_loaded": loaded,
+                "executor_ready": ready,
+                "store_closed": time.time(),
+            }
+        )
+    _warn(store, blocks, plan["kind"])
     return out
 
 
-class _Counts:
-    """Non-finite metrics and unrecoverable xi of a sweep (:func:`value_counts` of each
-    block), for one warning of each kind per run; blocks stored by an earlier run are
-    read back."""
+def _open_store(
+    cfg: SweepConfig, problems: ProblemSet, plan: dict[str, Any], mode: str
+) -> tuple[SweepStore, bool]:
+    """The store to resume (mode "resume", ready) or a new one; and whether its directory is new."""
+    out = cfg.output
+    existing = read_manifest(out) if mode == "resume" else None
+    created_dir = not os.path.isdir(out)
+    if existing is not None and existing.get("state") == "ready":
+        return SweepStore.open(out), created_dir
+    schedules = None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps)
+    coords = coordinates(
+        problems.n_problems, cfg.lams, cfg.max_steps, schedules, cfg.xis, problems.coords
+    )
+    keys = ("kind", "chunks", "blocks", "output_bytes", "block_bytes", "peak_bytes")
+    manifest = {
+        "config": cfg.resolved,
+        "config_hash": cfg.hash,
+        "plan": {k: plan[k] for k in keys},
+    }
+    try:
+        store = SweepStore.create(
+            out, manifest, plan["variables"], coords, plan["chunks"], _attrs(cfg, problems, plan)
+        )
+    except BaseException:
+        _remove_new_output(out, created_dir)
+        raise
+    return store, created_dir
 
-    def __init__(self, kind: str) -> None:
-        self.what = "risks" if kind in ("risk", "optimal") else "MSEs"
-        self.total = {"nonfinite": 0, "metrics": 0, "nan_xi": 0, "schedules": 0}
 
-    def add(self, values: Mapping[str, NDArray[Any]]) -> None:
-        for key, count in value_counts(values).items():
-            self.total[key] += count
+#: The counts of :func:`fastsd.store.layout.value_counts`, which every block's record holds.
+_COUNTS = ("nonfinite", "metrics", "nan_xi", "schedules")
 
-    def add_stored(self, out: str, blocks: Sequence[Block]) -> None:
-        """Count the blocks ``blocks`` as stored in ``out`` (one block in memory at a time)."""
-        if not blocks:
-            return
-        import zarr
 
-        group = zarr.open_group(os.path.join(out, ZARR), mode="r")
-        names = [n for n in (*METRICS, "xi_reproducible") if n in group]
-        for block in blocks:
-            where = (slice(block.b0, block.b1), slice(block.l0, block.l1))
-            # zarr types a selection as any array-like: these are the arrays fastsd wrote
-            self.add({n: cast("NDArray[Any]", cast(Any, group[n])[where]) for n in names})
+def _warn(store: SweepStore, blocks: list[Block], kind: str) -> None:
+    """One warning of each kind for the whole stored sweep (non-finite metrics, unrecoverable
+    xi), from the counts in the blocks' records."""
+    total = dict.fromkeys(_COUNTS, 0)
+    for record in store.records():
+        if not set(_COUNTS) <= set(record):  # a marker written before markers held records
+            record = _stored_counts(store, blocks[record["block"]])
+        for key in _COUNTS:
+            total[key] += record[key]
+    what = "risks" if kind in ("risk", "optimal") else "MSEs"
+    report_nonfinite(total["nonfinite"], total["metrics"], what, 4)
+    report_unrecoverable(total["nan_xi"], total["schedules"], 4)
 
-    def warn(self) -> None:
-        total = self.total
-        report_nonfinite(total["nonfinite"], total["metrics"], self.what, 4)
-        report_unrecoverable(total["nan_xi"], total["schedules"], 4)
+
+def _stored_counts(store: SweepStore, block: Block) -> dict[str, int]:
+    """The counts of one stored block, read back from the store."""
+    import zarr
+
+    group = zarr.open_group(os.path.join(store.out, ZARR), mode="r")
+    where = (slice(block.b0, block.b1), slice(block.l0, block.l1))
+    names = [n for n in (*METRICS, "xi_reproducible") if n in group]
+    # zarr types a selection as any array-like: these are the arrays fastsd wrote
+    return value_counts({n: cast("NDArray[Any]", cast(Any, group[n])[where]) for n in names})

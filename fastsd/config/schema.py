@@ -23,7 +23,8 @@ Sections and keys (defaults in brackets; examples in docs/user_guide/scale.md)::
     [grid]       lams (a list, or {start, stop, num} log-spaced), xis (fixed only),
                  max_steps [2]
     [run]        selection ["oracle"] | "validation" | "fixed", backend ["numba"],
-                 threads, output ["sweep-out"], block [16] (max problems per block),
+                 threads, output ["sweep-out"], block (max problems per block; by
+                 default as many as run.memory_limit allows),
                  memory_limit ["1GiB"], max_output_gb [10.0]
 
 ``run.output`` and ``run.threads`` say where and how fast, not what: they are
@@ -472,7 +473,7 @@ def load_config(path: str | os.PathLike[str]) -> SweepConfig:
             "backend": backend,
             "threads": threads,
             "output": os.path.normpath(os.path.join(base, _expand(output, "run.output"))),
-            "block": _int(run.get("block", 16), "run.block", 1),
+            "block": None if run.get("block") is None else _int(run["block"], "run.block", 1),
             "memory_limit": parse_bytes(run.get("memory_limit", "1GiB")),
             "max_output_gb": float(max_output_gb),
         },

@@ -17,6 +17,7 @@ but ``test_mse``.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -171,6 +172,47 @@ def _data_problems(
     return arrays, coords
 
 
+def _mapped_member(path: str, archive: zipfile.ZipFile, name: str) -> NDArray[Any] | None:
+    """Member ``name`` of an .npz archive as a read-only memmap of the file, or None where
+    the format does not allow it (a compressed member, an object array)."""
+    info = archive.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)  # the member's local header: its name and extra field follow
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            return None
+        start = info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+        start += int.from_bytes(local[28:30], "little")
+        f.seek(start)
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            return None
+        offset = f.tell()
+    if dtype.hasobject or 0 in shape:
+        return None
+    mapped: NDArray[Any] = np.memmap(
+        path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
+    )
+    return mapped
+
+
+def _load_npz(path: str) -> dict[str, NDArray[Any]]:
+    """The arrays of an .npz file: members stored uncompressed (``np.savez``) are
+    memory-mapped (read where a block needs them), the others read into memory."""
+    arrays: dict[str, NDArray[Any]] = {}
+    with zipfile.ZipFile(path) as archive, np.load(path) as data:
+        for key in data.files:
+            mapped = _mapped_member(path, archive, f"{key}.npy")
+            arrays[key] = data[key] if mapped is None else mapped
+    return arrays
+
+
 #: The arrays an npz source may hold, and their axes (after the batch axis is added).
 NPZ_AXES = {
     "X": ("problem", "row", "column"),
@@ -241,9 +283,8 @@ def _check_npz(path: str, arrays: dict[str, NDArray[Any]]) -> None:
 def _npz(problems: dict[str, Any], split: dict[str, Any], preprocess: dict[str, Any]) -> ProblemSet:
     path = problems["path"]
     try:
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
+        arrays = _load_npz(path)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise ConfigError(f"{path}: not a readable .npz file ({exc})") from None
     known = tuple(NPZ_AXES)
     unknown = sorted(set(arrays) - set(known))

@@ -5,14 +5,19 @@ Layout of an output directory ``OUT``::
     OUT/manifest.json     resolved config, its hash, versions, host, block plan,
                           state ("creating" -> "ready") and "complete"
     OUT/results.zarr/     Zarr v3 group, variables chunked exactly by block
-    OUT/blocks/NNNNNN     empty marker: block NNNNNN is fully stored
+    OUT/blocks/NNNNNN     marker: block NNNNNN is fully stored (a small JSON record:
+                          its counts of non-finite values and unrecoverable xi,
+                          timings, the host and process that wrote it)
 
 Integrity rules:
 
 * Each Zarr chunk is written atomically (zarr's local store writes a temporary
-  file and renames it); a block's marker is created only after all its
-  chunks, so a block is either done or recomputed whole -- never lost,
-  duplicated or half-read. SIGKILL at any moment is safe to resume.
+  file and renames it); a block's marker is created (atomically) only after
+  all its chunks, so a block is either done or recomputed whole -- never lost,
+  duplicated or half-read. SIGKILL at any moment is safe to resume. The
+  process that computes a block writes it (:class:`~fastsd.store.writer.BlockWriter`;
+  a Dask worker writes its own blocks), and a write that fails stops the run
+  before that block's marker.
 * A run resumes only into a store whose config hash matches; otherwise the
   refusal names the differing keys.
 * ``overwrite`` removes only what fastsd wrote (the entries above) in a

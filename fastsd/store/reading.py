@@ -27,7 +27,7 @@ layout and the same tidy DataFrame.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike
 
 from .._typing import FloatArray
 from .layout import constant_xi, coordinates, layout, store_values
-from .manifest import load_manifest
+from .manifest import ZARR, load_manifest
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -149,6 +149,10 @@ def to_dataframe(ds: xr.Dataset) -> pd.DataFrame:
     return pd.concat([df[lead + metrics], xi_cols, df[rest]], axis=1)
 
 
+#: Rows of one tidy frame (a Parquet row group, a CSV append) when exporting.
+EXPORT_ROWS = 1 << 16
+
+
 class SweepResult:
     """A finished (or partial) ``fastsd sweep`` output, opened by :func:`load_sweep`.
 
@@ -169,16 +173,99 @@ class SweepResult:
         """True when every block is stored."""
         return bool(self.manifest.get("complete"))
 
-    def to_xarray(self) -> xr.Dataset:
-        """The results as an ``xarray.Dataset`` (lazily read from ``results.zarr``)."""
+    def to_xarray(self, dask: bool = True) -> xr.Dataset:
+        """The results as an ``xarray.Dataset``, read lazily from ``results.zarr``.
+
+        Parameters
+        ----------
+        dask : bool, default=True
+            True: variables are Dask arrays chunked as the store (one chunk per
+            block; when Dask is installed). False: lazily indexed arrays, read
+            when sliced, without Dask (what the block-by-block readers use).
+
+        Nothing is read until used; ``.load()`` reads everything into NumPy arrays.
+        """
         import xarray as xr
 
-        ds: xr.Dataset = xr.open_zarr(os.path.join(self.path, "results.zarr"), chunks=None)
+        chunks: dict[str, int] | None = None
+        if dask:
+            try:
+                from dask import array as _  # noqa: F401  (the chunked route needs it)
+
+                chunks = {}
+            except ImportError:  # pragma: no cover - depends on the environment
+                pass
+        ds: xr.Dataset = xr.open_zarr(os.path.join(self.path, ZARR), chunks=chunks)
         return ds
 
     def to_dataframe(self) -> pd.DataFrame:
-        """Tidy pandas DataFrame (see :func:`to_dataframe`)."""
+        """Tidy pandas DataFrame of the whole sweep, in memory (see :func:`to_dataframe`;
+        :meth:`iter_dataframes` and :meth:`export` work block by block)."""
         return to_dataframe(self.to_xarray().load())
+
+    def iter_dataframes(self, rows: int = EXPORT_ROWS) -> Iterator[pd.DataFrame]:
+        """The tidy table (:func:`to_dataframe`) in consecutive pieces of at most about
+        ``rows`` rows, read one block at a time (memory bounded by one block).
+
+        Concatenated, the pieces are :meth:`to_dataframe` (same rows, order, columns).
+        """
+        ds = self.to_xarray(dask=False)
+        B, L = ds.sizes["problem"], ds.sizes["lam"]
+        pb, lb = self.manifest["plan"]["chunks"]
+        per_pair = rows_per_pair(ds)
+        for b0 in range(0, B, pb):
+            for l0 in range(0, L, lb):
+                block = ds.isel(problem=slice(b0, b0 + pb), lam=slice(l0, l0 + lb)).load()
+                l = block.sizes["lam"]
+                step = max(1, rows // (per_pair * l))
+                for p0 in range(0, block.sizes["problem"], step):
+                    yield to_dataframe(block.isel(problem=slice(p0, p0 + step)))
+
+    def export(self, path: str, format: str = "csv", rows: int = EXPORT_ROWS) -> int:
+        """Write the tidy table to ``path`` block by block (Parquet row groups, CSV appends),
+        into ``path + ".partial"``, renamed to ``path`` once complete.
+
+        Parameters
+        ----------
+        path : str
+        format : {"csv", "parquet"}
+        rows : int
+            Rows per Parquet row group / CSV append (about).
+
+        Returns
+        -------
+        int
+            The number of rows written.
+        """
+        if format not in ("csv", "parquet"):
+            raise ValueError(f"format must be 'csv' or 'parquet', got {format!r}")
+        total = 0
+        writer = None
+        partial = f"{path}.partial"  # renamed to path when complete
+        try:
+            for frame in self.iter_dataframes(rows):
+                if format == "csv":
+                    frame.to_csv(partial, mode="a" if total else "w", header=not total, index=False)
+                else:
+                    import pyarrow as pa
+                    import pyarrow.parquet as pq
+
+                    table = pa.Table.from_pandas(frame, preserve_index=False)
+                    if writer is None:
+                        writer = pq.ParquetWriter(partial, table.schema)
+                    writer.write_table(table)
+                total += len(frame)
+            if writer is not None:
+                writer.close()
+                writer = None
+            os.replace(partial, path)
+        except BaseException:
+            if writer is not None:
+                writer.close()
+            if os.path.exists(partial):
+                os.remove(partial)
+            raise
+        return total
 
     def __repr__(self) -> str:
         state = "complete" if self.complete else "incomplete"
@@ -188,6 +275,11 @@ class SweepResult:
             + (f", variables={variables}" if variables else "")
             + ")"
         )
+
+
+def rows_per_pair(ds: xr.Dataset) -> int:
+    """Rows of the tidy table per (problem, lambda) pair: schedules x steps."""
+    return int(ds.sizes.get("schedule", 1) * ds.sizes["k"])
 
 
 def load_sweep(path: str | os.PathLike[str]) -> SweepResult:
