@@ -1,4 +1,4 @@
-"""The ``fastsd`` command line: reproduce, sweep, export, plot, info, warmup, bench.
+"""The ``fastsd`` command line: reproduce, sweep, export, plot, verify, info, warmup, bench.
 
 Errors in arguments or configs are reported as one line on stderr with a
 non-zero exit status (2), never a traceback (set FASTSD_DEBUG=1 to see one);
@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import cast
+from typing import TextIO, cast
 
 from .blocks.executors import CONNECT_TIMEOUT
 
@@ -47,17 +47,37 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _warning_lines(command: str) -> Iterator[None]:
+    """Every warning, as it comes, as one line on stderr: ``fastsd COMMAND: warning: ...``
+    (fastsd's own each time they are raised)."""
+    from .exceptions import IllConditionedXiWarning, NonFiniteResultWarning, StoreIntegrityWarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        print(f"fastsd {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        for category in (IllConditionedXiWarning, NonFiniteResultWarning, StoreIntegrityWarning):
+            warnings.simplefilter("always", category)
+        warnings.showwarning = show
+        yield
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .config.run import load_config, run_sweep
-    from .exceptions import IllConditionedXiWarning, NonFiniteResultWarning
 
     cfg = load_config(_path(args.config, "config"))
     if args.output:
         cfg = cfg.with_output(_path(args.output, "--output"))
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", IllConditionedXiWarning)
-            warnings.simplefilter("always", NonFiniteResultWarning)
+        with _warning_lines("sweep"):  # at once: "resume: N blocks failed ..." comes first
             out = run_sweep(
                 cfg,
                 resume=args.resume,
@@ -66,8 +86,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 scheduler=args.scheduler,
                 connect_timeout=args.connect_timeout,
             )
-        for warning in caught:
-            print(f"fastsd sweep: warning: {warning.message}", file=sys.stderr)
     except KeyboardInterrupt:
         if os.path.exists(os.path.join(cfg.output, "manifest.json")):
             raise _Failure(
@@ -171,6 +189,39 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     for path in paths:
         print(f"figure written to {path}")
     return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import json
+    from collections import Counter
+
+    from .store.integrity import verify_store
+    from .store.manifest import load_manifest
+
+    out = _path(args.output, "OUTPUT")
+    checks = verify_store(out, load_manifest(out)["plan"]["blocks"])
+    counts = Counter(check.status for check in checks)
+    damaged = sum(check.failed for check in checks)
+    if args.json:
+        report = {
+            "output": out,
+            "blocks": len(checks),
+            "damaged": damaged,
+            "counts": dict(counts),
+            "checks": [check.as_dict() for check in checks],
+        }
+        print(json.dumps(report, indent=1))
+    else:
+        for check in checks:
+            if check.status not in ("ok", "not done"):
+                where = f": {check.file}" if check.file else ""
+                detail = f" ({check.detail})" if check.detail else ""
+                print(f"block {check.block}: {check.status}{where}{detail}")
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        print(f"{out}: {len(checks)} blocks: {summary}")
+        if damaged:
+            print(f"recompute the damaged blocks with fastsd sweep CONFIG --output {out} --resume")
+    return 1 if damaged else 0
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -363,6 +414,19 @@ def build_parser() -> argparse.ArgumentParser:
     plo.add_argument("output", help="sweep output directory")
     plo.add_argument("--to", help="figure directory (default: OUTPUT/figures)")
     plo.set_defaults(func=_cmd_plot)
+
+    ver = sub.add_parser(
+        "verify",
+        help="check a sweep's stored blocks against their checksums",
+        description="Check every stored block of a sweep output against the checksums "
+        "recorded when it was written: list each block that is damaged (missing file, "
+        "checksum mismatch, damaged marker) or unverifiable (written without checksums), "
+        "then the count of each status (ok, not done, ...). Exit status: 0 when every "
+        "stored block verifies, 1 when damage is found, 2 on errors.",
+    )
+    ver.add_argument("output", help="sweep output directory")
+    ver.add_argument("--json", action="store_true", help="every block's status as JSON")
+    ver.set_defaults(func=_cmd_verify)
 
     info = sub.add_parser(
         "info",

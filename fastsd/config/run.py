@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -25,7 +26,12 @@ from ..blocks.population import PopulationTask
 from ..blocks.runner import run_blocks
 from ..blocks.tasks import StoreTask, SweepTask
 from ..engine.grids import constant_schedules
-from ..exceptions import ConfigError, report_nonfinite, report_unrecoverable
+from ..exceptions import (
+    ConfigError,
+    StoreIntegrityWarning,
+    report_nonfinite,
+    report_unrecoverable,
+)
 from ..store.layout import KIND_OF, METRICS, coordinates, layout, value_counts
 from ..store.manifest import (
     BLOCKS,
@@ -217,6 +223,8 @@ def run_sweep(
             diff=lambda old: diff_configs(old, cfg.resolved),
         )
         store, created_dir = _open_store(cfg, problems, plan, mode)
+        if mode == "resume":
+            _recheck(store)
         B, L = problems.n_problems, cfg.lams.size
         blocks = block_grid(B, L, *store.manifest["plan"]["chunks"])
         threads = None if isinstance(executor, DaskExecutor) else cfg.run["threads"]
@@ -251,6 +259,18 @@ def run_sweep(
         )
     _warn(store, blocks, plan["kind"])
     return out
+
+
+def _recheck(store: SweepStore) -> None:
+    """Resume trusts only the stored blocks that verify; the others are computed again."""
+    failed, stored = store.drop_damaged()
+    if failed:
+        warnings.warn(
+            f"resume: {len(failed)} of {stored} stored blocks failed verification (missing "
+            f"or damaged chunks, first: {failed[0].file}); recomputing them",
+            StoreIntegrityWarning,
+            stacklevel=3,
+        )
 
 
 def _open_store(

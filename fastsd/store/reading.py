@@ -27,6 +27,7 @@ layout and the same tidy DataFrame.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._typing import FloatArray
+from ..exceptions import DamagedStoreError, StoreIntegrityWarning
+from .integrity import damaged_message, verify_store
 from .layout import constant_xi, coordinates, layout, store_values
 from .manifest import ZARR, load_manifest
 
@@ -282,17 +285,55 @@ def rows_per_pair(ds: xr.Dataset) -> int:
     return int(ds.sizes.get("schedule", 1) * ds.sizes["k"])
 
 
-def load_sweep(path: str | os.PathLike[str]) -> SweepResult:
+def load_sweep(path: str | os.PathLike[str], verify: bool = True) -> SweepResult:
     """Open the output directory of ``fastsd sweep``.
 
     Parameters
     ----------
     path : str or os.PathLike
         The directory holding ``manifest.json`` and ``results.zarr``.
+    verify : bool, default=True
+        Check every stored block against the checksums recorded when it was written
+        (:mod:`fastsd.store.integrity`) before anything is read: this reads every
+        chunk file once. False opens the store without reading it; a missing chunk
+        then reads as NaN and a damaged one as whatever its bytes decode to.
 
     Returns
     -------
     SweepResult
+
+    Raises
+    ------
+    DamagedStoreError
+        When a stored block has a missing chunk file or one that fails its checksum:
+        the message names the block, the file and the fix (``fastsd sweep CONFIG
+        --resume`` recomputes it).
+
+    Warns
+    -----
+    StoreIntegrityWarning
+        Once, when stored blocks carry no checksums (a store written before fastsd
+        recorded them): they are read unverified.
     """
     path = os.fspath(path)
-    return SweepResult(path, load_manifest(path))
+    manifest = load_manifest(path)
+    if verify:
+        check_stored(path)
+    return SweepResult(path, manifest)
+
+
+def check_stored(path: str) -> None:
+    """Verify the stored blocks of the sweep in ``path`` (see :func:`load_sweep`)."""
+    checks = verify_store(path)
+    message = damaged_message(path, checks)
+    if message is not None:
+        raise DamagedStoreError(message)
+    unverified = sum(c.status == "unverifiable" for c in checks)
+    if unverified:
+        warnings.warn(
+            f"{unverified} of {len(checks)} stored blocks of {path} carry no checksums "
+            "(written before fastsd recorded them) and are read unverified; "
+            "fastsd sweep CONFIG --overwrite writes them again with checksums",
+            StoreIntegrityWarning,
+            stacklevel=3,
+        )
