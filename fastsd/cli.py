@@ -86,7 +86,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 scheduler=args.scheduler,
                 connect_timeout=args.connect_timeout,
             )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if str(exc):  # what the run says about its output
+            raise _Failure(f"interrupted; {exc}") from None
         if os.path.exists(os.path.join(cfg.output, "manifest.json")):
             raise _Failure(
                 f"interrupted; finished blocks are kept in {cfg.output}, rerun with --resume"
@@ -369,7 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("config", help="TOML config file")
     swp.add_argument("--output", help="override run.output")
     swp.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
-    swp.add_argument("--overwrite", action="store_true", help="discard an existing output")
+    swp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing sweep output (the new run is built beside it and swapped "
+        "in when complete)",
+    )
     swp.add_argument("--no-progress", action="store_true", help="no progress bar")
     swp.add_argument(
         "--scheduler",
