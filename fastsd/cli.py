@@ -178,12 +178,20 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     out = _path(args.output, "OUTPUT")
     directory = _path(args.to, "--to") if args.to else os.path.join(out, "figures")
     with _reading(out):  # the store first: nothing is created for one that cannot be opened
-        data = load_sweep(out).to_xarray(dask=False)  # lazy: plot_sweep reads block by block
+        result = load_sweep(out)
+        data = result.to_xarray(dask=False)  # lazy: plot_sweep reads block by block
+    done, total = result.blocks_done
+    partial = None if result.complete else f"partial: {done} of {total} blocks"
+    if partial and not args.partial:
+        raise ValueError(
+            f"{out} is an unfinished sweep ({done} of {total} blocks done); finish it with "
+            "fastsd sweep CONFIG --resume, or pass --partial to plot the blocks done"
+        )
     created = not os.path.isdir(directory)
     os.makedirs(directory, exist_ok=True)
     try:
         with _reading(out):
-            paths = plot_sweep(data, directory)
+            paths = plot_sweep(data, directory, partial)
     except BaseException:
         if created and not os.listdir(directory):
             os.rmdir(directory)
@@ -420,6 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plo.add_argument("output", help="sweep output directory")
     plo.add_argument("--to", help="figure directory (default: OUTPUT/figures)")
+    plo.add_argument(
+        "--partial",
+        action="store_true",
+        help="plot an unfinished sweep (titles say 'partial: N of M blocks'; medians skip "
+        "the missing values and say so)",
+    )
     plo.set_defaults(func=_cmd_plot)
 
     ver = sub.add_parser(

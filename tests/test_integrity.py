@@ -215,3 +215,68 @@ def test_verify_is_documented_in_its_help(capsys):
         main(["verify", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "0 when every stored block verifies, 1 when damage is found" in text
+
+
+# ----------------------------------------------------------------------------
+# honest plots
+# ----------------------------------------------------------------------------
+
+
+def _titles(monkeypatch):
+    """Record the axes titles of every figure plot_sweep saves, by file name."""
+    import fastsd.plotting as plotting
+
+    titles, save = {}, plotting._save
+
+    def recording(fig, path, *args, **kwargs):
+        titles[os.path.basename(path)] = " ".join(ax.get_title() for ax in fig.axes)
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(plotting, "_save", recording)
+    return titles
+
+
+def test_plot_refuses_a_half_finished_sweep_unless_partial(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    cfg = tmp_path / "sweep.toml"
+    cfg.write_text(CONFIG.format(selection="oracle"))
+
+    def stop(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), pytest.warns(fastsd.IllConditionedXiWarning):
+        fastsd.config.run.run_sweep(str(cfg), progress=stop)
+    out = tmp_path / "out"
+    done, total = fastsd.load_sweep(out).blocks_done
+    assert total == 4 and done in (2, 3)  # the write of the next block may have finished
+    code, _, err = run(["plot", out], capsys)
+    one_line_error(code, err, "unfinished sweep", f"{done} of 4 blocks done", "--partial")
+    assert not (out / "figures").exists()
+    titles = _titles(monkeypatch)
+    code, _, err = run(["plot", out, "--partial"], capsys)
+    assert code == 0, err
+    assert sorted(titles) == ["best_vs_k.png", "metric_vs_lam.png", "xi_heatmap.png"]
+    for name, title in titles.items():
+        assert f"partial: {done} of 4 blocks" in title, name
+        assert "NaN skipped" in title, name  # the problems not stored are NaN
+    # finished: no "partial", and NaN skipped only where there was NaN
+    assert run(["sweep", cfg, "--resume"], capsys)[0] == 0
+    titles.clear()
+    assert run(["plot", out], capsys)[0] == 0
+    assert not any("partial" in title for title in titles.values())
+    assert "NaN skipped" not in titles["metric_vs_lam.png"]  # every risk is finite
+    ds = fastsd.load_sweep(out).to_xarray().load()
+    unrecoverable = bool(ds["xi"].isel(k=-1).isnull().any())
+    assert ("NaN skipped" in titles["xi_heatmap.png"]) == unrecoverable
+
+
+def test_a_marker_lost_after_the_run_makes_the_sweep_unfinished(stored, capsys):
+    cfg, out, reference = stored
+    os.remove(out / "blocks" / "000001")
+    result = fastsd.load_sweep(out)
+    assert not result.complete and result.blocks_done == (3, 4)
+    code, _, err = run(["export", out, "--to", out.parent / "t.csv"], capsys)
+    one_line_error(code, err, "unfinished sweep")
+    assert run(["sweep", cfg, "--output", out, "--resume"], capsys)[0] == 0
+    assert fastsd.load_sweep(out).complete

@@ -41,6 +41,7 @@ __all__ = [
     "chunk_record",
     "damaged_message",
     "marker_path",
+    "stored_blocks",
     "verify_store",
 ]
 
@@ -171,13 +172,15 @@ def verify_store(out: str, n_blocks: int | None = None) -> list[BlockCheck]:
 
     Reads every byte of every stored chunk.
     """
-    folder = os.path.join(out, BLOCKS)
-    if n_blocks is not None:
-        indices: Iterable[int] = range(n_blocks)
-    else:
-        names = os.listdir(folder) if os.path.isdir(folder) else []
-        indices = sorted(int(name) for name in names if name.isdigit())
+    indices = range(n_blocks) if n_blocks is not None else sorted(stored_blocks(out))
     return [check_block(out, index) for index in indices]
+
+
+def stored_blocks(out: str) -> set[int]:
+    """The indices of the blocks of ``out`` that have a marker (stored, as far as it says)."""
+    folder = os.path.join(out, BLOCKS)
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return {int(name) for name in names if name.isdigit()}
 
 
 def damaged_message(out: str, checks: Iterable[BlockCheck]) -> str | None:

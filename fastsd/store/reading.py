@@ -36,7 +36,7 @@ from numpy.typing import ArrayLike
 
 from .._typing import FloatArray
 from ..exceptions import DamagedStoreError, StoreIntegrityWarning
-from .integrity import damaged_message, verify_store
+from .integrity import damaged_message, stored_blocks, verify_store
 from .layout import constant_xi, coordinates, layout, store_values
 from .manifest import ZARR, load_manifest
 
@@ -173,8 +173,15 @@ class SweepResult:
 
     @property
     def complete(self) -> bool:
-        """True when every block is stored."""
-        return bool(self.manifest.get("complete"))
+        """True when every block is stored (the run finished, and no marker is missing)."""
+        done, total = self.blocks_done
+        return bool(self.manifest.get("complete")) and done >= total
+
+    @property
+    def blocks_done(self) -> tuple[int, int]:
+        """(blocks stored, blocks of the sweep)."""
+        done = len(stored_blocks(self.path))
+        return done, int(self.manifest.get("plan", {}).get("blocks", done))
 
     def to_xarray(self, dask: bool = True) -> xr.Dataset:
         """The results as an ``xarray.Dataset``, read lazily from ``results.zarr``.

@@ -41,7 +41,14 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .integrity import CHECKSUM, BlockCheck, chunk_record, marker_path, verify_store
+from .integrity import (
+    CHECKSUM,
+    BlockCheck,
+    chunk_record,
+    marker_path,
+    stored_blocks,
+    verify_store,
+)
 from .layout import Coordinate, Variable
 from .manifest import BLOCKS, MANIFEST, ZARR, read_manifest, versions, write_json
 
@@ -279,14 +286,16 @@ class SweepStore:
         """
         checks = verify_store(self.out)
         failed = [c for c in checks if c.failed]
+        if failed and self.manifest.get("complete"):  # until they are stored again
+            self.manifest["complete"] = False
+            write_json(os.path.join(self.out, MANIFEST), self.manifest)
         for check in failed:
             os.remove(marker_path(self.out, check.block))
         return failed, len(checks)
 
     def done(self) -> set[int]:
         """Indices of the blocks fully stored."""
-        names = os.listdir(os.path.join(self.out, BLOCKS))
-        return {int(n) for n in names if n.isdigit()}
+        return stored_blocks(self.out)
 
     def records(self) -> list[BlockRecord]:
         """The markers' records of the stored blocks, by block index."""
