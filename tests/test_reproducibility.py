@@ -71,7 +71,7 @@ CHILD = textwrap.dedent("""
         out["kernel_optimal_risk"], out["kernel_optimal_xi"] = fastsd.sweep_optimal(
             kdec, f_star, 0.01, lams, K, student_lams=students
         )
-        for limit, plan in ((15_000, "small"), (1 << 30, "large")):
+        for limit, plan in ((22_000, "small"), (1 << 30, "large")):  # small: 1 problem, lambdas split
             out["chunked_risk_" + plan] = fastsd.sweep_risk_chunked(
                 X, th, var, lams, xis, K, memory_limit=limit
             )
