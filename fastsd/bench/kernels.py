@@ -40,7 +40,7 @@ from ..exceptions import ignore_unrecoverable
 from ..store.manifest import check_output_file
 from .e2e import WORKLOADS, format_e2e, measure_e2e
 
-__all__ = ["check_json", "workload", "measure", "compare_legacy_fastmath", "main"]
+__all__ = ["check_json", "write_json", "workload", "measure", "compare_legacy_fastmath", "main"]
 
 
 def workload(
@@ -391,6 +391,15 @@ def check_json(parser: OneLineParser, args: argparse.Namespace) -> None:
             parser.error(str(exc))
 
 
+def write_json(path: str | None, res: dict[str, Any]) -> None:
+    """Write a ``fastsd bench`` result to ``--json FILE`` (when given), replacing it whole."""
+    if path:
+        partial_path = f"{path}.partial"
+        with open(partial_path, "w") as f:
+            json.dump(res, f, indent=2)
+        os.replace(partial_path, path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``fastsd bench``: measure W1/W2 (or ``--e2e``) and print the table; returns 0."""
     parser = OneLineParser(
@@ -449,9 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         res = measure(repeat=args.repeat, quick=args.quick)
         print(format_table(res))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+    write_json(args.json, res)
     return 0
 
 

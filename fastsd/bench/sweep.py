@@ -49,7 +49,7 @@ import numpy as np
 
 from .._argparse import OneLineParser
 from ..store.manifest import load_manifest
-from .kernels import check_json, machine_description, workload
+from .kernels import check_json, machine_description, workload, write_json
 
 __all__ = ["SWEEPS", "WAYS", "SweepBench", "measure_sweep", "format_sweep", "main"]
 
@@ -399,9 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.verbose else None
     res = measure_sweep(args.dir, args.quick, args.repeat, ways, log=log or (lambda line: None))
     print(format_sweep(res))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+    write_json(args.json, res)
     return 0
 
 
