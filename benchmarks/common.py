@@ -181,7 +181,7 @@ SMOKE_BENCH = [
     r"runner\..*\(8\)$",
     r"KernelSweepRisk.*\(4, 64\)\)$",
     r"EndToEnd.*\('small'\)$",
-    r"SweepAsUsersPay.*\('quick', 'fixed'\)$",
+    r"SweepAsUsersPay.track_sweep_vs_api\('quick', 'fixed'\)$",  # local:2: the Dask tests
     r"history\.W[12].*\('numba'\)$",
     r"DecomposeLimit.*\('tall'\)$",
 ]

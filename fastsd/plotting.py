@@ -736,10 +736,10 @@ def plot_sweep(ds: Any, directory: str, partial: str | None = None) -> list[str]
     ax.set(
         xscale="log",
         yscale="log",
-        xlabel="lambda",
+        xlabel=r"$\lambda$",
         ylabel=label,
         title=_title(
-            f"{label} against lambda" + (" (best schedule)" if fixed else ""),
+            f"{label} against $\\lambda$" + (" (best schedule)" if fixed else ""),
             _notes(partial, note, _SKIPPED if skipped else None),
         ),
     )
@@ -748,8 +748,10 @@ def plot_sweep(ds: Any, directory: str, partial: str | None = None) -> list[str]
 
     fig, ax = plt.subplots(figsize=(6, 4))
     best = summary["best"]  # (B, K + 1)
-    for b in _evenly(B, LINE_PROBLEMS):
-        ax.plot(ks, best[b], color="0.8", lw=0.8)
+    drawn = _evenly(B, LINE_PROBLEMS)
+    for j, b in enumerate(drawn):
+        each = "each problem" if len(drawn) == B else f"{len(drawn)} problems, evenly spaced"
+        ax.plot(ks, best[b], color="0.8", lw=0.8, label=None if j else each)
     median, skipped = _median(best)
     ax.plot(ks, median, "o-", color="tab:blue", label=f"best {label}")
     if "test" in summary:
@@ -759,11 +761,11 @@ def plot_sweep(ds: Any, directory: str, partial: str | None = None) -> list[str]
     lines = "" if B <= LINE_PROBLEMS else f"; {LINE_PROBLEMS} of them drawn"
     ax.set(
         yscale="log",
-        xlabel="k (steps)",
+        xlabel="$k$ (steps)",
         xticks=ks,
         ylabel="MSE" if "test" in summary else label,
         title=_title(
-            f"best {label} over lambda against k",
+            f"best {label} over $\\lambda$ against $k$",
             _notes(
                 partial,
                 f"median over {B} problems{lines}" if B > 1 else None,
@@ -779,12 +781,12 @@ def plot_sweep(ds: Any, directory: str, partial: str | None = None) -> list[str]
     if fixed:
         grid, skipped = _median(summary["heat"])
         grid = grid.T  # (G, L)
-        rows, ylabel = ds["xi_schedule"].values[:, -1] if K else ds["schedule"].values, "xi"
+        rows, ylabel = ds["xi_schedule"].values[:, -1] if K else ds["schedule"].values, r"$\xi$"
         mesh = ax.pcolormesh(
             lams, np.arange(grid.shape[0]), grid, shading="nearest", norm="log", cmap="viridis"
         )
         ax.set_yticks(np.arange(grid.shape[0]), [f"{r:.3g}" for r in rows])
-        title = f"{label} with k = {K} over (lambda, xi)"
+        title = f"{label} with $k$ = {K} over ($\\lambda$, $\\xi$)"
     elif K:
         grid, skipped = _median(summary["heat"])
         grid = grid.T  # (K, L)
@@ -798,15 +800,16 @@ def plot_sweep(ds: Any, directory: str, partial: str | None = None) -> list[str]
             cmap="RdBu_r",
             norm=SymLogNorm(linthresh=min(1.0, scale), vmin=-scale, vmax=scale),
         )
-        ylabel = "step i of the schedule"
-        title = f"optimal xi_i of the {K}-step schedule (blank: unrecoverable)"
+        integer_ticks(ax.yaxis)
+        ylabel = "step $i$ of the schedule"
+        title = f"optimal $\\xi_i$ of the {K}-step schedule (blank: unrecoverable)"
     else:
         mesh, ylabel, title, skipped = None, "", "no steps (max_steps = 0)", False
     if mesh is not None:
         fig.colorbar(mesh, ax=ax)
     ax.set(
         xscale="log",
-        xlabel="lambda",
+        xlabel=r"$\lambda$",
         ylabel=ylabel,
         title=_title(title, _notes(partial, note, _SKIPPED if skipped else None)),
     )

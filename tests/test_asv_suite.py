@@ -100,6 +100,7 @@ def smallest(cls):
 # still passes decompose(backend=...) (deprecated, no effect) to keep its parameter axis
 @pytest.mark.filterwarnings("ignore:decompose\\(backend=:FutureWarning")
 @pytest.mark.filterwarnings("ignore::fastsd.exceptions.IllConditionedXiWarning")
+@pytest.mark.slow
 @pytest.mark.parametrize("modname", MODULES)
 def test_setup_and_one_call_on_smallest_params(suite, modname):
     """setup + one call of every benchmark method (skips: NotImplementedError)."""
@@ -207,6 +208,7 @@ def test_smoke_subset_selects_every_class(suite):
     assert n_selected < len(combos) // 4  # a small subset
 
 
+@pytest.mark.slow
 def test_asv_check(tmp_path):
     conf = json.loads((ROOT / "asv.conf.json").read_text())
     conf.update(

@@ -195,6 +195,7 @@ def test_missing_config_in_subprocess(tmp_path):
     assert "not found" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_reproduce_quick_end_to_end(tmp_path):
     """`fastsd reproduce --quick` writes the whole report (tables, figures, summary)."""
     pytest.importorskip("matplotlib")

@@ -315,7 +315,11 @@ def test_chunked_sweeps_with_a_client_equal_in_process():
     lams = np.concatenate([np.logspace(-3, 3, 6), np.ones(4)])  # exact ties across blocks
     with (
         distributed.Client(
-            processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None
+            processes=False,
+            n_workers=2,
+            threads_per_worker=1,
+            dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"dashboard": False},
         ) as client,
         warnings.catch_warnings(),
     ):

@@ -160,3 +160,20 @@ def test_api_reference_lists_exactly_the_public_names():
     problems = conf.check_api_reference([n for n in listed if n != "decompose"] + ["Any"])
     assert any("fastsd.decompose is public but not listed" in p for p in problems)
     assert any("Any is listed but not public" in p for p in problems)
+
+
+def test_performance_table_is_printed_from_the_kept_run():
+    """The README's and the performance page's W1/W2/WK table is `fastsd bench`'s own
+    output for the run kept in the repository, not numbers typed by hand."""
+    import json
+
+    from fastsd.bench.kernels import format_table
+
+    res = json.loads((ROOT / "benchmarks" / "bench-repeat5.json").read_text())
+    assert res["repeat"] == 5
+    for key in ("w1_speedup", "w2_speedup", "wk_speedup", "w1_numba_s"):
+        assert len(res[key]) == 5, key
+    table = format_table(res)
+    performance = (ROOT / "docs" / "user_guide" / "performance.md").read_text()
+    for name, text in (("README.md", README), ("performance.md", performance)):
+        assert table in text, f"{name}: paste the output of format_table(bench-repeat5.json)"

@@ -71,7 +71,7 @@ CHILD = textwrap.dedent("""
         out["kernel_optimal_risk"], out["kernel_optimal_xi"] = fastsd.sweep_optimal(
             kdec, f_star, 0.01, lams, K, student_lams=students
         )
-        for limit, plan in ((15_000, "small"), (1 << 30, "large")):
+        for limit, plan in ((22_000, "small"), (1 << 30, "large")):  # small: 1 problem, lambdas split
             out["chunked_risk_" + plan] = fastsd.sweep_risk_chunked(
                 X, th, var, lams, xis, K, memory_limit=limit
             )
@@ -151,14 +151,17 @@ def runs(tmp_path_factory):
     return {"compiled": first, "cached": cached, "generic": other, "log": log}
 
 
+@pytest.mark.slow
 def test_compiled_and_cached_kernels_give_the_same_bytes(runs):
     assert _differences(runs["compiled"], runs["cached"]) == []
 
 
+@pytest.mark.slow
 def test_generic_and_host_cpu_targets_give_the_same_bytes(runs):
     assert _differences(runs["compiled"], runs["generic"]) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", ["compiled", "cached", "generic"])
 def test_thread_counts_give_the_same_bytes(runs, run):
     result = runs[run]
@@ -167,6 +170,7 @@ def test_thread_counts_give_the_same_bytes(runs, run):
     assert [k for k in ones if result[k].tobytes() != result[k[:-1] + "2"].tobytes()] == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", ["compiled", "generic"])
 def test_block_plans_give_the_same_bytes(runs, run):
     """A problem decomposed and swept alone or in a block of five: the same bytes,
@@ -180,6 +184,7 @@ def test_block_plans_give_the_same_bytes(runs, run):
         assert result[f"chunked_risk_large@{count}"].tobytes() == result[f"risk@{count}"].tobytes()
 
 
+@pytest.mark.slow
 def test_every_kernel_ran(runs):
     """The child compiled every kernel of the package (none left untested)."""
     for name in (

@@ -184,7 +184,12 @@ def test_dask_distributed_cluster():
     X, y, theta = _data(4, n=400)
     ref = fastsd.decompose(X, y)
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        scheduler_kwargs={"dashboard": False},
     )
     try:
         with distributed.Client(cluster, timeout="30s") as client:

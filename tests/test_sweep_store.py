@@ -560,6 +560,7 @@ def _readline(proc, timeout):
     return proc.stdout.readline().strip()
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_at_random_points(tmp_path, capsys):
     cfg = write(tmp_path, KILL_CONFIG)
     ref_dir = tmp_path / "ref"

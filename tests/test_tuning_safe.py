@@ -419,6 +419,7 @@ def test_bound_failures_reads_both_bounds():
     assert [k for k, _, _ in bound_failures(summary, half=None)] == ["b", "c", "d"]
 
 
+@pytest.mark.slow
 def test_reduced_benchmark_meets_the_bounds_on_the_held_out_half():
     """The CI run of the regime benchmark: the safe rule against RidgeCV on the held-out
     half of the reduced benchmark (6 folds per regime cell with n_train / d <= 4, 5 splits

@@ -7,8 +7,9 @@ W1-TS: W1's cells as a teacher x student grid of per-step penalties (16 x 8).
 WK: batched kernel SD, B = 64 RBF problems with n = 512, a teacher x student grid of
 8 x 8 per-step penalty schedules, 16 constant xi, k = 0..8 (in-sample risk for f*).
 
-Both backends run on the same decomposed inputs; each timing is the best of
-``repeat`` runs after a warm-up call (JIT excluded). A *cell* is one
+Both backends run on the same decomposed inputs, in ``repeat`` interleaved rounds
+after a warm-up call each (JIT excluded); the table gives the median and the range
+of the rounds, and ratios are taken per round. A *cell* is one
 (problem, lambda, xi, k, eigen-direction) update. Run it with
 ``fastsd bench`` or ``python -m fastsd.bench.kernels``.
 """
@@ -39,7 +40,7 @@ from ..exceptions import ignore_unrecoverable
 from ..store.manifest import check_output_file
 from .e2e import WORKLOADS, format_e2e, measure_e2e
 
-__all__ = ["check_json", "workload", "measure", "compare_legacy_fastmath", "main"]
+__all__ = ["check_json", "write_json", "workload", "measure", "compare_legacy_fastmath", "main"]
 
 
 def workload(
@@ -97,14 +98,42 @@ def _best_time(func: Callable[[], object], repeat: int) -> float:
     return best
 
 
+def _rounds(funcs: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
+    """Seconds of each call in ``repeat`` interleaved rounds, after one warm-up call each.
+
+    Every round runs each call once, in turn, so a ratio of two calls is taken
+    per round, on the same state of a shared machine.
+    """
+    for func in funcs.values():
+        func()  # warm-up (JIT, caches)
+    times: dict[str, list[float]] = {name: [] for name in funcs}
+    for _ in range(repeat):
+        for name, func in funcs.items():
+            start = time.perf_counter()
+            func()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _per_round(a: list[float], b: list[float], scale: float = 1.0) -> list[float]:
+    """``scale * a[r] / b[r]`` for every round ``r``."""
+    return [scale * x / y for x, y in zip(a, b, strict=True)]
+
+
 def measure(repeat: int = 3, quick: bool = False) -> dict[str, Any]:
-    """Time W1 and W2 on both backends, and the batched decomposition.
+    """Time W1, W1-TS, W2 and WK on both backends, and the batched decomposition.
+
+    Each workload's calls run in ``repeat`` interleaved rounds after a warm-up
+    call each; ratios are taken per round.
 
     Returns
     -------
     dict
-        Timings in seconds, throughputs in cells per second, speed-up ratios.
+        Sizes, the machine, the load average before and after, and for every
+        measurement a list of ``repeat`` values: seconds (keys ending in
+        ``_s``), cells per second, and ratios (speed-ups, thread scaling).
     """
+    load_before = os.getloadavg()[0]
     w = workload(B=32 if quick else 256)
     X, theta, var, lams, xis, K = (w[k] for k in ("X", "theta", "noise_var", "lams", "xis", "K"))
     B, n, d = X.shape
@@ -118,55 +147,50 @@ def measure(repeat: int = 3, quick: bool = False) -> dict[str, Any]:
         "G": xis.size,
         "K": K,
         "cells": cells,
+        "repeat": repeat,
     }
     all_threads: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at import
+    res["threads"] = all_threads
+    res["decompose_s"] = _rounds({"decompose": lambda: decompose(X)}, repeat)["decompose"]
 
-    res["decompose_s"] = _best_time(lambda: decompose(X), repeat)
-
-    res["w1_numpy_s"] = _best_time(
-        lambda: sweep_risk(dec, theta, var, lams, xis, K, backend="numpy"), max(1, repeat // 3)
-    )
     t2 = dec.project_theta(theta)
     schedules = constant_schedules(xis, K)
-    res["w1_numpy_blocked_s"] = _best_time(
-        lambda: [
+    # W1-TS: the same cells as a teacher x student grid of per-step penalties
+    # (L/8 teachers x 8 students), in the same rounds as W1
+    teachers, students = lams[::8], lams[:: lams.size // 8]
+    w1_calls: dict[str, Callable[[], object]] = {
+        "w1_numpy_s": partial(sweep_risk, dec, theta, var, lams, xis, K, backend="numpy"),
+        "w1_numpy_blocked_s": lambda: [
             reference.sweep_risk(
                 dec.s2[b : b + 1], t2[b : b + 1], var[b : b + 1], n, lams, schedules
             )
             for b in range(B)
         ],
-        max(1, repeat // 3),
-    )
+        "w1ts_numba_s": partial(
+            sweep_risk, dec, theta, var, teachers, xis, K, student_lams=students
+        ),
+    }
     for count in sorted({1, 2, all_threads} & set(range(1, all_threads + 1))):
-        res[f"w1_numba_{count}t_s"] = _best_time(
-            partial(sweep_risk, dec, theta, var, lams, xis, K, threads=count), repeat
+        w1_calls[f"w1_numba_{count}t_s"] = partial(
+            sweep_risk, dec, theta, var, lams, xis, K, threads=count
         )
+    res.update(_rounds(w1_calls, repeat))
     res["w1_numba_s"] = res[f"w1_numba_{all_threads}t_s"]
-    # W1-TS: the same cells as a teacher x student grid of per-step penalties
-    # (L/8 teachers x 8 students), timed alternately with W1 (shared machine)
-    teachers, students = lams[::8], lams[:: lams.size // 8]
-    w1_again, ts = np.inf, np.inf
-    sweep_risk(dec, theta, var, teachers, xis, K, student_lams=students)  # warm-up
-    for _ in range(repeat):
-        w1_again = min(w1_again, _best_time(lambda: sweep_risk(dec, theta, var, lams, xis, K), 1))
-        ts = min(
-            ts,
-            _best_time(
-                lambda: sweep_risk(dec, theta, var, teachers, xis, K, student_lams=students), 1
-            ),
-        )
-    res["w1ts_numba_s"] = ts
-    res["w1ts_cells_per_s"] = cells * (teachers.size * students.size / lams.size) / ts
-    res["w1ts_fraction_of_w1"] = res["w1ts_cells_per_s"] / (cells / w1_again)
+    ts_cells = cells * teachers.size * students.size / lams.size
+    res["w1ts_cells_per_s"] = [ts_cells / t for t in res["w1ts_numba_s"]]
+    res["w1ts_fraction_of_w1"] = _per_round(
+        res["w1_numba_s"], res["w1ts_numba_s"], ts_cells / cells
+    )
 
     with ignore_unrecoverable():  # only the times are used, not the xi
-        res["w2_numpy_s"] = _best_time(
-            lambda: sweep_optimal(dec, theta, var, lams, K, backend="numpy"), max(1, repeat // 3)
-        )
+        w2_calls: dict[str, Callable[[], object]] = {
+            "w2_numpy_s": partial(sweep_optimal, dec, theta, var, lams, K, backend="numpy")
+        }
         for count in sorted({1, all_threads}):
-            res[f"w2_numba_{count}t_s"] = _best_time(
-                partial(sweep_optimal, dec, theta, var, lams, K, threads=count), repeat
+            w2_calls[f"w2_numba_{count}t_s"] = partial(
+                sweep_optimal, dec, theta, var, lams, K, threads=count
             )
+        res.update(_rounds(w2_calls, repeat))
     res["w2_numba_s"] = res[f"w2_numba_{all_threads}t_s"]
 
     # WK: batched kernel-SD sweep with per-step penalties (teacher x student)
@@ -175,23 +199,30 @@ def measure(repeat: int = 3, quick: bool = False) -> dict[str, Any]:
         kw[k] for k in ("dec", "f_star", "noise_var", "teachers", "students", "xis")
     )
     res["wk_cells"] = kdec.s2.shape[0] * tl.size * sl.size * kxis.size * (K + 1) * kdec.s2.shape[-1]
-    for backend in ("numpy", "numba"):
-        res[f"wk_{backend}_s"] = _best_time(
-            partial(sweep_risk, kdec, f_star, kvar, tl, kxis, K, student_lams=sl, backend=backend),
-            max(1, repeat // 3) if backend == "numpy" else repeat,
+    res.update(
+        _rounds(
+            {
+                f"wk_{backend}_s": partial(
+                    sweep_risk, kdec, f_star, kvar, tl, kxis, K, student_lams=sl, backend=backend
+                )
+                for backend in ("numpy", "numba")
+            },
+            repeat,
         )
-    res["wk_speedup"] = res["wk_numpy_s"] / res["wk_numba_s"]
-    res["wk_cells_per_s"] = res["wk_cells"] / res["wk_numba_s"]
+    )
+    res["wk_speedup"] = _per_round(res["wk_numpy_s"], res["wk_numba_s"])
+    res["wk_cells_per_s"] = [res["wk_cells"] / t for t in res["wk_numba_s"]]
     res["wk_B"], res["wk_n"] = kdec.s2.shape
 
-    res["w1_speedup"] = res["w1_numpy_s"] / res["w1_numba_s"]
-    res["w1_speedup_vs_blocked"] = res["w1_numpy_blocked_s"] / res["w1_numba_s"]
-    res["w1_cells_per_s"] = cells / res["w1_numba_s"]
-    res["w1_numpy_cells_per_s"] = cells / res["w1_numpy_s"]
+    res["w1_speedup"] = _per_round(res["w1_numpy_s"], res["w1_numba_s"])
+    res["w1_speedup_vs_blocked"] = _per_round(res["w1_numpy_blocked_s"], res["w1_numba_s"])
+    res["w1_cells_per_s"] = [cells / t for t in res["w1_numba_s"]]
+    res["w1_numpy_cells_per_s"] = [cells / t for t in res["w1_numpy_s"]]
     if all_threads >= 2:
-        res["w1_scaling_1_to_2"] = res["w1_numba_1t_s"] / res["w1_numba_2t_s"]
-    res["w2_speedup"] = res["w2_numpy_s"] / res["w2_numba_s"]
+        res["w1_scaling_1_to_2"] = _per_round(res["w1_numba_1t_s"], res["w1_numba_2t_s"])
+    res["w2_speedup"] = _per_round(res["w2_numpy_s"], res["w2_numba_s"])
     res["machine"] = machine_description()
+    res["load_average"] = [load_before, os.getloadavg()[0]]
     return res
 
 
@@ -298,60 +329,56 @@ def _layer_ready() -> bool:
         return False
 
 
+def _stat(values: Sequence[float], fmt: str, unit: str = "") -> str:
+    """``median (min-max)`` of a measurement's rounds."""
+    v = np.asarray(values, dtype=float)
+    med, lo, hi = (format(float(f(v)), fmt) for f in (np.median, np.min, np.max))
+    return f"{med}{unit} ({lo}-{hi})"
+
+
 def format_table(res: dict[str, Any]) -> str:
-    """Markdown table of a :func:`measure` result."""
+    """Markdown table of a :func:`measure` result: median (min-max) of its rounds."""
+    t = res["threads"]
     rows = [
-        (
-            "W1 fixed-xi sweep, NumPy reference",
-            f"{res['w1_numpy_s']:.3f} s",
-            f"{res['w1_numpy_cells_per_s']:.2e} cells/s",
-        ),
+        ("W1 fixed-xi sweep, NumPy reference", _stat(res["w1_numpy_s"], ".3f", " s")),
         (
             "W1, NumPy looped over problems (cache-blocked)",
-            f"{res['w1_numpy_blocked_s']:.3f} s",
-            "",
+            _stat(res["w1_numpy_blocked_s"], ".3f", " s"),
         ),
-        ("W1, numba", f"{res['w1_numba_s']:.4f} s", f"{res['w1_cells_per_s']:.2e} cells/s"),
+        (f"W1, numba, {t} threads", _stat(res["w1_numba_s"], ".4f", " s")),
+        ("W1 throughput, numba (cells/s)", _stat(res["w1_cells_per_s"], ".2e")),
+        ("W1 speed-up, NumPy reference / numba", _stat(res["w1_speedup"], ".0f", "x")),
         (
-            "W1 speed-up numba / NumPy reference",
-            f"{res['w1_speedup']:.0f}x",
-            f"{res['w1_speedup_vs_blocked']:.0f}x vs cache-blocked NumPy",
+            "W1 speed-up, cache-blocked NumPy / numba",
+            _stat(res["w1_speedup_vs_blocked"], ".0f", "x"),
         ),
     ]
-    rows.append(
-        (
-            "W1-TS teacher x student per-step lambda sweep, numba",
-            f"{res['w1ts_numba_s']:.4f} s",
-            f"{res['w1ts_cells_per_s']:.2e} cells/s = "
-            f"{100 * res['w1ts_fraction_of_w1']:.0f}% of W1 (alternated)",
-        )
-    )
     if "w1_scaling_1_to_2" in res:
-        rows.append(("W1 numba 1 -> 2 threads", f"{res['w1_scaling_1_to_2']:.2f}x", ""))
+        rows.append(("W1 numba, 1 -> 2 threads", _stat(res["w1_scaling_1_to_2"], ".2f", "x")))
     rows += [
         (
-            f"WK kernel-SD sweep (B={res['wk_B']}, n={res['wk_n']}, 8 x 8 per-step lambdas, "
-            "G=16, K=8), NumPy reference",
-            f"{res['wk_numpy_s']:.3f} s",
-            "",
+            "W1-TS teacher x student per-step lambda sweep, numba",
+            _stat(res["w1ts_numba_s"], ".4f", " s"),
         ),
-        ("WK, numba", f"{res['wk_numba_s']:.4f} s", f"{res['wk_cells_per_s']:.2e} cells/s"),
-        ("WK speed-up numba / NumPy reference", f"{res['wk_speedup']:.0f}x", ""),
-        ("W2 optimal-xi sweep, NumPy reference", f"{res['w2_numpy_s']:.3f} s", ""),
-        ("W2, numba", f"{res['w2_numba_s']:.4f} s", ""),
-        ("W2 speed-up", f"{res['w2_speedup']:.0f}x", ""),
-        (
-            "batched decomposition (dsyrk + dsyevd per problem; see --e2e)",
-            f"{res['decompose_s']:.3f} s",
-            "",
-        ),
+        ("W1-TS throughput / W1 throughput", _stat(res["w1ts_fraction_of_w1"], ".2f")),
+        ("W2 optimal-xi sweep, NumPy reference", _stat(res["w2_numpy_s"], ".3f", " s")),
+        (f"W2, numba, {t} threads", _stat(res["w2_numba_s"], ".4f", " s")),
+        ("W2 speed-up, NumPy reference / numba", _stat(res["w2_speedup"], ".0f", "x")),
+        ("WK kernel-SD sweep, NumPy reference", _stat(res["wk_numpy_s"], ".3f", " s")),
+        (f"WK, numba, {t} threads", _stat(res["wk_numba_s"], ".4f", " s")),
+        ("WK speed-up, NumPy reference / numba", _stat(res["wk_speedup"], ".0f", "x")),
+        ("batched decomposition of W1's X (see --e2e)", _stat(res["decompose_s"], ".3f", " s")),
     ]
+    load = res["load_average"]
     head = (
-        f"B={res['B']}, n={res['n']}, d={res['d']}, L={res['L']}, G={res['G']}, "
-        f"K={res['K']} ({res['cells']:.2e} cells); {res['machine']}\n\n"
+        f"W1/W2: B={res['B']}, n={res['n']}, d={res['d']}, L={res['L']}, G={res['G']}, "
+        f"K={res['K']} ({res['cells']:.2e} cells); WK: B={res['wk_B']}, n={res['wk_n']}, "
+        f"8 x 8 per-step lambdas, G=16, K={res['K']} ({res['wk_cells']:.2e} cells). "
+        f"{res['machine']}; median (min-max) of {res['repeat']} interleaved rounds after a "
+        f"warm-up call; load average {load[0]:.1f} before, {load[1]:.1f} after.\n\n"
     )
-    lines = ["| measurement | time | rate |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    lines = ["| measurement | median (min-max) |", "|---|---|"]
+    lines += [f"| {a} | {b} |" for a, b in rows]
     return head + "\n".join(lines)
 
 
@@ -362,6 +389,15 @@ def check_json(parser: OneLineParser, args: argparse.Namespace) -> None:
             args.json = check_output_file(args.json, "--json")
         except ValueError as exc:
             parser.error(str(exc))
+
+
+def write_json(path: str | None, res: dict[str, Any]) -> None:
+    """Write a ``fastsd bench`` result to ``--json FILE`` (when given), replacing it whole."""
+    if path:
+        partial_path = f"{path}.partial"
+        with open(partial_path, "w") as f:
+            json.dump(res, f, indent=2)
+        os.replace(partial_path, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -422,9 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         res = measure(repeat=args.repeat, quick=args.quick)
         print(format_table(res))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+    write_json(args.json, res)
     return 0
 
 

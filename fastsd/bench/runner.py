@@ -34,7 +34,6 @@ Run it with ``fastsd bench --runner [--dask] [--quick] [--repeat N]``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -52,7 +51,7 @@ from ..blocks.tasks import SweepTask
 from ..decomposition import decompose
 from ..engine.grids import constant_schedules
 from ..engine.sweeps import sweep_risk
-from .kernels import check_json, machine_description, workload
+from .kernels import check_json, machine_description, workload, write_json
 
 if TYPE_CHECKING:
     from ..blocks.executors import DaskExecutor, InProcessExecutor
@@ -302,9 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_json(parser, args)
     res = measure_runner(repeat=args.repeat, quick=args.quick, dask=args.dask, threads=args.threads)
     print(format_runner_table(res))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+    write_json(args.json, res)
     return 0
 
 

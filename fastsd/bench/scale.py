@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import shutil
 import signal
@@ -41,7 +40,7 @@ from ..blocks.runner import run_blocks
 from ..store.layout import coordinates, layout
 from ..store.manifest import BLOCKS
 from ..store.writer import BlockRecord, BlockWriter, SweepStore
-from .kernels import check_json, machine_description
+from .kernels import check_json, machine_description, write_json
 
 __all__ = [
     "LoopbackCluster",
@@ -366,9 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=not args.no_profile,
     )
     print(format_scale(res))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+    write_json(args.json, res)
     return 0
 
 

@@ -49,7 +49,7 @@ import numpy as np
 
 from .._argparse import OneLineParser
 from ..store.manifest import load_manifest
-from .kernels import check_json, machine_description, workload
+from .kernels import check_json, machine_description, workload, write_json
 
 __all__ = ["SWEEPS", "WAYS", "SweepBench", "measure_sweep", "format_sweep", "main"]
 
@@ -81,6 +81,15 @@ done = time.time()
 with open(out, "w") as f:
     json.dump({"imported": imported, "loaded": loaded, "done": done}, f)
 """
+
+
+def _child(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> None:
+    """Run one measured process; its output is dropped (the oracle sweeps' expected
+    unrecoverable-xi warning included) unless it fails."""
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... exited {proc.returncode}: {tail[0]}")
 
 
 class SweepBench:
@@ -145,7 +154,7 @@ class SweepBench:
             with open(grid, "w") as f:
                 json.dump({"lams": self.lams[name], "xis": self.xis, "K": self.K}, f)
             cmd = [sys.executable, "-c", _API, self.npz, name, grid]
-            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+            _child(cmd, env)
             end = time.time()
             with open(grid) as f:
                 t = json.load(f)
@@ -158,7 +167,7 @@ class SweepBench:
             }
         cmd = [sys.executable, "-m", "fastsd", "sweep", self.configs[name], "--no-progress"]
         cmd += ["--scheduler", "local:2"] if way == "local2" else []
-        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, cwd=self.directory)
+        _child(cmd, env, cwd=self.directory)
         end = time.time()
         t = load_manifest(self.output(name))["last_run"]
         return {
@@ -399,9 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.verbose else None
     res = measure_sweep(args.dir, args.quick, args.repeat, ways, log=log or (lambda line: None))
     print(format_sweep(res))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+    write_json(args.json, res)
     return 0
 
 

@@ -447,7 +447,10 @@ def get_executor(
                 n_workers=n,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                # no dashboard; the scheduler's HTTP endpoint on a free loopback port
+                # (None would still try 8787 and warn when another cluster holds it)
+                dashboard_address="127.0.0.1:0",
+                scheduler_kwargs={"dashboard": False},
                 host="127.0.0.1",
                 silence_logs=logging.CRITICAL,
             )

@@ -20,17 +20,23 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = ["blas_threads", "fortran_operand", "syrk", "gram", "syevd_descending", "gram_eigh_batch"]
 
 _P = ctypes.c_void_p
 _INT = ctypes.c_int  # SciPy ships LP64 BLAS/LAPACK: 32-bit Fortran integers
+_Array = NDArray[np.float64]
+_Routine = Callable[..., None]
 
 
-def _function(module, name, nargs):
+def _function(module: str, name: str, nargs: int) -> _Routine:
     capsule = __import__(module, fromlist=[name]).__pyx_capi__[name]
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.restype = ctypes.c_char_p
@@ -39,11 +45,12 @@ def _function(module, name, nargs):
     get_pointer.restype = ctypes.c_void_p
     get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
     address = get_pointer(capsule, get_name(capsule))
-    return ctypes.CFUNCTYPE(None, *([_P] * nargs))(address)
+    routine: _Routine = ctypes.CFUNCTYPE(None, *([_P] * nargs))(address)
+    return routine
 
 
 @functools.cache
-def _routines():
+def _routines() -> tuple[_Routine, _Routine]:
     """(dsyrk, dsyevd), resolved on first use (importing scipy.linalg is slow)."""
     return (
         _function("scipy.linalg.cython_blas", "dsyrk", 10),
@@ -51,14 +58,14 @@ def _routines():
     )
 
 
-def _ref(value, ctype):
+def _ref(value: float, ctype: Any) -> Any:
     return ctypes.byref(ctype(value))
 
 
-_CONTROLLER = None
+_CONTROLLER: Any = None
 
 
-def blas_threads(count):
+def blas_threads(count: int) -> AbstractContextManager[Any]:
     """Context: SciPy's (and NumPy's) BLAS run ``count`` threads inside, restored after.
 
     One threadpoolctl controller is made on first use and reused, so entering
@@ -70,20 +77,21 @@ def blas_threads(count):
 
         _routines()  # load SciPy's BLAS first, so that the controller sees it
         _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=count, user_api="blas")
+    limit: AbstractContextManager[Any] = _CONTROLLER.limit(limits=count, user_api="blas")
+    return limit
 
 
-def _lda(A):
+def _lda(A: _Array) -> int:
     """Leading dimension of a column-major operand, or 0 if BLAS cannot take it."""
     r, c = A.shape
     if r <= 1 or A.strides[0] == 8:
         lda = A.strides[1] // 8 if c > 1 else max(1, r)
         if c <= 1 or (A.strides[1] % 8 == 0 and lda >= max(1, r)):
-            return max(1, lda)
+            return int(max(1, lda))
     return 0
 
 
-def fortran_operand(X, feature_side):
+def fortran_operand(X: _Array, feature_side: bool) -> tuple[_Array, bool]:
     """(A, trans) such that ``syrk(A, trans)`` is X^T X (``feature_side``) or X X^T.
 
     ``A`` is X or X^T as a Fortran-contiguous (rows, k) array -- a view, no
@@ -97,7 +105,7 @@ def fortran_operand(X, feature_side):
     return np.ascontiguousarray(X).T, not feature_side
 
 
-def syrk(A, trans, out=None, accumulate=False):
+def syrk(A: _Array, trans: bool, out: _Array | None = None, accumulate: bool = False) -> _Array:
     """Upper triangle of A A^T (``trans=False``) or A^T A, with BLAS ``dsyrk``.
 
     Parameters
@@ -147,7 +155,7 @@ MAX_PARTIALS = 8
 PARTIAL_BYTES = 1 << 27
 
 
-def partial_count(k, m):
+def partial_count(k: int, m: int) -> int:
     """How many partial Gram matrices (chunks of the contraction) one problem uses.
 
     Depends on the shape only -- never on the thread count -- so results are
@@ -158,7 +166,7 @@ def partial_count(k, m):
     )
 
 
-def gram(X, feature_side, pool=None):
+def gram(X: _Array, feature_side: bool, pool: Executor | None = None) -> _Array:
     """X^T X (``feature_side``) or X X^T, upper triangle, Fortran order.
 
     The contraction (rows of X for X^T X) is cut into ``partial_count``
@@ -180,7 +188,7 @@ def gram(X, feature_side, pool=None):
     parts_count = partial_count(k, m)
     cuts = [k * i // parts_count for i in range(parts_count + 1)]
 
-    def piece(i):
+    def piece(i: int) -> _Array:
         part = A[cuts[i] : cuts[i + 1]] if trans else A[:, cuts[i] : cuts[i + 1]]
         return syrk(part, trans, out=np.zeros((m, m), order="F"))
 
@@ -197,7 +205,7 @@ def gram(X, feature_side, pool=None):
 class _EighWork:
     """Workspace of ``dsyevd`` for m x m problems (one per thread)."""
 
-    def __init__(self, m):
+    def __init__(self, m: int) -> None:
         work, iwork, info = np.empty(1), np.empty(1, dtype=np.int32), _INT(0)
         a, w = np.empty((1, 1)), np.empty(1)
         _routines()[1](
@@ -219,7 +227,9 @@ class _EighWork:
         self.w = np.empty(m)
 
 
-def syevd_descending(G, s2_out, vecs_out, work=None):
+def syevd_descending(
+    G: _Array, s2_out: _Array, vecs_out: _Array, work: _EighWork | None = None
+) -> None:
     """Eigenpairs of symmetric G (upper triangle used), descending, by LAPACK ``dsyevd``.
 
     Parameters
@@ -268,7 +278,7 @@ def syevd_descending(G, s2_out, vecs_out, work=None):
     vecs_out[:] = G[:, ::-1]
 
 
-def gram_eigh_batch(X, feature_side, threads):
+def gram_eigh_batch(X: _Array, feature_side: bool, threads: int) -> tuple[_Array, _Array]:
     """Eigenpairs of X_b^T X_b (``feature_side``) or X_b X_b^T for every b, descending.
 
     The route follows the shape of one problem -- never the batch size or
@@ -324,7 +334,7 @@ def gram_eigh_batch(X, feature_side, threads):
         return s2, vecs
     workers = max(1, min(threads, B))
 
-    def run(first):
+    def run(first: int) -> None:
         work = _EighWork(m)
         for b in range(first, B, workers):
             syevd_descending(gram(X[b], feature_side), s2[b], vecs[b], work)

@@ -406,8 +406,8 @@ def _accumulate(
     G: FloatArray | None = None
     Xty: FloatArray | None = None
     yy, n = 0.0, 0
-    pool = ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext()
-    with blas_threads(1), pool:
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    with blas_threads(1), pool or contextlib.nullcontext():
         for index, raw in enumerate(src.blocks(_block_rows(block_rows, d or 1))):
             block = _checked_block(raw, "X", index, n, d, 2, finite=not gram_too)
             if G is None:
@@ -417,7 +417,7 @@ def _accumulate(
             # the block's Gram on the worker threads (chunks fixed by shape: the
             # sums do not depend on the thread count), then added in order
             if gram_too:
-                part = gram(block, True, pool if threads > 1 else None)
+                part = gram(block, True, pool)
                 if not np.isfinite(np.trace(part)):
                     _raise_nonfinite(block, "X", index, n)
                 G += part

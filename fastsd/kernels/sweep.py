@@ -192,7 +192,9 @@ def sweep_mse(s2, z, R, c_proj, resid2, n_eval, lams, schedules, out, chunks):
 
 
 @jit
-def _sweep_risk_population_pairs(s2, t, S, m, kappa, noise_diag, lams, schedules, out, start, stop):
+def _sweep_risk_population_pairs(
+    s2, t, sigma, cross, kappa, noise_diag, lams, schedules, out, start, stop
+):
     B, p = s2.shape
     L, n_rows = lams.shape
     G, K = schedules.shape
@@ -209,7 +211,7 @@ def _sweep_risk_population_pairs(s2, t, S, m, kappa, noise_diag, lams, schedules
         b = bl // L
         l = bl - b * L
         step_rows(s2[b], lams[l], r, q, inv, rows)
-        Sb = S[b]
+        sigma_b = sigma[b]
         u[:, :] = 0.0
         for k in range(K + 1):
             i = rows[min(k, n_rows - 1)]
@@ -219,7 +221,7 @@ def _sweep_risk_population_pairs(s2, t, S, m, kappa, noise_diag, lams, schedules
                     r[i, j],
                     q[i, j],
                     t[b, j],
-                    m[b, j],
+                    cross[b, j],
                     noise_diag[b, j],
                     inv[i, j],
                 )
@@ -230,7 +232,7 @@ def _sweep_risk_population_pairs(s2, t, S, m, kappa, noise_diag, lams, schedules
             for a in range(p):
                 row_acc[:] = 0.0
                 for j in range(p):
-                    saj = Sb[a, j]
+                    saj = sigma_b[a, j]
                     for g in range(G):
                         row_acc[g] += saj * beta[j, g]
                 for g in range(G):
@@ -246,23 +248,26 @@ def _sweep_risk_population_pairs(s2, t, S, m, kappa, noise_diag, lams, schedules
                         u[j, g] = sd_step(u[j, g], rj, qj, xs[g])
 
 
-def sweep_risk_population(s2, t, S, m, kappa, noise_diag, lams, schedules, out, chunks):
+def sweep_risk_population(s2, t, sigma, cross, kappa, noise_diag, lams, schedules, out, chunks):
     """Population risk of every schedule after k = 0..K steps (reference
     ``sweep_risk_population``): with beta = (q_k + r_k u_k) t and c = a_k (1 - u_k),
-    beta^T S beta + 2 beta^T m + kappa + sum_j c_j^2 noise_diag_j, O(p^2) per cell.
+    beta^T sigma beta + 2 beta^T cross + kappa + sum_j c_j^2 noise_diag_j, O(p^2) per cell
+    (sigma, cross, kappa: the S, m, kappa of
+    :func:`fastsd.reference.population.cov_projection`).
 
     Parameters
     ----------
     s2, t : float64[B, p]
-    S : float64[B, p, p]
-    m, noise_diag : float64[B, p]
-        V^T Sigma theta_perp and sigma^2 s^2 diag(S).
+    sigma : float64[B, p, p]
+        V^T Sigma V.
+    cross, noise_diag : float64[B, p]
+        V^T Sigma theta_perp and noise_var s^2 diag(sigma).
     kappa : float64[B]
-    lams : float64[L, S_rows]
+    lams : float64[L, S]
         As in :func:`sweep_risk`.
     schedules : float64[G, K]
     out : float64[B, L, G, K + 1]
     chunks : int
     """
-    args = (s2, t, S, m, kappa, noise_diag, lams, schedules, out)
+    args = (s2, t, sigma, cross, kappa, noise_diag, lams, schedules, out)
     run_chunks(_sweep_risk_population_pairs, chunks, s2.shape[0] * lams.shape[0], *args)

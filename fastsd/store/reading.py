@@ -1,27 +1,9 @@
-r"""Labelled sweep results: one layout for the Zarr store and in-memory xarray.
-
-Dimensions: ``problem``, ``lam``, ``k`` (steps 0..K), ``schedule`` (fixed-xi
-sweeps) and ``step`` (1..K, the entries of a xi schedule). Coordinates hold
-real values: ``lam`` the penalties, ``k`` the step counts, ``xi_schedule``
-(schedule, step) the fixed schedules (and ``xi`` (schedule) when they are
-constant), plus numeric per-problem metadata along ``problem``.
-
-Data variables by kind (see :mod:`fastsd.blocks.tasks`):
-
-* ``risk`` (problem, lam, schedule, k) -- fixed xi, oracle;
-* ``val_mse``, ``test_mse`` (problem, lam, schedule, k) -- fixed xi, data;
-* ``risk`` (problem, lam, k), ``xi`` (problem, lam, k, step),
-  ``xi_reproducible`` (problem, lam, k) -- oracle-optimal xi;
-* ``val_mse``, ``test_mse``, ``xi``, ``xi_reproducible`` -- validation-chosen xi
-  (``test_mse`` on rows used neither for fitting nor for choosing).
-
-``xi[..., k, step]`` is the step-th entry of the k-step schedule (NaN for
-step > k, and NaN throughout where the schedule is unrecoverable, i.e.
-``xi_reproducible`` is False; its risk is still exact).
+r"""Reading labelled sweep results, in the layout of :mod:`fastsd.store.layout`.
 
 :func:`label_sweep` labels in-memory arrays; :func:`load_sweep` opens a
-``fastsd sweep`` output; both give a :class:`SweepResult`-compatible xarray
-layout and the same tidy DataFrame.
+``fastsd sweep`` output. Both give a :class:`SweepResult`: a lazily read xarray
+Dataset (one chunk per stored block) and the same tidy DataFrame, streamed block
+by block, so that a store of any size is read in bounded memory.
 """
 
 from __future__ import annotations
