@@ -160,11 +160,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     out = _path(args.output, "OUTPUT")
     path, fmt = _export_target(out, args.to, args.format)
-    with _reading(out):
+    with _warning_lines("export"), _reading(out):
         result = load_sweep(out)
         if not result.complete:
+            done, total = result.blocks_done
             raise ValueError(
-                f"{out} is an unfinished sweep; finish it with fastsd sweep CONFIG --resume first"
+                f"{out} is an unfinished sweep ({done} of {total} blocks done); finish it with "
+                "fastsd sweep CONFIG --resume first"
             )
         rows = result.export(path, fmt)  # block by block, in bounded memory
     print(f"{rows} rows written to {path}")
@@ -177,7 +179,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     out = _path(args.output, "OUTPUT")
     directory = _path(args.to, "--to") if args.to else os.path.join(out, "figures")
-    with _reading(out):  # the store first: nothing is created for one that cannot be opened
+    with _warning_lines("plot"), _reading(out):  # nothing is created for a store not read
         result = load_sweep(out)
         data = result.to_xarray(dask=False)  # lazy: plot_sweep reads block by block
     done, total = result.blocks_done

@@ -199,6 +199,9 @@ def test_stores_without_checksums_are_read_with_one_warning(stored, capsys):
     assert "1 ok, 3 unverifiable" in text
     with pytest.warns(StoreIntegrityWarning, match="3 of 4 stored blocks .* no checksums"):
         result = fastsd.load_sweep(out)
+    code, _, err = run(["export", out, "--to", out.parent / "t.csv"], capsys)
+    assert code == 0 and err.count("\n") == 1, err  # the warning, as one line
+    assert err.startswith("fastsd export: warning: 3 of 4 stored blocks"), err
     assert result.to_xarray().load().identical(reference)
     fastsd.load_sweep(out, verify=False)  # no warning: pytest's filter would show it
     code, _, err = run(["sweep", cfg, "--output", out, "--resume"], capsys)

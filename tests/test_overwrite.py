@@ -111,6 +111,18 @@ def test_an_exception_mid_overwrite_leaves_the_old_run(tmp_path, capsys, monkeyp
     assert code == 0 and "failed verification" not in err
 
 
+def test_an_interrupted_overwrite_says_the_output_is_unchanged(tmp_path, capsys, two_runs):
+    _, new, before, _ = two_runs
+
+    def stop(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt, match="new run was discarded; .* is unchanged"):
+        fastsd.config.run.run_sweep(str(new), overwrite=True, progress=stop)
+    assert load(tmp_path / "out").identical(before) and siblings(tmp_path) == []
+
+
 def test_a_failed_swap_leaves_the_old_run(tmp_path, capsys, monkeypatch, two_runs):
     _, new, before, want = two_runs
 
