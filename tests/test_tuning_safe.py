@@ -388,6 +388,7 @@ def test_benchmark_tiny(tmp_path):
     regime = format_regime(summary)
     assert "**Calibration half**" in regime and "**Held-out half**" in regime
     assert "| low, high |" in regime
+    assert "| full, none |" not in regime  # rows without a cell are left out, not blank
     ((r0, r1, r2, closed),) = gap_closure(summary).values()
     assert r2 < r0 and closed == pytest.approx((r0 - r1) / (r0 - r2))
 

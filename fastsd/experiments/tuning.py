@@ -694,6 +694,7 @@ def format_regime(summary: Mapping[str, NDArray[Any]], rule: str = "safe") -> st
             ratios = sorted(set(summary["ratio"][regime].tolist()))
             out.append("| rank, noise | " + " | ".join(f"n/d = {r:g}" for r in ratios) + " |")
             out.append("|---|" + "---|" * len(ratios))
+            missing = False
             for rank in REGIME_RANKS:
                 for noise in REGIME_NOISES:
                     entries = []
@@ -705,13 +706,17 @@ def format_regime(summary: Mapping[str, NDArray[Any]], rule: str = "safe") -> st
                             & (summary["ratio"] == r)
                         )
                         entries.append(
-                            ""
+                            "–"
                             if hit.size == 0
                             else f"{_pct(summary['change_mean'][hit[0]])} / "
                             f"{_pct(summary['change_p95'][hit[0]], 1)}"
                         )
-                    out.append(f"| {rank}, {noise} | " + " | ".join(entries) + " |")
+                    if any(e != "–" for e in entries):  # rows this half has
+                        missing |= "–" in entries
+                        out.append(f"| {rank}, {noise} | " + " | ".join(entries) + " |")
             out.append("")
+            if missing:
+                out += ["–: a cell this half does not have (each cell is in one half).", ""]
         sets = np.flatnonzero(sel & (summary["family"] != "regime"))
         if sets.size:
             out += [
