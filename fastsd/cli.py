@@ -1,4 +1,4 @@
-"""The ``fastsd`` command line: reproduce, sweep, export, plot, info, warmup, bench.
+"""The ``fastsd`` command line: reproduce, sweep, export, plot, verify, info, warmup, bench.
 
 Errors in arguments or configs are reported as one line on stderr with a
 non-zero exit status (2), never a traceback (set FASTSD_DEBUG=1 to see one);
@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import cast
+from typing import TextIO, cast
 
 from .blocks.executors import CONNECT_TIMEOUT
 
@@ -47,17 +47,37 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _warning_lines(command: str) -> Iterator[None]:
+    """Every warning, as it comes, as one line on stderr: ``fastsd COMMAND: warning: ...``
+    (fastsd's own each time they are raised)."""
+    from .exceptions import IllConditionedXiWarning, NonFiniteResultWarning, StoreIntegrityWarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        print(f"fastsd {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        for category in (IllConditionedXiWarning, NonFiniteResultWarning, StoreIntegrityWarning):
+            warnings.simplefilter("always", category)
+        warnings.showwarning = show
+        yield
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .config.run import load_config, run_sweep
-    from .exceptions import IllConditionedXiWarning, NonFiniteResultWarning
 
     cfg = load_config(_path(args.config, "config"))
     if args.output:
         cfg = cfg.with_output(_path(args.output, "--output"))
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", IllConditionedXiWarning)
-            warnings.simplefilter("always", NonFiniteResultWarning)
+        with _warning_lines("sweep"):  # at once: "resume: N blocks failed ..." comes first
             out = run_sweep(
                 cfg,
                 resume=args.resume,
@@ -66,9 +86,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 scheduler=args.scheduler,
                 connect_timeout=args.connect_timeout,
             )
-        for warning in caught:
-            print(f"fastsd sweep: warning: {warning.message}", file=sys.stderr)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if str(exc):  # what the run says about its output
+            raise _Failure(f"interrupted; {exc}") from None
         if os.path.exists(os.path.join(cfg.output, "manifest.json")):
             raise _Failure(
                 f"interrupted; finished blocks are kept in {cfg.output}, rerun with --resume"
@@ -140,11 +160,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     out = _path(args.output, "OUTPUT")
     path, fmt = _export_target(out, args.to, args.format)
-    with _reading(out):
+    with _warning_lines("export"), _reading(out):
         result = load_sweep(out)
         if not result.complete:
+            done, total = result.blocks_done
             raise ValueError(
-                f"{out} is an unfinished sweep; finish it with fastsd sweep CONFIG --resume first"
+                f"{out} is an unfinished sweep ({done} of {total} blocks done); finish it with "
+                "fastsd sweep CONFIG --resume first"
             )
         rows = result.export(path, fmt)  # block by block, in bounded memory
     print(f"{rows} rows written to {path}")
@@ -157,13 +179,21 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     out = _path(args.output, "OUTPUT")
     directory = _path(args.to, "--to") if args.to else os.path.join(out, "figures")
-    with _reading(out):  # the store first: nothing is created for one that cannot be opened
-        data = load_sweep(out).to_xarray(dask=False)  # lazy: plot_sweep reads block by block
+    with _warning_lines("plot"), _reading(out):  # nothing is created for a store not read
+        result = load_sweep(out)
+        data = result.to_xarray(dask=False)  # lazy: plot_sweep reads block by block
+    done, total = result.blocks_done
+    partial = None if result.complete else f"partial: {done} of {total} blocks"
+    if partial and not args.partial:
+        raise ValueError(
+            f"{out} is an unfinished sweep ({done} of {total} blocks done); finish it with "
+            "fastsd sweep CONFIG --resume, or pass --partial to plot the blocks done"
+        )
     created = not os.path.isdir(directory)
     os.makedirs(directory, exist_ok=True)
     try:
         with _reading(out):
-            paths = plot_sweep(data, directory)
+            paths = plot_sweep(data, directory, partial)
     except BaseException:
         if created and not os.listdir(directory):
             os.rmdir(directory)
@@ -171,6 +201,39 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     for path in paths:
         print(f"figure written to {path}")
     return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import json
+    from collections import Counter
+
+    from .store.integrity import verify_store
+    from .store.manifest import load_manifest
+
+    out = _path(args.output, "OUTPUT")
+    checks = verify_store(out, load_manifest(out)["plan"]["blocks"])
+    counts = Counter(check.status for check in checks)
+    damaged = sum(check.failed for check in checks)
+    if args.json:
+        report = {
+            "output": out,
+            "blocks": len(checks),
+            "damaged": damaged,
+            "counts": dict(counts),
+            "checks": [check.as_dict() for check in checks],
+        }
+        print(json.dumps(report, indent=1))
+    else:
+        for check in checks:
+            if check.status not in ("ok", "not done"):
+                where = f": {check.file}" if check.file else ""
+                detail = f" ({check.detail})" if check.detail else ""
+                print(f"block {check.block}: {check.status}{where}{detail}")
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        print(f"{out}: {len(checks)} blocks: {summary}")
+        if damaged:
+            print(f"recompute the damaged blocks with fastsd sweep CONFIG --output {out} --resume")
+    return 1 if damaged else 0
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -318,7 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("config", help="TOML config file")
     swp.add_argument("--output", help="override run.output")
     swp.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
-    swp.add_argument("--overwrite", action="store_true", help="discard an existing output")
+    swp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing sweep output (the new run is built beside it and swapped "
+        "in when complete)",
+    )
     swp.add_argument("--no-progress", action="store_true", help="no progress bar")
     swp.add_argument(
         "--scheduler",
@@ -362,7 +430,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plo.add_argument("output", help="sweep output directory")
     plo.add_argument("--to", help="figure directory (default: OUTPUT/figures)")
+    plo.add_argument(
+        "--partial",
+        action="store_true",
+        help="plot an unfinished sweep (titles say 'partial: N of M blocks'; medians skip "
+        "the missing values and say so)",
+    )
     plo.set_defaults(func=_cmd_plot)
+
+    ver = sub.add_parser(
+        "verify",
+        help="check a sweep's stored blocks against their checksums",
+        description="Check every stored block of a sweep output against the checksums "
+        "recorded when it was written: list each block that is damaged (missing file, "
+        "checksum mismatch, damaged marker) or unverifiable (written without checksums), "
+        "then the count of each status (ok, not done, ...). Exit status: 0 when every "
+        "stored block verifies, 1 when damage is found, 2 on errors.",
+    )
+    ver.add_argument("output", help="sweep output directory")
+    ver.add_argument("--json", action="store_true", help="every block's status as JSON")
+    ver.set_defaults(func=_cmd_verify)
 
     info = sub.add_parser(
         "info",

@@ -15,8 +15,10 @@ from numpy.typing import NDArray
 __all__ = [
     "ChecksumError",
     "ConfigError",
+    "DamagedStoreError",
     "IllConditionedXiWarning",
     "NonFiniteResultWarning",
+    "StoreIntegrityWarning",
     "TuningWarning",
     "ignore_unrecoverable",
     "report_nonfinite",
@@ -52,6 +54,18 @@ class TuningWarning(UserWarning):
 
 class ConfigError(ValueError):
     """A configuration problem, reported as one line by the CLI."""
+
+
+class DamagedStoreError(ValueError):
+    """A stored block of a sweep output is damaged: a chunk file is missing or does not
+    have the checksum recorded when it was written (the message names the block, the
+    file and the fix: ``fastsd sweep CONFIG --resume`` recomputes it)."""
+
+
+class StoreIntegrityWarning(UserWarning):
+    """A sweep store could not be trusted whole: ``--resume`` recomputes blocks that
+    failed verification, or a store written before fastsd recorded checksums is read
+    unverified (the message says which and how many)."""
 
 
 class ChecksumError(OSError):

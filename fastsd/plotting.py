@@ -658,15 +658,25 @@ def _summaries(ds: Any, metric: str, fixed: bool) -> dict[str, NDArray[Any]]:
     return {name: np.concatenate(arrs) for name, arrs in parts.items() if arrs}
 
 
-def _median(values: NDArray[Any]) -> NDArray[Any]:
-    """Median over the first axis, NaN skipped (NaN where every value is NaN)."""
+def _median(values: NDArray[Any]) -> tuple[NDArray[Any], bool]:
+    """Median over the first axis, NaN skipped (NaN where every value is NaN), and
+    whether some value was NaN (the figure's title then says so)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
         out: NDArray[Any] = np.nanmedian(values, axis=0)
-    return out
+    return out, bool(np.isnan(values).any())
 
 
-def plot_sweep(ds: Any, directory: str) -> list[str]:
+#: What a title says when a median skipped NaN values.
+_SKIPPED = "NaN skipped"
+
+
+def _notes(*parts: str | None) -> str | None:
+    """The second title line: the parts that are not empty, joined by "; "."""
+    return "; ".join(p for p in parts if p) or None
+
+
+def plot_sweep(ds: Any, directory: str, partial: str | None = None) -> list[str]:
     """The standard figures of a labelled sweep (:func:`fastsd.load_sweep`).
 
     Writes, into ``directory``:
@@ -685,12 +695,16 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
     along lambda are over at most :data:`MEDIAN_PROBLEMS` problems, evenly
     spaced (the titles say so), and at most :data:`LINE_PROBLEMS` problems
     are drawn as their own line; the median against k is over every problem.
+    Medians skip NaN values (unfinished blocks, unrecoverable xi, overflowed
+    metrics) only where the figure's title says "NaN skipped".
 
     Parameters
     ----------
     ds : xarray.Dataset
         The layout of :mod:`fastsd.store` (NumPy- or Dask-backed).
     directory : str
+    partial : str, optional
+        Said in every title, e.g. "partial: 3 of 8 blocks" for an unfinished sweep.
 
     Returns
     -------
@@ -714,7 +728,7 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
     paths: list[str] = []
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    curve = _median(summary["curve"])  # (L, K + 1)
+    curve, skipped = _median(summary["curve"])  # (L, K + 1)
     for i, k in enumerate(ks):
         ax.plot(
             lams, curve[:, i], color=_STEP_COLORS[i % len(_STEP_COLORS)], label=_step_label(int(k))
@@ -724,7 +738,10 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
         yscale="log",
         xlabel=r"$\lambda$",
         ylabel=label,
-        title=_title(f"{label} against $\\lambda$" + (" (best schedule)" if fixed else ""), note),
+        title=_title(
+            f"{label} against $\\lambda$" + (" (best schedule)" if fixed else ""),
+            _notes(partial, note, _SKIPPED if skipped else None),
+        ),
     )
     ax.legend(fontsize=8)
     paths.append(_save(fig, os.path.join(directory, "metric_vs_lam.png")))
@@ -735,15 +752,12 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
     for j, b in enumerate(drawn):
         each = "each problem" if len(drawn) == B else f"{len(drawn)} problems, evenly spaced"
         ax.plot(ks, best[b], color="0.8", lw=0.8, label=None if j else each)
-    ax.plot(ks, np.median(best, axis=0), "o-", color="tab:blue", label=f"best {label}")
+    median, skipped = _median(best)
+    ax.plot(ks, median, "o-", color="tab:blue", label=f"best {label}")
     if "test" in summary:
-        ax.plot(
-            ks,
-            _median(summary["test"]),
-            "s--",
-            color="tab:red",
-            label="test MSE at the validation choice",
-        )
+        median, skipped_test = _median(summary["test"])
+        skipped |= skipped_test
+        ax.plot(ks, median, "s--", color="tab:red", label="test MSE at the validation choice")
     lines = "" if B <= LINE_PROBLEMS else f"; {LINE_PROBLEMS} of them drawn"
     ax.set(
         yscale="log",
@@ -752,7 +766,11 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
         ylabel="MSE" if "test" in summary else label,
         title=_title(
             f"best {label} over $\\lambda$ against $k$",
-            (f"median over {B} problems{lines}" if B > 1 else None),
+            _notes(
+                partial,
+                f"median over {B} problems{lines}" if B > 1 else None,
+                _SKIPPED if skipped else None,
+            ),
         ),
     )
     ax.legend(fontsize=8)
@@ -761,7 +779,8 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
     fig, ax = plt.subplots(figsize=(6, 4))
     K = int(ks[-1])
     if fixed:
-        grid = _median(summary["heat"]).T  # (G, L)
+        grid, skipped = _median(summary["heat"])
+        grid = grid.T  # (G, L)
         rows, ylabel = ds["xi_schedule"].values[:, -1] if K else ds["schedule"].values, r"$\xi$"
         mesh = ax.pcolormesh(
             lams, np.arange(grid.shape[0]), grid, shading="nearest", norm="log", cmap="viridis"
@@ -769,7 +788,8 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
         ax.set_yticks(np.arange(grid.shape[0]), [f"{r:.3g}" for r in rows])
         title = f"{label} with $k$ = {K} over ($\\lambda$, $\\xi$)"
     elif K:
-        grid = _median(summary["heat"]).T  # (K, L)
+        grid, skipped = _median(summary["heat"])
+        grid = grid.T  # (K, L)
         finite = np.abs(grid[np.isfinite(grid)])
         scale = max(float(finite.max()) if finite.size else 1.0, 1e-12)
         mesh = ax.pcolormesh(
@@ -784,9 +804,14 @@ def plot_sweep(ds: Any, directory: str) -> list[str]:
         ylabel = "step $i$ of the schedule"
         title = f"optimal $\\xi_i$ of the {K}-step schedule (blank: unrecoverable)"
     else:
-        mesh, ylabel, title = None, "", "no steps (max_steps = 0)"
+        mesh, ylabel, title, skipped = None, "", "no steps (max_steps = 0)", False
     if mesh is not None:
         fig.colorbar(mesh, ax=ax)
-    ax.set(xscale="log", xlabel=r"$\lambda$", ylabel=ylabel, title=_title(title, note))
+    ax.set(
+        xscale="log",
+        xlabel=r"$\lambda$",
+        ylabel=ylabel,
+        title=_title(title, _notes(partial, note, _SKIPPED if skipped else None)),
+    )
     paths.append(_save(fig, os.path.join(directory, "xi_heatmap.png")))
     return paths

@@ -10,7 +10,7 @@ import pytest
 import fastsd
 from fastsd.cli import build_parser, main
 
-SUBCOMMANDS = ("reproduce", "sweep", "export", "plot", "info", "warmup", "bench")
+SUBCOMMANDS = ("reproduce", "sweep", "export", "plot", "verify", "info", "warmup", "bench")
 
 
 def test_version_flag(capsys):

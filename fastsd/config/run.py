@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -25,7 +26,12 @@ from ..blocks.population import PopulationTask
 from ..blocks.runner import run_blocks
 from ..blocks.tasks import StoreTask, SweepTask
 from ..engine.grids import constant_schedules
-from ..exceptions import ConfigError, report_nonfinite, report_unrecoverable
+from ..exceptions import (
+    ConfigError,
+    StoreIntegrityWarning,
+    report_nonfinite,
+    report_unrecoverable,
+)
 from ..store.layout import KIND_OF, METRICS, coordinates, layout, value_counts
 from ..store.manifest import (
     BLOCKS,
@@ -35,6 +41,7 @@ from ..store.manifest import (
     read_manifest,
     remove_entries,
 )
+from ..store.staging import remove_leftovers, remove_tree, staging_dir, swap
 from ..store.writer import SweepStore
 from .schema import SweepConfig, diff_configs, load_config
 from .sources import load_problems
@@ -179,7 +186,10 @@ def run_sweep(
     resume : bool
         Continue the sweep in ``cfg.output`` (same config hash required).
     overwrite : bool
-        Replace a previous fastsd sweep in ``cfg.output``.
+        Replace a previous fastsd sweep in ``cfg.output``: the new run is built beside
+        it (``OUTPUT.fastsd-new-XXXXXXXX``) and swapped in once complete, so that a
+        failed or killed run leaves the previous one as it was
+        (:mod:`fastsd.store.staging`).
     progress : bool or callable
         A tqdm bar, or ``progress(blocks_done, blocks_total)``.
     scheduler, client, connect_timeout
@@ -216,48 +226,93 @@ def run_sweep(
             config_path=cfg.path,
             diff=lambda old: diff_configs(old, cfg.resolved),
         )
-        store, created_dir = _open_store(cfg, problems, plan, mode)
-        B, L = problems.n_problems, cfg.lams.size
-        blocks = block_grid(B, L, *store.manifest["plan"]["chunks"])
-        threads = None if isinstance(executor, DaskExecutor) else cfg.run["threads"]
-        task = StoreTask(_task(cfg, problems, plan["kind"], threads), store.writer)
+        remove_leftovers(out)
+        # --overwrite builds the new run beside the old one and swaps it in when complete
+        staging = staging_dir(out) if mode == "replace" else None
         try:
-            computed = run_blocks(
-                blocks,
-                task,
-                lambda block, record: None,  # the task stored the block
-                executor=executor,
-                skip=store.done(),
-                progress=progress,
-                desc="sweep",
+            store, blocks, computed = _run(
+                cfg, problems, plan, mode, staging or out, executor, progress
             )
+            store.finish(  # complete before the executor (a local cluster) is shut down
+                {
+                    "executor": executor.name,
+                    "blocks_computed": computed,
+                    "started": started,
+                    "problems_loaded": loaded,
+                    "executor_ready": ready,
+                    "store_closed": time.time(),
+                }
+            )
+            if staging is not None:
+                swap(staging, out)
+                store = SweepStore(out, store.manifest)
         except BaseException as exc:
-            kept = bool(store.done())
-            if mode == "new" and not kept:
-                _remove_new_output(out, created_dir)
-            if isinstance(exc, ConnectionError):
-                hint = f"finished blocks are kept in {out}; rerun with --resume" if kept else ""
-                raise ConnectionError("; ".join(filter(None, [str(exc), hint]))) from None
+            if staging is None:
+                raise
+            remove_tree(staging)
+            if isinstance(exc, KeyboardInterrupt):
+                raise KeyboardInterrupt(f"the new run was discarded; {out} is unchanged") from None
             raise
-        store.finish(  # complete before the executor (a local cluster) is shut down
-            {
-                "executor": executor.name,
-                "blocks_computed": computed,
-                "started": started,
-                "problems_loaded": loaded,
-                "executor_ready": ready,
-                "store_closed": time.time(),
-            }
-        )
     _warn(store, blocks, plan["kind"])
     return out
 
 
+def _run(
+    cfg: SweepConfig,
+    problems: ProblemSet,
+    plan: dict[str, Any],
+    mode: str,
+    out: str,
+    executor: Any,
+    progress: bool | Callable[[int, int], object],
+) -> tuple[SweepStore, list[Block], int]:
+    """Compute and store the blocks not yet stored in ``out``; returns the store, the
+    blocks and how many were computed."""
+    store, created_dir = _open_store(cfg, problems, plan, mode, out)
+    if mode == "resume":
+        _recheck(store)
+    B, L = problems.n_problems, cfg.lams.size
+    blocks = block_grid(B, L, *store.manifest["plan"]["chunks"])
+    threads = None if isinstance(executor, DaskExecutor) else cfg.run["threads"]
+    task = StoreTask(_task(cfg, problems, plan["kind"], threads), store.writer)
+    try:
+        computed = run_blocks(
+            blocks,
+            task,
+            lambda block, record: None,  # the task stored the block
+            executor=executor,
+            skip=store.done(),
+            progress=progress,
+            desc="sweep",
+        )
+    except BaseException as exc:
+        kept = bool(store.done())
+        if mode == "new" and not kept:
+            _remove_new_output(out, created_dir)
+        if isinstance(exc, ConnectionError) and mode != "replace":
+            hint = f"finished blocks are kept in {out}; rerun with --resume" if kept else ""
+            raise ConnectionError("; ".join(filter(None, [str(exc), hint]))) from None
+        raise
+    return store, blocks, computed
+
+
+def _recheck(store: SweepStore) -> None:
+    """Resume trusts only the stored blocks that verify; the others are computed again."""
+    failed, stored = store.drop_damaged()
+    if failed:
+        warnings.warn(
+            f"resume: {len(failed)} of {stored} stored blocks failed verification (missing "
+            f"or damaged chunks, first: {failed[0].file}); recomputing them",
+            StoreIntegrityWarning,
+            stacklevel=3,
+        )
+
+
 def _open_store(
-    cfg: SweepConfig, problems: ProblemSet, plan: dict[str, Any], mode: str
+    cfg: SweepConfig, problems: ProblemSet, plan: dict[str, Any], mode: str, out: str
 ) -> tuple[SweepStore, bool]:
-    """The store to resume (mode "resume", ready) or a new one; and whether its directory is new."""
-    out = cfg.output
+    """The store in ``out`` to resume (mode "resume", ready) or a new one; and whether its
+    directory is new."""
     existing = read_manifest(out) if mode == "resume" else None
     created_dir = not os.path.isdir(out)
     if existing is not None and existing.get("state") == "ready":

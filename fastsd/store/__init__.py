@@ -18,12 +18,17 @@ Integrity rules:
   process that computes a block writes it (:class:`~fastsd.store.writer.BlockWriter`;
   a Dask worker writes its own blocks), and a write that fails stops the run
   before that block's marker.
+* A marker records the size and SHA-256 digest of each chunk file of its block
+  (:mod:`~fastsd.store.integrity`): resume recomputes the blocks that no longer
+  verify, :func:`load_sweep` refuses them (naming block and file), ``fastsd
+  verify OUT`` lists them.
 * A run resumes only into a store whose config hash matches; otherwise the
   refusal names the differing keys.
-* ``overwrite`` removes only what fastsd wrote (the entries above) in a
-  directory whose manifest says it is a fastsd sweep, and refuses ``/``, the
-  home directory, a directory containing the config file or the working
-  directory, or one holding anything else.
+* ``overwrite`` replaces only a directory whose manifest says it is a fastsd
+  sweep and that holds nothing else, and refuses ``/``, the home directory, a
+  directory containing the config file or the working directory. The new run
+  is built beside it and swapped in when complete (:mod:`~fastsd.store.staging`):
+  a failed or killed overwrite leaves the old run.
 """
 
 from .manifest import prepare_output

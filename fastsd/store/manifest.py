@@ -199,6 +199,22 @@ def _check_deletable(out: str, config_path: str | None) -> None:
         )
 
 
+def _check_replaceable(out: str) -> None:
+    """The new run of ``out`` can be built beside it and swapped in."""
+    real = os.path.realpath(out)
+    parent = os.path.dirname(real)
+    if os.path.ismount(real):
+        raise ConfigError(
+            f"cannot overwrite {out}: it is a mount point, and the new run is built beside "
+            "it and swapped in; choose a folder inside it as run.output"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"cannot overwrite {out}: the new run is built beside it and swapped in, "
+            f"but {parent} is not writable"
+        )
+
+
 def prepare_output(
     out: str,
     *,
@@ -208,11 +224,12 @@ def prepare_output(
     config_path: str | None = None,
     diff: Callable[[dict[str, Any]], Sequence[str]] = lambda old: (),
 ) -> str:
-    """Check what ``out`` holds against the flags; returns "new" or "resume".
+    """Check what ``out`` holds against the flags; returns "new", "resume" or "replace".
 
-    Nothing is created or deleted here except, with ``overwrite``, the
-    fastsd entries of a checked fastsd output. ``diff(old_config)`` names the
-    keys in which a stored run's config differs (for the refusal to resume).
+    Nothing is created or deleted here. "replace" (``overwrite`` of a checked fastsd
+    output): the new run is built beside it and swapped in when complete
+    (:mod:`fastsd.store.staging`). ``diff(old_config)`` names the keys in which a
+    stored run's config differs (for the refusal to resume).
     """
     if resume and overwrite:
         raise ConfigError("pass either --resume or --overwrite, not both")
@@ -226,8 +243,8 @@ def prepare_output(
     manifest = read_manifest(out)
     if overwrite:
         _check_deletable(out, config_path)
-        remove_entries(out)
-        return "new"
+        _check_replaceable(out)
+        return "replace"
     if manifest is None:
         raise ConfigError(
             f"output directory {out} is not empty and is not a fastsd sweep "

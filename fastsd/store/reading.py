@@ -9,6 +9,7 @@ by block, so that a store of any size is read in bounded memory.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._typing import FloatArray
+from ..exceptions import DamagedStoreError, StoreIntegrityWarning
+from .integrity import damaged_message, stored_blocks, verify_store
 from .layout import constant_xi, coordinates, layout, store_values
 from .manifest import ZARR, load_manifest
 
@@ -152,8 +155,15 @@ class SweepResult:
 
     @property
     def complete(self) -> bool:
-        """True when every block is stored."""
-        return bool(self.manifest.get("complete"))
+        """True when every block is stored (the run finished, and no marker is missing)."""
+        done, total = self.blocks_done
+        return bool(self.manifest.get("complete")) and done >= total
+
+    @property
+    def blocks_done(self) -> tuple[int, int]:
+        """(blocks stored, blocks of the sweep)."""
+        done = len(stored_blocks(self.path))
+        return done, int(self.manifest.get("plan", {}).get("blocks", done))
 
     def to_xarray(self, dask: bool = True) -> xr.Dataset:
         """The results as an ``xarray.Dataset``, read lazily from ``results.zarr``.
@@ -264,17 +274,55 @@ def rows_per_pair(ds: xr.Dataset) -> int:
     return int(ds.sizes.get("schedule", 1) * ds.sizes["k"])
 
 
-def load_sweep(path: str | os.PathLike[str]) -> SweepResult:
+def load_sweep(path: str | os.PathLike[str], verify: bool = True) -> SweepResult:
     """Open the output directory of ``fastsd sweep``.
 
     Parameters
     ----------
     path : str or os.PathLike
         The directory holding ``manifest.json`` and ``results.zarr``.
+    verify : bool, default=True
+        Check every stored block against the checksums recorded when it was written
+        (:mod:`fastsd.store.integrity`) before anything is read: this reads every
+        chunk file once. False opens the store without reading it; a missing chunk
+        then reads as NaN and a damaged one as whatever its bytes decode to.
 
     Returns
     -------
     SweepResult
+
+    Raises
+    ------
+    DamagedStoreError
+        When a stored block has a missing chunk file or one that fails its checksum:
+        the message names the block, the file and the fix (``fastsd sweep CONFIG
+        --resume`` recomputes it).
+
+    Warns
+    -----
+    StoreIntegrityWarning
+        Once, when stored blocks carry no checksums (a store written before fastsd
+        recorded them): they are read unverified.
     """
     path = os.fspath(path)
-    return SweepResult(path, load_manifest(path))
+    manifest = load_manifest(path)
+    if verify:
+        check_stored(path)
+    return SweepResult(path, manifest)
+
+
+def check_stored(path: str) -> None:
+    """Verify the stored blocks of the sweep in ``path`` (see :func:`load_sweep`)."""
+    checks = verify_store(path)
+    message = damaged_message(path, checks)
+    if message is not None:
+        raise DamagedStoreError(message)
+    unverified = sum(c.status == "unverifiable" for c in checks)
+    if unverified:
+        warnings.warn(
+            f"{unverified} of {len(checks)} stored blocks of {path} carry no checksums "
+            "(written before fastsd recorded them) and are read unverified; "
+            "fastsd sweep CONFIG --overwrite writes them again with checksums",
+            StoreIntegrityWarning,
+            stacklevel=3,
+        )

@@ -8,9 +8,11 @@ this one, or a Dask worker that sees the same filesystem -- writes it itself.
 Writing one block:
 
 1. each variable's chunk (zarr writes a temporary file and renames it);
-2. then the block's marker ``OUT/blocks/NNNNNN``, a small JSON record (the
-   block's counts of non-finite values and unrecoverable xi, timings, the host),
-   written to a temporary file and renamed.
+2. the SHA-256 digest of each chunk file as stored (read back at once, from the
+   page cache: :mod:`fastsd.store.integrity`);
+3. then the block's marker ``OUT/blocks/NNNNNN``, a small JSON record (the
+   chunks' paths, sizes and digests, the block's counts of non-finite values and
+   unrecoverable xi, timings, the host), written to a temporary file and renamed.
 
 A block is done exactly when its marker exists, so an interrupted write leaves
 the block to be recomputed whole, and an error in any step stops the run
@@ -39,6 +41,14 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .integrity import (
+    CHECKSUM,
+    BlockCheck,
+    chunk_record,
+    marker_path,
+    stored_blocks,
+    verify_store,
+)
 from .layout import Coordinate, Variable
 from .manifest import BLOCKS, MANIFEST, ZARR, read_manifest, versions, write_json
 
@@ -48,8 +58,9 @@ __all__ = ["BlockRecord", "BlockWriter", "SweepStore", "compressors"]
 #: index), the counts of :func:`fastsd.store.layout.value_counts` (``nonfinite``
 #: of ``metrics`` values, ``nan_xi`` of ``schedules`` unrecoverable), ``started``
 #: and ``written`` (seconds since the epoch: compute began, chunks written),
-#: ``compute_s`` / ``write_s`` (seconds computing it and writing its chunks),
-#: ``host``, ``pid``.
+#: ``compute_s`` / ``write_s`` (seconds computing it and writing its chunks,
+#: checksums included), ``checksum`` (the digest's name) and ``chunks`` (each chunk
+#: file relative to the output directory -> [size, digest]), ``host``, ``pid``.
 BlockRecord = dict[str, Any]
 
 #: Runtime settings of every array the writer opens: every block writes every
@@ -77,10 +88,6 @@ def compressors(name: str) -> tuple[Any, ...]:
     from zarr.codecs import ZstdCodec
 
     return (ZstdCodec(level=1),) if name in ("xi", "xi_reproducible") else ()
-
-
-def _marker(out: str, index: int) -> str:
-    return os.path.join(out, BLOCKS, f"{index:06d}")
 
 
 class BlockWriter:
@@ -116,11 +123,24 @@ class BlockWriter:
     def record(self, index: int) -> BlockRecord | None:
         """The marker's record of block ``index`` if it is stored, else None."""
         try:
-            with open(_marker(self.out, index), encoding="utf-8") as f:
+            with open(marker_path(self.out, index), encoding="utf-8") as f:
                 text = f.read()
         except FileNotFoundError:
             return None
         return json.loads(text) if text else {"block": index}
+
+    @staticmethod
+    def _chunk_files(arrays: Mapping[str, Any], block: Block) -> list[str]:
+        """The chunk file of each variable of ``block``, relative to the output directory
+        (none for a variable whose chunk holds no values: Zarr writes no file)."""
+        files = []
+        for name, arr in arrays.items():
+            if block.b1 == block.b0 or block.l1 == block.l0 or 0 in arr.shape[2:]:
+                continue
+            pb, lb = arr.chunks[:2]
+            coords = (block.b0 // pb, block.l0 // lb) + (0,) * (arr.ndim - 2)
+            files.append(f"{ZARR}/{name}/{arr.metadata.encode_chunk_key(coords)}")
+        return files
 
     def write(
         self, block: Block, values: Mapping[str, ArrayLike], record: Mapping[str, Any]
@@ -134,8 +154,10 @@ class BlockWriter:
         """
         start = time.perf_counter()
         where = (slice(block.b0, block.b1), slice(block.l0, block.l1))
-        for name, arr in self._open().items():
+        arrays = self._open()
+        for name, arr in arrays.items():
             arr[where] = values[name]
+        chunks = chunk_record(self.out, self._chunk_files(arrays, block))
         done = {
             "block": block.index,
             **record,
@@ -143,8 +165,10 @@ class BlockWriter:
             "written": time.time(),
             "host": platform.node(),
             "pid": os.getpid(),
+            "checksum": CHECKSUM,
+            "chunks": chunks,
         }
-        path = _marker(self.out, block.index)
+        path = marker_path(self.out, block.index)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(done, f)
@@ -249,10 +273,29 @@ class SweepStore:
         """Store one block in this process (see :meth:`BlockWriter.write`)."""
         return self.writer.write(block, values, record or {})
 
+    def drop_damaged(self) -> tuple[list[BlockCheck], int]:
+        """Verify the stored blocks; remove the marker of each that fails, so that it is
+        computed again.
+
+        Returns
+        -------
+        failed : list of BlockCheck
+            The blocks that failed (:data:`fastsd.store.integrity.FAILED`).
+        stored : int
+            The number of blocks that were marked stored.
+        """
+        checks = verify_store(self.out)
+        failed = [c for c in checks if c.failed]
+        if failed and self.manifest.get("complete"):  # until they are stored again
+            self.manifest["complete"] = False
+            write_json(os.path.join(self.out, MANIFEST), self.manifest)
+        for check in failed:
+            os.remove(marker_path(self.out, check.block))
+        return failed, len(checks)
+
     def done(self) -> set[int]:
         """Indices of the blocks fully stored."""
-        names = os.listdir(os.path.join(self.out, BLOCKS))
-        return {int(n) for n in names if n.isdigit()}
+        return stored_blocks(self.out)
 
     def records(self) -> list[BlockRecord]:
         """The markers' records of the stored blocks, by block index."""
