@@ -497,6 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fastsd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout left (``| head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:  # every error is one line (FASTSD_DEBUG=1 for the traceback)
         if os.environ.get("FASTSD_DEBUG"):
             raise

@@ -393,3 +393,19 @@ def test_ctrl_c_under_local_workers_is_one_line(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.count("\n") == 1 and err.startswith("fastsd: interrupted"), err
+
+
+def test_a_closed_stdout_is_not_an_error():
+    """`fastsd verify OUT --json | head` printed 'error: [Errno 32] Broken pipe'."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastsd", "info"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # before the interpreter has started: every write fails
+    err = proc.communicate(timeout=120)[1]
+    assert "Broken pipe" not in err and "Traceback" not in err, err
