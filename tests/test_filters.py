@@ -1,5 +1,8 @@
 """The filter module (fastsd/math/filters.py) on its own: every backend builds on it."""
 
+from fractions import Fraction
+
+import numba
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -75,6 +78,27 @@ def test_arnoldi_kernel_matches_polynomial_basis(force_r):
     assert_allclose(b2, basis, rtol=1e-9, atol=1e-12)
     gram = (basis * w) @ basis.T
     assert_allclose(gram[alive][:, alive], np.eye(alive.sum()), atol=1e-10)
+
+
+def _exact_fma(a, b, c):
+    return float(Fraction(a) * Fraction(b) + Fraction(c))  # rounded once, to nearest
+
+
+@pytest.mark.parametrize("n", [0, 3, 8, 13, 64, 67])
+def test_dot_sums_in_its_written_order(n):
+    """filters.dot (compiled only: its partial sums are SIMD vectors) rounds exactly as
+    its docstring writes the order, for contiguous and strided vectors alike."""
+    dot = numba.njit(lambda a, b: filters.dot(a, b))
+    a = (RNG.standard_normal(2 * n) * np.exp(RNG.uniform(-20, 20, 2 * n)))[::2]  # strided
+    b = RNG.standard_normal(n)
+    s = [0.0] * 8
+    whole = n - n % 8
+    for j in range(n):
+        t = j % 8 if j < whole else 0
+        s[t] = _exact_fma(a[j], b[j], s[t])
+    want = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+    assert dot(np.ascontiguousarray(a), b) == want
+    assert dot(a, b) == want
 
 
 def test_polynomial_basis_breaks_down_on_few_distinct_nodes():

@@ -25,8 +25,8 @@ g_j = (r_{k-1} ... r_{k-j+1}) q_{k-j} (empty product 1): every squared risk
 is a quadratic in pi. With one lam, g_j = q r^(j-1) and pi are the
 r-coefficients of h in u_k = q h(r). Back: xi_k = pi_1, xi_{k-j+1} = pi_j / pi_{j-1}.
 
-The ``@register_jitable`` helpers run as plain Python on NumPy arrays
-(broadcasting) and are compiled inline into the Numba kernels, where their
+The ``@register_jitable`` helpers, all but :func:`dot`, run as plain Python on NumPy
+arrays (broadcasting) and are compiled inline into the Numba kernels, where their
 :func:`fma` is one exactly rounded fused multiply-add (two roundings in
 Python). The kernels' sums run in a written order (:func:`dot`,
 :func:`lane_dot`): no compiler or CPU target can change their bytes.
@@ -43,6 +43,7 @@ from numba.extending import intrinsic, overload, register_jitable
 from .._config import BREAKDOWN_TOL, EPS, XI_REPLAY_RTOL, XI_ROUNDING_RTOL
 from .._jit import jit
 from .reparam import xi_from_h_coefficients
+from .simd import vfma, vlane, vload, vzero
 
 __all__ = [
     "fma",
@@ -369,22 +370,22 @@ def dot(a, b):
     of 8, in increasing order, by fused multiply-adds; sum 0 then takes the
     rest), added pairwise: ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)).
     Eight chains keep the CPU busy where one would wait on each addition, and
-    the order is written out, so no compiler or CPU target can change it.
+    the order is written out, so no compiler or CPU target can change it. The
+    sums are two vectors of four (:mod:`fastsd.math.simd`), one vector FMA per
+    four terms: compiled code only.
     """
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
     n = a.shape[0]
     whole = n - n % 8
+    low = vzero()  # sums 0..3
+    high = vzero()  # sums 4..7
     for j in range(0, whole, 8):
-        s0 = fma(a[j], b[j], s0)
-        s1 = fma(a[j + 1], b[j + 1], s1)
-        s2 = fma(a[j + 2], b[j + 2], s2)
-        s3 = fma(a[j + 3], b[j + 3], s3)
-        s4 = fma(a[j + 4], b[j + 4], s4)
-        s5 = fma(a[j + 5], b[j + 5], s5)
-        s6 = fma(a[j + 6], b[j + 6], s6)
-        s7 = fma(a[j + 7], b[j + 7], s7)
+        low = vfma(vload(a, j), vload(b, j), low)
+        high = vfma(vload(a, j + 4), vload(b, j + 4), high)
+    s0 = vlane(low, 0)
     for j in range(whole, n):  # the last n % 8 terms go to the first sum
         s0 = fma(a[j], b[j], s0)
+    s1, s2, s3 = vlane(low, 1), vlane(low, 2), vlane(low, 3)
+    s4, s5, s6, s7 = vlane(high, 0), vlane(high, 1), vlane(high, 2), vlane(high, 3)
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
