@@ -300,6 +300,19 @@ def _n_samples(n: object, d: int) -> int:
     return n
 
 
+def _spectrum_params(
+    n: object, d: int, noise_var: object, spread: object, theta_norm: object
+) -> tuple[int, float, float, float]:
+    """(n, noise_var, spread, theta_norm) checked, as :func:`theorem1_family` and the
+    families built on its spectrum take them."""
+    return (
+        _n_samples(n, d),
+        _positive(noise_var, "noise_var"),
+        _positive(spread, "spread", upper=1.0),
+        _positive(theta_norm, "theta_norm"),
+    )
+
+
 def evenly_spaced_levels(r: int, spread: float) -> NDArray[np.float64]:
     """Eigenvalues of X^T X / n used by the families: 1 - spread * j / r, j = 0..r-1.
 
@@ -439,10 +452,7 @@ def theorem1_family(
     d = rmax if d is None else _int(d, "d", 1)
     if d < rmax:
         raise ValueError(f"d must be >= max(ranks) = {rmax}, got {d}")
-    n = _n_samples(n, d)
-    noise_var = _positive(noise_var, "noise_var")
-    spread = _positive(spread, "spread", upper=1.0)
-    theta_norm = _positive(theta_norm, "theta_norm")
+    n, noise_var, spread, theta_norm = _spectrum_params(n, d, noise_var, spread, theta_norm)
     if align not in ("top", "bottom"):
         raise ValueError(f"align must be 'top' or 'bottom', got {align!r}")
     rng = _rng(seed)
@@ -523,10 +533,7 @@ def repeated_singular_values(
             f"n_distinct must be < d = {d} and divide it (each value repeated d / n_distinct "
             f"times), got {n_distinct}"
         )
-    n = _n_samples(n, d)
-    noise_var = _positive(noise_var, "noise_var")
-    spread = _positive(spread, "spread", upper=1.0)
-    theta_norm = _positive(theta_norm, "theta_norm")
+    n, noise_var, spread, theta_norm = _spectrum_params(n, d, noise_var, spread, theta_norm)
     levels = np.repeat(evenly_spaced_levels(n_distinct, spread), d // n_distinct)
     s = np.sqrt(n * levels)[None]
     coords = np.zeros((1, d))
@@ -603,10 +610,7 @@ def spread_theta(
                 "(one nonzero entry is the aligned case: use theorem1_family)"
             )
         weights = cast("NDArray[np.float64]", weights / weights.sum())
-    n = _n_samples(n, d)
-    noise_var = _positive(noise_var, "noise_var")
-    spread = _positive(spread, "spread", upper=1.0)
-    theta_norm = _positive(theta_norm, "theta_norm")
+    n, noise_var, spread, theta_norm = _spectrum_params(n, d, noise_var, spread, theta_norm)
     s = np.sqrt(n * evenly_spaced_levels(d, spread))[None]
     coords = (theta_norm * np.sqrt(weights))[None]
     meta = dict(
