@@ -178,14 +178,13 @@ def risk_population_grid(
             s2, t, S, m, kappa, noise_var, _reference_lams(rows), schedules
         )
         return out
-    noise_diag = noise_var[:, None] * s2 * np.diagonal(S, axis1=-2, axis2=-1)
     data = (
         s2,
         t,
         np.ascontiguousarray(S),
         m,
         np.ascontiguousarray(kappa, dtype=np.float64),
-        noise_diag,
+        reference.population.noise_diagonal(s2, S, noise_var),
     )
     return _fixed_xi(
         sweep_kernels.sweep_risk_population,
