@@ -340,6 +340,30 @@ def _orthonormal(rng: np.random.Generator, rows: int, cols: int) -> NDArray[np.f
     return Q * np.where(np.diag(R) < 0, -1.0, 1.0)
 
 
+def _right_svd(X: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Singular values and the full right singular basis of each problem.
+
+    Parameters
+    ----------
+    X : ndarray of shape (B, n, d)
+
+    Returns
+    -------
+    s : ndarray of shape (B, d)
+        Descending, zero past min(n, d).
+    V : ndarray of shape (B, d, d)
+        Column j of V[b] is the j-th eigenvector of X[b]^T X[b].
+    """
+    B, _, d = X.shape
+    s = np.zeros((B, d))
+    V = np.empty((B, d, d))
+    for b in range(B):
+        _, sv, Vt = np.linalg.svd(X[b])
+        s[b, : sv.size] = sv
+        V[b] = Vt.T
+    return s, V
+
+
 def _build(
     s: NDArray[np.float64],
     coords: NDArray[np.float64],
@@ -743,8 +767,6 @@ def random_design_family(
     X = np.empty((B, n, d))
     cov = np.empty((B, d, d))
     theta = np.empty((B, d))
-    s = np.zeros((B, d))
-    V = np.empty((B, d, d))
     for b in range(B):
         Q = _orthonormal(rng, d, d)
         root = Q * np.sqrt(levels)
@@ -752,9 +774,7 @@ def random_design_family(
         X[b] = rng.normal(size=(n, d)) @ root.T
         direction = rng.normal(size=d)
         theta[b] = theta_norm * direction / np.linalg.norm(direction)
-        _, sv, Vt = np.linalg.svd(X[b])
-        s[b, : sv.size] = sv
-        V[b] = Vt.T
+    s, V = _right_svd(X)
     return ProblemBatch(
         X=X,
         theta_star=theta,
@@ -845,12 +865,7 @@ def random_fourier_family(
 
     X = features(inputs)
     theta = np.einsum("bcd,bc->bd", features(centers), beta)
-    s = np.zeros((B, D))
-    V = np.empty((B, D, D))  # full eigenbasis of X^T X: O(B D^2) memory
-    for b in range(B):
-        _, sv, Vt = np.linalg.svd(X[b])
-        s[b, : sv.size] = sv
-        V[b] = Vt.T
+    s, V = _right_svd(X)  # full eigenbasis of X^T X: O(B D^2) memory
     return ProblemBatch(
         X=X,
         theta_star=theta,
