@@ -300,6 +300,19 @@ def _n_samples(n: object, d: int) -> int:
     return n
 
 
+def _spectrum_params(
+    n: object, d: int, noise_var: object, spread: object, theta_norm: object
+) -> tuple[int, float, float, float]:
+    """(n, noise_var, spread, theta_norm) checked, as :func:`theorem1_family` and the
+    families built on its spectrum take them."""
+    return (
+        _n_samples(n, d),
+        _positive(noise_var, "noise_var"),
+        _positive(spread, "spread", upper=1.0),
+        _positive(theta_norm, "theta_norm"),
+    )
+
+
 def evenly_spaced_levels(r: int, spread: float) -> NDArray[np.float64]:
     """Eigenvalues of X^T X / n used by the families: 1 - spread * j / r, j = 0..r-1.
 
@@ -325,6 +338,30 @@ def _orthonormal(rng: np.random.Generator, rows: int, cols: int) -> NDArray[np.f
     """Haar-random matrix with orthonormal columns (QR with the sign fix)."""
     Q, R = np.linalg.qr(rng.normal(size=(rows, cols)))
     return Q * np.where(np.diag(R) < 0, -1.0, 1.0)
+
+
+def _right_svd(X: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Singular values and the full right singular basis of each problem.
+
+    Parameters
+    ----------
+    X : ndarray of shape (B, n, d)
+
+    Returns
+    -------
+    s : ndarray of shape (B, d)
+        Descending, zero past min(n, d).
+    V : ndarray of shape (B, d, d)
+        Column j of V[b] is the j-th eigenvector of X[b]^T X[b].
+    """
+    B, _, d = X.shape
+    s = np.zeros((B, d))
+    V = np.empty((B, d, d))
+    for b in range(B):
+        _, sv, Vt = np.linalg.svd(X[b])
+        s[b, : sv.size] = sv
+        V[b] = Vt.T
+    return s, V
 
 
 def _build(
@@ -439,10 +476,7 @@ def theorem1_family(
     d = rmax if d is None else _int(d, "d", 1)
     if d < rmax:
         raise ValueError(f"d must be >= max(ranks) = {rmax}, got {d}")
-    n = _n_samples(n, d)
-    noise_var = _positive(noise_var, "noise_var")
-    spread = _positive(spread, "spread", upper=1.0)
-    theta_norm = _positive(theta_norm, "theta_norm")
+    n, noise_var, spread, theta_norm = _spectrum_params(n, d, noise_var, spread, theta_norm)
     if align not in ("top", "bottom"):
         raise ValueError(f"align must be 'top' or 'bottom', got {align!r}")
     rng = _rng(seed)
@@ -523,10 +557,7 @@ def repeated_singular_values(
             f"n_distinct must be < d = {d} and divide it (each value repeated d / n_distinct "
             f"times), got {n_distinct}"
         )
-    n = _n_samples(n, d)
-    noise_var = _positive(noise_var, "noise_var")
-    spread = _positive(spread, "spread", upper=1.0)
-    theta_norm = _positive(theta_norm, "theta_norm")
+    n, noise_var, spread, theta_norm = _spectrum_params(n, d, noise_var, spread, theta_norm)
     levels = np.repeat(evenly_spaced_levels(n_distinct, spread), d // n_distinct)
     s = np.sqrt(n * levels)[None]
     coords = np.zeros((1, d))
@@ -603,10 +634,7 @@ def spread_theta(
                 "(one nonzero entry is the aligned case: use theorem1_family)"
             )
         weights = cast("NDArray[np.float64]", weights / weights.sum())
-    n = _n_samples(n, d)
-    noise_var = _positive(noise_var, "noise_var")
-    spread = _positive(spread, "spread", upper=1.0)
-    theta_norm = _positive(theta_norm, "theta_norm")
+    n, noise_var, spread, theta_norm = _spectrum_params(n, d, noise_var, spread, theta_norm)
     s = np.sqrt(n * evenly_spaced_levels(d, spread))[None]
     coords = (theta_norm * np.sqrt(weights))[None]
     meta = dict(
@@ -739,8 +767,6 @@ def random_design_family(
     X = np.empty((B, n, d))
     cov = np.empty((B, d, d))
     theta = np.empty((B, d))
-    s = np.zeros((B, d))
-    V = np.empty((B, d, d))
     for b in range(B):
         Q = _orthonormal(rng, d, d)
         root = Q * np.sqrt(levels)
@@ -748,9 +774,7 @@ def random_design_family(
         X[b] = rng.normal(size=(n, d)) @ root.T
         direction = rng.normal(size=d)
         theta[b] = theta_norm * direction / np.linalg.norm(direction)
-        _, sv, Vt = np.linalg.svd(X[b])
-        s[b, : sv.size] = sv
-        V[b] = Vt.T
+    s, V = _right_svd(X)
     return ProblemBatch(
         X=X,
         theta_star=theta,
@@ -841,12 +865,7 @@ def random_fourier_family(
 
     X = features(inputs)
     theta = np.einsum("bcd,bc->bd", features(centers), beta)
-    s = np.zeros((B, D))
-    V = np.empty((B, D, D))  # full eigenbasis of X^T X: O(B D^2) memory
-    for b in range(B):
-        _, sv, Vt = np.linalg.svd(X[b])
-        s[b, : sv.size] = sv
-        V[b] = Vt.T
+    s, V = _right_svd(X)  # full eigenbasis of X^T X: O(B D^2) memory
     return ProblemBatch(
         X=X,
         theta_star=theta,

@@ -86,6 +86,25 @@ class BestRisk:
         return self.lams[self.lam_index]
 
 
+def _check_options(
+    backend: str,
+    threads: int | None,
+    reduce: str | None,
+    labels: bool,
+    memory_limit: int | str,
+    lams: ArrayLike,
+) -> tuple[int, FloatArray]:
+    """The chunked sweeps' shared options checked: (memory_limit in bytes, lams (L,))."""
+    check_backend(backend, threads)
+    if reduce not in (None, "min"):
+        raise ValueError(f"reduce must be None or 'min', got {reduce!r}")
+    if labels and reduce is not None:
+        raise ValueError("labels=True needs the full result (reduce=None)")
+    limit = check_bytes(memory_limit, "memory_limit")
+    checked, _ = check_lams(lams, "lams")
+    return limit, checked
+
+
 def _problem_source(
     X: Any, theta_star: ArrayLike, noise_var: ArrayLike
 ) -> tuple[int, int, int, FloatArray, FloatArray]:
@@ -239,13 +258,7 @@ def sweep_risk_chunked(
     -------
     ndarray of shape (B, L, G, K + 1), BestRisk, or xarray.Dataset
     """
-    check_backend(backend, threads)
-    if reduce not in (None, "min"):
-        raise ValueError(f"reduce must be None or 'min', got {reduce!r}")
-    if labels and reduce is not None:
-        raise ValueError("labels=True needs the full result (reduce=None)")
-    memory_limit = check_bytes(memory_limit, "memory_limit")
-    lams, _ = check_lams(lams, "lams")
+    memory_limit, lams = _check_options(backend, threads, reduce, labels, memory_limit, lams)
     schedules = check_schedules(xis, max_steps)
     B, n, d, theta, var = _problem_source(X, theta_star, noise_var)
     G, K = schedules.shape
@@ -330,13 +343,7 @@ def sweep_optimal_chunked(
     -------
     (risk, xi) as in :func:`fastsd.sweep_optimal`, BestRisk, or xarray.Dataset
     """
-    check_backend(backend, threads)
-    if reduce not in (None, "min"):
-        raise ValueError(f"reduce must be None or 'min', got {reduce!r}")
-    if labels and reduce is not None:
-        raise ValueError("labels=True needs the full result (reduce=None)")
-    memory_limit = check_bytes(memory_limit, "memory_limit")
-    lams, _ = check_lams(lams, "lams")
+    memory_limit, lams = _check_options(backend, threads, reduce, labels, memory_limit, lams)
     K = check_steps(max_steps, "max_steps")
     B, n, d, theta, var = _problem_source(X, theta_star, noise_var)
     per_problem, per_pair = block_memory(n, d, K, None, backend=backend)

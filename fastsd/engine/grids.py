@@ -89,6 +89,55 @@ def _optimal_variant(
     return one, np.ascontiguousarray(rows[:, 0]), contextlib.nullcontext()
 
 
+def _fixed_xi(
+    kernel: Callable[..., None],
+    data: tuple[Any, ...],
+    s2: FloatArray,
+    rows: FloatArray,
+    schedules: FloatArray,
+    threads: int | None,
+    blas: AbstractContextManager[Any],
+) -> FloatArray:
+    """Run a fixed-xi sweep kernel ``kernel(*data, rows, schedules, out, chunks)``.
+
+    Returns
+    -------
+    out : ndarray of shape (B, P, G, K + 1)
+    """
+    B, P = s2.shape[0], rows.shape[0]
+    out = np.empty((B, P, schedules.shape[0], schedules.shape[1] + 1))
+    with thread_count(threads), blas:
+        call(kernel, *data, rows, schedules, out, _chunks(B * P))
+    return out
+
+
+def _optimal_xi(
+    one: Callable[..., None],
+    steps: Callable[..., None],
+    data: tuple[Any, ...],
+    s2: FloatArray,
+    rows: FloatArray,
+    max_steps: int,
+    threads: int | None,
+) -> tuple[FloatArray, FloatArray]:
+    """Run an optimal-xi kernel ``kernel(*data, lams, risk, xi, chunks)``, the
+    kernel and its penalty argument picked by :func:`_optimal_variant`.
+
+    Returns
+    -------
+    risk : ndarray of shape (B, P, K + 1)
+    xi : ndarray of shape (B, P, K, K)
+        NaN where no schedule is recovered (and above the diagonal).
+    """
+    B, P, K = s2.shape[0], rows.shape[0], max_steps
+    risk = np.empty((B, P, K + 1))
+    xi = np.full((B, P, K, K), np.nan)
+    kernel, lams, blas = _optimal_variant(rows, one, steps)
+    with thread_count(threads), blas:
+        call(kernel, *data, lams, risk, xi, _chunks(B * P))
+    return risk, xi
+
+
 def risk_grid(
     s2: FloatArray,
     t: FloatArray,
@@ -105,20 +154,10 @@ def risk_grid(
             s2, t, noise_var, n, _reference_lams(rows), schedules
         )
         return out
-    out = np.empty((s2.shape[0], rows.shape[0], schedules.shape[0], schedules.shape[1] + 1))
-    with thread_count(threads):
-        call(
-            sweep_kernels.sweep_risk,
-            s2,
-            t * t,
-            noise_var,
-            n,
-            rows,
-            schedules,
-            out,
-            _chunks(s2.shape[0] * rows.shape[0]),
-        )
-    return out
+    data = (s2, t * t, noise_var, n)
+    return _fixed_xi(
+        sweep_kernels.sweep_risk, data, s2, rows, schedules, threads, contextlib.nullcontext()
+    )
 
 
 def risk_population_grid(
@@ -139,23 +178,23 @@ def risk_population_grid(
             s2, t, S, m, kappa, noise_var, _reference_lams(rows), schedules
         )
         return out
-    out = np.empty((s2.shape[0], rows.shape[0], schedules.shape[0], schedules.shape[1] + 1))
-    noise_diag = noise_var[:, None] * s2 * np.diagonal(S, axis1=-2, axis2=-1)
-    with thread_count(threads):
-        call(
-            sweep_kernels.sweep_risk_population,
-            s2,
-            t,
-            np.ascontiguousarray(S),
-            m,
-            np.ascontiguousarray(kappa, dtype=np.float64),
-            noise_diag,
-            rows,
-            schedules,
-            out,
-            _chunks(s2.shape[0] * rows.shape[0]),
-        )
-    return out
+    data = (
+        s2,
+        t,
+        np.ascontiguousarray(S),
+        m,
+        np.ascontiguousarray(kappa, dtype=np.float64),
+        reference.population.noise_diagonal(s2, S, noise_var),
+    )
+    return _fixed_xi(
+        sweep_kernels.sweep_risk_population,
+        data,
+        s2,
+        rows,
+        schedules,
+        threads,
+        contextlib.nullcontext(),
+    )
 
 
 def optimal_grid(
@@ -174,15 +213,15 @@ def optimal_grid(
         xi: FloatArray
         risk, xi = reference.sweep_optimal(s2, t, noise_var, n, _reference_lams(rows), max_steps)
         return risk, xi
-    P, K = rows.shape[0], max_steps
-    risk = np.empty((s2.shape[0], P, K + 1))
-    xi = np.full((s2.shape[0], P, K, K), np.nan)
-    kernel, lams, blas = _optimal_variant(
-        rows, optimal_kernels.sweep_optimal, optimal_kernels.sweep_optimal_steps
+    return _optimal_xi(
+        optimal_kernels.sweep_optimal,
+        optimal_kernels.sweep_optimal_steps,
+        (s2, t * t, noise_var, n),
+        s2,
+        rows,
+        max_steps,
+        threads,
     )
-    with thread_count(threads), blas:
-        call(kernel, s2, t * t, noise_var, n, lams, risk, xi, _chunks(s2.shape[0] * P))
-    return risk, xi
 
 
 def optimal_population_grid(
@@ -223,22 +262,10 @@ def mse_grid(
             s2, z, R, c, resid2, n_eval, _reference_lams(rows), schedules
         )
         return out
-    out = np.empty((s2.shape[0], rows.shape[0], schedules.shape[0], schedules.shape[1] + 1))
-    with thread_count(threads), single_threaded_blas():
-        call(
-            sweep_kernels.sweep_mse,
-            s2,
-            z,
-            np.ascontiguousarray(R),
-            c,
-            resid2,
-            n_eval,
-            rows,
-            schedules,
-            out,
-            _chunks(s2.shape[0] * rows.shape[0]),
-        )
-    return out
+    data = (s2, z, np.ascontiguousarray(R), c, resid2, n_eval)
+    return _fixed_xi(
+        sweep_kernels.sweep_mse, data, s2, rows, schedules, threads, single_threaded_blas()
+    )
 
 
 def optimal_validation_grid(
@@ -261,26 +288,12 @@ def optimal_validation_grid(
             s2, z, R, c, resid2, n_eval, _reference_lams(rows), max_steps
         )
         return mse, xi
-    P, K = rows.shape[0], max_steps
-    mse = np.empty((s2.shape[0], P, K + 1))
-    xi = np.full((s2.shape[0], P, K, K), np.nan)
-    kernel, lams, blas = _optimal_variant(
-        rows,
+    return _optimal_xi(
         optimal_kernels.sweep_optimal_validation,
         optimal_kernels.sweep_optimal_validation_steps,
+        (s2, z, np.ascontiguousarray(R), c, resid2, n_eval),
+        s2,
+        rows,
+        max_steps,
+        threads,
     )
-    with thread_count(threads), blas:
-        call(
-            kernel,
-            s2,
-            z,
-            np.ascontiguousarray(R),
-            c,
-            resid2,
-            n_eval,
-            lams,
-            mse,
-            xi,
-            _chunks(s2.shape[0] * P),
-        )
-    return mse, xi

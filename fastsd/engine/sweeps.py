@@ -68,6 +68,29 @@ def _labelled(arr: FloatArray, grid: tuple[int, ...], single: bool) -> FloatArra
     return unbatch(arr.reshape(arr.shape[:1] + grid + arr.shape[2:]), single)
 
 
+def _evaluation(
+    dec: Decomposition,
+    single: bool,
+    y: ArrayLike | None,
+    X_eval: Any,
+    y_eval: ArrayLike,
+    names: tuple[str, str],
+) -> tuple[int, tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, int]]:
+    """B and the evaluation set as the grids take it.
+
+    Returns
+    -------
+    B : int
+    (s2, z, R, c, resid2, n_eval)
+        s2 and z = V^T X^T y of shape (B, p); R, c, resid2, n_eval of
+        :func:`fastsd.engine.inputs.eval_inputs`.
+    """
+    z = targets_projection(dec, y)
+    R, c, resid2, n_eval = eval_inputs(dec, X_eval, y_eval, names)
+    B = 1 if single else dec.batch_shape[0]
+    return B, (dec.s2.reshape(B, -1), z.reshape(B, -1), R, c, resid2, n_eval)
+
+
 def sweep_risk(
     X: ArrayLike | Decomposition,
     theta_star: ArrayLike,
@@ -254,26 +277,13 @@ def sweep_mse(
     """
     check_backend(backend, threads)
     dec, single = batched(X)
-    z = targets_projection(dec, y)
-    R, c, resid2, n_eval = eval_inputs(dec, X_eval, y_eval, ("X_eval", "y_eval"))
+    B, data = _evaluation(dec, single, y, X_eval, y_eval, ("X_eval", "y_eval"))
     K = check_steps(max_steps, "max_steps")
     rows, grid = penalty_rows(lams, student_lams, K)
-    B = 1 if single else dec.batch_shape[0]
     _fixed_size("sweep_mse", B, rows.shape[0], xis, K)
     schedules = check_schedules(xis, K)
     with _quiet():
-        out = mse_grid(
-            dec.s2.reshape(B, -1),
-            z.reshape(B, -1),
-            R,
-            c,
-            resid2,
-            n_eval,
-            rows,
-            schedules,
-            backend,
-            threads,
-        )
+        out = mse_grid(*data, rows, schedules, backend, threads)
     warn_nonfinite(out, "MSEs")
     return _labelled(out, grid, single)
 
@@ -310,16 +320,12 @@ def sweep_optimal_validation(
     """
     check_backend(backend, threads)
     dec, single = batched(X)
-    z = targets_projection(dec, y)
-    R, c, resid2, n_val = eval_inputs(dec, X_val, y_val, ("X_val", "y_val"))
+    B, data = _evaluation(dec, single, y, X_val, y_val, ("X_val", "y_val"))
     K = check_steps(max_steps, "max_steps")
     rows, grid = penalty_rows(lams, student_lams, K)
-    B = 1 if single else dec.batch_shape[0]
     _optimal_size("sweep_optimal_validation", B, rows.shape[0], K)
     with _quiet():
-        mse, xi = optimal_validation_grid(
-            dec.s2.reshape(B, -1), z.reshape(B, -1), R, c, resid2, n_val, rows, K, backend, threads
-        )
+        mse, xi = optimal_validation_grid(*data, rows, K, backend, threads)
     warn_nonfinite(mse, "MSEs")
     warn_unrecoverable(xi)
     return _labelled(mse, grid, single), _labelled(xi, grid, single)

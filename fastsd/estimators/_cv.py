@@ -26,7 +26,7 @@ from ._base import (
 )
 from ._gcv import gcv_table
 from ._holdout import holdout_table
-from ._loo import loo_columns, loo_table, nested_loo_exact
+from ._loo import loo_columns, loo_table, loo_table_from_columns, nested_loo, nested_loo_exact
 from ._tuning import SafeChoice, TuningTable, admissible, select, select_safe
 
 if TYPE_CHECKING:
@@ -96,32 +96,15 @@ def select_rule(
     :func:`gcv_guard` (``extra`` = the guard's message or None).
     """
     if tuning == "safe":
-        table, (nested, losses) = loo_table(
-            dec.U,
-            dec.s2,
-            prep.Y,
-            prep.sqrt_w,
-            prep.w_sum,
-            prep.fit_intercept,
-            lams,
-            max_steps,
-            nested=True,
-        )
+        data = (dec.U, dec.s2, prep.Y, prep.sqrt_w, prep.w_sum, prep.fit_intercept)
+        cols = loo_columns(*data, lams, max_steps)
+        nested, losses = nested_loo(*cols, prep.w_sum)
+        table = loo_table_from_columns(*cols, dec.s2, prep.w_sum, lams)
         points = np.ones(prep.Y.shape[0], bool) if prep.sqrt_w is None else prep.sqrt_w > 0
         table.valid &= admissible(dec.s2, table.lams, table.xi)
 
         def verify(l: int, k: int, rows: NDArray[np.intp]) -> tuple[NDArray[np.float64], bool]:
-            exact, defined = nested_loo_exact(
-                dec.U,
-                dec.s2,
-                prep.Y,
-                prep.sqrt_w,
-                prep.w_sum,
-                prep.fit_intercept,
-                float(lams[l]),
-                k,
-                rows,
-            )
+            exact, defined = nested_loo_exact(*data, float(lams[l]), k, rows)
             return exact[k], defined
 
         choice = select_safe(table, nested, losses, points, verify)

@@ -46,7 +46,7 @@ truncate the usable k, and an xi that does not reproduce the minimum is NaN.
 
 from __future__ import annotations
 
-from typing import Literal, cast, overload
+from typing import cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -58,7 +58,14 @@ from ..reference.spectral import inverse_shift, spectral_factors
 from ._base import LAM, _Prepared, _validated, _xi_values
 from ._tuning import TuningTable, nested_lstsq, reject_unreproducible, xi_from_rows
 
-__all__ = ["loo_columns", "loo_table", "loo_predictions", "nested_loo", "nested_loo_exact"]
+__all__ = [
+    "loo_columns",
+    "loo_table",
+    "loo_table_from_columns",
+    "loo_predictions",
+    "nested_loo",
+    "nested_loo_exact",
+]
 
 #: 1 - leverage at or below this: leave-one-out undefined for that lambda.
 LEVERAGE_TOL = 1e-10
@@ -342,11 +349,6 @@ def nested_loo_exact(
     return losses, ok
 
 
-#: (risk, losses) of :func:`nested_loo`.
-_Nested = tuple[NDArray[np.float64], NDArray[np.float64]]
-
-
-@overload
 def loo_table(
     U: NDArray[np.float64],
     s2: NDArray[np.float64],
@@ -356,61 +358,56 @@ def loo_table(
     fit_intercept: bool,
     lams: ArrayLike,
     max_steps: int,
-    *,
-    nested: Literal[False] = ...,
-) -> TuningTable: ...
-@overload
-def loo_table(
-    U: NDArray[np.float64],
-    s2: NDArray[np.float64],
-    Y: NDArray[np.float64],
-    sqrt_w: NDArray[np.float64] | None,
-    w_sum: float,
-    fit_intercept: bool,
-    lams: ArrayLike,
-    max_steps: int,
-    *,
-    nested: Literal[True],
-) -> tuple[TuningTable, _Nested]: ...
-def loo_table(
-    U: NDArray[np.float64],
-    s2: NDArray[np.float64],
-    Y: NDArray[np.float64],
-    sqrt_w: NDArray[np.float64] | None,
-    w_sum: float,
-    fit_intercept: bool,
-    lams: ArrayLike,
-    max_steps: int,
-    *,
-    nested: bool = False,
-) -> TuningTable | tuple[TuningTable, _Nested | None]:
+) -> TuningTable:
     """Exact-LOO risks and LOO-optimal schedules for every lambda and k <= K.
 
-    Parameters are those of :func:`loo_columns`; with ``nested=True`` the
-    honest risks of :func:`nested_loo` come too.
+    Parameters are those of :func:`loo_columns`.
 
     Returns
     -------
     TuningTable
         ``risk[l, k]`` = sum_i w_i (y_i - yhat_i^(-i))^2 / sum(w) (averaged over
         targets) at the LOO-optimal k-step xi.
-    (risk, losses) : tuple of ndarray, only with ``nested=True``
-        From :func:`nested_loo`.
     """
     lams = np.asarray(lams, dtype=np.float64)
-    K = max_steps
-    L = lams.size
-    T = Y.shape[1]
-    e0, P, defined = loo_columns(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, K)
-    honest = nested_loo(e0, P, defined, w_sum) if nested else None
+    cols = loo_columns(U, s2, Y, sqrt_w, w_sum, fit_intercept, lams, max_steps)
+    return loo_table_from_columns(*cols, s2, w_sum, lams)
+
+
+def loo_table_from_columns(
+    e0: NDArray[np.float64],
+    P: NDArray[np.float64],
+    defined: NDArray[np.bool_],
+    s2: NDArray[np.float64],
+    w_sum: float,
+    lams: NDArray[np.float64],
+) -> TuningTable:
+    """:func:`loo_table` from the columns of :func:`loo_columns`.
+
+    Parameters
+    ----------
+    e0 : ndarray of shape (L, T, n)
+    P : ndarray of shape (L, K, T, n)
+    defined : ndarray of bool, shape (L,)
+        The three outputs of :func:`loo_columns` (left unmodified, so that
+        :func:`nested_loo` may use them too).
+    s2 : ndarray of shape (p,)
+    w_sum : float
+    lams : ndarray of shape (L,)
+
+    Returns
+    -------
+    TuningTable
+        As :func:`loo_table`.
+    """
+    L, K, T = lams.size, P.shape[1], e0.shape[1]
     norm = w_sum * T
     e0 = e0.reshape(L, -1)
     risk0 = np.where(defined, np.sum(e0 * e0, axis=-1) / norm, np.inf)
     if K == 0:
-        table = TuningTable(
+        return TuningTable(
             lams, risk0[:, None], np.full((L, 1, 0), np.nan), np.isfinite(risk0)[:, None]
         )
-        return (table, honest) if nested else table
     # compress the n T rows once: one thin QR of [P_1..P_K, e0] per lambda
     M = np.concatenate([P.reshape(L, K, -1), e0[:, None, :]], axis=1)
     # NumPy's stubs type qr(mode="r") as a QRResult; it returns the R array
@@ -424,8 +421,7 @@ def loo_table(
         back[:, k, :k] = xi_to_xibar(np.nan_to_num(xi[:, k, :k]))
     achieved = _loo_risk(Rm, back) / norm
     valid, xi = reject_unreproducible(xi, achieved, risk, risk0, s2, lams)
-    table = TuningTable(lams, risk, xi, valid)
-    return (table, honest) if nested else table
+    return TuningTable(lams, risk, xi, valid)
 
 
 @_validated(

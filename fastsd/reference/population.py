@@ -123,11 +123,23 @@ def population_risk(
     risk : ndarray of shape (..., L)
     """
     r, q, a, u = filter_state(s2, lams, xi)
-    return _risk_of_u(S, m, kappa, _noise_diag(s2, S, noise_var), r, q, a, t[..., None, :], u)
+    return _risk_of_u(S, m, kappa, noise_diagonal(s2, S, noise_var), r, q, a, t[..., None, :], u)
 
 
-def _noise_diag(s2: FloatArray, S: FloatArray, noise_var: ArrayLike) -> FloatArray:
-    """sigma^2 s^2 S_jj, shape (B, p) (c^2 times it is the noise term)."""
+def noise_diagonal(s2: FloatArray, S: FloatArray, noise_var: ArrayLike) -> FloatArray:
+    """sigma^2 s^2 S_jj, the weights of the population noise term (c^2 times it).
+
+    Parameters
+    ----------
+    s2 : ndarray of shape (B, p)
+    S : ndarray of shape (B, p, p)
+        From :func:`cov_projection`.
+    noise_var : float or ndarray of shape (B,)
+
+    Returns
+    -------
+    ndarray of shape (B, p)
+    """
     var = np.asarray(noise_var, dtype=np.float64)[..., None]
     return var * s2 * np.diagonal(S, axis1=-2, axis2=-1)
 
@@ -158,7 +170,7 @@ def sweep_risk_population(
     """
     G, K = schedules.shape
     rs, qs, a_s = step_arrays(s2, lams, K)  # (B, L, S, p)
-    noise_diag = _noise_diag(s2, S, noise_var)  # (B, p)
+    noise_diag = noise_diagonal(s2, S, noise_var)  # (B, p)
     out = np.empty(rs.shape[:2] + (G, K + 1))
     tt = t[:, None, None, :]
     for k, i, u in iterate_filters(rs, qs, schedules):
@@ -224,7 +236,7 @@ def sweep_optimal_population(
     if lams.ndim == 1:
         lams = np.repeat(lams[:, None], K + 1, axis=1)
     rs, qs, a_s = step_factors(s2, lams)  # (B, L, K + 1, p)
-    noise_diag = _noise_diag(s2, S, noise_var)  # (B, p)
+    noise_diag = noise_diagonal(s2, S, noise_var)  # (B, p)
     tl = t[:, None, :]
     ridge = _risk_of_u(
         S,
