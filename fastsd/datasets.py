@@ -80,7 +80,7 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------
-# Metadata. Digests are those listed in shared/data/uci/SOURCES.md; the
+# Metadata. Digests are those listed in fastsd/data/ATTRIBUTION.md; the
 # uncompressed ones match the digests published for the official UCI files.
 # --------------------------------------------------------------------------
 
