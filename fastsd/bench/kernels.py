@@ -37,6 +37,7 @@ from ..decomposition.kernel import decompose_kernel
 from ..engine.grids import constant_schedules
 from ..engine.sweeps import sweep_optimal, sweep_risk
 from ..exceptions import ignore_unrecoverable
+from ..store import manifest
 from ..store.manifest import check_output_file
 from .e2e import WORKLOADS, format_e2e, measure_e2e
 
@@ -394,10 +395,7 @@ def check_json(parser: OneLineParser, args: argparse.Namespace) -> None:
 def write_json(path: str | None, res: dict[str, Any]) -> None:
     """Write a ``fastsd bench`` result to ``--json FILE`` (when given), replacing it whole."""
     if path:
-        partial_path = f"{path}.partial"
-        with open(partial_path, "w") as f:
-            json.dump(res, f, indent=2)
-        os.replace(partial_path, path)
+        manifest.write_json(path, res, indent=2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

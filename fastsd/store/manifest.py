@@ -115,10 +115,11 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_json(path: str, data: Any) -> None:
+def write_json(path: str, data: Any, indent: int = 1) -> None:
+    """Write ``data`` as JSON to ``path`` whole: into ``path.tmp``, synced, then renamed."""
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
+        json.dump(data, f, indent=indent)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
