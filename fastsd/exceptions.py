@@ -120,6 +120,12 @@ def report_nonfinite(count: int, total: int, what: str = "risks", stacklevel: in
     return count
 
 
+def quiet_numpy() -> np.errstate:
+    """NumPy's own overflow / invalid / divide warnings off, where fastsd counts the
+    non-finite results itself and says so once (:func:`warn_nonfinite`)."""
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
 def warn_nonfinite(values: NDArray[np.float64], what: str = "risks", stacklevel: int = 3) -> int:
     """:func:`report_nonfinite` for a sweep result ``values`` (any shape)."""
     bad = values.size - int(np.count_nonzero(np.isfinite(values)))

@@ -29,7 +29,7 @@ from .._typing import FloatArray, IntArray
 from .._validation import as_float_array, check_bytes, check_lams, check_noise_var, check_steps
 from ..decomposition import Decomposition
 from ..engine.inputs import check_backend, check_schedules
-from ..exceptions import report_nonfinite, warn_unrecoverable
+from ..exceptions import quiet_numpy, report_nonfinite, warn_unrecoverable
 from ..store.reading import label_sweep
 from .executors import get_executor
 from .plan import Block, block_grid, block_memory, plan_blocks
@@ -150,8 +150,7 @@ def _run(
         consume(block, result)
 
     executor = get_executor(client=client)
-    # NumPy's own overflow warnings off: the count is reported once
-    with executor, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with executor, quiet_numpy():
         run_blocks(
             block_grid(B, L, *plan), task, counted, executor=executor, progress=progress, desc=desc
         )

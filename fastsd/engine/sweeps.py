@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 from .._typing import FloatArray
 from .._validation import check_result_size, check_steps
 from ..decomposition import Decomposition, targets_projection
-from ..exceptions import warn_nonfinite, warn_unrecoverable
+from ..exceptions import quiet_numpy, warn_nonfinite, warn_unrecoverable
 from .grids import (
     mse_grid,
     optimal_grid,
@@ -55,12 +55,6 @@ def _fixed_size(func: str, B: int, P: int, xis: ArrayLike, K: int) -> None:
 
 def _optimal_size(func: str, B: int, P: int, K: int) -> None:
     check_result_size(func, [(B, P, K + 1), (B, P, K, K)])
-
-
-def _quiet() -> np.errstate:
-    """NumPy's own overflow warnings off: the sweeps count non-finite results once
-    (:func:`fastsd.exceptions.warn_nonfinite`), whatever the backend."""
-    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
 def _labelled(arr: FloatArray, grid: tuple[int, ...], single: bool) -> FloatArray:
@@ -156,7 +150,7 @@ def sweep_risk(
     _fixed_size("sweep_risk", B, rows.shape[0], xis, K)
     schedules = check_schedules(xis, K)
     s2 = dec.s2.reshape(B, -1)
-    with _quiet():
+    with quiet_numpy():
         if cov is not None:
             out = risk_population_grid(s2, t, S, m, kappa, var, rows, schedules, backend, threads)
         else:
@@ -225,12 +219,12 @@ def sweep_optimal(
     if cov is not None:
         t, S, m, kappa, var = population_inputs(dec, theta_star, noise_var, cov)
         _optimal_size("sweep_optimal", B, rows.shape[0], K)
-        with _quiet():
+        with quiet_numpy():
             risk, xi = optimal_population_grid(s2, t, S, m, kappa, var, rows, K)
     else:
         t, var = oracle_inputs(dec, theta_star, noise_var)
         _optimal_size("sweep_optimal", B, rows.shape[0], K)
-        with _quiet():
+        with quiet_numpy():
             risk, xi = optimal_grid(s2, t, var, dec.n_samples, rows, K, backend, threads)
     warn_nonfinite(risk, "risks")
     warn_unrecoverable(xi)
@@ -282,7 +276,7 @@ def sweep_mse(
     rows, grid = penalty_rows(lams, student_lams, K)
     _fixed_size("sweep_mse", B, rows.shape[0], xis, K)
     schedules = check_schedules(xis, K)
-    with _quiet():
+    with quiet_numpy():
         out = mse_grid(*data, rows, schedules, backend, threads)
     warn_nonfinite(out, "MSEs")
     return _labelled(out, grid, single)
@@ -324,7 +318,7 @@ def sweep_optimal_validation(
     K = check_steps(max_steps, "max_steps")
     rows, grid = penalty_rows(lams, student_lams, K)
     _optimal_size("sweep_optimal_validation", B, rows.shape[0], K)
-    with _quiet():
+    with quiet_numpy():
         mse, xi = optimal_validation_grid(*data, rows, K, backend, threads)
     warn_nonfinite(mse, "MSEs")
     warn_unrecoverable(xi)
