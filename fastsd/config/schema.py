@@ -50,6 +50,7 @@ from .._config import BACKENDS
 from .._validation import check_bytes, check_lams
 from ..datasets import dataset_info
 from ..exceptions import ConfigError
+from ..store.integrity import file_digest
 from ..store.manifest import expand_path
 
 __all__ = [
@@ -232,14 +233,6 @@ def _family_params(family: object, params: dict[str, Any]) -> dict[str, Any]:
     return dict(bound.arguments)
 
 
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _problems(raw: dict[str, Any], base: str) -> dict[str, Any]:
     source = raw.get("source")
     if source not in SOURCES:
@@ -273,7 +266,7 @@ def _problems(raw: dict[str, Any], base: str) -> dict[str, Any]:
         path = os.path.normpath(os.path.join(base, _expand(path, "problems.path")))
         if not os.path.isfile(path):
             raise ConfigError(f"problems.path not found: {path}")
-        out.update(path=path, sha256=_file_sha256(path))
+        out.update(path=path, sha256=file_digest(path)[1])
         if source == "csv":
             delimiter = raw.get("delimiter", ",")
             if not isinstance(delimiter, str) or len(delimiter) != 1:

@@ -40,6 +40,7 @@ __all__ = [
     "check_block",
     "chunk_record",
     "damaged_message",
+    "file_digest",
     "marker_path",
     "stored_blocks",
     "verify_store",
@@ -50,16 +51,13 @@ CHECKSUM = "sha256"
 #: The statuses of a damaged block.
 FAILED = ("missing file", "checksum mismatch", "damaged marker")
 
-_READ = 1 << 20
-
-
 def marker_path(out: str, index: int) -> str:
     """The marker of block ``index`` in the store ``out``."""
     return os.path.join(out, BLOCKS, f"{index:06d}")
 
 
-def _digest(path: str) -> tuple[int, str]:
-    """(size, hex digest) of a file's bytes."""
+def file_digest(path: str) -> tuple[int, str]:
+    """(size, hex :data:`CHECKSUM` digest) of a file's bytes."""
     with open(path, "rb") as f:
         digest = hashlib.file_digest(f, CHECKSUM)
         return f.tell(), digest.hexdigest()
@@ -83,7 +81,7 @@ def chunk_record(out: str, files: Iterable[str]) -> dict[str, list[int | str]]:
     record: dict[str, list[int | str]] = {}
     for name in files:
         try:
-            size, digest = _digest(os.path.join(out, *name.split("/")))
+            size, digest = file_digest(os.path.join(out, *name.split("/")))
         except FileNotFoundError:
             raise OSError(f"the chunk {name} was written but is not in {out}") from None
         record[name] = [size, digest]
@@ -123,7 +121,7 @@ def _check_files(out: str, index: int, chunks: Mapping[str, Any]) -> BlockCheck:
     for name, (size, digest) in sorted(chunks.items()):
         path = os.path.join(out, *name.split("/"))
         try:
-            got_size, got = _digest(path)
+            got_size, got = file_digest(path)
         except FileNotFoundError:
             return BlockCheck(index, "missing file", name)
         except OSError as exc:
