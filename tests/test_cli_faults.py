@@ -414,3 +414,13 @@ def test_a_closed_stdout_is_not_an_error():
     proc.stdout.close()  # before the interpreter has started: every write fails
     err = proc.communicate(timeout=120)[1]
     assert "Broken pipe" not in err and "Traceback" not in err, err
+
+
+def test_too_many_threads_is_refused_before_the_output_exists(tmp_path, capsys):
+    """run.threads above NUMBA_NUM_THREADS failed inside the first block, after the
+    output was created, with a message that did not name run.threads."""
+    body = CONFIG.format(selection="oracle", grid="", output="out") + "threads = 100000\n"
+    code, _, err = run(["sweep", write(tmp_path, body), "--no-progress"], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "run.threads" in err and "NUMBA_NUM_THREADS" in err, err
+    assert not (tmp_path / "out").exists()

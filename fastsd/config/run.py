@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from numpy.typing import NDArray
 
+from .._jit import check_threads
 from ..blocks.executors import CONNECT_TIMEOUT, DaskExecutor, get_executor
 from ..blocks.plan import IN_FLIGHT, block_grid, block_memory, memory_needed, plan_blocks
 from ..blocks.population import PopulationTask
@@ -215,6 +216,11 @@ def run_sweep(
     plan = plan_sweep(cfg, problems)
     loaded = time.time()
     # before touching the output
+    if scheduler is None and client is None:  # in process: this machine's thread limit
+        try:
+            check_threads(cfg.run["threads"])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"run.threads: {exc}") from None
     executor = get_executor(scheduler=scheduler, client=client, connect_timeout=connect_timeout)
     with executor:
         ready = time.time()
