@@ -51,6 +51,7 @@ CHECKSUM = "sha256"
 #: The statuses of a damaged block.
 FAILED = ("missing file", "checksum mismatch", "damaged marker")
 
+
 def marker_path(out: str, index: int) -> str:
     """The marker of block ``index`` in the store ``out``."""
     return os.path.join(out, BLOCKS, f"{index:06d}")
