@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import TextIO, cast
 
+from ._config import BACKENDS
 from .blocks.executors import CONNECT_TIMEOUT
 
 __all__ = ["main"]
@@ -107,16 +108,17 @@ _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 def _export_target(out: str, to: str | None, fmt: str | None) -> tuple[str, str]:
     """(path, format) of ``export``: the format from the extension of ``--to``
     (``--format`` must agree), the file outside the store, its directory writable."""
-    from .store.manifest import check_output_file
+    from .store.manifest import check_output_file, inside
 
     if to is None:
         fmt = fmt or "csv"
         return os.path.join(out, f"results.{fmt}"), fmt
     path = check_output_file(to, "--to")
-    store = os.path.realpath(out)
-    real = os.path.realpath(path)
-    inside = real.startswith(store.rstrip(os.sep) + os.sep)
-    if inside and os.path.relpath(real, store) not in ("results.csv", "results.parquet"):
+    store, real = os.path.realpath(out), os.path.realpath(path)
+    if inside(path, out) and os.path.relpath(real, store) not in (
+        "results.csv",
+        "results.parquet",
+    ):
         raise ValueError(
             f"--to {path} is inside the sweep output {out}, where it could replace the "
             "store's files; write the table outside it, or omit --to (OUTPUT/results.FORMAT)"
@@ -369,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace an earlier report in --output (only what it wrote), or write the "
         "report beside the files of a directory that is not one",
     )
-    rep.add_argument("--backend", choices=("numba", "numpy"), default="numba")
+    rep.add_argument("--backend", choices=BACKENDS, default="numba")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep.set_defaults(func=_cmd_reproduce)
 

@@ -28,6 +28,7 @@ __all__ = [
     "check_output_file",
     "damaged_metadata",
     "expand_path",
+    "inside",
     "load_manifest",
     "prepare_output",
     "read_manifest",
@@ -165,7 +166,8 @@ def remove_entries(out: str, names: Sequence[str] = OWNED) -> None:
             os.remove(path)
 
 
-def _inside(child: str, parent: str) -> bool:
+def inside(child: str, parent: str) -> bool:
+    """Whether ``child`` is ``parent`` or lies under it (links resolved)."""
     child, parent = os.path.realpath(child), os.path.realpath(parent)
     return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
 
@@ -179,12 +181,12 @@ def _check_deletable(out: str, config_path: str | None) -> None:
     }
     if real in forbidden:
         raise ConfigError(f"refusing to overwrite {forbidden[real]} ({out})")
-    if config_path is not None and _inside(config_path, real):
+    if config_path is not None and inside(config_path, real):
         raise ConfigError(
             f"refusing to overwrite {out}: it contains the config file "
             f"{config_path}; choose another run.output"
         )
-    if _inside(os.getcwd(), real):
+    if inside(os.getcwd(), real):
         raise ConfigError(f"refusing to overwrite {out}: it contains the working directory")
     if read_manifest(out) is None:
         raise ConfigError(
