@@ -29,7 +29,6 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import numba
@@ -43,7 +42,6 @@ __all__ = [
     "check_threads",
     "call",
     "cache_dir",
-    "single_threaded_blas",
 ]
 
 #: Private switch for side-by-side benchmarks only: ``FASTSD_LEGACY_FASTMATH=1``
@@ -158,23 +156,6 @@ def call(kernel: Callable[..., Any], *args: Any) -> Any:
             stacklevel=3,
         )
         return result
-
-
-def single_threaded_blas() -> AbstractContextManager[Any]:
-    """Context: one BLAS thread while the kernel threads each call LAPACK.
-
-    :func:`run_chunks` runs one LAPACK call per thread; a multithreaded BLAS
-    underneath would oversubscribe the cores. Uses
-    threadpoolctl when it is installed (it comes with the ``sklearn`` and
-    ``test`` extras); otherwise the BLAS keeps its own setting
-    (``OPENBLAS_NUM_THREADS=1`` has the same effect).
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    limits: AbstractContextManager[Any] = threadpool_limits(limits=1, user_api="blas")
-    return limits
 
 
 def cache_dir() -> str:

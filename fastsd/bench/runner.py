@@ -42,13 +42,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._argparse import OneLineParser
-from .._jit import single_threaded_blas
 from .._jit import threads as thread_count
 from ..blocks.executors import get_executor
 from ..blocks.plan import block_grid, block_memory, plan_blocks
 from ..blocks.runner import run_blocks
 from ..blocks.tasks import SweepTask
 from ..decomposition import decompose
+from ..decomposition.lapack import blas_threads
 from ..engine.grids import constant_schedules
 from ..engine.sweeps import sweep_risk
 from .kernels import check_json, machine_description, workload, write_json
@@ -205,7 +205,7 @@ def measure_runner(
         "threads": threads,
         "repeat": repeat,
     }
-    with thread_count(threads), single_threaded_blas():
+    with thread_count(threads), blas_threads(1):
         sweep.loop()
         want = sweep.out.copy()
         loop, runner, single = _interleaved([sweep.loop, sweep.runner, sweep.single], repeat)
@@ -224,7 +224,7 @@ def measure_runner(
         with get_executor(scheduler="local:2") as executor:
 
             def in_process() -> None:
-                with thread_count(threads), single_threaded_blas():
+                with thread_count(threads), blas_threads(1):
                     sweep.runner()
 
             inproc, dask_times = _interleaved([in_process, lambda: sweep.runner(executor)], repeat)

@@ -35,9 +35,10 @@ import numba
 import numpy as np
 
 from .. import reference
-from .._jit import call, single_threaded_blas
+from .._jit import call
 from .._jit import threads as thread_count
 from .._typing import FloatArray
+from ..decomposition.lapack import blas_threads
 from ..kernels import optimal as optimal_kernels
 from ..kernels import sweep as sweep_kernels
 
@@ -85,7 +86,7 @@ def _optimal_variant(
     """(kernel, its penalty argument, BLAS context) for one penalty per row or schedules:
     the per-step kernels call LAPACK from each thread, so BLAS runs single-threaded."""
     if rows.shape[1] > 1:
-        return steps, rows, single_threaded_blas()
+        return steps, rows, blas_threads(1)
     return one, np.ascontiguousarray(rows[:, 0]), contextlib.nullcontext()
 
 
@@ -263,9 +264,7 @@ def mse_grid(
         )
         return out
     data = (s2, z, np.ascontiguousarray(R), c, resid2, n_eval)
-    return _fixed_xi(
-        sweep_kernels.sweep_mse, data, s2, rows, schedules, threads, single_threaded_blas()
-    )
+    return _fixed_xi(sweep_kernels.sweep_mse, data, s2, rows, schedules, threads, blas_threads(1))
 
 
 def optimal_validation_grid(
