@@ -352,3 +352,29 @@ def test_integer_and_list_input_accepted():
     want = fastsd.self_distill(X_int.astype(float), np.array(y_list), 0.5, [0.3])
     assert got.dtype == np.float64
     assert_allclose(got, want, rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "func", ["sweep_risk", "sweep_optimal", "sweep_mse", "sweep_optimal_validation"]
+)
+def test_grid_arguments_are_checked_before_the_decomposition(func, monkeypatch):
+    """A bad max_steps or lams is reported before X is decomposed (the mse and
+    validation sweeps decomposed X and projected the evaluation set first)."""
+    import fastsd.engine.sweeps as sweeps
+
+    def no_decomposition(*args, **kwargs):
+        raise AssertionError("X was decomposed before the grid arguments were checked")
+
+    monkeypatch.setattr(sweeps, "batched", no_decomposition)
+    d = _data()
+    args = {
+        "sweep_risk": (d["X"], d["theta_star"], 1.0),
+        "sweep_optimal": (d["X"], d["theta_star"], 1.0),
+        "sweep_mse": (d["X"], d["y"], d["X_val"], d["y_val"]),
+        "sweep_optimal_validation": (d["X"], d["y"], d["X_val"], d["y_val"]),
+    }[func]
+    fixed = func in ("sweep_risk", "sweep_mse")
+    with pytest.raises(ValueError, match="max_steps"):
+        getattr(fastsd, func)(*args, [0.1], *([[0.5]] if fixed else []), -1)
+    with pytest.raises(ValueError, match="lams"):
+        getattr(fastsd, func)(*args, [-1.0], *([[0.5]] if fixed else []), 2)

@@ -270,10 +270,10 @@ def sweep_mse(
     g = z/(s^2 + lam), O(min(n_eval, p) p) per cell and free of cancellation.
     """
     check_backend(backend, threads)
-    dec, single = batched(X)
-    B, data = _evaluation(dec, single, y, X_eval, y_eval, ("X_eval", "y_eval"))
     K = check_steps(max_steps, "max_steps")
     rows, grid = penalty_rows(lams, student_lams, K)
+    dec, single = batched(X)
+    B, data = _evaluation(dec, single, y, X_eval, y_eval, ("X_eval", "y_eval"))
     _fixed_size("sweep_mse", B, rows.shape[0], xis, K)
     schedules = check_schedules(xis, K)
     with quiet_numpy():
@@ -313,10 +313,10 @@ def sweep_optimal_validation(
         Layout as in :func:`sweep_optimal`.
     """
     check_backend(backend, threads)
-    dec, single = batched(X)
-    B, data = _evaluation(dec, single, y, X_val, y_val, ("X_val", "y_val"))
     K = check_steps(max_steps, "max_steps")
     rows, grid = penalty_rows(lams, student_lams, K)
+    dec, single = batched(X)
+    B, data = _evaluation(dec, single, y, X_val, y_val, ("X_val", "y_val"))
     _optimal_size("sweep_optimal_validation", B, rows.shape[0], K)
     with quiet_numpy():
         mse, xi = optimal_validation_grid(*data, rows, K, backend, threads)
