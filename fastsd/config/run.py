@@ -26,7 +26,6 @@ from ..blocks.plan import IN_FLIGHT, block_grid, block_memory, memory_needed, pl
 from ..blocks.population import PopulationTask
 from ..blocks.runner import run_blocks
 from ..blocks.tasks import StoreTask, SweepTask
-from ..engine.grids import constant_schedules
 from ..exceptions import (
     ConfigError,
     StoreIntegrityWarning,
@@ -134,7 +133,7 @@ def _task(cfg: SweepConfig, problems: ProblemSet, kind: str, threads: int | None
         for name in ("theta_star", "noise_var", "y", "X_val", "y_val", "X_test", "y_test")
     }
     options.update(
-        schedules=None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps),
+        schedules=cfg.schedules,
         backend=cfg.run["backend"],
         threads=threads,
     )
@@ -323,9 +322,8 @@ def _open_store(
     created_dir = not os.path.isdir(out)
     if existing is not None and existing.get("state") == "ready":
         return SweepStore.open(out), created_dir
-    schedules = None if cfg.xis is None else constant_schedules(cfg.xis, cfg.max_steps)
     coords = coordinates(
-        problems.n_problems, cfg.lams, cfg.max_steps, schedules, cfg.xis, problems.coords
+        problems.n_problems, cfg.lams, cfg.max_steps, cfg.schedules, cfg.xis, problems.coords
     )
     keys = ("kind", "chunks", "blocks", "output_bytes", "block_bytes", "peak_bytes")
     manifest = {

@@ -49,6 +49,7 @@ from .. import problems as families
 from .._config import BACKENDS
 from .._validation import check_bytes, check_lams
 from ..datasets import dataset_info
+from ..engine.grids import constant_schedules
 from ..exceptions import ConfigError
 from ..store.integrity import file_digest
 from ..store.manifest import expand_path
@@ -324,6 +325,12 @@ class SweepConfig:
     @property
     def max_steps(self) -> int:
         return cast(int, self.resolved["grid"]["max_steps"])
+
+    @property
+    def schedules(self) -> NDArray[np.float64] | None:
+        """The constant xi as schedules (G, max_steps); None for an optimal-xi sweep."""
+        xis = self.xis
+        return None if xis is None else constant_schedules(xis, self.max_steps)
 
     @property
     def run(self) -> dict[str, Any]:
